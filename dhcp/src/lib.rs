@@ -1,0 +1,2 @@
+//! host-switch's DHCPv4 server: a sans-IO core that turns a request payload into a reply.
+#![forbid(unsafe_code)]

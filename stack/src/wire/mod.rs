@@ -1,0 +1,19 @@
+//! Wire formats: one module per protocol.
+//!
+//! Each module follows one pattern. `Packet<T: AsRef<[u8]>>` is a zero-copy view over the raw
+//! bytes with the field ranges named in one place; `Packet::new_checked` validates lengths once,
+//! after which no accessor can panic. `Repr` holds only the meaningful fields, with `parse`
+//! (which also validates semantics and reports a module-specific `Error`), `buffer_len` and
+//! `emit`. Checksums are verified by `parse` where the format has one and filled in by `emit`.
+//! Outside a module the types are re-exported with the protocol's name as prefix.
+
+pub mod checksum;
+pub mod ethernet;
+
+#[cfg(test)]
+pub(crate) mod fixtures;
+
+pub use ethernet::{
+    Address as EthernetAddress, Error as EthernetError, EtherType, Packet as EthernetFrame,
+    Repr as EthernetRepr,
+};
