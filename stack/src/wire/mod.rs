@@ -9,6 +9,7 @@
 
 pub mod checksum;
 pub mod ethernet;
+pub mod ip;
 
 #[cfg(test)]
 pub(crate) mod fixtures;
@@ -17,3 +18,4 @@ pub use ethernet::{
     Address as EthernetAddress, Error as EthernetError, EtherType, Packet as EthernetFrame,
     Repr as EthernetRepr,
 };
+pub use ip::{Addresses as IpAddresses, Protocol as IpProtocol};
