@@ -5,4 +5,5 @@
 //! deterministic under test and fuzzing.
 #![forbid(unsafe_code)]
 
+pub mod time;
 pub mod wire;
