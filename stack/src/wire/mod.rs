@@ -7,6 +7,7 @@
 //! `emit`. Checksums are verified by `parse` where the format has one and filled in by `emit`.
 //! Outside a module the types are re-exported with the protocol's name as prefix.
 
+pub mod arp;
 pub mod checksum;
 pub mod ethernet;
 pub mod ip;
@@ -14,6 +15,7 @@ pub mod ip;
 #[cfg(test)]
 pub(crate) mod fixtures;
 
+pub use arp::{Error as ArpError, Operation as ArpOperation, Packet as ArpPacket, Repr as ArpRepr};
 pub use ethernet::{
     Address as EthernetAddress, Error as EthernetError, EtherType, Packet as EthernetFrame,
     Repr as EthernetRepr,
