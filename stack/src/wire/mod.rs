@@ -11,6 +11,7 @@ pub mod arp;
 pub mod checksum;
 pub mod ethernet;
 pub mod ip;
+pub mod ipv4;
 
 #[cfg(test)]
 pub(crate) mod fixtures;
@@ -21,3 +22,4 @@ pub use ethernet::{
     Repr as EthernetRepr,
 };
 pub use ip::{Addresses as IpAddresses, Protocol as IpProtocol};
+pub use ipv4::{Error as Ipv4Error, Packet as Ipv4Packet, Repr as Ipv4Repr};
