@@ -10,6 +10,7 @@
 pub mod arp;
 pub mod checksum;
 pub mod ethernet;
+pub mod icmpv4;
 pub mod ip;
 pub mod ipv4;
 
@@ -20,6 +21,10 @@ pub use arp::{Error as ArpError, Operation as ArpOperation, Packet as ArpPacket,
 pub use ethernet::{
     Address as EthernetAddress, Error as EthernetError, EtherType, Packet as EthernetFrame,
     Repr as EthernetRepr,
+};
+pub use icmpv4::{
+    DstUnreachable as Icmpv4DstUnreachable, Error as Icmpv4Error, Message as Icmpv4Message,
+    Packet as Icmpv4Packet, Repr as Icmpv4Repr, TimeExceeded as Icmpv4TimeExceeded,
 };
 pub use ip::{Addresses as IpAddresses, Protocol as IpProtocol};
 pub use ipv4::{Error as Ipv4Error, Packet as Ipv4Packet, Repr as Ipv4Repr};
