@@ -289,7 +289,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
         self.read_u16(field::NEXT_HOP_MTU)
     }
 
-    /// Whether the checksum over the whole message is right.
+    /// Whether the checksum over the whole message, from the type on (RFC 792), is right.
     pub fn verify_checksum(&self) -> bool {
         checksum::checksum(self.buffer.as_ref()) == 0
     }

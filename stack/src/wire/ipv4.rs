@@ -377,7 +377,7 @@ impl Repr {
 
     /// The total length of the datagram this header describes.
     pub const fn total_len(&self) -> usize {
-        HEADER_LEN + self.payload_len
+        HEADER_LEN.saturating_add(self.payload_len)
     }
 
     /// Writes a 20-byte header and its checksum; `packet` must hold at least
