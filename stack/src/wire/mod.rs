@@ -7,15 +7,24 @@
 //! `emit`. Checksums are verified by `parse` where the format has one and filled in by `emit`.
 //! Outside a module the types are re-exported with the protocol's name as prefix.
 
+pub mod arp;
 pub mod checksum;
 pub mod ethernet;
+pub mod icmpv4;
 pub mod ip;
+pub mod ipv4;
 
 #[cfg(test)]
 pub(crate) mod fixtures;
 
+pub use arp::{Error as ArpError, Operation as ArpOperation, Packet as ArpPacket, Repr as ArpRepr};
 pub use ethernet::{
     Address as EthernetAddress, Error as EthernetError, EtherType, Packet as EthernetFrame,
     Repr as EthernetRepr,
 };
+pub use icmpv4::{
+    DstUnreachable as Icmpv4DstUnreachable, Error as Icmpv4Error, Message as Icmpv4Message,
+    Packet as Icmpv4Packet, Repr as Icmpv4Repr, TimeExceeded as Icmpv4TimeExceeded,
+};
 pub use ip::{Addresses as IpAddresses, Protocol as IpProtocol};
+pub use ipv4::{Error as Ipv4Error, Packet as Ipv4Packet, Repr as Ipv4Repr};
