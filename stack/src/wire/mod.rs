@@ -10,6 +10,7 @@
 pub mod checksum;
 pub mod ethernet;
 pub mod ip;
+pub mod udp;
 
 #[cfg(test)]
 pub(crate) mod fixtures;
@@ -19,3 +20,4 @@ pub use ethernet::{
     Repr as EthernetRepr,
 };
 pub use ip::{Addresses as IpAddresses, Protocol as IpProtocol};
+pub use udp::{Error as UdpError, Packet as UdpPacket, Repr as UdpRepr};
