@@ -13,6 +13,8 @@ pub mod ethernet;
 pub mod icmpv4;
 pub mod ip;
 pub mod ipv4;
+pub mod tcp;
+pub mod udp;
 
 #[cfg(test)]
 pub(crate) mod fixtures;
@@ -28,3 +30,8 @@ pub use icmpv4::{
 };
 pub use ip::{Addresses as IpAddresses, Protocol as IpProtocol};
 pub use ipv4::{Error as Ipv4Error, Packet as Ipv4Packet, Repr as Ipv4Repr};
+pub use tcp::{
+    Control as TcpControl, Error as TcpError, OptionIter as TcpOptionIter, Packet as TcpPacket,
+    Repr as TcpRepr, SeqNumber as TcpSeqNumber, TcpOption, TimestampOption as TcpTimestampOption,
+};
+pub use udp::{Error as UdpError, Packet as UdpPacket, Repr as UdpRepr};
