@@ -2,6 +2,10 @@
 //!
 //! - [`netns`]: run code inside another network namespace without moving the process.
 //! - [`tap`]: TAP devices, created in any namespace and optionally configured.
+//! - [`mac_table`]: the bounded, aged MAC learning table.
+//! - [`forward`]: the sans-IO forwarding decision (unicast / flood / drop).
 
+pub mod forward;
+pub mod mac_table;
 pub mod netns;
 pub mod tap;
