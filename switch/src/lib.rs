@@ -4,8 +4,10 @@
 //! - [`tap`]: TAP devices, created in any namespace and optionally configured.
 //! - [`mac_table`]: the bounded, aged MAC learning table.
 //! - [`forward`]: the sans-IO forwarding decision (unicast / flood / drop).
+//! - [`framing`]: length-prefixed stream framing (QEMU 4-byte BE, gvforwarder/vpnkit 2-byte LE).
 
 pub mod forward;
+pub mod framing;
 pub mod mac_table;
 pub mod netns;
 pub mod tap;
