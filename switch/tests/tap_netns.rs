@@ -276,3 +276,22 @@ fn current_namespace_from_inside_and_nonblocking_reads() {
     let clone = tap.try_clone().unwrap();
     assert_eq!(clone.name(), "plain0");
 }
+
+#[test]
+fn multi_queue_tap_takes_several_queues() {
+    if !can_run() {
+        return;
+    }
+    let ns = TestNs::new();
+    let netns = Netns::Path(ns.path());
+    let mq = TapOptions {
+        multi_queue: true,
+        configure: None,
+    };
+    let q0 = Tap::open_with("mq0", &netns, &mq).unwrap();
+    let q1 = Tap::open_with("mq0", &netns, &mq).unwrap();
+    assert_eq!((q0.name(), q1.name()), ("mq0", "mq0"));
+    // A single-queue open of a multi-queue device is refused by the kernel.
+    let err = Tap::open("mq0", &netns).unwrap_err();
+    assert!(err.to_string().contains("TUNSETIFF"), "{err}");
+}
