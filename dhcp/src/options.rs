@@ -4,9 +4,9 @@
 //! [`Options`] walks one field (the options area, or `file` / `sname` when option 52 overloads
 //! them) and yields each option's code and value as a slice of that field. It never reads past
 //! the field: an option whose length byte or value runs off the end ends the walk with
-//! [`Error::OptionOverrun`](crate::message::Error::OptionOverrun). Pad (0) is skipped and End
+//! [`Error::OptionOverrun`]. Pad (0) is skipped and End
 //! (255) ends the walk. A field that runs out without End ends it with
-//! [`Error::MissingEnd`](crate::message::Error::MissingEnd): RFC 2132 §2 requires End, every
+//! [`Error::MissingEnd`]: RFC 2132 §2 requires End, every
 //! client we have seen sends it, and requiring it means a message cut short is always noticed,
 //! even when the cut falls between two options. The walk does at most one step per byte, so its
 //! cost is bounded by the field's length.

@@ -3,9 +3,11 @@
 
 use super::*;
 use crate::config::StaticLease;
-use proptest::prelude::*;
+use crate::message;
 
 mod fixture_tests;
+mod props;
+mod replies;
 
 pub(super) const STATIC_MAC: EthernetAddress =
     EthernetAddress([0x5a, 0x94, 0xef, 0xe4, 0x0c, 0xee]);
@@ -87,6 +89,56 @@ impl Net {
         assert_eq!(ack.message_type, MessageType::Ack);
         assert_eq!(ack.yiaddr, offer.yiaddr);
         ack.yiaddr
+    }
+}
+
+impl Server {
+    /// Asserts the tables agree with each other (the invariants the module docs rely on).
+    fn check_invariants(&self) {
+        for (ip, b) in &self.bindings {
+            assert_eq!(
+                self.by_client.get(&b.client),
+                Some(ip),
+                "binding {ip} not indexed"
+            );
+            assert!(
+                self.timers.contains(&(b.expires, *ip)),
+                "binding {ip} without timer"
+            );
+            assert!(!self.pool.contains(*ip) && !self.declined.contains_key(ip));
+            if let Some(&mac) = self.statics_by_ip.get(ip) {
+                assert_eq!(b.mac, mac, "static {ip} bound to another MAC");
+            }
+        }
+        for (client, ip) in &self.by_client {
+            assert_eq!(self.bindings.get(ip).map(|b| &b.client), Some(client));
+        }
+        for (ip, until) in &self.declined {
+            assert!(self.timers.contains(&(*until, *ip)));
+            assert!(!self.pool.contains(*ip));
+        }
+        assert_eq!(self.timers.len(), self.bindings.len() + self.declined.len());
+        let offered = self
+            .bindings
+            .values()
+            .filter(|b| b.state == State::Offered)
+            .count();
+        assert_eq!(self.offers, offered);
+        assert!(self.offers <= self.config.max_offers);
+        assert!(self.previous.len() <= self.pool.len());
+        for (client, ip) in &self.previous {
+            assert!(self.pool.contains(*ip));
+            assert_eq!(self.previous_owner.get(ip), Some(client));
+        }
+        let dynamic = (u32::from(self.config.pool_start)..=u32::from(self.config.pool_end))
+            .map(Ipv4Addr::from)
+            .filter(|&a| self.is_dynamic(a));
+        for ip in dynamic {
+            let places = usize::from(self.pool.contains(ip))
+                + usize::from(self.bindings.contains_key(&ip))
+                + usize::from(self.declined.contains_key(&ip));
+            assert_eq!(places, 1, "{ip} is in {places} places");
+        }
     }
 }
 
@@ -201,18 +253,6 @@ fn selecting_request_acks() {
         (stats.acks, stats.leases, stats.offers_outstanding),
         (1, 1, 0)
     );
-}
-
-#[test]
-fn init_discover_with_broadcast_flag_is_broadcast() {
-    let mut net = Net::new(Config::default());
-    let mut req = discover(mac(1));
-    req.broadcast = true;
-    let (reply, offer) = net.send(&req).unwrap();
-    assert!(offer.broadcast);
-    assert_eq!(reply.destination, Destination::Broadcast);
-    assert_eq!(reply.destination.ip(), Ipv4Addr::BROADCAST);
-    assert_eq!(reply.destination.mac(), Some(EthernetAddress::BROADCAST));
 }
 
 #[test]
@@ -636,95 +676,6 @@ fn static_lease_declined_is_held_back() {
 }
 
 #[test]
-fn hostname_is_recorded() {
-    let mut net = Net::new(Config::default());
-    let mut req = discover(mac(1));
-    req.hostname = Some("guest\0".into());
-    net.send(&req).unwrap();
-    net.send(&select(mac(1), ip(3))).unwrap();
-    let lease = net
-        .server
-        .leases()
-        .into_iter()
-        .find(|l| l.ip == ip(3))
-        .unwrap();
-    assert_eq!(lease.hostname.as_deref(), Some("guest"));
-    assert_eq!(bounded(&"é".repeat(200), 255).len(), 254);
-}
-
-#[test]
-fn parameter_request_list_selects_optional_options() {
-    let mut net = Net::new(Config {
-        domain_name: Some("example.internal".into()),
-        search_domains: vec!["example.internal".into(), "corp.example".into()],
-        ..Config::default()
-    });
-    let (_, all) = net.send(&discover(mac(1))).unwrap();
-    assert_eq!(all.domain_name.as_deref(), Some("example.internal"));
-    assert_eq!(
-        all.domain_search.names(),
-        ["example.internal", "corp.example"]
-    );
-    assert_eq!(all.interface_mtu, Some(1500));
-    assert_eq!(all.broadcast_address, Some(ip(255)));
-
-    let mut req = discover(mac(2));
-    req.parameter_request_list = Some(vec![1, 3, 6]);
-    let (_, few) = net.send(&req).unwrap();
-    assert_eq!(few.domain_name, None);
-    assert!(few.domain_search.is_empty());
-    assert_eq!((few.interface_mtu, few.broadcast_address), (None, None));
-    // The essentials are sent whatever the list says.
-    assert!(few.subnet_mask.is_some() && !few.routers.is_empty() && !few.dns_servers.is_empty());
-    assert!(few.lease_time.is_some() && few.server_id.is_some());
-}
-
-#[test]
-fn small_max_message_size_sheds_optional_options() {
-    let names: Vec<String> = (0..12)
-        .map(|i| format!("{i}-{}.example", "x".repeat(40)))
-        .collect();
-    let mut net = Net::new(Config {
-        search_domains: names,
-        ..Config::default()
-    });
-    let mut req = discover(mac(1));
-    req.max_message_size = Some(1500);
-    let (reply, big) = net.send(&req).unwrap();
-    assert!(reply.payload.len() > message::DEFAULT_MAX_LEN);
-    assert_eq!(big.domain_search.names().len(), 12);
-    req.max_message_size = None;
-    let (reply, small) = net.send(&req).unwrap();
-    assert!(reply.payload.len() <= message::DEFAULT_MAX_LEN);
-    assert!(small.domain_search.is_empty());
-    assert_eq!(small.interface_mtu, Some(1500));
-}
-
-#[test]
-fn relayed_requests_go_back_to_the_relay() {
-    let mut net = Net::new(Config::default());
-    let mut req = discover(mac(1));
-    req.giaddr = ip(200);
-    let (reply, offer) = net.send(&req).unwrap();
-    assert_eq!(offer.giaddr, ip(200));
-    assert_eq!(reply.destination, Destination::Relay(ip(200)));
-    assert_eq!(reply.destination.port(), 67);
-    assert_eq!(reply.destination.mac(), None);
-    // A relayed NAK has the broadcast bit set (RFC 2131 §4.1).
-    let mut req = init_reboot(mac(1), Ipv4Addr::new(10, 0, 0, 1));
-    req.giaddr = ip(200);
-    let (reply, nak) = net.send(&req).unwrap();
-    assert_eq!(nak.message_type, MessageType::Nak);
-    assert!(nak.broadcast);
-    assert_eq!(reply.destination, Destination::Relay(ip(200)));
-    // A relay outside our subnet is not ours to serve.
-    let mut req = discover(mac(1));
-    req.giaddr = Ipv4Addr::new(10, 1, 1, 1);
-    assert!(net.send(&req).is_none());
-    assert_eq!(net.dropped(DropReason::WrongSubnet), 1);
-}
-
-#[test]
 fn malformed_requests_are_counted_by_reason() {
     let mut net = Net::new(Config::default());
     let good = discover(mac(1)).to_bytes().unwrap();
@@ -805,116 +756,4 @@ fn config_is_validated() {
     let server = Server::new(config).unwrap();
     assert_eq!(server.stats().pool_free, 254 - 3);
     server.check_invariants();
-}
-
-/// One step of a random exchange.
-#[derive(Debug, Clone)]
-enum Step {
-    Discover(usize, Option<u8>),
-    Select(usize, u8),
-    InitReboot(usize, u8),
-    Renew(usize, u8),
-    Release(usize, u8),
-    Decline(usize, u8),
-    Wait(u64),
-}
-
-const CLIENTS: [EthernetAddress; 5] = [
-    STATIC_MAC,
-    EthernetAddress([2, 0, 0, 0, 0, 1]),
-    EthernetAddress([2, 0, 0, 0, 0, 2]),
-    EthernetAddress([2, 0, 0, 0, 0, 3]),
-    EthernetAddress([2, 0, 0, 0, 0, 4]),
-];
-
-fn arb_step() -> impl Strategy<Value = Step> {
-    let c = 0..CLIENTS.len();
-    let a = 1u8..8;
-    prop_oneof![
-        (c.clone(), proptest::option::of(a.clone())).prop_map(|(c, a)| Step::Discover(c, a)),
-        (c.clone(), a.clone()).prop_map(|(c, a)| Step::Select(c, a)),
-        (c.clone(), a.clone()).prop_map(|(c, a)| Step::InitReboot(c, a)),
-        (c.clone(), a.clone()).prop_map(|(c, a)| Step::Renew(c, a)),
-        (c.clone(), a.clone()).prop_map(|(c, a)| Step::Release(c, a)),
-        (c, a).prop_map(|(c, a)| Step::Decline(c, a)),
-        (0u64..4000).prop_map(Step::Wait),
-    ]
-}
-
-proptest! {
-    #[test]
-    fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..700)) {
-        let mut net = Net::new(Config::default());
-        let _ = net.raw(&bytes);
-        prop_assert_eq!(net.server.stats().received, 1);
-    }
-
-    #[test]
-    fn mutated_requests_never_panic(
-        base in 0usize..4,
-        flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
-        cut in any::<prop::sample::Index>(),
-    ) {
-        let mut req = match base {
-            0 => discover(mac(1)),
-            1 => select(mac(1), ip(3)),
-            2 => renew(mac(1), ip(3)),
-            _ => release(mac(1), ip(3)),
-        };
-        req.hostname = Some("guest".into());
-        req.parameter_request_list = Some(vec![1, 3, 6, 15, 26, 119]);
-        let mut bytes = req.to_bytes().unwrap();
-        for (at, value) in flips {
-            let i = at.index(bytes.len());
-            bytes[i] = value;
-        }
-        let len = cut.index(bytes.len() + 1);
-        let mut net = Net::new(Config::default());
-        net.lease(mac(1));
-        let _ = net.raw(&bytes[..len]);
-    }
-
-    #[test]
-    fn random_exchanges_keep_the_tables_consistent(
-        steps in proptest::collection::vec(arb_step(), 1..60)
-    ) {
-        let mut net = Net::new(Config {
-            pool_start: ip(3),
-            pool_end: ip(6),
-            max_offers: 3,
-            ..Config::default()
-        });
-        let mut offset = 0;
-        for step in steps {
-            let req = match step {
-                Step::Discover(c, a) => {
-                    let mut r = discover(CLIENTS[c]);
-                    r.requested_ip = a.map(ip);
-                    r
-                }
-                Step::Select(c, a) => select(CLIENTS[c], ip(a)),
-                Step::InitReboot(c, a) => init_reboot(CLIENTS[c], ip(a)),
-                Step::Renew(c, a) => renew(CLIENTS[c], ip(a)),
-                Step::Release(c, a) => release(CLIENTS[c], ip(a)),
-                Step::Decline(c, a) => decline(CLIENTS[c], ip(a)),
-                Step::Wait(s) => {
-                    offset += s;
-                    net.at(offset);
-                    continue;
-                }
-            };
-            if let Some((_, reply)) = net.send(&req) {
-                let given = reply.yiaddr;
-                if given != Ipv4Addr::UNSPECIFIED {
-                    // The static address only ever goes to its MAC, and it gets nothing else.
-                    prop_assert_eq!(given == ip(2), req.chaddr == STATIC_MAC);
-                    prop_assert!(given == ip(2) || (3..=6).contains(&given.octets()[3]));
-                }
-            }
-            let leases = bound(&net);
-            for (i, (a, m)) in leases.iter().enumerate() {
-                prop_assert!(leases[i + 1..].iter().all(|(b, n)| a != b && m != n));
-            }
-        }
-    }
 }
