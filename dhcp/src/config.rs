@@ -229,15 +229,15 @@ impl Config {
         if self.routers.len() > MAX_SERVERS || self.dns_servers.len() > MAX_SERVERS {
             return Err(ConfigError::TooManyServers);
         }
-        if let Some(name) = &self.domain_name {
-            if name.is_empty() || name.len() > 255 {
-                return Err(ConfigError::BadDomainName);
-            }
+        if let Some(name) = &self.domain_name
+            && (name.is_empty() || name.len() > 255)
+        {
+            return Err(ConfigError::BadDomainName);
         }
-        if let Some(mtu) = self.mtu {
-            if mtu < MIN_MTU {
-                return Err(ConfigError::MtuTooSmall(mtu));
-            }
+        if let Some(mtu) = self.mtu
+            && mtu < MIN_MTU
+        {
+            return Err(ConfigError::MtuTooSmall(mtu));
         }
         let secs = self.lease_time.as_secs();
         if secs == 0 || secs >= u64::from(u32::MAX) {

@@ -362,20 +362,20 @@ impl Server {
             }
             return Ok(fixed);
         }
-        if let Some(&ip) = self.by_client.get(client) {
-            if self.may_use(ip, client, req.chaddr) {
-                return Ok(ip);
-            }
+        if let Some(&ip) = self.by_client.get(client)
+            && self.may_use(ip, client, req.chaddr)
+        {
+            return Ok(ip);
         }
-        if let Some(&ip) = self.previous.get(client) {
-            if self.pool.contains(ip) {
-                return Ok(ip);
-            }
+        if let Some(&ip) = self.previous.get(client)
+            && self.pool.contains(ip)
+        {
+            return Ok(ip);
         }
-        if let Some(ip) = req.requested_ip {
-            if self.pool.contains(ip) {
-                return Ok(ip);
-            }
+        if let Some(ip) = req.requested_ip
+            && self.pool.contains(ip)
+        {
+            return Ok(ip);
         }
         self.pool.first().ok_or(DropReason::PoolExhausted)
     }
@@ -512,10 +512,10 @@ impl Server {
         state: State,
         expires: Instant,
     ) {
-        if let Some(&other) = self.by_client.get(&client) {
-            if other != ip {
-                self.free(other, false);
-            }
+        if let Some(&other) = self.by_client.get(&client)
+            && other != ip
+        {
+            self.free(other, false);
         }
         let hostname = req
             .hostname
@@ -563,10 +563,10 @@ impl Server {
     /// Takes a free address out of the pool, and out of anyone's memory of it.
     fn claim(&mut self, ip: Ipv4Addr) {
         self.pool.take(ip);
-        if let Some(owner) = self.previous_owner.remove(&ip) {
-            if self.previous.get(&owner) == Some(&ip) {
-                self.previous.remove(&owner);
-            }
+        if let Some(owner) = self.previous_owner.remove(&ip)
+            && self.previous.get(&owner) == Some(&ip)
+        {
+            self.previous.remove(&owner);
         }
     }
 
@@ -597,25 +597,27 @@ impl Server {
         }
         self.pool.put(ip);
         if let Some(owner) = owner {
-            if let Some(old) = self.previous.insert(owner.clone(), ip) {
-                if old != ip && self.previous_owner.get(&old) == Some(&owner) {
-                    self.previous_owner.remove(&old);
-                }
+            if let Some(old) = self.previous.insert(owner.clone(), ip)
+                && old != ip
+                && self.previous_owner.get(&old) == Some(&owner)
+            {
+                self.previous_owner.remove(&old);
             }
-            if let Some(displaced) = self.previous_owner.insert(ip, owner.clone()) {
-                if displaced != owner && self.previous.get(&displaced) == Some(&ip) {
-                    self.previous.remove(&displaced);
-                }
+            if let Some(displaced) = self.previous_owner.insert(ip, owner.clone())
+                && displaced != owner
+                && self.previous.get(&displaced) == Some(&ip)
+            {
+                self.previous.remove(&displaced);
             }
         }
     }
 
     /// Frees the client's offer, if it has one outstanding (not a bound lease).
     fn withdraw_offer(&mut self, client: &ClientKey) {
-        if let Some(&ip) = self.by_client.get(client) {
-            if self.bindings.get(&ip).map(|b| b.state) == Some(State::Offered) {
-                self.free(ip, false);
-            }
+        if let Some(&ip) = self.by_client.get(client)
+            && self.bindings.get(&ip).map(|b| b.state) == Some(State::Offered)
+        {
+            self.free(ip, false);
         }
     }
 }

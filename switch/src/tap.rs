@@ -280,10 +280,10 @@ impl TapConfig {
         if self.prefix_len > 32 {
             return Err(ConfigureError::InvalidPrefix(self.prefix_len));
         }
-        if let Some(mac) = self.mac {
-            if !mac.is_unicast() || mac == EthernetAddress([0; 6]) {
-                return Err(ConfigureError::InvalidMac(mac));
-            }
+        if let Some(mac) = self.mac
+            && (!mac.is_unicast() || mac == EthernetAddress([0; 6]))
+        {
+            return Err(ConfigureError::InvalidMac(mac));
         }
         Ok(())
     }
