@@ -19,6 +19,8 @@
 //! - [`mac_table`]: the bounded, aged MAC learning table ([`PortId`]s, counters).
 //! - [`forward`]: the forwarding decision — [`Switch::handle_frame`] learns the source and says
 //!   unicast / flood / drop; one thread owns the `Switch`, the gateway is a port with a static MAC.
+//! - [`port`]: the contract between links and the switch thread: a link attaches one
+//!   [`port::Port`] per guest, sends its frames in and drains the frames for it.
 //! - [`pcap`]: capture to a pcap file from any thread, bounded and lock-free per frame.
 
 pub mod forward;
@@ -26,6 +28,7 @@ pub mod framing;
 pub mod mac_table;
 pub mod netns;
 pub mod pcap;
+pub mod port;
 pub mod tap;
 
 pub use forward::{Decision, DropReason, Switch, SwitchConfig};
