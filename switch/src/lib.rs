@@ -22,9 +22,12 @@
 //! - [`port`]: the contract between links and the switch thread: a link attaches one
 //!   [`port::Port`] per guest, sends its frames in and drains the frames for it.
 //! - [`pcap`]: capture to a pcap file from any thread, bounded and lock-free per frame.
+//! - [`link`]: the transports (TAP, QEMU stream, HTTP `/connect`, stdio, vpnkit, vfkit, bess),
+//!   each a port factory serving many guests.
 
 pub mod forward;
 pub mod framing;
+pub mod link;
 pub mod mac_table;
 pub mod netns;
 pub mod pcap;
