@@ -25,8 +25,10 @@
 //! - [`link`]: the transports (TAP, QEMU stream, HTTP `/connect`, stdio, vpnkit, vfkit, bess),
 //!   each a port factory serving many guests.
 
+pub mod cli;
 pub mod forward;
 pub mod framing;
+pub mod launch;
 pub mod link;
 pub mod mac_table;
 pub mod netns;
