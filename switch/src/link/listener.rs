@@ -204,12 +204,12 @@ fn accept_loop<H>(
                 continue;
             }
         };
-        let peer = describe_peer(&peer);
+        let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let peer = describe_peer(&peer, id);
         let Some(slot) = counters.try_slot(limits.max_ports) else {
             tracing::warn!(link = name, %peer, max = limits.max_ports, "too many ports; connection refused");
             continue;
         };
-        let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
         match conn.try_clone() {
             Ok(clone) => {
                 shared.conns.lock().insert(id, clone);
@@ -247,8 +247,8 @@ fn transient_accept_error(e: &io::Error) -> bool {
     )
 }
 
-/// A peer address for logs and port names.
-pub(crate) fn describe_peer(addr: &SockAddr) -> String {
+/// A peer address for logs and port names; unnamed unix peers get the connection's number.
+pub(crate) fn describe_peer(addr: &SockAddr, id: u64) -> String {
     if let Some(a) = addr.as_socket() {
         return a.to_string();
     }
@@ -258,7 +258,7 @@ pub(crate) fn describe_peer(addr: &SockAddr) -> String {
     if let Some(p) = addr.as_pathname() {
         return p.display().to_string();
     }
-    "unix".to_owned()
+    format!("unix#{id}")
 }
 
 /// Waits until `fd` is readable, at most `timeout`. Returns whether it is.
