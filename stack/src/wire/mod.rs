@@ -10,6 +10,7 @@
 pub mod checksum;
 pub mod ethernet;
 pub mod ip;
+pub mod ipv6;
 
 #[cfg(test)]
 pub(crate) mod fixtures;
@@ -19,3 +20,9 @@ pub use ethernet::{
     Repr as EthernetRepr,
 };
 pub use ip::{Addresses as IpAddresses, Protocol as IpProtocol};
+pub use ipv6::{
+    Chain as Ipv6Chain, ChainError as Ipv6ChainError, Error as Ipv6Error,
+    ExtHeader as Ipv6ExtHeader, ExtHeaderRepr as Ipv6ExtHeaderRepr,
+    FragmentHeader as Ipv6FragmentHeader, FragmentRepr as Ipv6FragmentRepr, Packet as Ipv6Packet,
+    Repr as Ipv6Repr,
+};
