@@ -9,8 +9,10 @@
 
 pub mod checksum;
 pub mod ethernet;
+pub mod icmpv6;
 pub mod ip;
 pub mod ipv6;
+pub mod ndp;
 
 #[cfg(test)]
 pub(crate) mod fixtures;
@@ -19,10 +21,19 @@ pub use ethernet::{
     Address as EthernetAddress, Error as EthernetError, EtherType, Packet as EthernetFrame,
     Repr as EthernetRepr,
 };
+pub use icmpv6::{
+    DstUnreachable as Icmpv6DstUnreachable, Error as Icmpv6Error, Message as Icmpv6Message,
+    Packet as Icmpv6Packet, ParamProblem as Icmpv6ParamProblem, Repr as Icmpv6Repr,
+    TimeExceeded as Icmpv6TimeExceeded,
+};
 pub use ip::{Addresses as IpAddresses, Protocol as IpProtocol};
 pub use ipv6::{
     Chain as Ipv6Chain, ChainError as Ipv6ChainError, Error as Ipv6Error,
     ExtHeader as Ipv6ExtHeader, ExtHeaderRepr as Ipv6ExtHeaderRepr,
     FragmentHeader as Ipv6FragmentHeader, FragmentRepr as Ipv6FragmentRepr, Packet as Ipv6Packet,
     Repr as Ipv6Repr,
+};
+pub use ndp::{
+    Error as NdpError, NdpOption, Options as NdpOptions, Packet as NdpPacket,
+    PrefixInfo as NdpPrefixInfo, Repr as NdpRepr, RouterPreference as NdpRouterPreference,
 };
