@@ -1,5 +1,5 @@
 //! ICMPv6 (RFC 4443): echo, the four error messages, and Neighbor Discovery dispatched to
-//! [`ndp`](super::ndp).
+//! [`ndp`].
 //!
 //! [`Packet`] is a view over one ICMPv6 message: the whole IPv6 payload after the extension
 //! headers. [`Packet::new_checked`] checks it holds the 8-byte header every message we handle

@@ -34,6 +34,7 @@ pub use ipv6::{
     Repr as Ipv6Repr,
 };
 pub use ndp::{
-    Error as NdpError, NdpOption, Options as NdpOptions, Packet as NdpPacket,
-    PrefixInfo as NdpPrefixInfo, Repr as NdpRepr, RouterPreference as NdpRouterPreference,
+    Domains as NdpDomains, Error as NdpError, NdpOption, Options as NdpOptions,
+    Packet as NdpPacket, PrefixInfo as NdpPrefixInfo, Repr as NdpRepr,
+    RouterPreference as NdpRouterPreference, Servers as NdpServers,
 };
