@@ -498,7 +498,7 @@ impl<'a> Repr<'a> {
     /// Writes the message and its checksum over the pseudo-header of `addrs` (the IPv6
     /// source and destination it will carry). `packet` must be exactly
     /// [`Repr::buffer_len`] bytes long, as the checksum covers all of it.
-    pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, addrs: &Addresses, packet: &mut Packet<T>) {
+    pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, packet: &mut Packet<T>, addrs: &Addresses) {
         let (msg_type, code, payload) = match *self {
             Repr::EchoRequest {
                 ident,

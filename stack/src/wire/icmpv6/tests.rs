@@ -193,7 +193,7 @@ fn test_emit() {
         let repr = parse(bytes, &addrs).unwrap();
         assert_eq!(repr.buffer_len(), bytes.len(), "{repr:?}");
         let mut out = vec![0xa5u8; repr.buffer_len()];
-        repr.emit(&addrs, &mut Packet::new_unchecked(&mut out[..]));
+        repr.emit(&mut Packet::new_unchecked(&mut out[..]), &addrs);
         assert_eq!(out, bytes, "{repr:?}");
     }
 }
@@ -363,7 +363,7 @@ proptest! {
     fn emit_parse_round_trip(owned in arb_owned(), addrs in arb_addrs()) {
         let repr = owned.repr();
         let mut bytes = vec![0u8; repr.buffer_len()];
-        repr.emit(&addrs, &mut Packet::new_unchecked(&mut bytes[..]));
+        repr.emit(&mut Packet::new_unchecked(&mut bytes[..]), &addrs);
         prop_assert_eq!(parse(&bytes, &addrs), Ok(repr));
     }
 

@@ -50,7 +50,7 @@ fn parse(bytes: &[u8]) -> Result<Repr<'_>, Error> {
 fn emit(repr: Repr<'_>, addrs: &Addresses) -> Vec<u8> {
     let repr = icmpv6::Repr::Ndp(repr);
     let mut out = vec![0xa5u8; repr.buffer_len()];
-    repr.emit(addrs, &mut icmpv6::Packet::new_unchecked(&mut out[..]));
+    repr.emit(&mut icmpv6::Packet::new_unchecked(&mut out[..]), addrs);
     out
 }
 
