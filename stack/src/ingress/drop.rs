@@ -282,6 +282,13 @@ impl DropCounters {
         }
     }
 
+    /// Counts `n` drops for `reason` at once.
+    pub fn add(&mut self, reason: DropReason, n: u64) {
+        if let Some(c) = self.0.get_mut(reason.index()) {
+            *c = c.saturating_add(n);
+        }
+    }
+
     pub fn get(&self, reason: DropReason) -> u64 {
         self.0.get(reason.index()).copied().unwrap_or(0)
     }
