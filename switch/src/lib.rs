@@ -25,6 +25,7 @@
 
 pub mod forward;
 pub mod framing;
+pub mod gateway;
 pub mod mac_table;
 pub mod netns;
 pub mod pcap;
