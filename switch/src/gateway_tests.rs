@@ -333,14 +333,18 @@ fn dhcp_garbage_is_counted() {
 #[test]
 fn config_is_checked() {
     let epoch = Epoch::new(std::time::Instant::now());
-    let mut c = GatewayConfig::default();
-    c.ip = Ipv4Addr::new(192, 168, 127, 9);
+    let c = GatewayConfig {
+        ip: Ipv4Addr::new(192, 168, 127, 9),
+        ..GatewayConfig::default()
+    };
     assert!(matches!(
         Gateway::new(c, epoch),
         Err(GatewayError::ServerAddress { .. })
     ));
-    let mut c = GatewayConfig::default();
-    c.mac = EthernetAddress::BROADCAST;
+    let c = GatewayConfig {
+        mac: EthernetAddress::BROADCAST,
+        ..GatewayConfig::default()
+    };
     assert!(matches!(
         Gateway::new(c, epoch),
         Err(GatewayError::BadMac(_))
