@@ -97,6 +97,8 @@ pub struct WorkerContext {
     /// The worker's index, `0..workers`.
     pub index: usize,
     pub epoch: Epoch,
+    /// The guests' MTU.
+    pub mtu: u16,
     /// The worker's counters; handlers count their drops here.
     pub counters: Arc<WorkerCounters>,
 }
@@ -275,6 +277,8 @@ pub struct PoolConfig {
     pub epoch: Epoch,
     /// The flow hash seed; random per process.
     pub seed: u64,
+    /// The guests' MTU, passed on to handlers.
+    pub mtu: u16,
 }
 
 impl std::fmt::Debug for PoolConfig {
@@ -314,6 +318,7 @@ impl WorkerPool {
             let ctx = WorkerContext {
                 index,
                 epoch: config.epoch,
+                mtu: config.mtu,
                 counters: counters.clone(),
             };
             let handler = (config.factory)(&ctx);

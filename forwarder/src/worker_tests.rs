@@ -60,6 +60,7 @@ fn config(workers: usize, queue_capacity: usize, factory: HandlerFactory) -> Poo
         factory,
         epoch: Epoch::new(std::time::Instant::now()),
         seed: 99,
+        mtu: 1500,
     }
 }
 

@@ -381,4 +381,4 @@ impl Gateway {
 
 #[cfg(test)]
 #[path = "gateway_tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -2,12 +2,12 @@ use super::*;
 use dhcp::{DhcpOp, DhcpPacket, DhcpRepr, MessageType};
 use stack::wire::{Icmpv4Packet, Ipv4Packet, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber};
 
-const GW_MAC: EthernetAddress = EthernetAddress([0x5a, 0x94, 0xef, 0xe4, 0x0c, 0xdd]);
-const GUEST_MAC: EthernetAddress = EthernetAddress([0x5a, 0x94, 0xef, 0xe4, 0x0c, 0xee]);
+pub(crate) const GW_MAC: EthernetAddress = EthernetAddress([0x5a, 0x94, 0xef, 0xe4, 0x0c, 0xdd]);
+pub(crate) const GUEST_MAC: EthernetAddress = EthernetAddress([0x5a, 0x94, 0xef, 0xe4, 0x0c, 0xee]);
 const RELAY_MAC: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 0x50]);
-const GW: Ipv4Addr = Ipv4Addr::new(192, 168, 127, 1);
-const GUEST: Ipv4Addr = Ipv4Addr::new(192, 168, 127, 2);
-const HOST: Ipv4Addr = Ipv4Addr::new(192, 168, 127, 254);
+pub(crate) const GW: Ipv4Addr = Ipv4Addr::new(192, 168, 127, 1);
+pub(crate) const GUEST: Ipv4Addr = Ipv4Addr::new(192, 168, 127, 2);
+pub(crate) const HOST: Ipv4Addr = Ipv4Addr::new(192, 168, 127, 254);
 const T0: Instant = Instant::ZERO;
 
 fn gateway() -> Gateway {
@@ -18,7 +18,12 @@ fn gateway() -> Gateway {
     .unwrap()
 }
 
-fn frame(src: EthernetAddress, dst: EthernetAddress, ty: EtherType, body: &[u8]) -> Vec<u8> {
+pub(crate) fn frame(
+    src: EthernetAddress,
+    dst: EthernetAddress,
+    ty: EtherType,
+    body: &[u8],
+) -> Vec<u8> {
     let mut f = vec![0u8; ethernet::HEADER_LEN + body.len()];
     EthernetRepr {
         src_addr: src,
@@ -30,7 +35,7 @@ fn frame(src: EthernetAddress, dst: EthernetAddress, ty: EtherType, body: &[u8])
     f
 }
 
-fn ipv4(src: Ipv4Addr, dst: Ipv4Addr, proto: IpProtocol, payload: &[u8]) -> Vec<u8> {
+pub(crate) fn ipv4(src: Ipv4Addr, dst: Ipv4Addr, proto: IpProtocol, payload: &[u8]) -> Vec<u8> {
     let repr = Ipv4Repr {
         src_addr: src,
         dst_addr: dst,
@@ -50,7 +55,13 @@ fn ipv4(src: Ipv4Addr, dst: Ipv4Addr, proto: IpProtocol, payload: &[u8]) -> Vec<
     b
 }
 
-fn udp_datagram(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, data: &[u8]) -> Vec<u8> {
+pub(crate) fn udp_datagram(
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    sport: u16,
+    dport: u16,
+    data: &[u8],
+) -> Vec<u8> {
     let repr = UdpRepr {
         src_port: sport,
         dst_port: dport,
@@ -65,7 +76,7 @@ fn udp_datagram(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, data: &[u8
     ipv4(src, dst, IpProtocol::Udp, &b)
 }
 
-fn arp_request(target: Ipv4Addr, sender: Ipv4Addr) -> Vec<u8> {
+pub(crate) fn arp_request(target: Ipv4Addr, sender: Ipv4Addr) -> Vec<u8> {
     let repr = ArpRepr {
         operation: ArpOperation::Request,
         source_hardware_addr: GUEST_MAC,
@@ -86,12 +97,12 @@ fn reply(outcome: Outcome) -> Bytes {
 }
 
 /// The Ethernet header and payload of a reply.
-fn split(f: &[u8]) -> (EthernetRepr, &[u8]) {
+pub(crate) fn split(f: &[u8]) -> (EthernetRepr, &[u8]) {
     let eth = EthernetFrame::new_checked(f).unwrap();
     (EthernetRepr::parse(&eth).unwrap(), eth.payload())
 }
 
-fn parse_arp(f: &[u8]) -> (EthernetRepr, ArpRepr) {
+pub(crate) fn parse_arp(f: &[u8]) -> (EthernetRepr, ArpRepr) {
     let (eth, body) = split(f);
     (
         eth,
@@ -156,7 +167,7 @@ fn arp_for_other_addresses_is_not_answered() {
     assert_eq!(gw.drops().get(DropReason::ArpReply), 1);
 }
 
-fn echo_request(dst: Ipv4Addr, data: &[u8]) -> Vec<u8> {
+pub(crate) fn echo_request(dst: Ipv4Addr, data: &[u8]) -> Vec<u8> {
     let icmp = Icmpv4Repr::EchoRequest {
         ident: 0xbeef,
         seq_no: 7,

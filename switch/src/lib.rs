@@ -30,6 +30,7 @@ pub mod mac_table;
 pub mod netns;
 pub mod pcap;
 pub mod port;
+pub mod runtime;
 pub mod tap;
 
 pub use forward::{Decision, DropReason, Switch, SwitchConfig};
