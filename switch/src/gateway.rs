@@ -8,7 +8,12 @@
 //!   for other addresses are dropped and counted; we never send ARP requests, since every
 //!   reply goes to the L2 source of the frame it answers.
 //! - ICMP echo requests to the gateway's address get an echo reply (RFC 792) with the same
-//!   identifier, sequence number and data, TTL 64.
+//!   identifier, sequence number and data, TTL 64; ICMPv6 echo requests to one of its IPv6
+//!   addresses (its link-local one, derived from its MAC, and any configured) likewise
+//!   (RFC 4443 §4.2).
+//! - Neighbour solicitations for those IPv6 addresses get a neighbour advertisement
+//!   (RFC 4861 §7.2.4) once they pass RFC 4861's checks (hop limit 255 and so on); other
+//!   Neighbor Discovery messages are dropped and counted (no router advertisements yet).
 //! - UDP to port 67 of the gateway or of the limited broadcast goes to the [`dhcp::Server`];
 //!   its reply is framed per its [`Destination`] (RFC 2131 §4.1): broadcast to ff:ff:ff:ff:ff:ff
 //!   and 255.255.255.255, unicast to `chaddr`/`yiaddr` without ARP, or to a relay agent at
@@ -16,14 +21,14 @@
 //! - TCP, UDP and ICMP to any other address (the host's included) or to another service of the
 //!   gateway is a flow: [`Outcome::Flow`] carries the owned [`FlowPacket`] to hand to a worker.
 //! - Everything else is an [`Outcome::Dropped`] with its [`DropReason`], counted in
-//!   [`Gateway::drops`]. IPv4 fragments and IPv6 are dropped for now (their own reasons).
+//!   [`Gateway::drops`]. IP fragments are dropped for now (their own reason).
 //!
 //! Replies are built in one reusable buffer and copied once into their own `Bytes`; nothing
 //! else is allocated per frame. Frames shorter than Ethernet's 60-byte minimum are padded.
 //! The DHCP server wants `std::time::Instant`s; the gateway converts with its [`Epoch`].
 
 use std::collections::HashSet;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use bytes::Bytes;
 use dhcp::{Destination, Lease};
@@ -31,14 +36,42 @@ use stack::ingress::{self, DropCounters, DropReason, Event, FlowPacket};
 use stack::time::{Epoch, Instant};
 use stack::wire::{
     ArpOperation, ArpPacket, ArpRepr, EtherType, EthernetAddress, EthernetFrame, EthernetRepr,
-    Icmpv4Packet, Icmpv4Repr, IpAddresses, IpProtocol, Ipv4Packet, Ipv4Repr, UdpPacket, UdpRepr,
-    ethernet, ipv4, udp,
+    Icmpv4Packet, Icmpv4Repr, Icmpv6Packet, Icmpv6Repr, IpAddresses, IpProtocol, Ipv4Packet,
+    Ipv4Repr, Ipv6Packet, Ipv6Repr, NdpOption, NdpOptions, NdpRepr, UdpPacket, UdpRepr, ethernet,
+    ipv4, ipv6, ndp, udp,
 };
 
 /// The TTL of every datagram the gateway originates (RFC 1700's default, as Linux uses).
 pub const DEFAULT_TTL: u8 = 64;
 /// The shortest Ethernet frame without FCS (IEEE 802.3: 64 bytes with it).
 pub const MIN_FRAME_LEN: usize = 60;
+
+/// ff02::1, all nodes on the link (RFC 4291 §2.7.1).
+const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
+
+/// The link-local address of `mac`: fe80::/64 with the modified EUI-64 interface identifier
+/// (RFC 4291 appendix A, RFC 2464 §4-5: ff:fe in the middle, the U/L bit inverted).
+pub fn link_local(mac: EthernetAddress) -> Ipv6Addr {
+    let [a, b, c, d, e, f] = mac.0;
+    Ipv6Addr::from([
+        0xfe,
+        0x80,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        a ^ 0x02,
+        b,
+        c,
+        0xff,
+        0xfe,
+        d,
+        e,
+        f,
+    ])
+}
 
 /// What the gateway is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,6 +80,9 @@ pub struct GatewayConfig {
     pub ip: Ipv4Addr,
     /// Further addresses the gateway answers ARP for (the host's), whose traffic is flows.
     pub virtual_ips: Vec<Ipv4Addr>,
+    /// IPv6 addresses of the gateway besides its link-local one (always derived from `mac`),
+    /// answered for in Neighbor Discovery and echo.
+    pub ipv6: Vec<Ipv6Addr>,
     /// The DHCP server's configuration; its `server_addr` must be `ip`.
     pub dhcp: dhcp::Config,
 }
@@ -58,6 +94,7 @@ impl Default for GatewayConfig {
             mac: crate::forward::DEFAULT_GATEWAY_MAC,
             ip: dhcp.server_addr,
             virtual_ips: vec![Ipv4Addr::new(192, 168, 127, 254)],
+            ipv6: Vec::new(),
             dhcp,
         }
     }
@@ -75,6 +112,9 @@ pub enum GatewayError {
 }
 
 /// What to do with a frame.
+// `Flow` is the common case on the hot path and lives on the stack for a moment: boxing it
+// would cost an allocation per packet to save a few hundred bytes of stack.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// Send this frame back into the switch.
@@ -93,6 +133,8 @@ pub struct GatewayCounters {
     pub arp_replies: u64,
     pub echo_replies: u64,
     pub dhcp_replies: u64,
+    /// Neighbour advertisements sent (RFC 4861).
+    pub ndp_replies: u64,
     /// Frames handed on as flows.
     pub flows: u64,
 }
@@ -104,6 +146,7 @@ pub struct Gateway {
     ip: Ipv4Addr,
     subnet: dhcp::Subnet,
     owned: HashSet<Ipv4Addr>,
+    owned6: HashSet<Ipv6Addr>,
     dhcp: dhcp::Server,
     epoch: Epoch,
     tx: Vec<u8>,
@@ -125,12 +168,15 @@ impl Gateway {
         }
         let mut owned: HashSet<Ipv4Addr> = config.virtual_ips.iter().copied().collect();
         owned.insert(config.ip);
+        let mut owned6: HashSet<Ipv6Addr> = config.ipv6.iter().copied().collect();
+        owned6.insert(link_local(config.mac));
         let subnet = config.dhcp.subnet;
         Ok(Gateway {
             mac: config.mac,
             ip: config.ip,
             subnet,
             owned,
+            owned6,
             dhcp: dhcp::Server::new(config.dhcp)?,
             epoch,
             tx: Vec::with_capacity(2048),
@@ -146,6 +192,11 @@ impl Gateway {
 
     pub fn ip(&self) -> Ipv4Addr {
         self.ip
+    }
+
+    /// The gateway's link-local IPv6 address.
+    pub fn link_local(&self) -> Ipv6Addr {
+        link_local(self.mac)
     }
 
     /// Handles one frame the switch delivered to the gateway at `now`.
@@ -185,10 +236,113 @@ impl Gateway {
             {
                 self.dhcp(now, eth, payload)
             }
+            Event::Icmpv6 { ip, icmp } => match icmp {
+                Icmpv6Repr::Ndp(message) => self.ndp(eth, &ip, &message),
+                Icmpv6Repr::EchoRequest {
+                    ident,
+                    seq_no,
+                    data,
+                } if self.owned6.contains(&ip.dst_addr) => {
+                    self.echo6_reply(eth, &ip, ident, seq_no, data)
+                }
+                Icmpv6Repr::EchoReply { .. } if self.owned6.contains(&ip.dst_addr) => {
+                    Outcome::Dropped(DropReason::IcmpNotEcho)
+                }
+                _ => self.flow(parsed),
+            },
             Event::Icmpv4 { .. } | Event::Udp { .. } | Event::Tcp { .. } => self.flow(parsed),
-            Event::Ipv4Fragment { .. } => Outcome::Dropped(DropReason::Fragment),
-            Event::Ipv6 { .. } => Outcome::Dropped(DropReason::Ipv6),
+            Event::Ipv4Fragment { .. } | Event::Ipv6Fragment { .. } => {
+                Outcome::Dropped(DropReason::Fragment)
+            }
         }
+    }
+
+    /// RFC 4861 §7.2.3-4: a valid solicitation for one of our addresses gets an advertisement
+    /// with our link-layer address; after duplicate address detection (unspecified source)
+    /// to all nodes, otherwise solicited, to the sender.
+    fn ndp(&mut self, eth: EthernetRepr, ip: &Ipv6Repr, message: &NdpRepr<'_>) -> Outcome {
+        if let Err(e) = message.validate(ip.src_addr, ip.dst_addr, ip.hop_limit) {
+            return Outcome::Dropped(DropReason::Ndp(e));
+        }
+        let NdpRepr::NeighborSolicit {
+            target_addr,
+            options,
+        } = *message
+        else {
+            return Outcome::Dropped(DropReason::NdpUnhandled);
+        };
+        if !self.owned6.contains(&target_addr) {
+            return Outcome::Dropped(DropReason::NdpNotOurs);
+        }
+        let dad = ip.src_addr.is_unspecified();
+        let (dst_ip, dst_mac) = if dad {
+            (ALL_NODES, EthernetAddress([0x33, 0x33, 0, 0, 0, 1]))
+        } else {
+            let mac = options.source_lladdr().unwrap_or(eth.src_addr);
+            (ip.src_addr, mac)
+        };
+        let lladdr = [NdpOption::TargetLinkLayerAddr(self.mac)];
+        let advert = Icmpv6Repr::Ndp(NdpRepr::NeighborAdvert {
+            router: true,
+            solicited: !dad,
+            override_entry: true,
+            target_addr,
+            options: NdpOptions::new(&lladdr),
+        });
+        let frame = self.icmpv6_frame(dst_mac, target_addr, dst_ip, ndp::HOP_LIMIT, &advert);
+        self.counters.ndp_replies += 1;
+        Outcome::Reply(frame)
+    }
+
+    fn echo6_reply(
+        &mut self,
+        eth: EthernetRepr,
+        req: &Ipv6Repr,
+        ident: u16,
+        seq_no: u16,
+        data: &[u8],
+    ) -> Outcome {
+        let reply = Icmpv6Repr::EchoReply {
+            ident,
+            seq_no,
+            data,
+        };
+        let frame = self.icmpv6_frame(
+            eth.src_addr,
+            req.dst_addr,
+            req.src_addr,
+            DEFAULT_TTL,
+            &reply,
+        );
+        self.counters.echo_replies += 1;
+        Outcome::Reply(frame)
+    }
+
+    fn icmpv6_frame(
+        &mut self,
+        dst_mac: EthernetAddress,
+        src: Ipv6Addr,
+        dst: Ipv6Addr,
+        hop_limit: u8,
+        icmp: &Icmpv6Repr<'_>,
+    ) -> Bytes {
+        let ip = Ipv6Repr {
+            src_addr: src,
+            dst_addr: dst,
+            next_header: IpProtocol::Icmpv6,
+            payload_len: icmp.buffer_len(),
+            hop_limit,
+            dscp: 0,
+            ecn: 0,
+            flow_label: 0,
+        };
+        let addrs = IpAddresses::V6 { src, dst };
+        let len = ipv6::HEADER_LEN + ip.payload_len;
+        self.build(dst_mac, EtherType::Ipv6, len, |body| {
+            let (header, payload) = body.split_at_mut(ipv6::HEADER_LEN);
+            icmp.emit(&mut Icmpv6Packet::new_unchecked(payload), &addrs);
+            ip.emit(&mut Ipv6Packet::new_unchecked(header));
+        })
     }
 
     fn flow(&self, parsed: &ingress::Parsed<'_>) -> Outcome {

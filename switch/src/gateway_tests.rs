@@ -1,6 +1,7 @@
 use super::*;
 use dhcp::{DhcpOp, DhcpPacket, DhcpRepr, MessageType};
 use stack::wire::{Icmpv4Packet, Ipv4Packet, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber};
+use std::net::Ipv6Addr;
 
 pub(crate) const GW_MAC: EthernetAddress = EthernetAddress([0x5a, 0x94, 0xef, 0xe4, 0x0c, 0xdd]);
 pub(crate) const GUEST_MAC: EthernetAddress = EthernetAddress([0x5a, 0x94, 0xef, 0xe4, 0x0c, 0xee]);
@@ -359,5 +360,179 @@ fn config_is_checked() {
     assert!(matches!(
         Gateway::new(c, epoch),
         Err(GatewayError::BadMac(_))
+    ));
+}
+
+// IPv6: Neighbor Discovery and echo.
+
+const GUEST6: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0x5894, 0xefff, 0xfee4, 0x0cee);
+
+fn gw6() -> Ipv6Addr {
+    link_local(GW_MAC)
+}
+
+fn icmpv6_frame(
+    dst_mac: EthernetAddress,
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    hop_limit: u8,
+    icmp: &Icmpv6Repr<'_>,
+) -> Vec<u8> {
+    let ip = Ipv6Repr {
+        src_addr: src,
+        dst_addr: dst,
+        next_header: IpProtocol::Icmpv6,
+        payload_len: icmp.buffer_len(),
+        hop_limit,
+        dscp: 0,
+        ecn: 0,
+        flow_label: 0,
+    };
+    let mut b = vec![0u8; ipv6::HEADER_LEN + icmp.buffer_len()];
+    icmp.emit(
+        &mut Icmpv6Packet::new_unchecked(&mut b[ipv6::HEADER_LEN..]),
+        &IpAddresses::V6 { src, dst },
+    );
+    ip.emit(&mut Ipv6Packet::new_unchecked(&mut b[..]));
+    frame(GUEST_MAC, dst_mac, EtherType::Ipv6, &b)
+}
+
+fn solicitation(src: Ipv6Addr, target: Ipv6Addr, hop_limit: u8) -> Vec<u8> {
+    let lladdr = [NdpOption::SourceLinkLayerAddr(GUEST_MAC)];
+    let options = if src.is_unspecified() {
+        NdpOptions::EMPTY
+    } else {
+        NdpOptions::new(&lladdr)
+    };
+    let ns = Icmpv6Repr::Ndp(NdpRepr::NeighborSolicit {
+        target_addr: target,
+        options,
+    });
+    let group = ndp::solicited_node(target);
+    let o = target.octets();
+    let mac = EthernetAddress([0x33, 0x33, 0xff, o[13], o[14], o[15]]);
+    icmpv6_frame(mac, src, group, hop_limit, &ns)
+}
+
+/// The reply's Ethernet header, IPv6 header and ICMPv6 message, checksums verified.
+fn parse_icmpv6(f: &[u8], check: impl FnOnce(EthernetRepr, Ipv6Repr, Icmpv6Repr<'_>)) {
+    let (eth, body) = split(f);
+    let packet = Ipv6Packet::new_checked(body).unwrap();
+    let ip = Ipv6Repr::parse(&packet).unwrap();
+    let addrs = IpAddresses::V6 {
+        src: ip.src_addr,
+        dst: ip.dst_addr,
+    };
+    let icmp_packet = Icmpv6Packet::new_checked(packet.payload()).unwrap();
+    check(eth, ip, Icmpv6Repr::parse(&icmp_packet, &addrs).unwrap());
+}
+
+#[test]
+fn link_local_is_the_modified_eui64() {
+    assert_eq!(
+        gw6(),
+        "fe80::5894:efff:fee4:cdd".parse::<Ipv6Addr>().unwrap()
+    );
+}
+
+#[test]
+fn neighbour_solicitation_is_answered() {
+    let mut gw = gateway();
+    let f = reply(gw.handle_frame(T0, &solicitation(GUEST6, gw6(), 255)));
+    parse_icmpv6(&f, |eth, ip, icmp| {
+        assert_eq!((eth.src_addr, eth.dst_addr), (GW_MAC, GUEST_MAC));
+        assert_eq!((ip.src_addr, ip.dst_addr), (gw6(), GUEST6));
+        assert_eq!(ip.hop_limit, 255);
+        let Icmpv6Repr::Ndp(NdpRepr::NeighborAdvert {
+            router,
+            solicited,
+            override_entry,
+            target_addr,
+            options,
+        }) = icmp
+        else {
+            panic!("{icmp:?}");
+        };
+        assert!(router && solicited && override_entry);
+        assert_eq!(target_addr, gw6());
+        assert_eq!(options.target_lladdr(), Some(GW_MAC));
+    });
+    assert_eq!(gw.counters().ndp_replies, 1);
+}
+
+#[test]
+fn duplicate_address_detection_is_answered_to_all_nodes() {
+    let mut gw = gateway();
+    let f = reply(gw.handle_frame(T0, &solicitation(Ipv6Addr::UNSPECIFIED, gw6(), 255)));
+    parse_icmpv6(&f, |eth, ip, icmp| {
+        assert_eq!(eth.dst_addr, EthernetAddress([0x33, 0x33, 0, 0, 0, 1]));
+        assert_eq!(ip.dst_addr, ALL_NODES);
+        assert!(matches!(
+            icmp,
+            Icmpv6Repr::Ndp(NdpRepr::NeighborAdvert {
+                solicited: false,
+                ..
+            })
+        ));
+    });
+}
+
+#[test]
+fn other_neighbour_discovery_is_dropped() {
+    let mut gw = gateway();
+    let other: Ipv6Addr = "fe80::99".parse().unwrap();
+    assert_eq!(
+        gw.handle_frame(T0, &solicitation(GUEST6, other, 255)),
+        Outcome::Dropped(DropReason::NdpNotOurs)
+    );
+    assert_eq!(
+        gw.handle_frame(T0, &solicitation(GUEST6, gw6(), 64)),
+        Outcome::Dropped(DropReason::Ndp(stack::wire::NdpError::BadHopLimit))
+    );
+    let rs = Icmpv6Repr::Ndp(NdpRepr::RouterSolicit {
+        options: NdpOptions::EMPTY,
+    });
+    let all_routers: Ipv6Addr = "ff02::2".parse().unwrap();
+    let f = icmpv6_frame(
+        EthernetAddress([0x33, 0x33, 0, 0, 0, 2]),
+        GUEST6,
+        all_routers,
+        255,
+        &rs,
+    );
+    assert_eq!(
+        gw.handle_frame(T0, &f),
+        Outcome::Dropped(DropReason::NdpUnhandled)
+    );
+}
+
+#[test]
+fn echo6_to_the_gateway_is_answered() {
+    let mut gw = gateway();
+    let data = b"ping six";
+    let req = Icmpv6Repr::EchoRequest {
+        ident: 3,
+        seq_no: 4,
+        data,
+    };
+    let f = reply(gw.handle_frame(T0, &icmpv6_frame(GW_MAC, GUEST6, gw6(), 64, &req)));
+    parse_icmpv6(&f, |eth, ip, icmp| {
+        assert_eq!(eth.dst_addr, GUEST_MAC);
+        assert_eq!((ip.src_addr, ip.dst_addr), (gw6(), GUEST6));
+        assert_eq!(ip.hop_limit, DEFAULT_TTL);
+        assert_eq!(
+            icmp,
+            Icmpv6Repr::EchoReply {
+                ident: 3,
+                seq_no: 4,
+                data,
+            }
+        );
+    });
+    // To another address it is a flow.
+    let remote: Ipv6Addr = "2001:db8::1".parse().unwrap();
+    assert!(matches!(
+        gw.handle_frame(T0, &icmpv6_frame(GW_MAC, GUEST6, remote, 64, &req)),
+        Outcome::Flow(_)
     ));
 }

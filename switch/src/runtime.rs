@@ -29,7 +29,7 @@ mod tests;
 
 use std::hash::BuildHasher;
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -78,6 +78,8 @@ pub struct RuntimeConfig {
     pub host_ip: Ipv4Addr,
     /// Further virtual addresses the gateway answers ARP for.
     pub virtual_ips: Vec<Ipv4Addr>,
+    /// The gateway's IPv6 addresses besides its link-local one (derived from its MAC).
+    pub gateway_ipv6: Vec<Ipv6Addr>,
     /// The guests' MTU, announced by DHCP (option 26) and handed to the workers.
     pub mtu: u16,
     /// The DHCP server's configuration. At start its `server_addr` and `subnet` are set from
@@ -103,6 +105,7 @@ impl std::fmt::Debug for RuntimeConfig {
             .field("gateway_mac", &self.gateway_mac)
             .field("host_ip", &self.host_ip)
             .field("virtual_ips", &self.virtual_ips)
+            .field("gateway_ipv6", &self.gateway_ipv6)
             .field("mtu", &self.mtu)
             .field("dhcp", &self.dhcp)
             .field("queues", &self.queues)
@@ -150,6 +153,7 @@ impl RuntimeConfig {
             gateway_mac: DEFAULT_GATEWAY_MAC,
             host_ip: last,
             virtual_ips: Vec::new(),
+            gateway_ipv6: Vec::new(),
             mtu: 1500,
             dhcp,
             queues: QueueConfig::default(),
@@ -186,6 +190,7 @@ impl RuntimeConfig {
             mac: self.gateway_mac,
             ip: self.gateway_ip,
             virtual_ips,
+            ipv6: self.gateway_ipv6.clone(),
             dhcp: self.dhcp_config(),
         }
     }

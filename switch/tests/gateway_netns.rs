@@ -82,6 +82,42 @@ fn ping_the_gateway_and_resolve_its_mac() {
 }
 
 #[test]
+fn ping6_the_gateway_link_local() {
+    if !privileged("ping6_the_gateway_link_local", &["ip", "ping"]) {
+        return;
+    }
+    let rt = runtime();
+    let (ns, _link) = guest(
+        &rt,
+        "ping6",
+        Some(tap_config(Ipv4Addr::new(192, 168, 127, 2), GUEST_MAC)),
+    );
+    // The kernel's own link-local address is tentative until its duplicate address detection
+    // is over (a second or so): retry until ping can use it.
+    let target = "fe80::5894:efff:fee4:cdd%tap0";
+    let out = eventually(Duration::from_secs(15), || {
+        let out = ns.run(
+            "ping",
+            &["-6", "-c", "2", "-i", "0.2", "-W", "2", target],
+            Duration::from_secs(10),
+        );
+        out.status.success().then_some(out)
+    });
+    assert!(out.is_some(), "ping -6 {target} never succeeded");
+    let neigh = ns.ip(&[
+        "-6",
+        "neigh",
+        "show",
+        "fe80::5894:efff:fee4:cdd",
+        "dev",
+        "tap0",
+    ]);
+    assert!(neigh.contains(GATEWAY_MAC), "ip -6 neigh: {neigh}");
+    let stats = rt.stats();
+    assert!(stats.gateway.ndp_replies >= 1, "{stats:?}");
+}
+
+#[test]
 fn udhcpc_gets_the_static_lease() {
     if !privileged("udhcpc_gets_the_static_lease", &["ip", "udhcpc"]) {
         return;

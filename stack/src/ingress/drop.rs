@@ -5,7 +5,10 @@
 //! [`DropReason::index`] is dense (`0..DropReason::COUNT`), so [`DropCounters`] is a plain
 //! `[u64; COUNT]`: counting is one add, with no map and no allocation.
 
-use crate::wire::{ArpError, EthernetError, Icmpv4Error, Ipv4Error, TcpError, UdpError};
+use crate::wire::{
+    ArpError, EthernetError, Icmpv4Error, Icmpv6Error, Ipv4Error, Ipv6ChainError, Ipv6Error,
+    NdpError, TcpError, UdpError,
+};
 
 /// Why a frame was dropped on its way into the gateway.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
@@ -19,6 +22,15 @@ pub enum DropReason {
     #[error(transparent)]
     Icmpv4(Icmpv4Error),
     #[error(transparent)]
+    Ipv6(Ipv6Error),
+    #[error(transparent)]
+    Ipv6Chain(Ipv6ChainError),
+    /// An ICMPv6 error other than [`Icmpv6Error::Ndp`], which is counted as [`DropReason::Ndp`].
+    #[error(transparent)]
+    Icmpv6(Icmpv6Error),
+    #[error(transparent)]
+    Ndp(NdpError),
+    #[error(transparent)]
     Udp(UdpError),
     #[error(transparent)]
     Tcp(TcpError),
@@ -28,7 +40,7 @@ pub enum DropReason {
     /// An EtherType other than IPv4, ARP and IPv6.
     #[error("unsupported EtherType")]
     UnsupportedEtherType,
-    /// An IPv4 protocol other than ICMP, UDP and TCP.
+    /// An IP protocol other than ICMP, ICMPv6, UDP and TCP.
     #[error("unsupported IP protocol")]
     UnsupportedProtocol,
     /// Broadcast or multicast (at L2 or L3) to anything but the DHCP server port.
@@ -45,15 +57,19 @@ pub enum DropReason {
     /// An ARP reply: we never ask, so we never need one.
     #[error("unsolicited ARP reply")]
     ArpReply,
-    /// An ICMP message to the gateway's own address that is not an echo request.
+    /// An ICMP or ICMPv6 echo reply to the gateway's own address (we never ping).
     #[error("ICMP message to the gateway that is not an echo request")]
     IcmpNotEcho,
-    /// An IPv4 fragment: reassembly is not implemented yet.
-    #[error("IPv4 fragment (no reassembly yet)")]
+    /// An IPv4 or IPv6 fragment: reassembly is not implemented yet.
+    #[error("IP fragment (no reassembly yet)")]
     Fragment,
-    /// An IPv6 packet: IPv6 services are not implemented yet.
-    #[error("IPv6 packet (not handled yet)")]
-    Ipv6,
+    /// A neighbour solicitation for an address the gateway does not own.
+    #[error("neighbour solicitation for an address we do not own")]
+    NdpNotOurs,
+    /// A Neighbor Discovery message the gateway does not act on (router solicitations,
+    /// advertisements, redirects).
+    #[error("Neighbor Discovery message not handled")]
+    NdpUnhandled,
     /// The owning worker's queue was full.
     #[error("worker queue full")]
     WorkerQueueFull,
@@ -74,12 +90,30 @@ const IPV4: usize = ARP + ARP_N;
 const IPV4_N: usize = 6;
 const ICMPV4: usize = IPV4 + IPV4_N;
 const ICMPV4_N: usize = 5;
-const UDP: usize = ICMPV4 + ICMPV4_N;
+const IPV6: usize = ICMPV4 + ICMPV4_N;
+const IPV6_N: usize = 2;
+const CHAIN: usize = IPV6 + IPV6_N;
+const CHAIN_N: usize = 9;
+const ICMPV6: usize = CHAIN + CHAIN_N;
+const ICMPV6_N: usize = 5;
+const NDP: usize = ICMPV6 + ICMPV6_N;
+const NDP_N: usize = 15;
+const UDP: usize = NDP + NDP_N;
 const UDP_N: usize = 4;
 const TCP: usize = UDP + UDP_N;
 const TCP_N: usize = 7;
 const SEMANTIC: usize = TCP + TCP_N;
-const SEMANTIC_N: usize = 13;
+const SEMANTIC_N: usize = 14;
+
+impl From<Icmpv6Error> for DropReason {
+    /// Neighbor Discovery errors count as [`DropReason::Ndp`].
+    fn from(e: Icmpv6Error) -> DropReason {
+        match e {
+            Icmpv6Error::Ndp(e) => DropReason::Ndp(e),
+            other => DropReason::Icmpv6(other),
+        }
+    }
+}
 
 impl DropReason {
     /// The number of distinct reasons: the length of a counter array.
@@ -109,6 +143,37 @@ impl DropReason {
             D::Icmpv4(Icmpv4Error::UnsupportedType),
             D::Icmpv4(Icmpv4Error::BadCode),
             D::Icmpv4(Icmpv4Error::BadQuote),
+            D::Ipv6(Ipv6Error::Truncated),
+            D::Ipv6(Ipv6Error::BadVersion),
+            D::Ipv6Chain(Ipv6ChainError::TooManyHeaders),
+            D::Ipv6Chain(Ipv6ChainError::ChainTooLong),
+            D::Ipv6Chain(Ipv6ChainError::Truncated),
+            D::Ipv6Chain(Ipv6ChainError::HopByHopNotFirst),
+            D::Ipv6Chain(Ipv6ChainError::DuplicateFragment),
+            D::Ipv6Chain(Ipv6ChainError::FragmentMisaligned),
+            D::Ipv6Chain(Ipv6ChainError::FragmentTooLong),
+            D::Ipv6Chain(Ipv6ChainError::IncompleteFirstFragment),
+            D::Ipv6Chain(Ipv6ChainError::OptionTruncated),
+            D::Icmpv6(Icmpv6Error::Truncated),
+            D::Icmpv6(Icmpv6Error::NotIpv6),
+            D::Icmpv6(Icmpv6Error::BadChecksum),
+            D::Icmpv6(Icmpv6Error::BadCode),
+            D::Icmpv6(Icmpv6Error::UnsupportedType),
+            D::Ndp(NdpError::NotNdp),
+            D::Ndp(NdpError::Truncated),
+            D::Ndp(NdpError::BadCode),
+            D::Ndp(NdpError::MulticastTarget),
+            D::Ndp(NdpError::OptionZeroLength),
+            D::Ndp(NdpError::OptionTruncated),
+            D::Ndp(NdpError::BadOptionLength),
+            D::Ndp(NdpError::TooManyOptions),
+            D::Ndp(NdpError::BadDomainName),
+            D::Ndp(NdpError::BadHopLimit),
+            D::Ndp(NdpError::SourceNotLinkLocal),
+            D::Ndp(NdpError::LinkLayerFromUnspecified),
+            D::Ndp(NdpError::DadNotToSolicitedNode),
+            D::Ndp(NdpError::SolicitedToMulticast),
+            D::Ndp(NdpError::BadRedirectTarget),
             D::Udp(UdpError::Truncated),
             D::Udp(UdpError::BadLength),
             D::Udp(UdpError::BadChecksum),
@@ -129,7 +194,8 @@ impl DropReason {
             D::ArpReply,
             D::IcmpNotEcho,
             D::Fragment,
-            D::Ipv6,
+            D::NdpNotOurs,
+            D::NdpUnhandled,
             D::WorkerQueueFull,
             D::NoForwarder,
             D::DhcpNoReply,
@@ -178,6 +244,56 @@ impl DropReason {
                         Icmpv4Error::BadQuote => 4,
                     }
             }
+            D::Ipv6(e) => {
+                IPV6 + match e {
+                    Ipv6Error::Truncated => 0,
+                    Ipv6Error::BadVersion => 1,
+                }
+            }
+            D::Ipv6Chain(e) => {
+                CHAIN
+                    + match e {
+                        Ipv6ChainError::TooManyHeaders => 0,
+                        Ipv6ChainError::ChainTooLong => 1,
+                        Ipv6ChainError::Truncated => 2,
+                        Ipv6ChainError::HopByHopNotFirst => 3,
+                        Ipv6ChainError::DuplicateFragment => 4,
+                        Ipv6ChainError::FragmentMisaligned => 5,
+                        Ipv6ChainError::FragmentTooLong => 6,
+                        Ipv6ChainError::IncompleteFirstFragment => 7,
+                        Ipv6ChainError::OptionTruncated => 8,
+                    }
+            }
+            D::Icmpv6(Icmpv6Error::Ndp(e)) => D::Ndp(e).index(),
+            D::Icmpv6(e) => {
+                ICMPV6
+                    + match e {
+                        Icmpv6Error::Truncated => 0,
+                        Icmpv6Error::NotIpv6 => 1,
+                        Icmpv6Error::BadChecksum => 2,
+                        Icmpv6Error::BadCode => 3,
+                        Icmpv6Error::UnsupportedType | Icmpv6Error::Ndp(_) => 4,
+                    }
+            }
+            D::Ndp(e) => {
+                NDP + match e {
+                    NdpError::NotNdp => 0,
+                    NdpError::Truncated => 1,
+                    NdpError::BadCode => 2,
+                    NdpError::MulticastTarget => 3,
+                    NdpError::OptionZeroLength => 4,
+                    NdpError::OptionTruncated => 5,
+                    NdpError::BadOptionLength => 6,
+                    NdpError::TooManyOptions => 7,
+                    NdpError::BadDomainName => 8,
+                    NdpError::BadHopLimit => 9,
+                    NdpError::SourceNotLinkLocal => 10,
+                    NdpError::LinkLayerFromUnspecified => 11,
+                    NdpError::DadNotToSolicitedNode => 12,
+                    NdpError::SolicitedToMulticast => 13,
+                    NdpError::BadRedirectTarget => 14,
+                }
+            }
             D::Udp(e) => {
                 UDP + match e {
                     UdpError::Truncated => 0,
@@ -206,10 +322,11 @@ impl DropReason {
             D::ArpReply => SEMANTIC + 6,
             D::IcmpNotEcho => SEMANTIC + 7,
             D::Fragment => SEMANTIC + 8,
-            D::Ipv6 => SEMANTIC + 9,
-            D::WorkerQueueFull => SEMANTIC + 10,
-            D::NoForwarder => SEMANTIC + 11,
-            D::DhcpNoReply => SEMANTIC + 12,
+            D::NdpNotOurs => SEMANTIC + 9,
+            D::NdpUnhandled => SEMANTIC + 10,
+            D::WorkerQueueFull => SEMANTIC + 11,
+            D::NoForwarder => SEMANTIC + 12,
+            D::DhcpNoReply => SEMANTIC + 13,
         }
     }
 
@@ -237,6 +354,40 @@ impl DropReason {
             D::Icmpv4(Icmpv4Error::UnsupportedType) => "icmpv4_unsupported_type",
             D::Icmpv4(Icmpv4Error::BadCode) => "icmpv4_bad_code",
             D::Icmpv4(Icmpv4Error::BadQuote) => "icmpv4_bad_quote",
+            D::Ipv6(Ipv6Error::Truncated) => "ipv6_truncated",
+            D::Ipv6(Ipv6Error::BadVersion) => "ipv6_bad_version",
+            D::Ipv6Chain(Ipv6ChainError::TooManyHeaders) => "ipv6_too_many_headers",
+            D::Ipv6Chain(Ipv6ChainError::ChainTooLong) => "ipv6_chain_too_long",
+            D::Ipv6Chain(Ipv6ChainError::Truncated) => "ipv6_ext_truncated",
+            D::Ipv6Chain(Ipv6ChainError::HopByHopNotFirst) => "ipv6_hop_by_hop_not_first",
+            D::Ipv6Chain(Ipv6ChainError::DuplicateFragment) => "ipv6_duplicate_fragment",
+            D::Ipv6Chain(Ipv6ChainError::FragmentMisaligned) => "ipv6_fragment_misaligned",
+            D::Ipv6Chain(Ipv6ChainError::FragmentTooLong) => "ipv6_fragment_too_long",
+            D::Ipv6Chain(Ipv6ChainError::IncompleteFirstFragment) => {
+                "ipv6_incomplete_first_fragment"
+            }
+            D::Ipv6Chain(Ipv6ChainError::OptionTruncated) => "ipv6_option_truncated",
+            D::Icmpv6(Icmpv6Error::Ndp(e)) => D::Ndp(e).name(),
+            D::Icmpv6(Icmpv6Error::Truncated) => "icmpv6_truncated",
+            D::Icmpv6(Icmpv6Error::NotIpv6) => "icmpv6_not_ipv6",
+            D::Icmpv6(Icmpv6Error::BadChecksum) => "icmpv6_bad_checksum",
+            D::Icmpv6(Icmpv6Error::BadCode) => "icmpv6_bad_code",
+            D::Icmpv6(Icmpv6Error::UnsupportedType) => "icmpv6_unsupported_type",
+            D::Ndp(NdpError::NotNdp) => "ndp_not_ndp",
+            D::Ndp(NdpError::Truncated) => "ndp_truncated",
+            D::Ndp(NdpError::BadCode) => "ndp_bad_code",
+            D::Ndp(NdpError::MulticastTarget) => "ndp_multicast_target",
+            D::Ndp(NdpError::OptionZeroLength) => "ndp_option_zero_length",
+            D::Ndp(NdpError::OptionTruncated) => "ndp_option_truncated",
+            D::Ndp(NdpError::BadOptionLength) => "ndp_bad_option_length",
+            D::Ndp(NdpError::TooManyOptions) => "ndp_too_many_options",
+            D::Ndp(NdpError::BadDomainName) => "ndp_bad_domain_name",
+            D::Ndp(NdpError::BadHopLimit) => "ndp_bad_hop_limit",
+            D::Ndp(NdpError::SourceNotLinkLocal) => "ndp_source_not_link_local",
+            D::Ndp(NdpError::LinkLayerFromUnspecified) => "ndp_link_layer_from_unspecified",
+            D::Ndp(NdpError::DadNotToSolicitedNode) => "ndp_dad_not_to_solicited_node",
+            D::Ndp(NdpError::SolicitedToMulticast) => "ndp_solicited_to_multicast",
+            D::Ndp(NdpError::BadRedirectTarget) => "ndp_bad_redirect_target",
             D::Udp(UdpError::Truncated) => "udp_truncated",
             D::Udp(UdpError::BadLength) => "udp_bad_length",
             D::Udp(UdpError::BadChecksum) => "udp_bad_checksum",
@@ -256,8 +407,9 @@ impl DropReason {
             D::ArpNotOurs => "arp_not_ours",
             D::ArpReply => "arp_reply",
             D::IcmpNotEcho => "icmp_not_echo",
-            D::Fragment => "ipv4_fragment",
-            D::Ipv6 => "ipv6",
+            D::Fragment => "ip_fragment",
+            D::NdpNotOurs => "ndp_not_ours",
+            D::NdpUnhandled => "ndp_unhandled",
             D::WorkerQueueFull => "worker_queue_full",
             D::NoForwarder => "no_forwarder",
             D::DhcpNoReply => "dhcp_no_reply",

@@ -14,8 +14,9 @@ use core::net::{IpAddr, SocketAddr};
 use core::ops::Range;
 
 use crate::wire::{
-    EthernetRepr, Icmpv4DstUnreachable, Icmpv4TimeExceeded, IpAddresses, IpProtocol, Ipv4Repr,
-    TcpRepr, UdpRepr,
+    EthernetRepr, Icmpv4DstUnreachable, Icmpv4TimeExceeded, Icmpv6DstUnreachable,
+    Icmpv6ParamProblem, Icmpv6TimeExceeded, IpAddresses, IpProtocol, Ipv4Repr, Ipv6Repr, TcpRepr,
+    UdpRepr,
 };
 
 /// One flow, seen from the guest.
@@ -78,7 +79,8 @@ impl FlowKey {
 pub enum FlowL4 {
     Tcp(TcpRepr),
     Udp(UdpRepr),
-    /// An ICMP echo request or reply; the payload is the echo data.
+    /// An ICMP or ICMPv6 echo request or reply (the family is the IP header's); the payload
+    /// is the echo data.
     IcmpEcho {
         request: bool,
         ident: u16,
@@ -87,12 +89,25 @@ pub enum FlowL4 {
     /// An ICMP error about a flow; the payload is the quoted datagram.
     IcmpDstUnreachable(Icmpv4DstUnreachable),
     IcmpTimeExceeded(Icmpv4TimeExceeded),
+    /// ICMPv6 errors about a flow; the payload is the quoted packet.
+    Icmpv6DstUnreachable(Icmpv6DstUnreachable),
+    Icmpv6PacketTooBig {
+        mtu: u32,
+    },
+    Icmpv6TimeExceeded(Icmpv6TimeExceeded),
+    Icmpv6ParamProblem {
+        reason: Icmpv6ParamProblem,
+        pointer: u32,
+    },
 }
 
-/// The network part of a flow-bound packet. IPv6 joins as a second variant.
+/// The network part of a flow-bound packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IpHeader {
     V4(Ipv4Repr),
+    /// The fixed header; `next_header` is the upper layer's protocol, extension headers
+    /// having been walked.
+    V6(Ipv6Repr),
 }
 
 impl IpHeader {
@@ -102,12 +117,17 @@ impl IpHeader {
                 src: ip.src_addr,
                 dst: ip.dst_addr,
             },
+            IpHeader::V6(ip) => IpAddresses::V6 {
+                src: ip.src_addr,
+                dst: ip.dst_addr,
+            },
         }
     }
 
     pub const fn hop_limit(&self) -> u8 {
         match *self {
             IpHeader::V4(ip) => ip.hop_limit,
+            IpHeader::V6(ip) => ip.hop_limit,
         }
     }
 }

@@ -1,9 +1,10 @@
 use super::*;
 use crate::wire::{
     ArpError, ArpOperation, EthernetAddress, EthernetError, Icmpv4DstUnreachable, Icmpv4Error,
-    Ipv4Error, TcpControl, TcpError, TcpSeqNumber, UdpError, arp, ethernet, icmpv4, ipv4, tcp, udp,
+    Icmpv6Error, Ipv4Error, Ipv6ChainError, Ipv6Error, NdpError, NdpOption, NdpOptions, NdpRepr,
+    TcpControl, TcpError, TcpSeqNumber, UdpError, arp, ethernet, icmpv4, ipv4, tcp, udp,
 };
-use core::net::Ipv4Addr;
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 const GW_MAC: EthernetAddress = EthernetAddress([0x5a, 0x94, 0xef, 0xe4, 0x0c, 0xdd]);
 const GUEST_MAC: EthernetAddress = EthernetAddress([0x5a, 0x94, 0xef, 0xe4, 0x0c, 0xee]);
@@ -309,10 +310,6 @@ fn fragments_and_ipv6_are_their_own_events() {
         parse(&f, GW_MAC).unwrap().event,
         Event::Ipv4Fragment { ip, .. } if ip.frag_offset == 8
     ));
-    let f6 = eth(GW_MAC, EtherType::Ipv6, &[0x60; 40]);
-    let p = parse(&f6, GW_MAC).unwrap();
-    assert!(matches!(p.event, Event::Ipv6 { packet } if packet.len() == 40));
-    assert!(p.flow().is_none());
 }
 
 #[test]
@@ -392,4 +389,220 @@ proptest::proptest! {
             let _ = p.flow();
         }
     }
+}
+
+// IPv6.
+
+const GUEST6: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0x5894, 0xefff, 0xfee4, 0x0cee);
+const GW6: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0x5894, 0xefff, 0xfee4, 0x0cdd);
+const REMOTE6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
+
+fn ipv6(src: Ipv6Addr, dst: Ipv6Addr, next: IpProtocol, hop: u8, payload: &[u8]) -> Vec<u8> {
+    let repr = Ipv6Repr {
+        src_addr: src,
+        dst_addr: dst,
+        next_header: next,
+        payload_len: payload.len(),
+        hop_limit: hop,
+        dscp: 0,
+        ecn: 0,
+        flow_label: 0,
+    };
+    let mut b = vec![0u8; crate::wire::ipv6::HEADER_LEN + payload.len()];
+    b[crate::wire::ipv6::HEADER_LEN..].copy_from_slice(payload);
+    repr.emit(&mut Ipv6Packet::new_unchecked(&mut b[..]));
+    b
+}
+
+fn icmpv6_frame(
+    dst_mac: EthernetAddress,
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    hop: u8,
+    repr: &Icmpv6Repr<'_>,
+) -> Vec<u8> {
+    let mut b = vec![0u8; repr.buffer_len()];
+    repr.emit(
+        &mut Icmpv6Packet::new_unchecked(&mut b[..]),
+        &IpAddresses::V6 { src, dst },
+    );
+    eth(
+        dst_mac,
+        EtherType::Ipv6,
+        &ipv6(src, dst, IpProtocol::Icmpv6, hop, &b),
+    )
+}
+
+fn solicited_node_mac(addr: Ipv6Addr) -> EthernetAddress {
+    let o = addr.octets();
+    EthernetAddress([0x33, 0x33, 0xff, o[13], o[14], o[15]])
+}
+
+#[test]
+fn neighbour_solicitation_to_a_multicast_group_parses() {
+    let opts = [NdpOption::SourceLinkLayerAddr(GUEST_MAC)];
+    let ns = Icmpv6Repr::Ndp(NdpRepr::NeighborSolicit {
+        target_addr: GW6,
+        options: NdpOptions::new(&opts),
+    });
+    let group = crate::wire::ndp::solicited_node(GW6);
+    let f = icmpv6_frame(solicited_node_mac(GW6), GUEST6, group, 255, &ns);
+    let p = parse(&f, GW_MAC).unwrap();
+    let Event::Icmpv6 {
+        ip,
+        icmp: Icmpv6Repr::Ndp(NdpRepr::NeighborSolicit { target_addr, .. }),
+    } = p.event
+    else {
+        panic!("{:?}", p.event);
+    };
+    assert_eq!(target_addr, GW6);
+    assert_eq!(ip.hop_limit, 255);
+    assert!(p.flow().is_none());
+}
+
+#[test]
+fn echo_v6_is_a_flow_and_not_to_multicast() {
+    let echo = Icmpv6Repr::EchoRequest {
+        ident: 9,
+        seq_no: 1,
+        data: b"six",
+    };
+    let f = icmpv6_frame(GW_MAC, GUEST6, REMOTE6, 64, &echo);
+    let flow = parse(&f, GW_MAC).unwrap().flow().unwrap();
+    assert_eq!(flow.key.protocol, IpProtocol::Icmpv6);
+    assert_eq!(flow.key.guest, SocketAddr::new(IpAddr::V6(GUEST6), 9));
+    assert_eq!(flow.payload(&f), b"six");
+    let all_nodes = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
+    let f = icmpv6_frame(
+        EthernetAddress([0x33, 0x33, 0, 0, 0, 1]),
+        GUEST6,
+        all_nodes,
+        64,
+        &echo,
+    );
+    assert_eq!(err(&f), DropReason::BroadcastToNonService);
+}
+
+#[test]
+fn udp_and_tcp_over_ipv6() {
+    let data = b"v6 data";
+    let repr = UdpRepr {
+        src_port: 4000,
+        dst_port: 53,
+        payload_len: data.len(),
+    };
+    let mut u = vec![0u8; udp::HEADER_LEN + data.len()];
+    u[udp::HEADER_LEN..].copy_from_slice(data);
+    repr.emit(
+        &mut UdpPacket::new_unchecked(&mut u[..]),
+        &IpAddresses::V6 {
+            src: GUEST6,
+            dst: REMOTE6,
+        },
+    );
+    let f = eth(
+        GW_MAC,
+        EtherType::Ipv6,
+        &ipv6(GUEST6, REMOTE6, IpProtocol::Udp, 64, &u),
+    );
+    let flow = parse(&f, GW_MAC).unwrap().flow().unwrap();
+    assert_eq!(flow.key.remote, SocketAddr::new(IpAddr::V6(REMOTE6), 53));
+    assert_eq!(flow.payload(&f), data);
+    assert!(matches!(flow.ip, IpHeader::V6(ip) if ip.next_header == IpProtocol::Udp));
+    // mDNS over IPv6 multicast is refused.
+    let mdns = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0xfb);
+    let mut m = vec![0u8; udp::HEADER_LEN + data.len()];
+    m[udp::HEADER_LEN..].copy_from_slice(data);
+    UdpRepr {
+        src_port: 5353,
+        dst_port: 5353,
+        payload_len: data.len(),
+    }
+    .emit(
+        &mut UdpPacket::new_unchecked(&mut m[..]),
+        &IpAddresses::V6 {
+            src: GUEST6,
+            dst: mdns,
+        },
+    );
+    let f = eth(
+        EthernetAddress([0x33, 0x33, 0, 0, 0, 0xfb]),
+        EtherType::Ipv6,
+        &ipv6(GUEST6, mdns, IpProtocol::Udp, 255, &m),
+    );
+    assert_eq!(err(&f), DropReason::BroadcastToNonService);
+}
+
+#[test]
+fn drop_ipv6_errors() {
+    assert_eq!(
+        err(&eth(GW_MAC, EtherType::Ipv6, &[0x60; 20])),
+        DropReason::Ipv6(Ipv6Error::Truncated)
+    );
+    let mut f = eth(
+        GW_MAC,
+        EtherType::Ipv6,
+        &ipv6(GUEST6, REMOTE6, IpProtocol::Udp, 64, &[0; 8]),
+    );
+    f[ethernet::HEADER_LEN] = 0x40;
+    assert_eq!(err(&f), DropReason::Ipv6(Ipv6Error::BadVersion));
+    // A hop-by-hop header that claims more bytes than there are.
+    let f = eth(
+        GW_MAC,
+        EtherType::Ipv6,
+        &ipv6(
+            GUEST6,
+            REMOTE6,
+            IpProtocol::HopByHop,
+            64,
+            &[17, 4, 0, 0, 0, 0, 0, 0],
+        ),
+    );
+    assert_eq!(err(&f), DropReason::Ipv6Chain(Ipv6ChainError::Truncated));
+    let f = eth(
+        GW_MAC,
+        EtherType::Ipv6,
+        &ipv6(
+            Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1),
+            REMOTE6,
+            IpProtocol::Udp,
+            64,
+            &[0; 8],
+        ),
+    );
+    assert_eq!(err(&f), DropReason::InvalidSource);
+}
+
+#[test]
+fn drop_icmpv6_and_ndp_errors() {
+    let echo = Icmpv6Repr::EchoRequest {
+        ident: 1,
+        seq_no: 1,
+        data: b"x",
+    };
+    let mut f = icmpv6_frame(GW_MAC, GUEST6, GW6, 64, &echo);
+    let last = f.len() - 1;
+    f[last] ^= 0xff;
+    assert_eq!(err(&f), DropReason::Icmpv6(Icmpv6Error::BadChecksum));
+    // A neighbour solicitation for a multicast target is refused by the NDP parser, and counted
+    // as an NDP reason, not an ICMPv6 one.
+    let ns = Icmpv6Repr::Ndp(NdpRepr::NeighborSolicit {
+        target_addr: GW6,
+        options: NdpOptions::EMPTY,
+    });
+    let mut f = icmpv6_frame(GW_MAC, GUEST6, GW6, 255, &ns);
+    let at = ethernet::HEADER_LEN + crate::wire::ipv6::HEADER_LEN + 8;
+    f[at] = 0xff;
+    // Refill the checksum for the changed target.
+    let start = ethernet::HEADER_LEN + crate::wire::ipv6::HEADER_LEN;
+    Icmpv6Packet::new_unchecked(&mut f[start..]).fill_checksum(&IpAddresses::V6 {
+        src: GUEST6,
+        dst: GW6,
+    });
+    let reason = err(&f);
+    assert_eq!(reason, DropReason::Ndp(NdpError::MulticastTarget));
+    assert_eq!(
+        DropReason::Icmpv6(Icmpv6Error::Ndp(NdpError::MulticastTarget)).index(),
+        reason.index()
+    );
 }
