@@ -22,6 +22,10 @@
 //! - [`port`]: the contract between links and the switch thread: a link attaches one
 //!   [`port::Port`] per guest, sends its frames in and drains the frames for it.
 //! - [`pcap`]: capture to a pcap file from any thread, bounded and lock-free per frame.
+//! - [`gateway`]: the gateway's own services, sans-IO — ARP, ICMP/ICMPv6 echo, neighbour
+//!   advertisements, DHCPv4 — over one parse per frame; everything else leaves as a flow.
+//! - [`runtime`]: the running pipeline — switch thread, gateway thread, worker pool — behind
+//!   [`Runtime::start`], [`Runtime::attacher`], [`Runtime::stats`] and [`Runtime::shutdown`].
 
 pub mod forward;
 pub mod framing;
@@ -35,3 +39,4 @@ pub mod tap;
 
 pub use forward::{Decision, DropReason, Switch, SwitchConfig};
 pub use mac_table::PortId;
+pub use runtime::{Runtime, RuntimeConfig, Stats};
