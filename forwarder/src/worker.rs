@@ -30,6 +30,7 @@ use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use stack::ingress::{DropCounters, DropReason, FlowPacket};
 use stack::time::{Epoch, Instant};
+use stack::wire::EthernetAddress;
 
 /// A flow-bound frame on its way to a worker.
 #[derive(Debug, Clone)]
@@ -99,6 +100,8 @@ pub struct WorkerContext {
     pub epoch: Epoch,
     /// The guests' MTU.
     pub mtu: u16,
+    /// The gateway's MAC: the source of every frame a worker sends to a guest.
+    pub gateway_mac: EthernetAddress,
     /// The worker's counters; handlers count their drops here.
     pub counters: Arc<WorkerCounters>,
 }
@@ -279,6 +282,8 @@ pub struct PoolConfig {
     pub seed: u64,
     /// The guests' MTU, passed on to handlers.
     pub mtu: u16,
+    /// The gateway's MAC, passed on to handlers.
+    pub gateway_mac: EthernetAddress,
 }
 
 impl std::fmt::Debug for PoolConfig {
@@ -319,6 +324,7 @@ impl WorkerPool {
                 index,
                 epoch: config.epoch,
                 mtu: config.mtu,
+                gateway_mac: config.gateway_mac,
                 counters: counters.clone(),
             };
             let handler = (config.factory)(&ctx);

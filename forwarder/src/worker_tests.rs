@@ -61,6 +61,7 @@ fn config(workers: usize, queue_capacity: usize, factory: HandlerFactory) -> Poo
         epoch: Epoch::new(std::time::Instant::now()),
         seed: 99,
         mtu: 1500,
+        gateway_mac: EthernetAddress([0x5a, 0x94, 0xef, 0xe4, 0x0c, 0xdd]),
     }
 }
 

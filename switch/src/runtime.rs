@@ -347,6 +347,7 @@ impl Runtime {
             epoch,
             seed,
             mtu: config.mtu,
+            gateway_mac: config.gateway_mac,
         };
         let sink: Arc<dyn FrameSink> = gateway_port.clone();
         let (pool, dispatcher) = WorkerPool::start(pool_config, sink)?;
