@@ -536,3 +536,36 @@ fn echo6_to_the_gateway_is_answered() {
         Outcome::Flow(_)
     ));
 }
+
+#[test]
+fn echo_reply_to_the_gateway_and_fragments_are_dropped() {
+    let mut gw = gateway();
+    let icmp = Icmpv4Repr::EchoReply {
+        ident: 1,
+        seq_no: 1,
+        data: b"x",
+    };
+    let mut b = vec![0u8; icmp.buffer_len()];
+    icmp.emit(&mut Icmpv4Packet::new_unchecked(&mut b[..]));
+    let f = frame(
+        GUEST_MAC,
+        GW_MAC,
+        EtherType::Ipv4,
+        &ipv4(GUEST, GW, IpProtocol::Icmp, &b),
+    );
+    assert_eq!(
+        gw.handle_frame(T0, &f),
+        Outcome::Dropped(DropReason::IcmpNotEcho)
+    );
+    let mut f = echo_request(GW, b"0123456789abcdef");
+    {
+        let mut p = Ipv4Packet::new_unchecked(&mut f[ethernet::HEADER_LEN..]);
+        p.set_fragment(false, false, 16);
+        p.fill_checksum();
+    }
+    assert_eq!(
+        gw.handle_frame(T0, &f),
+        Outcome::Dropped(DropReason::Fragment)
+    );
+    assert_eq!(gw.drops().total(), 2);
+}

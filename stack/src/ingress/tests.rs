@@ -606,3 +606,22 @@ fn drop_icmpv6_and_ndp_errors() {
         reason.index()
     );
 }
+
+#[test]
+fn ipv6_fragment_is_its_own_event() {
+    // A fragment header (RFC 8200 §4.5): UDP next, offset 8 bytes (1 unit), M clear.
+    let mut payload = vec![17u8, 0, 0, 8, 0, 0, 0, 42];
+    payload.extend_from_slice(b"fragment data");
+    let f = eth(
+        GW_MAC,
+        EtherType::Ipv6,
+        &ipv6(GUEST6, REMOTE6, IpProtocol::Ipv6Frag, 64, &payload),
+    );
+    let p = parse(&f, GW_MAC).unwrap();
+    let Event::Ipv6Fragment { ip, payload } = p.event else {
+        panic!("{:?}", p.event);
+    };
+    assert_eq!(payload, b"fragment data");
+    assert_eq!(ip.next_header, IpProtocol::Udp);
+    assert!(p.flow().is_none());
+}
