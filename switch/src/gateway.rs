@@ -339,7 +339,9 @@ impl Gateway {
         let addrs = IpAddresses::V6 { src, dst };
         let len = ipv6::HEADER_LEN + ip.payload_len;
         self.build(dst_mac, EtherType::Ipv6, len, |body| {
-            let (header, payload) = body.split_at_mut(ipv6::HEADER_LEN);
+            let Some((header, payload)) = body.split_at_mut_checked(ipv6::HEADER_LEN) else {
+                return;
+            };
             icmp.emit(&mut Icmpv6Packet::new_unchecked(payload), &addrs);
             ip.emit(&mut Ipv6Packet::new_unchecked(header));
         })
@@ -408,7 +410,9 @@ impl Gateway {
             icmp.buffer_len(),
         );
         let frame = self.build(eth.src_addr, EtherType::Ipv4, ip.total_len(), |body| {
-            let (header, payload) = body.split_at_mut(ipv4::HEADER_LEN);
+            let Some((header, payload)) = body.split_at_mut_checked(ipv4::HEADER_LEN) else {
+                return;
+            };
             icmp.emit(&mut Icmpv4Packet::new_unchecked(payload));
             ip.emit(&mut Ipv4Packet::new_unchecked(header));
         });
@@ -441,7 +445,9 @@ impl Gateway {
             dst: dst_ip,
         };
         let frame = self.build(dst_mac, EtherType::Ipv4, ip.total_len(), |body| {
-            let (header, datagram) = body.split_at_mut(ipv4::HEADER_LEN);
+            let Some((header, datagram)) = body.split_at_mut_checked(ipv4::HEADER_LEN) else {
+                return;
+            };
             if let Some(room) = datagram.get_mut(udp::HEADER_LEN..) {
                 room.copy_from_slice(&reply.payload);
             }
