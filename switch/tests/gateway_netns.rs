@@ -184,10 +184,13 @@ fn dhclient_gets_the_static_lease() {
     let lease_file = dir.path().join("leases");
     let pid_file = dir.path().join("pid");
     let path = |p: &std::path::Path| p.to_string_lossy().into_owned();
-    let out = ns.run(
+    // In the foreground (-d), so the process we started is dhclient itself (`ip netns exec`
+    // execs it) and stopping it by its PID cannot miss a daemonized child.
+    let client = ns.spawn(
         "dhclient",
         &[
             "-1",
+            "-d",
             "-v",
             "-cf",
             &path(&conf),
@@ -199,21 +202,15 @@ fn dhclient_gets_the_static_lease() {
             &path(&pid_file),
             "tap0",
         ],
-        Duration::from_secs(40),
     );
-    // -1 without -d: dhclient forks into the background once bound; stop it by its PID.
-    let pid = std::fs::read_to_string(&pid_file).ok();
-    if let Some(pid) = pid.as_deref().and_then(|p| p.trim().parse::<i32>().ok()) {
-        // SAFETY: kill(2) with a PID we read from the pid file dhclient wrote for this test.
-        unsafe {
-            libc::kill(pid, libc::SIGTERM);
-        }
-    }
-    assert!(out.status.success(), "dhclient failed: {}", text(&out));
-    let env = eventually(Duration::from_secs(5), || {
-        std::fs::read_to_string(&record).ok()
-    })
-    .expect("the script ran on BOUND");
+    let env = eventually(Duration::from_secs(30), || {
+        std::fs::read_to_string(&record)
+            .ok()
+            .filter(|s| s.ends_with('\n'))
+    });
+    // Stops dhclient (SIGKILL to its PID) and reaps it.
+    let out = client.wait(Duration::ZERO);
+    let env = env.unwrap_or_else(|| panic!("dhclient never bound: {}", text(&out)));
     assert_eq!(
         env.trim(),
         "ip=192.168.127.2 routers=192.168.127.1 dns=192.168.127.1 mtu=1500 mask=255.255.255.0"
