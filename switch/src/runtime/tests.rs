@@ -184,3 +184,19 @@ fn shutdown_stops_everything() {
     // Dropping a second runtime without calling shutdown joins it too.
     drop(Runtime::start(config()).unwrap());
 }
+
+#[test]
+fn bad_config_is_refused() {
+    let err = Runtime::start(RuntimeConfig {
+        gateway_ip: Ipv4Addr::new(10, 0, 0, 1),
+        ..config()
+    })
+    .unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+    let err = Runtime::start(RuntimeConfig {
+        gateway_mac: stack::wire::EthernetAddress::BROADCAST,
+        ..config()
+    })
+    .unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+}
