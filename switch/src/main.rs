@@ -77,7 +77,10 @@ fn init_logging(net: &NetworkArgs) -> Result<(), String> {
                 .with_writer(std::sync::Mutex::new(file))
                 .try_init()
         }
-        None => builder.with_writer(std::io::stderr).try_init(),
+        None => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_writer(std::io::stderr)
+            .try_init(),
     };
     done.map_err(|e| format!("cannot set up logging: {e}"))
 }
