@@ -5,5 +5,6 @@
 //! deterministic under test and fuzzing.
 #![forbid(unsafe_code)]
 
+pub mod ingress;
 pub mod time;
 pub mod wire;
