@@ -10,6 +10,8 @@
 pub mod checksum;
 pub mod ethernet;
 pub mod ip;
+pub mod tcp;
+pub mod udp;
 
 #[cfg(test)]
 pub(crate) mod fixtures;
@@ -19,3 +21,8 @@ pub use ethernet::{
     Repr as EthernetRepr,
 };
 pub use ip::{Addresses as IpAddresses, Protocol as IpProtocol};
+pub use tcp::{
+    Control as TcpControl, Error as TcpError, OptionIter as TcpOptionIter, Packet as TcpPacket,
+    Repr as TcpRepr, SeqNumber as TcpSeqNumber, TcpOption, TimestampOption as TcpTimestampOption,
+};
+pub use udp::{Error as UdpError, Packet as UdpPacket, Repr as UdpRepr};
