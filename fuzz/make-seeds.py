@@ -2,7 +2,8 @@
 """Writes the fuzz seed corpora in fuzz/seeds/ from the real frames captured as test fixtures.
 
 Every frame seeds `frame` and `ethernet`; each layer inside it seeds that layer's target
-(ARP payloads, IPv4/IPv6 packets, ICMP messages, UDP datagrams, TCP segments). Run it again
+(ARP payloads, IPv4/IPv6 packets, ICMP messages, UDP datagrams and TCP segments, these two
+after a byte that selects the address family for the pseudo-header). Run it again
 after adding a fixture: `python3 fuzz/make-seeds.py`.
 """
 import glob
@@ -56,14 +57,16 @@ def layers(frame):
         total = struct.unpack(">H", payload[2:4])[0]
         upper = payload[ihl:total]
         if frag == 0:
-            yield {1: "icmpv4", 6: "tcp", 17: "udp"}.get(payload[9], "other"), upper
+            target = {1: "icmpv4", 6: "tcp", 17: "udp"}.get(payload[9], "other")
+            # The transport targets take a family selector byte first (0: IPv4).
+            yield target, (b"\x00" + upper if target in ("tcp", "udp") else upper)
     elif ethertype == 0x86DD and len(payload) >= 40:
         yield "ipv6", payload
         nh, upper = ipv6_upper(payload)
         if nh == 58 and upper:
             yield ("ndp" if 133 <= upper[0] <= 137 else "icmpv6"), upper
         elif nh in (6, 17):
-            yield {6: "tcp", 17: "udp"}[nh], upper
+            yield {6: "tcp", 17: "udp"}[nh], b"\x01" + upper
 
 
 def main():

@@ -7,20 +7,29 @@
 //! `emit`. Checksums are verified by `parse` where the format has one and filled in by `emit`.
 //! Outside a module the types are re-exported with the protocol's name as prefix.
 
+pub mod arp;
 pub mod checksum;
 pub mod ethernet;
+pub mod icmpv4;
 pub mod ip;
+pub mod ipv4;
 pub mod tcp;
 pub mod udp;
 
 #[cfg(test)]
 pub(crate) mod fixtures;
 
+pub use arp::{Error as ArpError, Operation as ArpOperation, Packet as ArpPacket, Repr as ArpRepr};
 pub use ethernet::{
     Address as EthernetAddress, Error as EthernetError, EtherType, Packet as EthernetFrame,
     Repr as EthernetRepr,
 };
+pub use icmpv4::{
+    DstUnreachable as Icmpv4DstUnreachable, Error as Icmpv4Error, Message as Icmpv4Message,
+    Packet as Icmpv4Packet, Repr as Icmpv4Repr, TimeExceeded as Icmpv4TimeExceeded,
+};
 pub use ip::{Addresses as IpAddresses, Protocol as IpProtocol};
+pub use ipv4::{Error as Ipv4Error, Packet as Ipv4Packet, Repr as Ipv4Repr};
 pub use tcp::{
     Control as TcpControl, Error as TcpError, OptionIter as TcpOptionIter, Packet as TcpPacket,
     Repr as TcpRepr, SeqNumber as TcpSeqNumber, TcpOption, TimestampOption as TcpTimestampOption,
