@@ -5,5 +5,6 @@
 //! deterministic under test and fuzzing.
 #![forbid(unsafe_code)]
 
+pub mod tcp;
 pub mod time;
 pub mod wire;
