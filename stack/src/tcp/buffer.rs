@@ -16,7 +16,7 @@
 const MIN_STORAGE: usize = 4096;
 
 /// A bounded, lazily grown ring of bytes.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub(crate) struct Ring {
     storage: Vec<u8>,
     /// Index of the first readable byte in `storage` (always < `storage.len()`, or 0).
@@ -25,6 +25,16 @@ pub(crate) struct Ring {
     len: usize,
     /// The most bytes the ring may ever hold.
     limit: usize,
+}
+
+impl core::fmt::Debug for Ring {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Ring")
+            .field("len", &self.len)
+            .field("limit", &self.limit)
+            .field("allocated", &self.storage.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Ring {
@@ -138,9 +148,8 @@ impl Ring {
     pub(crate) fn consume(&mut self, n: usize) -> usize {
         let n = n.min(self.len);
         self.len -= n;
-        if self.len == 0 {
-            self.read = 0;
-        } else if !self.storage.is_empty() {
+        // Bytes written past the end keep their place, so `read` moves even when empty.
+        if !self.storage.is_empty() {
             self.read = (self.read + n) % self.storage.len();
         }
         n

@@ -52,7 +52,10 @@ impl Connection {
             return Some(self.ack_segment(seq, Control::None, 0));
         }
         if self.ack_now || self.window_update_due() {
-            let seq = self.snd_nxt;
+            // SND.MAX, not SND.NXT: after a timeout SND.NXT goes back, and an ACK with an
+            // old sequence number would be unacceptable to the peer (RFC 9293 §3.10.7.4)
+            // and its acknowledgment lost with it.
+            let seq = self.snd_max;
             return Some(self.ack_segment(seq, Control::None, 0));
         }
         None

@@ -3,6 +3,7 @@
 //! engines over a lossy link, and a property test of invariants.
 
 mod open;
+mod sim;
 
 use super::{Config, Connection, Endpoints, Event, State};
 use crate::time::Instant;
