@@ -152,8 +152,8 @@ impl Peer {
                 break;
             }
         }
-        if self.sent == self.to_send && conn.state() == State::Established
-            || self.sent == self.to_send && conn.state() == State::CloseWait
+        if self.sent == self.to_send
+            && matches!(conn.state(), State::Established | State::CloseWait)
         {
             conn.close(now);
         }
