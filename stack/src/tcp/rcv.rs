@@ -319,6 +319,10 @@ impl Connection {
         if offset > 0 {
             room = room.min(self.config.out_of_order_limit.saturating_sub(offset));
         }
+        if data.len() > room {
+            // Part fell outside the window: tell the peer at once where it stands.
+            self.ack_now = true;
+        }
         let data = data.get(..data.len().min(room)).unwrap_or(&[]);
         if data.is_empty() {
             self.ack_now = true;

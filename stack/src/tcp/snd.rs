@@ -58,6 +58,8 @@ impl Connection {
             let seq = self.snd_max;
             return Some(self.ack_segment(seq, Control::None, 0));
         }
+        // Data queued by `send` against a shut window: probing starts now.
+        self.update_persist(now);
         None
     }
 

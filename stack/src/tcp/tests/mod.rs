@@ -2,8 +2,12 @@
 //! tests per state and event (`<state>_<event>`), a deterministic simulation of two
 //! engines over a lossy link, and a property test of invariants.
 
+mod close;
+mod data;
 mod open;
+mod rst;
 mod sim;
+mod timers;
 
 use super::{Config, Connection, Endpoints, Event, State};
 use crate::time::Instant;
