@@ -5,6 +5,7 @@
 mod close;
 mod data;
 mod open;
+mod prop;
 mod rst;
 mod sim;
 mod timers;
