@@ -135,7 +135,6 @@ impl Congestion {
         self.cwnd = initial(mss, initial_window);
     }
 
-    #[cfg(test)]
     pub(crate) fn in_recovery(&self) -> bool {
         self.recovery.is_some()
     }

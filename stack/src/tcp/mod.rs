@@ -43,6 +43,7 @@ mod cc;
 mod isn;
 mod rcv;
 mod reassembly;
+mod sack;
 mod snd;
 mod state;
 mod timer;
@@ -58,6 +59,7 @@ use core::time::Duration;
 use buffer::Ring;
 use cc::{Congestion, RttEstimator};
 use reassembly::Assembler;
+use sack::Scoreboard;
 pub use state::State;
 use timer::{Timer, Timers};
 
@@ -290,8 +292,12 @@ pub struct Connection {
     /// Persist probes sent in a row (for the probe interval's backoff).
     probes: u32,
     probe_due: bool,
-    /// A fast retransmit of the segment at SND.UNA is due.
+    /// A retransmission of the next hole (or of SND.UNA without SACK) is due.
     rexmit_due: bool,
+    /// What the peer reported holding above SND.UNA (RFC 2018).
+    sacked: Scoreboard,
+    /// Holes below this were retransmitted in the current recovery.
+    rexmit_next: SeqNumber,
     /// A RST to send: `Some((seq, ack))`.
     rst_due: Option<(SeqNumber, Option<SeqNumber>)>,
     challenge_window: Instant,
@@ -345,6 +351,8 @@ impl Connection {
             probes: 0,
             probe_due: false,
             rexmit_due: false,
+            sacked: Scoreboard::default(),
+            rexmit_next: iss,
             rst_due: None,
             challenge_window: now,
             challenge_count: 0,

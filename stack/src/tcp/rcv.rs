@@ -228,6 +228,12 @@ impl Connection {
         let seq = repr.seq_number;
         let new_wnd = usize::from(repr.window_len) << self.snd_shift;
         let flight_before = self.snd_max.distance_from(self.snd_una);
+        if self.peer_sack {
+            for &(start, end) in repr.sack_ranges.iter().flatten() {
+                self.sacked
+                    .add(start, end, self.snd_una.max(ack), self.snd_max);
+            }
+        }
         if ack > self.snd_una {
             self.ack_new_data(now, ack);
         } else if ack == self.snd_una
@@ -236,12 +242,7 @@ impl Connection {
             && new_wnd == self.snd_wnd
             && flight_before > 0
         {
-            // A duplicate ACK (RFC 5681 §2).
-            let action = self.cc.on_dupack(ack, self.snd_max, flight_before);
-            if action == AckAction::Retransmit {
-                self.stats.fast_retransmits += 1;
-                self.rexmit_due = true;
-            }
+            self.dupack(ack, flight_before);
         }
         // The window update rule, SND.WL1/SND.WL2 guarding against old segments.
         if self.snd_wl1 < seq || (self.snd_wl1 == seq && self.snd_wl2 <= ack) {
@@ -257,6 +258,25 @@ impl Connection {
         true
     }
 
+    /// A duplicate ACK (RFC 5681 §2).
+    fn dupack(&mut self, ack: SeqNumber, flight: usize) {
+        if self.cc.in_recovery() {
+            // RFC 6675 §5 (simplified): each duplicate ACK is a segment that left the
+            // network; spend it on the next hole the scoreboard shows, else (NewReno,
+            // RFC 6582 §3.2 step 4) on inflating the window for new data.
+            let from = self.rexmit_next.max(self.snd_una);
+            if self.sacked.next_hole(from).is_some() {
+                self.rexmit_due = true;
+                return;
+            }
+        }
+        if self.cc.on_dupack(ack, self.snd_max, flight) == AckAction::Retransmit {
+            self.stats.fast_retransmits += 1;
+            self.rexmit_next = self.snd_una;
+            self.rexmit_due = true;
+        }
+    }
+
     /// SND.UNA moves forward to `ack`.
     fn ack_new_data(&mut self, now: Instant, ack: SeqNumber) {
         let acked = ack.distance_from(self.snd_una);
@@ -268,6 +288,7 @@ impl Connection {
         }
         self.rtt.on_ack(ack, now);
         self.snd_una = ack;
+        self.sacked.prune(ack);
         if self.snd_nxt < ack {
             self.snd_nxt = ack;
         }
@@ -438,6 +459,12 @@ impl Connection {
             self.enter_closed();
             return;
         }
+        if self.retries >= 2 {
+            // RFC 2018 §8: the peer may have discarded what it SACKed; after repeated
+            // timeouts stop trusting the scoreboard.
+            self.sacked.clear();
+        }
+        self.rexmit_next = self.snd_una;
         let flight = self.snd_max.distance_from(self.snd_una);
         self.cc.on_timeout(self.snd_max, flight);
         self.rtt.on_timeout();

@@ -30,18 +30,26 @@ impl Connection {
         }
         if self.rexmit_due {
             self.rexmit_due = false;
-            let len = self.snd_max.distance_from(self.snd_una);
-            if len > 0 {
+            if let Some((seq, len)) = self.hole_to_retransmit() {
                 self.stats.retransmits += 1;
                 self.rtt.on_retransmit();
-                let seq = self.snd_una;
+                self.rexmit_next = seq + len.min(self.send_mss);
                 return self.segment_at(now, seq, len);
             }
         }
         if self.state.sends_data() {
+            // Going back after a timeout: skip what the peer SACKed.
+            let mut limit = usize::MAX;
+            if self.snd_nxt < self.snd_max {
+                let (at, next_sacked) = self.sacked.skip(self.snd_nxt);
+                self.snd_nxt = at.min(self.snd_max);
+                if let Some(next) = next_sacked {
+                    limit = next.distance_from(self.snd_nxt);
+                }
+            }
             if let Some(len) = self.next_len() {
                 let seq = self.snd_nxt;
-                return self.segment_at(now, seq, len);
+                return self.segment_at(now, seq, len.min(limit.max(1)));
             }
         }
         if self.probe_due {
@@ -61,6 +69,20 @@ impl Connection {
         // Data queued by `send` against a shut window: probing starts now.
         self.update_persist(now);
         None
+    }
+
+    /// The next hole to fill in recovery: from the scoreboard when the peer SACKs,
+    /// otherwise the segment at SND.UNA (NewReno).
+    fn hole_to_retransmit(&self) -> Option<(SeqNumber, usize)> {
+        let outstanding = self.snd_max.distance_from(self.snd_una);
+        if outstanding == 0 {
+            return None;
+        }
+        if self.sacked.is_empty() {
+            return Some((self.snd_una, outstanding));
+        }
+        let from = self.rexmit_next.max(self.snd_una);
+        self.sacked.next_hole(from)
     }
 
     /// How much new data (or 0 for a bare FIN) goes at SND.NXT now, if anything.

@@ -40,9 +40,9 @@ impl Link {
             loss,
             duplicate: loss / 2.0,
             reorder: loss,
-            delay: Duration::from_millis(5),
-            // 1 Gbit/s.
-            ns_per_byte: 8,
+            // A local link: 100 µs each way, 8 Gbit/s.
+            delay: Duration::from_micros(100),
+            ns_per_byte: 1,
             queue_limit: 1 << 20,
             busy_until: Instant::ZERO,
             in_flight: Vec::new(),
@@ -66,10 +66,10 @@ impl Link {
         }
         let mut at = self.busy_until + self.delay;
         if self.rng.gen_bool(self.reorder) {
-            at = at + Duration::from_micros(self.rng.gen_range(100..3000));
+            at = at + Duration::from_micros(self.rng.gen_range(10..300));
         }
         if self.rng.gen_bool(self.duplicate) {
-            let later = at + Duration::from_micros(self.rng.gen_range(0..2000));
+            let later = at + Duration::from_micros(self.rng.gen_range(0..200));
             self.push(later, packet.clone());
         }
         self.push(at, packet);
@@ -281,6 +281,15 @@ fn run(seed: u64, loss: f64, a_to_b: usize, b_to_a: usize) -> Outcome {
     let end = a.done_at.max(b.done_at).unwrap_or(now);
     let duration = end - start;
     let bytes = (a_to_b + b_to_a) as f64;
+    if std::env::var_os("SIM_DEBUG").is_some() {
+        for (name, p, link) in [("A", &a, &ab), ("B", &b, &ba)] {
+            println!(
+                "{name}: link drops {} stats {:?}",
+                link.dropped,
+                p.conn.as_ref().map(|c| *c.stats())
+            );
+        }
+    }
     let stats = |p: &Peer| p.conn.as_ref().map_or(0, |c| c.stats().retransmits);
     Outcome {
         goodput_mb_s: bytes / 1e6 / duration.as_secs_f64(),
