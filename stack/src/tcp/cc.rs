@@ -175,13 +175,22 @@ impl Congestion {
         AckAction::Nothing
     }
 
+    /// Duplicate ACKs in a row (outside recovery).
+    pub(crate) fn dupacks(&self) -> u32 {
+        self.dupacks
+    }
+
     /// A duplicate acknowledgment (RFC 5681 §2's definition) at `ack`; `snd_max` is the
-    /// highest sequence number sent and `flight` the bytes in flight.
+    /// highest sequence number sent and `flight` the bytes in flight. `threshold` is the
+    /// duplicate count that signals loss (3, or fewer for RFC 5827 early retransmit), and
+    /// `lost` says the SACK scoreboard already shows SND.UNA lost (RFC 6675 §4 IsLost).
     pub(crate) fn on_dupack(
         &mut self,
         ack: SeqNumber,
         snd_max: SeqNumber,
         flight: usize,
+        threshold: u32,
+        lost: bool,
     ) -> AckAction {
         self.dupacks = self.dupacks.saturating_add(1);
         if self.recovery.is_some() {
@@ -191,7 +200,7 @@ impl Congestion {
         }
         // RFC 5681 §3.2: the third duplicate ACK; RFC 6582 §3.2 step 2: only if the ACK
         // covers more than `recover` (or `recover` lies behind it after a wrap-safe reset).
-        if self.dupacks == 3 && ack > self.recover {
+        if (self.dupacks >= threshold || lost) && ack > self.recover {
             self.ssthresh = (flight / 2).max(2 * self.mss);
             self.cwnd = self.ssthresh + 3 * self.mss;
             self.recovery = Some(snd_max);
@@ -267,20 +276,20 @@ mod tests {
         assert_eq!(cc.cwnd, 10_000);
         let snd_max = SeqNumber(20_000);
         assert_eq!(
-            cc.on_dupack(SeqNumber(1), snd_max, 20_000),
+            cc.on_dupack(SeqNumber(1), snd_max, 20_000, 3, false),
             AckAction::Nothing
         );
         assert_eq!(
-            cc.on_dupack(SeqNumber(1), snd_max, 20_000),
+            cc.on_dupack(SeqNumber(1), snd_max, 20_000, 3, false),
             AckAction::Nothing
         );
         assert_eq!(
-            cc.on_dupack(SeqNumber(1), snd_max, 20_000),
+            cc.on_dupack(SeqNumber(1), snd_max, 20_000, 3, false),
             AckAction::Retransmit
         );
         assert_eq!(cc.cwnd, 13_000);
         assert!(cc.in_recovery());
-        cc.on_dupack(SeqNumber(1), snd_max, 20_000);
+        cc.on_dupack(SeqNumber(1), snd_max, 20_000, 3, false);
         assert_eq!(cc.cwnd, 14_000);
         assert_eq!(
             cc.on_ack(SeqNumber(5000), 4999, 15_000),

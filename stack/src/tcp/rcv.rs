@@ -8,6 +8,9 @@ use super::{Connection, Event, PeerSyn};
 use crate::time::Instant;
 use crate::wire::tcp::{Repr, SeqNumber};
 
+/// RFC 5681 §3.2: three duplicate ACKs signal a loss.
+const DUPACK_THRESHOLD: u32 = 3;
+
 impl Connection {
     /// Handles one segment from the guest: `repr` its header, `payload` its data (only the
     /// first `repr.payload_len` bytes are used). The segment must belong to this
@@ -270,7 +273,21 @@ impl Connection {
                 return;
             }
         }
-        if self.cc.on_dupack(ack, self.snd_max, flight) == AckAction::Retransmit {
+        // RFC 5827 early retransmit: with fewer than four segments outstanding and
+        // nothing new to send, fewer duplicates can ever arrive.
+        let segments = flight.div_ceil(self.send_mss.max(1));
+        let threshold = if self.unsent() == 0 && segments < 4 {
+            (segments.saturating_sub(1).max(1)) as u32
+        } else {
+            DUPACK_THRESHOLD
+        };
+        // RFC 6675 §4 IsLost(SND.UNA): more than (DupThresh − 1)·SMSS bytes SACKed above.
+        let lost = self.sacked.sacked_above(self.snd_una)
+            > (DUPACK_THRESHOLD as usize - 1) * self.send_mss;
+        let action = self
+            .cc
+            .on_dupack(ack, self.snd_max, flight, threshold, lost);
+        if action == AckAction::Retransmit {
             self.stats.fast_retransmits += 1;
             self.rexmit_next = self.snd_una;
             self.rexmit_due = true;

@@ -89,6 +89,7 @@ impl Scoreboard {
     }
 
     /// The highest SACKed sequence number, if any.
+    #[cfg(test)]
     pub(crate) fn highest(&self) -> Option<SeqNumber> {
         self.live().last().map(|b| b.1)
     }

@@ -93,7 +93,17 @@ impl Connection {
             return self.fin_seq.filter(|&fin| fin == self.snd_nxt).map(|_| 0);
         }
         let flight = self.snd_nxt.distance_from(self.snd_una);
-        let usable = self.snd_wnd.min(self.cc.cwnd).saturating_sub(flight);
+        // RFC 3042 limited transmit: the first two duplicate ACKs each let one new
+        // segment out beyond cwnd, to draw the duplicates fast retransmit needs.
+        let extra = if self.cc.in_recovery() {
+            0
+        } else {
+            (self.cc.dupacks().min(2) as usize) * self.send_mss
+        };
+        let usable = self
+            .snd_wnd
+            .min(self.cc.cwnd.saturating_add(extra))
+            .saturating_sub(flight);
         let len = unsent.min(usable).min(self.send_mss);
         (len > 0).then_some(len)
     }
