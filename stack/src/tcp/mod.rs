@@ -611,6 +611,22 @@ impl Connection {
         self.timers.next()
     }
 
+    /// Whether `syn`, a SYN arriving for this connection's endpoints, should replace it with
+    /// a new connection ([`Connection::syn_received`]): true in CLOSED, and in TIME-WAIT
+    /// when the SYN's sequence number is past everything of this incarnation (RFC 1122
+    /// §4.2.2.13, RFC 6191). Otherwise the SYN goes to
+    /// [`handle_segment`](Self::handle_segment), which answers it with a challenge ACK.
+    pub fn accepts_new_syn(&self, syn: &Repr) -> bool {
+        if syn.control != Control::Syn || syn.ack_number.is_some() {
+            return false;
+        }
+        match self.state {
+            State::Closed => self.rst_due.is_none(),
+            State::TimeWait => syn.seq_number > self.rcv_nxt,
+            _ => false,
+        }
+    }
+
     /// Whether the connection is over (CLOSED with nothing left to send).
     pub fn is_closed(&self) -> bool {
         self.state == State::Closed && self.rst_due.is_none()

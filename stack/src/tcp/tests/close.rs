@@ -219,3 +219,30 @@ fn syn_sent_close_just_closes() {
     assert!(conn.poll_transmit(now).is_none());
     assert_eq!(conn.poll_timeout(), None);
 }
+
+#[test]
+fn time_wait_syn_may_reopen() {
+    let (mut h, _) = closed_by_us(b"");
+    let fin_ack = Repr {
+        control: Control::Fin,
+        ..h.ack_seg()
+    };
+    h.input(fin_ack, &[]);
+    h.gseq += 1;
+    h.drain();
+    let old = Repr {
+        control: Control::Syn,
+        seq_number: h.gseq - 10,
+        ..h.seg()
+    };
+    assert!(!h.conn.accepts_new_syn(&old));
+    let new = Repr {
+        seq_number: h.gseq + 100_000,
+        ..old
+    };
+    assert!(h.conn.accepts_new_syn(&new));
+    // Not taken as a new connection, it draws a challenge ACK.
+    h.input(new, &[]);
+    h.expect_ack(h.gseq);
+    assert_eq!(h.conn.state(), State::TimeWait);
+}

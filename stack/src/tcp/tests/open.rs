@@ -404,3 +404,52 @@ fn reset_for_unknown_follows_rfc() {
     };
     assert_eq!(reset_for_unknown(&rst_in), None);
 }
+
+#[test]
+fn listen_syn_with_data_acks_only_the_syn() {
+    let now = Instant::from_millis(1);
+    let syn = Repr {
+        src_port: GUEST_PORT,
+        dst_port: OUR_PORT,
+        seq_number: SeqNumber(40),
+        control: Control::Syn,
+        payload_len: 4,
+        ..plain_syn()
+    };
+    let mut conn = Connection::syn_received(now, &config(), endpoints(), &syn);
+    conn.handle_segment(now, &syn, b"data");
+    conn.accept(now);
+    let synack = conn.poll_transmit(now).expect("SYN-ACK");
+    assert_eq!(synack.repr.ack_number, Some(SeqNumber(41)));
+    assert_eq!(conn.recv_queued(), 0);
+}
+
+#[test]
+fn listen_new_syn_replaces_pending() {
+    let now = Instant::from_millis(1);
+    let syn = Repr {
+        src_port: GUEST_PORT,
+        dst_port: OUR_PORT,
+        seq_number: SeqNumber(40),
+        control: Control::Syn,
+        ..plain_syn()
+    };
+    let mut conn = Connection::syn_received(now, &config(), endpoints(), &syn);
+    let again = Repr {
+        seq_number: SeqNumber(9000),
+        ..syn
+    };
+    conn.handle_segment(now, &again, &[]);
+    conn.accept(now);
+    let synack = conn.poll_transmit(now).expect("SYN-ACK");
+    assert_eq!(synack.repr.ack_number, Some(SeqNumber(9001)));
+}
+
+#[test]
+fn established_accept_and_refuse_are_ignored() {
+    let mut h = Harness::established();
+    h.conn.accept(h.now);
+    h.conn.refuse(h.now);
+    assert_eq!(h.conn.state(), State::Established);
+    h.expect_none();
+}
