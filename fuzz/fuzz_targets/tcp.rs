@@ -8,9 +8,15 @@ use stack::wire::{IpAddresses, TcpPacket, TcpRepr};
 
 fn addresses(selector: u8) -> IpAddresses {
     if selector & 1 == 0 {
-        IpAddresses::V4 { src: [192, 168, 127, 2].into(), dst: [192, 168, 127, 1].into() }
+        IpAddresses::V4 {
+            src: [192, 168, 127, 2].into(),
+            dst: [192, 168, 127, 1].into(),
+        }
     } else {
-        IpAddresses::V6 { src: "fd00:127::2".parse().unwrap(), dst: "fd00:127::1".parse().unwrap() }
+        IpAddresses::V6 {
+            src: "fd00:127::2".parse().unwrap(),
+            dst: "fd00:127::1".parse().unwrap(),
+        }
     }
 }
 

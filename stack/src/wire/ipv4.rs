@@ -339,7 +339,7 @@ impl Repr {
         let payload_len = packet.payload().len();
         // RFC 791 §3.2: every fragment but the last carries a multiple of 8 bytes, for the
         // next one's offset counts 8-byte units ...
-        if packet.more_frags() && payload_len % 8 != 0 {
+        if packet.more_frags() && !payload_len.is_multiple_of(8) {
             return Err(Error::BadFragment);
         }
         // ... and the reassembled datagram, with at least a 20-byte header, must still fit the

@@ -11,8 +11,11 @@ pub mod arp;
 pub mod checksum;
 pub mod ethernet;
 pub mod icmpv4;
+pub mod icmpv6;
 pub mod ip;
 pub mod ipv4;
+pub mod ipv6;
+pub mod ndp;
 pub mod tcp;
 pub mod udp;
 
@@ -28,8 +31,24 @@ pub use icmpv4::{
     DstUnreachable as Icmpv4DstUnreachable, Error as Icmpv4Error, Message as Icmpv4Message,
     Packet as Icmpv4Packet, Repr as Icmpv4Repr, TimeExceeded as Icmpv4TimeExceeded,
 };
+pub use icmpv6::{
+    DstUnreachable as Icmpv6DstUnreachable, Error as Icmpv6Error, Message as Icmpv6Message,
+    Packet as Icmpv6Packet, ParamProblem as Icmpv6ParamProblem, Repr as Icmpv6Repr,
+    TimeExceeded as Icmpv6TimeExceeded,
+};
 pub use ip::{Addresses as IpAddresses, Protocol as IpProtocol};
 pub use ipv4::{Error as Ipv4Error, Packet as Ipv4Packet, Repr as Ipv4Repr};
+pub use ipv6::{
+    Chain as Ipv6Chain, ChainError as Ipv6ChainError, Error as Ipv6Error,
+    ExtHeader as Ipv6ExtHeader, ExtHeaderRepr as Ipv6ExtHeaderRepr,
+    FragmentHeader as Ipv6FragmentHeader, FragmentRepr as Ipv6FragmentRepr, Packet as Ipv6Packet,
+    Repr as Ipv6Repr,
+};
+pub use ndp::{
+    Domains as NdpDomains, Error as NdpError, NdpOption, Options as NdpOptions,
+    Packet as NdpPacket, PrefixInfo as NdpPrefixInfo, Repr as NdpRepr,
+    RouterPreference as NdpRouterPreference, Servers as NdpServers,
+};
 pub use tcp::{
     Control as TcpControl, Error as TcpError, OptionIter as TcpOptionIter, Packet as TcpPacket,
     Repr as TcpRepr, SeqNumber as TcpSeqNumber, TcpOption, TimestampOption as TcpTimestampOption,

@@ -327,11 +327,10 @@ proptest! {
         }
         if let Ok(packet) = Packet::new_checked(&bytes[..]) {
             let _ = (packet.msg_type(), packet.echo_ident(), packet.next_hop_mtu(), packet.data());
-            if let Ok(repr) = Repr::parse(&packet) {
-                if let Some(quoted) = repr.quoted_packet() {
+            if let Ok(repr) = Repr::parse(&packet)
+                && let Some(quoted) = repr.quoted_packet() {
                     let _ = (quoted.payload(), quoted.options(), ipv4::Repr::parse(&quoted));
                 }
-            }
         }
     }
 }

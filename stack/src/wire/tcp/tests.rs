@@ -472,7 +472,7 @@ proptest! {
                              payload in proptest::collection::vec(any::<u8>(), 0..64)) {
         let repr = Repr { payload_len: payload.len(), ..repr };
         let header_len = repr.buffer_len();
-        prop_assert!(header_len <= MAX_HEADER_LEN && header_len % 4 == 0);
+        prop_assert!(header_len <= MAX_HEADER_LEN && header_len.is_multiple_of(4));
         let mut bytes = vec![0xa5; header_len + payload.len()];
         bytes[header_len..].copy_from_slice(&payload);
         repr.emit(&mut Packet::new_unchecked(&mut bytes), &addrs);
@@ -511,10 +511,9 @@ proptest! {
         // and flag checks behind it see arbitrary input too.
         bytes[12] = (words << 4) | (bytes[12] & 0x0f);
         let bytes = refilled(&addrs, bytes);
-        if let Ok(packet) = Packet::new_checked(&bytes[..]) {
-            if let Ok(repr) = Repr::parse(&packet, &addrs) {
+        if let Ok(packet) = Packet::new_checked(&bytes[..])
+            && let Ok(repr) = Repr::parse(&packet, &addrs) {
                 prop_assert_eq!(repr.payload_len, bytes.len() - packet.header_len());
             }
-        }
     }
 }
