@@ -56,14 +56,14 @@ impl Connection {
     /// SYN-SENT (RFC 9293 §3.10.7.3).
     fn syn_sent_segment(&mut self, now: Instant, repr: &Repr) {
         // First: the ACK must acknowledge our SYN.
-        if let Some(ack) = repr.ack_number {
-            if ack <= self.iss || ack > self.snd_max {
-                if !repr.control.rst() {
-                    self.rst_due = Some((ack, None));
-                }
-                self.stats.dropped_segments += 1;
-                return;
+        if let Some(ack) = repr.ack_number
+            && (ack <= self.iss || ack > self.snd_max)
+        {
+            if !repr.control.rst() {
+                self.rst_due = Some((ack, None));
             }
+            self.stats.dropped_segments += 1;
+            return;
         }
         // Second: a RST is believed only with an acceptable ACK ("connection refused").
         if repr.control.rst() {
@@ -133,10 +133,12 @@ impl Connection {
                 return;
             }
             // §3.10.7.4: with a zero window, valid ACKs are still processed.
-            if wnd == 0 && seq == self.rcv_nxt && self.state != State::SynReceived {
-                if let Some(ack) = repr.ack_number {
-                    self.check_ack(now, repr, ack, true);
-                }
+            if wnd == 0
+                && seq == self.rcv_nxt
+                && self.state != State::SynReceived
+                && let Some(ack) = repr.ack_number
+            {
+                self.check_ack(now, repr, ack, true);
             }
             if self.state == State::TimeWait && repr.control.fin() {
                 // A retransmitted FIN: acknowledge it and restart 2 MSL (§3.10.7.4, eighth).

@@ -268,10 +268,10 @@ fn run(seed: u64, loss: f64, a_to_b: usize, b_to_a: usize) -> Outcome {
             }
         }
         for peer in [&mut a, &mut b] {
-            if let Some(conn) = peer.conn.as_mut() {
-                if conn.poll_timeout().is_some_and(|t| t <= now) {
-                    conn.handle_timeout(now);
-                }
+            if let Some(conn) = peer.conn.as_mut()
+                && conn.poll_timeout().is_some_and(|t| t <= now)
+            {
+                conn.handle_timeout(now);
             }
         }
     }
