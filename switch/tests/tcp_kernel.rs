@@ -425,12 +425,11 @@ fn run(loss_per_10k: u64) {
                     let Ok(packet) = ArpPacket::new_checked(frame.payload()) else {
                         continue;
                     };
-                    if let Ok(arp) = ArpRepr::parse(&packet) {
-                        if arp.operation == ArpOperation::Request
-                            && arp.target_protocol_addr == GATEWAY
-                        {
-                            tap.write_frame(&arp_reply(&arp)).unwrap();
-                        }
+                    if let Ok(arp) = ArpRepr::parse(&packet)
+                        && arp.operation == ArpOperation::Request
+                        && arp.target_protocol_addr == GATEWAY
+                    {
+                        tap.write_frame(&arp_reply(&arp)).unwrap();
                     }
                 }
                 EtherType::Ipv4 => {
