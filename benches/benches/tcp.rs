@@ -115,7 +115,7 @@ fn send(c: &mut Criterion) {
                 last = Some(seg.repr.seq_number + seg.repr.payload_len);
                 count += 1;
             }
-            if let Some(end) = last.filter(|_| count % 2 == 0) {
+            if let Some(end) = last.filter(|_| count.is_multiple_of(2)) {
                 conn.handle_segment(now, &guest(gseq, end, 0), &[]);
             }
             while conn.poll_event().is_some() {}
