@@ -291,6 +291,8 @@ pub struct Connection {
     retries: u32,
     /// Persist probes sent in a row (for the probe interval's backoff).
     probes: u32,
+    /// Persist probes sent since the peer last answered anything.
+    unanswered_probes: u32,
     probe_due: bool,
     /// A retransmission of the next hole (or of SND.UNA without SACK) is due.
     rexmit_due: bool,
@@ -349,6 +351,7 @@ impl Connection {
             cc: Congestion::new(usize::from(config.mss), config.initial_window, iss),
             retries: 0,
             probes: 0,
+            unanswered_probes: 0,
             probe_due: false,
             rexmit_due: false,
             sacked: Scoreboard::default(),
@@ -515,7 +518,8 @@ impl Connection {
     }
 
     /// Drops `n` received bytes (those the embedder wrote out); returns the count. The
-    /// window reopens; a window update is sent if it grew enough.
+    /// window reopens: call [`poll_transmit`](Self::poll_transmit) afterwards, which sends a
+    /// window update once it has grown enough.
     pub fn consume(&mut self, n: usize) -> usize {
         let n = self.rx.consume(n);
         if self.rx.is_empty() && self.asm.is_empty() {

@@ -231,6 +231,8 @@ impl Connection {
             return false;
         }
         let seq = repr.seq_number;
+        // Whatever the window says, the peer is alive.
+        self.unanswered_probes = 0;
         let new_wnd = usize::from(repr.window_len) << self.snd_shift;
         let flight_before = self.snd_max.distance_from(self.snd_una);
         if self.peer_sack {
@@ -446,7 +448,15 @@ impl Connection {
                 Timer::Retransmit => self.retransmit_timeout(now),
                 Timer::DelayedAck => self.ack_now = true,
                 Timer::Persist => {
-                    // RFC 9293 §3.8.6.1: probe the zero window, backing off.
+                    // RFC 9293 §3.8.6.1: probe the zero window, backing off, for as long as
+                    // the peer answers; a peer that stops answering is given up on like an
+                    // unacknowledged retransmission (RFC 9293 §3.8.3, R2).
+                    self.unanswered_probes = self.unanswered_probes.saturating_add(1);
+                    if self.unanswered_probes > self.config.max_retransmits {
+                        self.raise(Event::TimedOut);
+                        self.enter_closed();
+                        return;
+                    }
                     self.probe_due = true;
                     self.probes = self.probes.saturating_add(1);
                 }

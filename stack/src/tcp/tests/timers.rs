@@ -153,3 +153,26 @@ fn established_delayed_ack_timer_is_bounded() {
         Some(h.now + Duration::from_millis(200))
     );
 }
+
+#[test]
+fn established_persist_gives_up_on_a_silent_peer() {
+    let config = Config {
+        max_retransmits: 3,
+        ..config()
+    };
+    let mut h = Harness::established_with(&config, 1);
+    let shut = Repr {
+        window_len: 0,
+        ..h.ack_seg()
+    };
+    h.input(shut, &[]);
+    h.conn.send(b"stuck");
+    h.expect_none();
+    for _ in 0..3 {
+        h.fire_next();
+        assert_eq!(h.expect_one().payload.len(), 0);
+    }
+    h.fire_next();
+    assert_eq!(h.conn.state(), State::Closed);
+    assert_eq!(h.events(), [Event::TimedOut, Event::Closed]);
+}
