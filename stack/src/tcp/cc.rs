@@ -200,7 +200,11 @@ impl Congestion {
         }
         // RFC 5681 §3.2: the third duplicate ACK; RFC 6582 §3.2 step 2: only if the ACK
         // covers more than `recover` (or `recover` lies behind it after a wrap-safe reset).
-        if (self.dupacks >= threshold || lost) && ack > self.recover {
+        // With SACK evidence of a loss the `recover` gate does not apply: it exists to stop
+        // duplicate ACKs of old retransmissions from starting recovery again (RFC 6582
+        // §3.2), and SACK tells those apart (RFC 6675 §5). Without it, every retransmission
+        // lost after a timeout would cost another timeout.
+        if (self.dupacks >= threshold && ack > self.recover) || lost {
             self.ssthresh = (flight / 2).max(2 * self.mss);
             self.cwnd = self.ssthresh + 3 * self.mss;
             self.recovery = Some(snd_max);

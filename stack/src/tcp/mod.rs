@@ -114,6 +114,9 @@ pub struct Config {
     pub challenge_ack_limit: u32,
     /// Initial congestion window in segments (RFC 6928: 10).
     pub initial_window: u32,
+    /// Send tail loss probes (RFC 8985 §7) so that a loss at the end of a flight, or of a
+    /// retransmission, is repaired in a few RTTs instead of an RTO.
+    pub tail_loss_probe: bool,
     /// The key for initial sequence numbers (RFC 6528); random per process.
     pub isn_secret: [u8; 16],
 }
@@ -134,6 +137,7 @@ impl Default for Config {
             max_syn_retransmits: 6,
             challenge_ack_limit: 10,
             initial_window: 10,
+            tail_loss_probe: true,
             isn_secret: [0; 16],
         }
     }
@@ -276,6 +280,8 @@ pub struct Connection {
     /// A FIN that arrived past a hole, waiting for the data before it.
     rcv_fin: Option<SeqNumber>,
     peer_sack: bool,
+    /// Where the latest out-of-order segment began: its block leads our SACK option.
+    sack_recent: Option<SeqNumber>,
     /// Whether the peer's SYN carried a window scale option.
     peer_ws: bool,
     /// Bytes received since we last sent an ACK.
@@ -296,6 +302,10 @@ pub struct Connection {
     probe_due: bool,
     /// A retransmission of the next hole (or of SND.UNA without SACK) is due.
     rexmit_due: bool,
+    /// A tail loss probe is due.
+    tlp_due: bool,
+    /// A tail loss probe went out and no new data has been acknowledged since.
+    tlp_sent: bool,
     /// What the peer reported holding above SND.UNA (RFC 2018).
     sacked: Scoreboard,
     /// Holes below this were retransmitted in the current recovery.
@@ -342,6 +352,7 @@ impl Connection {
             asm: Assembler::default(),
             rcv_fin: None,
             peer_sack: false,
+            sack_recent: None,
             peer_ws: false,
             unacked_bytes: 0,
             ack_now: false,
@@ -354,6 +365,8 @@ impl Connection {
             unanswered_probes: 0,
             probe_due: false,
             rexmit_due: false,
+            tlp_due: false,
+            tlp_sent: false,
             sacked: Scoreboard::default(),
             rexmit_next: iss,
             rst_due: None,
@@ -658,6 +671,7 @@ impl Connection {
         self.ack_now = false;
         self.probe_due = false;
         self.rexmit_due = false;
+        self.tlp_due = false;
     }
 
     fn enter_time_wait(&mut self, now: Instant) {

@@ -11,6 +11,9 @@ use crate::wire::tcp::{Repr, SeqNumber};
 /// RFC 5681 §3.2: three duplicate ACKs signal a loss.
 const DUPACK_THRESHOLD: u32 = 3;
 
+/// RFC 8985 §7.2: the probe timeout's floor.
+const MIN_PROBE_TIMEOUT: core::time::Duration = core::time::Duration::from_millis(10);
+
 impl Connection {
     /// Handles one segment from the guest: `repr` its header, `payload` its data (only the
     /// first `repr.payload_len` bytes are used). The segment must belong to this
@@ -235,6 +238,7 @@ impl Connection {
         self.unanswered_probes = 0;
         let new_wnd = usize::from(repr.window_len) << self.snd_shift;
         let flight_before = self.snd_max.distance_from(self.snd_una);
+        let sacked_before = self.sacked.sacked_above(self.snd_una);
         if self.peer_sack {
             for &(start, end) in repr.sack_ranges.iter().flatten() {
                 self.sacked
@@ -243,13 +247,14 @@ impl Connection {
         }
         if ack > self.snd_una {
             self.ack_new_data(now, ack);
-        } else if ack == self.snd_una
-            && no_data
-            && repr.control.is_empty()
-            && new_wnd == self.snd_wnd
-            && flight_before > 0
-        {
-            self.dupack(ack, flight_before);
+        } else if ack == self.snd_una && flight_before > 0 {
+            // A duplicate ACK (RFC 5681 §2) or, as RFC 6675 §5 counts them, any ACK whose
+            // SACK blocks report new data: in a transfer both ways most ACKs carry data.
+            let duplicate = no_data && repr.control.is_empty() && new_wnd == self.snd_wnd;
+            let sack_news = self.sacked.sacked_above(self.snd_una) > sacked_before;
+            if duplicate || sack_news {
+                self.dupack(ack, flight_before);
+            }
         }
         // The window update rule, SND.WL1/SND.WL2 guarding against old segments.
         if self.snd_wl1 < seq || (self.snd_wl1 == seq && self.snd_wl2 <= ack) {
@@ -260,6 +265,9 @@ impl Connection {
             self.max_snd_wnd = self.max_snd_wnd.max(new_wnd);
             self.snd_wl1 = seq;
             self.snd_wl2 = ack;
+            if new_wnd == 0 {
+                self.timers.stop(Timer::Probe);
+            }
         }
         self.ack_state_changes(now);
         true
@@ -272,7 +280,7 @@ impl Connection {
             // network; spend it on the next hole the scoreboard shows, else (NewReno,
             // RFC 6582 §3.2 step 4) on inflating the window for new data.
             let from = self.rexmit_next.max(self.snd_una);
-            if self.sacked.next_hole(from).is_some() {
+            if self.sacked.lost_hole(from, self.lost_threshold()).is_some() {
                 self.rexmit_due = true;
                 return;
             }
@@ -286,8 +294,9 @@ impl Connection {
             DUPACK_THRESHOLD
         };
         // RFC 6675 §4 IsLost(SND.UNA): more than (DupThresh − 1)·SMSS bytes SACKed above.
-        let lost = self.sacked.sacked_above(self.snd_una)
-            > (DUPACK_THRESHOLD as usize - 1) * self.send_mss;
+        let sacked = self.sacked.sacked_above(self.snd_una);
+        // RFC 8985 §7.4: the ACK of a tail loss probe that SACKs it shows the hole lost.
+        let lost = sacked > self.lost_threshold() || (self.tlp_sent && sacked > 0);
         let action = self
             .cc
             .on_dupack(ack, self.snd_max, flight, threshold, lost);
@@ -296,6 +305,12 @@ impl Connection {
             self.rexmit_next = self.snd_una;
             self.rexmit_due = true;
         }
+    }
+
+    /// RFC 6675 §4 IsLost: a hole is lost once more than (DupThresh − 1)·SMSS bytes above
+    /// it are SACKed.
+    pub(super) fn lost_threshold(&self) -> usize {
+        (DUPACK_THRESHOLD as usize - 1) * self.send_mss
     }
 
     /// SND.UNA moves forward to `ack`.
@@ -320,11 +335,14 @@ impl Connection {
         }
         self.cc.drag_recover(self.snd_una);
         // RFC 6298 §5.2, §5.3.
+        self.tlp_sent = false;
         if self.snd_una == self.snd_max {
             self.timers.stop(Timer::Retransmit);
+            self.timers.stop(Timer::Probe);
         } else {
             let rto = self.rtt.rto(self.config.rto_min, self.config.rto_max);
             self.timers.set(Timer::Retransmit, now + rto);
+            self.arm_probe(now);
         }
         if data_acked > 0 && self.can_send() {
             self.raise(Event::Writable);
@@ -376,6 +394,7 @@ impl Connection {
                 self.stats.reassembly_overflows += 1;
             } else {
                 self.rx.write_at(offset, data);
+                self.sack_recent = Some(self.rcv_nxt + offset);
             }
             // RFC 5681 §4.2: an out-of-order segment is acknowledged at once.
             self.ack_now = true;
@@ -465,6 +484,17 @@ impl Connection {
                         self.enter_closed();
                     }
                 }
+                Timer::Probe => {
+                    // A shut window is the persist timer's business.
+                    if self.state.sends_data() && self.snd_una != self.snd_max && self.snd_wnd > 0 {
+                        self.tlp_sent = true;
+                        // Outside recovery the probe is the last segment (RFC 8985 §7.3).
+                        // In recovery, progress stalled: the retransmission of the first hole
+                        // was probably lost too, and nothing in flight will say so; the probe
+                        // sends that hole again rather than wait for the RTO.
+                        self.tlp_due = true;
+                    }
+                }
             }
         }
         self.update_persist(now);
@@ -494,6 +524,8 @@ impl Connection {
             self.sacked.clear();
         }
         self.rexmit_next = self.snd_una;
+        self.timers.stop(Timer::Probe);
+        self.tlp_due = false;
         let flight = self.snd_max.distance_from(self.snd_una);
         self.cc.on_timeout(self.snd_max, flight);
         self.rtt.on_timeout();
@@ -512,6 +544,44 @@ impl Connection {
         }
         let rto = self.rtt.rto(self.config.rto_min, self.config.rto_max);
         self.timers.set(Timer::Retransmit, now + rto);
+    }
+
+    /// Arms the tail loss probe (RFC 8985 §7.2) if it applies: data in flight, an RTT
+    /// measured, an open window, no probe yet for this flight. (RFC 8985 probes outside
+    /// recovery only; in recovery the same timer re-sends the first hole, see
+    /// `handle_timeout`.) The probe
+    /// timeout is two smoothed RTTs, at least 10 ms, plus the delayed-ACK time when a lone
+    /// segment is out (RFC 8985 §7.2), and never past the RTO.
+    pub(super) fn arm_probe(&mut self, now: Instant) {
+        let flight = self.snd_max.distance_from(self.snd_una);
+        let Some(srtt) = self.rtt.srtt() else {
+            return;
+        };
+        if !self.config.tail_loss_probe
+            || self.tlp_sent
+            || self.snd_wnd == 0
+            || flight == 0
+            || !self.state.sends_data()
+        {
+            self.timers.stop(Timer::Probe);
+            return;
+        }
+        let mut pto = (srtt * 2).max(MIN_PROBE_TIMEOUT);
+        if flight <= self.send_mss {
+            // RFC 8985 §7.2: a lone segment's ACK may be delayed by the peer; allow for
+            // that (we assume it delays no longer than we do).
+            pto += self.config.delayed_ack;
+        }
+        let at = now + pto;
+        if self
+            .timers
+            .get(Timer::Retransmit)
+            .is_none_or(|rto| at < rto)
+        {
+            self.timers.set(Timer::Probe, at);
+        } else {
+            self.timers.stop(Timer::Probe);
+        }
     }
 
     /// Arms or stops the persist timer: armed while the peer's window is zero, data or

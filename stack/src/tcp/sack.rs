@@ -2,34 +2,34 @@
 //! above SND.UNA the peer reports holding, so that loss recovery retransmits only the holes
 //! and a go-back after a timeout skips what arrived.
 //!
-//! Fixed size ([`MAX_BLOCKS`] merged ranges); a block that fits nowhere is forgotten, which
+//! Bounded ([`MAX_BLOCKS`] merged ranges); a block that fits nowhere is forgotten, which
 //! only costs a needless retransmission. Ranges are validated against SND.UNA and SND.MAX
 //! before they are recorded (RFC 2018 §4 blocks must lie in the sent space), so peer data
 //! cannot make the scoreboard claim anything unsent.
 
 use crate::wire::tcp::SeqNumber;
 
-/// The most disjoint SACKed ranges remembered.
-pub(crate) const MAX_BLOCKS: usize = 8;
+/// The most disjoint SACKed ranges remembered (8 bytes each, allocated on demand).
+pub(crate) const MAX_BLOCKS: usize = 64;
 
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Scoreboard {
-    /// Sorted, disjoint `[start, end)` ranges, all within (SND.UNA, SND.MAX].
-    blocks: [(SeqNumber, SeqNumber); MAX_BLOCKS],
-    count: usize,
+    /// Sorted, disjoint `[start, end)` ranges, all within (SND.UNA, SND.MAX]; allocated
+    /// only while the peer reports holes.
+    blocks: Vec<(SeqNumber, SeqNumber)>,
 }
 
 impl Scoreboard {
     fn live(&self) -> &[(SeqNumber, SeqNumber)] {
-        self.blocks.get(..self.count).unwrap_or(&[])
+        &self.blocks
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.count == 0
+        self.blocks.is_empty()
     }
 
     pub(crate) fn clear(&mut self) {
-        self.count = 0;
+        self.blocks = Vec::new();
     }
 
     /// Records the block `[start, end)` if it lies within `(snd_una, snd_max]`.
@@ -43,49 +43,41 @@ impl Scoreboard {
         if !(start < end && start >= snd_una && end <= snd_max) {
             return;
         }
-        let (mut start, mut end) = (start, end);
-        let mut merged = [(SeqNumber(0), SeqNumber(0)); MAX_BLOCKS + 1];
-        let mut n = 0;
-        let mut placed = false;
-        for &(s, e) in self.live() {
-            if e < start {
-                merged[n] = (s, e);
-                n += 1;
-            } else if s > end {
-                if !placed {
-                    merged[n] = (start, end);
-                    n += 1;
-                    placed = true;
+        // The blocks that overlap or touch the new one are `first..last`.
+        let first = self.blocks.partition_point(|b| b.1 < start);
+        let last = self.blocks.partition_point(|b| b.0 <= end);
+        if first >= last {
+            if self.blocks.len() >= MAX_BLOCKS {
+                // Full: keep the lower blocks, which the next holes are found among.
+                if first >= self.blocks.len() {
+                    return;
                 }
-                merged[n] = (s, e);
-                n += 1;
-            } else {
-                // Overlapping or touching: absorb.
-                start = start.min(s);
-                end = end.max(e);
+                self.blocks.pop();
             }
+            self.blocks.insert(first, (start, end));
+            return;
         }
-        if !placed {
-            merged[n] = (start, end);
-            n += 1;
-        }
-        // Over capacity, the highest range goes (the least useful for the next hole).
-        let n = n.min(MAX_BLOCKS);
-        self.blocks.copy_from_slice(&merged[..MAX_BLOCKS]);
-        self.count = n;
+        let merged_start = self.blocks.get(first).map_or(start, |b| b.0.min(start));
+        let merged_end = last
+            .checked_sub(1)
+            .and_then(|i| self.blocks.get(i))
+            .map_or(end, |b| b.1.max(end));
+        self.blocks.drain(first..last);
+        self.blocks.insert(first, (merged_start, merged_end));
     }
 
     /// Forgets everything at or below SND.UNA.
     pub(crate) fn prune(&mut self, snd_una: SeqNumber) {
-        let mut kept = 0;
-        for i in 0..self.count {
-            let (s, e) = self.blocks[i];
-            if e > snd_una {
-                self.blocks[kept] = (s.max(snd_una), e);
-                kept += 1;
+        self.blocks.retain_mut(|b| {
+            if b.1 <= snd_una {
+                return false;
             }
+            b.0 = b.0.max(snd_una);
+            true
+        });
+        if self.blocks.is_empty() {
+            self.blocks = Vec::new();
         }
-        self.count = kept;
     }
 
     /// The highest SACKed sequence number, if any.
@@ -117,6 +109,18 @@ impl Scoreboard {
             at = e;
         }
         None
+    }
+
+    /// The first hole at or after `from` that counts as lost (RFC 6675 §4 IsLost): more
+    /// than `threshold` bytes SACKed above its start. Holes with less above them may just
+    /// be reordered, and are left alone.
+    pub(crate) fn lost_hole(
+        &self,
+        from: SeqNumber,
+        threshold: usize,
+    ) -> Option<(SeqNumber, usize)> {
+        let (start, len) = self.next_hole(from)?;
+        (self.sacked_above(start) > threshold).then_some((start, len))
     }
 
     /// If `seq` lies in a SACKed range, where that range ends; and where the next SACKed
@@ -160,6 +164,8 @@ mod tests {
         assert_eq!(sb.next_hole(una), Some((una, 200)));
         assert_eq!(sb.next_hole(sq(100)), Some((sq(250), 50)));
         assert_eq!(sb.next_hole(sq(400)), None);
+        assert_eq!(sb.lost_hole(sq(100), 99), Some((sq(250), 50)));
+        assert_eq!(sb.lost_hole(sq(100), 100), None);
         assert_eq!(sb.sacked_above(sq(0)), 250);
         assert_eq!(sb.skip(sq(120)), (sq(250), Some(sq(300))));
         assert_eq!(sb.skip(sq(260)), (sq(260), Some(sq(300))));
@@ -173,10 +179,14 @@ mod tests {
     #[test]
     fn bounded() {
         let mut sb = Scoreboard::default();
-        for i in 0..20u32 {
-            sb.add(sq(i * 10 + 1), sq(i * 10 + 5), sq(0), sq(1000));
+        for i in 0..100u32 {
+            sb.add(sq(i * 10 + 3), sq(i * 10 + 5), sq(0), sq(10_000));
         }
-        assert_eq!(sb.count, MAX_BLOCKS);
-        assert_eq!(sb.highest(), Some(sq(75)));
+        assert_eq!(sb.blocks.len(), MAX_BLOCKS);
+        let top = (MAX_BLOCKS as u32 - 1) * 10 + 5;
+        assert_eq!(sb.highest(), Some(sq(top)));
+        // A lower block still gets in, pushing out the highest.
+        sb.add(sq(0), sq(1), sq(0), sq(10_000));
+        assert_eq!(sb.highest(), Some(sq(top - 10)));
     }
 }

@@ -37,6 +37,35 @@ impl Connection {
                 return self.segment_at(now, seq, len);
             }
         }
+        if self.tlp_due && self.cc.in_recovery() {
+            self.tlp_due = false;
+            let len = self
+                .sacked
+                .next_hole(self.snd_una)
+                .map_or(self.send_mss, |hole| hole.1);
+            self.stats.retransmits += 1;
+            self.rtt.on_retransmit();
+            let seq = self.snd_una;
+            return self.segment_at(now, seq, len);
+        }
+        if self.tlp_due {
+            self.tlp_due = false;
+            if self.next_len().is_none() {
+                // RFC 8985 §7.3: no new data may go, so the probe is the last segment sent
+                // (with the FIN, if that went too).
+                let sent_end = match self.fin_seq {
+                    Some(fin) if self.snd_max > fin => fin,
+                    _ => self.snd_max,
+                };
+                let len = sent_end
+                    .checked_distance_from(self.snd_una)
+                    .unwrap_or(0)
+                    .min(self.send_mss);
+                self.stats.retransmits += 1;
+                self.rtt.on_retransmit();
+                return self.segment_at(now, sent_end - len, len);
+            }
+        }
         if self.state.sends_data() {
             // Going back after a timeout: skip what the peer SACKed.
             let mut limit = usize::MAX;
@@ -82,7 +111,12 @@ impl Connection {
             return Some((self.snd_una, outstanding));
         }
         let from = self.rexmit_next.max(self.snd_una);
-        self.sacked.next_hole(from)
+        // The hole at SND.UNA is due whatever the scoreboard says (fast retransmit and
+        // partial ACKs decided so); later holes only once IsLost.
+        if from == self.snd_una {
+            return self.sacked.next_hole(from);
+        }
+        self.sacked.lost_hole(from, self.lost_threshold())
     }
 
     /// How much new data (or 0 for a bare FIN) goes at SND.NXT now, if anything.
@@ -123,7 +157,8 @@ impl Connection {
         }
         let control = if fin { Control::Fin } else { Control::None };
         let next = end + usize::from(fin);
-        if seq == self.snd_max {
+        let fresh = seq == self.snd_max;
+        if fresh {
             self.rtt.on_send(next, now);
         } else if seq < self.snd_max {
             self.rtt.on_retransmit();
@@ -137,6 +172,10 @@ impl Connection {
         if !self.timers.is_set(Timer::Retransmit) {
             let rto = self.rtt.rto(self.config.rto_min, self.config.rto_max);
             self.timers.set(Timer::Retransmit, now + rto);
+        }
+        if fresh {
+            // RFC 8985 §7.2: every transmission of new data re-arms the probe.
+            self.arm_probe(now);
         }
         let psh = offset + len == self.tx.len();
         let mut repr = self.ack_repr(seq, control, len);
@@ -198,9 +237,19 @@ impl Connection {
             payload_len,
             ..Repr::default()
         };
-        if self.peer_sack {
-            // RFC 2018 §4: report the out-of-order blocks held.
-            for (slot, (start, end)) in repr.sack_ranges.iter_mut().zip(self.asm.ranges()) {
+        if self.peer_sack && !self.asm.is_empty() {
+            // RFC 2018 §4: the first block holds the segment that arrived last, the others
+            // follow from the lowest up.
+            let recent = self
+                .sack_recent
+                .and_then(|seq| seq.checked_distance_from(self.rcv_nxt));
+            let first = recent.and_then(|at| self.asm.ranges().find(|r| r.0 <= at && at < r.1));
+            let rest = self.asm.ranges().filter(|r| Some(*r) != first);
+            for (slot, (start, end)) in repr
+                .sack_ranges
+                .iter_mut()
+                .zip(first.into_iter().chain(rest))
+            {
                 *slot = Some((self.rcv_nxt + start, self.rcv_nxt + end));
             }
         }

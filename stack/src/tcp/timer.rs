@@ -15,11 +15,14 @@ pub(crate) enum Timer {
     DelayedAck,
     /// Zero-window probing (RFC 9293 §3.8.6.1).
     Persist,
-    /// TIME-WAIT's 2 MSL (RFC 9293 §3.6.1), or how long FIN-WAIT-2 may linger.
+    /// TIME-WAIT's 2 MSL (RFC 9293 §3.6.1).
     Close,
+    /// A tail loss probe (RFC 8985 §7): well before the RTO, resend the last segment so that
+    /// a loss at the end of a flight is repaired by fast recovery instead of a timeout.
+    Probe,
 }
 
-const COUNT: usize = 4;
+const COUNT: usize = 5;
 
 impl Timer {
     const ALL: [Timer; COUNT] = [
@@ -27,6 +30,7 @@ impl Timer {
         Timer::DelayedAck,
         Timer::Persist,
         Timer::Close,
+        Timer::Probe,
     ];
 
     const fn index(self) -> usize {
@@ -35,6 +39,7 @@ impl Timer {
             Timer::DelayedAck => 1,
             Timer::Persist => 2,
             Timer::Close => 3,
+            Timer::Probe => 4,
         }
     }
 }

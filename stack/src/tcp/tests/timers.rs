@@ -176,3 +176,36 @@ fn established_persist_gives_up_on_a_silent_peer() {
     assert_eq!(h.conn.state(), State::Closed);
     assert_eq!(h.events(), [Event::TimedOut, Event::Closed]);
 }
+
+#[test]
+fn established_tail_loss_probe_resends_last_segment() {
+    let config = Config {
+        tail_loss_probe: true,
+        ..config()
+    };
+    let mut h = Harness::established_with(&config, 1);
+    // An RTT sample of 20 ms first.
+    h.conn.send(b"x");
+    h.expect_one();
+    h.advance(Duration::from_millis(20));
+    let ack = h.ack_seg();
+    h.input(ack, &[]);
+    h.conn.send(&[1; 3000]);
+    let segs = h.drain();
+    assert_eq!(segs.len(), 3);
+    // PTO = 2·SRTT (SRTT = 7/8·0 + 1/8·20 ms = 2.5 ms) → the 10 ms floor, well before the RTO.
+    assert_eq!(h.fire_next(), Duration::from_millis(10));
+    let probe = h.expect_one();
+    assert_eq!(probe.seq(), segs[2].seq());
+    assert_eq!(probe.payload.len(), 1000);
+    // The guest had lost the first segment: its ACK SACKs the probe, which starts recovery.
+    let sack = Repr {
+        ack_number: Some(segs[0].seq()),
+        sack_ranges: [Some((segs[2].seq(), segs[2].seq() + 1000)), None, None],
+        ..h.seg()
+    };
+    h.input(sack, &[]);
+    let rexmit = h.expect_one();
+    assert_eq!(rexmit.seq(), segs[0].seq());
+    assert_eq!(h.conn.stats().timeouts, 0);
+}
