@@ -6,7 +6,7 @@ use super::state::State;
 use super::timer::Timer;
 use super::{Connection, Event, PeerSyn};
 use crate::time::Instant;
-use crate::wire::tcp::{Repr, SeqNumber};
+use crate::wire::tcp::{Control, Repr, SeqNumber};
 
 /// RFC 5681 §3.2: three duplicate ACKs signal a loss.
 const DUPACK_THRESHOLD: u32 = 3;
@@ -109,13 +109,26 @@ impl Connection {
     /// Every state from SYN-RECEIVED on (RFC 9293 §3.10.7.4).
     fn synchronized_segment(&mut self, now: Instant, repr: &Repr, payload: &[u8]) {
         let seq = repr.seq_number;
-        // A retransmission of the SYN we answered: our SYN-ACK was lost, send it again.
-        if self.state == State::SynReceived
-            && repr.control.syn()
-            && repr.ack_number.is_none()
-            && seq == self.irs
-        {
-            self.snd_nxt = self.iss;
+        if self.state == State::SynReceived && repr.control.syn() && seq == self.irs {
+            match repr.ack_number {
+                // A retransmission of the SYN we answered: our SYN-ACK was lost, send it
+                // again.
+                None => self.snd_nxt = self.iss,
+                // Simultaneous open (RFC 9293 §3.5, Figure 8): the peer's SYN-ACK. Its SYN
+                // is the one we already have; the rest is an ordinary segment.
+                Some(_) => {
+                    let rest = Repr {
+                        seq_number: seq + 1,
+                        control: if repr.control.fin() {
+                            Control::Fin
+                        } else {
+                            Control::None
+                        },
+                        ..*repr
+                    };
+                    self.synchronized_segment(now, &rest, payload);
+                }
+            }
             return;
         }
         let seg_len = payload.len() + repr.control.len();

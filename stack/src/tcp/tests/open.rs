@@ -453,3 +453,26 @@ fn established_accept_and_refuse_are_ignored() {
     assert_eq!(h.conn.state(), State::Established);
     h.expect_none();
 }
+
+#[test]
+fn syn_received_syn_ack_completes_simultaneous_open() {
+    let (mut h, syn) = syn_sent();
+    let their_syn = Repr {
+        control: Control::Syn,
+        window_scale: Some(0),
+        ..h.seg()
+    };
+    h.input(their_syn, &[]);
+    assert_eq!(h.conn.state(), State::SynReceived);
+    h.expect_one();
+    // Figure 8: their SYN-ACK, the same SYN now acknowledging ours.
+    let their_syn_ack = Repr {
+        control: Control::Syn,
+        ack_number: Some(syn.seq() + 1),
+        window_scale: Some(0),
+        ..h.seg()
+    };
+    h.input(their_syn_ack, &[]);
+    assert_eq!(h.conn.state(), State::Established);
+    assert_eq!(h.events(), [Event::Established, Event::Writable]);
+}
