@@ -3,6 +3,7 @@
 //! The stack never reads a clock. The embedder picks an epoch (its start, say) and passes
 //! `Instant::from_micros(elapsed)` with every input; tests drive a virtual clock the same way.
 //! Durations are `core::time::Duration`. Arithmetic saturates: no input time can panic it.
+//! [`Epoch`] converts between `std::time::Instant` and [`Instant`] for embedders, in one place.
 
 use core::ops::{Add, Sub};
 use core::time::Duration;
@@ -72,6 +73,36 @@ impl Sub<Instant> for Instant {
     }
 }
 
+/// The bridge between `std::time::Instant` and [`Instant`]: an origin the embedder picks once
+/// per process, so every thread converts the same way. It never reads the clock either; the
+/// embedder passes `std::time::Instant::now()` in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Epoch {
+    origin: std::time::Instant,
+}
+
+impl Epoch {
+    pub const fn new(origin: std::time::Instant) -> Epoch {
+        Epoch { origin }
+    }
+
+    /// `at` as a stack instant; instants before the origin are the epoch itself.
+    pub fn instant(&self, at: std::time::Instant) -> Instant {
+        let micros = at.saturating_duration_since(self.origin).as_micros();
+        Instant::from_micros(u64::try_from(micros).unwrap_or(u64::MAX))
+    }
+
+    /// `at` as a `std::time::Instant` (saturating far in the future).
+    pub fn std(&self, at: Instant) -> std::time::Instant {
+        let since = Duration::from_micros(at.as_micros());
+        const CENTURY: Duration = Duration::from_secs(86_400 * 365 * 100);
+        self.origin
+            .checked_add(since)
+            .or_else(|| self.origin.checked_add(CENTURY))
+            .unwrap_or(self.origin)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,5 +118,15 @@ mod tests {
             Instant::from_micros(u64::MAX) + Duration::MAX,
             Instant::from_micros(u64::MAX)
         );
+    }
+
+    #[test]
+    fn epoch_round_trips() {
+        let origin = std::time::Instant::now();
+        let epoch = Epoch::new(origin);
+        let later = origin + Duration::from_millis(1500);
+        assert_eq!(epoch.instant(later), Instant::from_millis(1500));
+        assert_eq!(epoch.std(Instant::from_millis(1500)), later);
+        assert_eq!(epoch.instant(origin), Instant::ZERO);
     }
 }

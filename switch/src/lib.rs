@@ -22,14 +22,26 @@
 //! - [`port`]: the contract between links and the switch thread: a link attaches one
 //!   [`port::Port`] per guest, sends its frames in and drains the frames for it.
 //! - [`pcap`]: capture to a pcap file from any thread, bounded and lock-free per frame.
+//! - [`gateway`]: the gateway's own services, sans-IO — ARP, ICMP/ICMPv6 echo, neighbour
+//!   advertisements, DHCPv4 — over one parse per frame; everything else leaves as a flow.
+//! - [`runtime`]: the running pipeline — switch thread, gateway thread, worker pool — behind
+//!   [`Runtime::start`], [`Runtime::attacher`], [`Runtime::stats`] and [`Runtime::shutdown`].
+//! - [`link`]: the transports (TAP, QEMU stream, HTTP `/connect`, stdio, vpnkit, vfkit, bess),
+//!   each a port factory serving many guests.
 
+pub mod cli;
 pub mod forward;
 pub mod framing;
+pub mod gateway;
+pub mod launch;
+pub mod link;
 pub mod mac_table;
 pub mod netns;
 pub mod pcap;
 pub mod port;
+pub mod runtime;
 pub mod tap;
 
 pub use forward::{Decision, DropReason, Switch, SwitchConfig};
 pub use mac_table::PortId;
+pub use runtime::{Runtime, RuntimeConfig, Stats};

@@ -173,6 +173,15 @@ impl Tap {
         Ok(Tap { file, name })
     }
 
+    /// Wraps a descriptor already attached to TAP interface `name` (one opened in another
+    /// process and passed over a unix socket, as `host-switch run` does).
+    pub fn from_fd(fd: std::os::fd::OwnedFd, name: &str) -> Tap {
+        Tap {
+            file: File::from(fd),
+            name: name.to_owned(),
+        }
+    }
+
     /// The interface's name, as the kernel reported it.
     pub fn name(&self) -> &str {
         &self.name

@@ -1,0 +1,444 @@
+//! The `host-switch` command line: gvproxy's flags where they apply, single or double dash,
+//! plus slirp4netns-style TAP flags and the pasta-style `run` subcommand.
+//!
+//! gvproxy (Go's `flag` package) takes `-listen x` and `--listen x` alike; clap takes only the
+//! latter, so [`normalize`] rewrites a single-dash long flag we know into its double-dash form
+//! before clap sees it. Everything after a bare `--` is left alone: that is `run`'s command.
+//!
+//! gvproxy flags that host-switch does not implement are refused by name ([`Refused`]) rather
+//! than silently ignored: a drop-in that ignored `-ssh-port` or `-forward-sock` would leave its
+//! caller waiting for something that never comes.
+
+use std::ffi::OsString;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use stack::wire::EthernetAddress;
+
+/// Long flags that take one value or none; known so a single-dash form can be rewritten.
+const LONG_FLAGS: &[&str] = &[
+    "listen",
+    "listen-qemu",
+    "listen-vfkit",
+    "listen-bess",
+    "listen-stdio",
+    "listen-vpnkit",
+    "mtu",
+    "subnet",
+    "gatewayIP",
+    "hostIP",
+    "pcap",
+    "pid-file",
+    "log-file",
+    "debug",
+    "version",
+    "help",
+    "netns",
+    "tap",
+    "configure",
+    "mac",
+    "max-ports",
+];
+
+/// gvproxy flags host-switch refuses, and why.
+const REFUSED: &[(&str, &str)] = &[
+    (
+        "ssh-port",
+        "port forwarding comes with the forwarder (issue 5)",
+    ),
+    (
+        "services",
+        "the control API endpoint comes with the forwarder (issue 5)",
+    ),
+    (
+        "ec2-metadata-access",
+        "NAT policy comes with the forwarder (issue 5)",
+    ),
+    (
+        "forward-sock",
+        "SSH unix-socket forwarding is not supported",
+    ),
+    (
+        "forward-dest",
+        "SSH unix-socket forwarding is not supported",
+    ),
+    (
+        "forward-user",
+        "SSH unix-socket forwarding is not supported",
+    ),
+    (
+        "forward-identity",
+        "SSH unix-socket forwarding is not supported",
+    ),
+    ("config", "YAML configuration files are not supported"),
+    (
+        "notification",
+        "network-ready notifications are not supported",
+    ),
+];
+
+/// A gvproxy flag we do not implement.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("gvproxy flag -{flag} is not supported by host-switch: {why}")]
+pub struct Refused {
+    pub flag: String,
+    pub why: &'static str,
+}
+
+/// Rewrites `-flag` / `-flag=value` into `--flag` / `--flag=value` for the long flags we know
+/// (and the refused ones, so they are reported by name), up to a bare `--`. Then refuses the
+/// gvproxy flags we do not implement.
+pub fn normalize<I, T>(args: I) -> Result<Vec<OsString>, Refused>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString>,
+{
+    let mut out = Vec::new();
+    let mut passthrough = false;
+    for (i, arg) in args.into_iter().enumerate() {
+        let arg: OsString = arg.into();
+        if passthrough || i == 0 {
+            out.push(arg);
+            continue;
+        }
+        let Some(s) = arg.to_str() else {
+            out.push(arg);
+            continue;
+        };
+        if s == "--" {
+            passthrough = true;
+            out.push(arg);
+            continue;
+        }
+        let long = if let Some(rest) = s.strip_prefix("--") {
+            Some(rest)
+        } else if let Some(rest) = s.strip_prefix('-') {
+            let name = rest.split_once('=').map_or(rest, |(n, _)| n);
+            let known = LONG_FLAGS.contains(&name) || REFUSED.iter().any(|(r, _)| *r == name);
+            known.then_some(rest)
+        } else {
+            None
+        };
+        let Some(rest) = long else {
+            out.push(arg);
+            continue;
+        };
+        let name = rest.split_once('=').map_or(rest, |(n, _)| n);
+        if let Some((flag, why)) = REFUSED.iter().find(|(r, _)| *r == name) {
+            return Err(Refused {
+                flag: (*flag).to_owned(),
+                why,
+            });
+        }
+        out.push(OsString::from(format!("--{rest}")));
+    }
+    Ok(out)
+}
+
+/// host-switch: a user-mode network for VMs and containers.
+#[derive(Debug, Parser)]
+#[command(name = "host-switch", version, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run CMD in a new network namespace (and user namespace when unprivileged), on a TAP
+    /// device served by this process; exit with CMD's status.
+    Run(RunArgs),
+}
+
+/// The network's shape and the process's housekeeping: shared by both modes.
+#[derive(Debug, Clone, Args)]
+pub struct NetworkArgs {
+    /// The guests' MTU (default 1500 for VM links, 65520 for a TAP).
+    #[arg(long)]
+    pub mtu: Option<u32>,
+    /// The virtual network.
+    #[arg(long, default_value = "192.168.127.0/24")]
+    pub subnet: String,
+    /// The gateway's address (default: the subnet's first host).
+    #[arg(long = "gatewayIP")]
+    pub gateway_ip: Option<Ipv4Addr>,
+    /// The host's virtual address (default: the subnet's last host).
+    #[arg(long = "hostIP")]
+    pub host_ip: Option<Ipv4Addr>,
+    /// Capture every frame that crosses the switch to this pcap file.
+    #[arg(long)]
+    pub pcap: Option<PathBuf>,
+    /// Write the process id to this file (removed at exit).
+    #[arg(long = "pid-file")]
+    pub pid_file: Option<PathBuf>,
+    /// Write logs to this file instead of standard error.
+    #[arg(long = "log-file")]
+    pub log_file: Option<PathBuf>,
+    /// Log at debug level.
+    #[arg(long)]
+    pub debug: bool,
+}
+
+/// Serving links (no subcommand).
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// HTTP endpoint (unix://, tcp://, vsock://): POST /connect attaches a guest (2-byte LE
+    /// frames). Repeatable.
+    #[arg(long)]
+    pub listen: Vec<String>,
+    /// QEMU stream endpoint (unix:// or tcp://): 4-byte BE frames. Repeatable.
+    #[arg(long = "listen-qemu")]
+    pub listen_qemu: Vec<String>,
+    /// vfkit endpoint (unixgram://): one frame per datagram. Repeatable.
+    #[arg(long = "listen-vfkit")]
+    pub listen_vfkit: Vec<String>,
+    /// User-Mode Linux bess endpoint (unixpacket://): one frame per packet. Repeatable.
+    #[arg(long = "listen-bess")]
+    pub listen_bess: Vec<String>,
+    /// Serve one guest on standard input and output (2-byte LE frames); the value is "accept".
+    #[arg(long = "listen-stdio")]
+    pub listen_stdio: Option<String>,
+    /// HyperKit vpnkit endpoint (unix://). Repeatable.
+    #[arg(long = "listen-vpnkit")]
+    pub listen_vpnkit: Vec<String>,
+    /// Attach a TAP device inside this network namespace (a PID or a namespace file).
+    #[arg(long, requires = "tap")]
+    pub netns: Option<String>,
+    /// The TAP device's name (created if it does not exist).
+    #[arg(long)]
+    pub tap: Option<String>,
+    /// Configure the TAP as slirp4netns --configure does: address, link up, default route.
+    #[arg(long, requires = "tap")]
+    pub configure: bool,
+    /// The TAP's MAC address when configuring it (default 5a:94:ef:e4:0c:ee, the guest with
+    /// the static lease).
+    #[arg(long, requires = "configure")]
+    pub mac: Option<EthernetAddress>,
+    /// Ports served at once per listener.
+    #[arg(long = "max-ports", default_value_t = crate::link::DEFAULT_MAX_PORTS)]
+    pub max_ports: usize,
+    #[command(flatten)]
+    pub network: NetworkArgs,
+}
+
+impl ServeArgs {
+    /// Whether any link is asked for.
+    pub fn has_links(&self) -> bool {
+        !(self.listen.is_empty()
+            && self.listen_qemu.is_empty()
+            && self.listen_vfkit.is_empty()
+            && self.listen_bess.is_empty()
+            && self.listen_vpnkit.is_empty()
+            && self.listen_stdio.is_none()
+            && self.tap.is_none())
+    }
+}
+
+/// `host-switch run [OPTIONS] -- CMD [ARGS...]`.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// The TAP device's name inside the new namespace.
+    #[arg(long, default_value = "tap0")]
+    pub tap: String,
+    /// The TAP's MAC address (default 5a:94:ef:e4:0c:ee, the guest with the static lease).
+    #[arg(long)]
+    pub mac: Option<EthernetAddress>,
+    #[command(flatten)]
+    pub network: NetworkArgs,
+    /// The command and its arguments.
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<OsString>,
+}
+
+/// Why the command line was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Refused(#[from] Refused),
+    #[error(transparent)]
+    Clap(#[from] clap::Error),
+}
+
+/// Normalizes and parses `args` (the program name first).
+pub fn parse<I, T>(args: I) -> Result<Cli, CliError>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString>,
+{
+    let args = normalize(args)?;
+    Ok(Cli::try_parse_from(args)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serve(args: &[&str]) -> ServeArgs {
+        let mut all = vec!["host-switch"];
+        all.extend_from_slice(args);
+        let cli = parse(all).unwrap();
+        assert!(cli.command.is_none());
+        cli.serve
+    }
+
+    #[test]
+    fn single_and_double_dash_are_the_same() {
+        let one = serve(&[
+            "-listen",
+            "unix:///tmp/a.sock",
+            "-listen-qemu=tcp://127.0.0.1:5555",
+            "-mtu",
+            "9000",
+            "-debug",
+            "-pcap",
+            "/tmp/x.pcap",
+            "-gatewayIP",
+            "10.0.0.1",
+        ]);
+        let two = serve(&[
+            "--listen",
+            "unix:///tmp/a.sock",
+            "--listen-qemu=tcp://127.0.0.1:5555",
+            "--mtu",
+            "9000",
+            "--debug",
+            "--pcap",
+            "/tmp/x.pcap",
+            "--gatewayIP",
+            "10.0.0.1",
+        ]);
+        for s in [&one, &two] {
+            assert_eq!(s.listen, ["unix:///tmp/a.sock"]);
+            assert_eq!(s.listen_qemu, ["tcp://127.0.0.1:5555"]);
+            assert_eq!(s.network.mtu, Some(9000));
+            assert!(s.network.debug);
+            assert_eq!(s.network.gateway_ip, Some(Ipv4Addr::new(10, 0, 0, 1)));
+            assert_eq!(s.network.subnet, "192.168.127.0/24");
+        }
+    }
+
+    #[test]
+    fn listeners_repeat() {
+        let s = serve(&[
+            "-listen",
+            "unix:///a",
+            "-listen",
+            "tcp://127.0.0.1:1",
+            "-listen-vfkit",
+            "unixgram:///v",
+            "-listen-bess",
+            "unixpacket:///b",
+            "-listen-vpnkit",
+            "unix:///k",
+            "-listen-stdio",
+            "accept",
+        ]);
+        assert_eq!(s.listen.len(), 2);
+        assert_eq!(s.listen_vfkit, ["unixgram:///v"]);
+        assert_eq!(s.listen_bess, ["unixpacket:///b"]);
+        assert_eq!(s.listen_vpnkit, ["unix:///k"]);
+        assert_eq!(s.listen_stdio.as_deref(), Some("accept"));
+        assert!(s.has_links());
+    }
+
+    #[test]
+    fn tap_flags() {
+        let s = serve(&[
+            "--netns",
+            "1234",
+            "--tap",
+            "tap0",
+            "--configure",
+            "--mac",
+            "02:00:00:00:00:01",
+            "--mtu",
+            "1500",
+        ]);
+        assert_eq!(s.netns.as_deref(), Some("1234"));
+        assert_eq!(s.tap.as_deref(), Some("tap0"));
+        assert!(s.configure);
+        assert_eq!(s.mac.unwrap().to_string(), "02:00:00:00:00:01");
+        assert!(
+            parse(["host-switch", "--configure"]).is_err(),
+            "needs --tap"
+        );
+        assert!(parse(["host-switch", "--tap", "t", "--mac", "zz"]).is_err());
+    }
+
+    #[test]
+    fn refused_flags_are_named() {
+        for flag in [
+            "-ssh-port",
+            "--ssh-port",
+            "-forward-sock",
+            "-forward-dest",
+            "-forward-user",
+            "-forward-identity",
+            "-services",
+            "-ec2-metadata-access",
+            "-config",
+            "-notification",
+        ] {
+            let err = parse(["host-switch", flag, "x"]).unwrap_err();
+            let name = flag.trim_start_matches('-');
+            assert!(
+                matches!(&err, CliError::Refused(r) if r.flag == name),
+                "{flag}: {err}"
+            );
+            assert!(err.to_string().contains(&format!("-{name}")), "{err}");
+        }
+        let err = parse(["host-switch", "-ssh-port=2222"]).unwrap_err();
+        assert!(matches!(err, CliError::Refused(_)));
+        // Unknown flags are clap errors, not silently accepted.
+        assert!(matches!(
+            parse(["host-switch", "--bogus"]),
+            Err(CliError::Clap(_))
+        ));
+    }
+
+    #[test]
+    fn run_takes_the_command_verbatim() {
+        let cli = parse([
+            "host-switch",
+            "run",
+            "-mtu",
+            "1500",
+            "--",
+            "sh",
+            "-c",
+            "ping -c1 -W2 192.168.127.1; exit 7",
+            "-debug",
+        ])
+        .unwrap();
+        let Some(Command::Run(run)) = cli.command else {
+            panic!("expected run");
+        };
+        assert_eq!(run.network.mtu, Some(1500));
+        assert_eq!(run.tap, "tap0");
+        assert!(!run.network.debug, "-debug after -- belongs to the command");
+        assert_eq!(
+            run.command,
+            ["sh", "-c", "ping -c1 -W2 192.168.127.1; exit 7", "-debug"].map(OsString::from)
+        );
+        assert!(
+            parse(["host-switch", "run"]).is_err(),
+            "a command is needed"
+        );
+        assert!(
+            parse(["host-switch", "-listen", "unix:///a", "run", "--", "true"]).is_err(),
+            "serve flags and run do not mix"
+        );
+    }
+
+    #[test]
+    fn version_single_dash() {
+        let err = parse(["host-switch", "-version"]).unwrap_err();
+        let CliError::Clap(e) = err else {
+            panic!("expected clap's version display")
+        };
+        assert_eq!(e.kind(), clap::error::ErrorKind::DisplayVersion);
+    }
+}

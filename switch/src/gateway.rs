@@ -1,0 +1,544 @@
+//! The gateway's own services, sans-IO: ARP, ICMP echo and DHCPv4 answered here; every other
+//! IP packet handed on as a flow.
+//!
+//! [`Gateway::handle_frame`] takes a frame that the switch delivered to the gateway's port and
+//! the time, parses it once ([`stack::ingress::parse`]) and returns an [`Outcome`]:
+//! - ARP requests for an address we own — the gateway's and every virtual address (the host's
+//!   192.168.127.254 by default) — get a reply (RFC 826). Gratuitous requests and requests
+//!   for other addresses are dropped and counted; we never send ARP requests, since every
+//!   reply goes to the L2 source of the frame it answers.
+//! - ICMP echo requests to the gateway's address get an echo reply (RFC 792) with the same
+//!   identifier, sequence number and data, TTL 64; ICMPv6 echo requests to one of its IPv6
+//!   addresses (its link-local one, derived from its MAC, and any configured) likewise
+//!   (RFC 4443 §4.2).
+//! - Neighbour solicitations for those IPv6 addresses get a neighbour advertisement
+//!   (RFC 4861 §7.2.4) once they pass RFC 4861's checks (hop limit 255 and so on); other
+//!   Neighbor Discovery messages are dropped and counted (no router advertisements yet).
+//! - UDP to port 67 of the gateway or of the limited broadcast goes to the [`dhcp::Server`];
+//!   its reply is framed per its [`Destination`] (RFC 2131 §4.1): broadcast to ff:ff:ff:ff:ff:ff
+//!   and 255.255.255.255, unicast to `chaddr`/`yiaddr` without ARP, or to a relay agent at
+//!   the L2 address its request came from.
+//! - TCP, UDP and ICMP to any other address (the host's included) or to another service of the
+//!   gateway is a flow: [`Outcome::Flow`] carries the owned [`FlowPacket`] to hand to a worker.
+//! - Everything else is an [`Outcome::Dropped`] with its [`DropReason`], counted in
+//!   [`Gateway::drops`]. IP fragments are dropped for now (their own reason).
+//!
+//! Replies are built in one reusable buffer and copied once into their own `Bytes`; nothing
+//! else is allocated per frame. Frames shorter than Ethernet's 60-byte minimum are padded.
+//! The DHCP server wants `std::time::Instant`s; the gateway converts with its [`Epoch`].
+
+use std::collections::HashSet;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use bytes::Bytes;
+use dhcp::{Destination, Lease};
+use stack::ingress::{self, DropCounters, DropReason, Event, FlowPacket};
+use stack::time::{Epoch, Instant};
+use stack::wire::{
+    ArpOperation, ArpPacket, ArpRepr, EtherType, EthernetAddress, EthernetFrame, EthernetRepr,
+    Icmpv4Packet, Icmpv4Repr, Icmpv6Packet, Icmpv6Repr, IpAddresses, IpProtocol, Ipv4Packet,
+    Ipv4Repr, Ipv6Packet, Ipv6Repr, NdpOption, NdpOptions, NdpRepr, UdpPacket, UdpRepr, ethernet,
+    ipv4, ipv6, ndp, udp,
+};
+
+/// The TTL of every datagram the gateway originates (RFC 1700's default, as Linux uses).
+pub const DEFAULT_TTL: u8 = 64;
+/// The shortest Ethernet frame without FCS (IEEE 802.3: 64 bytes with it).
+pub const MIN_FRAME_LEN: usize = 60;
+
+/// ff02::1, all nodes on the link (RFC 4291 §2.7.1).
+const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
+
+/// The link-local address of `mac`: fe80::/64 with the modified EUI-64 interface identifier
+/// (RFC 4291 appendix A, RFC 2464 §4-5: ff:fe in the middle, the U/L bit inverted).
+pub fn link_local(mac: EthernetAddress) -> Ipv6Addr {
+    let [a, b, c, d, e, f] = mac.0;
+    Ipv6Addr::from([
+        0xfe,
+        0x80,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        a ^ 0x02,
+        b,
+        c,
+        0xff,
+        0xfe,
+        d,
+        e,
+        f,
+    ])
+}
+
+/// What the gateway is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayConfig {
+    pub mac: EthernetAddress,
+    pub ip: Ipv4Addr,
+    /// Further addresses the gateway answers ARP for (the host's), whose traffic is flows.
+    pub virtual_ips: Vec<Ipv4Addr>,
+    /// IPv6 addresses of the gateway besides its link-local one (always derived from `mac`),
+    /// answered for in Neighbor Discovery and echo.
+    pub ipv6: Vec<Ipv6Addr>,
+    /// The DHCP server's configuration; its `server_addr` must be `ip`.
+    pub dhcp: dhcp::Config,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> GatewayConfig {
+        let dhcp = dhcp::Config::default();
+        GatewayConfig {
+            mac: crate::forward::DEFAULT_GATEWAY_MAC,
+            ip: dhcp.server_addr,
+            virtual_ips: vec![Ipv4Addr::new(192, 168, 127, 254)],
+            ipv6: Vec::new(),
+            dhcp,
+        }
+    }
+}
+
+/// Why a gateway could not be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GatewayError {
+    #[error("the DHCP server's address {dhcp} is not the gateway's {gateway}")]
+    ServerAddress { dhcp: Ipv4Addr, gateway: Ipv4Addr },
+    #[error("the gateway MAC {0} is not a unicast address")]
+    BadMac(EthernetAddress),
+    #[error(transparent)]
+    Dhcp(#[from] dhcp::ConfigError),
+}
+
+/// What to do with a frame.
+// `Flow` is the common case on the hot path and lives on the stack for a moment: boxing it
+// would cost an allocation per packet to save a few hundred bytes of stack.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Send this frame back into the switch.
+    Reply(Bytes),
+    /// Hand the frame to the worker owning this flow.
+    Flow(FlowPacket),
+    /// Nothing; counted under this reason.
+    Dropped(DropReason),
+}
+
+/// What the gateway answered; counters only grow.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GatewayCounters {
+    /// Frames handed to [`Gateway::handle_frame`].
+    pub frames: u64,
+    pub arp_replies: u64,
+    pub echo_replies: u64,
+    pub dhcp_replies: u64,
+    /// Neighbour advertisements sent (RFC 4861).
+    pub ndp_replies: u64,
+    /// Frames handed on as flows.
+    pub flows: u64,
+}
+
+/// The gateway's services. One thread owns it. See the module docs.
+#[derive(Debug)]
+pub struct Gateway {
+    mac: EthernetAddress,
+    ip: Ipv4Addr,
+    subnet: dhcp::Subnet,
+    owned: HashSet<Ipv4Addr>,
+    owned6: HashSet<Ipv6Addr>,
+    dhcp: dhcp::Server,
+    epoch: Epoch,
+    tx: Vec<u8>,
+    ident: u16,
+    counters: GatewayCounters,
+    drops: DropCounters,
+}
+
+impl Gateway {
+    pub fn new(config: GatewayConfig, epoch: Epoch) -> Result<Gateway, GatewayError> {
+        if config.dhcp.server_addr != config.ip {
+            return Err(GatewayError::ServerAddress {
+                dhcp: config.dhcp.server_addr,
+                gateway: config.ip,
+            });
+        }
+        if !config.mac.is_unicast() || config.mac == EthernetAddress([0; 6]) {
+            return Err(GatewayError::BadMac(config.mac));
+        }
+        let mut owned: HashSet<Ipv4Addr> = config.virtual_ips.iter().copied().collect();
+        owned.insert(config.ip);
+        let mut owned6: HashSet<Ipv6Addr> = config.ipv6.iter().copied().collect();
+        owned6.insert(link_local(config.mac));
+        let subnet = config.dhcp.subnet;
+        Ok(Gateway {
+            mac: config.mac,
+            ip: config.ip,
+            subnet,
+            owned,
+            owned6,
+            dhcp: dhcp::Server::new(config.dhcp)?,
+            epoch,
+            tx: Vec::with_capacity(2048),
+            ident: 0,
+            counters: GatewayCounters::default(),
+            drops: DropCounters::default(),
+        })
+    }
+
+    pub fn mac(&self) -> EthernetAddress {
+        self.mac
+    }
+
+    pub fn ip(&self) -> Ipv4Addr {
+        self.ip
+    }
+
+    /// The gateway's link-local IPv6 address.
+    pub fn link_local(&self) -> Ipv6Addr {
+        link_local(self.mac)
+    }
+
+    /// Handles one frame the switch delivered to the gateway at `now`.
+    pub fn handle_frame(&mut self, now: Instant, frame: &[u8]) -> Outcome {
+        self.counters.frames += 1;
+        let outcome = match ingress::parse(frame, self.mac) {
+            Ok(parsed) => self.dispatch(now, &parsed),
+            Err(reason) => Outcome::Dropped(reason),
+        };
+        match &outcome {
+            Outcome::Dropped(reason) => self.drops.count(*reason),
+            Outcome::Flow(_) => self.counters.flows += 1,
+            Outcome::Reply(_) => {}
+        }
+        outcome
+    }
+
+    fn dispatch(&mut self, now: Instant, parsed: &ingress::Parsed<'_>) -> Outcome {
+        let eth = parsed.eth;
+        match parsed.event {
+            Event::Arp(arp) => self.arp(eth, arp),
+            Event::Icmpv4 { ip, icmp } if ip.dst_addr == self.ip => match icmp {
+                Icmpv4Repr::EchoRequest {
+                    ident,
+                    seq_no,
+                    data,
+                } => self.echo_reply(eth, &ip, ident, seq_no, data),
+                Icmpv4Repr::EchoReply { .. } => Outcome::Dropped(DropReason::IcmpNotEcho),
+                Icmpv4Repr::DstUnreachable { .. } | Icmpv4Repr::TimeExceeded { .. } => {
+                    self.flow(parsed)
+                }
+            },
+            Event::Udp { ip, udp, payload }
+                if udp.dst_port == dhcp::message::SERVER_PORT
+                    && matches!(ip.addresses().dst(), std::net::IpAddr::V4(d)
+                        if d == self.ip || d.is_broadcast()) =>
+            {
+                self.dhcp(now, eth, payload)
+            }
+            Event::Icmpv6 { ip, icmp } => match icmp {
+                Icmpv6Repr::Ndp(message) => self.ndp(eth, &ip, &message),
+                Icmpv6Repr::EchoRequest {
+                    ident,
+                    seq_no,
+                    data,
+                } if self.owned6.contains(&ip.dst_addr) => {
+                    self.echo6_reply(eth, &ip, ident, seq_no, data)
+                }
+                Icmpv6Repr::EchoReply { .. } if self.owned6.contains(&ip.dst_addr) => {
+                    Outcome::Dropped(DropReason::IcmpNotEcho)
+                }
+                _ => self.flow(parsed),
+            },
+            Event::Icmpv4 { .. } | Event::Udp { .. } | Event::Tcp { .. } => self.flow(parsed),
+            Event::Ipv4Fragment { .. } | Event::Ipv6Fragment { .. } => {
+                Outcome::Dropped(DropReason::Fragment)
+            }
+        }
+    }
+
+    /// RFC 4861 §7.2.3-4: a valid solicitation for one of our addresses gets an advertisement
+    /// with our link-layer address; after duplicate address detection (unspecified source)
+    /// to all nodes, otherwise solicited, to the sender.
+    fn ndp(&mut self, eth: EthernetRepr, ip: &Ipv6Repr, message: &NdpRepr<'_>) -> Outcome {
+        if let Err(e) = message.validate(ip.src_addr, ip.dst_addr, ip.hop_limit) {
+            return Outcome::Dropped(DropReason::Ndp(e));
+        }
+        let NdpRepr::NeighborSolicit {
+            target_addr,
+            options,
+        } = *message
+        else {
+            return Outcome::Dropped(DropReason::NdpUnhandled);
+        };
+        if !self.owned6.contains(&target_addr) {
+            return Outcome::Dropped(DropReason::NdpNotOurs);
+        }
+        let dad = ip.src_addr.is_unspecified();
+        let (dst_ip, dst_mac) = if dad {
+            (ALL_NODES, EthernetAddress([0x33, 0x33, 0, 0, 0, 1]))
+        } else {
+            let mac = options.source_lladdr().unwrap_or(eth.src_addr);
+            (ip.src_addr, mac)
+        };
+        let lladdr = [NdpOption::TargetLinkLayerAddr(self.mac)];
+        let advert = Icmpv6Repr::Ndp(NdpRepr::NeighborAdvert {
+            router: true,
+            solicited: !dad,
+            override_entry: true,
+            target_addr,
+            options: NdpOptions::new(&lladdr),
+        });
+        let frame = self.icmpv6_frame(dst_mac, target_addr, dst_ip, ndp::HOP_LIMIT, &advert);
+        self.counters.ndp_replies += 1;
+        Outcome::Reply(frame)
+    }
+
+    fn echo6_reply(
+        &mut self,
+        eth: EthernetRepr,
+        req: &Ipv6Repr,
+        ident: u16,
+        seq_no: u16,
+        data: &[u8],
+    ) -> Outcome {
+        let reply = Icmpv6Repr::EchoReply {
+            ident,
+            seq_no,
+            data,
+        };
+        let frame = self.icmpv6_frame(
+            eth.src_addr,
+            req.dst_addr,
+            req.src_addr,
+            DEFAULT_TTL,
+            &reply,
+        );
+        self.counters.echo_replies += 1;
+        Outcome::Reply(frame)
+    }
+
+    fn icmpv6_frame(
+        &mut self,
+        dst_mac: EthernetAddress,
+        src: Ipv6Addr,
+        dst: Ipv6Addr,
+        hop_limit: u8,
+        icmp: &Icmpv6Repr<'_>,
+    ) -> Bytes {
+        let ip = Ipv6Repr {
+            src_addr: src,
+            dst_addr: dst,
+            next_header: IpProtocol::Icmpv6,
+            payload_len: icmp.buffer_len(),
+            hop_limit,
+            dscp: 0,
+            ecn: 0,
+            flow_label: 0,
+        };
+        let addrs = IpAddresses::V6 { src, dst };
+        let len = ipv6::HEADER_LEN + ip.payload_len;
+        self.build(dst_mac, EtherType::Ipv6, len, |body| {
+            let Some((header, payload)) = body.split_at_mut_checked(ipv6::HEADER_LEN) else {
+                return;
+            };
+            icmp.emit(&mut Icmpv6Packet::new_unchecked(payload), &addrs);
+            ip.emit(&mut Ipv6Packet::new_unchecked(header));
+        })
+    }
+
+    fn flow(&self, parsed: &ingress::Parsed<'_>) -> Outcome {
+        let Some(flow) = parsed.flow() else {
+            return Outcome::Dropped(DropReason::UnsupportedProtocol);
+        };
+        let dst = flow.key.remote.ip();
+        let src = flow.key.guest.ip();
+        // Ingress has refused the limited broadcast; the subnet's own broadcast and an
+        // unspecified source are only known here.
+        if dst == std::net::IpAddr::V4(self.subnet.broadcast()) {
+            return Outcome::Dropped(DropReason::BroadcastToNonService);
+        }
+        if src.is_unspecified() {
+            return Outcome::Dropped(DropReason::InvalidSource);
+        }
+        Outcome::Flow(flow)
+    }
+
+    /// RFC 826 "Packet Reception": answer a request for an address we own.
+    fn arp(&mut self, eth: EthernetRepr, req: ArpRepr) -> Outcome {
+        if req.operation != ArpOperation::Request {
+            return Outcome::Dropped(DropReason::ArpReply);
+        }
+        // A gratuitous request (sender = target) announces the sender; it asks nothing.
+        if !self.owned.contains(&req.target_protocol_addr)
+            || req.source_protocol_addr == req.target_protocol_addr
+        {
+            return Outcome::Dropped(DropReason::ArpNotOurs);
+        }
+        let reply = ArpRepr {
+            operation: ArpOperation::Reply,
+            source_hardware_addr: self.mac,
+            source_protocol_addr: req.target_protocol_addr,
+            target_hardware_addr: req.source_hardware_addr,
+            target_protocol_addr: req.source_protocol_addr,
+        };
+        let len = reply.buffer_len();
+        let frame = self.build(eth.src_addr, EtherType::Arp, len, |body| {
+            reply.emit(&mut ArpPacket::new_unchecked(body));
+        });
+        self.counters.arp_replies += 1;
+        Outcome::Reply(frame)
+    }
+
+    fn echo_reply(
+        &mut self,
+        eth: EthernetRepr,
+        req: &Ipv4Repr,
+        ident: u16,
+        seq_no: u16,
+        data: &[u8],
+    ) -> Outcome {
+        let icmp = Icmpv4Repr::EchoReply {
+            ident,
+            seq_no,
+            data,
+        };
+        let ip = self.ipv4_repr(
+            req.dst_addr,
+            req.src_addr,
+            IpProtocol::Icmp,
+            icmp.buffer_len(),
+        );
+        let frame = self.build(eth.src_addr, EtherType::Ipv4, ip.total_len(), |body| {
+            let Some((header, payload)) = body.split_at_mut_checked(ipv4::HEADER_LEN) else {
+                return;
+            };
+            icmp.emit(&mut Icmpv4Packet::new_unchecked(payload));
+            ip.emit(&mut Ipv4Packet::new_unchecked(header));
+        });
+        self.counters.echo_replies += 1;
+        Outcome::Reply(frame)
+    }
+
+    fn dhcp(&mut self, now: Instant, eth: EthernetRepr, payload: &[u8]) -> Outcome {
+        let Some(reply) = self.dhcp.handle(self.epoch.std(now), payload) else {
+            return Outcome::Dropped(DropReason::DhcpNoReply);
+        };
+        let dst_mac = match reply.destination {
+            // A relay agent's request reached us from its own interface: answer there.
+            Destination::Relay(_) => eth.src_addr,
+            Destination::Broadcast | Destination::Client { .. } => reply
+                .destination
+                .mac()
+                .unwrap_or(EthernetAddress::BROADCAST),
+        };
+        let dst_ip = reply.destination.ip();
+        let udp = UdpRepr {
+            src_port: dhcp::message::SERVER_PORT,
+            dst_port: reply.destination.port(),
+            payload_len: reply.payload.len(),
+        };
+        let udp_len = udp::HEADER_LEN + reply.payload.len();
+        let ip = self.ipv4_repr(self.ip, dst_ip, IpProtocol::Udp, udp_len);
+        let addrs = IpAddresses::V4 {
+            src: self.ip,
+            dst: dst_ip,
+        };
+        let frame = self.build(dst_mac, EtherType::Ipv4, ip.total_len(), |body| {
+            let Some((header, datagram)) = body.split_at_mut_checked(ipv4::HEADER_LEN) else {
+                return;
+            };
+            if let Some(room) = datagram.get_mut(udp::HEADER_LEN..) {
+                room.copy_from_slice(&reply.payload);
+            }
+            udp.emit(&mut UdpPacket::new_unchecked(datagram), &addrs);
+            ip.emit(&mut Ipv4Packet::new_unchecked(header));
+        });
+        self.counters.dhcp_replies += 1;
+        Outcome::Reply(frame)
+    }
+
+    fn ipv4_repr(
+        &mut self,
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        protocol: IpProtocol,
+        payload_len: usize,
+    ) -> Ipv4Repr {
+        self.ident = self.ident.wrapping_add(1);
+        Ipv4Repr {
+            src_addr: src,
+            dst_addr: dst,
+            next_header: protocol,
+            payload_len,
+            hop_limit: DEFAULT_TTL,
+            ident: self.ident,
+            dont_frag: false,
+            more_frags: false,
+            frag_offset: 0,
+            dscp: 0,
+            ecn: 0,
+        }
+    }
+
+    /// A frame from the gateway to `dst` with a `body_len`-byte payload that `fill` writes
+    /// (it gets exactly `body_len` bytes), padded to [`MIN_FRAME_LEN`].
+    fn build(
+        &mut self,
+        dst: EthernetAddress,
+        ethertype: EtherType,
+        body_len: usize,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Bytes {
+        let len = (ethernet::HEADER_LEN + body_len).max(MIN_FRAME_LEN);
+        self.tx.clear();
+        self.tx.resize(len, 0);
+        let eth = EthernetRepr {
+            src_addr: self.mac,
+            dst_addr: dst,
+            ethertype,
+        };
+        eth.emit(&mut EthernetFrame::new_unchecked(&mut self.tx[..]));
+        if let Some(body) = self
+            .tx
+            .get_mut(ethernet::HEADER_LEN..ethernet::HEADER_LEN + body_len)
+        {
+            fill(body);
+        }
+        Bytes::copy_from_slice(&self.tx)
+    }
+
+    /// When [`Gateway::handle_timeout`] next has work (the DHCP server's timers).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.dhcp.poll_timeout().map(|at| self.epoch.instant(at))
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.dhcp.handle_timeout(self.epoch.std(now));
+    }
+
+    /// Counts a drop decided outside (a full worker queue).
+    pub fn count_drop(&mut self, reason: DropReason) {
+        self.drops.count(reason);
+    }
+
+    pub fn counters(&self) -> GatewayCounters {
+        self.counters
+    }
+
+    pub fn drops(&self) -> &DropCounters {
+        &self.drops
+    }
+
+    pub fn dhcp_stats(&self) -> dhcp::Stats {
+        self.dhcp.stats()
+    }
+
+    pub fn leases(&self) -> Vec<Lease> {
+        self.dhcp.leases()
+    }
+}
+
+#[cfg(test)]
+#[path = "gateway_tests.rs"]
+pub(crate) mod tests;

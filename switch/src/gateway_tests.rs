@@ -1,0 +1,571 @@
+use super::*;
+use dhcp::{DhcpOp, DhcpPacket, DhcpRepr, MessageType};
+use stack::wire::{Icmpv4Packet, Ipv4Packet, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber};
+use std::net::Ipv6Addr;
+
+pub(crate) const GW_MAC: EthernetAddress = EthernetAddress([0x5a, 0x94, 0xef, 0xe4, 0x0c, 0xdd]);
+pub(crate) const GUEST_MAC: EthernetAddress = EthernetAddress([0x5a, 0x94, 0xef, 0xe4, 0x0c, 0xee]);
+const RELAY_MAC: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 0x50]);
+pub(crate) const GW: Ipv4Addr = Ipv4Addr::new(192, 168, 127, 1);
+pub(crate) const GUEST: Ipv4Addr = Ipv4Addr::new(192, 168, 127, 2);
+pub(crate) const HOST: Ipv4Addr = Ipv4Addr::new(192, 168, 127, 254);
+const T0: Instant = Instant::ZERO;
+
+fn gateway() -> Gateway {
+    Gateway::new(
+        GatewayConfig::default(),
+        Epoch::new(std::time::Instant::now()),
+    )
+    .unwrap()
+}
+
+pub(crate) fn frame(
+    src: EthernetAddress,
+    dst: EthernetAddress,
+    ty: EtherType,
+    body: &[u8],
+) -> Vec<u8> {
+    let mut f = vec![0u8; ethernet::HEADER_LEN + body.len()];
+    EthernetRepr {
+        src_addr: src,
+        dst_addr: dst,
+        ethertype: ty,
+    }
+    .emit(&mut EthernetFrame::new_unchecked(&mut f[..]));
+    f[ethernet::HEADER_LEN..].copy_from_slice(body);
+    f
+}
+
+pub(crate) fn ipv4(src: Ipv4Addr, dst: Ipv4Addr, proto: IpProtocol, payload: &[u8]) -> Vec<u8> {
+    let repr = Ipv4Repr {
+        src_addr: src,
+        dst_addr: dst,
+        next_header: proto,
+        payload_len: payload.len(),
+        hop_limit: 64,
+        ident: 1,
+        dont_frag: false,
+        more_frags: false,
+        frag_offset: 0,
+        dscp: 0,
+        ecn: 0,
+    };
+    let mut b = vec![0u8; repr.total_len()];
+    b[ipv4::HEADER_LEN..].copy_from_slice(payload);
+    repr.emit(&mut Ipv4Packet::new_unchecked(&mut b[..]));
+    b
+}
+
+pub(crate) fn udp_datagram(
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    sport: u16,
+    dport: u16,
+    data: &[u8],
+) -> Vec<u8> {
+    let repr = UdpRepr {
+        src_port: sport,
+        dst_port: dport,
+        payload_len: data.len(),
+    };
+    let mut b = vec![0u8; udp::HEADER_LEN + data.len()];
+    b[udp::HEADER_LEN..].copy_from_slice(data);
+    repr.emit(
+        &mut UdpPacket::new_unchecked(&mut b[..]),
+        &IpAddresses::V4 { src, dst },
+    );
+    ipv4(src, dst, IpProtocol::Udp, &b)
+}
+
+pub(crate) fn arp_request(target: Ipv4Addr, sender: Ipv4Addr) -> Vec<u8> {
+    let repr = ArpRepr {
+        operation: ArpOperation::Request,
+        source_hardware_addr: GUEST_MAC,
+        source_protocol_addr: sender,
+        target_hardware_addr: EthernetAddress([0; 6]),
+        target_protocol_addr: target,
+    };
+    let mut b = vec![0u8; repr.buffer_len()];
+    repr.emit(&mut ArpPacket::new_unchecked(&mut b[..]));
+    frame(GUEST_MAC, EthernetAddress::BROADCAST, EtherType::Arp, &b)
+}
+
+fn reply(outcome: Outcome) -> Bytes {
+    match outcome {
+        Outcome::Reply(f) => f,
+        other => panic!("expected a reply, got {other:?}"),
+    }
+}
+
+/// The Ethernet header and payload of a reply.
+pub(crate) fn split(f: &[u8]) -> (EthernetRepr, &[u8]) {
+    let eth = EthernetFrame::new_checked(f).unwrap();
+    (EthernetRepr::parse(&eth).unwrap(), eth.payload())
+}
+
+pub(crate) fn parse_arp(f: &[u8]) -> (EthernetRepr, ArpRepr) {
+    let (eth, body) = split(f);
+    (
+        eth,
+        ArpRepr::parse(&ArpPacket::new_checked(body).unwrap()).unwrap(),
+    )
+}
+
+#[test]
+fn arp_for_the_gateway_is_answered() {
+    let mut gw = gateway();
+    let f = reply(gw.handle_frame(T0, &arp_request(GW, GUEST)));
+    assert_eq!(f.len(), MIN_FRAME_LEN);
+    let (eth, arp) = parse_arp(&f);
+    assert_eq!((eth.src_addr, eth.dst_addr), (GW_MAC, GUEST_MAC));
+    assert_eq!(eth.ethertype, EtherType::Arp);
+    assert_eq!(
+        arp,
+        ArpRepr {
+            operation: ArpOperation::Reply,
+            source_hardware_addr: GW_MAC,
+            source_protocol_addr: GW,
+            target_hardware_addr: GUEST_MAC,
+            target_protocol_addr: GUEST,
+        }
+    );
+    assert_eq!(gw.counters().arp_replies, 1);
+}
+
+#[test]
+fn arp_for_a_virtual_address_is_answered() {
+    let mut gw = gateway();
+    let (_, arp) = parse_arp(&reply(gw.handle_frame(T0, &arp_request(HOST, GUEST))));
+    assert_eq!(arp.source_protocol_addr, HOST);
+    assert_eq!(arp.source_hardware_addr, GW_MAC);
+    // An RFC 5227 probe (sender 0.0.0.0) for an address we own is answered too.
+    let (_, arp) = parse_arp(&reply(
+        gw.handle_frame(T0, &arp_request(GW, Ipv4Addr::UNSPECIFIED)),
+    ));
+    assert_eq!(arp.target_protocol_addr, Ipv4Addr::UNSPECIFIED);
+}
+
+#[test]
+fn arp_for_other_addresses_is_not_answered() {
+    let mut gw = gateway();
+    let other = Ipv4Addr::new(192, 168, 127, 3);
+    assert_eq!(
+        gw.handle_frame(T0, &arp_request(other, GUEST)),
+        Outcome::Dropped(DropReason::ArpNotOurs)
+    );
+    // Gratuitous: sender and target are the same.
+    assert_eq!(
+        gw.handle_frame(T0, &arp_request(GW, GW)),
+        Outcome::Dropped(DropReason::ArpNotOurs)
+    );
+    let mut rep = arp_request(GUEST, GW);
+    rep[ethernet::HEADER_LEN + 7] = 2;
+    assert_eq!(
+        gw.handle_frame(T0, &rep),
+        Outcome::Dropped(DropReason::ArpReply)
+    );
+    assert_eq!(gw.drops().get(DropReason::ArpNotOurs), 2);
+    assert_eq!(gw.drops().get(DropReason::ArpReply), 1);
+}
+
+pub(crate) fn echo_request(dst: Ipv4Addr, data: &[u8]) -> Vec<u8> {
+    let icmp = Icmpv4Repr::EchoRequest {
+        ident: 0xbeef,
+        seq_no: 7,
+        data,
+    };
+    let mut b = vec![0u8; icmp.buffer_len()];
+    icmp.emit(&mut Icmpv4Packet::new_unchecked(&mut b[..]));
+    frame(
+        GUEST_MAC,
+        GW_MAC,
+        EtherType::Ipv4,
+        &ipv4(GUEST, dst, IpProtocol::Icmp, &b),
+    )
+}
+
+#[test]
+fn echo_to_the_gateway_is_answered() {
+    let mut gw = gateway();
+    let data: Vec<u8> = (0..100u8).collect();
+    let f = reply(gw.handle_frame(T0, &echo_request(GW, &data)));
+    let (eth, body) = split(&f);
+    assert_eq!((eth.src_addr, eth.dst_addr), (GW_MAC, GUEST_MAC));
+    let ip_packet = Ipv4Packet::new_checked(body).unwrap();
+    // parse verifies the IPv4 and ICMP checksums.
+    let ip = Ipv4Repr::parse(&ip_packet).unwrap();
+    assert_eq!((ip.src_addr, ip.dst_addr), (GW, GUEST));
+    assert_eq!(ip.hop_limit, DEFAULT_TTL);
+    assert_eq!(ip.next_header, IpProtocol::Icmp);
+    let icmp_packet = Icmpv4Packet::new_checked(ip_packet.payload()).unwrap();
+    assert_eq!(
+        Icmpv4Repr::parse(&icmp_packet).unwrap(),
+        Icmpv4Repr::EchoReply {
+            ident: 0xbeef,
+            seq_no: 7,
+            data: &data,
+        }
+    );
+    assert_eq!(gw.counters().echo_replies, 1);
+}
+
+#[test]
+fn echo_to_the_host_is_a_flow() {
+    let mut gw = gateway();
+    let Outcome::Flow(flow) = gw.handle_frame(T0, &echo_request(HOST, b"x")) else {
+        panic!("expected a flow");
+    };
+    assert_eq!(flow.key.remote.ip(), HOST);
+    assert_eq!(gw.counters().flows, 1);
+}
+
+#[test]
+fn tcp_anywhere_is_a_flow_but_not_to_the_subnet_broadcast() {
+    let mut gw = gateway();
+    let tcp = |dst: Ipv4Addr| {
+        let repr = TcpRepr {
+            src_port: 40000,
+            dst_port: 22,
+            seq_number: TcpSeqNumber(9),
+            control: TcpControl::Syn,
+            window_len: 100,
+            ..TcpRepr::default()
+        };
+        let mut b = vec![0u8; repr.buffer_len()];
+        repr.emit(
+            &mut TcpPacket::new_unchecked(&mut b[..]),
+            &IpAddresses::V4 { src: GUEST, dst },
+        );
+        frame(
+            GUEST_MAC,
+            GW_MAC,
+            EtherType::Ipv4,
+            &ipv4(GUEST, dst, IpProtocol::Tcp, &b),
+        )
+    };
+    assert!(matches!(gw.handle_frame(T0, &tcp(GW)), Outcome::Flow(_)));
+    assert!(matches!(
+        gw.handle_frame(T0, &tcp(Ipv4Addr::new(10, 1, 2, 3))),
+        Outcome::Flow(_)
+    ));
+    assert_eq!(
+        gw.handle_frame(T0, &tcp(Ipv4Addr::new(192, 168, 127, 255))),
+        Outcome::Dropped(DropReason::BroadcastToNonService)
+    );
+}
+
+fn dhcp_frame(src_mac: EthernetAddress, src_ip: Ipv4Addr, repr: &DhcpRepr) -> Vec<u8> {
+    let payload = repr.to_bytes().unwrap();
+    frame(
+        src_mac,
+        EthernetAddress::BROADCAST,
+        EtherType::Ipv4,
+        &udp_datagram(src_ip, Ipv4Addr::BROADCAST, 68, 67, &payload),
+    )
+}
+
+/// The reply's Ethernet header, IPv4 header, UDP header and DHCP message.
+fn parse_dhcp(f: &[u8]) -> (EthernetRepr, Ipv4Repr, UdpRepr, DhcpRepr) {
+    let (eth, body) = split(f);
+    let ip_packet = Ipv4Packet::new_checked(body).unwrap();
+    let ip = Ipv4Repr::parse(&ip_packet).unwrap();
+    let addrs = IpAddresses::V4 {
+        src: ip.src_addr,
+        dst: ip.dst_addr,
+    };
+    let udp_packet = UdpPacket::new_checked(ip_packet.payload()).unwrap();
+    let udp = UdpRepr::parse(&udp_packet, &addrs).unwrap();
+    let msg = DhcpRepr::parse(&DhcpPacket::new_checked(udp_packet.payload()).unwrap()).unwrap();
+    (eth, ip, udp, msg)
+}
+
+#[test]
+fn dhcp_offer_broadcast_when_the_client_asks() {
+    let mut gw = gateway();
+    let mut discover = DhcpRepr::new(DhcpOp::Request, MessageType::Discover, 42, GUEST_MAC);
+    discover.broadcast = true;
+    let f = reply(gw.handle_frame(T0, &dhcp_frame(GUEST_MAC, Ipv4Addr::UNSPECIFIED, &discover)));
+    let (eth, ip, udp, msg) = parse_dhcp(&f);
+    assert_eq!(eth.dst_addr, EthernetAddress::BROADCAST);
+    assert_eq!(eth.src_addr, GW_MAC);
+    assert_eq!((ip.src_addr, ip.dst_addr), (GW, Ipv4Addr::BROADCAST));
+    assert_eq!((udp.src_port, udp.dst_port), (67, 68));
+    assert_eq!(msg.message_type, MessageType::Offer);
+    assert_eq!(msg.yiaddr, GUEST);
+    assert_eq!(msg.xid, 42);
+    assert_eq!(gw.counters().dhcp_replies, 1);
+}
+
+#[test]
+fn dhcp_offer_unicast_to_chaddr_without_arp() {
+    let mut gw = gateway();
+    let discover = DhcpRepr::new(DhcpOp::Request, MessageType::Discover, 43, GUEST_MAC);
+    let f = reply(gw.handle_frame(T0, &dhcp_frame(GUEST_MAC, Ipv4Addr::UNSPECIFIED, &discover)));
+    let (eth, ip, udp, msg) = parse_dhcp(&f);
+    assert_eq!(eth.dst_addr, GUEST_MAC);
+    assert_eq!(ip.dst_addr, GUEST);
+    assert_eq!(udp.dst_port, 68);
+    assert_eq!(msg.yiaddr, GUEST);
+}
+
+#[test]
+fn dhcp_through_a_relay_goes_to_the_relay() {
+    let mut gw = gateway();
+    let relay = Ipv4Addr::new(192, 168, 127, 50);
+    let mut discover = DhcpRepr::new(
+        DhcpOp::Request,
+        MessageType::Discover,
+        44,
+        EthernetAddress([0x02, 0, 0, 0, 0, 0x77]),
+    );
+    discover.giaddr = relay;
+    let f = reply(gw.handle_frame(T0, &dhcp_frame(RELAY_MAC, relay, &discover)));
+    let (eth, ip, udp, _msg) = parse_dhcp(&f);
+    assert_eq!(eth.dst_addr, RELAY_MAC);
+    assert_eq!(ip.dst_addr, relay);
+    assert_eq!((udp.src_port, udp.dst_port), (67, 67));
+}
+
+#[test]
+fn dhcp_garbage_is_counted() {
+    let mut gw = gateway();
+    let f = frame(
+        GUEST_MAC,
+        EthernetAddress::BROADCAST,
+        EtherType::Ipv4,
+        &udp_datagram(Ipv4Addr::UNSPECIFIED, Ipv4Addr::BROADCAST, 68, 67, b"junk"),
+    );
+    assert_eq!(
+        gw.handle_frame(T0, &f),
+        Outcome::Dropped(DropReason::DhcpNoReply)
+    );
+    assert_eq!(gw.dhcp_stats().dropped.total(), 1);
+}
+
+#[test]
+fn config_is_checked() {
+    let epoch = Epoch::new(std::time::Instant::now());
+    let c = GatewayConfig {
+        ip: Ipv4Addr::new(192, 168, 127, 9),
+        ..GatewayConfig::default()
+    };
+    assert!(matches!(
+        Gateway::new(c, epoch),
+        Err(GatewayError::ServerAddress { .. })
+    ));
+    let c = GatewayConfig {
+        mac: EthernetAddress::BROADCAST,
+        ..GatewayConfig::default()
+    };
+    assert!(matches!(
+        Gateway::new(c, epoch),
+        Err(GatewayError::BadMac(_))
+    ));
+}
+
+// IPv6: Neighbor Discovery and echo.
+
+const GUEST6: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0x5894, 0xefff, 0xfee4, 0x0cee);
+
+fn gw6() -> Ipv6Addr {
+    link_local(GW_MAC)
+}
+
+fn icmpv6_frame(
+    dst_mac: EthernetAddress,
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    hop_limit: u8,
+    icmp: &Icmpv6Repr<'_>,
+) -> Vec<u8> {
+    let ip = Ipv6Repr {
+        src_addr: src,
+        dst_addr: dst,
+        next_header: IpProtocol::Icmpv6,
+        payload_len: icmp.buffer_len(),
+        hop_limit,
+        dscp: 0,
+        ecn: 0,
+        flow_label: 0,
+    };
+    let mut b = vec![0u8; ipv6::HEADER_LEN + icmp.buffer_len()];
+    icmp.emit(
+        &mut Icmpv6Packet::new_unchecked(&mut b[ipv6::HEADER_LEN..]),
+        &IpAddresses::V6 { src, dst },
+    );
+    ip.emit(&mut Ipv6Packet::new_unchecked(&mut b[..]));
+    frame(GUEST_MAC, dst_mac, EtherType::Ipv6, &b)
+}
+
+fn solicitation(src: Ipv6Addr, target: Ipv6Addr, hop_limit: u8) -> Vec<u8> {
+    let lladdr = [NdpOption::SourceLinkLayerAddr(GUEST_MAC)];
+    let options = if src.is_unspecified() {
+        NdpOptions::EMPTY
+    } else {
+        NdpOptions::new(&lladdr)
+    };
+    let ns = Icmpv6Repr::Ndp(NdpRepr::NeighborSolicit {
+        target_addr: target,
+        options,
+    });
+    let group = ndp::solicited_node(target);
+    let o = target.octets();
+    let mac = EthernetAddress([0x33, 0x33, 0xff, o[13], o[14], o[15]]);
+    icmpv6_frame(mac, src, group, hop_limit, &ns)
+}
+
+/// The reply's Ethernet header, IPv6 header and ICMPv6 message, checksums verified.
+fn parse_icmpv6(f: &[u8], check: impl FnOnce(EthernetRepr, Ipv6Repr, Icmpv6Repr<'_>)) {
+    let (eth, body) = split(f);
+    let packet = Ipv6Packet::new_checked(body).unwrap();
+    let ip = Ipv6Repr::parse(&packet).unwrap();
+    let addrs = IpAddresses::V6 {
+        src: ip.src_addr,
+        dst: ip.dst_addr,
+    };
+    let icmp_packet = Icmpv6Packet::new_checked(packet.payload()).unwrap();
+    check(eth, ip, Icmpv6Repr::parse(&icmp_packet, &addrs).unwrap());
+}
+
+#[test]
+fn link_local_is_the_modified_eui64() {
+    assert_eq!(
+        gw6(),
+        "fe80::5894:efff:fee4:cdd".parse::<Ipv6Addr>().unwrap()
+    );
+}
+
+#[test]
+fn neighbour_solicitation_is_answered() {
+    let mut gw = gateway();
+    let f = reply(gw.handle_frame(T0, &solicitation(GUEST6, gw6(), 255)));
+    parse_icmpv6(&f, |eth, ip, icmp| {
+        assert_eq!((eth.src_addr, eth.dst_addr), (GW_MAC, GUEST_MAC));
+        assert_eq!((ip.src_addr, ip.dst_addr), (gw6(), GUEST6));
+        assert_eq!(ip.hop_limit, 255);
+        let Icmpv6Repr::Ndp(NdpRepr::NeighborAdvert {
+            router,
+            solicited,
+            override_entry,
+            target_addr,
+            options,
+        }) = icmp
+        else {
+            panic!("{icmp:?}");
+        };
+        assert!(router && solicited && override_entry);
+        assert_eq!(target_addr, gw6());
+        assert_eq!(options.target_lladdr(), Some(GW_MAC));
+    });
+    assert_eq!(gw.counters().ndp_replies, 1);
+}
+
+#[test]
+fn duplicate_address_detection_is_answered_to_all_nodes() {
+    let mut gw = gateway();
+    let f = reply(gw.handle_frame(T0, &solicitation(Ipv6Addr::UNSPECIFIED, gw6(), 255)));
+    parse_icmpv6(&f, |eth, ip, icmp| {
+        assert_eq!(eth.dst_addr, EthernetAddress([0x33, 0x33, 0, 0, 0, 1]));
+        assert_eq!(ip.dst_addr, ALL_NODES);
+        assert!(matches!(
+            icmp,
+            Icmpv6Repr::Ndp(NdpRepr::NeighborAdvert {
+                solicited: false,
+                ..
+            })
+        ));
+    });
+}
+
+#[test]
+fn other_neighbour_discovery_is_dropped() {
+    let mut gw = gateway();
+    let other: Ipv6Addr = "fe80::99".parse().unwrap();
+    assert_eq!(
+        gw.handle_frame(T0, &solicitation(GUEST6, other, 255)),
+        Outcome::Dropped(DropReason::NdpNotOurs)
+    );
+    assert_eq!(
+        gw.handle_frame(T0, &solicitation(GUEST6, gw6(), 64)),
+        Outcome::Dropped(DropReason::Ndp(stack::wire::NdpError::BadHopLimit))
+    );
+    let rs = Icmpv6Repr::Ndp(NdpRepr::RouterSolicit {
+        options: NdpOptions::EMPTY,
+    });
+    let all_routers: Ipv6Addr = "ff02::2".parse().unwrap();
+    let f = icmpv6_frame(
+        EthernetAddress([0x33, 0x33, 0, 0, 0, 2]),
+        GUEST6,
+        all_routers,
+        255,
+        &rs,
+    );
+    assert_eq!(
+        gw.handle_frame(T0, &f),
+        Outcome::Dropped(DropReason::NdpUnhandled)
+    );
+}
+
+#[test]
+fn echo6_to_the_gateway_is_answered() {
+    let mut gw = gateway();
+    let data = b"ping six";
+    let req = Icmpv6Repr::EchoRequest {
+        ident: 3,
+        seq_no: 4,
+        data,
+    };
+    let f = reply(gw.handle_frame(T0, &icmpv6_frame(GW_MAC, GUEST6, gw6(), 64, &req)));
+    parse_icmpv6(&f, |eth, ip, icmp| {
+        assert_eq!(eth.dst_addr, GUEST_MAC);
+        assert_eq!((ip.src_addr, ip.dst_addr), (gw6(), GUEST6));
+        assert_eq!(ip.hop_limit, DEFAULT_TTL);
+        assert_eq!(
+            icmp,
+            Icmpv6Repr::EchoReply {
+                ident: 3,
+                seq_no: 4,
+                data,
+            }
+        );
+    });
+    // To another address it is a flow.
+    let remote: Ipv6Addr = "2001:db8::1".parse().unwrap();
+    assert!(matches!(
+        gw.handle_frame(T0, &icmpv6_frame(GW_MAC, GUEST6, remote, 64, &req)),
+        Outcome::Flow(_)
+    ));
+}
+
+#[test]
+fn echo_reply_to_the_gateway_and_fragments_are_dropped() {
+    let mut gw = gateway();
+    let icmp = Icmpv4Repr::EchoReply {
+        ident: 1,
+        seq_no: 1,
+        data: b"x",
+    };
+    let mut b = vec![0u8; icmp.buffer_len()];
+    icmp.emit(&mut Icmpv4Packet::new_unchecked(&mut b[..]));
+    let f = frame(
+        GUEST_MAC,
+        GW_MAC,
+        EtherType::Ipv4,
+        &ipv4(GUEST, GW, IpProtocol::Icmp, &b),
+    );
+    assert_eq!(
+        gw.handle_frame(T0, &f),
+        Outcome::Dropped(DropReason::IcmpNotEcho)
+    );
+    let mut f = echo_request(GW, b"0123456789abcdef");
+    {
+        let mut p = Ipv4Packet::new_unchecked(&mut f[ethernet::HEADER_LEN..]);
+        p.set_fragment(false, false, 16);
+        p.fill_checksum();
+    }
+    assert_eq!(
+        gw.handle_frame(T0, &f),
+        Outcome::Dropped(DropReason::Fragment)
+    );
+    assert_eq!(gw.drops().total(), 2);
+}

@@ -1,0 +1,90 @@
+//! QEMU's stream netdevs: `-listen-qemu unix:///path` or `tcp://127.0.0.1:port`.
+//!
+//! Each frame travels behind a 4-byte big-endian length (QEMU `-netdev stream`, and
+//! `-netdev socket,connect=` which uses the same framing). Every connection is a port of its
+//! own; gvproxy takes one peer, we take up to [`LinkLimits::max_ports`].
+
+use std::sync::Arc;
+
+use super::endpoint::{Endpoint, EndpointError};
+use super::listener::{Conn, Listener};
+use super::stream::{self, StreamSpec};
+use super::{LinkCounters, LinkLimits};
+use crate::framing::LengthPrefix;
+use crate::port::Attacher;
+
+/// Listens on `endpoint` (a stream endpoint: unix, tcp or vsock) for QEMU guests.
+pub fn listen(
+    endpoint: &Endpoint,
+    attacher: Attacher,
+    limits: LinkLimits,
+) -> Result<Listener, EndpointError> {
+    if matches!(endpoint, Endpoint::Unixgram(_) | Endpoint::Unixpacket(_)) {
+        return Err(EndpointError::WrongKind {
+            addr: endpoint.to_string(),
+            expected: "unix, tcp or vsock",
+        });
+    }
+    let bound = endpoint.bind(None)?;
+    let spec = StreamSpec {
+        prefix: LengthPrefix::U32Be,
+        max_frame: limits.max_frame,
+    };
+    let counters = Arc::new(LinkCounters::default());
+    let handler = {
+        let counters = counters.clone();
+        move |conn: Conn| serve_stream(conn, &attacher, "qemu", spec, &[], &counters)
+    };
+    Listener::spawn("qemu", bound, limits, counters, handler).map_err(|source| {
+        EndpointError::Bind {
+            endpoint: endpoint.to_string(),
+            source,
+        }
+    })
+}
+
+/// Attaches a port for `conn` and runs it as a framed stream until it closes. Shared by every
+/// stream link; `leftover` is what was read past a request or handshake.
+pub(crate) fn serve_stream(
+    conn: Conn,
+    attacher: &Attacher,
+    link: &str,
+    spec: StreamSpec,
+    leftover: &[u8],
+    counters: &Arc<LinkCounters>,
+) {
+    let name = format!("{link}:{}", conn.peer);
+    let port = match attacher.attach(&name) {
+        Ok(port) => port,
+        Err(e) => {
+            tracing::warn!(port = %name, error = %e, "cannot attach");
+            return;
+        }
+    };
+    let writer = match conn.try_clone_socket() {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::warn!(port = %name, error = %e, "cannot clone the connection");
+            return;
+        }
+    };
+    let unblock = match conn.try_clone_socket() {
+        Ok(s) => move || {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        },
+        Err(e) => {
+            tracing::warn!(port = %name, error = %e, "cannot clone the connection");
+            return;
+        }
+    };
+    tracing::info!(port = %name, id = port.id().0, "port attached");
+    stream::run(
+        port,
+        &conn.socket,
+        writer,
+        spec,
+        leftover,
+        counters,
+        unblock,
+    );
+}

@@ -1,0 +1,440 @@
+//! The running pipeline: the switch thread, the gateway thread and the worker pool.
+//!
+//! [`Runtime::start`] starts, from a [`RuntimeConfig`]:
+//! - **the switch thread**, owning the [`Switch`](crate::forward::Switch): it takes port
+//!   attach/detach notices and frames from every port (crossbeam `select!`), learns, and sends
+//!   each frame on — unicast to that port's egress queue, flooded to every other port (a
+//!   `Bytes` clone each, no copy) — and captures every frame that crosses it to the optional
+//!   pcap sink, guest-to-guest frames included. It ages the MAC table once a second.
+//! - **the gateway thread**, owning the [`Gateway`] (ARP, ICMP echo, the DHCP server): it
+//!   drains the gateway port's egress queue, sends replies back into the switch through that
+//!   same port, and dispatches flow packets to the workers; it runs the DHCP timers
+//!   ([`Gateway::poll_timeout`]).
+//! - **the workers** ([`forwarder::WorkerPool`]), one bounded queue each, keyed by flow hash;
+//!   their handler comes from [`RuntimeConfig::forwarder`] ([`forwarder::NoForwarder`] until
+//!   one is plugged in). Frames they emit enter the switch through the gateway port.
+//!
+//! Links get ports from [`Runtime::attacher`]. Every queue is bounded and a full one drops and
+//! counts; no lock is taken on the per-frame path. [`Runtime::stats`] and [`Runtime::leases`]
+//! ask the owning threads for a snapshot over a channel. [`Runtime::shutdown`] stops and joins
+//! every thread; it is idempotent and runs on drop.
+//!
+//! Time: one [`Epoch`], taken at start, converts between `std::time::Instant` (the DHCP
+//! server's) and [`stack::time::Instant`] (everything else's).
+
+mod gateway_thread;
+mod switch_thread;
+#[cfg(test)]
+mod tests;
+
+use std::hash::BuildHasher;
+use std::io;
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::Sender;
+use dhcp::{Lease, StaticLease, Subnet};
+use forwarder::{FrameSink, HandlerFactory, NoForwarder, PoolConfig, WorkerPool, WorkerStats};
+use stack::ingress::DropCounters;
+use stack::time::Epoch;
+use stack::wire::EthernetAddress;
+
+use crate::forward::{DEFAULT_GATEWAY_MAC, SwitchConfig, SwitchCounters};
+use crate::gateway::{Gateway, GatewayConfig, GatewayCounters};
+use crate::mac_table::{DEFAULT_MAX_AGE, DEFAULT_MAX_ENTRIES, MacTableCounters, PortId};
+use crate::pcap::{PcapCounters, PcapSink};
+use crate::port::{self, Attacher, Port};
+
+/// Bounds of the pipeline's queues, in frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueConfig {
+    /// Frames from all ports waiting for the switch thread.
+    pub switch_ingress: usize,
+    /// Frames waiting for each port's transmit side (the gateway's port included).
+    pub port_egress: usize,
+    /// Flow packets waiting for each worker.
+    pub worker: usize,
+}
+
+impl Default for QueueConfig {
+    fn default() -> QueueConfig {
+        QueueConfig {
+            switch_ingress: 4096,
+            port_egress: 1024,
+            worker: 1024,
+        }
+    }
+}
+
+/// How to run host-switch's pipeline.
+#[derive(Clone)]
+pub struct RuntimeConfig {
+    pub subnet: Subnet,
+    pub gateway_ip: Ipv4Addr,
+    pub gateway_mac: EthernetAddress,
+    /// The host's virtual address (traffic to it reaches the host's loopback).
+    pub host_ip: Ipv4Addr,
+    /// Further virtual addresses the gateway answers ARP for.
+    pub virtual_ips: Vec<Ipv4Addr>,
+    /// The gateway's IPv6 addresses besides its link-local one (derived from its MAC).
+    pub gateway_ipv6: Vec<Ipv6Addr>,
+    /// The guests' MTU, announced by DHCP (option 26) and handed to the workers.
+    pub mtu: u16,
+    /// The DHCP server's configuration. At start its `server_addr` and `subnet` are set from
+    /// the fields above, `mtu` to `Some(mtu)`, the host's address is reserved, and empty
+    /// `routers` / `dns_servers` become the gateway.
+    pub dhcp: dhcp::Config,
+    pub queues: QueueConfig,
+    /// Worker threads; 0 means one per available core.
+    pub workers: usize,
+    pub mac_table_size: usize,
+    pub mac_table_age: Duration,
+    /// Where to capture every frame that crosses the switch.
+    pub pcap: Option<PcapSink>,
+    /// Builds each worker's flow handler; `None` drops flows as "no forwarder".
+    pub forwarder: Option<HandlerFactory>,
+}
+
+impl std::fmt::Debug for RuntimeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RuntimeConfig")
+            .field("subnet", &self.subnet)
+            .field("gateway_ip", &self.gateway_ip)
+            .field("gateway_mac", &self.gateway_mac)
+            .field("host_ip", &self.host_ip)
+            .field("virtual_ips", &self.virtual_ips)
+            .field("gateway_ipv6", &self.gateway_ipv6)
+            .field("mtu", &self.mtu)
+            .field("dhcp", &self.dhcp)
+            .field("queues", &self.queues)
+            .field("workers", &self.workers)
+            .field("mac_table_size", &self.mac_table_size)
+            .field("mac_table_age", &self.mac_table_age)
+            .field("pcap", &self.pcap.is_some())
+            .field("forwarder", &self.forwarder.is_some())
+            .finish()
+    }
+}
+
+/// The guest that gets a static lease by default (gvproxy's).
+pub const DEFAULT_GUEST_MAC: EthernetAddress =
+    EthernetAddress([0x5a, 0x94, 0xef, 0xe4, 0x0c, 0xee]);
+
+fn nth(subnet: &Subnet, n: u32) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(subnet.network()).wrapping_add(n))
+}
+
+impl RuntimeConfig {
+    /// gvproxy's layout in any subnet: the gateway at host number 1, the default guest's
+    /// static lease at 2, the host at the last host number, the pool in between.
+    pub fn for_subnet(subnet: Subnet) -> RuntimeConfig {
+        let broadcast = u32::from(subnet.broadcast());
+        let last = Ipv4Addr::from(broadcast.wrapping_sub(1));
+        let gateway = nth(&subnet, 1);
+        let dhcp = dhcp::Config {
+            server_addr: gateway,
+            subnet,
+            pool_start: nth(&subnet, 3),
+            pool_end: Ipv4Addr::from(broadcast.wrapping_sub(2)),
+            reserved: vec![last],
+            static_leases: vec![StaticLease {
+                mac: DEFAULT_GUEST_MAC,
+                ip: nth(&subnet, 2),
+            }],
+            routers: Vec::new(),
+            dns_servers: Vec::new(),
+            ..dhcp::Config::default()
+        };
+        RuntimeConfig {
+            subnet,
+            gateway_ip: gateway,
+            gateway_mac: DEFAULT_GATEWAY_MAC,
+            host_ip: last,
+            virtual_ips: Vec::new(),
+            gateway_ipv6: Vec::new(),
+            mtu: 1500,
+            dhcp,
+            queues: QueueConfig::default(),
+            workers: 0,
+            mac_table_size: DEFAULT_MAX_ENTRIES,
+            mac_table_age: DEFAULT_MAX_AGE,
+            pcap: None,
+            forwarder: None,
+        }
+    }
+
+    /// The DHCP configuration with the derived fields filled in (see [`RuntimeConfig::dhcp`]).
+    pub fn dhcp_config(&self) -> dhcp::Config {
+        let mut c = self.dhcp.clone();
+        c.server_addr = self.gateway_ip;
+        c.subnet = self.subnet;
+        c.mtu = Some(self.mtu);
+        if !c.reserved.contains(&self.host_ip) {
+            c.reserved.push(self.host_ip);
+        }
+        if c.routers.is_empty() {
+            c.routers.push(self.gateway_ip);
+        }
+        if c.dns_servers.is_empty() {
+            c.dns_servers.push(self.gateway_ip);
+        }
+        c
+    }
+
+    fn gateway_config(&self) -> GatewayConfig {
+        let mut virtual_ips = vec![self.host_ip];
+        virtual_ips.extend(self.virtual_ips.iter().copied());
+        GatewayConfig {
+            mac: self.gateway_mac,
+            ip: self.gateway_ip,
+            virtual_ips,
+            ipv6: self.gateway_ipv6.clone(),
+            dhcp: self.dhcp_config(),
+        }
+    }
+
+    fn worker_count(&self) -> usize {
+        match self.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
+}
+
+impl Default for RuntimeConfig {
+    /// 192.168.127.0/24 as gvproxy sets it up.
+    fn default() -> RuntimeConfig {
+        let subnet = Subnet::new(Ipv4Addr::new(192, 168, 127, 0), 24)
+            .unwrap_or_else(|_| dhcp::Config::default().subnet);
+        RuntimeConfig::for_subnet(subnet)
+    }
+}
+
+/// One port's counters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortStats {
+    pub id: PortId,
+    pub name: Arc<str>,
+    pub rx_frames: u64,
+    pub rx_bytes: u64,
+    pub rx_dropped: u64,
+    pub tx_frames: u64,
+    pub tx_bytes: u64,
+    pub tx_dropped: u64,
+}
+
+/// The switch thread's part of [`Stats`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SwitchStats {
+    pub ports: Vec<PortStats>,
+    pub counters: SwitchCounters,
+    pub mac_table: MacTableCounters,
+    /// Live MAC table entries, the gateway's static one included.
+    pub mac_entries: usize,
+}
+
+/// The gateway thread's part of [`Stats`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GatewayStats {
+    pub counters: GatewayCounters,
+    pub drops: DropCounters,
+    pub dhcp: dhcp::Stats,
+    pub leases: Vec<Lease>,
+}
+
+/// A snapshot of every counter of the pipeline.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Per port, by id; the gateway's port is `port0`.
+    pub ports: Vec<PortStats>,
+    pub switch: SwitchCounters,
+    pub mac_table: MacTableCounters,
+    pub mac_entries: usize,
+    pub gateway: GatewayCounters,
+    /// Drops by reason: the gateway's and every worker's, merged.
+    pub drops: DropCounters,
+    pub workers: Vec<WorkerStats>,
+    pub dhcp: dhcp::Stats,
+    pub leases: Vec<Lease>,
+    pub pcap: Option<PcapCounters>,
+}
+
+/// A question to the switch or gateway thread, with where to answer.
+type Query<T> = Sender<T>;
+
+/// How long [`Runtime::stats`] waits for a thread's answer.
+const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The running pipeline. See the module docs.
+#[derive(Debug)]
+pub struct Runtime {
+    attacher: Attacher,
+    /// Dropped to stop the switch and gateway threads.
+    stop: Option<Sender<()>>,
+    switch_query: Sender<Query<SwitchStats>>,
+    gateway_query: Sender<Query<GatewayStats>>,
+    threads: Vec<JoinHandle<()>>,
+    pool: Option<WorkerPool>,
+    worker_counters: Vec<Arc<forwarder::WorkerCounters>>,
+    pcap: Option<PcapSink>,
+    epoch: Epoch,
+}
+
+/// The gateway's port, as the workers' way into the switch.
+impl FrameSink for Port {
+    fn send_frame(&self, frame: bytes::Bytes) -> bool {
+        self.send(frame)
+    }
+}
+
+fn invalid(e: impl std::fmt::Display) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, e.to_string())
+}
+
+impl Runtime {
+    /// Validates `config` and starts every thread.
+    pub fn start(config: RuntimeConfig) -> io::Result<Runtime> {
+        let epoch = Epoch::new(std::time::Instant::now());
+        let gateway = Gateway::new(config.gateway_config(), epoch).map_err(invalid)?;
+        let (attacher, inputs) =
+            port::channels(config.queues.switch_ingress, config.queues.port_egress);
+        let switch_config = SwitchConfig {
+            gateway_port: port::GATEWAY_PORT,
+            gateway_mac: config.gateway_mac,
+            max_entries: config.mac_table_size,
+            max_age: config.mac_table_age,
+        };
+        let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
+        let (switch_query, switch_queries) = crossbeam_channel::bounded(4);
+        let (gateway_query, gateway_queries) = crossbeam_channel::bounded(4);
+        let mut runtime = Runtime {
+            attacher: attacher.clone(),
+            stop: Some(stop_tx),
+            switch_query,
+            gateway_query,
+            threads: Vec::new(),
+            pool: None,
+            worker_counters: Vec::new(),
+            pcap: config.pcap.clone(),
+            epoch,
+        };
+
+        let switch = switch_thread::SwitchThread::new(
+            &switch_config,
+            inputs,
+            switch_queries,
+            stop_rx.clone(),
+            config.pcap.clone(),
+            epoch,
+        );
+        runtime.threads.push(
+            std::thread::Builder::new()
+                .name("switch".into())
+                .spawn(move || switch.run())?,
+        );
+
+        let gateway_port = Arc::new(attacher.attach_gateway().map_err(io::Error::other)?);
+        let seed = std::collections::hash_map::RandomState::new().hash_one(0x5eed_u64);
+        let pool_config = PoolConfig {
+            workers: config.worker_count(),
+            queue_capacity: config.queues.worker,
+            factory: config
+                .forwarder
+                .clone()
+                .unwrap_or_else(NoForwarder::factory),
+            epoch,
+            seed,
+            mtu: config.mtu,
+            gateway_mac: config.gateway_mac,
+        };
+        let sink: Arc<dyn FrameSink> = gateway_port.clone();
+        let (pool, dispatcher) = WorkerPool::start(pool_config, sink)?;
+        runtime.worker_counters = pool.counters();
+        runtime.pool = Some(pool);
+
+        let gateway = gateway_thread::GatewayThread::new(
+            gateway,
+            gateway_port,
+            dispatcher,
+            gateway_queries,
+            stop_rx,
+            epoch,
+        );
+        runtime.threads.push(
+            std::thread::Builder::new()
+                .name("gateway".into())
+                .spawn(move || gateway.run())?,
+        );
+        Ok(runtime)
+    }
+
+    /// Hands out ports to links.
+    pub fn attacher(&self) -> Attacher {
+        self.attacher.clone()
+    }
+
+    /// The process epoch every thread's [`stack::time::Instant`] counts from.
+    pub fn epoch(&self) -> Epoch {
+        self.epoch
+    }
+
+    fn ask<T: Default>(query: &Sender<Query<T>>) -> T {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        if query.send_timeout(tx, QUERY_TIMEOUT).is_err() {
+            return T::default();
+        }
+        rx.recv_timeout(QUERY_TIMEOUT).unwrap_or_default()
+    }
+
+    /// A snapshot of every counter. A stopped thread's part is empty.
+    pub fn stats(&self) -> Stats {
+        let switch = Runtime::ask(&self.switch_query);
+        let gateway = Runtime::ask(&self.gateway_query);
+        let workers: Vec<WorkerStats> = self.worker_counters.iter().map(|c| c.snapshot()).collect();
+        let mut drops = gateway.drops;
+        for w in &workers {
+            drops.merge(&w.drops);
+        }
+        Stats {
+            ports: switch.ports,
+            switch: switch.counters,
+            mac_table: switch.mac_table,
+            mac_entries: switch.mac_entries,
+            gateway: gateway.counters,
+            drops,
+            workers,
+            dhcp: gateway.dhcp,
+            leases: gateway.leases,
+            pcap: self.pcap.as_ref().map(|p| p.counters()),
+        }
+    }
+
+    /// The DHCP server's leases (bound, and every static one).
+    pub fn leases(&self) -> Vec<Lease> {
+        Runtime::ask(&self.gateway_query).leases
+    }
+
+    /// Stops and joins every thread (also done on drop).
+    pub fn shutdown(mut self) {
+        self.stop_all();
+    }
+
+    fn stop_all(&mut self) {
+        self.stop = None;
+        for handle in self.threads.drain(..) {
+            // A thread that panicked is already gone.
+            let _ = handle.join();
+        }
+        if let Some(mut pool) = self.pool.take() {
+            pool.shutdown();
+        }
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.stop_all();
+    }
+}

@@ -1,0 +1,115 @@
+//! The gateway thread: the gateway's services, DHCP timers, and the dispatch of flows.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, select};
+use forwarder::{DispatchError, Dispatcher, FlowFrame};
+use stack::ingress::DropReason;
+use stack::time::Epoch;
+
+use super::{GatewayStats, Query};
+use crate::gateway::{Gateway, Outcome};
+use crate::port::Port;
+
+/// How long the thread sleeps when no timer is due.
+const IDLE_WAIT: Duration = Duration::from_secs(60);
+/// Frames handled per wake-up before the thread looks at its other inputs again.
+const BATCH: usize = 256;
+
+pub(super) struct GatewayThread {
+    gateway: Gateway,
+    port: Arc<Port>,
+    dispatcher: Dispatcher,
+    queries: Receiver<Query<GatewayStats>>,
+    stop: Receiver<()>,
+    epoch: Epoch,
+}
+
+impl GatewayThread {
+    pub(super) fn new(
+        gateway: Gateway,
+        port: Arc<Port>,
+        dispatcher: Dispatcher,
+        queries: Receiver<Query<GatewayStats>>,
+        stop: Receiver<()>,
+        epoch: Epoch,
+    ) -> GatewayThread {
+        GatewayThread {
+            gateway,
+            port,
+            dispatcher,
+            queries,
+            stop,
+            epoch,
+        }
+    }
+
+    fn now(&self) -> stack::time::Instant {
+        self.epoch.instant(std::time::Instant::now())
+    }
+
+    pub(super) fn run(mut self) {
+        let port = self.port.clone();
+        loop {
+            let now = self.now();
+            let timeout = self
+                .gateway
+                .poll_timeout()
+                .map_or(IDLE_WAIT, |at| at.saturating_duration_since(now));
+            select! {
+                recv(port.egress()) -> msg => match msg {
+                    Ok(frame) => {
+                        self.frame(frame);
+                        for _ in 1..BATCH {
+                            match port.egress().try_recv() {
+                                Ok(next) => self.frame(next),
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                    // The switch has stopped.
+                    Err(_) => return,
+                },
+                recv(self.queries) -> msg => {
+                    if let Ok(reply) = msg {
+                        let _ = reply.try_send(self.stats());
+                    }
+                },
+                recv(self.stop) -> _ => return,
+                default(timeout) => {}
+            }
+            let now = self.now();
+            if self.gateway.poll_timeout().is_some_and(|at| at <= now) {
+                self.gateway.handle_timeout(now);
+            }
+        }
+    }
+
+    fn frame(&mut self, frame: bytes::Bytes) {
+        let now = self.now();
+        match self.gateway.handle_frame(now, &frame) {
+            // A full switch queue drops it; the port's rx_dropped counts that.
+            Outcome::Reply(reply) => {
+                self.port.send(reply);
+            }
+            Outcome::Flow(packet) => {
+                if let Err(DispatchError::QueueFull | DispatchError::Stopped) =
+                    self.dispatcher.dispatch(FlowFrame { frame, packet })
+                {
+                    self.gateway.count_drop(DropReason::WorkerQueueFull);
+                }
+            }
+            Outcome::Dropped(_) => {}
+        }
+    }
+
+    fn stats(&self) -> GatewayStats {
+        GatewayStats {
+            counters: self.gateway.counters(),
+            drops: *self.gateway.drops(),
+            dhcp: self.gateway.dhcp_stats(),
+            leases: self.gateway.leases(),
+        }
+    }
+}

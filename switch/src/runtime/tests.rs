@@ -1,0 +1,202 @@
+use super::*;
+use crate::gateway::tests::{
+    GUEST, GUEST_MAC, GW, GW_MAC, HOST, arp_request, echo_request, frame, parse_arp, udp_datagram,
+};
+use bytes::Bytes;
+use forwarder::{FlowFrame, FlowHandler, WorkerContext};
+use stack::ingress::DropReason;
+use stack::time::Instant;
+use stack::wire::{ArpOperation, EtherType};
+use std::sync::atomic::Ordering;
+
+fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn config() -> RuntimeConfig {
+    RuntimeConfig {
+        workers: 2,
+        ..RuntimeConfig::default()
+    }
+}
+
+fn udp_to_host(port: u16) -> Bytes {
+    Bytes::from(frame(
+        GUEST_MAC,
+        GW_MAC,
+        EtherType::Ipv4,
+        &udp_datagram(GUEST, HOST, port, 53, b"query"),
+    ))
+}
+
+#[test]
+fn default_config_is_gvproxys() {
+    let c = RuntimeConfig::default();
+    assert_eq!(c.gateway_ip, GW);
+    assert_eq!(c.host_ip, HOST);
+    let d = c.dhcp_config();
+    assert_eq!(d.server_addr, GW);
+    assert_eq!(d.routers, vec![GW]);
+    assert_eq!(d.dns_servers, vec![GW]);
+    assert!(d.reserved.contains(&HOST));
+    assert_eq!(d.static_leases[0].ip, GUEST);
+    assert_eq!(d.pool_start, Ipv4Addr::new(192, 168, 127, 3));
+    assert_eq!(d.pool_end, Ipv4Addr::new(192, 168, 127, 253));
+    assert_eq!(d.mtu, Some(1500));
+    let other = RuntimeConfig::for_subnet(Subnet::new(Ipv4Addr::new(10, 0, 2, 0), 24).unwrap());
+    assert_eq!(other.gateway_ip, Ipv4Addr::new(10, 0, 2, 1));
+    assert_eq!(other.host_ip, Ipv4Addr::new(10, 0, 2, 254));
+}
+
+#[test]
+fn arp_and_echo_through_the_pipeline() {
+    let rt = Runtime::start(config()).unwrap();
+    let port = rt.attacher().attach("test").unwrap();
+    assert!(port.send(Bytes::from(arp_request(GW, GUEST))));
+    let reply = port.egress().recv_timeout(Duration::from_secs(5)).unwrap();
+    let (eth, arp) = parse_arp(&reply);
+    assert_eq!(eth.dst_addr, GUEST_MAC);
+    assert_eq!(arp.operation, ArpOperation::Reply);
+    assert!(port.send(Bytes::from(echo_request(GW, b"abc"))));
+    let reply = port.egress().recv_timeout(Duration::from_secs(5)).unwrap();
+    assert_eq!(&reply[6..12], GW_MAC.as_bytes());
+    let stats = rt.stats();
+    assert_eq!(stats.gateway.arp_replies, 1);
+    assert_eq!(stats.gateway.echo_replies, 1);
+    assert_eq!(stats.ports.len(), 2, "{:?}", stats.ports);
+    assert_eq!(stats.ports[1].rx_frames, 2);
+    assert_eq!(stats.ports[1].tx_frames, 2);
+    assert!(stats.mac_entries >= 2);
+    assert_eq!(rt.leases().len(), 1, "the static lease");
+    rt.shutdown();
+}
+
+#[test]
+fn flows_without_a_forwarder_are_counted() {
+    let rt = Runtime::start(config()).unwrap();
+    let port = rt.attacher().attach("test").unwrap();
+    for p in 0..5 {
+        assert!(port.send(udp_to_host(1000 + p)));
+    }
+    wait_for("no-forwarder drops", || {
+        (rt.stats().drops.get(DropReason::NoForwarder) == 5).then_some(())
+    });
+    assert_eq!(rt.stats().gateway.flows, 5);
+}
+
+#[test]
+fn full_egress_queue_drops_and_counts() {
+    let rt = Runtime::start(RuntimeConfig {
+        queues: QueueConfig {
+            port_egress: 4,
+            ..QueueConfig::default()
+        },
+        ..config()
+    })
+    .unwrap();
+    let a = rt.attacher().attach("a").unwrap();
+    let b = rt.attacher().attach("b").unwrap();
+    // Broadcasts of an EtherType nobody handles; b never drains its queue.
+    let bcast = Bytes::from(frame(
+        GUEST_MAC,
+        stack::wire::EthernetAddress::BROADCAST,
+        EtherType::Unknown(0x88b5),
+        &[0u8; 46],
+    ));
+    for _ in 0..50 {
+        assert!(a.send(bcast.clone()));
+    }
+    let stats = wait_for("floods", || {
+        let s = rt.stats();
+        (s.switch.flooded == 50).then_some(s)
+    });
+    let b_stats = stats.ports.iter().find(|p| p.id == b.id()).unwrap();
+    assert_eq!(b_stats.tx_frames, 4);
+    assert_eq!(b_stats.tx_dropped, 46);
+    assert_eq!(
+        b.counters().tx_dropped.load(Ordering::Relaxed),
+        46,
+        "the link sees it too"
+    );
+}
+
+/// Blocks on `gate` for every packet.
+struct Blocking {
+    gate: crossbeam_channel::Receiver<()>,
+}
+
+impl FlowHandler for Blocking {
+    fn handle_packet(&mut self, _now: Instant, _p: FlowFrame, _out: &dyn FrameSink) {
+        let _ = self.gate.recv();
+    }
+}
+
+#[test]
+fn full_worker_queue_drops_and_counts() {
+    let (open, gate) = crossbeam_channel::unbounded();
+    let factory: HandlerFactory = Arc::new(move |_ctx: &WorkerContext| {
+        Box::new(Blocking { gate: gate.clone() }) as Box<dyn FlowHandler>
+    });
+    let rt = Runtime::start(RuntimeConfig {
+        workers: 1,
+        queues: QueueConfig {
+            worker: 2,
+            ..QueueConfig::default()
+        },
+        forwarder: Some(factory),
+        ..config()
+    })
+    .unwrap();
+    let port = rt.attacher().attach("test").unwrap();
+    for p in 0..20 {
+        assert!(port.send(udp_to_host(p)));
+    }
+    let stats = wait_for("all 20 dispatched or dropped", || {
+        let s = rt.stats();
+        (s.gateway.flows == 20).then_some(s)
+    });
+    let full = stats.drops.get(DropReason::WorkerQueueFull);
+    // One in the handler, two queued; the rest dropped without blocking the gateway.
+    assert!((17..=18).contains(&full), "{full}");
+    assert_eq!(stats.workers[0].queue_full, full);
+    // The gateway still answers while the worker is stuck.
+    assert!(port.send(Bytes::from(arp_request(GW, GUEST))));
+    assert!(port.egress().recv_timeout(Duration::from_secs(5)).is_ok());
+    drop(open);
+    rt.shutdown();
+}
+
+#[test]
+fn shutdown_stops_everything() {
+    let rt = Runtime::start(config()).unwrap();
+    let attacher = rt.attacher();
+    let port = attacher.attach("test").unwrap();
+    rt.shutdown();
+    assert!(attacher.attach("late").is_err());
+    assert!(port.egress().recv_timeout(Duration::from_secs(1)).is_err());
+    // Dropping a second runtime without calling shutdown joins it too.
+    drop(Runtime::start(config()).unwrap());
+}
+
+#[test]
+fn bad_config_is_refused() {
+    let err = Runtime::start(RuntimeConfig {
+        gateway_ip: Ipv4Addr::new(10, 0, 0, 1),
+        ..config()
+    })
+    .unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+    let err = Runtime::start(RuntimeConfig {
+        gateway_mac: stack::wire::EthernetAddress::BROADCAST,
+        ..config()
+    })
+    .unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+}
