@@ -12,11 +12,12 @@
 use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant as WallClock};
+
+mod support;
+
+use support::{NetnsGuard, privileged};
 
 use stack::tcp::{Config, Connection, Endpoints, Event, State, reset_for_unknown};
 use stack::time::Instant;
@@ -24,7 +25,6 @@ use stack::wire::{
     ArpOperation, ArpPacket, ArpRepr, EtherType, EthernetAddress, EthernetFrame, EthernetRepr,
     IpAddresses, IpProtocol, Ipv4Packet, Ipv4Repr, TcpPacket, TcpRepr,
 };
-use switch::netns::Netns;
 use switch::tap::{Tap, TapConfig, TapOptions};
 
 const GATEWAY_MAC: EthernetAddress = EthernetAddress([0x5a, 0x94, 0xef, 0xe4, 0x0c, 0xdd]);
@@ -40,51 +40,6 @@ const SIZE: usize = 64 << 20;
 const READ_BITE: usize = 128 * 1024;
 /// The pattern repeats with a prime period, so no two segments look alike.
 const PERIOD: usize = 65521;
-
-fn can_run() -> bool {
-    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let root = unsafe { libc::geteuid() } == 0;
-    if !root && !ci {
-        eprintln!("SKIPPED: needs root (network namespaces and TAP devices)");
-        return false;
-    }
-    true
-}
-
-/// A named network namespace, deleted on drop.
-struct TestNs {
-    name: String,
-}
-
-impl TestNs {
-    fn new() -> TestNs {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let name = format!(
-            "hs-tcp-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        );
-        let status = Command::new("ip")
-            .args(["netns", "add", &name])
-            .status()
-            .unwrap();
-        assert!(status.success(), "ip netns add {name} failed");
-        TestNs { name }
-    }
-
-    fn netns(&self) -> Netns {
-        Netns::Path(PathBuf::from(format!("/run/netns/{}", self.name)))
-    }
-}
-
-impl Drop for TestNs {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-    }
-}
 
 /// The byte stream both sides send: `seed` picks the pattern.
 struct Pattern(Vec<u8>);
@@ -337,7 +292,7 @@ fn arp_reply(request: &ArpRepr) -> Vec<u8> {
 
 /// Moves frames between the TAP and the engine until both connections are done.
 fn run(loss_per_10k: u64) {
-    let ns = TestNs::new();
+    let ns = NetnsGuard::new("tcp");
     let netns = ns.netns();
     let options = TapOptions {
         multi_queue: false,
@@ -529,7 +484,7 @@ fn run(loss_per_10k: u64) {
 
 #[test]
 fn kernel_tcp_both_ways() {
-    if !can_run() {
+    if !privileged("kernel_tcp_both_ways", &["ip"]) {
         return;
     }
     run(0);
@@ -537,7 +492,7 @@ fn kernel_tcp_both_ways() {
 
 #[test]
 fn kernel_tcp_both_ways_with_loss() {
-    if !can_run() {
+    if !privileged("kernel_tcp_both_ways_with_loss", &["ip"]) {
         return;
     }
     run(100);
