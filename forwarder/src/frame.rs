@@ -6,8 +6,8 @@ use std::net::IpAddr;
 use bytes::{Bytes, BytesMut};
 use stack::wire::{
     EtherType, EthernetAddress, EthernetFrame, EthernetRepr, Icmpv4Packet, Icmpv4Repr,
-    Icmpv6Packet, Icmpv6Repr, IpAddresses, IpProtocol, Ipv4Packet, Ipv4Repr, Ipv6Packet,
-    Ipv6Repr, TcpPacket, TcpRepr, UdpPacket, UdpRepr, ethernet, ipv4, ipv6, udp,
+    Icmpv6Packet, Icmpv6Repr, IpAddresses, IpProtocol, Ipv4Packet, Ipv4Repr, Ipv6Packet, Ipv6Repr,
+    TcpPacket, TcpRepr, UdpPacket, UdpRepr, ethernet, ipv4, ipv6, udp,
 };
 
 /// The TTL / hop limit of what we originate.
@@ -172,9 +172,15 @@ impl Framer {
                     seq_no,
                     data,
                 };
-                self.ip(dst_mac, addrs, IpProtocol::Icmpv6, icmp.buffer_len(), |l4| {
-                    icmp.emit(&mut Icmpv6Packet::new_unchecked(l4), &addrs);
-                })
+                self.ip(
+                    dst_mac,
+                    addrs,
+                    IpProtocol::Icmpv6,
+                    icmp.buffer_len(),
+                    |l4| {
+                        icmp.emit(&mut Icmpv6Packet::new_unchecked(l4), &addrs);
+                    },
+                )
             }
         }
     }
@@ -216,9 +222,15 @@ impl Framer {
                     reason,
                     invoking: quote,
                 };
-                self.ip(dst_mac, addrs, IpProtocol::Icmpv6, icmp.buffer_len(), |l4| {
-                    icmp.emit(&mut Icmpv6Packet::new_unchecked(l4), &addrs);
-                })
+                self.ip(
+                    dst_mac,
+                    addrs,
+                    IpProtocol::Icmpv6,
+                    icmp.buffer_len(),
+                    |l4| {
+                        icmp.emit(&mut Icmpv6Packet::new_unchecked(l4), &addrs);
+                    },
+                )
             }
         }
     }
@@ -232,5 +244,56 @@ pub fn quote_of(frame: &[u8]) -> Vec<u8> {
         Some(4) => usize::from(ip.first().copied().unwrap_or(0x45) & 0x0f) * 4,
         _ => ipv6::HEADER_LEN,
     };
-    ip.get(..ip.len().min(header + 8)).unwrap_or_default().to_vec()
+    ip.get(..ip.len().min(header + 8))
+        .unwrap_or_default()
+        .to_vec()
+}
+
+/// The quote an ICMP error about a guest's UDP or TCP packet carries, rebuilt from what we
+/// know of it: its IP header (from the guest to `remote`) and its first 8 bytes (the ports).
+pub fn synth_quote(
+    addrs: IpAddresses,
+    protocol: IpProtocol,
+    src_port: u16,
+    dst_port: u16,
+) -> Vec<u8> {
+    let mut out = match addrs {
+        IpAddresses::V4 { src, dst } => {
+            let mut buf = vec![0u8; ipv4::HEADER_LEN];
+            Ipv4Repr {
+                src_addr: src,
+                dst_addr: dst,
+                next_header: protocol,
+                payload_len: 8,
+                hop_limit: TTL,
+                ident: 0,
+                dont_frag: true,
+                more_frags: false,
+                frag_offset: 0,
+                dscp: 0,
+                ecn: 0,
+            }
+            .emit(&mut Ipv4Packet::new_unchecked(&mut buf[..]));
+            buf
+        }
+        IpAddresses::V6 { src, dst } => {
+            let mut buf = vec![0u8; ipv6::HEADER_LEN];
+            Ipv6Repr {
+                src_addr: src,
+                dst_addr: dst,
+                next_header: protocol,
+                payload_len: 8,
+                hop_limit: TTL,
+                dscp: 0,
+                ecn: 0,
+                flow_label: 0,
+            }
+            .emit(&mut Ipv6Packet::new_unchecked(&mut buf[..]));
+            buf
+        }
+    };
+    out.extend_from_slice(&src_port.to_be_bytes());
+    out.extend_from_slice(&dst_port.to_be_bytes());
+    out.extend_from_slice(&[0, 8, 0, 0]);
+    out
 }

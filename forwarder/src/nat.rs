@@ -37,7 +37,9 @@ pub struct Nat {
 impl Nat {
     pub fn new(config: &Config) -> Nat {
         let subnet = config.guest_subnet.map(|(addr, len)| {
-            let mask = u32::MAX.checked_shl(32 - u32::from(len.min(32))).unwrap_or(0);
+            let mask = u32::MAX
+                .checked_shl(32 - u32::from(len.min(32)))
+                .unwrap_or(0);
             (u32::from(addr) & mask, mask)
         });
         Nat {
@@ -68,10 +70,7 @@ impl Nat {
                 if self.in_subnet(v4) {
                     return Err(Refusal::GuestSubnet);
                 }
-                if v4.is_loopback()
-                    || v4.is_unspecified()
-                    || v4.is_multicast()
-                    || v4.is_broadcast()
+                if v4.is_loopback() || v4.is_unspecified() || v4.is_multicast() || v4.is_broadcast()
                 {
                     return Err(Refusal::NotRoutable);
                 }
