@@ -2,13 +2,30 @@
 //!
 //! [`worker`] is the seam between the gateway and the forwarding logic: a pool of worker
 //! threads, each fed by its own bounded queue and owning every flow whose [`FlowKey`] hashes
-//! to it, and the [`FlowHandler`] trait a forwarder implements to do the work. Until one is
-//! plugged in, [`NoForwarder`] counts every flow packet as dropped.
+//! to it, and the [`FlowHandler`] trait a forwarder implements to do the work.
+//! [`Forwarder`] is that forwarder: TCP through the [`stack::tcp`] engine, UDP with
+//! endpoint-independent mappings, ICMP echo through ping sockets, NAT of virtual addresses,
+//! and port forwards into guests managed through [`Control`]. Until one is plugged in,
+//! [`NoForwarder`] counts every flow packet as dropped.
 //!
 //! [`FlowKey`]: stack::ingress::FlowKey
 
+pub mod config;
+pub mod control;
+pub mod frame;
+mod handler;
+mod icmp;
+pub mod nat;
+pub mod stats;
+mod sys;
+mod tcp;
+mod udp;
 pub mod worker;
 
+pub use config::Config;
+pub use control::{ApiReply, Control, ExposeError, Forward, GuestApi, Protocol};
+pub use handler::Forwarder;
+pub use stats::ForwarderStats;
 pub use worker::{
     DispatchError, Dispatcher, FlowFrame, FlowHandler, FrameSink, HandlerFactory, NoForwarder,
     Notify, PoolConfig, WorkerContext, WorkerCounters, WorkerPool, WorkerStats,

@@ -97,6 +97,11 @@ pub trait FlowHandler: Send {
 pub struct WorkerContext {
     /// The worker's index, `0..workers`.
     pub index: usize,
+    /// How many workers the pool has.
+    pub workers: usize,
+    /// The flow hash seed ([`stack::ingress::FlowKey::worker`]): a handler opening a flow
+    /// itself picks ports that hash back to it.
+    pub seed: u64,
     pub epoch: Epoch,
     /// The guests' MTU.
     pub mtu: u16,
@@ -322,6 +327,8 @@ impl WorkerPool {
             let counters = Arc::new(WorkerCounters::default());
             let ctx = WorkerContext {
                 index,
+                workers,
+                seed: config.seed,
                 epoch: config.epoch,
                 mtu: config.mtu,
                 gateway_mac: config.gateway_mac,

@@ -39,22 +39,15 @@ const LONG_FLAGS: &[&str] = &[
     "configure",
     "mac",
     "max-ports",
+    "ssh-port",
+    "services",
+    "ec2-metadata-access",
+    "disable-host-loopback",
+    "forward",
 ];
 
 /// gvproxy flags host-switch refuses, and why.
 const REFUSED: &[(&str, &str)] = &[
-    (
-        "ssh-port",
-        "port forwarding comes with the forwarder (issue 5)",
-    ),
-    (
-        "services",
-        "the control API endpoint comes with the forwarder (issue 5)",
-    ),
-    (
-        "ec2-metadata-access",
-        "NAT policy comes with the forwarder (issue 5)",
-    ),
     (
         "forward-sock",
         "SSH unix-socket forwarding is not supported",
@@ -180,6 +173,32 @@ pub struct NetworkArgs {
     /// Log at debug level.
     #[arg(long)]
     pub debug: bool,
+    /// Forward the host's 127.0.0.1:PORT to the guest's port 22 (-1: none).
+    #[arg(
+        long = "ssh-port",
+        default_value_t = 2222,
+        allow_negative_numbers = true
+    )]
+    pub ssh_port: i32,
+    /// A static port forward, PROTO/HOST_ADDR:PORT=GUEST_ADDR:PORT (PROTO tcp or udp).
+    /// Repeatable.
+    #[arg(long)]
+    pub forward: Vec<String>,
+    /// Let guests reach 169.254.0.0/16 (cloud metadata services).
+    #[arg(long = "ec2-metadata-access")]
+    pub ec2_metadata_access: bool,
+    /// Do not map the host's virtual address to the host's loopback.
+    #[arg(long = "disable-host-loopback")]
+    pub disable_host_loopback: bool,
+    /// Seconds a UDP mapping lives without traffic.
+    #[arg(long = "udp-idle-timeout", default_value_t = 300)]
+    pub udp_idle_timeout: u64,
+    /// Seconds a host connect may take before the guest gets RST.
+    #[arg(long = "tcp-connect-timeout", default_value_t = 30)]
+    pub tcp_connect_timeout: u64,
+    /// Host connects in progress at once.
+    #[arg(long = "max-connects", default_value_t = 512)]
+    pub max_connects: usize,
 }
 
 /// Serving links (no subcommand).
@@ -217,6 +236,9 @@ pub struct ServeArgs {
     /// the static lease).
     #[arg(long, requires = "configure")]
     pub mac: Option<EthernetAddress>,
+    /// The control API without /connect (unix://, tcp://, vsock://). Repeatable.
+    #[arg(long)]
+    pub services: Vec<String>,
     /// Ports served at once per listener.
     #[arg(long = "max-ports", default_value_t = crate::link::DEFAULT_MAX_PORTS)]
     pub max_ports: usize,
@@ -233,7 +255,8 @@ impl ServeArgs {
             && self.listen_bess.is_empty()
             && self.listen_vpnkit.is_empty()
             && self.listen_stdio.is_none()
-            && self.tap.is_none())
+            && self.tap.is_none()
+            && self.services.is_empty())
     }
 }
 
@@ -371,14 +394,10 @@ mod tests {
     #[test]
     fn refused_flags_are_named() {
         for flag in [
-            "-ssh-port",
-            "--ssh-port",
             "-forward-sock",
             "-forward-dest",
             "-forward-user",
             "-forward-identity",
-            "-services",
-            "-ec2-metadata-access",
             "-config",
             "-notification",
         ] {
@@ -390,8 +409,15 @@ mod tests {
             );
             assert!(err.to_string().contains(&format!("-{name}")), "{err}");
         }
-        let err = parse(["host-switch", "-ssh-port=2222"]).unwrap_err();
-        assert!(matches!(err, CliError::Refused(_)));
+        let s = serve(&[
+            "-ssh-port=-1",
+            "-services",
+            "unix:///s",
+            "-ec2-metadata-access",
+        ]);
+        assert_eq!(s.network.ssh_port, -1);
+        assert_eq!(s.services, ["unix:///s"]);
+        assert!(s.network.ec2_metadata_access);
         // Unknown flags are clap errors, not silently accepted.
         assert!(matches!(
             parse(["host-switch", "--bogus"]),

@@ -29,6 +29,7 @@
 //! - [`link`]: the transports (TAP, QEMU stream, HTTP `/connect`, stdio, vpnkit, vfkit, bess),
 //!   each a port factory serving many guests.
 
+pub mod api;
 pub mod cli;
 pub mod forward;
 pub mod framing;

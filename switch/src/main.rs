@@ -22,7 +22,8 @@ mod pipeline;
 use pipeline::Pipeline;
 
 /// The guest that gets the static DHCP lease (gvproxy's default).
-const DEFAULT_GUEST_MAC: EthernetAddress = EthernetAddress([0x5a, 0x94, 0xef, 0xe4, 0x0c, 0xee]);
+pub(crate) const DEFAULT_GUEST_MAC: EthernetAddress =
+    EthernetAddress([0x5a, 0x94, 0xef, 0xe4, 0x0c, 0xee]);
 /// Exit status for bad usage and for failures before anything ran.
 const EXIT_USAGE: u8 = 2;
 const EXIT_FAILURE: u8 = 1;
@@ -222,6 +223,7 @@ fn serve_mode(args: ServeArgs) -> Result<ExitCode, String> {
     let started = start_links(
         &args,
         &attacher,
+        &pipeline.api(),
         &addressing,
         vm_mtu,
         tap_mtu,
@@ -256,9 +258,11 @@ fn serve_mode(args: ServeArgs) -> Result<ExitCode, String> {
     Ok(code)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn start_links(
     args: &ServeArgs,
     attacher: &Attacher,
+    api: &Arc<switch::api::Router>,
     addressing: &Addressing,
     vm_mtu: u32,
     tap_mtu: u32,
@@ -274,13 +278,24 @@ fn start_links(
     for addr in &args.listen {
         let options = http::HttpOptions {
             connect: Some(attacher.clone()),
-            handler: Arc::new(http::NotFound),
+            handler: api.clone(),
             socket_mode: Some(0o600),
         };
         links
             .listeners
             .push(started(http::listen(&endpoint(addr)?, options, limits))?);
-        tracing::info!(endpoint = %addr, "listening (HTTP, /connect)");
+        tracing::info!(endpoint = %addr, "listening (HTTP, /connect and the API)");
+    }
+    for addr in &args.services {
+        let options = http::HttpOptions {
+            connect: None,
+            handler: api.clone(),
+            socket_mode: Some(0o600),
+        };
+        links
+            .listeners
+            .push(started(http::listen(&endpoint(addr)?, options, limits))?);
+        tracing::info!(endpoint = %addr, "listening (the API)");
     }
     for addr in &args.listen_qemu {
         links.listeners.push(started(link::qemu::listen(

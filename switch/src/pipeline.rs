@@ -1,17 +1,26 @@
 //! The running pipeline behind the links: `switch::runtime::Runtime` (switch, gateway
-//! services, workers), built from the command line's network settings.
+//! services, the forwarder's workers), built from the command line's network settings, with
+//! the control plane ([`forwarder::Control`]) and the API router served on `-listen` and
+//! `-services`.
 
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use forwarder::{Control, Forwarder, Protocol};
+use switch::api::{self, Router};
 use switch::cli::NetworkArgs;
 use switch::pcap::{self, PcapConfig, PcapThread};
 use switch::port::Attacher;
 use switch::runtime::{Runtime, RuntimeConfig};
 
-use super::Addressing;
+use super::{Addressing, DEFAULT_GUEST_MAC};
 
 /// The running pipeline, and the pcap writer if capturing.
 pub(crate) struct Pipeline {
     runtime: Runtime,
     pcap: Option<PcapThread>,
+    api: Arc<Router>,
 }
 
 impl Pipeline {
@@ -28,6 +37,23 @@ impl Pipeline {
         config.gateway_ip = addressing.gateway;
         config.host_ip = addressing.host;
         config.mtu = u16::try_from(mtu).map_err(|_| format!("MTU {mtu} is larger than 65535"))?;
+        let guest = IpAddr::V4(addressing.guest);
+        let control = Control::new(guest, &[(guest, DEFAULT_GUEST_MAC)]);
+        let fwd = forwarder::Config {
+            gateway_ip: addressing.gateway,
+            nat: vec![(
+                IpAddr::V4(addressing.host),
+                IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            )],
+            disable_host_loopback: net.disable_host_loopback,
+            ec2_metadata_access: net.ec2_metadata_access,
+            guest_subnet: Some((subnet.network(), subnet.prefix_len())),
+            udp_idle_timeout: Duration::from_secs(net.udp_idle_timeout),
+            tcp_connect_timeout: Duration::from_secs(net.tcp_connect_timeout),
+            max_connects_in_flight: net.max_connects,
+            ..forwarder::Config::default()
+        };
+        config.forwarder = Some(Forwarder::factory(fwd, control.clone()));
         let mut pcap_thread = None;
         if let Some(path) = &net.pcap {
             let (sink, thread) = pcap::create(path, PcapConfig::default())
@@ -37,14 +63,45 @@ impl Pipeline {
         }
         let runtime =
             Runtime::start(config).map_err(|e| format!("cannot start the switch: {e}"))?;
+        control.set_guest_api(api::guest_api(&control));
+        let api = Arc::new(api::control_api(&control, runtime.handle()));
+        if net.ssh_port >= 0 {
+            let port = u16::try_from(net.ssh_port)
+                .map_err(|_| format!("--ssh-port {} is not a port", net.ssh_port))?;
+            let local = SocketAddr::from(([127, 0, 0, 1], port)).to_string();
+            let remote = SocketAddr::new(guest, 22).to_string();
+            if let Err(e) = control.expose(Protocol::Tcp, &local, &remote, None) {
+                tracing::warn!(error = %e, "no SSH forward");
+            }
+        }
+        for spec in &net.forward {
+            let (protocol, rest) = spec
+                .split_once('/')
+                .ok_or_else(|| format!("--forward {spec}: expected PROTO/LOCAL=REMOTE"))?;
+            let (local, remote) = rest
+                .split_once('=')
+                .ok_or_else(|| format!("--forward {spec}: expected PROTO/LOCAL=REMOTE"))?;
+            let protocol: Protocol = protocol
+                .parse()
+                .map_err(|e| format!("--forward {spec}: {e}"))?;
+            control
+                .expose(protocol, local, remote, None)
+                .map_err(|e| format!("--forward {spec}: {e}"))?;
+        }
         Ok(Pipeline {
             runtime,
             pcap: pcap_thread,
+            api,
         })
     }
 
     pub(crate) fn attacher(&self) -> Attacher {
         self.runtime.attacher()
+    }
+
+    /// The control API's handler.
+    pub(crate) fn api(&self) -> Arc<Router> {
+        self.api.clone()
     }
 
     pub(crate) fn shutdown(self) {

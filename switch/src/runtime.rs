@@ -267,6 +267,46 @@ type Query<T> = Sender<T>;
 /// How long [`Runtime::stats`] waits for a thread's answer.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Answers statistics and leases for a [`Runtime`] from any thread.
+#[derive(Debug, Clone)]
+pub struct RuntimeHandle {
+    switch_query: Sender<Query<SwitchStats>>,
+    gateway_query: Sender<Query<GatewayStats>>,
+    worker_counters: Vec<Arc<forwarder::WorkerCounters>>,
+    pcap: Option<PcapSink>,
+}
+
+impl RuntimeHandle {
+    /// See [`Runtime::stats`].
+    pub fn stats(&self) -> Stats {
+        let switch = Runtime::ask(&self.switch_query);
+        let gateway = Runtime::ask(&self.gateway_query);
+
+        let workers: Vec<WorkerStats> = self.worker_counters.iter().map(|c| c.snapshot()).collect();
+        let mut drops = gateway.drops;
+        for w in &workers {
+            drops.merge(&w.drops);
+        }
+        Stats {
+            ports: switch.ports,
+            switch: switch.counters,
+            mac_table: switch.mac_table,
+            mac_entries: switch.mac_entries,
+            gateway: gateway.counters,
+            drops,
+            workers,
+            dhcp: gateway.dhcp,
+            leases: gateway.leases,
+            pcap: self.pcap.as_ref().map(|p| p.counters()),
+        }
+    }
+
+    /// The DHCP server's leases (bound, and every static one).
+    pub fn leases(&self) -> Vec<Lease> {
+        Runtime::ask(&self.gateway_query).leases
+    }
+}
+
 /// The running pipeline. See the module docs.
 #[derive(Debug)]
 pub struct Runtime {
@@ -388,32 +428,25 @@ impl Runtime {
         rx.recv_timeout(QUERY_TIMEOUT).unwrap_or_default()
     }
 
+    /// A cloneable handle that answers [`Runtime::stats`] and [`Runtime::leases`] from any
+    /// thread (the control API's).
+    pub fn handle(&self) -> RuntimeHandle {
+        RuntimeHandle {
+            switch_query: self.switch_query.clone(),
+            gateway_query: self.gateway_query.clone(),
+            worker_counters: self.worker_counters.clone(),
+            pcap: self.pcap.clone(),
+        }
+    }
+
     /// A snapshot of every counter. A stopped thread's part is empty.
     pub fn stats(&self) -> Stats {
-        let switch = Runtime::ask(&self.switch_query);
-        let gateway = Runtime::ask(&self.gateway_query);
-        let workers: Vec<WorkerStats> = self.worker_counters.iter().map(|c| c.snapshot()).collect();
-        let mut drops = gateway.drops;
-        for w in &workers {
-            drops.merge(&w.drops);
-        }
-        Stats {
-            ports: switch.ports,
-            switch: switch.counters,
-            mac_table: switch.mac_table,
-            mac_entries: switch.mac_entries,
-            gateway: gateway.counters,
-            drops,
-            workers,
-            dhcp: gateway.dhcp,
-            leases: gateway.leases,
-            pcap: self.pcap.as_ref().map(|p| p.counters()),
-        }
+        self.handle().stats()
     }
 
     /// The DHCP server's leases (bound, and every static one).
     pub fn leases(&self) -> Vec<Lease> {
-        Runtime::ask(&self.gateway_query).leases
+        self.handle().leases()
     }
 
     /// Stops and joins every thread (also done on drop).

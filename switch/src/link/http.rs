@@ -93,7 +93,8 @@ impl Response {
         Response::text(404, "404 page not found\n")
     }
 
-    fn write_to<W: Write>(&self, out: &mut W) -> io::Result<()> {
+    /// Writes the response (head and body) to `out`.
+    pub fn write_to<W: Write>(&self, out: &mut W) -> io::Result<()> {
         let head = format!(
             "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
             self.status,

@@ -1,0 +1,80 @@
+//! The forwarder's settings: NAT of virtual addresses, timeouts and table bounds.
+//!
+//! Defaults follow gvproxy where it has one (192.168.127.254 → 127.0.0.1) and the issue's
+//! numbers elsewhere: a UDP mapping lives 300 s without traffic (RFC 4787 §4.3 asks for at
+//! least 2 minutes), a host connect gets 30 s.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+use stack::wire::EthernetAddress;
+
+/// How the forwarder behaves. Shared read-only by every worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// The gateway's address: TCP to its port [`Config::api_port`] is the in-guest API.
+    pub gateway_ip: Ipv4Addr,
+    /// Virtual destination → real host destination (gvproxy's `nat`), e.g. the host's
+    /// virtual address → 127.0.0.1.
+    pub nat: Vec<(IpAddr, IpAddr)>,
+    /// Refuse every NAT rule whose target is a loopback address (`--disable-host-loopback`).
+    pub disable_host_loopback: bool,
+    /// Let guests reach 169.254.0.0/16 (`-ec2-metadata-access`).
+    pub ec2_metadata_access: bool,
+    /// Destinations guests may never reach besides the defaults (the guest subnet itself is
+    /// always refused apart from NAT rules: those addresses are ours, not the host's).
+    pub guest_subnet: Option<(Ipv4Addr, u8)>,
+    /// The gateway's port serving the forwarder API to guests; `None` disables it.
+    pub api_port: Option<u16>,
+    pub udp_idle_timeout: Duration,
+    pub icmp_timeout: Duration,
+    pub tcp_connect_timeout: Duration,
+    /// Host connects in progress at once, over all workers (split evenly).
+    pub max_connects_in_flight: usize,
+    /// Live TCP connections, over all workers (split evenly).
+    pub max_tcp_flows: usize,
+    /// UDP mappings (one host socket each), over all workers (split evenly).
+    pub max_udp_flows: usize,
+    /// ICMP echo requests awaiting a reply, over all workers (split evenly).
+    pub max_icmp_requests: usize,
+    /// Per-connection receive and send buffers of the TCP engine.
+    pub tcp_buffer: usize,
+    /// The most bytes of one request to the in-guest API.
+    pub api_max_request: usize,
+    /// Guests known before they send anything (static DHCP leases): where inbound forwards
+    /// send their frames.
+    pub static_neighbours: Vec<(IpAddr, EthernetAddress)>,
+}
+
+/// gvproxy's host address in its default subnet.
+pub const DEFAULT_HOST_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 127, 254);
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            gateway_ip: Ipv4Addr::new(192, 168, 127, 1),
+            nat: vec![(IpAddr::V4(DEFAULT_HOST_IP), IpAddr::V4(Ipv4Addr::LOCALHOST))],
+            disable_host_loopback: false,
+            ec2_metadata_access: false,
+            guest_subnet: Some((Ipv4Addr::new(192, 168, 127, 0), 24)),
+            api_port: Some(80),
+            udp_idle_timeout: Duration::from_secs(300),
+            icmp_timeout: Duration::from_secs(10),
+            tcp_connect_timeout: Duration::from_secs(30),
+            max_connects_in_flight: 512,
+            max_tcp_flows: 16384,
+            max_udp_flows: 4096,
+            max_icmp_requests: 1024,
+            tcp_buffer: 1 << 20,
+            api_max_request: 64 * 1024,
+            static_neighbours: Vec::new(),
+        }
+    }
+}
+
+impl Config {
+    /// `total` split over `workers`, at least 1 each.
+    pub(crate) fn share(total: usize, workers: usize) -> usize {
+        (total / workers.max(1)).max(1)
+    }
+}

@@ -1,0 +1,364 @@
+//! The control plane shared by the API and the workers: port forwards, guest neighbours,
+//! counters, and the in-guest API's handler.
+//!
+//! Forwards are bound here, in the caller's thread, so a failure ("address already in use")
+//! is reported at once; the bound socket is then handed to one worker over its command
+//! channel (bounded, with a wake-up) and served there. Nothing here waits for a worker, so
+//! the in-guest API, which runs on a worker, may call it too. `unexpose` shuts the listening
+//! socket down before it returns, so the host port refuses connections from then on.
+//!
+//! Locks here are control-plane only (expose, a new guest address, a new inbound
+//! connection); no packet path takes one.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::os::unix::net::UnixListener;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use crossbeam_channel::Sender;
+use parking_lot::{Mutex, RwLock};
+use serde::Serialize;
+use socket2::{Domain, Protocol as SockProtocol, Socket, Type};
+use stack::wire::EthernetAddress;
+
+use crate::stats::{Counters, ForwarderStats};
+use crate::worker::Notify;
+
+/// What a port forward carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Tcp,
+    Udp,
+    /// A unix stream socket on the host, TCP in the guest.
+    Unix,
+}
+
+impl std::str::FromStr for Protocol {
+    type Err = ExposeError;
+    fn from_str(s: &str) -> Result<Protocol, ExposeError> {
+        match s {
+            "" | "tcp" => Ok(Protocol::Tcp),
+            "udp" => Ok(Protocol::Udp),
+            "unix" => Ok(Protocol::Unix),
+            other => Err(ExposeError::Protocol(other.to_owned())),
+        }
+    }
+}
+
+/// One forward, as `/services/forwarder/all` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Forward {
+    pub local: String,
+    pub remote: String,
+    pub protocol: Protocol,
+}
+
+/// Why a forward could not be added or removed.
+#[derive(Debug, thiserror::Error)]
+pub enum ExposeError {
+    #[error("proxy already running")]
+    AlreadyRunning,
+    #[error("proxy not found")]
+    NotFound,
+    #[error("unknown protocol {0:?}")]
+    Protocol(String),
+    #[error("bad address {0:?}")]
+    Address(String),
+    #[error("cannot listen on {local}: {source}")]
+    Bind {
+        local: String,
+        source: std::io::Error,
+    },
+    #[error("the forwarder is not running")]
+    NoWorkers,
+}
+
+/// What the in-guest API says about the bytes of a request so far.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiReply {
+    /// Not a whole request yet.
+    Incomplete,
+    /// The whole response to send, after which the connection is closed.
+    Done(Vec<u8>),
+}
+
+/// Serves HTTP requests that guests send to the gateway's API port.
+pub trait GuestApi: Send + Sync {
+    fn respond(&self, request: &[u8], guest: IpAddr) -> ApiReply;
+}
+
+/// A socket handed to a worker.
+#[derive(Debug)]
+pub(crate) enum Command {
+    Listen {
+        id: u64,
+        protocol: Protocol,
+        socket: Socket,
+        remote: SocketAddr,
+    },
+    Unlisten {
+        id: u64,
+    },
+}
+
+struct WorkerLink {
+    commands: Sender<Command>,
+    notify: Arc<dyn Notify>,
+}
+
+struct Entry {
+    id: u64,
+    forward: Forward,
+    worker: usize,
+    /// A second handle on the listening socket, to shut it down synchronously.
+    handle: Option<Socket>,
+    unix_path: Option<PathBuf>,
+}
+
+/// The control plane. See the module docs.
+pub struct Control {
+    workers: Mutex<Vec<WorkerLink>>,
+    counters: Mutex<Vec<Arc<Counters>>>,
+    forwards: Mutex<Vec<Entry>>,
+    neighbours: RwLock<HashMap<IpAddr, EthernetAddress>>,
+    guest_api: OnceLock<Arc<dyn GuestApi>>,
+    default_guest: IpAddr,
+    next_id: AtomicU64,
+}
+
+impl std::fmt::Debug for Control {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Control")
+            .field("workers", &self.workers.lock().len())
+            .field("forwards", &self.forwards.lock().len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Commands waiting for each worker.
+const COMMAND_QUEUE: usize = 256;
+
+impl Control {
+    /// `default_guest` is where a forward without a remote address goes when the caller is
+    /// not a guest.
+    pub fn new(default_guest: IpAddr, neighbours: &[(IpAddr, EthernetAddress)]) -> Arc<Control> {
+        Arc::new(Control {
+            workers: Mutex::new(Vec::new()),
+            counters: Mutex::new(Vec::new()),
+            forwards: Mutex::new(Vec::new()),
+            neighbours: RwLock::new(neighbours.iter().copied().collect()),
+            guest_api: OnceLock::new(),
+            default_guest,
+            next_id: AtomicU64::new(1),
+        })
+    }
+
+    /// Registers a worker (done by its factory); returns its command receiver.
+    pub(crate) fn register(
+        &self,
+        index: usize,
+        notify: Arc<dyn Notify>,
+        counters: Arc<Counters>,
+    ) -> crossbeam_channel::Receiver<Command> {
+        let (tx, rx) = crossbeam_channel::bounded(COMMAND_QUEUE);
+        let mut workers = self.workers.lock();
+        let link = WorkerLink {
+            commands: tx,
+            notify,
+        };
+        if index < workers.len() {
+            if let Some(slot) = workers.get_mut(index) {
+                *slot = link;
+            }
+        } else {
+            workers.push(link);
+        }
+        self.counters.lock().push(counters);
+        rx
+    }
+
+    /// Sets the handler of the in-guest API (once).
+    pub fn set_guest_api(&self, api: Arc<dyn GuestApi>) {
+        let _ = self.guest_api.set(api);
+    }
+
+    pub(crate) fn guest_api(&self) -> Option<Arc<dyn GuestApi>> {
+        self.guest_api.get().cloned()
+    }
+
+    /// The sum of every worker's counters.
+    pub fn stats(&self) -> ForwarderStats {
+        let mut sum = ForwarderStats::default();
+        for c in self.counters.lock().iter() {
+            sum.add(&c.snapshot());
+        }
+        sum
+    }
+
+    pub(crate) fn neighbour(&self, ip: IpAddr) -> Option<EthernetAddress> {
+        self.neighbours.read().get(&ip).copied()
+    }
+
+    pub(crate) fn learn_neighbour(&self, ip: IpAddr, mac: EthernetAddress) {
+        if self.neighbours.read().get(&ip) != Some(&mac) {
+            self.neighbours.write().insert(ip, mac);
+        }
+    }
+
+    /// Every forward.
+    pub fn all(&self) -> Vec<Forward> {
+        self.forwards
+            .lock()
+            .iter()
+            .map(|e| e.forward.clone())
+            .collect()
+    }
+
+    /// Adds a forward from the host's `local` to the guest's `remote`. A remote without an
+    /// address (":22" or "22") goes to `caller`, or the default guest.
+    pub fn expose(
+        &self,
+        protocol: Protocol,
+        local: &str,
+        remote: &str,
+        caller: Option<IpAddr>,
+    ) -> Result<(), ExposeError> {
+        let remote_addr = parse_remote(remote, caller.unwrap_or(self.default_guest))?;
+        let mut forwards = self.forwards.lock();
+        if forwards
+            .iter()
+            .any(|e| e.forward.local == local && e.forward.protocol == protocol)
+        {
+            return Err(ExposeError::AlreadyRunning);
+        }
+        let bind_err = |source| ExposeError::Bind {
+            local: local.to_owned(),
+            source,
+        };
+        let (socket, unix_path) = match protocol {
+            Protocol::Tcp | Protocol::Udp => {
+                let addr: SocketAddr = local
+                    .parse()
+                    .map_err(|_| ExposeError::Address(local.to_owned()))?;
+                (bind_inet(protocol, addr).map_err(bind_err)?, None)
+            }
+            Protocol::Unix => {
+                let path = PathBuf::from(local.strip_prefix("unix://").unwrap_or(local));
+                let listener = UnixListener::bind(&path).map_err(bind_err)?;
+                listener.set_nonblocking(true).map_err(bind_err)?;
+                (
+                    Socket::from(std::os::fd::OwnedFd::from(listener)),
+                    Some(path),
+                )
+            }
+        };
+        let handle = socket.try_clone().ok();
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let workers = self.workers.lock();
+        let worker = (id as usize) % workers.len().max(1);
+        let link = workers.get(worker).ok_or(ExposeError::NoWorkers)?;
+        link.commands
+            .try_send(Command::Listen {
+                id,
+                protocol,
+                socket,
+                remote: remote_addr,
+            })
+            .map_err(|_| ExposeError::NoWorkers)?;
+        link.notify.notify();
+        forwards.push(Entry {
+            id,
+            forward: Forward {
+                local: local.to_owned(),
+                remote: remote_addr.to_string(),
+                protocol,
+            },
+            worker,
+            handle,
+            unix_path,
+        });
+        Ok(())
+    }
+
+    /// Removes the forward on `local`.
+    pub fn unexpose(&self, protocol: Protocol, local: &str) -> Result<(), ExposeError> {
+        let mut forwards = self.forwards.lock();
+        let at = forwards
+            .iter()
+            .position(|e| e.forward.local == local && e.forward.protocol == protocol)
+            .ok_or(ExposeError::NotFound)?;
+        let entry = forwards.remove(at);
+        drop(forwards);
+        if let Some(handle) = &entry.handle
+            && protocol != Protocol::Udp
+        {
+            // A listening socket shut down stops accepting: connects are refused from now.
+            let _ = handle.shutdown(std::net::Shutdown::Both);
+        }
+        if let Some(path) = &entry.unix_path {
+            let _ = std::fs::remove_file(path);
+        }
+        let workers = self.workers.lock();
+        if let Some(link) = workers.get(entry.worker) {
+            let _ = link.commands.try_send(Command::Unlisten { id: entry.id });
+            link.notify.notify();
+        }
+        Ok(())
+    }
+}
+
+fn bind_inet(protocol: Protocol, addr: SocketAddr) -> std::io::Result<Socket> {
+    let domain = Domain::for_address(addr);
+    let socket = if protocol == Protocol::Udp {
+        Socket::new(domain, Type::DGRAM, Some(SockProtocol::UDP))?
+    } else {
+        Socket::new(domain, Type::STREAM, Some(SockProtocol::TCP))?
+    };
+    if protocol != Protocol::Udp {
+        socket.set_reuse_address(true)?;
+    }
+    socket.bind(&addr.into())?;
+    if protocol != Protocol::Udp {
+        socket.listen(1024)?;
+    }
+    socket.set_nonblocking(true)?;
+    Ok(socket)
+}
+
+/// "1.2.3.4:80", "[::1]:80", ":80" or "80".
+fn parse_remote(remote: &str, default: IpAddr) -> Result<SocketAddr, ExposeError> {
+    if let Ok(addr) = remote.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let port = remote.strip_prefix(':').unwrap_or(remote);
+    port.parse::<u16>()
+        .map(|p| SocketAddr::new(default, p))
+        .map_err(|_| ExposeError::Address(remote.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    #[test]
+    fn remote_forms() {
+        let d = IpAddr::V4(Ipv4Addr::new(192, 168, 127, 2));
+        assert_eq!(
+            parse_remote(":22", d).unwrap(),
+            "192.168.127.2:22".parse().unwrap()
+        );
+        assert_eq!(
+            parse_remote("22", d).unwrap(),
+            "192.168.127.2:22".parse().unwrap()
+        );
+        assert_eq!(
+            parse_remote("192.168.127.3:80", d).unwrap(),
+            "192.168.127.3:80".parse().unwrap()
+        );
+        assert!(parse_remote("x", d).is_err());
+    }
+}

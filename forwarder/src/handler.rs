@@ -1,0 +1,307 @@
+//! [`Forwarder`]: the [`FlowHandler`] of one worker. It owns that worker's flow tables (TCP,
+//! UDP, ICMP echo), its port forwards and every host socket of them, all registered with one
+//! mio poller; the worker waits in that poller, woken by socket readiness, by the dispatcher
+//! (a new guest packet) and by the control plane (a new forward).
+
+use std::io;
+use std::net::IpAddr;
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use crossbeam_channel::Receiver;
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Registry, Token, Waker};
+use stack::ingress::{FlowKey, FlowL4};
+use stack::time::{Epoch, Instant};
+use stack::wire::{EthernetAddress, IpProtocol};
+
+use crate::config::Config;
+use crate::control::{Command, Control, Protocol};
+use crate::frame::Framer;
+use crate::icmp::IcmpTable;
+use crate::nat::Nat;
+use crate::stats::Counters;
+use crate::tcp::TcpTable;
+use crate::udp::UdpTable;
+use crate::worker::{
+    FlowFrame, FlowHandler, FrameSink, HandlerFactory, NoForwarder, Notify, WorkerContext,
+};
+
+/// Token kinds, in the top byte of a token.
+pub(crate) const KIND_SHIFT: u32 = 56;
+pub(crate) const KIND_WAKER: usize = 0;
+pub(crate) const KIND_UDP: usize = 1;
+pub(crate) const KIND_ICMP: usize = 2;
+pub(crate) const KIND_TCP: usize = 3;
+pub(crate) const KIND_TCP_LISTEN: usize = 4;
+pub(crate) const KIND_UDP_LISTEN: usize = 5;
+
+/// How often idle UDP mappings and expired echo requests are looked for.
+const SWEEP: Duration = Duration::from_secs(1);
+
+/// What every protocol table uses: the poller's registry, NAT, the frame builder, counters.
+pub(crate) struct Shared {
+    pub registry: Registry,
+    pub nat: Nat,
+    pub framer: Framer,
+    pub counters: Arc<Counters>,
+    pub config: Arc<Config>,
+    pub control: Arc<Control>,
+    pub index: usize,
+    pub workers: usize,
+    pub seed: u64,
+    next_id: usize,
+    /// Guest addresses this worker has told the control plane about.
+    known: std::collections::HashSet<IpAddr>,
+}
+
+impl Shared {
+    /// A fresh token of `kind`.
+    pub(crate) fn token(&mut self, kind: usize) -> Token {
+        self.next_id = (self.next_id + 1) & ((1 << KIND_SHIFT) - 1);
+        Token((kind << KIND_SHIFT) | self.next_id)
+    }
+
+    pub(crate) fn register(&self, socket: &impl AsRawFd, token: Token) -> io::Result<()> {
+        let fd = socket.as_raw_fd();
+        self.registry.register(
+            &mut SourceFd(&fd),
+            token,
+            Interest::READABLE | Interest::WRITABLE,
+        )
+    }
+
+    pub(crate) fn deregister_fd(&self, socket: &impl AsRawFd) {
+        let fd = socket.as_raw_fd();
+        let _ = self.registry.deregister(&mut SourceFd(&fd));
+    }
+
+    /// Sends a frame to the guests, counting it.
+    pub(crate) fn send(&self, out: &dyn FrameSink, frame: Option<Bytes>) {
+        let Some(frame) = frame else { return };
+        let len = frame.len() as u64;
+        if out.send_frame(frame) {
+            Counters::bump(&self.counters.frames_to_guest);
+            Counters::add(&self.counters.bytes_to_guest, len);
+        } else {
+            Counters::bump(&self.counters.frames_to_guest_dropped);
+        }
+    }
+
+    /// Remembers where a guest is, for forwards into it.
+    pub(crate) fn learn(&mut self, ip: IpAddr, mac: EthernetAddress) {
+        if self.known.insert(ip) {
+            self.control.learn_neighbour(ip, mac);
+        }
+    }
+
+    /// A port of `ours` for a flow into `guest` that the flow hash gives to this worker, so
+    /// the guest's answers come back here. `used` says which ports are taken.
+    pub(crate) fn pick_port(
+        &self,
+        protocol: IpProtocol,
+        guest: std::net::SocketAddr,
+        ours: IpAddr,
+        salt: u64,
+        used: impl Fn(u16) -> bool,
+    ) -> Option<u16> {
+        let mut x = salt ^ self.seed.rotate_left(17);
+        for _ in 0..4096 {
+            x = x
+                .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+                .wrapping_add(0x2545_f491);
+            let port = 32768 + ((x >> 33) % 28232) as u16;
+            let key = FlowKey {
+                protocol,
+                guest,
+                remote: std::net::SocketAddr::new(ours, port),
+            };
+            if key.worker(self.seed, self.workers) == self.index && !used(port) {
+                return Some(port);
+            }
+        }
+        None
+    }
+}
+
+struct MioNotify(Waker);
+
+impl Notify for MioNotify {
+    fn notify(&self) {
+        let _ = self.0.wake();
+    }
+}
+
+/// One worker's forwarder. See the module docs.
+pub struct Forwarder {
+    poll: Poll,
+    events: Events,
+    notify: Arc<MioNotify>,
+    commands: Receiver<Command>,
+    epoch: Epoch,
+    shared: Shared,
+    udp: UdpTable,
+    icmp: IcmpTable,
+    tcp: TcpTable,
+    next_sweep: Instant,
+}
+
+impl std::fmt::Debug for Forwarder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Forwarder")
+            .field("worker", &self.shared.index)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Forwarder {
+    /// A factory for [`crate::WorkerPool`]: every worker gets a forwarder with `config`,
+    /// registered with `control`. A worker whose poller cannot be created drops flows.
+    pub fn factory(config: Config, control: Arc<Control>) -> HandlerFactory {
+        let config = Arc::new(config);
+        Arc::new(move |ctx: &WorkerContext| {
+            match Forwarder::new(ctx, config.clone(), control.clone()) {
+                Ok(f) => Box::new(f) as Box<dyn FlowHandler>,
+                Err(e) => {
+                    tracing::error!(worker = ctx.index, error = %e, "cannot start the forwarder");
+                    Box::new(NoForwarder::new(ctx)) as Box<dyn FlowHandler>
+                }
+            }
+        })
+    }
+
+    pub fn new(
+        ctx: &WorkerContext,
+        config: Arc<Config>,
+        control: Arc<Control>,
+    ) -> io::Result<Forwarder> {
+        let poll = Poll::new()?;
+        let waker = Waker::new(poll.registry(), Token(KIND_WAKER << KIND_SHIFT))?;
+        let notify = Arc::new(MioNotify(waker));
+        let counters = Arc::new(Counters::default());
+        let commands = control.register(ctx.index, notify.clone(), counters.clone());
+        let workers = ctx.workers.max(1);
+        let shared = Shared {
+            registry: poll.registry().try_clone()?,
+            nat: Nat::new(&config),
+            framer: Framer::new(ctx.gateway_mac),
+            counters,
+            config: config.clone(),
+            control,
+            index: ctx.index,
+            workers,
+            seed: ctx.seed,
+            next_id: 0,
+            known: std::collections::HashSet::new(),
+        };
+        let now = ctx.epoch.instant(std::time::Instant::now());
+        Ok(Forwarder {
+            poll,
+            events: Events::with_capacity(1024),
+            notify,
+            commands,
+            epoch: ctx.epoch,
+            udp: UdpTable::new(&config, workers),
+            icmp: IcmpTable::new(&config, workers),
+            tcp: TcpTable::new(&config, workers, ctx.mtu),
+            shared,
+            next_sweep: now + SWEEP,
+        })
+    }
+
+    fn now(&self) -> Instant {
+        self.epoch.instant(std::time::Instant::now())
+    }
+
+    fn command(&mut self, command: Command, now: Instant, out: &dyn FrameSink) {
+        match command {
+            Command::Listen {
+                id,
+                protocol,
+                socket,
+                remote,
+            } => match protocol {
+                Protocol::Tcp | Protocol::Unix => {
+                    self.tcp.listen(&mut self.shared, id, socket, remote);
+                }
+                Protocol::Udp => self.udp.listen(&mut self.shared, id, socket, remote),
+            },
+            Command::Unlisten { id } => {
+                self.tcp.unlisten(&self.shared, id);
+                self.udp.unlisten(&self.shared, id);
+            }
+        }
+        let _ = (now, out);
+    }
+}
+
+impl FlowHandler for Forwarder {
+    fn handle_packet(&mut self, now: Instant, packet: FlowFrame, out: &dyn FrameSink) {
+        let guest_ip = packet.packet.key.guest.ip();
+        self.shared.learn(guest_ip, packet.packet.eth.src_addr);
+        match packet.packet.l4 {
+            FlowL4::Tcp(_) => self.tcp.handle(&mut self.shared, now, &packet, out),
+            FlowL4::Udp(_) => self.udp.handle(&mut self.shared, now, &packet, out),
+            FlowL4::IcmpEcho { request: true, .. } => {
+                self.icmp.handle(&mut self.shared, now, &packet, out);
+            }
+            _ => Counters::bump(&self.shared.counters.unsupported),
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        let sweep = Some(self.next_sweep);
+        [sweep, self.tcp.poll_timeout()].into_iter().flatten().min()
+    }
+
+    fn handle_timeout(&mut self, now: Instant, out: &dyn FrameSink) {
+        self.tcp.handle_timeout(&mut self.shared, now, out);
+        if now >= self.next_sweep {
+            self.udp.sweep(&mut self.shared, now);
+            self.icmp.sweep(&mut self.shared, now);
+            self.next_sweep = now + SWEEP;
+        }
+    }
+
+    fn notifier(&self) -> Option<Arc<dyn Notify>> {
+        Some(self.notify.clone())
+    }
+
+    fn wait(&mut self, timeout: Option<Duration>, out: &dyn FrameSink) {
+        if let Err(e) = self.poll.poll(&mut self.events, timeout)
+            && e.kind() != io::ErrorKind::Interrupted
+        {
+            tracing::warn!(error = %e, "poll failed");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let now = self.now();
+        let ready: Vec<(Token, bool, bool)> = self
+            .events
+            .iter()
+            .map(|e| {
+                (
+                    e.token(),
+                    e.is_readable() || e.is_error() || e.is_read_closed(),
+                    e.is_writable() || e.is_error() || e.is_write_closed(),
+                )
+            })
+            .collect();
+        for (token, readable, writable) in ready {
+            match token.0 >> KIND_SHIFT {
+                KIND_UDP => self.udp.ready(&mut self.shared, now, token, out),
+                KIND_UDP_LISTEN => self.udp.ready_listener(&mut self.shared, now, token, out),
+                KIND_ICMP => self.icmp.ready(&mut self.shared, now, token, out),
+                KIND_TCP => self
+                    .tcp
+                    .ready(&mut self.shared, now, token, readable, writable, out),
+                KIND_TCP_LISTEN => self.tcp.accept(&mut self.shared, now, token, out),
+                _ => {}
+            }
+        }
+        while let Ok(command) = self.commands.try_recv() {
+            self.command(command, now, out);
+        }
+    }
+}

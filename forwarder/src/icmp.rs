@@ -1,0 +1,284 @@
+//! ICMP echo: a guest's echo request goes out through an unprivileged ping socket
+//! (`SOCK_DGRAM`/`IPPROTO_ICMP`, allowed by `net.ipv4.ping_group_range`), one per guest
+//! address and identifier; the kernel picks the socket's identifier and we put the guest's
+//! back on the reply. Where ping sockets are refused (EACCES) and we hold CAP_NET_RAW, one raw
+//! socket per worker sends the request with the guest's own identifier and reads every echo
+//! reply on the host, keeping the ones it is waiting for. Either way each request waits at
+//! most the configured timeout, and the number waiting is bounded. IPv4 only for now.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::time::Duration;
+
+use mio::Token;
+use socket2::{Domain, Protocol as SockProtocol, Socket, Type};
+use stack::ingress::FlowL4;
+use stack::time::Instant;
+use stack::wire::{EthernetAddress, Icmpv4Packet, Icmpv4Repr, Ipv4Packet, Ipv4Repr};
+
+use crate::config::Config;
+use crate::frame::addresses;
+use crate::handler::{KIND_ICMP, Shared};
+use crate::stats::Counters;
+use crate::worker::{FlowFrame, FrameSink};
+
+/// A ping socket idle this long is closed.
+const PING_IDLE: Duration = Duration::from_secs(60);
+
+struct PingFlow {
+    socket: UdpSocket,
+    ident: u16,
+    last_active: Instant,
+}
+
+struct Pending {
+    guest: IpAddr,
+    guest_mac: EthernetAddress,
+    /// The address the guest pinged.
+    remote: IpAddr,
+    deadline: Instant,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Unknown,
+    Ping,
+    Raw,
+    Unavailable,
+}
+
+pub(crate) struct IcmpTable {
+    mode: Mode,
+    pings: HashMap<(IpAddr, u16), PingFlow>,
+    ping_tokens: HashMap<Token, (IpAddr, u16)>,
+    raw: Option<(UdpSocket, Token)>,
+    /// (real remote, guest identifier, sequence) → the request.
+    pending: HashMap<(IpAddr, u16, u16), Pending>,
+    max: usize,
+    timeout: Duration,
+    buf: Vec<u8>,
+}
+
+impl IcmpTable {
+    pub(crate) fn new(config: &Config, workers: usize) -> IcmpTable {
+        IcmpTable {
+            mode: Mode::Unknown,
+            pings: HashMap::new(),
+            ping_tokens: HashMap::new(),
+            raw: None,
+            pending: HashMap::new(),
+            max: Config::share(config.max_icmp_requests, workers),
+            timeout: config.icmp_timeout,
+            buf: vec![0; 65536],
+        }
+    }
+
+    pub(crate) fn handle(
+        &mut self,
+        sh: &mut Shared,
+        now: Instant,
+        packet: &FlowFrame,
+        _out: &dyn FrameSink,
+    ) {
+        let FlowL4::IcmpEcho {
+            request: true,
+            ident,
+            seq_no,
+        } = packet.packet.l4
+        else {
+            return;
+        };
+        let key = packet.packet.key;
+        let (IpAddr::V4(_), IpAddr::V4(_)) = (key.guest.ip(), key.remote.ip()) else {
+            Counters::bump(&sh.counters.unsupported);
+            return;
+        };
+        let Ok(real) = sh.nat.outbound(key.remote.ip()) else {
+            Counters::bump(&sh.counters.nat_refused);
+            return;
+        };
+        if self.pending.len() >= self.max {
+            Counters::bump(&sh.counters.icmp_limit);
+            return;
+        }
+        let data = packet.packet.payload(&packet.frame);
+        let request = Icmpv4Repr::EchoRequest {
+            ident,
+            seq_no,
+            data,
+        };
+        let mut msg = vec![0u8; request.buffer_len()];
+        request.emit(&mut Icmpv4Packet::new_unchecked(&mut msg[..]));
+        let dst = SocketAddr::new(real, 0);
+        let sent = match self.socket_for(sh, key.guest.ip(), ident, now) {
+            Some(socket) => socket.send_to(&msg, dst).is_ok(),
+            None => {
+                Counters::bump(&sh.counters.icmp_no_socket);
+                return;
+            }
+        };
+        if !sent {
+            return;
+        }
+        Counters::bump(&sh.counters.icmp_total);
+        let previous = self.pending.insert(
+            (real, ident, seq_no),
+            Pending {
+                guest: key.guest.ip(),
+                guest_mac: packet.packet.eth.src_addr,
+                remote: key.remote.ip(),
+                deadline: now + self.timeout,
+            },
+        );
+        if previous.is_none() {
+            Counters::bump(&sh.counters.icmp_open);
+        }
+    }
+
+    /// The socket to send the guest's echo with, opening one if needed.
+    fn socket_for(
+        &mut self,
+        sh: &mut Shared,
+        guest: IpAddr,
+        ident: u16,
+        now: Instant,
+    ) -> Option<&UdpSocket> {
+        if matches!(self.mode, Mode::Unknown | Mode::Ping) {
+            if !self.pings.contains_key(&(guest, ident)) {
+                match open(Type::DGRAM) {
+                    Ok(socket) => {
+                        let token = sh.token(KIND_ICMP);
+                        sh.register(&socket, token).ok()?;
+                        self.mode = Mode::Ping;
+                        self.ping_tokens.insert(token, (guest, ident));
+                        self.pings.insert(
+                            (guest, ident),
+                            PingFlow {
+                                socket,
+                                ident,
+                                last_active: now,
+                            },
+                        );
+                    }
+                    Err(_) if self.mode == Mode::Unknown => self.mode = Mode::Raw,
+                    Err(_) => return None,
+                }
+            }
+            if let Some(flow) = self.pings.get_mut(&(guest, ident)) {
+                flow.last_active = now;
+                return Some(&flow.socket);
+            }
+        }
+        if self.mode == Mode::Raw && self.raw.is_none() {
+            match open(Type::RAW) {
+                Ok(socket) => {
+                    let token = sh.token(KIND_ICMP);
+                    sh.register(&socket, token).ok()?;
+                    self.raw = Some((socket, token));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "no ping socket (net.ipv4.ping_group_range) and no raw socket: ICMP echo is not forwarded");
+                    self.mode = Mode::Unavailable;
+                }
+            }
+        }
+        self.raw.as_ref().map(|(s, _)| s)
+    }
+
+    pub(crate) fn ready(
+        &mut self,
+        sh: &mut Shared,
+        _now: Instant,
+        token: Token,
+        out: &dyn FrameSink,
+    ) {
+        let raw = self.raw.as_ref().is_some_and(|(_, t)| *t == token);
+        loop {
+            let socket = if raw {
+                self.raw.as_ref().map(|(s, _)| s)
+            } else {
+                self.ping_tokens
+                    .get(&token)
+                    .and_then(|k| self.pings.get(k))
+                    .map(|f| &f.socket)
+            };
+            let Some(socket) = socket else { return };
+            let (n, peer) = match socket.recv_from(&mut self.buf) {
+                Ok(r) => r,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(_) => continue,
+            };
+            let bytes = self.buf.get(..n).unwrap_or_default();
+            // A raw socket hands over the IP header too; a ping socket only the ICMP message.
+            let icmp_bytes = if raw {
+                match Ipv4Packet::new_checked(bytes)
+                    .ok()
+                    .and_then(|p| Ipv4Repr::parse(&p).ok().map(|_| p))
+                {
+                    Some(p) => p.payload(),
+                    None => continue,
+                }
+            } else {
+                bytes
+            };
+            let Ok(packet) = Icmpv4Packet::new_checked(icmp_bytes) else {
+                continue;
+            };
+            // A ping socket's replies have no checksum to trust (the kernel checked it).
+            let parsed = Icmpv4Repr::parse(&packet);
+            let Ok(Icmpv4Repr::EchoReply {
+                ident,
+                seq_no,
+                data,
+            }) = parsed
+            else {
+                continue;
+            };
+            let ident = if raw {
+                ident
+            } else {
+                match self.ping_tokens.get(&token).and_then(|k| self.pings.get(k)) {
+                    Some(f) => f.ident,
+                    None => continue,
+                }
+            };
+            let Some(p) = self.pending.remove(&(peer.ip(), ident, seq_no)) else {
+                continue;
+            };
+            Counters::dec(&sh.counters.icmp_open);
+            if let Some(addrs) = addresses(p.remote, p.guest) {
+                let frame = sh
+                    .framer
+                    .echo_reply(p.guest_mac, addrs, ident, seq_no, data);
+                sh.send(out, frame);
+            }
+        }
+    }
+
+    pub(crate) fn sweep(&mut self, sh: &mut Shared, now: Instant) {
+        let before = self.pending.len();
+        self.pending.retain(|_, p| p.deadline > now);
+        for _ in self.pending.len()..before {
+            Counters::bump(&sh.counters.icmp_expired);
+            Counters::dec(&sh.counters.icmp_open);
+        }
+        let idle: Vec<(IpAddr, u16)> = self
+            .pings
+            .iter()
+            .filter(|(_, f)| now.saturating_duration_since(f.last_active) >= PING_IDLE)
+            .map(|(k, _)| *k)
+            .collect();
+        for k in idle {
+            if let Some(f) = self.pings.remove(&k) {
+                sh.deregister_fd(&f.socket);
+                self.ping_tokens.retain(|_, v| *v != k);
+            }
+        }
+    }
+}
+
+fn open(ty: Type) -> std::io::Result<UdpSocket> {
+    let socket = Socket::new(Domain::IPV4, ty, Some(SockProtocol::ICMPV4))?;
+    socket.set_nonblocking(true)?;
+    Ok(UdpSocket::from(socket))
+}

@@ -1,0 +1,718 @@
+//! TCP: each guest connection ends in a TCP engine [`Connection`], paired with a host
+//! socket.
+//!
+//! - Outbound: a guest SYN starts a non-blocking connect; the guest gets SYN-ACK only once
+//!   it completes ([`Connection::accept`]). Refused → RST; unreachable → ICMP host
+//!   unreachable; no answer within the connect timeout → RST. Connects in flight and live
+//!   connections are bounded (beyond either, the SYN gets RST and a counter moves); a
+//!   black-holed destination only holds its own slot, never the worker.
+//! - Data with backpressure both ways: the host socket is read only while the engine has
+//!   send capacity, and the engine's receive ring is consumed only as far as the host socket
+//!   took it (one `writev` of the ring's two slices). The guest's FIN becomes
+//!   `shutdown(SHUT_WR)` once the ring is drained; the host's EOF becomes our FIN. A guest
+//!   RST (or the engine giving up) closes the host socket with `SO_LINGER 0`, so the host
+//!   peer sees RST too; a host error resets the guest.
+//! - Inbound forwards: an accepted host connection opens into the guest with
+//!   [`Connection::connect`], from the gateway's address and a port that hashes back here.
+//! - The in-guest API: a connection to the gateway's API port is accepted at once and its
+//!   request handed to the [`crate::control::GuestApi`].
+//!
+//! Every host socket is closed when its flow ends: on both FINs, on RST, or when the engine
+//! reports the connection closed. Timers live in a heap with lazy deletion.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::io::{self, IoSlice, Read};
+use std::net::{IpAddr, Shutdown, SocketAddr};
+use std::time::Duration;
+
+use mio::Token;
+use socket2::{Domain, Protocol as SockProtocol, Socket, Type};
+use stack::ingress::{FlowKey, FlowL4};
+use stack::tcp::{Config as TcpConfig, Connection, Endpoints, Event, reset_for_unknown};
+use stack::time::Instant;
+use stack::wire::{EthernetAddress, IpAddresses, IpProtocol, TcpControl, TcpRepr};
+
+use crate::config::Config;
+use crate::control::ApiReply;
+use crate::frame::quote_of;
+use crate::handler::{KIND_TCP, KIND_TCP_LISTEN, Shared};
+use crate::stats::Counters;
+use crate::worker::{FlowFrame, FrameSink};
+
+/// The most bytes read from a host socket in one call.
+const READ_CHUNK: usize = 256 * 1024;
+/// Turns of the pump loop per call; bounds the work one flow does before the others run.
+const PUMP_TURNS: usize = 64;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Outbound,
+    Inbound,
+    Api,
+}
+
+struct Flow {
+    conn: Connection,
+    token: Token,
+    host: Option<Socket>,
+    guest_mac: EthernetAddress,
+    kind: Kind,
+    /// The connect's deadline while it is in progress.
+    connecting: Option<Instant>,
+    /// The guest's SYN as ICMP quotes it, while connecting.
+    quote: Vec<u8>,
+    readable: bool,
+    writable: bool,
+    host_eof: bool,
+    shut_wr: bool,
+    scheduled: Option<Instant>,
+    api_in: Vec<u8>,
+    api_out: Vec<u8>,
+    api_sent: usize,
+    api_done: bool,
+}
+
+struct Listener {
+    socket: Socket,
+    token: Token,
+    remote: SocketAddr,
+}
+
+pub(crate) struct TcpTable {
+    flows: HashMap<FlowKey, Flow>,
+    by_token: HashMap<Token, FlowKey>,
+    timers: BinaryHeap<Reverse<(Instant, usize)>>,
+    engine: TcpConfig,
+    engine6: TcpConfig,
+    max_flows: usize,
+    max_connecting: usize,
+    connecting: usize,
+    connect_timeout: Duration,
+    listeners: HashMap<u64, Listener>,
+    listen_tokens: HashMap<Token, u64>,
+    buf: Vec<u8>,
+}
+
+fn isn_secret() -> [u8; 16] {
+    use std::hash::{BuildHasher, Hasher};
+    let mut out = [0u8; 16];
+    for (i, chunk) in out.chunks_mut(8).enumerate() {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_usize(i);
+        chunk.copy_from_slice(&h.finish().to_le_bytes());
+    }
+    out
+}
+
+impl TcpTable {
+    pub(crate) fn new(config: &Config, workers: usize, mtu: u16) -> TcpTable {
+        let secret = isn_secret();
+        let engine = TcpConfig {
+            mss: mtu.saturating_sub(40).max(536),
+            recv_buffer: config.tcp_buffer,
+            send_buffer: config.tcp_buffer,
+            out_of_order_limit: config.tcp_buffer,
+            isn_secret: secret,
+            ..TcpConfig::default()
+        };
+        let engine6 = TcpConfig {
+            mss: mtu.saturating_sub(60).max(1220),
+            ..engine.clone()
+        };
+        TcpTable {
+            flows: HashMap::new(),
+            by_token: HashMap::new(),
+            timers: BinaryHeap::new(),
+            engine,
+            engine6,
+            max_flows: Config::share(config.max_tcp_flows, workers),
+            max_connecting: Config::share(config.max_connects_in_flight, workers),
+            connecting: 0,
+            connect_timeout: config.tcp_connect_timeout,
+            listeners: HashMap::new(),
+            listen_tokens: HashMap::new(),
+            buf: vec![0; READ_CHUNK],
+        }
+    }
+
+    fn engine_for(&self, ip: IpAddr) -> &TcpConfig {
+        if ip.is_ipv4() {
+            &self.engine
+        } else {
+            &self.engine6
+        }
+    }
+
+    pub(crate) fn handle(
+        &mut self,
+        sh: &mut Shared,
+        now: Instant,
+        packet: &FlowFrame,
+        out: &dyn FrameSink,
+    ) {
+        let FlowL4::Tcp(repr) = packet.packet.l4 else {
+            return;
+        };
+        let key = packet.packet.key;
+        let payload = packet.packet.payload(&packet.frame);
+        let mac = packet.packet.eth.src_addr;
+        let addrs = packet.packet.ip.addresses();
+        let is_syn = repr.control == TcpControl::Syn && repr.ack_number.is_none();
+        if let Some(flow) = self.flows.get_mut(&key) {
+            if !(is_syn && flow.conn.accepts_new_syn(&repr)) {
+                flow.guest_mac = mac;
+                flow.conn.handle_segment(now, &repr, payload);
+                self.drive(sh, key, now, out);
+                return;
+            }
+            self.remove(sh, key);
+        }
+        if !is_syn {
+            send_rst(sh, out, mac, addrs, &repr);
+            return;
+        }
+        let endpoints = Endpoints::of_incoming(&addrs, &repr);
+        let gateway = IpAddr::V4(sh.config.gateway_ip);
+        if key.remote.ip() == gateway {
+            let api = sh.control.guest_api();
+            if sh.config.api_port == Some(key.remote.port()) && api.is_some() {
+                let mut conn =
+                    Connection::syn_received(now, self.engine_for(gateway), endpoints, &repr);
+                conn.accept(now);
+                self.insert(sh, key, conn, None, mac, Kind::Api, None, Vec::new());
+                Counters::bump(&sh.counters.api_requests);
+                self.drive(sh, key, now, out);
+            } else {
+                send_rst(sh, out, mac, addrs, &repr);
+            }
+            return;
+        }
+        let Ok(real) = sh.nat.outbound(key.remote.ip()) else {
+            Counters::bump(&sh.counters.nat_refused);
+            send_rst(sh, out, mac, addrs, &repr);
+            return;
+        };
+        if self.flows.len() >= self.max_flows {
+            Counters::bump(&sh.counters.tcp_flow_limit);
+            send_rst(sh, out, mac, addrs, &repr);
+            return;
+        }
+        if self.connecting >= self.max_connecting {
+            Counters::bump(&sh.counters.tcp_connect_limit);
+            send_rst(sh, out, mac, addrs, &repr);
+            return;
+        }
+        let dst = SocketAddr::new(real, key.remote.port());
+        let socket = match start_connect(dst) {
+            Ok(s) => s,
+            Err(e) => {
+                if is_unreachable(&e) {
+                    Counters::bump(&sh.counters.tcp_unreachable);
+                    let frame = sh.framer.unreachable(
+                        mac,
+                        addrs.reversed(),
+                        false,
+                        &quote_of(&packet.frame),
+                    );
+                    sh.send(out, frame);
+                } else {
+                    Counters::bump(&sh.counters.tcp_refused);
+                    send_rst(sh, out, mac, addrs, &repr);
+                }
+                return;
+            }
+        };
+        let conn = Connection::syn_received(now, self.engine_for(key.guest.ip()), endpoints, &repr);
+        let deadline = now + self.connect_timeout;
+        self.connecting += 1;
+        Counters::bump(&sh.counters.tcp_connecting);
+        self.insert(
+            sh,
+            key,
+            conn,
+            Some(socket),
+            mac,
+            Kind::Outbound,
+            Some(deadline),
+            quote_of(&packet.frame),
+        );
+        self.schedule(key);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn insert(
+        &mut self,
+        sh: &mut Shared,
+        key: FlowKey,
+        conn: Connection,
+        host: Option<Socket>,
+        guest_mac: EthernetAddress,
+        kind: Kind,
+        connecting: Option<Instant>,
+        quote: Vec<u8>,
+    ) {
+        let token = sh.token(KIND_TCP);
+        if let Some(h) = &host
+            && sh.register(h, token).is_err()
+        {
+            return;
+        }
+        self.by_token.insert(token, key);
+        self.flows.insert(
+            key,
+            Flow {
+                conn,
+                token,
+                host,
+                guest_mac,
+                kind,
+                connecting,
+                quote,
+                readable: kind == Kind::Inbound,
+                writable: kind == Kind::Inbound,
+                host_eof: false,
+                shut_wr: false,
+                scheduled: None,
+                api_in: Vec::new(),
+                api_out: Vec::new(),
+                api_sent: 0,
+                api_done: false,
+            },
+        );
+        Counters::bump(&sh.counters.tcp_total);
+        Counters::bump(&sh.counters.tcp_open);
+    }
+
+    /// Forgets a flow, closing its host socket.
+    fn remove(&mut self, sh: &mut Shared, key: FlowKey) {
+        let Some(mut flow) = self.flows.remove(&key) else {
+            return;
+        };
+        self.by_token.remove(&flow.token);
+        if flow.connecting.take().is_some() {
+            self.connecting = self.connecting.saturating_sub(1);
+            Counters::dec(&sh.counters.tcp_connecting);
+        }
+        if let Some(host) = flow.host.take() {
+            sh.deregister_fd(&host);
+        }
+        Counters::dec(&sh.counters.tcp_open);
+    }
+
+    fn schedule(&mut self, key: FlowKey) {
+        let Some(flow) = self.flows.get_mut(&key) else {
+            return;
+        };
+        let next = [flow.conn.poll_timeout(), flow.connecting]
+            .into_iter()
+            .flatten()
+            .min();
+        if next != flow.scheduled {
+            flow.scheduled = next;
+            if let Some(at) = next {
+                self.timers.push(Reverse((at, flow.token.0)));
+            }
+        }
+        if self.timers.len() > 4 * self.flows.len() + 1024 {
+            self.timers = self
+                .flows
+                .values()
+                .filter_map(|f| f.scheduled.map(|at| Reverse((at, f.token.0))))
+                .collect();
+        }
+    }
+
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.peek().map(|Reverse((at, _))| *at)
+    }
+
+    pub(crate) fn handle_timeout(&mut self, sh: &mut Shared, now: Instant, out: &dyn FrameSink) {
+        while let Some(Reverse((at, token))) = self.timers.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(key) = self.by_token.get(&Token(token)).copied() else {
+                continue;
+            };
+            let Some(flow) = self.flows.get_mut(&key) else {
+                continue;
+            };
+            if flow.scheduled != Some(at) {
+                continue;
+            }
+            flow.scheduled = None;
+            if flow.connecting.is_some_and(|d| d <= now) {
+                Counters::bump(&sh.counters.tcp_connect_timeouts);
+                flow.conn.refuse(now);
+                self.connect_done(sh, key);
+            } else {
+                flow.conn.handle_timeout(now);
+            }
+            self.drive(sh, key, now, out);
+        }
+    }
+
+    fn connect_done(&mut self, sh: &mut Shared, key: FlowKey) {
+        if let Some(flow) = self.flows.get_mut(&key)
+            && flow.connecting.take().is_some()
+        {
+            flow.quote = Vec::new();
+            self.connecting = self.connecting.saturating_sub(1);
+            Counters::dec(&sh.counters.tcp_connecting);
+        }
+    }
+
+    pub(crate) fn ready(
+        &mut self,
+        sh: &mut Shared,
+        now: Instant,
+        token: Token,
+        readable: bool,
+        writable: bool,
+        out: &dyn FrameSink,
+    ) {
+        let Some(key) = self.by_token.get(&token).copied() else {
+            return;
+        };
+        let Some(flow) = self.flows.get_mut(&key) else {
+            return;
+        };
+        flow.readable |= readable;
+        flow.writable |= writable;
+        if flow.connecting.is_some() {
+            let Some(host) = &flow.host else { return };
+            let error = match host.take_error() {
+                Ok(Some(e)) | Err(e) => Some(e),
+                Ok(None) => match host.peer_addr() {
+                    Ok(_) => None,
+                    // Not connected yet: a spurious wake-up.
+                    Err(_) => return,
+                },
+            };
+            match error {
+                None => {
+                    flow.conn.accept(now);
+                    self.connect_done(sh, key);
+                }
+                Some(e) if is_unreachable(&e) => {
+                    Counters::bump(&sh.counters.tcp_unreachable);
+                    let quote = std::mem::take(&mut flow.quote);
+                    let addrs = flow.conn.endpoints().addrs;
+                    let frame = sh.framer.unreachable(flow.guest_mac, addrs, false, &quote);
+                    sh.send(out, frame);
+                    self.remove(sh, key);
+                    return;
+                }
+                Some(_) => {
+                    Counters::bump(&sh.counters.tcp_refused);
+                    flow.conn.refuse(now);
+                    self.connect_done(sh, key);
+                }
+            }
+        }
+        self.drive(sh, key, now, out);
+    }
+
+    /// Moves data, events and segments of one flow until nothing more can move.
+    fn drive(&mut self, sh: &mut Shared, key: FlowKey, now: Instant, out: &dyn FrameSink) {
+        let Some(flow) = self.flows.get_mut(&key) else {
+            return;
+        };
+        let mut closed = false;
+        for _ in 0..PUMP_TURNS {
+            let mut progress = false;
+            while let Some(event) = flow.conn.poll_event() {
+                match event {
+                    Event::Reset | Event::TimedOut => reset_host(sh, flow),
+                    Event::Closed => closed = true,
+                    Event::Established | Event::Readable | Event::Writable | Event::PeerFin => {}
+                }
+            }
+            if flow.kind == Kind::Api {
+                progress |= pump_api(sh, flow, key, now);
+            } else if flow.connecting.is_none() {
+                progress |= pump_to_host(sh, flow, now);
+                progress |= pump_from_host(sh, flow, now, &mut self.buf);
+            }
+            let addrs = flow.conn.endpoints().addrs;
+            while let Some(segment) = flow.conn.poll_transmit(now) {
+                let frame = sh
+                    .framer
+                    .tcp(flow.guest_mac, addrs, &segment.repr, segment.payload);
+                sh.send(out, frame);
+            }
+            if !progress {
+                break;
+            }
+        }
+        // Both directions are over on the host side: its socket can go now, even if the
+        // engine still waits (LAST-ACK, TIME-WAIT).
+        if flow.host_eof
+            && flow.shut_wr
+            && let Some(host) = flow.host.take()
+        {
+            sh.deregister_fd(&host);
+        }
+        if closed || flow.conn.is_closed() {
+            self.remove(sh, key);
+        } else {
+            self.schedule(key);
+        }
+    }
+
+    pub(crate) fn listen(&mut self, sh: &mut Shared, id: u64, socket: Socket, remote: SocketAddr) {
+        let token = sh.token(KIND_TCP_LISTEN);
+        if sh.register(&socket, token).is_err() {
+            return;
+        }
+        self.listen_tokens.insert(token, id);
+        self.listeners.insert(
+            id,
+            Listener {
+                socket,
+                token,
+                remote,
+            },
+        );
+    }
+
+    pub(crate) fn unlisten(&mut self, sh: &Shared, id: u64) {
+        if let Some(l) = self.listeners.remove(&id) {
+            sh.deregister_fd(&l.socket);
+            self.listen_tokens.remove(&l.token);
+        }
+    }
+
+    pub(crate) fn accept(
+        &mut self,
+        sh: &mut Shared,
+        now: Instant,
+        token: Token,
+        out: &dyn FrameSink,
+    ) {
+        let Some(id) = self.listen_tokens.get(&token).copied() else {
+            return;
+        };
+        loop {
+            let Some(l) = self.listeners.get(&id) else {
+                return;
+            };
+            let remote = l.remote;
+            let socket = match l.socket.accept() {
+                Ok((s, _)) => s,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return,
+            };
+            let ours = IpAddr::V4(sh.config.gateway_ip);
+            let mac = sh.control.neighbour(remote.ip());
+            let flows = &self.flows;
+            let port = sh.pick_port(IpProtocol::Tcp, remote, ours, now.as_micros(), |p| {
+                flows.contains_key(&FlowKey {
+                    protocol: IpProtocol::Tcp,
+                    guest: remote,
+                    remote: SocketAddr::new(ours, p),
+                })
+            });
+            let (Some(mac), Some(port), Some(addrs)) =
+                (mac, port, crate::frame::addresses(ours, remote.ip()))
+            else {
+                Counters::bump(&sh.counters.inbound_dropped);
+                continue;
+            };
+            if self.flows.len() >= self.max_flows || socket.set_nonblocking(true).is_err() {
+                Counters::bump(&sh.counters.inbound_dropped);
+                continue;
+            }
+            let _ = socket.set_nodelay(true);
+            let endpoints = Endpoints {
+                addrs,
+                local_port: port,
+                remote_port: remote.port(),
+            };
+            let conn = Connection::connect(now, self.engine_for(remote.ip()), endpoints);
+            let key = FlowKey {
+                protocol: IpProtocol::Tcp,
+                guest: remote,
+                remote: SocketAddr::new(ours, port),
+            };
+            Counters::bump(&sh.counters.inbound_accepted);
+            self.insert(
+                sh,
+                key,
+                conn,
+                Some(socket),
+                mac,
+                Kind::Inbound,
+                None,
+                Vec::new(),
+            );
+            self.drive(sh, key, now, out);
+        }
+    }
+}
+
+/// Guest → host: the receive ring to the host socket, then FIN → `shutdown(SHUT_WR)`.
+fn pump_to_host(sh: &Shared, flow: &mut Flow, now: Instant) -> bool {
+    let Some(host) = &flow.host else { return false };
+    let mut progress = false;
+    while flow.writable && !flow.shut_wr && flow.conn.recv_queued() > 0 {
+        let (a, b) = flow.conn.recv_slices();
+        match host.send_vectored(&[IoSlice::new(a), IoSlice::new(b)]) {
+            Ok(n) => {
+                flow.conn.consume(n);
+                Counters::add(&sh.counters.bytes_to_host, n as u64);
+                progress = true;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => flow.writable = false,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => {
+                flow.conn.abort(now);
+                reset_host(sh, flow);
+                return true;
+            }
+        }
+    }
+    if !flow.shut_wr && flow.conn.peer_finished() && flow.conn.recv_queued() == 0 {
+        if let Some(host) = &flow.host {
+            let _ = host.shutdown(Shutdown::Write);
+        }
+        flow.shut_wr = true;
+        progress = true;
+    }
+    progress
+}
+
+/// Host → guest: read only as much as the engine can take; EOF → our FIN.
+fn pump_from_host(sh: &Shared, flow: &mut Flow, now: Instant, buf: &mut [u8]) -> bool {
+    let mut progress = false;
+    while flow.readable && !flow.host_eof {
+        let Some(host) = &flow.host else { break };
+        let room = flow.conn.send_capacity().min(buf.len());
+        if room == 0 {
+            break;
+        }
+        let Some(chunk) = buf.get_mut(..room) else {
+            break;
+        };
+        match (&*host).read(chunk) {
+            Ok(0) => {
+                flow.host_eof = true;
+                flow.conn.close(now);
+                progress = true;
+            }
+            Ok(n) => {
+                flow.conn.send(chunk.get(..n).unwrap_or_default());
+                Counters::add(&sh.counters.bytes_from_host, n as u64);
+                progress = true;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => flow.readable = false,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => {
+                flow.conn.abort(now);
+                reset_host(sh, flow);
+                return true;
+            }
+        }
+    }
+    progress
+}
+
+/// The in-guest API: gather the request, answer, close.
+fn pump_api(sh: &Shared, flow: &mut Flow, key: FlowKey, now: Instant) -> bool {
+    let mut progress = false;
+    let queued = flow.conn.recv_queued();
+    if queued > 0 {
+        if !flow.api_done {
+            let (a, b) = flow.conn.recv_slices();
+            if flow.api_in.len() + a.len() + b.len() > sh.config.api_max_request {
+                flow.conn.abort(now);
+                return true;
+            }
+            flow.api_in.extend_from_slice(a);
+            flow.api_in.extend_from_slice(b);
+        }
+        flow.conn.consume(queued);
+        progress = true;
+        if !flow.api_done
+            && let Some(api) = sh.control.guest_api()
+            && let ApiReply::Done(response) = api.respond(&flow.api_in, key.guest.ip())
+        {
+            flow.api_out = response;
+            flow.api_done = true;
+        }
+    }
+    if !flow.api_done && flow.conn.peer_finished() && !flow.host_eof {
+        flow.host_eof = true;
+        flow.conn.close(now);
+        return true;
+    }
+    if flow.api_done && !flow.host_eof {
+        while let Some(rest) = flow.api_out.get(flow.api_sent..) {
+            if rest.is_empty() {
+                break;
+            }
+            let n = flow.conn.send(rest);
+            if n == 0 {
+                break;
+            }
+            flow.api_sent += n;
+            progress = true;
+        }
+        if flow.api_sent >= flow.api_out.len() {
+            flow.host_eof = true;
+            flow.conn.close(now);
+            progress = true;
+        }
+    }
+    progress
+}
+
+/// Closes the host socket with `SO_LINGER 0`: the host peer gets RST.
+fn reset_host(sh: &Shared, flow: &mut Flow) {
+    if let Some(host) = flow.host.take() {
+        let _ = host.set_linger(Some(Duration::ZERO));
+        sh.deregister_fd(&host);
+        Counters::bump(&sh.counters.tcp_host_resets);
+    }
+    flow.host_eof = true;
+    flow.shut_wr = true;
+}
+
+fn send_rst(
+    sh: &mut Shared,
+    out: &dyn FrameSink,
+    mac: EthernetAddress,
+    addrs: IpAddresses,
+    repr: &TcpRepr,
+) {
+    if let Some(rst) = reset_for_unknown(repr) {
+        let frame = sh.framer.tcp(mac, addrs.reversed(), &rst, (&[], &[]));
+        sh.send(out, frame);
+        Counters::bump(&sh.counters.tcp_resets_sent);
+    }
+}
+
+fn is_unreachable(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ENETUNREACH | libc::EHOSTUNREACH)
+    )
+}
+
+fn start_connect(dst: SocketAddr) -> io::Result<Socket> {
+    let socket = Socket::new(
+        Domain::for_address(dst),
+        Type::STREAM,
+        Some(SockProtocol::TCP),
+    )?;
+    socket.set_nonblocking(true)?;
+    socket.set_nodelay(true)?;
+    match socket.connect(&dst.into()) {
+        Ok(()) => Ok(socket),
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => Ok(socket),
+        Err(e) => Err(e),
+    }
+}

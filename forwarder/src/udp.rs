@@ -1,0 +1,343 @@
+//! UDP: one host socket per guest address and port — an endpoint-independent mapping
+//! (RFC 4787 §4.1, REQ-1) with endpoint-independent filtering: replies from any peer reach
+//! the guest, from the address the guest knows for that peer ([`crate::nat::Nat::inbound`]).
+//! A mapping idle for the configured timeout is closed (RFC 4787 §4.3, REQ-5: at least
+//! 2 minutes). `ECONNREFUSED` (the peer's ICMP port unreachable, read from the socket's
+//! error queue) becomes ICMP port unreachable to the guest. The table is bounded; a full one
+//! drops and counts.
+//!
+//! Inbound forwards: a bound host socket; each host peer gets a port of the gateway's
+//! address (one that hashes to this worker) so the guest's answers find their way back.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::time::Duration;
+
+use mio::Token;
+use socket2::{Domain, Protocol as SockProtocol, Socket, Type};
+use stack::ingress::FlowL4;
+use stack::time::Instant;
+use stack::wire::{EthernetAddress, IpProtocol};
+
+use crate::config::Config;
+use crate::frame::{addresses, quote_of, synth_quote};
+use crate::handler::{KIND_UDP, KIND_UDP_LISTEN, Shared};
+use crate::stats::Counters;
+use crate::sys;
+use crate::worker::{FlowFrame, FrameSink};
+
+/// The largest datagram read from a host socket.
+const MAX_DATAGRAM: usize = 65535;
+/// Host peers per UDP forward.
+const MAX_PEERS: usize = 1024;
+
+struct Flow {
+    socket: UdpSocket,
+    token: Token,
+    guest_mac: EthernetAddress,
+    last_active: Instant,
+}
+
+struct Listener {
+    socket: UdpSocket,
+    token: Token,
+    remote: SocketAddr,
+    /// Host peer → (our port, last active).
+    peers: HashMap<SocketAddr, (u16, Instant)>,
+}
+
+pub(crate) struct UdpTable {
+    flows: HashMap<SocketAddr, Flow>,
+    by_token: HashMap<Token, SocketAddr>,
+    max: usize,
+    idle: Duration,
+    listeners: HashMap<u64, Listener>,
+    listen_tokens: HashMap<Token, u64>,
+    /// Our port → (forward, host peer): where a guest's answer goes.
+    inbound: HashMap<u16, (u64, SocketAddr)>,
+    buf: Vec<u8>,
+}
+
+impl UdpTable {
+    pub(crate) fn new(config: &Config, workers: usize) -> UdpTable {
+        UdpTable {
+            flows: HashMap::new(),
+            by_token: HashMap::new(),
+            max: Config::share(config.max_udp_flows, workers),
+            idle: config.udp_idle_timeout,
+            listeners: HashMap::new(),
+            listen_tokens: HashMap::new(),
+            inbound: HashMap::new(),
+            buf: vec![0; MAX_DATAGRAM],
+        }
+    }
+
+    pub(crate) fn handle(
+        &mut self,
+        sh: &mut Shared,
+        now: Instant,
+        packet: &FlowFrame,
+        out: &dyn FrameSink,
+    ) {
+        let FlowL4::Udp(_) = packet.packet.l4 else {
+            return;
+        };
+        let key = packet.packet.key;
+        let payload = packet.packet.payload(&packet.frame);
+        let mac = packet.packet.eth.src_addr;
+        let back = addresses(key.remote.ip(), key.guest.ip());
+        if key.remote.ip() == IpAddr::V4(sh.config.gateway_ip) {
+            if let Some((id, peer)) = self.inbound.get(&key.remote.port()).copied()
+                && let Some(l) = self.listeners.get_mut(&id)
+            {
+                if let Some(entry) = l.peers.get_mut(&peer) {
+                    entry.1 = now;
+                }
+                match l.socket.send_to(payload, peer) {
+                    Ok(n) => Counters::add(&sh.counters.bytes_to_host, n as u64),
+                    Err(_) => Counters::bump(&sh.counters.udp_send_dropped),
+                }
+                return;
+            }
+            // No service of the gateway on this port (DNS has its own path).
+            if let Some(addrs) = back {
+                let frame = sh
+                    .framer
+                    .unreachable(mac, addrs, true, &quote_of(&packet.frame));
+                sh.send(out, frame);
+                Counters::bump(&sh.counters.udp_port_unreachable);
+            }
+            return;
+        }
+        let real = match sh.nat.outbound(key.remote.ip()) {
+            Ok(real) => real,
+            Err(_) => {
+                Counters::bump(&sh.counters.nat_refused);
+                if let Some(addrs) = back {
+                    let frame = sh
+                        .framer
+                        .unreachable(mac, addrs, false, &quote_of(&packet.frame));
+                    sh.send(out, frame);
+                }
+                return;
+            }
+        };
+        if !self.flows.contains_key(&key.guest) {
+            if self.flows.len() >= self.max {
+                Counters::bump(&sh.counters.udp_flow_limit);
+                return;
+            }
+            let Some(flow) = open(sh, mac, real, now) else {
+                return;
+            };
+            self.by_token.insert(flow.token, key.guest);
+            self.flows.insert(key.guest, flow);
+            Counters::bump(&sh.counters.udp_total);
+            Counters::bump(&sh.counters.udp_open);
+        }
+        let Some(flow) = self.flows.get_mut(&key.guest) else {
+            return;
+        };
+        flow.last_active = now;
+        flow.guest_mac = mac;
+        let dst = SocketAddr::new(real, key.remote.port());
+        for _ in 0..2 {
+            match flow.socket.send_to(payload, dst) {
+                Ok(n) => {
+                    Counters::add(&sh.counters.bytes_to_host, n as u64);
+                    return;
+                }
+                // An earlier datagram's error surfaced here: it is in the error queue, which
+                // the readiness handler reads; send again.
+                Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) => continue,
+                Err(_) => break,
+            }
+        }
+        Counters::bump(&sh.counters.udp_send_dropped);
+    }
+
+    pub(crate) fn ready(
+        &mut self,
+        sh: &mut Shared,
+        now: Instant,
+        token: Token,
+        out: &dyn FrameSink,
+    ) {
+        let Some(guest) = self.by_token.get(&token).copied() else {
+            return;
+        };
+        let Some(flow) = self.flows.get_mut(&guest) else {
+            return;
+        };
+        flow.last_active = now;
+        loop {
+            while let Some((dst, errno)) = sys::take_queued_error(&flow.socket) {
+                if errno != libc::ECONNREFUSED {
+                    continue;
+                }
+                let virt = sh.nat.inbound(dst.ip());
+                if let (Some(addrs), Some(quoted)) =
+                    (addresses(virt, guest.ip()), addresses(guest.ip(), virt))
+                {
+                    let quote = synth_quote(quoted, IpProtocol::Udp, guest.port(), dst.port());
+                    let frame = sh.framer.unreachable(flow.guest_mac, addrs, true, &quote);
+                    sh.send(out, frame);
+                    Counters::bump(&sh.counters.udp_port_unreachable);
+                }
+            }
+            match flow.socket.recv_from(&mut self.buf) {
+                Ok((n, peer)) => {
+                    Counters::add(&sh.counters.bytes_from_host, n as u64);
+                    let src = sh.nat.inbound(peer.ip());
+                    let data = self.buf.get(..n).unwrap_or_default();
+                    if let Some(addrs) = addresses(src, guest.ip()) {
+                        let frame =
+                            sh.framer
+                                .udp(flow.guest_mac, addrs, peer.port(), guest.port(), data);
+                        sh.send(out, frame);
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) => {}
+                Err(_) => break,
+            }
+        }
+    }
+
+    /// Closes mappings and forward peers idle for longer than the timeout.
+    pub(crate) fn sweep(&mut self, sh: &mut Shared, now: Instant) {
+        let idle = self.idle;
+        let expired: Vec<SocketAddr> = self
+            .flows
+            .iter()
+            .filter(|(_, f)| now.saturating_duration_since(f.last_active) >= idle)
+            .map(|(k, _)| *k)
+            .collect();
+        for guest in expired {
+            if let Some(flow) = self.flows.remove(&guest) {
+                sh.deregister_fd(&flow.socket);
+                self.by_token.remove(&flow.token);
+                Counters::bump(&sh.counters.udp_expired);
+                Counters::dec(&sh.counters.udp_open);
+            }
+        }
+        let inbound = &mut self.inbound;
+        for l in self.listeners.values_mut() {
+            l.peers.retain(|_, (port, last)| {
+                let keep = now.saturating_duration_since(*last) < idle;
+                if !keep {
+                    inbound.remove(port);
+                }
+                keep
+            });
+        }
+    }
+
+    pub(crate) fn listen(&mut self, sh: &mut Shared, id: u64, socket: Socket, remote: SocketAddr) {
+        let token = sh.token(KIND_UDP_LISTEN);
+        if sh.register(&socket, token).is_err() {
+            return;
+        }
+        self.listen_tokens.insert(token, id);
+        self.listeners.insert(
+            id,
+            Listener {
+                socket: UdpSocket::from(socket),
+                token,
+                remote,
+                peers: HashMap::new(),
+            },
+        );
+    }
+
+    pub(crate) fn unlisten(&mut self, sh: &Shared, id: u64) {
+        if let Some(l) = self.listeners.remove(&id) {
+            sh.deregister_fd(&l.socket);
+            self.listen_tokens.remove(&l.token);
+            for (port, _) in l.peers.values() {
+                self.inbound.remove(port);
+            }
+        }
+    }
+
+    pub(crate) fn ready_listener(
+        &mut self,
+        sh: &mut Shared,
+        now: Instant,
+        token: Token,
+        out: &dyn FrameSink,
+    ) {
+        let Some(id) = self.listen_tokens.get(&token).copied() else {
+            return;
+        };
+        let Some(l) = self.listeners.get_mut(&id) else {
+            return;
+        };
+        let ours = IpAddr::V4(sh.config.gateway_ip);
+        loop {
+            let (n, peer) = match l.socket.recv_from(&mut self.buf) {
+                Ok(r) => r,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(_) => continue,
+            };
+            let Some(mac) = sh.control.neighbour(l.remote.ip()) else {
+                Counters::bump(&sh.counters.inbound_dropped);
+                continue;
+            };
+            let port = match l.peers.get_mut(&peer) {
+                Some(entry) => {
+                    entry.1 = now;
+                    entry.0
+                }
+                None => {
+                    if l.peers.len() >= MAX_PEERS {
+                        Counters::bump(&sh.counters.inbound_dropped);
+                        continue;
+                    }
+                    let inbound = &self.inbound;
+                    let salt = u64::from(peer.port()) ^ (id << 20);
+                    let Some(port) = sh.pick_port(IpProtocol::Udp, l.remote, ours, salt, |p| {
+                        inbound.contains_key(&p)
+                    }) else {
+                        Counters::bump(&sh.counters.inbound_dropped);
+                        continue;
+                    };
+                    l.peers.insert(peer, (port, now));
+                    self.inbound.insert(port, (id, peer));
+                    Counters::bump(&sh.counters.inbound_accepted);
+                    port
+                }
+            };
+            let data = self.buf.get(..n).unwrap_or_default();
+            if let Some(addrs) = addresses(ours, l.remote.ip()) {
+                let frame = sh.framer.udp(mac, addrs, port, l.remote.port(), data);
+                sh.send(out, frame);
+            }
+        }
+    }
+}
+
+fn open(sh: &mut Shared, guest_mac: EthernetAddress, real: IpAddr, now: Instant) -> Option<Flow> {
+    let domain = if real.is_ipv4() {
+        Domain::IPV4
+    } else {
+        Domain::IPV6
+    };
+    let socket = Socket::new(domain, Type::DGRAM, Some(SockProtocol::UDP)).ok()?;
+    socket.set_nonblocking(true).ok()?;
+    let any: SocketAddr = if real.is_ipv4() {
+        SocketAddr::from(([0u8; 4], 0))
+    } else {
+        SocketAddr::from(([0u16; 8], 0))
+    };
+    socket.bind(&any.into()).ok()?;
+    let _ = sys::set_recverr(&socket, real.is_ipv6());
+    let token = sh.token(KIND_UDP);
+    sh.register(&socket, token).ok()?;
+    Some(Flow {
+        socket: UdpSocket::from(socket),
+        token,
+        guest_mac,
+        last_active: now,
+    })
+}

@@ -1,0 +1,263 @@
+//! The control API (gvproxy-compatible HTTP/1.1 + JSON), as a [`Router`] of handlers.
+//!
+//! - `POST /services/forwarder/expose` `{"local","remote","protocol"}` (protocol `tcp` by
+//!   default, `udp`, `unix`; a remote without an address is the caller's guest, or the
+//!   default guest for callers on the host), `POST /services/forwarder/unexpose`
+//!   `{"local","protocol"}`, `GET /services/forwarder/all` (a JSON array). Success is 200
+//!   with an empty body; another method than the route's is 400; a failure is 500 with the
+//!   message ("proxy already running"); a body that is not the JSON expected is 400 with the
+//!   reason.
+//! - `GET /services/dhcp/leases`: a JSON object mapping each leased IP to its MAC.
+//! - `GET /stats`: our counters.
+//!
+//! [`Router::route`] mounts further handlers (the DNS service mounts `/services/dns/*`).
+//! [`guest_api`] serves the three forwarder paths to guests (the gateway's port 80).
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use forwarder::{ApiReply, Control, GuestApi, Protocol};
+use serde_json::{Value, json};
+
+use crate::link::http::{self, Handler, Request, RequestError, Response};
+use crate::runtime::RuntimeHandle;
+
+type Route = Arc<dyn Fn(&Request) -> Response + Send + Sync>;
+
+/// Handlers by method and path.
+#[derive(Default, Clone)]
+pub struct Router {
+    routes: Vec<(&'static str, String, Route)>,
+}
+
+impl std::fmt::Debug for Router {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let paths: Vec<_> = self
+            .routes
+            .iter()
+            .map(|(m, p, _)| format!("{m} {p}"))
+            .collect();
+        f.debug_struct("Router").field("routes", &paths).finish()
+    }
+}
+
+impl Router {
+    pub fn new() -> Router {
+        Router::default()
+    }
+
+    /// Mounts `handler` for `method` requests to `path`.
+    pub fn route(
+        &mut self,
+        method: &'static str,
+        path: &str,
+        handler: impl Fn(&Request) -> Response + Send + Sync + 'static,
+    ) -> &mut Router {
+        self.routes
+            .push((method, path.to_owned(), Arc::new(handler)));
+        self
+    }
+}
+
+impl Handler for Router {
+    fn handle(&self, request: &Request) -> Response {
+        let mut path_known = false;
+        for (method, path, handler) in &self.routes {
+            if *path == request.path {
+                if *method == request.method {
+                    return handler(request);
+                }
+                path_known = true;
+            }
+        }
+        if path_known {
+            // gvproxy answers a wrong method with 400.
+            return Response::text(400, format!("{} only\n", self.method_of(&request.path)));
+        }
+        Response::not_found()
+    }
+}
+
+impl Router {
+    fn method_of(&self, path: &str) -> &'static str {
+        self.routes
+            .iter()
+            .find(|(_, p, _)| p == path)
+            .map_or("", |(m, _, _)| m)
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct ExposeBody {
+    local: String,
+    #[serde(default)]
+    remote: String,
+    #[serde(default)]
+    protocol: String,
+}
+
+#[derive(serde::Deserialize)]
+struct UnexposeBody {
+    local: String,
+    #[serde(default)]
+    protocol: String,
+}
+
+fn bad_json(e: serde_json::Error) -> Response {
+    Response::text(400, format!("bad JSON: {e}\n"))
+}
+
+fn failure(e: impl std::fmt::Display) -> Response {
+    Response::text(500, format!("{e}\n"))
+}
+
+fn ok() -> Response {
+    Response {
+        status: 200,
+        content_type: "text/plain; charset=utf-8",
+        body: Vec::new(),
+    }
+}
+
+/// Mounts the three forwarder paths. `caller` says which guest asked, if a guest did.
+fn mount_forwarder(
+    router: &mut Router,
+    control: &Arc<Control>,
+    caller: impl Fn(&Request) -> Option<IpAddr> + Send + Sync + 'static,
+) {
+    let c = control.clone();
+    router.route("POST", "/services/forwarder/expose", move |req| {
+        let body: ExposeBody = match serde_json::from_slice(&req.body) {
+            Ok(b) => b,
+            Err(e) => return bad_json(e),
+        };
+        let protocol: Protocol = match body.protocol.parse() {
+            Ok(p) => p,
+            Err(e) => return Response::text(400, format!("{e}\n")),
+        };
+        match c.expose(protocol, &body.local, &body.remote, caller(req)) {
+            Ok(()) => ok(),
+            Err(e) => failure(e),
+        }
+    });
+    let c = control.clone();
+    router.route("POST", "/services/forwarder/unexpose", move |req| {
+        let body: UnexposeBody = match serde_json::from_slice(&req.body) {
+            Ok(b) => b,
+            Err(e) => return bad_json(e),
+        };
+        let protocol: Protocol = match body.protocol.parse() {
+            Ok(p) => p,
+            Err(e) => return Response::text(400, format!("{e}\n")),
+        };
+        match c.unexpose(protocol, &body.local) {
+            Ok(()) => ok(),
+            Err(e) => failure(e),
+        }
+    });
+    let c = control.clone();
+    router.route(
+        "GET",
+        "/services/forwarder/all",
+        move |_| match serde_json::to_vec(&c.all()) {
+            Ok(body) => Response::json(200, body),
+            Err(e) => failure(e),
+        },
+    );
+}
+
+/// The API served on `-listen` and `-services` sockets.
+pub fn control_api(control: &Arc<Control>, runtime: RuntimeHandle) -> Router {
+    let mut router = Router::new();
+    mount_forwarder(&mut router, control, |_| None);
+    let rt = runtime.clone();
+    router.route("GET", "/services/dhcp/leases", move |_| {
+        let leases: BTreeMap<String, String> = rt
+            .leases()
+            .iter()
+            .map(|l| (l.ip.to_string(), l.mac.to_string()))
+            .collect();
+        match serde_json::to_vec(&leases) {
+            Ok(body) => Response::json(200, body),
+            Err(e) => failure(e),
+        }
+    });
+    let c = control.clone();
+    router.route("GET", "/stats", move |_| {
+        match serde_json::to_vec_pretty(&stats_json(&runtime, &c)) {
+            Ok(body) => Response::json(200, body),
+            Err(e) => failure(e),
+        }
+    });
+    router
+}
+
+fn stats_json(runtime: &RuntimeHandle, control: &Control) -> Value {
+    let s = runtime.stats();
+    let mut drops = serde_json::Map::new();
+    for (reason, n) in s.drops.iter() {
+        if n > 0 {
+            drops.insert(reason.name().to_owned(), json!(n));
+        }
+    }
+    let ports: Vec<Value> = s
+        .ports
+        .iter()
+        .map(|p| {
+            json!({
+                "name": &*p.name,
+                "rx_frames": p.rx_frames, "rx_bytes": p.rx_bytes, "rx_dropped": p.rx_dropped,
+                "tx_frames": p.tx_frames, "tx_bytes": p.tx_bytes, "tx_dropped": p.tx_dropped,
+            })
+        })
+        .collect();
+    let (rx_frames, rx_bytes, tx_frames, tx_bytes) = s.ports.iter().fold((0, 0, 0, 0), |a, p| {
+        (
+            a.0 + p.rx_frames,
+            a.1 + p.rx_bytes,
+            a.2 + p.tx_frames,
+            a.3 + p.tx_bytes,
+        )
+    });
+    let queue_full: u64 = s.workers.iter().map(|w| w.queue_full).sum();
+    json!({
+        "frames": {"rx": rx_frames, "tx": tx_frames},
+        "bytes": {"rx": rx_bytes, "tx": tx_bytes},
+        "ports": ports,
+        "switch": {"unicast": s.switch.unicast, "flooded": s.switch.flooded,
+                   "dropped": s.switch.dropped_total(), "mac_entries": s.mac_entries},
+        "gateway": {"frames": s.gateway.frames, "arp_replies": s.gateway.arp_replies,
+                    "echo_replies": s.gateway.echo_replies, "dhcp_replies": s.gateway.dhcp_replies,
+                    "flows": s.gateway.flows},
+        "workers": {"count": s.workers.len(), "queue_full": queue_full},
+        "forwarder": control.stats(),
+        "drops": drops,
+        "leases": s.leases.len(),
+    })
+}
+
+/// The forwarder paths for guests, on the gateway's API port: a remote without an address
+/// is the asking guest.
+pub fn guest_api(control: &Arc<Control>) -> Arc<dyn GuestApi> {
+    let mut router = Router::new();
+    mount_forwarder(&mut router, control, |req| req.peer.parse().ok());
+    Arc::new(GuestHttp(router))
+}
+
+struct GuestHttp(Router);
+
+impl GuestApi for GuestHttp {
+    fn respond(&self, request: &[u8], guest: IpAddr) -> ApiReply {
+        let response = match http::read_request(&mut &request[..], &guest.to_string()) {
+            Ok((request, _)) => self.0.handle(&request),
+            Err(RequestError::Incomplete) => return ApiReply::Incomplete,
+            Err(e) => Response::text(400, format!("{e}\n")),
+        };
+        let mut out = Vec::with_capacity(128 + response.body.len());
+        if response.write_to(&mut out).is_err() {
+            return ApiReply::Done(Vec::new());
+        }
+        ApiReply::Done(out)
+    }
+}
