@@ -28,6 +28,16 @@ impl Pipeline {
         config.gateway_ip = addressing.gateway;
         config.host_ip = addressing.host;
         config.mtu = u16::try_from(mtu).map_err(|_| format!("MTU {mtu} is larger than 65535"))?;
+        config.dns.upstreams = if net.dns_upstream.is_empty() {
+            // The host's resolvers, as any program on the host would use them.
+            let text = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+            dns::resolv_conf::nameservers(&text)
+        } else {
+            net.dns_upstream.clone()
+        };
+        if config.dns.upstreams.is_empty() {
+            tracing::warn!("no DNS upstream: names outside the local zones will not resolve");
+        }
         let mut pcap_thread = None;
         if let Some(path) = &net.pcap {
             let (sink, thread) = pcap::create(path, PcapConfig::default())
