@@ -210,3 +210,50 @@ fn a_thousand_concurrent_queries_resolve() {
         rt.stats().dns
     );
 }
+
+/// The guest's own resolver inside `host-switch run`: its private resolv.conf names the
+/// gateway, which answers the local zones and forwards the rest to the test's dnsmasq.
+#[test]
+fn getent_inside_host_switch_run() {
+    if !privileged(
+        "getent_inside_host_switch_run",
+        &["ip", "dnsmasq", "getent"],
+    ) {
+        return;
+    }
+    let upstream = Dnsmasq::start();
+    let out = support::run_with_timeout(
+        std::process::Command::new(env!("CARGO_BIN_EXE_host-switch"))
+            .args(["run", "--dns-upstream", &upstream.addr.to_string(), "--"])
+            .args([
+                "sh",
+                "-c",
+                "getent hosts host.containers.internal; getent hosts gateway.containers.internal; \
+                 getent ahostsv4 www.dns.test | head -n1",
+            ])
+            .stdin(std::process::Stdio::null()),
+        Duration::from_secs(60),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<Vec<&str>> = stdout
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    let ctx = format!("{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{ctx}");
+    assert_eq!(
+        lines.first().map(|l| l[..2].to_vec()),
+        Some(vec!["192.168.127.254", "host.containers.internal"]),
+        "{ctx}"
+    );
+    assert_eq!(
+        lines.get(1).map(|l| l[..2].to_vec()),
+        Some(vec!["192.168.127.1", "gateway.containers.internal"]),
+        "{ctx}"
+    );
+    assert_eq!(
+        lines.get(2).and_then(|l| l.first().copied()),
+        Some("10.1.2.3"),
+        "{ctx}"
+    );
+}
