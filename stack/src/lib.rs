@@ -6,5 +6,6 @@
 #![forbid(unsafe_code)]
 
 pub mod ingress;
+pub mod tcp;
 pub mod time;
 pub mod wire;

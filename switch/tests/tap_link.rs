@@ -10,33 +10,17 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod support;
+
+use support::{NetnsGuard, privileged};
+
 use bytes::Bytes;
 use switch::link::tap::TapLink;
-use switch::netns::Netns;
 use switch::port::{Control, channels};
 use switch::tap::{TapConfig, TapOptions};
 
 const GUEST_MAC: [u8; 6] = [0x5a, 0x94, 0xef, 0xe4, 0x0c, 0xee];
 const GATEWAY_MAC: [u8; 6] = [0x5a, 0x94, 0xef, 0xe4, 0x0c, 0xdd];
-
-fn can_run() -> bool {
-    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let root = unsafe { libc::geteuid() } == 0;
-    if !root && !ci {
-        eprintln!("SKIPPED: needs root (network namespaces and TAP devices)");
-        return false;
-    }
-    true
-}
-
-struct TestNs(String);
-
-impl Drop for TestNs {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
 
 fn arp_reply(to_mac: &[u8], to_ip: [u8; 4]) -> Vec<u8> {
     let mut f = Vec::new();
@@ -52,17 +36,10 @@ fn arp_reply(to_mac: &[u8], to_ip: [u8; 4]) -> Vec<u8> {
 
 #[test]
 fn tap_link_carries_frames_both_ways() {
-    if !can_run() {
+    if !privileged("tap_link_carries_frames_both_ways", &["ip"]) {
         return;
     }
-    let ns = TestNs(format!("hs-tap-link-{}", std::process::id()));
-    assert!(
-        Command::new("ip")
-            .args(["netns", "add", &ns.0])
-            .status()
-            .unwrap()
-            .success()
-    );
+    let ns = NetnsGuard::new("tap-link");
     let (attacher, inputs) = channels(256, 64);
     let options = TapOptions {
         multi_queue: false,
@@ -72,7 +49,7 @@ fn tap_link_carries_frames_both_ways() {
             ..TapConfig::default()
         }),
     };
-    let netns = Netns::Path(format!("/run/netns/{}", ns.0).into());
+    let netns = ns.netns();
     let link = TapLink::open("hs0", &netns, &options, &attacher, 1518).unwrap();
     let Ok(Control::Attach { id, egress, .. }) =
         inputs.control.recv_timeout(Duration::from_secs(2))
@@ -85,7 +62,7 @@ fn tap_link_carries_frames_both_ways() {
         .args([
             "netns",
             "exec",
-            &ns.0,
+            &ns.name,
             "ping",
             "-c1",
             "-W5",

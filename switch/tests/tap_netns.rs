@@ -8,70 +8,33 @@
 use std::net::{Ipv4Addr, UdpSocket};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+
+mod support;
+
 use stack::wire::{EtherType, EthernetAddress, EthernetFrame};
+use support::{NetnsGuard, privileged};
 use switch::netns::Netns;
 use switch::tap::{DEFAULT_GATEWAY, Tap, TapConfig, TapOptions};
 
 const GUEST_MAC: EthernetAddress = EthernetAddress([0x5a, 0x94, 0xef, 0xe4, 0x0c, 0xee]);
 
-fn can_run() -> bool {
-    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let root = unsafe { libc::geteuid() } == 0;
-    if !root && !ci {
-        eprintln!("SKIPPED: needs root (network namespaces and TAP devices)");
-        return false;
-    }
-    true
+/// `ip -n NS -j ARGS...`, parsed.
+fn ip_json(ns: &NetnsGuard, args: &[&str]) -> Value {
+    let out = Command::new("ip")
+        .args(["-n", &ns.name, "-j"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "ip {args:?}: {out:?}");
+    serde_json::from_slice(&out.stdout).unwrap()
 }
 
-/// A named network namespace (`ip netns add`), deleted on drop.
-struct TestNs {
-    name: String,
-}
-
-impl TestNs {
-    fn new() -> TestNs {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let name = format!(
-            "hs-tap-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        );
-        let status = Command::new("ip")
-            .args(["netns", "add", &name])
-            .status()
-            .unwrap();
-        assert!(status.success(), "ip netns add {name} failed");
-        TestNs { name }
-    }
-
-    fn path(&self) -> PathBuf {
-        PathBuf::from(format!("/run/netns/{}", self.name))
-    }
-
-    /// `ip -n NS -j ARGS...`, parsed.
-    fn ip_json(&self, args: &[&str]) -> Value {
-        let out = Command::new("ip")
-            .args(["-n", &self.name, "-j"])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "ip {args:?}: {out:?}");
-        serde_json::from_slice(&out.stdout).unwrap()
-    }
-}
-
-impl Drop for TestNs {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-    }
+/// Where `ip netns` keeps the namespace.
+fn ns_path(ns: &NetnsGuard) -> PathBuf {
+    PathBuf::from(format!("/run/netns/{}", ns.name))
 }
 
 /// A child process, killed and reaped on drop.
@@ -132,10 +95,10 @@ fn await_arp_request(tap: &Tap, sender_mac: EthernetAddress, target: Ipv4Addr) {
 
 #[test]
 fn configured_tap_in_a_namespace_by_path() {
-    if !can_run() {
+    if !privileged("configured_tap_in_a_namespace_by_path", &["ip"]) {
         return;
     }
-    let ns = TestNs::new();
+    let ns = NetnsGuard::new("tap");
     let before = own_netns();
     let options = TapOptions {
         multi_queue: false,
@@ -144,7 +107,7 @@ fn configured_tap_in_a_namespace_by_path() {
             ..TapConfig::default()
         }),
     };
-    let tap = Tap::open_with("hs0", &Netns::Path(ns.path()), &options).unwrap();
+    let tap = Tap::open_with("hs0", &ns.netns(), &options).unwrap();
     assert_eq!(tap.name(), "hs0");
     assert_eq!(own_netns(), before, "the calling thread changed namespace");
     assert!(
@@ -158,7 +121,7 @@ fn configured_tap_in_a_namespace_by_path() {
         "hs0 appeared in the test's own namespace"
     );
 
-    let addr = ns.ip_json(&["addr", "show", "dev", "hs0"]);
+    let addr = ip_json(&ns, &["addr", "show", "dev", "hs0"]);
     let link = &addr[0];
     assert_eq!(link["ifname"], "hs0");
     assert_eq!(link["address"], GUEST_MAC.to_string());
@@ -174,16 +137,16 @@ fn configured_tap_in_a_namespace_by_path() {
     assert_eq!(inet[0]["local"], "192.168.127.2");
     assert_eq!(inet[0]["prefixlen"], 24);
 
-    let lo = ns.ip_json(&["link", "show", "lo"]);
+    let lo = ip_json(&ns, &["link", "show", "lo"]);
     assert!(has_flag(&lo[0], "UP"), "{lo}");
 
-    let routes = ns.ip_json(&["route", "show", "default"]);
+    let routes = ip_json(&ns, &["route", "show", "default"]);
     assert_eq!(routes.as_array().map(Vec::len), Some(1), "{routes}");
     assert_eq!(routes[0]["gateway"], "192.168.127.1");
     assert_eq!(routes[0]["dev"], "hs0");
 
     // Anything sent to the gateway from inside makes the kernel ask for its MAC on our TAP.
-    Netns::Path(ns.path())
+    ns.netns()
         .run(|| {
             let sock = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).unwrap();
             sock.send_to(b"hello", (DEFAULT_GATEWAY, 9)).unwrap();
@@ -192,7 +155,7 @@ fn configured_tap_in_a_namespace_by_path() {
     await_arp_request(&tap, GUEST_MAC, DEFAULT_GATEWAY);
 
     drop(tap);
-    let links = ns.ip_json(&["link", "show"]);
+    let links = ip_json(&ns, &["link", "show"]);
     assert!(
         !links
             .as_array()
@@ -205,10 +168,10 @@ fn configured_tap_in_a_namespace_by_path() {
 
 #[test]
 fn tap_in_a_namespace_by_pid_answers_ping_with_arp() {
-    if !can_run() {
+    if !privileged("tap_in_a_namespace_by_pid_answers_ping_with_arp", &["ip"]) {
         return;
     }
-    let ns = TestNs::new();
+    let ns = NetnsGuard::new("tap");
     let child = KillOnDrop(
         Command::new("ip")
             .args(["netns", "exec", &ns.name, "sleep", "30"])
@@ -216,7 +179,7 @@ fn tap_in_a_namespace_by_pid_answers_ping_with_arp() {
             .unwrap(),
     );
     // `ip netns exec` execs sleep in place once it has entered the namespace.
-    let target = std::fs::read_link(ns.path()).ok();
+    let target = std::fs::read_link(ns_path(&ns)).ok();
     let ns_of = |pid: u32| std::fs::read_link(format!("/proc/{pid}/ns/net")).ok();
     let deadline = Instant::now() + Duration::from_secs(5);
     while ns_of(child.0.id()) == Some(own_netns()) && Instant::now() < deadline {
@@ -234,7 +197,7 @@ fn tap_in_a_namespace_by_pid_answers_ping_with_arp() {
     )
     .unwrap();
     assert_eq!(tap.name(), "guest0");
-    let link = &ns.ip_json(&["link", "show", "guest0"])[0];
+    let link = &ip_json(&ns, &["link", "show", "guest0"])[0];
     let mac: EthernetAddress = link["address"].as_str().unwrap().parse().unwrap();
 
     let _ping = KillOnDrop(
@@ -258,15 +221,19 @@ fn tap_in_a_namespace_by_pid_answers_ping_with_arp() {
 
 #[test]
 fn current_namespace_from_inside_and_nonblocking_reads() {
-    if !can_run() {
+    if !privileged(
+        "current_namespace_from_inside_and_nonblocking_reads",
+        &["ip"],
+    ) {
         return;
     }
-    let ns = TestNs::new();
-    let tap = Netns::Path(ns.path())
+    let ns = NetnsGuard::new("tap");
+    let tap = ns
+        .netns()
         .run(|| Tap::open("plain0", &Netns::Current))
         .unwrap()
         .unwrap();
-    let link = &ns.ip_json(&["link", "show", "plain0"])[0];
+    let link = &ip_json(&ns, &["link", "show", "plain0"])[0];
     assert!(!has_flag(link, "UP"), "unconfigured TAP came up: {link}");
     tap.set_nonblocking(true).unwrap();
     let mut buf = [0u8; 2048];
@@ -279,11 +246,11 @@ fn current_namespace_from_inside_and_nonblocking_reads() {
 
 #[test]
 fn multi_queue_tap_takes_several_queues() {
-    if !can_run() {
+    if !privileged("multi_queue_tap_takes_several_queues", &["ip"]) {
         return;
     }
-    let ns = TestNs::new();
-    let netns = Netns::Path(ns.path());
+    let ns = NetnsGuard::new("tap");
+    let netns = ns.netns();
     let mq = TapOptions {
         multi_queue: true,
         configure: None,

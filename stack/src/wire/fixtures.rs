@@ -3,6 +3,9 @@
 //! Each fixture is a pcap file (`tcpdump -w`) under `fixtures/`, so it can be read with
 //! tcpdump or tshark; `README.md` there says how each was captured.
 
+use super::ip::Addresses;
+use super::{ethernet, ipv4, ipv6};
+
 /// ARP request and reply between two kernels (192.168.127.2 asks for 192.168.127.1).
 pub(crate) const ARP: &[u8] = include_bytes!("fixtures/arp.pcap");
 
@@ -46,4 +49,30 @@ pub(crate) fn frames(pcap: &'static [u8]) -> Vec<&'static [u8]> {
 /// Frame `index` of a pcap fixture.
 pub(crate) fn frame(pcap: &'static [u8], index: usize) -> &'static [u8] {
     frames(pcap)[index]
+}
+
+/// The IP address pair and the upper-layer bytes (after any IPv6 extension headers) of a
+/// captured Ethernet frame holding an unfragmented IPv4 or IPv6 packet.
+pub(crate) fn transport(frame: &'static [u8]) -> (Addresses, &'static [u8]) {
+    let ip = ethernet::Packet::new_checked(frame).unwrap().payload();
+    match ip[0] >> 4 {
+        4 => {
+            let packet = ipv4::Packet::new_checked(ip).unwrap();
+            let addrs = Addresses::V4 {
+                src: packet.src_addr(),
+                dst: packet.dst_addr(),
+            };
+            (addrs, packet.payload())
+        }
+        6 => {
+            let packet = ipv6::Packet::new_checked(ip).unwrap();
+            let chain = packet.header_chain().unwrap();
+            let addrs = Addresses::V6 {
+                src: packet.src_addr(),
+                dst: packet.dst_addr(),
+            };
+            (addrs, &packet.payload()[chain.offset..])
+        }
+        v => panic!("IP version {v}"),
+    }
 }

@@ -232,38 +232,11 @@ mod tests {
     const UDP4: &[u8] = include_bytes!("fixtures/udp4.pcap");
     const UDP6: &[u8] = include_bytes!("fixtures/udp6.pcap");
 
-    /// The IP addresses and the IP payload of a captured Ethernet frame, found by hand (the
-    /// IPv4 and IPv6 modules are not this module's to use): IHL words or 40 bytes of IP header.
-    fn ip_payload(frame: &[u8]) -> (Addresses, &[u8]) {
-        let ip = &frame[14..];
-        match ip[0] >> 4 {
-            4 => {
-                let ihl = usize::from(ip[0] & 0x0f) * 4;
-                let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
-                let src: [u8; 4] = ip[12..16].try_into().unwrap();
-                let dst: [u8; 4] = ip[16..20].try_into().unwrap();
-                let addrs = Addresses::V4 {
-                    src: Ipv4Addr::from(src),
-                    dst: Ipv4Addr::from(dst),
-                };
-                (addrs, &ip[ihl..total])
-            }
-            6 => {
-                let payload = usize::from(u16::from_be_bytes([ip[4], ip[5]]));
-                let src: [u8; 16] = ip[8..24].try_into().unwrap();
-                let dst: [u8; 16] = ip[24..40].try_into().unwrap();
-                let addrs = Addresses::V6 {
-                    src: Ipv6Addr::from(src),
-                    dst: Ipv6Addr::from(dst),
-                };
-                (addrs, &ip[40..40 + payload])
-            }
-            v => panic!("IP version {v}"),
-        }
-    }
-
     fn captured(pcap: &'static [u8]) -> Vec<(Addresses, &'static [u8])> {
-        fixtures::frames(pcap).into_iter().map(ip_payload).collect()
+        fixtures::frames(pcap)
+            .into_iter()
+            .map(fixtures::transport)
+            .collect()
     }
 
     #[test]

@@ -27,13 +27,8 @@ fn ip(pcap: &'static [u8], index: usize) -> &'static [u8] {
 
 /// The upper-layer bytes and the address pair of frame `index`.
 fn upper(pcap: &'static [u8], index: usize) -> (&'static [u8], Addresses) {
-    let packet = ipv6::Packet::new_checked(ip(pcap, index)).unwrap();
-    let chain = packet.header_chain().unwrap();
-    let addrs = Addresses::V6 {
-        src: packet.src_addr(),
-        dst: packet.dst_addr(),
-    };
-    (&packet.payload()[chain.offset..], addrs)
+    let (addrs, bytes) = fixtures::transport(fixtures::frame(pcap, index));
+    (bytes, addrs)
 }
 
 fn parse<'a>(bytes: &'a [u8], addrs: &Addresses) -> Result<Repr<'a>, Error> {
