@@ -10,7 +10,10 @@
 //! - `GET /services/dhcp/leases`: a JSON object mapping each leased IP to its MAC.
 //! - `GET /stats`: our counters.
 //!
-//! [`Router::route`] mounts further handlers (the DNS service mounts `/services/dns/*`).
+//! - `POST /services/dns/add` (gvproxy's zone JSON, merged into an existing zone, newer records
+//!   first; 400 with the reason on bad input) and `GET /services/dns/all`.
+//!
+//! [`Router::route`] mounts further handlers.
 //! [`guest_api`] serves the three forwarder paths to guests (the gateway's port 80).
 
 use std::collections::BTreeMap;
@@ -168,9 +171,14 @@ fn mount_forwarder(
 }
 
 /// The API served on `-listen` and `-services` sockets.
-pub fn control_api(control: &Arc<Control>, runtime: RuntimeHandle) -> Router {
+pub fn control_api(
+    control: &Arc<Control>,
+    runtime: RuntimeHandle,
+    dns_zones: dns::SharedZones,
+) -> Router {
     let mut router = Router::new();
     mount_forwarder(&mut router, control, |_| None);
+    mount_dns(&mut router, dns_zones);
     let rt = runtime.clone();
     router.route("GET", "/services/dhcp/leases", move |_| {
         let leases: BTreeMap<String, String> = rt
@@ -191,6 +199,23 @@ pub fn control_api(control: &Arc<Control>, runtime: RuntimeHandle) -> Router {
         }
     });
     router
+}
+
+/// `POST /services/dns/add` (a zone in gvproxy's JSON, merged into the zone of that name, its
+/// records first) and `GET /services/dns/all`.
+fn mount_dns(router: &mut Router, zones: dns::SharedZones) {
+    let z = zones.clone();
+    router.route(
+        "POST",
+        "/services/dns/add",
+        move |req| match dns::api::add(&z, &req.body) {
+            Ok(()) => Response::text(200, ""),
+            Err(e) => Response::text(400, format!("{e}\n")),
+        },
+    );
+    router.route("GET", "/services/dns/all", move |_| {
+        Response::json(200, dns::api::all(&zones))
+    });
 }
 
 fn stats_json(runtime: &RuntimeHandle, control: &Control) -> Value {
@@ -232,6 +257,12 @@ fn stats_json(runtime: &RuntimeHandle, control: &Control) -> Value {
                     "flows": s.gateway.flows},
         "workers": {"count": s.workers.len(), "queue_full": queue_full},
         "forwarder": control.stats(),
+        "dns": {"queries": s.dns.resolver.queries, "local_answers": s.dns.resolver.local_answers,
+                "forwarded": s.dns.resolver.forwarded, "answers": s.dns.resolver.answers,
+                "truncated": s.dns.resolver.truncated, "failovers": s.dns.resolver.failovers,
+                "timeouts": s.dns.resolver.timeouts, "pending": s.dns.pending,
+                "pending_full": s.dns.resolver.pending_full, "formerr": s.dns.resolver.formerr,
+                "dropped": s.dns.resolver.dropped, "queue_full": s.dns.queue_full},
         "drops": drops,
         "leases": s.leases.len(),
     })

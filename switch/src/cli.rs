@@ -30,6 +30,7 @@ const LONG_FLAGS: &[&str] = &[
     "hostIP",
     "pcap",
     "pid-file",
+    "dns-upstream",
     "log-file",
     "debug",
     "version",
@@ -199,6 +200,10 @@ pub struct NetworkArgs {
     /// Host connects in progress at once.
     #[arg(long = "max-connects", default_value_t = 512)]
     pub max_connects: usize,
+    /// An upstream DNS resolver, IP or IP:PORT; repeat for failover, in order (default: the
+    /// nameservers of the host's /etc/resolv.conf).
+    #[arg(long = "dns-upstream", value_parser = dns::resolv_conf::parse_upstream)]
+    pub dns_upstream: Vec<std::net::SocketAddr>,
 }
 
 /// Serving links (no subcommand).
@@ -457,6 +462,16 @@ mod tests {
             parse(["host-switch", "-listen", "unix:///a", "run", "--", "true"]).is_err(),
             "serve flags and run do not mix"
         );
+    }
+
+    #[test]
+    fn dns_upstreams_repeat() {
+        let s = serve(&["-dns-upstream", "127.0.0.1:5353", "--dns-upstream=::1"]);
+        let want: Vec<std::net::SocketAddr> = ["127.0.0.1:5353", "[::1]:53"]
+            .iter()
+            .map(|a| a.parse().unwrap())
+            .collect();
+        assert_eq!(s.network.dns_upstream, want);
     }
 
     #[test]

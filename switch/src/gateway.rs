@@ -18,6 +18,9 @@
 //!   its reply is framed per its [`Destination`] (RFC 2131 §4.1): broadcast to ff:ff:ff:ff:ff:ff
 //!   and 255.255.255.255, unicast to `chaddr`/`yiaddr` without ARP, or to a relay agent at
 //!   the L2 address its request came from.
+//! - UDP to port 53 of the gateway's IPv4 address is a DNS query: [`Outcome::Dns`] carries
+//!   the guest's address and payload to the runtime's DNS thread, which answers it (local
+//!   zones) or forwards it (the `dns` crate); [`dns_reply_frame`] frames its answers.
 //! - TCP, UDP and ICMP to any other address (the host's included) or to another service of the
 //!   gateway is a flow: [`Outcome::Flow`] carries the owned [`FlowPacket`] to hand to a worker.
 //! - Everything else is an [`Outcome::Dropped`] with its [`DropReason`], counted in
@@ -121,8 +124,27 @@ pub enum Outcome {
     Reply(Bytes),
     /// Hand the frame to the worker owning this flow.
     Flow(FlowPacket),
+    /// A DNS query over UDP to the gateway, for the DNS service.
+    Dns(DnsQuery),
     /// Nothing; counted under this reason.
     Dropped(DropReason),
+}
+
+/// The DNS port (RFC 1035 §4.2).
+pub const DNS_PORT: u16 = 53;
+
+/// Who asked a DNS question over UDP: where its answer goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct DnsClient {
+    pub mac: EthernetAddress,
+    pub addr: std::net::SocketAddrV4,
+}
+
+/// A guest's DNS query to the gateway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsQuery {
+    pub client: DnsClient,
+    pub payload: Bytes,
 }
 
 /// What the gateway answered; counters only grow.
@@ -137,6 +159,8 @@ pub struct GatewayCounters {
     pub ndp_replies: u64,
     /// Frames handed on as flows.
     pub flows: u64,
+    /// DNS queries handed to the DNS service.
+    pub dns_queries: u64,
 }
 
 /// The gateway's services. One thread owns it. See the module docs.
@@ -209,6 +233,7 @@ impl Gateway {
         match &outcome {
             Outcome::Dropped(reason) => self.drops.count(*reason),
             Outcome::Flow(_) => self.counters.flows += 1,
+            Outcome::Dns(_) => self.counters.dns_queries += 1,
             Outcome::Reply(_) => {}
         }
         outcome
@@ -235,6 +260,21 @@ impl Gateway {
                         if d == self.ip || d.is_broadcast()) =>
             {
                 self.dhcp(now, eth, payload)
+            }
+            Event::Udp { ip, udp, payload }
+                if udp.dst_port == DNS_PORT
+                    && matches!(ip.addresses().dst(), std::net::IpAddr::V4(d) if d == self.ip) =>
+            {
+                match ip.addresses().src() {
+                    std::net::IpAddr::V4(src) if !src.is_unspecified() => Outcome::Dns(DnsQuery {
+                        client: DnsClient {
+                            mac: eth.src_addr,
+                            addr: std::net::SocketAddrV4::new(src, udp.src_port),
+                        },
+                        payload: Bytes::copy_from_slice(payload),
+                    }),
+                    _ => Outcome::Dropped(DropReason::InvalidSource),
+                }
             }
             Event::Icmpv6 { ip, icmp } => match icmp {
                 Icmpv6Repr::Ndp(message) => self.ndp(eth, &ip, &message),
@@ -537,6 +577,56 @@ impl Gateway {
     pub fn leases(&self) -> Vec<Lease> {
         self.dhcp.leases()
     }
+}
+
+/// The frame carrying a DNS answer from the gateway (`mac`, `ip`, port 53) to `client`, with
+/// IPv4 identification `ident`; padded to [`MIN_FRAME_LEN`].
+pub fn dns_reply_frame(
+    mac: EthernetAddress,
+    ip: Ipv4Addr,
+    client: &DnsClient,
+    ident: u16,
+    payload: &[u8],
+) -> Bytes {
+    let udp = UdpRepr {
+        src_port: DNS_PORT,
+        dst_port: client.addr.port(),
+        payload_len: payload.len(),
+    };
+    let dst = *client.addr.ip();
+    let ipr = Ipv4Repr {
+        src_addr: ip,
+        dst_addr: dst,
+        next_header: IpProtocol::Udp,
+        payload_len: udp::HEADER_LEN + payload.len(),
+        hop_limit: DEFAULT_TTL,
+        ident,
+        dont_frag: false,
+        more_frags: false,
+        frag_offset: 0,
+        dscp: 0,
+        ecn: 0,
+    };
+    let addrs = IpAddresses::V4 { src: ip, dst };
+    let body_len = ipr.total_len();
+    let len = (ethernet::HEADER_LEN + body_len).max(MIN_FRAME_LEN);
+    let mut tx = vec![0u8; len];
+    EthernetRepr {
+        src_addr: mac,
+        dst_addr: client.mac,
+        ethertype: EtherType::Ipv4,
+    }
+    .emit(&mut EthernetFrame::new_unchecked(&mut tx[..]));
+    if let Some(body) = tx.get_mut(ethernet::HEADER_LEN..ethernet::HEADER_LEN + body_len)
+        && let Some((header, datagram)) = body.split_at_mut_checked(ipv4::HEADER_LEN)
+    {
+        if let Some(room) = datagram.get_mut(udp::HEADER_LEN..) {
+            room.copy_from_slice(payload);
+        }
+        udp.emit(&mut UdpPacket::new_unchecked(datagram), &addrs);
+        ipr.emit(&mut Ipv4Packet::new_unchecked(header));
+    }
+    Bytes::from(tx)
 }
 
 #[cfg(test)]

@@ -569,3 +569,44 @@ fn echo_reply_to_the_gateway_and_fragments_are_dropped() {
     );
     assert_eq!(gw.drops().total(), 2);
 }
+
+fn dns_frame(dst: Ipv4Addr, payload: &[u8]) -> Vec<u8> {
+    frame(
+        GUEST_MAC,
+        GW_MAC,
+        EtherType::Ipv4,
+        &udp_datagram(GUEST, dst, 5353, DNS_PORT, payload),
+    )
+}
+
+#[test]
+fn dns_to_the_gateway_is_for_the_dns_service_and_its_answer_is_framed() {
+    let mut gw = gateway();
+    let Outcome::Dns(query) = gw.handle_frame(T0, &dns_frame(GW, b"query")) else {
+        panic!("not a DNS query");
+    };
+    assert_eq!(query.client.mac, GUEST_MAC);
+    assert_eq!(query.client.addr, std::net::SocketAddrV4::new(GUEST, 5353));
+    assert_eq!(&query.payload[..], b"query");
+    assert_eq!(gw.counters().dns_queries, 1);
+    // DNS to anyone else is an ordinary flow.
+    assert!(matches!(
+        gw.handle_frame(T0, &dns_frame(Ipv4Addr::new(10, 0, 0, 1), b"q")),
+        Outcome::Flow(_)
+    ));
+
+    let answer = dns_reply_frame(GW_MAC, GW, &query.client, 7, b"answer");
+    let (eth, body) = split(&answer);
+    assert_eq!((eth.src_addr, eth.dst_addr), (GW_MAC, GUEST_MAC));
+    let ip = Ipv4Packet::new_checked(body).unwrap();
+    let ipr = Ipv4Repr::parse(&ip).unwrap();
+    assert_eq!((ipr.src_addr, ipr.dst_addr), (GW, GUEST));
+    let udp = UdpPacket::new_checked(ip.payload()).unwrap();
+    let addrs = IpAddresses::V4 {
+        src: GW,
+        dst: GUEST,
+    };
+    let repr = UdpRepr::parse(&udp, &addrs).unwrap();
+    assert_eq!((repr.src_port, repr.dst_port), (DNS_PORT, 5353));
+    assert_eq!(udp.payload(), b"answer");
+}

@@ -54,6 +54,16 @@ impl Pipeline {
             ..forwarder::Config::default()
         };
         config.forwarder = Some(Forwarder::factory(fwd, control.clone()));
+        config.dns.upstreams = if net.dns_upstream.is_empty() {
+            // The host's resolvers, as any program on the host would use them.
+            let text = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+            dns::resolv_conf::nameservers(&text)
+        } else {
+            net.dns_upstream.clone()
+        };
+        if config.dns.upstreams.is_empty() {
+            tracing::warn!("no DNS upstream: names outside the local zones will not resolve");
+        }
         let mut pcap_thread = None;
         if let Some(path) = &net.pcap {
             let (sink, thread) = pcap::create(path, PcapConfig::default())
@@ -64,7 +74,11 @@ impl Pipeline {
         let runtime =
             Runtime::start(config).map_err(|e| format!("cannot start the switch: {e}"))?;
         control.set_guest_api(api::guest_api(&control));
-        let api = Arc::new(api::control_api(&control, runtime.handle()));
+        let api = Arc::new(api::control_api(
+            &control,
+            runtime.handle(),
+            runtime.dns_zones(),
+        ));
         if net.ssh_port >= 0 {
             let port = u16::try_from(net.ssh_port)
                 .map_err(|_| format!("--ssh-port {} is not a port", net.ssh_port))?;

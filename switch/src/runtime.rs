@@ -14,6 +14,11 @@
 //!   their handler comes from [`RuntimeConfig::forwarder`] ([`forwarder::NoForwarder`] until
 //!   one is plugged in). Frames they emit enter the switch through the gateway port.
 //!
+//! - **the DNS thread** ([`dns_thread`]), owning the [`dns::Resolver`] and the upstream
+//!   sockets: the gateway thread hands it every UDP query to the gateway's port 53 over a
+//!   bounded queue; it answers local zones ([`Runtime::dns_zones`], shared with the control
+//!   API) and forwards the rest to [`DnsConfig::upstreams`].
+//!
 //! Links get ports from [`Runtime::attacher`]. Every queue is bounded and a full one drops and
 //! counts; no lock is taken on the per-frame path. [`Runtime::stats`] and [`Runtime::leases`]
 //! ask the owning threads for a snapshot over a channel. [`Runtime::shutdown`] stops and joins
@@ -22,6 +27,7 @@
 //! Time: one [`Epoch`], taken at start, converts between `std::time::Instant` (the DHCP
 //! server's) and [`stack::time::Instant`] (everything else's).
 
+pub mod dns_thread;
 mod gateway_thread;
 mod switch_thread;
 #[cfg(test)]
@@ -41,6 +47,7 @@ use stack::ingress::DropCounters;
 use stack::time::Epoch;
 use stack::wire::EthernetAddress;
 
+use self::dns_thread::DnsStats;
 use crate::forward::{DEFAULT_GATEWAY_MAC, SwitchConfig, SwitchCounters};
 use crate::gateway::{Gateway, GatewayConfig, GatewayCounters};
 use crate::mac_table::{DEFAULT_MAX_AGE, DEFAULT_MAX_ENTRIES, MacTableCounters, PortId};
@@ -95,6 +102,39 @@ pub struct RuntimeConfig {
     pub pcap: Option<PcapSink>,
     /// Builds each worker's flow handler; `None` drops flows as "no forwarder".
     pub forwarder: Option<HandlerFactory>,
+    /// The DNS service.
+    pub dns: DnsConfig,
+}
+
+/// The DNS service's configuration.
+#[derive(Debug, Clone)]
+pub struct DnsConfig {
+    /// Where non-local queries go, in order (failover on timeout). Empty: they get SERVFAIL.
+    pub upstreams: Vec<std::net::SocketAddr>,
+    /// One attempt's wait for an upstream.
+    pub timeout: Duration,
+    /// Attempts per query before SERVFAIL.
+    pub attempts: usize,
+    /// Queries waiting upstream at most (beyond: SERVFAIL, counted).
+    pub max_pending: usize,
+    /// Queries waiting for the DNS thread at most (beyond: dropped, counted).
+    pub queue: usize,
+    /// The local zones; `None`: gvproxy's defaults for the gateway and host addresses.
+    pub zones: Option<dns::SharedZones>,
+}
+
+impl Default for DnsConfig {
+    fn default() -> DnsConfig {
+        let r = dns::ResolverConfig::default();
+        DnsConfig {
+            upstreams: Vec::new(),
+            timeout: r.timeout,
+            attempts: r.attempts,
+            max_pending: r.max_pending,
+            queue: 4096,
+            zones: None,
+        }
+    }
 }
 
 impl std::fmt::Debug for RuntimeConfig {
@@ -114,6 +154,7 @@ impl std::fmt::Debug for RuntimeConfig {
             .field("mac_table_age", &self.mac_table_age)
             .field("pcap", &self.pcap.is_some())
             .field("forwarder", &self.forwarder.is_some())
+            .field("dns", &self.dns)
             .finish()
     }
 }
@@ -162,6 +203,7 @@ impl RuntimeConfig {
             mac_table_age: DEFAULT_MAX_AGE,
             pcap: None,
             forwarder: None,
+            dns: DnsConfig::default(),
         }
     }
 
@@ -259,6 +301,7 @@ pub struct Stats {
     pub dhcp: dhcp::Stats,
     pub leases: Vec<Lease>,
     pub pcap: Option<PcapCounters>,
+    pub dns: DnsStats,
 }
 
 /// A question to the switch or gateway thread, with where to answer.
@@ -272,6 +315,7 @@ const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct RuntimeHandle {
     switch_query: Sender<Query<SwitchStats>>,
     gateway_query: Sender<Query<GatewayStats>>,
+    dns_query: Sender<Query<DnsStats>>,
     worker_counters: Vec<Arc<forwarder::WorkerCounters>>,
     pcap: Option<PcapSink>,
 }
@@ -298,6 +342,7 @@ impl RuntimeHandle {
             dhcp: gateway.dhcp,
             leases: gateway.leases,
             pcap: self.pcap.as_ref().map(|p| p.counters()),
+            dns: Runtime::ask(&self.dns_query),
         }
     }
 
@@ -315,6 +360,8 @@ pub struct Runtime {
     stop: Option<Sender<()>>,
     switch_query: Sender<Query<SwitchStats>>,
     gateway_query: Sender<Query<GatewayStats>>,
+    dns_query: Sender<Query<DnsStats>>,
+    dns_zones: dns::SharedZones,
     threads: Vec<JoinHandle<()>>,
     pool: Option<WorkerPool>,
     worker_counters: Vec<Arc<forwarder::WorkerCounters>>,
@@ -349,11 +396,17 @@ impl Runtime {
         let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
         let (switch_query, switch_queries) = crossbeam_channel::bounded(4);
         let (gateway_query, gateway_queries) = crossbeam_channel::bounded(4);
+        let (dns_query, dns_queries) = crossbeam_channel::bounded(4);
+        let dns_zones = config.dns.zones.clone().unwrap_or_else(|| {
+            dns::Zones::gvproxy_defaults(config.gateway_ip, config.host_ip).shared()
+        });
         let mut runtime = Runtime {
             attacher: attacher.clone(),
             stop: Some(stop_tx),
             switch_query,
             gateway_query,
+            dns_query,
+            dns_zones: dns_zones.clone(),
             threads: Vec::new(),
             pool: None,
             worker_counters: Vec::new(),
@@ -394,6 +447,36 @@ impl Runtime {
         runtime.worker_counters = pool.counters();
         runtime.pool = Some(pool);
 
+        let dns_inputs = crossbeam_channel::bounded(config.dns.queue.max(1));
+        let dns_sender = dns_inputs.0.clone();
+        let queue_full = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let resolver = dns::Resolver::new(dns::ResolverConfig {
+            upstreams: config.dns.upstreams.clone(),
+            timeout: config.dns.timeout,
+            attempts: config.dns.attempts,
+            max_pending: config.dns.max_pending,
+            // One frame: the MTU less the IPv4 and UDP headers.
+            max_reply: usize::from(config.mtu).saturating_sub(28),
+            seed: seed.rotate_left(17),
+        });
+        let dns = dns_thread::DnsThread::new(dns_thread::DnsParts {
+            resolver,
+            zones: dns_zones,
+            port: gateway_port.clone(),
+            mac: config.gateway_mac,
+            ip: config.gateway_ip,
+            inputs: dns_inputs,
+            queries: dns_queries,
+            stop: stop_rx.clone(),
+            epoch,
+            queue_full: queue_full.clone(),
+        })?;
+        runtime.threads.push(
+            std::thread::Builder::new()
+                .name("dns".into())
+                .spawn(move || dns.run())?,
+        );
+
         let gateway = gateway_thread::GatewayThread::new(
             gateway,
             gateway_port,
@@ -401,6 +484,7 @@ impl Runtime {
             gateway_queries,
             stop_rx,
             epoch,
+            (dns_sender, queue_full),
         );
         runtime.threads.push(
             std::thread::Builder::new()
@@ -434,9 +518,15 @@ impl Runtime {
         RuntimeHandle {
             switch_query: self.switch_query.clone(),
             gateway_query: self.gateway_query.clone(),
+            dns_query: self.dns_query.clone(),
             worker_counters: self.worker_counters.clone(),
             pcap: self.pcap.clone(),
         }
+    }
+
+    /// The local DNS zones, for the control API's `/services/dns/{add,all}` ([`dns::api`]).
+    pub fn dns_zones(&self) -> dns::SharedZones {
+        self.dns_zones.clone()
     }
 
     /// A snapshot of every counter. A stopped thread's part is empty.

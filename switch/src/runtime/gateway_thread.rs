@@ -1,6 +1,8 @@
-//! The gateway thread: the gateway's services, DHCP timers, and the dispatch of flows.
+//! The gateway thread: the gateway's services, DHCP timers, and the dispatch of flows and of
+//! DNS queries (to the DNS thread, `dns_thread.rs`).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, select};
@@ -8,6 +10,7 @@ use forwarder::{DispatchError, Dispatcher, FlowFrame};
 use stack::ingress::DropReason;
 use stack::time::Epoch;
 
+use super::dns_thread::Input as DnsInput;
 use super::{GatewayStats, Query};
 use crate::gateway::{Gateway, Outcome};
 use crate::port::Port;
@@ -24,6 +27,8 @@ pub(super) struct GatewayThread {
     queries: Receiver<Query<GatewayStats>>,
     stop: Receiver<()>,
     epoch: Epoch,
+    dns: crossbeam_channel::Sender<DnsInput>,
+    dns_queue_full: Arc<AtomicU64>,
 }
 
 impl GatewayThread {
@@ -34,6 +39,7 @@ impl GatewayThread {
         queries: Receiver<Query<GatewayStats>>,
         stop: Receiver<()>,
         epoch: Epoch,
+        dns: (crossbeam_channel::Sender<DnsInput>, Arc<AtomicU64>),
     ) -> GatewayThread {
         GatewayThread {
             gateway,
@@ -42,6 +48,8 @@ impl GatewayThread {
             queries,
             stop,
             epoch,
+            dns: dns.0,
+            dns_queue_full: dns.1,
         }
     }
 
@@ -98,6 +106,11 @@ impl GatewayThread {
                     self.dispatcher.dispatch(FlowFrame { frame, packet })
                 {
                     self.gateway.count_drop(DropReason::WorkerQueueFull);
+                }
+            }
+            Outcome::Dns(query) => {
+                if self.dns.try_send(DnsInput::Query(query)).is_err() {
+                    self.dns_queue_full.fetch_add(1, Ordering::Relaxed);
                 }
             }
             Outcome::Dropped(_) => {}

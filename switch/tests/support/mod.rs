@@ -13,6 +13,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+pub(crate) mod dnsmasq;
+
 use switch::netns::Netns;
 use switch::port::Port;
 use switch::tap::{Tap, TapConfig, TapOptions};

@@ -1,0 +1,356 @@
+//! The query path, sans-IO: local zones answer what they own, everything else is forwarded
+//! upstream as the guest's own bytes.
+//!
+//! Inputs: [`Resolver::handle_query`] (a guest's UDP payload, with a token `C` naming the
+//! guest), [`Resolver::handle_response`] (a datagram from an upstream), and
+//! [`Resolver::handle_timeout`]. Outputs: [`Resolver::poll_transmit`] and
+//! [`Resolver::poll_timeout`]. Time comes in; no I/O happens here.
+//!
+//! Guarantees:
+//! - A forwarded query is the guest's message with only its ID replaced by one unused among
+//!   the pending queries (so two guests using the same ID cannot collide); the answer is the
+//!   upstream's message with only the guest's ID put back. Record types, EDNS options and
+//!   DNSSEC bits pass through unchanged.
+//! - An answer is taken only from a configured upstream, for a pending ID, with the question
+//!   section byte-for-byte as sent; anything else is dropped and counted.
+//! - An answer longer than [`ResolverConfig::max_reply`] (what fits in one guest frame) is cut
+//!   to header and question with TC set, so the guest retries over TCP (RFC 7766 §5).
+//! - At most [`ResolverConfig::max_pending`] queries wait upstream; beyond that, and with no
+//!   upstream at all, the guest gets SERVFAIL, counted. Each attempt waits
+//!   [`ResolverConfig::timeout`], then the query goes to the next upstream (failover, and
+//!   the next query starts there too); after [`ResolverConfig::attempts`] the guest gets
+//!   SERVFAIL.
+//! - Malformed queries: shorter than a header, or a response → dropped; no question, a name
+//!   past the end, a compression loop → FORMERR; an opcode other than QUERY → NOTIMP. All
+//!   counted; nothing here can panic on input.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use stack::time::Instant;
+
+use crate::wire::{self, Message, ParseError, Rcode};
+use crate::zone::Zones;
+
+/// How the resolver forwards.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolverConfig {
+    /// Tried in order; on a timeout the next one.
+    pub upstreams: Vec<SocketAddr>,
+    /// How long one attempt waits for its answer.
+    pub timeout: Duration,
+    /// Attempts per query (over the upstreams in turn) before SERVFAIL.
+    pub attempts: usize,
+    /// Queries waiting upstream at most (capped at [`MAX_PENDING`]).
+    pub max_pending: usize,
+    /// The longest DNS message sent to a guest over UDP.
+    pub max_reply: usize,
+    /// Seeds the upstream query IDs.
+    pub seed: u64,
+}
+
+/// The hard cap on pending queries: half the ID space, so a free ID is found quickly.
+pub const MAX_PENDING: usize = 32768;
+
+impl Default for ResolverConfig {
+    fn default() -> ResolverConfig {
+        ResolverConfig {
+            upstreams: Vec::new(),
+            timeout: Duration::from_secs(2),
+            attempts: 3,
+            max_pending: 4096,
+            // 1500-byte MTU less IPv4 and UDP headers.
+            max_reply: 1472,
+            seed: 0x9e37_79b9_7f4a_7c15,
+        }
+    }
+}
+
+/// A message to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transmit<C> {
+    /// A query to an upstream resolver.
+    Upstream { to: SocketAddr, payload: Vec<u8> },
+    /// An answer to a guest.
+    Client { to: C, payload: Vec<u8> },
+}
+
+/// What the resolver did; counters only grow.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ResolverCounters {
+    pub queries: u64,
+    pub local_answers: u64,
+    pub forwarded: u64,
+    /// Upstream answers handed to guests.
+    pub answers: u64,
+    /// Of those, cut to fit and marked TC.
+    pub truncated: u64,
+    /// Retransmissions to the next upstream after a timeout.
+    pub failovers: u64,
+    /// Queries that ran out of attempts (answered SERVFAIL).
+    pub timeouts: u64,
+    /// Refused because [`ResolverConfig::max_pending`] was reached (answered SERVFAIL).
+    pub pending_full: u64,
+    /// Answered SERVFAIL because no upstream is configured.
+    pub no_upstream: u64,
+    /// Malformed queries answered FORMERR.
+    pub formerr: u64,
+    /// Queries with an opcode other than QUERY, answered NOTIMP.
+    pub notimp: u64,
+    /// Queries dropped unanswered (too short to answer, or a response).
+    pub dropped: u64,
+    /// Upstream datagrams dropped: unknown source or ID, wrong question, too short.
+    pub unmatched: u64,
+}
+
+#[derive(Debug)]
+struct Pending<C> {
+    client: C,
+    client_id: u16,
+    /// The query as sent upstream (with our ID).
+    query: Vec<u8>,
+    question_end: usize,
+    upstream: usize,
+    attempts: usize,
+    deadline: Instant,
+}
+
+/// The query path. See the module docs.
+#[derive(Debug)]
+pub struct Resolver<C> {
+    config: ResolverConfig,
+    pending: HashMap<u16, Pending<C>>,
+    timers: BTreeSet<(Instant, u16)>,
+    /// Where new queries go first; moves on when an upstream times out.
+    preferred: usize,
+    rng: u64,
+    out: VecDeque<Transmit<C>>,
+    counters: ResolverCounters,
+}
+
+impl<C: Clone> Resolver<C> {
+    pub fn new(mut config: ResolverConfig) -> Resolver<C> {
+        config.max_pending = config.max_pending.min(MAX_PENDING);
+        config.attempts = config.attempts.max(1);
+        config.max_reply = config.max_reply.max(512);
+        Resolver {
+            rng: config.seed | 1,
+            config,
+            pending: HashMap::new(),
+            timers: BTreeSet::new(),
+            preferred: 0,
+            out: VecDeque::new(),
+            counters: ResolverCounters::default(),
+        }
+    }
+
+    pub fn config(&self) -> &ResolverConfig {
+        &self.config
+    }
+
+    pub fn counters(&self) -> ResolverCounters {
+        self.counters
+    }
+
+    /// Queries waiting for an upstream.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// A guest's query (a UDP payload) from `client` at `now`, against `zones`.
+    pub fn handle_query(&mut self, now: Instant, client: C, bytes: &[u8], zones: &Zones) {
+        self.counters.queries += 1;
+        let Ok(msg) = Message::new_checked(bytes) else {
+            self.counters.dropped += 1;
+            return;
+        };
+        if msg.is_response() {
+            self.counters.dropped += 1;
+            return;
+        }
+        if msg.opcode() != 0 {
+            self.counters.notimp += 1;
+            let q = msg.question().ok();
+            self.reply(client, wire::error_reply(&msg, q.as_ref(), Rcode::NotImp));
+            return;
+        }
+        let q = match msg.question() {
+            Ok(q) if msg.qdcount() == 1 => q,
+            Ok(_) | Err(ParseError::NoQuestion) => return self.formerr(client, &msg, None),
+            Err(_) => return self.formerr(client, &msg, None),
+        };
+        if let Some(answer) = zones.answer(&msg, &q) {
+            self.counters.local_answers += 1;
+            self.reply(client, answer);
+            return;
+        }
+        self.forward(now, client, &msg, q.range.end);
+    }
+
+    fn formerr(&mut self, client: C, msg: &Message<'_>, q: Option<&wire::Question>) {
+        self.counters.formerr += 1;
+        self.reply(client, wire::error_reply(msg, q, Rcode::FormErr));
+    }
+
+    fn reply(&mut self, to: C, payload: Vec<u8>) {
+        self.out.push_back(Transmit::Client { to, payload });
+    }
+
+    fn servfail(&mut self, client: C, query: &[u8], client_id: u16) {
+        let Ok(msg) = Message::new_checked(query) else {
+            return;
+        };
+        let q = msg.question().ok();
+        let mut payload = wire::error_reply(&msg, q.as_ref(), Rcode::ServFail);
+        if let Some(id) = payload.get_mut(0..2) {
+            id.copy_from_slice(&client_id.to_be_bytes());
+        }
+        self.reply(client, payload);
+    }
+
+    fn next_id(&mut self) -> Option<u16> {
+        for _ in 0..64 {
+            // xorshift64 (Marsaglia 2003).
+            self.rng ^= self.rng << 13;
+            self.rng ^= self.rng >> 7;
+            self.rng ^= self.rng << 17;
+            let id = (self.rng >> 24) as u16;
+            if !self.pending.contains_key(&id) {
+                return Some(id);
+            }
+        }
+        None
+    }
+
+    fn forward(&mut self, now: Instant, client: C, msg: &Message<'_>, question_end: usize) {
+        let client_id = msg.id();
+        if self.config.upstreams.is_empty() {
+            self.counters.no_upstream += 1;
+            return self.servfail(client, msg.bytes(), client_id);
+        }
+        let id = match self.next_id() {
+            Some(id) if self.pending.len() < self.config.max_pending => id,
+            _ => {
+                self.counters.pending_full += 1;
+                return self.servfail(client, msg.bytes(), client_id);
+            }
+        };
+        let mut query = msg.bytes().to_vec();
+        if let Some(field) = query.get_mut(0..2) {
+            field.copy_from_slice(&id.to_be_bytes());
+        }
+        let upstream = self.preferred % self.config.upstreams.len();
+        let deadline = now + self.config.timeout;
+        self.send_upstream(upstream, &query);
+        self.timers.insert((deadline, id));
+        self.pending.insert(
+            id,
+            Pending {
+                client,
+                client_id,
+                query,
+                question_end,
+                upstream,
+                attempts: 1,
+                deadline,
+            },
+        );
+        self.counters.forwarded += 1;
+    }
+
+    fn send_upstream(&mut self, upstream: usize, query: &[u8]) {
+        if let Some(&to) = self.config.upstreams.get(upstream) {
+            self.out.push_back(Transmit::Upstream {
+                to,
+                payload: query.to_vec(),
+            });
+        }
+    }
+
+    /// A datagram from `from`, presumably an upstream's answer.
+    pub fn handle_response(&mut self, _now: Instant, from: SocketAddr, bytes: &[u8]) {
+        let Some(id) = self.match_response(from, bytes) else {
+            self.counters.unmatched += 1;
+            return;
+        };
+        let Some(p) = self.pending.remove(&id) else {
+            return;
+        };
+        self.timers.remove(&(p.deadline, id));
+        let mut payload = if bytes.len() > self.config.max_reply {
+            self.counters.truncated += 1;
+            match wire::truncate(bytes, self.config.max_reply) {
+                Some(cut) => cut,
+                None => return self.servfail(p.client, &p.query, p.client_id),
+            }
+        } else {
+            bytes.to_vec()
+        };
+        if let Some(field) = payload.get_mut(0..2) {
+            field.copy_from_slice(&p.client_id.to_be_bytes());
+        }
+        self.counters.answers += 1;
+        self.reply(p.client, payload);
+    }
+
+    /// The pending ID `bytes` answers, if it comes from an upstream, is a response, and
+    /// repeats the question exactly.
+    fn match_response(&self, from: SocketAddr, bytes: &[u8]) -> Option<u16> {
+        if !self.config.upstreams.contains(&from) {
+            return None;
+        }
+        let msg = Message::new_checked(bytes).ok()?;
+        if !msg.is_response() {
+            return None;
+        }
+        let p = self.pending.get(&msg.id())?;
+        let sent = p.query.get(wire::HEADER_LEN..p.question_end)?;
+        let got = bytes.get(wire::HEADER_LEN..p.question_end)?;
+        (msg.qdcount() == 1 && sent == got).then_some(msg.id())
+    }
+
+    /// When [`Resolver::handle_timeout`] next has work.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.first().map(|&(at, _)| at)
+    }
+
+    /// Fails over every attempt whose time is up, or gives up on it.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(&(at, id)) = self.timers.first() {
+            if at > now {
+                break;
+            }
+            self.timers.pop_first();
+            let Some(mut p) = self.pending.remove(&id) else {
+                continue;
+            };
+            let n = self.config.upstreams.len().max(1);
+            // The upstream that timed out is passed over for new queries too.
+            if self.preferred % n == p.upstream {
+                self.preferred = (p.upstream + 1) % n;
+            }
+            if p.attempts >= self.config.attempts {
+                self.counters.timeouts += 1;
+                self.servfail(p.client, &p.query, p.client_id);
+                continue;
+            }
+            self.counters.failovers += 1;
+            p.attempts += 1;
+            p.upstream = (p.upstream + 1) % n;
+            p.deadline = now + self.config.timeout;
+            self.send_upstream(p.upstream, &p.query);
+            self.timers.insert((p.deadline, id));
+            self.pending.insert(id, p);
+        }
+    }
+
+    /// The next message to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit<C>> {
+        self.out.pop_front()
+    }
+}
+
+#[cfg(test)]
+#[path = "resolver_tests.rs"]
+mod tests;

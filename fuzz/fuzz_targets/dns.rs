@@ -1,0 +1,55 @@
+//! The DNS query path: any guest query never panics the resolver; what is forwarded is the
+//! query with only its ID changed; every answer to the guest carries the guest's ID. Then
+//! the forwarded query, marked as a response and with the input appended, comes back from
+//! the upstream (and a second, arbitrary datagram), and the timers run out.
+#![no_main]
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use dns::{Resolver, ResolverConfig, Transmit, Zones};
+use libfuzzer_sys::fuzz_target;
+use stack::time::Instant;
+
+fuzz_target!(|data: &[u8]| {
+    let upstream: SocketAddr = ([127, 0, 0, 1], 53).into();
+    let zones =
+        Zones::gvproxy_defaults(Ipv4Addr::new(192, 168, 127, 1), Ipv4Addr::new(192, 168, 127, 254));
+    let mut r: Resolver<u8> = Resolver::new(ResolverConfig {
+        upstreams: vec![upstream],
+        max_reply: 512,
+        ..ResolverConfig::default()
+    });
+    let t0 = Instant::default();
+    r.handle_query(t0, 1, data, &zones);
+    let mut forwarded = None;
+    while let Some(t) = r.poll_transmit() {
+        match t {
+            Transmit::Upstream { to, payload } => {
+                assert_eq!(to, upstream);
+                assert_eq!(payload.get(2..), data.get(2..));
+                forwarded = Some(payload);
+            }
+            Transmit::Client { to, payload } => {
+                assert_eq!(to, 1);
+                assert_eq!(payload.get(..2), data.get(..2));
+                assert!(payload.len() >= 12);
+            }
+        }
+    }
+    if let Some(mut answer) = forwarded {
+        if let Some(flags) = answer.get_mut(2) {
+            *flags |= 0x80;
+        }
+        answer.extend_from_slice(data);
+        r.handle_response(t0, upstream, &answer);
+        r.handle_response(t0, upstream, data);
+    }
+    r.handle_timeout(t0 + Duration::from_secs(60));
+    while let Some(t) = r.poll_transmit() {
+        if let Transmit::Client { payload, .. } = t {
+            assert_eq!(payload.get(..2), data.get(..2));
+            assert!(payload.len() <= 512);
+        }
+    }
+});

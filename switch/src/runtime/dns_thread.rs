@@ -1,0 +1,262 @@
+//! The DNS thread: the gateway's DNS service, owning the [`dns::Resolver`] and the upstream
+//! sockets, so that waiting on upstreams never blocks the gateway thread.
+//!
+//! The gateway thread hands each query over a bounded channel (full → dropped and counted
+//! in [`DnsStats::queue_full`]; the guest's resolver retries). One UDP socket per address
+//! family in use (bound to the wildcard address, a kernel-chosen port) sends to the
+//! upstreams; a reader thread per socket blocks in `recv_from` and hands each datagram over
+//! the same bounded channel (full → dropped, counted in [`DnsStats::responses_dropped`]).
+//! The DNS thread waits on that channel and the resolver's next timeout, reads the zones
+//! under their read lock for one query at a time (never across I/O), and sends answers to
+//! guests into the switch through the gateway's port, framed by [`dns_reply_frame`].
+
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender, select};
+use dns::{Resolver, SharedZones, Transmit};
+use stack::time::Epoch;
+use stack::wire::EthernetAddress;
+
+use super::Query;
+use crate::gateway::{DnsClient, DnsQuery, dns_reply_frame};
+use crate::port::Port;
+
+/// How long the thread sleeps when no query waits upstream.
+const IDLE_WAIT: Duration = Duration::from_secs(60);
+/// How often a reader thread looks at the stop flag.
+const READ_TIMEOUT: Duration = Duration::from_millis(200);
+/// The largest datagram read from an upstream (RFC 6891's maximum UDP payload).
+const MAX_DATAGRAM: usize = 65535;
+
+/// The DNS service's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DnsStats {
+    pub resolver: dns::ResolverCounters,
+    /// Queries waiting upstream now.
+    pub pending: usize,
+    /// Queries the gateway thread dropped because the DNS thread's queue was full.
+    pub queue_full: u64,
+    /// Upstream datagrams dropped because the queue was full.
+    pub responses_dropped: u64,
+    /// Sends to an upstream that failed (no route, …); the attempt times out and fails over.
+    pub send_errors: u64,
+    /// Answers dropped because the switch's queue was full.
+    pub answers_dropped: u64,
+}
+
+/// What the DNS thread waits for.
+#[derive(Debug)]
+pub(crate) enum Input {
+    Query(DnsQuery),
+    Response(SocketAddr, Vec<u8>),
+}
+
+pub(super) struct DnsThread {
+    resolver: Resolver<DnsClient>,
+    zones: SharedZones,
+    port: Arc<Port>,
+    mac: EthernetAddress,
+    ip: Ipv4Addr,
+    inputs: Receiver<Input>,
+    queries: Receiver<Query<DnsStats>>,
+    stop: Receiver<()>,
+    epoch: Epoch,
+    v4: Option<Arc<UdpSocket>>,
+    v6: Option<Arc<UdpSocket>>,
+    readers: Vec<JoinHandle<()>>,
+    readers_stop: Arc<AtomicBool>,
+    ident: u16,
+    stats: DnsStats,
+    /// The gateway thread's count of queries it could not queue.
+    queue_full: Arc<std::sync::atomic::AtomicU64>,
+    responses_dropped: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// Where the parts of the DNS service meet.
+pub(super) struct DnsParts {
+    pub(super) resolver: Resolver<DnsClient>,
+    pub(super) zones: SharedZones,
+    pub(super) port: Arc<Port>,
+    pub(super) mac: EthernetAddress,
+    pub(super) ip: Ipv4Addr,
+    pub(super) inputs: (Sender<Input>, Receiver<Input>),
+    pub(super) queries: Receiver<Query<DnsStats>>,
+    pub(super) stop: Receiver<()>,
+    pub(super) epoch: Epoch,
+    pub(super) queue_full: Arc<std::sync::atomic::AtomicU64>,
+}
+
+fn reader(
+    socket: Arc<UdpSocket>,
+    to: Sender<Input>,
+    stop: Arc<AtomicBool>,
+    dropped: Arc<std::sync::atomic::AtomicU64>,
+) {
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    while !stop.load(Ordering::Relaxed) {
+        match socket.recv_from(&mut buf) {
+            Ok((n, from)) => {
+                let datagram = buf.get(..n).unwrap_or_default().to_vec();
+                if to.try_send(Input::Response(from, datagram)).is_err() {
+                    dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::Interrupted
+                        // An ICMP port unreachable from a down upstream, reported on the next
+                        // read; the attempt's timeout handles it.
+                        | std::io::ErrorKind::ConnectionRefused
+                ) => {}
+            Err(_) => return,
+        }
+    }
+}
+
+impl DnsThread {
+    /// Opens the upstream sockets and starts their readers.
+    pub(super) fn new(parts: DnsParts) -> std::io::Result<DnsThread> {
+        let upstreams = parts.resolver.config().upstreams.clone();
+        let readers_stop = Arc::new(AtomicBool::new(false));
+        let responses_dropped = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let mut readers = Vec::new();
+        let mut open = |wildcard: &str| -> std::io::Result<Arc<UdpSocket>> {
+            let socket = Arc::new(UdpSocket::bind(wildcard)?);
+            socket.set_read_timeout(Some(READ_TIMEOUT))?;
+            let (s, tx, stop, dropped) = (
+                socket.clone(),
+                parts.inputs.0.clone(),
+                readers_stop.clone(),
+                responses_dropped.clone(),
+            );
+            readers.push(
+                std::thread::Builder::new()
+                    .name("dns-upstream".into())
+                    .spawn(move || reader(s, tx, stop, dropped))?,
+            );
+            Ok(socket)
+        };
+        let v4 = match upstreams.iter().any(SocketAddr::is_ipv4) {
+            true => Some(open("0.0.0.0:0")?),
+            false => None,
+        };
+        let v6 = match upstreams.iter().any(SocketAddr::is_ipv6) {
+            true => Some(open("[::]:0")?),
+            false => None,
+        };
+        Ok(DnsThread {
+            resolver: parts.resolver,
+            zones: parts.zones,
+            port: parts.port,
+            mac: parts.mac,
+            ip: parts.ip,
+            inputs: parts.inputs.1,
+            queries: parts.queries,
+            stop: parts.stop,
+            epoch: parts.epoch,
+            v4,
+            v6,
+            readers,
+            readers_stop,
+            ident: 0,
+            stats: DnsStats::default(),
+            queue_full: parts.queue_full,
+            responses_dropped,
+        })
+    }
+
+    fn now(&self) -> stack::time::Instant {
+        self.epoch.instant(std::time::Instant::now())
+    }
+
+    pub(super) fn run(mut self) {
+        let inputs = self.inputs.clone();
+        loop {
+            let now = self.now();
+            let timeout = self
+                .resolver
+                .poll_timeout()
+                .map_or(IDLE_WAIT, |at| at.saturating_duration_since(now));
+            select! {
+                recv(inputs) -> msg => match msg {
+                    Ok(input) => {
+                        self.input(input);
+                        while let Ok(next) = inputs.try_recv() {
+                            self.input(next);
+                        }
+                    }
+                    Err(_) => break,
+                },
+                recv(self.queries) -> msg => {
+                    if let Ok(reply) = msg {
+                        let _ = reply.try_send(self.stats());
+                    }
+                },
+                recv(self.stop) -> _ => break,
+                default(timeout) => {}
+            }
+            let now = self.now();
+            if self.resolver.poll_timeout().is_some_and(|at| at <= now) {
+                self.resolver.handle_timeout(now);
+                self.transmit();
+            }
+        }
+        self.readers_stop.store(true, Ordering::Relaxed);
+        for r in self.readers.drain(..) {
+            let _ = r.join();
+        }
+    }
+
+    fn input(&mut self, input: Input) {
+        let now = self.now();
+        match input {
+            Input::Query(q) => {
+                let zones = self.zones.read();
+                self.resolver
+                    .handle_query(now, q.client, &q.payload, &zones);
+            }
+            Input::Response(from, bytes) => self.resolver.handle_response(now, from, &bytes),
+        }
+        self.transmit();
+    }
+
+    fn transmit(&mut self) {
+        while let Some(t) = self.resolver.poll_transmit() {
+            match t {
+                Transmit::Upstream { to, payload } => {
+                    let socket = if to.is_ipv4() { &self.v4 } else { &self.v6 };
+                    if socket
+                        .as_ref()
+                        .is_none_or(|s| s.send_to(&payload, to).is_err())
+                    {
+                        self.stats.send_errors += 1;
+                    }
+                }
+                Transmit::Client { to, payload } => {
+                    self.ident = self.ident.wrapping_add(1);
+                    let frame = dns_reply_frame(self.mac, self.ip, &to, self.ident, &payload);
+                    if !self.port.send(frame) {
+                        self.stats.answers_dropped += 1;
+                    }
+                }
+            }
+        }
+    }
+
+    fn stats(&self) -> DnsStats {
+        DnsStats {
+            resolver: self.resolver.counters(),
+            pending: self.resolver.pending(),
+            queue_full: self.queue_full.load(Ordering::Relaxed),
+            responses_dropped: self.responses_dropped.load(Ordering::Relaxed),
+            ..self.stats
+        }
+    }
+}

@@ -1,0 +1,259 @@
+//! DNS on the gateway against the Linux kernel as its guest: `dig` in a namespace asks
+//! 192.168.127.1, which answers its local zones and forwards the rest to a dnsmasq the test
+//! started on loopback (never the machine's own resolvers). Needs root; see
+//! `support::privileged`. Traffic stays on loopback and inside the namespaces created here.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use support::dnsmasq::{Dnsmasq, RECORDS, free_port};
+use support::{NetnsGuard, TapLink, open_tap, privileged};
+use switch::runtime::{DnsConfig, Runtime, RuntimeConfig};
+use switch::tap::TapConfig;
+
+const GUEST_MAC: &str = "5a:94:ef:e4:0c:ee";
+
+fn runtime(upstreams: Vec<SocketAddr>, timeout: Duration) -> Runtime {
+    Runtime::start(RuntimeConfig {
+        workers: 1,
+        dns: DnsConfig {
+            upstreams,
+            timeout,
+            attempts: 2,
+            ..DnsConfig::default()
+        },
+        ..RuntimeConfig::default()
+    })
+    .expect("start runtime")
+}
+
+fn guest(rt: &Runtime, tag: &str) -> (NetnsGuard, TapLink) {
+    let ns = NetnsGuard::new(tag);
+    let tap = open_tap(
+        &ns,
+        Some(TapConfig {
+            mac: Some(GUEST_MAC.parse().unwrap()),
+            mtu: 1500,
+            address: Ipv4Addr::new(192, 168, 127, 2),
+            ..TapConfig::default()
+        }),
+    );
+    let port = rt.attacher().attach(&format!("tap:{tag}")).unwrap();
+    (ns, TapLink::start(tap, port))
+}
+
+/// `dig @192.168.127.1 ARGS` inside the namespace; its standard output.
+fn dig(ns: &NetnsGuard, args: &[&str]) -> String {
+    let mut all = vec!["@192.168.127.1", "+time=3", "+tries=2"];
+    all.extend_from_slice(args);
+    let out = ns.run("dig", &all, Duration::from_secs(30));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn forwarded_answers_equal_the_upstreams_over_udp() {
+    if !privileged(
+        "forwarded_answers_equal_the_upstreams_over_udp",
+        &["ip", "dig", "dnsmasq"],
+    ) {
+        return;
+    }
+    let upstream = Dnsmasq::start();
+    let rt = runtime(vec![upstream.addr], Duration::from_secs(2));
+    let (ns, _link) = guest(&rt, "dnsfwd");
+    for (name, rtype) in RECORDS {
+        let args = ["+noall", "+answer", "+comments", name, rtype];
+        let direct = upstream.dig(&args);
+        let via = dig(&ns, &args);
+        let answer = |s: &str| {
+            s.lines()
+                .filter(|l| !l.starts_with(';') && !l.trim().is_empty())
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        };
+        assert!(
+            !answer(&direct).is_empty(),
+            "upstream has {name} {rtype}:\n{direct}"
+        );
+        assert_eq!(
+            answer(&via),
+            answer(&direct),
+            "{name} {rtype}:\n{via}\n---\n{direct}"
+        );
+        assert!(via.contains("status: NOERROR"), "{via}");
+    }
+    // EDNS and the DNSSEC OK bit come back as the upstream sent them.
+    let args = ["+dnssec", "+bufsize=1232", "www.dns.test", "A"];
+    let via = dig(&ns, &args);
+    assert!(via.contains("; EDNS: version: 0"), "{via}");
+    let stats = rt.stats();
+    assert!(stats.dns.resolver.forwarded >= 6, "{stats:?}");
+    assert_eq!(stats.dns.resolver.timeouts, 0, "{stats:?}");
+}
+
+#[test]
+fn local_zones_and_api_adds() {
+    if !privileged("local_zones_and_api_adds", &["ip", "dig"]) {
+        return;
+    }
+    let rt = runtime(Vec::new(), Duration::from_secs(1));
+    let (ns, _link) = guest(&rt, "dnslocal");
+    let short = |name: &str, t: &str| dig(&ns, &["+short", name, t]);
+    assert_eq!(short("host.containers.internal", "A"), "192.168.127.254\n");
+    assert_eq!(short("gateway.containers.internal", "A"), "192.168.127.1\n");
+    assert_eq!(short("host.docker.internal", "A"), "192.168.127.254\n");
+    let aaaa = dig(&ns, &["host.containers.internal", "AAAA"]);
+    assert!(
+        aaaa.contains("status: NOERROR") && aaaa.contains("ANSWER: 0"),
+        "{aaaa}"
+    );
+    assert!(
+        aaaa.contains("AUTHORITY: 1"),
+        "NODATA carries the SOA:\n{aaaa}"
+    );
+    let nx = dig(&ns, &["nope.containers.internal", "A"]);
+    assert!(nx.contains("status: NXDOMAIN"), "{nx}");
+
+    let zones = rt.dns_zones();
+    dns::api::add(
+        &zones,
+        br#"{"Name":"dynamic.internal.","Records":[{"Name":"test","IP":"192.168.127.253"}]}"#,
+    )
+    .unwrap();
+    assert_eq!(short("test.dynamic.internal", "A"), "192.168.127.253\n");
+    dns::api::add(
+        &zones,
+        br#"{"Name":"dynamic.internal.","Records":[{"Name":"test","IP":"192.168.127.252"}]}"#,
+    )
+    .unwrap();
+    assert_eq!(short("test.dynamic.internal", "A"), "192.168.127.252\n");
+    // No upstream: everything else is SERVFAIL, and the service goes on.
+    let other = dig(&ns, &["www.dns.test", "A"]);
+    assert!(other.contains("status: SERVFAIL"), "{other}");
+    assert_eq!(short("host.containers.internal", "A"), "192.168.127.254\n");
+}
+
+#[test]
+fn upstream_down_is_servfail_and_service_goes_on() {
+    if !privileged(
+        "upstream_down_is_servfail_and_service_goes_on",
+        &["ip", "dig"],
+    ) {
+        return;
+    }
+    // Nothing listens there: the test just found the port free.
+    let down: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let rt = runtime(vec![down], Duration::from_millis(300));
+    let (ns, _link) = guest(&rt, "dnsdown");
+    let out = dig(&ns, &["+tries=1", "+time=5", "www.dns.test", "A"]);
+    assert!(out.contains("status: SERVFAIL"), "{out}");
+    assert_eq!(
+        dig(&ns, &["+short", "gateway.containers.internal"]),
+        "192.168.127.1\n"
+    );
+    let stats = rt.stats();
+    assert_eq!(stats.dns.resolver.timeouts, 1, "{stats:?}");
+    assert_eq!(stats.dns.resolver.failovers, 1, "{stats:?}");
+}
+
+/// 1,000 queries in flight at once from one socket, distinct IDs; a query unanswered after
+/// two seconds is sent again (as a stub resolver does), three rounds at most.
+const BURST: &str = r#"
+import socket, struct, sys, time
+N = 1000
+name = b"".join(bytes([len(l)]) + l for l in b"www.dns.test".split(b".")) + b"\0"
+def query(i):
+    return struct.pack(">HHHHHH", i, 0x0100, 1, 0, 0, 0) + name + struct.pack(">HH", 1, 1)
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
+s.connect(("192.168.127.1", 53))
+answered = set()
+for round in range(3):
+    for i in range(N):
+        if i not in answered:
+            s.send(query(i))
+    deadline = time.time() + 2
+    while len(answered) < N and time.time() < deadline:
+        s.settimeout(max(0.01, deadline - time.time()))
+        try:
+            r = s.recv(2048)
+        except socket.timeout:
+            break
+        i, flags, qd, an = struct.unpack(">HHHH", r[:8])
+        if flags & 0xf == 0 and an == 1 and r.endswith(bytes([10, 1, 2, 3])):
+            answered.add(i)
+    if len(answered) == N:
+        break
+print(len(answered), round)
+"#;
+
+#[test]
+fn a_thousand_concurrent_queries_resolve() {
+    if !privileged(
+        "a_thousand_concurrent_queries_resolve",
+        &["ip", "dnsmasq", "python3"],
+    ) {
+        return;
+    }
+    let upstream = Dnsmasq::start();
+    let rt = runtime(vec![upstream.addr], Duration::from_secs(2));
+    let (ns, _link) = guest(&rt, "dnsburst");
+    let out = ns.run("python3", &["-c", BURST], Duration::from_secs(60));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.starts_with("1000 "),
+        "{stdout}\n{}\n{:?}",
+        String::from_utf8_lossy(&out.stderr),
+        rt.stats().dns
+    );
+}
+
+/// The guest's own resolver inside `host-switch run`: its private resolv.conf names the
+/// gateway, which answers the local zones and forwards the rest to the test's dnsmasq.
+#[test]
+fn getent_inside_host_switch_run() {
+    if !privileged(
+        "getent_inside_host_switch_run",
+        &["ip", "dnsmasq", "getent"],
+    ) {
+        return;
+    }
+    let upstream = Dnsmasq::start();
+    let out = support::run_with_timeout(
+        std::process::Command::new(env!("CARGO_BIN_EXE_host-switch"))
+            .args(["run", "--dns-upstream", &upstream.addr.to_string(), "--"])
+            .args([
+                "sh",
+                "-c",
+                "getent hosts host.containers.internal; getent hosts gateway.containers.internal; \
+                 getent ahostsv4 www.dns.test | head -n1",
+            ])
+            .stdin(std::process::Stdio::null()),
+        Duration::from_secs(60),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<Vec<&str>> = stdout
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    let ctx = format!("{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{ctx}");
+    assert_eq!(
+        lines.first().map(|l| l[..2].to_vec()),
+        Some(vec!["192.168.127.254", "host.containers.internal"]),
+        "{ctx}"
+    );
+    assert_eq!(
+        lines.get(1).map(|l| l[..2].to_vec()),
+        Some(vec!["192.168.127.1", "gateway.containers.internal"]),
+        "{ctx}"
+    );
+    assert_eq!(
+        lines.get(2).and_then(|l| l.first().copied()),
+        Some("10.1.2.3"),
+        "{ctx}"
+    );
+}
