@@ -1,8 +1,7 @@
 //! IPv6 fragment reassembly (`stack::frag`) driven by a fragment sequence decoded from the
 //! input with a virtual clock (see `common/frag.rs`). Nothing may panic; the byte and datagram
 //! bounds hold after every step; a reassembled packet parses as IPv6 whose payload length is
-//! the packet's and whose chain walk does not panic;
-//! everything is released at the end.
+//! the packet's and whose chain walk does not panic; everything is released at the end.
 #![no_main]
 
 #[path = "common/frag.rs"]

@@ -375,6 +375,28 @@ fn timeout_expires_and_quotes_the_first_fragment() {
 }
 
 #[test]
+fn ipv6_quote_fits_the_minimum_mtu() {
+    let mut r = Reassembler::new(Config::default());
+    r.handle(at(0), &v6(16, 0, true, &[7; 1400])).unwrap();
+    r.handle_timeout(at(60_000));
+    let notice = r.poll_expired().unwrap();
+    // RFC 4443 §2.4(c): 1280 - 40 (IPv6) - 8 (ICMPv6).
+    assert_eq!(notice.quote.len(), 1232);
+    assert_eq!(notice.quote[40..44], [17, 0, 0, 1]);
+}
+
+#[test]
+fn ipv6_first_fragment_must_hold_the_chain() {
+    // RFC 8200 §4.5 (RFC 7112): a first fragment whose fragmentable part starts a destination
+    // options header it does not hold whole.
+    let mut p = v6(17, 0, true, &[17, 4, 0, 0, 0, 0, 0, 0]);
+    p[40] = 60;
+    let mut r = Reassembler::new(Config::default());
+    assert_drop(&mut r, &p, FragDropReason::Malformed);
+    assert_eq!(r.stats().datagrams, 0);
+}
+
+#[test]
 fn late_fragment_after_timeout_starts_afresh() {
     let mut r = Reassembler::new(Config::default());
     r.handle(at(0), &v4(13, 0, true, &[1; 8])).unwrap();
