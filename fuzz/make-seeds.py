@@ -3,8 +3,11 @@
 
 Every frame seeds `frame` and `ethernet`; each layer inside it seeds that layer's target
 (ARP payloads, IPv4/IPv6 packets, ICMP messages, UDP datagrams and TCP segments, these two
-after a byte that selects the address family for the pseudo-header). Run it again
-after adding a fixture: `python3 fuzz/make-seeds.py`.
+after a byte that selects the address family for the pseudo-header). Beyond the per-layer
+targets: the captured fragments seed `frag_v4` and `frag_v6` (as raw-packet records, in order,
+reversed and with a duplicate), the DHCP clients' requests seed `dhcp_server`, streams of real
+frames behind each length prefix seed `framing`, and real control API requests seed
+`http_request`. Run it again after adding a fixture: `python3 fuzz/make-seeds.py`.
 """
 import glob
 import os
@@ -69,6 +72,144 @@ def layers(frame):
             yield {6: "tcp", 17: "udp"}[nh], b"\x01" + upper
 
 
+def write(target, name, data):
+    directory = os.path.join(SEEDS, target)
+    os.makedirs(directory, exist_ok=True)
+    with open(os.path.join(directory, name), "wb") as out:
+        out.write(data)
+
+
+def is_fragment(frame):
+    """Whether an Ethernet frame holds an IPv4 fragment or an IPv6 packet with a fragment header."""
+    if len(frame) < 54:
+        return False
+    ethertype, ip = struct.unpack(">H", frame[12:14])[0], frame[14:]
+    if ethertype == 0x0800:
+        return struct.unpack(">H", ip[6:8])[0] & 0x3FFF != 0
+    if ethertype == 0x86DD:
+        nh, at = ip[6], 40
+        for _ in range(8):
+            if nh == 44:
+                return True
+            if nh in (0, 43, 60) and at + 2 <= len(ip):
+                nh, at = ip[at], at + (ip[at + 1] + 1) * 8
+            else:
+                return False
+    return False
+
+
+def frag_records(packets, order):
+    """A frag_v4/frag_v6 input: default limits, then each packet as a raw-packet record."""
+    out = b"\x00"
+    for i in order:
+        if i is None:
+            out += b"\x03"  # the previous packet again
+        else:
+            out += b"\x01" + struct.pack("<H", len(packets[i])) + packets[i]
+    return out
+
+
+def frag_seeds(fixtures):
+    count = 0
+    for path in fixtures:
+        name = os.path.splitext(os.path.basename(path))[0]
+        frames = [f for f in pcap_frames(path) if is_fragment(f)]
+        for target, ethertype in (("frag_v4", 0x0800), ("frag_v6", 0x86DD)):
+            packets = [f[14:] for f in frames if struct.unpack(">H", f[12:14])[0] == ethertype]
+            if not packets:
+                continue
+            n = len(packets)
+            orders = {
+                "in-order": list(range(n)),
+                "reversed": list(reversed(range(n))),
+                "duplicate": [0, None] + list(range(1, n)),
+                "interleaved": [i for pair in zip(range(0, n, 2), range(1, n, 2)) for i in pair],
+            }
+            for label, order in orders.items():
+                write(target, f"{name}-{label}", frag_records(packets, order))
+                count += 1
+    # Crafted records: three fragments of one datagram, then a clock step past the timeout.
+    crafted = b"\x01" + b"".join(
+        b"\x00" + bytes([1]) + struct.pack("<H", off) + bytes([more]) + struct.pack("<H", 16) + b"\xab"
+        for off, more in ((0, 1), (2, 1), (4, 0))
+    ) + b"\x02" + struct.pack("<H", 7000)
+    for target in ("frag_v4", "frag_v6"):
+        write(target, "crafted", crafted)
+        count += 1
+    return count
+
+
+def udp_payload(frame):
+    """The UDP payload of an Ethernet/IPv4 frame, or None."""
+    if len(frame) < 42 or frame[12:14] != b"\x08\x00" or frame[23] != 17:
+        return None
+    ihl = (frame[14] & 0x0F) * 4
+    total = struct.unpack(">H", frame[16:18])[0]
+    return frame[14 + ihl + 8 : 14 + total]
+
+
+def dhcp_seeds():
+    count = 0
+    for path in sorted(glob.glob(os.path.join(ROOT, "dhcp", "src", "fixtures", "*.pcap"))):
+        name = os.path.splitext(os.path.basename(path))[0]
+        # Requests only (BOOTREQUEST, op 1): what a guest sends the server.
+        requests = [p for p in map(udp_payload, pcap_frames(path)) if p and p[0] == 1]
+        for i, payload in enumerate(requests):
+            write("dhcp_server", f"{name}-{i}", struct.pack("<H", len(payload)) + payload + b"\x00")
+            count += 1
+        # The whole exchange, a second between requests.
+        whole = b"".join(struct.pack("<H", len(p)) + p + b"\x01" for p in requests)
+        write("dhcp_server", f"{name}-all", whole)
+        count += 1
+    return count
+
+
+def framing_seeds(fixtures):
+    count = 0
+    for path in fixtures:
+        name = os.path.splitext(os.path.basename(path))[0]
+        frames = list(pcap_frames(path))[:6]
+        for selector, label in ((0, "u32be"), (1, "u16le"), (2, "u32be-jumbo"), (3, "u16le-9000")):
+            stream = b""
+            for f in frames:
+                stream += struct.pack(">I" if selector % 2 == 0 else "<H", len(f)) + f
+            write("framing", f"{name}-{label}", bytes([selector, len(frames) * 37 % 256]) + stream)
+            count += 1
+    return count
+
+
+def curl_post(path, body):
+    """A request as curl sends it with `-d BODY`."""
+    return (
+        b"POST " + path + b" HTTP/1.1\r\nHost: localhost\r\nUser-Agent: curl/8.5.0\r\nAccept: */*\r\n"
+        + b"Content-Length: " + str(len(body)).encode() + b"\r\n"
+        + b"Content-Type: application/x-www-form-urlencoded\r\n\r\n" + body
+    )
+
+
+HTTP_REQUESTS = {
+    "expose": curl_post(
+        b"/services/forwarder/expose",
+        b'{"local":"127.0.0.1:8080","remote":"192.168.127.2:80","protocol":"tcp"}',
+    ),
+    "unexpose": curl_post(b"/services/forwarder/unexpose", b'{"local":"127.0.0.1:8080","protocol":"tcp"}'),
+    "all": b"GET /services/forwarder/all HTTP/1.1\r\nHost: localhost\r\nUser-Agent: curl/8.5.0\r\nAccept: */*\r\n\r\n",
+    "stats": b"GET /stats HTTP/1.1\r\nHost: localhost\r\nUser-Agent: curl/8.5.0\r\nAccept: */*\r\n\r\n",
+    "leases": b"GET /services/dhcp/leases?x=1 HTTP/1.1\r\nHost: 192.168.127.1\r\nAccept: */*\r\n\r\n",
+    # gvforwarder: http.NewRequest("POST", "/connect", nil) written with Request.Write, then
+    # length-prefixed frames on the same connection (the first two bytes of one here).
+    "connect": b"POST /connect HTTP/1.1\r\nHost: unix\r\nUser-Agent: Go-http-client/1.1\r\n"
+    b"Content-Length: 0\r\n\r\n\x2a\x00",
+}
+
+
+def http_seeds():
+    for name, request in HTTP_REQUESTS.items():
+        for selector in (0, 1, 6):
+            write("http_request", f"{name}-{selector}", bytes([selector]) + request)
+    return len(HTTP_REQUESTS) * 3
+
+
 def main():
     fixtures = sorted(glob.glob(os.path.join(ROOT, "*", "src", "**", "*.pcap"), recursive=True))
     count = 0
@@ -83,6 +224,10 @@ def main():
                 with open(os.path.join(directory, f"{name}-{i}"), "wb") as out:
                     out.write(data)
                 count += 1
+    count += frag_seeds(fixtures)
+    count += dhcp_seeds()
+    count += framing_seeds(fixtures)
+    count += http_seeds()
     print(f"{count} seeds from {len(fixtures)} fixtures", file=sys.stderr)
 
 

@@ -5,6 +5,7 @@
 //! deterministic under test and fuzzing.
 #![forbid(unsafe_code)]
 
+pub mod frag;
 pub mod ingress;
 pub mod tcp;
 pub mod time;
