@@ -315,3 +315,7 @@ impl FlowHandler for Forwarder {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "handler_tests.rs"]
+mod tests;
