@@ -377,3 +377,58 @@ fn the_neighbour_table_is_bounded_and_follows_a_new_mac() {
     assert!(h.fwd.shared.known.len() <= MAX_NEIGHBOURS);
     assert!(h.stats().neighbours_full >= 10);
 }
+
+impl Harness {
+    fn echo_request(&mut self, ident: u16, seq_no: u16, data: &[u8]) {
+        let request = stack::wire::Icmpv4Repr::EchoRequest {
+            ident,
+            seq_no,
+            data,
+        };
+        let addrs = IpAddresses::V4 {
+            src: GUEST,
+            dst: HOST,
+        };
+        let frame = self
+            .guest
+            .ip(
+                GW_MAC,
+                addrs,
+                IpProtocol::Icmp,
+                request.buffer_len(),
+                |l4| request.emit(&mut stack::wire::Icmpv4Packet::new_unchecked(l4)),
+            )
+            .unwrap();
+        self.input(frame);
+    }
+}
+
+#[test]
+fn echo_requests_are_bounded_and_replies_keep_the_guests_identifier() {
+    let mut h = Harness::new(Config {
+        max_icmp_requests: 1,
+        ..Config::default()
+    });
+    h.echo_request(0x4242, 1, b"first");
+    if h.stats().icmp_no_socket > 0 {
+        eprintln!("SKIP: neither ping sockets nor raw sockets here");
+        return;
+    }
+    // The first still waits (nothing ran the poller): the second is over the bound.
+    h.echo_request(0x4242, 2, b"second");
+    assert_eq!(h.stats().icmp_limit, 1);
+    let frames = h.next_frames();
+    let Event::Icmpv4 { ip, icmp } = parse_for_guest(&frames[0]).event else {
+        panic!("not ICMP")
+    };
+    assert_eq!((ip.src_addr, ip.dst_addr), (HOST, GUEST));
+    assert_eq!(
+        icmp,
+        stack::wire::Icmpv4Repr::EchoReply {
+            ident: 0x4242,
+            seq_no: 1,
+            data: b"first"
+        }
+    );
+    assert_eq!(h.stats().icmp_open, 0);
+}

@@ -97,7 +97,11 @@ impl IcmpTable {
             Counters::bump(&sh.counters.nat_refused);
             return;
         };
-        if self.pending.len() >= self.max {
+        // Ping sockets (one per guest identifier) outlive their requests (`PING_IDLE`):
+        // bounded like the requests, or new identifiers could use up our descriptors.
+        let new_socket =
+            self.mode != Mode::Raw && !self.pings.contains_key(&(key.guest.ip(), ident));
+        if self.pending.len() >= self.max || (new_socket && self.pings.len() >= self.max) {
             Counters::bump(&sh.counters.icmp_limit);
             return;
         }
