@@ -98,7 +98,8 @@ counters! {
     inbound_accepted,
     /// Inbound connections dropped (no room, no port, mixed address families).
     inbound_dropped,
-    /// Segments into a guest whose MAC was not known yet, held back (the engine retransmits).
+    /// Sends into a guest whose MAC was not known yet: TCP segments held back (the engine
+    /// retransmits them), UDP datagrams dropped; each asks for the MAC with ARP.
     inbound_unresolved,
     /// ARP requests sent from the gateway for guests whose MAC was not known.
     arp_requests,

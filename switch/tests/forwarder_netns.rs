@@ -607,6 +607,47 @@ fn inbound_forwards_and_a_rust_client_in_the_guest() {
     assert_eq!(fwd["inbound_dropped"], 0, "{stats}");
     assert!(fwd["inbound_accepted"].as_u64().unwrap() >= 2, "{stats}");
 
+    // UDP into the unseen address through the API: the first datagram may be lost while
+    // ARP finds the guest (a client retries, as UDP clients do).
+    let echo = ns
+        .netns()
+        .run(|| UdpSocket::bind("0.0.0.0:0"))
+        .unwrap()
+        .unwrap();
+    let echo_port = echo.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        while let Ok((n, peer)) = echo.recv_from(&mut buf) {
+            let mut reply = b"guest:".to_vec();
+            reply.extend_from_slice(&buf[..n]);
+            let _ = echo.send_to(&reply, peer);
+        }
+    });
+    let ulocal = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    let body =
+        format!(r#"{{"local":"{ulocal}","remote":"192.168.127.4:{echo_port}","protocol":"udp"}}"#);
+    ns.ip(&["addr", "add", "192.168.127.4/24", "dev", "tap0"]);
+    assert_eq!(
+        serve
+            .api("POST", "/services/forwarder/expose", Some(&body))
+            .0,
+        200
+    );
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let answer = (0..10).find_map(|_| {
+        client.send_to(b"hi", &ulocal).unwrap();
+        client.recv(&mut buf).ok()
+    });
+    assert_eq!(answer.map(|n| &buf[..n]), Some(&b"guest:hi"[..]));
+
     // A unix socket's local end reaching the guest's TCP server; gone after unexpose.
     let path = dir.path().join("guest.sock");
     let body = format!(
