@@ -432,3 +432,55 @@ fn echo_requests_are_bounded_and_replies_keep_the_guests_identifier() {
     );
     assert_eq!(h.stats().icmp_open, 0);
 }
+
+#[test]
+fn icmpv6_echo_goes_through_the_nat_and_back() {
+    let guest6: std::net::Ipv6Addr = "fd00::2".parse().unwrap();
+    let host6: std::net::Ipv6Addr = "fd00::254".parse().unwrap();
+    if std::net::UdpSocket::bind("[::1]:0").is_err() {
+        eprintln!("SKIP: no IPv6 loopback here");
+        return;
+    }
+    let mut h = Harness::new(Config {
+        nat: vec![(IpAddr::V6(host6), IpAddr::V6(std::net::Ipv6Addr::LOCALHOST))],
+        ..Config::default()
+    });
+    let request = stack::wire::Icmpv6Repr::EchoRequest {
+        ident: 0x6666,
+        seq_no: 3,
+        data: b"six",
+    };
+    let addrs = IpAddresses::V6 {
+        src: guest6,
+        dst: host6,
+    };
+    let frame = h
+        .guest
+        .ip(
+            GW_MAC,
+            addrs,
+            IpProtocol::Icmpv6,
+            request.buffer_len(),
+            |l4| request.emit(&mut stack::wire::Icmpv6Packet::new_unchecked(l4), &addrs),
+        )
+        .unwrap();
+    h.input(frame);
+    if h.stats().icmp_no_socket > 0 {
+        eprintln!("SKIP: neither ping sockets nor raw sockets here");
+        return;
+    }
+    assert_eq!(h.stats().icmp_total, 1, "{:?}", h.stats());
+    let frames = h.next_frames();
+    let Event::Icmpv6 { ip, icmp } = parse_for_guest(&frames[0]).event else {
+        panic!("not ICMPv6")
+    };
+    assert_eq!((ip.src_addr, ip.dst_addr), (host6, guest6));
+    assert_eq!(
+        icmp,
+        stack::wire::Icmpv6Repr::EchoReply {
+            ident: 0x6666,
+            seq_no: 3,
+            data: b"six"
+        }
+    );
+}
