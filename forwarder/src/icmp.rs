@@ -188,7 +188,7 @@ impl IcmpTable {
                 }
             }
         }
-        raw.as_ref().map(|(s, _)| &*s)
+        raw.as_ref().map(|(s, _)| s)
     }
 
     pub(crate) fn ready(

@@ -609,9 +609,11 @@ fn inbound_forwards_and_a_rust_client_in_the_guest() {
 
     // UDP into the unseen address through the API: the first datagram may be lost while
     // ARP finds the guest (a client retries, as UDP clients do).
+    // Bound to that address: a socket on 0.0.0.0 would answer from tap0's first address.
+    ns.ip(&["addr", "add", "192.168.127.4/24", "dev", "tap0"]);
     let echo = ns
         .netns()
-        .run(|| UdpSocket::bind("0.0.0.0:0"))
+        .run(|| UdpSocket::bind("192.168.127.4:0"))
         .unwrap()
         .unwrap();
     let echo_port = echo.local_addr().unwrap().port();
@@ -630,7 +632,6 @@ fn inbound_forwards_and_a_rust_client_in_the_guest() {
         .to_string();
     let body =
         format!(r#"{{"local":"{ulocal}","remote":"192.168.127.4:{echo_port}","protocol":"udp"}}"#);
-    ns.ip(&["addr", "add", "192.168.127.4/24", "dev", "tap0"]);
     assert_eq!(
         serve
             .api("POST", "/services/forwarder/expose", Some(&body))
