@@ -118,6 +118,10 @@ struct Entry {
     unix_path: Option<PathBuf>,
 }
 
+/// Guest addresses the control plane (and each worker) remembers at most: their source
+/// addresses are the guests' to choose.
+pub const MAX_NEIGHBOURS: usize = 4096;
+
 /// The control plane. See the module docs.
 pub struct Control {
     workers: Mutex<Vec<WorkerLink>>,
@@ -202,10 +206,19 @@ impl Control {
         self.neighbours.read().get(&ip).copied()
     }
 
-    pub(crate) fn learn_neighbour(&self, ip: IpAddr, mac: EthernetAddress) {
-        if self.neighbours.read().get(&ip) != Some(&mac) {
-            self.neighbours.write().insert(ip, mac);
+    /// Learns (or updates) where guest `ip` is: from its flows (the workers) and from the
+    /// ARP it sends the gateway (the gateway thread). False when the table is full
+    /// ([`MAX_NEIGHBOURS`] addresses) and `ip` is new.
+    pub fn learn_neighbour(&self, ip: IpAddr, mac: EthernetAddress) -> bool {
+        if self.neighbours.read().get(&ip) == Some(&mac) {
+            return true;
         }
+        let mut table = self.neighbours.write();
+        if table.len() >= MAX_NEIGHBOURS && !table.contains_key(&ip) {
+            return false;
+        }
+        table.insert(ip, mac);
+        true
     }
 
     /// Every forward.

@@ -4,10 +4,13 @@
 use std::net::IpAddr;
 
 use bytes::{Bytes, BytesMut};
+use std::net::Ipv4Addr;
+
 use stack::wire::{
-    EtherType, EthernetAddress, EthernetFrame, EthernetRepr, Icmpv4Packet, Icmpv4Repr,
-    Icmpv6Packet, Icmpv6Repr, IpAddresses, IpProtocol, Ipv4Packet, Ipv4Repr, Ipv6Packet, Ipv6Repr,
-    TcpPacket, TcpRepr, UdpPacket, UdpRepr, ethernet, ipv4, ipv6, udp,
+    ArpOperation, ArpPacket, ArpRepr, EtherType, EthernetAddress, EthernetFrame, EthernetRepr,
+    Icmpv4Packet, Icmpv4Repr, Icmpv6Packet, Icmpv6Repr, IpAddresses, IpProtocol, Ipv4Packet,
+    Ipv4Repr, Ipv6Packet, Ipv6Repr, TcpPacket, TcpRepr, UdpPacket, UdpRepr, ethernet, ipv4, ipv6,
+    udp,
 };
 
 /// The TTL / hop limit of what we originate.
@@ -99,6 +102,29 @@ impl Framer {
             }
         }
         Some(buf.freeze())
+    }
+
+    /// An ARP request from the gateway (`ours`) asking who has `target`, broadcast (RFC 826).
+    pub fn arp_request(&self, ours: Ipv4Addr, target: Ipv4Addr) -> Bytes {
+        let arp = ArpRepr {
+            operation: ArpOperation::Request,
+            source_hardware_addr: self.gateway_mac,
+            source_protocol_addr: ours,
+            target_hardware_addr: EthernetAddress([0; 6]),
+            target_protocol_addr: target,
+        };
+        let len = ethernet::HEADER_LEN + arp.buffer_len();
+        let mut buf = BytesMut::zeroed(len.max(MIN_FRAME_LEN));
+        EthernetRepr {
+            src_addr: self.gateway_mac,
+            dst_addr: EthernetAddress::BROADCAST,
+            ethertype: EtherType::Arp,
+        }
+        .emit(&mut EthernetFrame::new_unchecked(&mut buf[..]));
+        if let Some(body) = buf.get_mut(ethernet::HEADER_LEN..len) {
+            arp.emit(&mut ArpPacket::new_unchecked(body));
+        }
+        buf.freeze()
     }
 
     /// A UDP datagram.

@@ -18,7 +18,7 @@ use stack::time::{Epoch, Instant};
 use stack::wire::{EthernetAddress, IpProtocol};
 
 use crate::config::Config;
-use crate::control::{Command, Control, Protocol};
+use crate::control::{Command, Control, MAX_NEIGHBOURS, Protocol};
 use crate::frame::Framer;
 use crate::icmp::IcmpTable;
 use crate::nat::Nat;
@@ -53,8 +53,8 @@ pub(crate) struct Shared {
     pub workers: usize,
     pub seed: u64,
     next_id: usize,
-    /// Guest addresses this worker has told the control plane about.
-    known: std::collections::HashSet<IpAddr>,
+    /// Guest addresses (and their MACs) this worker has told the control plane about.
+    known: std::collections::HashMap<IpAddr, EthernetAddress>,
 }
 
 impl Shared {
@@ -90,10 +90,20 @@ impl Shared {
         }
     }
 
-    /// Remembers where a guest is, for forwards into it.
+    /// Remembers where a guest is, for forwards into it: a new address, or a known one
+    /// that moved to another MAC (a guest restarted with a new card). Bounded by
+    /// [`MAX_NEIGHBOURS`], since the source addresses are the guests' to choose.
     pub(crate) fn learn(&mut self, ip: IpAddr, mac: EthernetAddress) {
-        if self.known.insert(ip) {
-            self.control.learn_neighbour(ip, mac);
+        if self.known.get(&ip) == Some(&mac) {
+            return;
+        }
+        if self.known.len() >= MAX_NEIGHBOURS && !self.known.contains_key(&ip) {
+            Counters::bump(&self.counters.neighbours_full);
+            return;
+        }
+        self.known.insert(ip, mac);
+        if !self.control.learn_neighbour(ip, mac) {
+            Counters::bump(&self.counters.neighbours_full);
         }
     }
 
@@ -194,7 +204,7 @@ impl Forwarder {
             workers,
             seed: ctx.seed,
             next_id: 0,
-            known: std::collections::HashSet::new(),
+            known: std::collections::HashMap::new(),
         };
         let now = ctx.epoch.instant(std::time::Instant::now());
         Ok(Forwarder {
@@ -305,3 +315,7 @@ impl FlowHandler for Forwarder {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "handler_tests.rs"]
+mod tests;

@@ -4,7 +4,9 @@
 //! back on the reply. Where ping sockets are refused (EACCES) and we hold CAP_NET_RAW, one raw
 //! socket per worker sends the request with the guest's own identifier and reads every echo
 //! reply on the host, keeping the ones it is waiting for. Either way each request waits at
-//! most the configured timeout, and the number waiting is bounded. IPv4 only for now.
+//! most the configured timeout, and the number waiting is bounded. ICMPv6 echo (RFC 4443
+//! §4) goes the same way through `IPPROTO_ICMPV6` sockets, whose checksum the kernel
+//! computes (RFC 3542 §3.1).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
@@ -14,7 +16,10 @@ use mio::Token;
 use socket2::{Domain, Protocol as SockProtocol, Socket, Type};
 use stack::ingress::FlowL4;
 use stack::time::Instant;
-use stack::wire::{EthernetAddress, Icmpv4Packet, Icmpv4Repr, Ipv4Packet, Ipv4Repr};
+use stack::wire::{
+    EthernetAddress, Icmpv4Packet, Icmpv4Repr, Icmpv6Message, Icmpv6Packet, Icmpv6Repr,
+    IpAddresses, Ipv4Packet, Ipv4Repr,
+};
 
 use crate::config::Config;
 use crate::frame::addresses;
@@ -52,6 +57,7 @@ pub(crate) struct IcmpTable {
     pings: HashMap<(IpAddr, u16), PingFlow>,
     ping_tokens: HashMap<Token, (IpAddr, u16)>,
     raw: Option<(UdpSocket, Token)>,
+    raw6: Option<(UdpSocket, Token)>,
     /// (real remote, guest identifier, sequence) → the request.
     pending: HashMap<(IpAddr, u16, u16), Pending>,
     max: usize,
@@ -66,6 +72,7 @@ impl IcmpTable {
             pings: HashMap::new(),
             ping_tokens: HashMap::new(),
             raw: None,
+            raw6: None,
             pending: HashMap::new(),
             max: Config::share(config.max_icmp_requests, workers),
             timeout: config.icmp_timeout,
@@ -89,28 +96,25 @@ impl IcmpTable {
             return;
         };
         let key = packet.packet.key;
-        let (IpAddr::V4(_), IpAddr::V4(_)) = (key.guest.ip(), key.remote.ip()) else {
-            Counters::bump(&sh.counters.unsupported);
-            return;
-        };
         let Ok(real) = sh.nat.outbound(key.remote.ip()) else {
             Counters::bump(&sh.counters.nat_refused);
             return;
         };
-        if self.pending.len() >= self.max {
+        // Ping sockets (one per guest identifier) outlive their requests (`PING_IDLE`):
+        // bounded like the requests, or new identifiers could use up our descriptors.
+        let new_socket =
+            self.mode != Mode::Raw && !self.pings.contains_key(&(key.guest.ip(), ident));
+        if self.pending.len() >= self.max || (new_socket && self.pings.len() >= self.max) {
             Counters::bump(&sh.counters.icmp_limit);
             return;
         }
         let data = packet.packet.payload(&packet.frame);
-        let request = Icmpv4Repr::EchoRequest {
-            ident,
-            seq_no,
-            data,
+        let Some(msg) = echo_request(key.guest.ip(), real, ident, seq_no, data) else {
+            Counters::bump(&sh.counters.unsupported);
+            return;
         };
-        let mut msg = vec![0u8; request.buffer_len()];
-        request.emit(&mut Icmpv4Packet::new_unchecked(&mut msg[..]));
         let dst = SocketAddr::new(real, 0);
-        let sent = match self.socket_for(sh, key.guest.ip(), ident, now) {
+        let sent = match self.socket_for(sh, key.guest.ip(), real.is_ipv6(), ident, now) {
             Some(socket) => socket.send_to(&msg, dst).is_ok(),
             None => {
                 Counters::bump(&sh.counters.icmp_no_socket);
@@ -140,12 +144,13 @@ impl IcmpTable {
         &mut self,
         sh: &mut Shared,
         guest: IpAddr,
+        v6: bool,
         ident: u16,
         now: Instant,
     ) -> Option<&UdpSocket> {
         if matches!(self.mode, Mode::Unknown | Mode::Ping) {
             if !self.pings.contains_key(&(guest, ident)) {
-                match open(Type::DGRAM) {
+                match open(Type::DGRAM, v6) {
                     Ok(socket) => {
                         let token = sh.token(KIND_ICMP);
                         sh.register(&socket, token).ok()?;
@@ -169,12 +174,13 @@ impl IcmpTable {
                 return Some(&flow.socket);
             }
         }
-        if self.mode == Mode::Raw && self.raw.is_none() {
-            match open(Type::RAW) {
+        let raw = if v6 { &mut self.raw6 } else { &mut self.raw };
+        if self.mode == Mode::Raw && raw.is_none() {
+            match open(Type::RAW, v6) {
                 Ok(socket) => {
                     let token = sh.token(KIND_ICMP);
                     sh.register(&socket, token).ok()?;
-                    self.raw = Some((socket, token));
+                    *raw = Some((socket, token));
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "no ping socket (net.ipv4.ping_group_range) and no raw socket: ICMP echo is not forwarded");
@@ -182,7 +188,7 @@ impl IcmpTable {
                 }
             }
         }
-        self.raw.as_ref().map(|(s, _)| s)
+        raw.as_ref().map(|(s, _)| s)
     }
 
     pub(crate) fn ready(
@@ -192,10 +198,14 @@ impl IcmpTable {
         token: Token,
         out: &dyn FrameSink,
     ) {
-        let raw = self.raw.as_ref().is_some_and(|(_, t)| *t == token);
+        let raw4 = self.raw.as_ref().is_some_and(|(_, t)| *t == token);
+        let raw6 = self.raw6.as_ref().is_some_and(|(_, t)| *t == token);
+        let raw = raw4 || raw6;
         loop {
-            let socket = if raw {
+            let socket = if raw4 {
                 self.raw.as_ref().map(|(s, _)| s)
+            } else if raw6 {
+                self.raw6.as_ref().map(|(s, _)| s)
             } else {
                 self.ping_tokens
                     .get(&token)
@@ -209,29 +219,14 @@ impl IcmpTable {
                 Err(_) => continue,
             };
             let bytes = self.buf.get(..n).unwrap_or_default();
-            // A raw socket hands over the IP header too; a ping socket only the ICMP message.
-            let icmp_bytes = if raw {
-                match Ipv4Packet::new_checked(bytes)
-                    .ok()
-                    .and_then(|p| Ipv4Repr::parse(&p).ok().map(|_| p))
-                {
-                    Some(p) => p.payload(),
-                    None => continue,
-                }
+            let reply = if peer.is_ipv6() {
+                // Raw or ping, an ICMPv6 socket hands over the message alone, its checksum
+                // verified by the kernel.
+                echo_reply_v6(bytes)
             } else {
-                bytes
+                echo_reply_v4(bytes, raw4)
             };
-            let Ok(packet) = Icmpv4Packet::new_checked(icmp_bytes) else {
-                continue;
-            };
-            // A ping socket's replies have no checksum to trust (the kernel checked it).
-            let parsed = Icmpv4Repr::parse(&packet);
-            let Ok(Icmpv4Repr::EchoReply {
-                ident,
-                seq_no,
-                data,
-            }) = parsed
-            else {
+            let Some((ident, seq_no, data)) = reply else {
                 continue;
             };
             let ident = if raw {
@@ -254,7 +249,71 @@ impl IcmpTable {
             }
         }
     }
+}
 
+/// An echo request to `real` carrying the guest's identifier, sequence number and data.
+/// `None` when the guest's and the real address families differ.
+fn echo_request(
+    guest: IpAddr,
+    real: IpAddr,
+    ident: u16,
+    seq_no: u16,
+    data: &[u8],
+) -> Option<Vec<u8>> {
+    match addresses(guest, real)? {
+        IpAddresses::V4 { .. } => {
+            let request = Icmpv4Repr::EchoRequest {
+                ident,
+                seq_no,
+                data,
+            };
+            let mut msg = vec![0u8; request.buffer_len()];
+            request.emit(&mut Icmpv4Packet::new_unchecked(&mut msg[..]));
+            Some(msg)
+        }
+        addrs @ IpAddresses::V6 { .. } => {
+            let request = Icmpv6Repr::EchoRequest {
+                ident,
+                seq_no,
+                data,
+            };
+            let mut msg = vec![0u8; request.buffer_len()];
+            // The checksum written here is over the guest's addresses; the kernel rewrites it.
+            request.emit(&mut Icmpv6Packet::new_unchecked(&mut msg[..]), &addrs);
+            Some(msg)
+        }
+    }
+}
+
+/// (identifier, sequence, data) of an ICMPv6 echo reply.
+fn echo_reply_v6(bytes: &[u8]) -> Option<(u16, u16, &[u8])> {
+    let packet = Icmpv6Packet::new_checked(bytes).ok()?;
+    (packet.msg_type() == Icmpv6Message::EchoReply && packet.msg_code() == 0)
+        .then(|| (packet.echo_ident(), packet.echo_seq_no(), packet.payload()))
+}
+
+/// (identifier, sequence, data) of an ICMP echo reply; a raw socket hands over the IP header
+/// too, a ping socket only the ICMP message.
+fn echo_reply_v4(bytes: &[u8], raw: bool) -> Option<(u16, u16, &[u8])> {
+    let icmp_bytes = if raw {
+        let packet = Ipv4Packet::new_checked(bytes).ok()?;
+        Ipv4Repr::parse(&packet).ok()?;
+        packet.payload()
+    } else {
+        bytes
+    };
+    let packet = Icmpv4Packet::new_checked(icmp_bytes).ok()?;
+    match Icmpv4Repr::parse(&packet) {
+        Ok(Icmpv4Repr::EchoReply {
+            ident,
+            seq_no,
+            data,
+        }) => Some((ident, seq_no, data)),
+        _ => None,
+    }
+}
+
+impl IcmpTable {
     pub(crate) fn sweep(&mut self, sh: &mut Shared, now: Instant) {
         let before = self.pending.len();
         self.pending.retain(|_, p| p.deadline > now);
@@ -277,8 +336,12 @@ impl IcmpTable {
     }
 }
 
-fn open(ty: Type) -> std::io::Result<UdpSocket> {
-    let socket = Socket::new(Domain::IPV4, ty, Some(SockProtocol::ICMPV4))?;
+fn open(ty: Type, v6: bool) -> std::io::Result<UdpSocket> {
+    let socket = if v6 {
+        Socket::new(Domain::IPV6, ty, Some(SockProtocol::ICMPV6))?
+    } else {
+        Socket::new(Domain::IPV4, ty, Some(SockProtocol::ICMPV4))?
+    };
     socket.set_nonblocking(true)?;
     Ok(UdpSocket::from(socket))
 }

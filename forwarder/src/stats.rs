@@ -96,8 +96,15 @@ counters! {
     bytes_from_host,
     /// Inbound connections or peers accepted by port forwards.
     inbound_accepted,
-    /// Inbound connections dropped (no room, no known guest MAC, no port).
+    /// Inbound connections dropped (no room, no port, mixed address families).
     inbound_dropped,
+    /// Sends into a guest whose MAC was not known yet: TCP segments held back (the engine
+    /// retransmits them), UDP datagrams dropped; each asks for the MAC with ARP.
+    inbound_unresolved,
+    /// ARP requests sent from the gateway for guests whose MAC was not known.
+    arp_requests,
+    /// Guest addresses not remembered because the neighbour table was full.
+    neighbours_full,
     /// Requests answered by the in-guest API.
     api_requests,
 }

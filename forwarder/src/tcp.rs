@@ -57,6 +57,9 @@ struct Flow {
     token: Token,
     host: Option<Socket>,
     guest_mac: EthernetAddress,
+    /// False while an inbound flow waits for its guest's MAC: its segments are held back
+    /// (the engine retransmits them) and each attempt sends an ARP request.
+    resolved: bool,
     kind: Kind,
     /// The connect's deadline while it is in progress.
     connecting: Option<Instant>,
@@ -162,6 +165,7 @@ impl TcpTable {
         if let Some(flow) = self.flows.get_mut(&key) {
             if !(is_syn && flow.conn.accepts_new_syn(&repr)) {
                 flow.guest_mac = mac;
+                flow.resolved = true;
                 flow.conn.handle_segment(now, &repr, payload);
                 self.drive(sh, key, now, out);
                 return;
@@ -266,6 +270,7 @@ impl TcpTable {
                 token,
                 host,
                 guest_mac,
+                resolved: true,
                 kind,
                 connecting,
                 quote,
@@ -437,6 +442,9 @@ impl TcpTable {
                 progress |= pump_from_host(sh, flow, now, &mut self.buf);
             }
             let addrs = flow.conn.endpoints().addrs;
+            if !flow.resolved && !resolve(sh, flow, key, now, out) {
+                break;
+            }
             while let Some(segment) = flow.conn.poll_transmit(now) {
                 let frame = sh
                     .framer
@@ -516,8 +524,7 @@ impl TcpTable {
                     remote: SocketAddr::new(ours, p),
                 })
             });
-            let (Some(mac), Some(port), Some(addrs)) =
-                (mac, port, crate::frame::addresses(ours, remote.ip()))
+            let (Some(port), Some(addrs)) = (port, crate::frame::addresses(ours, remote.ip()))
             else {
                 Counters::bump(&sh.counters.inbound_dropped);
                 continue;
@@ -544,14 +551,44 @@ impl TcpTable {
                 key,
                 conn,
                 Some(socket),
-                mac,
+                mac.unwrap_or(EthernetAddress::BROADCAST),
                 Kind::Inbound,
                 None,
                 Vec::new(),
             );
+            // Not seen yet: the SYN waits for its MAC (see `resolve`).
+            if mac.is_none()
+                && let Some(flow) = self.flows.get_mut(&key)
+            {
+                flow.resolved = false;
+            }
             self.drive(sh, key, now, out);
         }
     }
+}
+
+/// An inbound flow whose guest MAC was unknown: true once the control plane knows it (from
+/// the guest's flows or its ARP to the gateway). Until then every segment the engine sends
+/// is held back (counted) and an ARP request asks for the guest; the engine's SYN
+/// retransmission (RFC 6298 §5, RFC 9293 §3.8.1) brings the next attempt.
+fn resolve(sh: &Shared, flow: &mut Flow, key: FlowKey, now: Instant, out: &dyn FrameSink) -> bool {
+    if let Some(mac) = sh.control.neighbour(key.guest.ip()) {
+        flow.guest_mac = mac;
+        flow.resolved = true;
+        return true;
+    }
+    let mut held = false;
+    while flow.conn.poll_transmit(now).is_some() {
+        held = true;
+    }
+    if held {
+        Counters::bump(&sh.counters.inbound_unresolved);
+        if let (IpAddr::V4(target), IpAddr::V4(ours)) = (key.guest.ip(), key.remote.ip()) {
+            Counters::bump(&sh.counters.arp_requests);
+            sh.send(out, Some(sh.framer.arp_request(ours, target)));
+        }
+    }
+    false
 }
 
 /// Guest → host: the receive ring to the host socket, then FIN → `shutdown(SHUT_WR)`.

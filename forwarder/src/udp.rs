@@ -281,7 +281,13 @@ impl UdpTable {
                 Err(_) => continue,
             };
             let Some(mac) = sh.control.neighbour(l.remote.ip()) else {
-                Counters::bump(&sh.counters.inbound_dropped);
+                // Not seen yet: this datagram is lost, but an ARP request finds the guest
+                // for the peer's next one.
+                Counters::bump(&sh.counters.inbound_unresolved);
+                if let (IpAddr::V4(target), IpAddr::V4(gateway)) = (l.remote.ip(), ours) {
+                    Counters::bump(&sh.counters.arp_requests);
+                    sh.send(out, Some(sh.framer.arp_request(gateway, target)));
+                }
                 continue;
             };
             let port = match l.peers.get_mut(&peer) {

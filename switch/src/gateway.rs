@@ -5,8 +5,10 @@
 //! the time, parses it once ([`stack::ingress::parse`]) and returns an [`Outcome`]:
 //! - ARP requests for an address we own — the gateway's and every virtual address (the host's
 //!   192.168.127.254 by default) — get a reply (RFC 826). Gratuitous requests and requests
-//!   for other addresses are dropped and counted; we never send ARP requests, since every
-//!   reply goes to the L2 source of the frame it answers.
+//!   for other addresses are dropped and counted. The gateway never needs ARP itself (every
+//!   reply goes to the L2 source of the frame it answers), but every ARP sender in the
+//!   subnet is reported ([`Gateway::take_neighbour`]) for the forwarder's connections into
+//!   guests, which ask with ARP requests of their own.
 //! - ICMP echo requests to the gateway's address get an echo reply (RFC 792) with the same
 //!   identifier, sequence number and data, TTL 64; ICMPv6 echo requests to one of its IPv6
 //!   addresses (its link-local one, derived from its MAC, and any configured) likewise
@@ -177,6 +179,8 @@ pub struct Gateway {
     ident: u16,
     counters: GatewayCounters,
     drops: DropCounters,
+    /// The sender of the last ARP packet from a guest, until [`Gateway::take_neighbour`].
+    neighbour: Option<(Ipv4Addr, EthernetAddress)>,
 }
 
 impl Gateway {
@@ -207,11 +211,19 @@ impl Gateway {
             ident: 0,
             counters: GatewayCounters::default(),
             drops: DropCounters::default(),
+            neighbour: None,
         })
     }
 
     pub fn mac(&self) -> EthernetAddress {
         self.mac
+    }
+
+    /// Where a guest is, as the last frame's ARP sender said (request, reply or gratuitous):
+    /// a unicast MAC for an address of the subnet that is not ours. The forwarder needs it to
+    /// open connections into guests that have not sent it anything yet.
+    pub fn take_neighbour(&mut self) -> Option<(Ipv4Addr, EthernetAddress)> {
+        self.neighbour.take()
     }
 
     pub fn ip(&self) -> Ipv4Addr {
@@ -406,6 +418,14 @@ impl Gateway {
 
     /// RFC 826 "Packet Reception": answer a request for an address we own.
     fn arp(&mut self, eth: EthernetRepr, req: ArpRepr) -> Outcome {
+        let sender = req.source_protocol_addr;
+        if req.source_hardware_addr.is_unicast()
+            && req.source_hardware_addr == eth.src_addr
+            && self.subnet.is_host(sender)
+            && !self.owned.contains(&sender)
+        {
+            self.neighbour = Some((sender, req.source_hardware_addr));
+        }
         if req.operation != ArpOperation::Request {
             return Outcome::Dropped(DropReason::ArpReply);
         }

@@ -168,6 +168,36 @@ fn arp_for_other_addresses_is_not_answered() {
     assert_eq!(gw.drops().get(DropReason::ArpReply), 1);
 }
 
+#[test]
+fn arp_senders_in_the_subnet_are_reported_as_neighbours() {
+    let mut gw = gateway();
+    let other = Ipv4Addr::new(192, 168, 127, 3);
+    // A request (answered or not) and a reply both tell where their sender is.
+    gw.handle_frame(T0, &arp_request(GW, GUEST));
+    assert_eq!(gw.take_neighbour(), Some((GUEST, GUEST_MAC)));
+    assert_eq!(gw.take_neighbour(), None);
+    let mut rep = arp_request(GW, other);
+    rep[ethernet::HEADER_LEN + 7] = 2;
+    gw.handle_frame(T0, &rep);
+    assert_eq!(gw.take_neighbour(), Some((other, GUEST_MAC)));
+    // Not a guest: outside the subnet, unspecified, our own addresses, the broadcast.
+    for sender in [
+        Ipv4Addr::new(10, 0, 0, 2),
+        Ipv4Addr::UNSPECIFIED,
+        GW,
+        HOST,
+        Ipv4Addr::new(192, 168, 127, 255),
+    ] {
+        gw.handle_frame(T0, &arp_request(GW, sender));
+        assert_eq!(gw.take_neighbour(), None, "{sender}");
+    }
+    // A sender hardware address that is not the frame's source is not believed.
+    let mut spoof = arp_request(GW, GUEST);
+    spoof[ethernet::HEADER_LEN + 8] ^= 0x02;
+    gw.handle_frame(T0, &spoof);
+    assert_eq!(gw.take_neighbour(), None);
+}
+
 pub(crate) fn echo_request(dst: Ipv4Addr, data: &[u8]) -> Vec<u8> {
     let icmp = Icmpv4Repr::EchoRequest {
         ident: 0xbeef,

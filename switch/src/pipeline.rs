@@ -54,6 +54,10 @@ impl Pipeline {
             ..forwarder::Config::default()
         };
         config.forwarder = Some(Forwarder::factory(fwd, control.clone()));
+        let neighbours = control.clone();
+        config.neighbours = Some(Arc::new(move |ip, mac| {
+            let _ = neighbours.learn_neighbour(ip, mac);
+        }));
         config.dns.upstreams = if net.dns_upstream.is_empty() {
             // The host's resolvers, as any program on the host would use them.
             let text = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();

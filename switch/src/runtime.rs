@@ -75,6 +75,9 @@ impl Default for QueueConfig {
     }
 }
 
+/// Called by the gateway thread with a guest's address and MAC.
+pub type NeighbourHook = Arc<dyn Fn(std::net::IpAddr, stack::wire::EthernetAddress) + Send + Sync>;
+
 /// How to run host-switch's pipeline.
 #[derive(Clone)]
 pub struct RuntimeConfig {
@@ -102,6 +105,9 @@ pub struct RuntimeConfig {
     pub pcap: Option<PcapSink>,
     /// Builds each worker's flow handler; `None` drops flows as "no forwarder".
     pub forwarder: Option<HandlerFactory>,
+    /// Told of every guest the gateway sees in ARP (address, MAC): the forwarder's control
+    /// plane, which needs guests' MACs for connections into them.
+    pub neighbours: Option<NeighbourHook>,
     /// The DNS service.
     pub dns: DnsConfig,
 }
@@ -203,6 +209,7 @@ impl RuntimeConfig {
             mac_table_age: DEFAULT_MAX_AGE,
             pcap: None,
             forwarder: None,
+            neighbours: None,
             dns: DnsConfig::default(),
         }
     }
@@ -485,7 +492,8 @@ impl Runtime {
             stop_rx,
             epoch,
             (dns_sender, queue_full),
-        );
+        )
+        .with_neighbours(config.neighbours.clone());
         runtime.threads.push(
             std::thread::Builder::new()
                 .name("gateway".into())

@@ -7,6 +7,7 @@ use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 struct Served {
@@ -16,7 +17,13 @@ struct Served {
 
 impl Served {
     fn start() -> Served {
-        let dir = std::env::temp_dir().join(format!("hs-api-{}", std::process::id()));
+        // One directory per server: the tests run in parallel, and each removes its own.
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "hs-api-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
         std::fs::create_dir_all(&dir).unwrap();
         let socket = dir.join("api.sock");
         let child = Command::new(env!("CARGO_BIN_EXE_host-switch"))

@@ -18,6 +18,7 @@ use support::{NetnsGuard, TempDir, eventually, privileged};
 
 const BIN: &str = env!("CARGO_BIN_EXE_host-switch");
 const PAGE: &str = "hello from the host\n";
+const GUEST_PAGE: &str = "hello from the guest\n";
 
 /// host-switch serving `ns` through tap0, its API on `dir/api.sock`. Killed on drop.
 struct Serve {
@@ -103,27 +104,61 @@ fn api_call(sock: &Path, method: &str, path: &str, body: Option<&str>) -> (u16, 
 fn http_server() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { continue };
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                let mut seen = Vec::new();
-                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match conn.read(&mut buf) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => seen.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let _ = write!(
-                    conn,
-                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{PAGE}",
-                    PAGE.len()
-                );
-            });
-        }
-    });
+    std::thread::spawn(move || serve_page(listener, PAGE));
     port
+}
+
+/// A server in the guest answering every request with `GUEST_PAGE`: its socket is bound to
+/// 0.0.0.0 inside `ns` (by a thread that enters it) and listening before this returns, so no
+/// client can race its start; a thread here serves it.
+fn guest_server(ns: &NetnsGuard) -> u16 {
+    let listener = ns
+        .netns()
+        .run(|| TcpListener::bind("0.0.0.0:0"))
+        .unwrap()
+        .unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || serve_page(listener, GUEST_PAGE));
+    port
+}
+
+fn serve_page(listener: TcpListener, page: &'static str) {
+    for conn in listener.incoming() {
+        let Ok(mut conn) = conn else { continue };
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            let mut seen = Vec::new();
+            while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                match conn.read(&mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => seen.extend_from_slice(&buf[..n]),
+                }
+            }
+            let _ = write!(
+                conn,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{page}",
+                page.len()
+            );
+        });
+    }
+}
+
+/// One HTTP GET over `conn` (with a read timeout set); the whole answer, to the server's
+/// close.
+fn fetch(mut conn: impl Read + Write) -> String {
+    conn.write_all(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")
+        .unwrap();
+    let mut got = String::new();
+    conn.read_to_string(&mut got).unwrap();
+    got
+}
+
+/// [`fetch`] over TCP from the host.
+fn fetch_tcp(addr: &str) -> String {
+    let conn = TcpStream::connect(addr).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    fetch(conn)
 }
 
 /// A host UDP echo server on 127.0.0.1.
@@ -290,18 +325,7 @@ except ConnectionRefusedError:
     assert!(fwd["tcp_refused"].as_u64().unwrap() >= 1, "{stats}");
 
     // Forwards through the API: TCP into a guest server, before/after refused.
-    let guest_http = ns.spawn(
-        "python3",
-        &[
-            "-m",
-            "http.server",
-            "8000",
-            "--bind",
-            "192.168.127.2",
-            "--directory",
-            "/proc/self",
-        ],
-    );
+    let guest_http = guest_server(&ns);
     let guest_udp = ns.spawn(
         "python3",
         &[
@@ -312,7 +336,7 @@ except ConnectionRefusedError:
     std::thread::sleep(Duration::from_millis(500));
     let local = format!("127.0.0.1:{}", closed_port());
     assert!(TcpStream::connect(&local).is_err(), "refused before expose");
-    let body = format!(r#"{{"local":"{local}","remote":":8000"}}"#);
+    let body = format!(r#"{{"local":"{local}","remote":":{guest_http}"}}"#);
     assert_eq!(
         serve
             .api("POST", "/services/forwarder/expose", Some(&body))
@@ -328,11 +352,17 @@ except ConnectionRefusedError:
             .0,
         400
     );
-    // TODO: the page through the inbound TCP forward came back empty here; unverified.
+    assert!(
+        fetch_tcp(&local).ends_with(GUEST_PAGE),
+        "through the API's forward"
+    );
     let (_, all) = serve.api("GET", "/services/forwarder/all", None);
     let all: serde_json::Value = serde_json::from_str(&all).unwrap();
     assert_eq!(all[0]["local"], local.as_str());
-    assert_eq!(all[0]["remote"], "192.168.127.2:8000");
+    assert_eq!(
+        all[0]["remote"],
+        format!("192.168.127.2:{guest_http}").as_str()
+    );
     assert_eq!(all[0]["protocol"], "tcp");
     let body = format!(r#"{{"local":"{local}"}}"#);
     assert_eq!(
@@ -380,7 +410,7 @@ except ConnectionRefusedError:
 
     // Expose from inside the guest, through the gateway's port 80.
     let glocal = format!("127.0.0.1:{}", closed_port());
-    let body = format!(r#"{{"local":"{glocal}","remote":":8000"}}"#);
+    let body = format!(r#"{{"local":"{glocal}","remote":":{guest_http}"}}"#);
     let out = ns.run(
         "curl",
         &[
@@ -396,9 +426,9 @@ except ConnectionRefusedError:
         Duration::from_secs(10),
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "200", "{out:?}");
+    assert!(fetch_tcp(&glocal).ends_with(GUEST_PAGE), "in-guest expose");
     let (_, leases) = serve.api("GET", "/services/dhcp/leases", None);
     assert!(leases.contains("192.168.127.2"), "{leases}");
-    drop(guest_http);
     drop(guest_udp);
     drop(fillers);
 }
@@ -540,4 +570,138 @@ print("1000 ok")
         "fds now {} (before {fds_before})",
         serve.fds()
     );
+}
+
+/// Inbound TCP: a static `--forward` into the guest, one into an address of the guest that
+/// has never sent anything (its MAC is learned by ARP, the SYN waits for it), and a
+/// `protocol: unix` expose whose local end is a unix socket; and a Rust `TcpStream` from
+/// inside the guest to the host through 192.168.127.254.
+#[test]
+fn inbound_forwards_and_a_rust_client_in_the_guest() {
+    if !privileged("forwarder inbound", &["ip", "curl"]) {
+        return;
+    }
+    let ns = NetnsGuard::new("fwdin");
+    let dir = TempDir::new("fwdin");
+    let guest = guest_server(&ns);
+    let (seen, unseen) = (closed_port(), closed_port());
+    let seen_spec = format!("tcp/127.0.0.1:{seen}=192.168.127.2:{guest}");
+    let unseen_spec = format!("tcp/127.0.0.1:{unseen}=192.168.127.3:{guest}");
+    let serve = Serve::start(
+        &ns,
+        &dir,
+        &["--forward", &seen_spec, "--forward", &unseen_spec],
+    );
+    ns.ip(&["addr", "add", "192.168.127.3/24", "dev", "tap0"]);
+
+    // The static lease's address: its MAC is known from the start.
+    assert!(fetch_tcp(&format!("127.0.0.1:{seen}")).ends_with(GUEST_PAGE));
+    // An address the guest never used: ARP first, then the engine's SYN retransmission.
+    let got = fetch_tcp(&format!("127.0.0.1:{unseen}"));
+    assert!(got.ends_with(GUEST_PAGE), "{got:?}");
+    let (_, stats) = serve.api("GET", "/stats", None);
+    let stats: serde_json::Value = serde_json::from_str(&stats).unwrap();
+    let fwd = &stats["forwarder"];
+    assert!(fwd["arp_requests"].as_u64().unwrap() >= 1, "{stats}");
+    assert!(fwd["inbound_unresolved"].as_u64().unwrap() >= 1, "{stats}");
+    assert_eq!(fwd["inbound_dropped"], 0, "{stats}");
+    assert!(fwd["inbound_accepted"].as_u64().unwrap() >= 2, "{stats}");
+
+    // UDP into the unseen address through the API: the first datagram may be lost while
+    // ARP finds the guest (a client retries, as UDP clients do).
+    // Bound to that address: a socket on 0.0.0.0 would answer from tap0's first address.
+    ns.ip(&["addr", "add", "192.168.127.4/24", "dev", "tap0"]);
+    let echo = ns
+        .netns()
+        .run(|| UdpSocket::bind("192.168.127.4:0"))
+        .unwrap()
+        .unwrap();
+    let echo_port = echo.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        while let Ok((n, peer)) = echo.recv_from(&mut buf) {
+            let mut reply = b"guest:".to_vec();
+            reply.extend_from_slice(&buf[..n]);
+            let _ = echo.send_to(&reply, peer);
+        }
+    });
+    let ulocal = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    let body =
+        format!(r#"{{"local":"{ulocal}","remote":"192.168.127.4:{echo_port}","protocol":"udp"}}"#);
+    assert_eq!(
+        serve
+            .api("POST", "/services/forwarder/expose", Some(&body))
+            .0,
+        200
+    );
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let answer = (0..10).find_map(|_| {
+        client.send_to(b"hi", &ulocal).unwrap();
+        client.recv(&mut buf).ok()
+    });
+    assert_eq!(answer.map(|n| &buf[..n]), Some(&b"guest:hi"[..]));
+
+    // A unix socket's local end reaching the guest's TCP server; gone after unexpose.
+    let path = dir.path().join("guest.sock");
+    let body = format!(
+        r#"{{"local":"{}","remote":"192.168.127.2:{guest}","protocol":"unix"}}"#,
+        path.display()
+    );
+    let (code, msg) = serve.api("POST", "/services/forwarder/expose", Some(&body));
+    assert_eq!(code, 200, "{msg}");
+    let conn = std::os::unix::net::UnixStream::connect(&path).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    assert!(fetch(conn).ends_with(GUEST_PAGE));
+    let body = format!(r#"{{"local":"{}","protocol":"unix"}}"#, path.display());
+    assert_eq!(
+        serve
+            .api("POST", "/services/forwarder/unexpose", Some(&body))
+            .0,
+        200
+    );
+    assert!(std::os::unix::net::UnixStream::connect(&path).is_err());
+
+    // A Rust client in the guest (a thread that entered the namespace) to the host's server.
+    let http = http_server();
+    let conn = ns
+        .netns()
+        .run(|| {
+            TcpStream::connect_timeout(
+                &std::net::SocketAddr::from(([192, 168, 127, 254], http)),
+                Duration::from_secs(5),
+            )
+        })
+        .unwrap()
+        .unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    assert_eq!(conn.peer_addr().unwrap().port(), http);
+    assert!(fetch(conn).ends_with(PAGE));
+}
+
+/// `host-switch run -- curl` prints the page of a server this test runs on 127.0.0.1.
+#[test]
+fn curl_inside_host_switch_run_reaches_the_host() {
+    if !privileged("forwarder run curl", &["ip", "curl"]) {
+        return;
+    }
+    let http = http_server();
+    let url = format!("http://192.168.127.254:{http}/");
+    let out = support::run_with_timeout(
+        Command::new(BIN)
+            .args(["run", "--", "curl", "-s", "-m", "10", &url])
+            .stdin(Stdio::null()),
+        Duration::from_secs(60),
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), PAGE, "{out:?}");
 }

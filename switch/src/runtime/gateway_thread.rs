@@ -29,6 +29,7 @@ pub(super) struct GatewayThread {
     epoch: Epoch,
     dns: crossbeam_channel::Sender<DnsInput>,
     dns_queue_full: Arc<AtomicU64>,
+    neighbours: Option<super::NeighbourHook>,
 }
 
 impl GatewayThread {
@@ -50,7 +51,14 @@ impl GatewayThread {
             epoch,
             dns: dns.0,
             dns_queue_full: dns.1,
+            neighbours: None,
         }
+    }
+
+    /// Tells `hook` of every guest the gateway sees in ARP.
+    pub(super) fn with_neighbours(mut self, hook: Option<super::NeighbourHook>) -> GatewayThread {
+        self.neighbours = hook;
+        self
     }
 
     fn now(&self) -> stack::time::Instant {
@@ -96,7 +104,13 @@ impl GatewayThread {
 
     fn frame(&mut self, frame: bytes::Bytes) {
         let now = self.now();
-        match self.gateway.handle_frame(now, &frame) {
+        let outcome = self.gateway.handle_frame(now, &frame);
+        if let Some((ip, mac)) = self.gateway.take_neighbour()
+            && let Some(hook) = &self.neighbours
+        {
+            hook(ip.into(), mac);
+        }
+        match outcome {
             // A full switch queue drops it; the port's rx_dropped counts that.
             Outcome::Reply(reply) => {
                 self.port.send(reply);
