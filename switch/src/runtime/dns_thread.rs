@@ -239,6 +239,8 @@ impl DnsThread {
                         self.stats.send_errors += 1;
                     }
                 }
+                // Nothing asks over TCP yet.
+                Transmit::UpstreamTcp { .. } => self.stats.send_errors += 1,
                 Transmit::Client { to, payload } => {
                     self.ident = self.ident.wrapping_add(1);
                     let frame = dns_reply_frame(self.mac, self.ip, &to, self.ident, &payload);
