@@ -24,7 +24,7 @@
 //!   [`Transmit::UpstreamTcp`] on one pooled connection per upstream, with the same ID
 //!   remapping (so pipelined queries of many guests share it), answered whole (no
 //!   truncation); a failed or closed upstream connection
-//!   ([`Resolver::handle_upstream_down`]) fails its queries over at once.
+//!   ([`Resolver::handle_upstream_lost`]) fails its unanswered queries over at once.
 //! - Malformed queries: shorter than a header, or a response → dropped; no question, a name
 //!   past the end, a compression loop → FORMERR; an opcode other than QUERY → NOTIMP. All
 //!   counted; nothing here can panic on input.
@@ -396,32 +396,30 @@ impl<C: Clone> Resolver<C> {
         }
     }
 
-    /// The TCP connection to upstream `to` failed or closed: every query waiting on it fails
-    /// over now (or gets SERVFAIL when out of attempts) instead of waiting for its timeout.
-    /// Queries already sent again on a newer connection are sent once more; the first answer
-    /// wins and the other is counted unmatched.
-    pub fn handle_upstream_down(&mut self, now: Instant, to: SocketAddr) {
+    /// The TCP connection to upstream `to` failed or closed before answering the queries
+    /// `ids` (as sent upstream): each still waiting on `to` over TCP fails over now (or gets
+    /// SERVFAIL when out of attempts) instead of waiting for its timeout.
+    pub fn handle_upstream_lost(&mut self, now: Instant, to: SocketAddr, ids: &[u16]) {
         let Some(index) = self.config.upstreams.iter().position(|u| *u == to) else {
             return;
         };
-        let ids: Vec<(Instant, u16)> = self
-            .pending
-            .iter()
-            .filter(|(_, p)| p.transport == Transport::Tcp && p.upstream == index)
-            .map(|(&id, p)| (p.deadline, id))
-            .collect();
-        if ids.is_empty() {
-            return;
-        }
-        self.counters.tcp_upstream_down += 1;
-        for (deadline, id) in ids {
-            self.timers.remove(&(deadline, id));
-            if let Some(p) = self.pending.get_mut(&id) {
-                p.deadline = now;
+        let mut any = false;
+        for &id in ids {
+            let Some(p) = self.pending.get_mut(&id) else {
+                continue;
+            };
+            if p.transport != Transport::Tcp || p.upstream != index {
+                continue;
             }
+            self.timers.remove(&(p.deadline, id));
+            p.deadline = now;
             self.timers.insert((now, id));
+            any = true;
         }
-        self.handle_timeout(now);
+        if any {
+            self.counters.tcp_upstream_down += 1;
+            self.handle_timeout(now);
+        }
     }
 
     /// The next message to send.

@@ -297,7 +297,7 @@ fn tcp_local_names_answer_locally() {
 }
 
 #[test]
-fn tcp_upstream_down_fails_over_then_servfails() {
+fn tcp_upstream_lost_fails_over_then_servfails() {
     let mut r = resolver(&[A, B]);
     r.handle_query_via(
         t(0),
@@ -306,22 +306,25 @@ fn tcp_upstream_down_fails_over_then_servfails() {
         &query(1, "x.example.", 1),
         &zones(),
     );
+    let (_, sent) = upstream_tcp_sent(&mut r);
+    let id = u16::from_be_bytes([sent[0], sent[1]]);
     r.handle_query(t(0), 2, &query(2, "y.example.", 1), &zones());
-    let _ = drain(&mut r);
-    r.handle_upstream_down(t(10), addr(A));
-    // Only the TCP query moves, at once, to the next upstream.
+    let (_, udp) = upstream_sent(&mut r);
+    let udp_id = u16::from_be_bytes([udp[0], udp[1]]);
+    // A UDP query, an unknown ID, or the wrong upstream: nothing moves.
+    r.handle_upstream_lost(t(5), addr(A), &[udp_id, id.wrapping_add(1)]);
+    r.handle_upstream_lost(t(5), addr(B), &[id]);
+    assert!(drain(&mut r).is_empty());
+    r.handle_upstream_lost(t(10), addr(A), &[id]);
     let (to, _) = upstream_tcp_sent(&mut r);
     assert_eq!(to, addr(B));
-    r.handle_upstream_down(t(20), addr(B));
+    r.handle_upstream_lost(t(20), addr(B), &[id]);
     let (to, _) = upstream_tcp_sent(&mut r);
     assert_eq!(to, addr(A));
-    r.handle_upstream_down(t(30), addr(A));
+    r.handle_upstream_lost(t(30), addr(A), &[id]);
     let (client, got) = client_got(&mut r);
     assert_eq!((client, rcode(&got)), (1, 2));
     assert_eq!(&got[..2], &[0, 1]);
     assert_eq!(r.pending(), 1, "the UDP query still waits");
     assert_eq!(r.counters().tcp_upstream_down, 3);
-    // Nothing pending over TCP: nothing to do.
-    r.handle_upstream_down(t(40), addr(A));
-    assert!(drain(&mut r).is_empty());
 }
