@@ -229,3 +229,54 @@ fn many_concurrent_pipelined_tcp_queries() {
     assert_eq!(stats.tcp.bad_length, 1, "{stats:?}");
     assert!(stats.tcp.answers >= 1000, "{stats:?}");
 }
+
+/// Two idle connections are closed by us after the idle timeout; a third, past the bound
+/// of two, is refused with RST.
+const IDLE_AND_LIMIT: &str = r#"
+import socket, time
+a = socket.create_connection(("192.168.127.1", 53), timeout=10)
+b = socket.create_connection(("192.168.127.1", 53), timeout=10)
+try:
+    socket.create_connection(("192.168.127.1", 53), timeout=10)
+    third = "accepted"
+except ConnectionRefusedError:
+    third = "refused"
+start = time.time()
+eof = a.recv(10) == b"" and b.recv(10) == b""
+print(third, eof, round(time.time() - start))
+"#;
+
+#[test]
+fn idle_connections_close_and_the_bound_refuses() {
+    if !privileged(
+        "idle_connections_close_and_the_bound_refuses",
+        &["ip", "python3"],
+    ) {
+        return;
+    }
+    let rt = Runtime::start(RuntimeConfig {
+        workers: 1,
+        dns: DnsConfig {
+            tcp_connections: 2,
+            tcp_idle_timeout: Duration::from_secs(1),
+            ..DnsConfig::default()
+        },
+        ..RuntimeConfig::default()
+    })
+    .expect("start runtime");
+    let (ns, _link) = guest(&rt, "dnstcpidle");
+    let out = ns.run("python3", &["-c", IDLE_AND_LIMIT], Duration::from_secs(30));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        stdout.trim(),
+        "refused True 1",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stats = rt.stats().dns;
+    assert_eq!(
+        (stats.tcp.idle_closed, stats.tcp.refused),
+        (2, 1),
+        "{stats:?}"
+    );
+}

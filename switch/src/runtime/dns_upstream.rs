@@ -13,7 +13,7 @@
 //! hands each answer to the DNS thread as [`Input::Response`]; when the connection ends
 //! (or the connect fails) with queries unanswered, their IDs go back as
 //! [`Input::UpstreamLost`] so those queries fail over at once instead of waiting for their
-//! timeout. Nothing here blocks the DNS thread, let alone the gateway thread.
+//! timeout. A reader whose upstream stays silent for [`IDLE`] gives up on the connection. Nothing here blocks the DNS thread, let alone the gateway thread.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::{Read, Write};
@@ -204,6 +204,14 @@ impl Link {
                     None => break,
                 }
             }
+            // The upstream closed it (its reader is done): a write could still succeed into
+            // the socket's buffer and the query be lost, so open another.
+            if current.as_ref().is_some_and(|o| o.reader.is_finished())
+                && let Some(open) = current.take()
+            {
+                self.lost(open.in_flight.lock().drain().collect());
+                draining.push_back(open.reader);
+            }
             if current.is_none() {
                 current = self.open();
             }
@@ -221,9 +229,13 @@ impl Link {
             }
             open.sent += 1;
             if (&open.stream).write_all(&query).is_err() {
-                // Its reader sees the end and reports what is unanswered, this one too.
+                // Its reader sees the end and reports what is unanswered, this one too; if
+                // it has already ended, that is for us to do.
                 let _ = open.stream.shutdown(Shutdown::Both);
                 if let Some(open) = current.take() {
+                    if open.reader.is_finished() {
+                        self.lost(open.in_flight.lock().drain().collect());
+                    }
                     draining.push_back(open.reader);
                 }
             }
@@ -293,10 +305,14 @@ impl Reader {
         let _ = self.stream.set_read_timeout(Some(TICK));
         let mut decoder = dns::stream::Decoder::default();
         let mut buf = vec![0u8; 16 * 1024];
+        let mut quiet = Duration::ZERO;
         loop {
             let n = match self.stream.read(&mut buf) {
                 Ok(0) => break,
-                Ok(n) => n,
+                Ok(n) => {
+                    quiet = Duration::ZERO;
+                    n
+                }
                 Err(e)
                     if matches!(
                         e.kind(),
@@ -307,6 +323,13 @@ impl Reader {
                 {
                     if self.stop.load(Ordering::Relaxed) {
                         return;
+                    }
+                    // An upstream silent this long, with queries waiting or not: give up on
+                    // the connection, so none outlives its use (and the writer never waits
+                    // on a reader for long).
+                    quiet += TICK;
+                    if quiet >= IDLE {
+                        break;
                     }
                     continue;
                 }
