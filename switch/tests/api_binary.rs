@@ -16,7 +16,11 @@ struct Served {
 
 impl Served {
     fn start() -> Served {
-        let dir = std::env::temp_dir().join(format!("hs-api-{}", std::process::id()));
+        // One directory per server: the tests of this file run in parallel in one process,
+        // and each one's drop removes its directory.
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("hs-api-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let socket = dir.join("api.sock");
         let child = Command::new(env!("CARGO_BIN_EXE_host-switch"))
