@@ -5,6 +5,7 @@
 //! - [`zone`]: gvproxy-compatible local zones ([`Zones`]), answering the names they own.
 //! - [`resolver`]: the query path ([`Resolver`]): local answers, forwarding with remapped
 //!   IDs, failover, bounds, timeouts.
+//! - [`stream`]: DNS over TCP's 2-byte length prefix: a bounded stream [`stream::Decoder`].
 //! - [`api`]: the control API's `/services/dns/{add,all}` handlers.
 //! - [`resolv_conf`]: upstreams from `/etc/resolv.conf` and `--dns-upstream`.
 #![forbid(unsafe_code)]
@@ -12,8 +13,9 @@
 pub mod api;
 pub mod resolv_conf;
 pub mod resolver;
+pub mod stream;
 pub mod wire;
 pub mod zone;
 
-pub use resolver::{Resolver, ResolverConfig, ResolverCounters, Transmit};
+pub use resolver::{Resolver, ResolverConfig, ResolverCounters, Transmit, Transport};
 pub use zone::{Record, SharedZones, Zone, Zones};

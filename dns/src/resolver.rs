@@ -20,6 +20,11 @@
 //!   [`ResolverConfig::timeout`], then the query goes to the next upstream (failover, and
 //!   the next query starts there too); after [`ResolverConfig::attempts`] the guest gets
 //!   SERVFAIL.
+//! - Over TCP ([`Resolver::handle_query_via`] with [`Transport::Tcp`]): forwarded as
+//!   [`Transmit::UpstreamTcp`] on one pooled connection per upstream, with the same ID
+//!   remapping (so pipelined queries of many guests share it), answered whole (no
+//!   truncation); a failed or closed upstream connection
+//!   ([`Resolver::handle_upstream_lost`]) fails its unanswered queries over at once.
 //! - Malformed queries: shorter than a header, or a response → dropped; no question, a name
 //!   past the end, a compression loop → FORMERR; an opcode other than QUERY → NOTIMP. All
 //!   counted; nothing here can panic on input.
@@ -67,11 +72,22 @@ impl Default for ResolverConfig {
     }
 }
 
+/// How a query reached us, and so how it goes upstream and how long its answer may be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transport {
+    /// One datagram each way; answers past [`ResolverConfig::max_reply`] are truncated.
+    Udp,
+    /// A length-prefixed message on a stream (RFC 7766); answers go whole.
+    Tcp,
+}
+
 /// A message to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Transmit<C> {
-    /// A query to an upstream resolver.
+    /// A query to an upstream resolver over UDP.
     Upstream { to: SocketAddr, payload: Vec<u8> },
+    /// A query to an upstream resolver over its TCP connection (without the length prefix).
+    UpstreamTcp { to: SocketAddr, payload: Vec<u8> },
     /// An answer to a guest.
     Client { to: C, payload: Vec<u8> },
 }
@@ -102,12 +118,19 @@ pub struct ResolverCounters {
     pub dropped: u64,
     /// Upstream datagrams dropped: unknown source or ID, wrong question, too short.
     pub unmatched: u64,
+    /// Queries that came over TCP (also counted in `queries`).
+    pub tcp_queries: u64,
+    /// Queries forwarded over TCP (also counted in `forwarded`).
+    pub tcp_forwarded: u64,
+    /// Times an upstream's TCP connection failed or closed with queries on it.
+    pub tcp_upstream_down: u64,
 }
 
 #[derive(Debug)]
 struct Pending<C> {
     client: C,
     client_id: u16,
+    transport: Transport,
     /// The query as sent upstream (with our ID).
     query: Vec<u8>,
     question_end: usize,
@@ -160,7 +183,23 @@ impl<C: Clone> Resolver<C> {
 
     /// A guest's query (a UDP payload) from `client` at `now`, against `zones`.
     pub fn handle_query(&mut self, now: Instant, client: C, bytes: &[u8], zones: &Zones) {
+        self.handle_query_via(now, client, Transport::Udp, bytes, zones);
+    }
+
+    /// A guest's query that came over `transport` (for TCP, one message without its length
+    /// prefix). A TCP query is forwarded over TCP and its answer is never truncated.
+    pub fn handle_query_via(
+        &mut self,
+        now: Instant,
+        client: C,
+        transport: Transport,
+        bytes: &[u8],
+        zones: &Zones,
+    ) {
         self.counters.queries += 1;
+        if transport == Transport::Tcp {
+            self.counters.tcp_queries += 1;
+        }
         let Ok(msg) = Message::new_checked(bytes) else {
             self.counters.dropped += 1;
             return;
@@ -185,7 +224,7 @@ impl<C: Clone> Resolver<C> {
             self.reply(client, answer);
             return;
         }
-        self.forward(now, client, &msg, q.range.end);
+        self.forward(now, client, transport, &msg, q.range.end);
     }
 
     fn formerr(&mut self, client: C, msg: &Message<'_>, q: Option<&wire::Question>) {
@@ -223,7 +262,14 @@ impl<C: Clone> Resolver<C> {
         None
     }
 
-    fn forward(&mut self, now: Instant, client: C, msg: &Message<'_>, question_end: usize) {
+    fn forward(
+        &mut self,
+        now: Instant,
+        client: C,
+        transport: Transport,
+        msg: &Message<'_>,
+        question_end: usize,
+    ) {
         let client_id = msg.id();
         if self.config.upstreams.is_empty() {
             self.counters.no_upstream += 1;
@@ -242,13 +288,14 @@ impl<C: Clone> Resolver<C> {
         }
         let upstream = self.preferred % self.config.upstreams.len();
         let deadline = now + self.config.timeout;
-        self.send_upstream(upstream, &query);
+        self.send_upstream(upstream, transport, &query);
         self.timers.insert((deadline, id));
         self.pending.insert(
             id,
             Pending {
                 client,
                 client_id,
+                transport,
                 query,
                 question_end,
                 upstream,
@@ -257,13 +304,17 @@ impl<C: Clone> Resolver<C> {
             },
         );
         self.counters.forwarded += 1;
+        if transport == Transport::Tcp {
+            self.counters.tcp_forwarded += 1;
+        }
     }
 
-    fn send_upstream(&mut self, upstream: usize, query: &[u8]) {
+    fn send_upstream(&mut self, upstream: usize, transport: Transport, query: &[u8]) {
         if let Some(&to) = self.config.upstreams.get(upstream) {
-            self.out.push_back(Transmit::Upstream {
-                to,
-                payload: query.to_vec(),
+            let payload = query.to_vec();
+            self.out.push_back(match transport {
+                Transport::Udp => Transmit::Upstream { to, payload },
+                Transport::Tcp => Transmit::UpstreamTcp { to, payload },
             });
         }
     }
@@ -278,7 +329,7 @@ impl<C: Clone> Resolver<C> {
             return;
         };
         self.timers.remove(&(p.deadline, id));
-        let mut payload = if bytes.len() > self.config.max_reply {
+        let mut payload = if p.transport == Transport::Udp && bytes.len() > self.config.max_reply {
             self.counters.truncated += 1;
             match wire::truncate(bytes, self.config.max_reply) {
                 Some(cut) => cut,
@@ -339,9 +390,35 @@ impl<C: Clone> Resolver<C> {
             p.attempts += 1;
             p.upstream = (p.upstream + 1) % n;
             p.deadline = now + self.config.timeout;
-            self.send_upstream(p.upstream, &p.query);
+            self.send_upstream(p.upstream, p.transport, &p.query);
             self.timers.insert((p.deadline, id));
             self.pending.insert(id, p);
+        }
+    }
+
+    /// The TCP connection to upstream `to` failed or closed before answering the queries
+    /// `ids` (as sent upstream): each still waiting on `to` over TCP fails over now (or gets
+    /// SERVFAIL when out of attempts) instead of waiting for its timeout.
+    pub fn handle_upstream_lost(&mut self, now: Instant, to: SocketAddr, ids: &[u16]) {
+        let Some(index) = self.config.upstreams.iter().position(|u| *u == to) else {
+            return;
+        };
+        let mut any = false;
+        for &id in ids {
+            let Some(p) = self.pending.get_mut(&id) else {
+                continue;
+            };
+            if p.transport != Transport::Tcp || p.upstream != index {
+                continue;
+            }
+            self.timers.remove(&(p.deadline, id));
+            p.deadline = now;
+            self.timers.insert((now, id));
+            any = true;
+        }
+        if any {
+            self.counters.tcp_upstream_down += 1;
+            self.handle_timeout(now);
         }
     }
 

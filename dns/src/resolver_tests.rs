@@ -258,3 +258,73 @@ proptest! {
         let _ = drain(&mut r);
     }
 }
+
+fn upstream_tcp_sent(r: &mut Resolver<u32>) -> (SocketAddr, Vec<u8>) {
+    match drain(r).as_slice() {
+        [Transmit::UpstreamTcp { to, payload }] => (*to, payload.clone()),
+        other => panic!("expected one upstream TCP query, got {other:?}"),
+    }
+}
+
+#[test]
+fn tcp_query_goes_over_tcp_and_its_answer_is_never_cut() {
+    let mut r = resolver(&[A]);
+    let q = query(0x3333, "big.example.", 16);
+    r.handle_query_via(t(0), 4, Transport::Tcp, &q, &zones());
+    let (to, sent) = upstream_tcp_sent(&mut r);
+    assert_eq!((to, &sent[2..]), (addr(A), &q[2..]));
+    let mut answer = answer_to(&sent);
+    answer.extend_from_slice(&[0; 3000]);
+    r.handle_response(t(1), addr(A), &answer);
+    let (client, got) = client_got(&mut r);
+    assert_eq!(
+        (client, got.len(), &got[..2]),
+        (4, answer.len(), &[0x33u8, 0x33][..])
+    );
+    assert_eq!(rcode(&got), 0);
+    assert_eq!(got[2] & 0x02, 0, "TC must stay clear");
+    let c = r.counters();
+    assert_eq!((c.tcp_queries, c.tcp_forwarded, c.truncated), (1, 1, 0));
+}
+
+#[test]
+fn tcp_local_names_answer_locally() {
+    let mut r = resolver(&[A]);
+    let q = query(9, "gateway.containers.internal.", rtype::A);
+    r.handle_query_via(t(0), 1, Transport::Tcp, &q, &zones());
+    let (_, got) = client_got(&mut r);
+    assert_eq!(&got[got.len() - 4..], &[192, 168, 127, 1]);
+}
+
+#[test]
+fn tcp_upstream_lost_fails_over_then_servfails() {
+    let mut r = resolver(&[A, B]);
+    r.handle_query_via(
+        t(0),
+        1,
+        Transport::Tcp,
+        &query(1, "x.example.", 1),
+        &zones(),
+    );
+    let (_, sent) = upstream_tcp_sent(&mut r);
+    let id = u16::from_be_bytes([sent[0], sent[1]]);
+    r.handle_query(t(0), 2, &query(2, "y.example.", 1), &zones());
+    let (_, udp) = upstream_sent(&mut r);
+    let udp_id = u16::from_be_bytes([udp[0], udp[1]]);
+    // A UDP query, an unknown ID, or the wrong upstream: nothing moves.
+    r.handle_upstream_lost(t(5), addr(A), &[udp_id, id.wrapping_add(1)]);
+    r.handle_upstream_lost(t(5), addr(B), &[id]);
+    assert!(drain(&mut r).is_empty());
+    r.handle_upstream_lost(t(10), addr(A), &[id]);
+    let (to, _) = upstream_tcp_sent(&mut r);
+    assert_eq!(to, addr(B));
+    r.handle_upstream_lost(t(20), addr(B), &[id]);
+    let (to, _) = upstream_tcp_sent(&mut r);
+    assert_eq!(to, addr(A));
+    r.handle_upstream_lost(t(30), addr(A), &[id]);
+    let (client, got) = client_got(&mut r);
+    assert_eq!((client, rcode(&got)), (1, 2));
+    assert_eq!(&got[..2], &[0, 1]);
+    assert_eq!(r.pending(), 1, "the UDP query still waits");
+    assert_eq!(r.counters().tcp_upstream_down, 3);
+}

@@ -30,6 +30,7 @@ fuzz_target!(|data: &[u8]| {
                 assert_eq!(payload.get(2..), data.get(2..));
                 forwarded = Some(payload);
             }
+            Transmit::UpstreamTcp { .. } => panic!("a UDP query went upstream over TCP"),
             Transmit::Client { to, payload } => {
                 assert_eq!(to, 1);
                 assert_eq!(payload.get(..2), data.get(..2));

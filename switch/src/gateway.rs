@@ -23,6 +23,7 @@
 //! - UDP to port 53 of the gateway's IPv4 address is a DNS query: [`Outcome::Dns`] carries
 //!   the guest's address and payload to the runtime's DNS thread, which answers it (local
 //!   zones) or forwards it (the `dns` crate); [`dns_reply_frame`] frames its answers.
+//!   TCP to that port is [`Outcome::DnsTcp`]: the DNS thread terminates it (RFC 7766).
 //! - TCP, UDP and ICMP to any other address (the host's included) or to another service of the
 //!   gateway is a flow: [`Outcome::Flow`] carries the owned [`FlowPacket`] to hand to a worker.
 //! - Everything else is an [`Outcome::Dropped`] with its [`DropReason`], counted in
@@ -128,6 +129,8 @@ pub enum Outcome {
     Flow(FlowPacket),
     /// A DNS query over UDP to the gateway, for the DNS service.
     Dns(DnsQuery),
+    /// A TCP segment to the gateway's port 53, for the DNS service's TCP side (RFC 7766).
+    DnsTcp(FlowPacket),
     /// Nothing; counted under this reason.
     Dropped(DropReason),
 }
@@ -163,6 +166,8 @@ pub struct GatewayCounters {
     pub flows: u64,
     /// DNS queries handed to the DNS service.
     pub dns_queries: u64,
+    /// TCP segments to the gateway's port 53 handed to the DNS service.
+    pub dns_tcp_segments: u64,
 }
 
 /// The gateway's services. One thread owns it. See the module docs.
@@ -246,6 +251,7 @@ impl Gateway {
             Outcome::Dropped(reason) => self.drops.count(*reason),
             Outcome::Flow(_) => self.counters.flows += 1,
             Outcome::Dns(_) => self.counters.dns_queries += 1,
+            Outcome::DnsTcp(_) => self.counters.dns_tcp_segments += 1,
             Outcome::Reply(_) => {}
         }
         outcome
@@ -286,6 +292,15 @@ impl Gateway {
                         payload: Bytes::copy_from_slice(payload),
                     }),
                     _ => Outcome::Dropped(DropReason::InvalidSource),
+                }
+            }
+            Event::Tcp { ip, tcp, .. }
+                if tcp.dst_port == DNS_PORT
+                    && ip.addresses().dst() == std::net::IpAddr::V4(self.ip) =>
+            {
+                match self.flow(parsed) {
+                    Outcome::Flow(flow) => Outcome::DnsTcp(flow),
+                    other => other,
                 }
             }
             Event::Icmpv6 { ip, icmp } => match icmp {

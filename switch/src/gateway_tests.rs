@@ -252,10 +252,38 @@ fn echo_to_the_host_is_a_flow() {
 #[test]
 fn tcp_anywhere_is_a_flow_but_not_to_the_subnet_broadcast() {
     let mut gw = gateway();
-    let tcp = |dst: Ipv4Addr| {
+    let tcp = |dst: Ipv4Addr| tcp_syn(dst, 22);
+    assert!(matches!(gw.handle_frame(T0, &tcp(GW)), Outcome::Flow(_)));
+    assert!(matches!(
+        gw.handle_frame(T0, &tcp(Ipv4Addr::new(10, 1, 2, 3))),
+        Outcome::Flow(_)
+    ));
+    assert_eq!(
+        gw.handle_frame(T0, &tcp(Ipv4Addr::new(192, 168, 127, 255))),
+        Outcome::Dropped(DropReason::BroadcastToNonService)
+    );
+}
+
+#[test]
+fn tcp_to_the_gateways_port_53_is_for_the_dns_service() {
+    let mut gw = gateway();
+    let Outcome::DnsTcp(flow) = gw.handle_frame(T0, &tcp_syn(GW, DNS_PORT)) else {
+        panic!("not DNS over TCP");
+    };
+    assert_eq!(flow.key.guest.port(), 40000);
+    assert_eq!(gw.counters().dns_tcp_segments, 1);
+    // Port 53 anywhere else is an ordinary flow.
+    assert!(matches!(
+        gw.handle_frame(T0, &tcp_syn(Ipv4Addr::new(10, 0, 0, 1), DNS_PORT)),
+        Outcome::Flow(_)
+    ));
+}
+
+fn tcp_syn(dst: Ipv4Addr, dst_port: u16) -> Vec<u8> {
+    {
         let repr = TcpRepr {
             src_port: 40000,
-            dst_port: 22,
+            dst_port,
             seq_number: TcpSeqNumber(9),
             control: TcpControl::Syn,
             window_len: 100,
@@ -272,16 +300,7 @@ fn tcp_anywhere_is_a_flow_but_not_to_the_subnet_broadcast() {
             EtherType::Ipv4,
             &ipv4(GUEST, dst, IpProtocol::Tcp, &b),
         )
-    };
-    assert!(matches!(gw.handle_frame(T0, &tcp(GW)), Outcome::Flow(_)));
-    assert!(matches!(
-        gw.handle_frame(T0, &tcp(Ipv4Addr::new(10, 1, 2, 3))),
-        Outcome::Flow(_)
-    ));
-    assert_eq!(
-        gw.handle_frame(T0, &tcp(Ipv4Addr::new(192, 168, 127, 255))),
-        Outcome::Dropped(DropReason::BroadcastToNonService)
-    );
+    }
 }
 
 fn dhcp_frame(src_mac: EthernetAddress, src_ip: Ipv4Addr, repr: &DhcpRepr) -> Vec<u8> {

@@ -27,7 +27,9 @@
 //! Time: one [`Epoch`], taken at start, converts between `std::time::Instant` (the DHCP
 //! server's) and [`stack::time::Instant`] (everything else's).
 
+pub mod dns_tcp;
 pub mod dns_thread;
+mod dns_upstream;
 mod gateway_thread;
 mod switch_thread;
 #[cfg(test)]
@@ -127,6 +129,10 @@ pub struct DnsConfig {
     pub queue: usize,
     /// The local zones; `None`: gvproxy's defaults for the gateway and host addresses.
     pub zones: Option<dns::SharedZones>,
+    /// Guest TCP connections to port 53 at most (beyond: RST, counted).
+    pub tcp_connections: usize,
+    /// A guest TCP connection with nothing outstanding is closed after this long.
+    pub tcp_idle_timeout: Duration,
 }
 
 impl Default for DnsConfig {
@@ -139,6 +145,8 @@ impl Default for DnsConfig {
             max_pending: r.max_pending,
             queue: 4096,
             zones: None,
+            tcp_connections: dns_tcp::Limits::default().max_connections,
+            tcp_idle_timeout: dns_tcp::Limits::default().idle_timeout,
         }
     }
 }
@@ -468,6 +476,11 @@ impl Runtime {
         });
         let dns = dns_thread::DnsThread::new(dns_thread::DnsParts {
             resolver,
+            tcp_limits: dns_tcp::Limits {
+                max_connections: config.dns.tcp_connections.max(1),
+                idle_timeout: config.dns.tcp_idle_timeout,
+                ..dns_tcp::Limits::default()
+            },
             zones: dns_zones,
             port: gateway_port.clone(),
             mac: config.gateway_mac,

@@ -9,6 +9,11 @@
 //! The DNS thread waits on that channel and the resolver's next timeout, reads the zones
 //! under their read lock for one query at a time (never across I/O), and sends answers to
 //! guests into the switch through the gateway's port, framed by [`dns_reply_frame`].
+//!
+//! DNS over TCP terminates here too: the gateway thread hands over every TCP segment to its
+//! port 53 ([`Input::Tcp`]); [`super::dns_tcp`] runs the guest connections in the TCP engine
+//! and cuts them into queries for the same resolver, and [`super::dns_upstream`] carries the
+//! queries the resolver forwards over TCP on one pooled connection per upstream.
 
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::sync::Arc;
@@ -17,11 +22,13 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, select};
-use dns::{Resolver, SharedZones, Transmit};
+use dns::{Resolver, SharedZones, Transmit, Transport};
 use stack::time::Epoch;
 use stack::wire::EthernetAddress;
 
 use super::Query;
+use super::dns_tcp::{GuestTcp, Limits, TcpDnsCounters};
+use super::dns_upstream::UpstreamTcp;
 use crate::gateway::{DnsClient, DnsQuery, dns_reply_frame};
 use crate::port::Port;
 
@@ -38,7 +45,8 @@ pub struct DnsStats {
     pub resolver: dns::ResolverCounters,
     /// Queries waiting upstream now.
     pub pending: usize,
-    /// Queries the gateway thread dropped because the DNS thread's queue was full.
+    /// Queries (UDP) and segments (TCP) the gateway thread dropped because the DNS thread's
+    /// queue was full.
     pub queue_full: u64,
     /// Upstream datagrams dropped because the queue was full.
     pub responses_dropped: u64,
@@ -46,17 +54,48 @@ pub struct DnsStats {
     pub send_errors: u64,
     /// Answers dropped because the switch's queue was full.
     pub answers_dropped: u64,
+    /// The guest side of DNS over TCP.
+    pub tcp: TcpDnsCounters,
+    /// The upstream side of DNS over TCP.
+    pub upstream_tcp: UpstreamTcpStats,
+}
+
+/// Counters of the pooled TCP connections to the upstreams; all only grow.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UpstreamTcpStats {
+    pub connects: u64,
+    pub connect_failures: u64,
+    pub closed: u64,
+    pub queue_full: u64,
+    pub answers_dropped: u64,
+}
+
+/// Who asked: a UDP client, or a guest TCP connection by id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Client {
+    Udp(DnsClient),
+    Tcp(u64),
 }
 
 /// What the DNS thread waits for.
 #[derive(Debug)]
 pub(crate) enum Input {
     Query(DnsQuery),
+    /// A guest's TCP segment to the gateway's port 53.
+    Tcp(Box<forwarder::FlowFrame>),
+    /// An answer from an upstream, by UDP or on its TCP connection.
     Response(SocketAddr, Vec<u8>),
+    /// The TCP connection to this upstream failed or ended before answering these queries
+    /// (IDs as sent upstream).
+    UpstreamLost(SocketAddr, Vec<u16>),
 }
 
 pub(super) struct DnsThread {
-    resolver: Resolver<DnsClient>,
+    resolver: Resolver<Client>,
+    tcp: GuestTcp,
+    upstream_tcp: UpstreamTcp,
+    /// Queries read from guest TCP connections, not yet given to the resolver.
+    tcp_queries: Vec<super::dns_tcp::Query>,
     zones: SharedZones,
     port: Arc<Port>,
     mac: EthernetAddress,
@@ -78,7 +117,8 @@ pub(super) struct DnsThread {
 
 /// Where the parts of the DNS service meet.
 pub(super) struct DnsParts {
-    pub(super) resolver: Resolver<DnsClient>,
+    pub(super) resolver: Resolver<Client>,
+    pub(super) tcp_limits: Limits,
     pub(super) zones: SharedZones,
     pub(super) port: Arc<Port>,
     pub(super) mac: EthernetAddress,
@@ -153,6 +193,9 @@ impl DnsThread {
         };
         Ok(DnsThread {
             resolver: parts.resolver,
+            tcp: GuestTcp::new(parts.mac, parts.tcp_limits),
+            upstream_tcp: UpstreamTcp::new(parts.inputs.0.clone()),
+            tcp_queries: Vec::new(),
             zones: parts.zones,
             port: parts.port,
             mac: parts.mac,
@@ -180,9 +223,10 @@ impl DnsThread {
         let inputs = self.inputs.clone();
         loop {
             let now = self.now();
-            let timeout = self
-                .resolver
-                .poll_timeout()
+            let timeout = [self.resolver.poll_timeout(), self.tcp.poll_timeout()]
+                .into_iter()
+                .flatten()
+                .min()
                 .map_or(IDLE_WAIT, |at| at.saturating_duration_since(now));
             select! {
                 recv(inputs) -> msg => match msg {
@@ -207,7 +251,13 @@ impl DnsThread {
                 self.resolver.handle_timeout(now);
                 self.transmit();
             }
+            if self.tcp.poll_timeout().is_some_and(|at| at <= now) {
+                self.tcp
+                    .handle_timeout(now, &mut self.tcp_queries, &self.port);
+                self.transmit();
+            }
         }
+        self.upstream_tcp.stop();
         self.readers_stop.store(true, Ordering::Relaxed);
         for r in self.readers.drain(..) {
             let _ = r.join();
@@ -220,14 +270,44 @@ impl DnsThread {
             Input::Query(q) => {
                 let zones = self.zones.read();
                 self.resolver
-                    .handle_query(now, q.client, &q.payload, &zones);
+                    .handle_query(now, Client::Udp(q.client), &q.payload, &zones);
+            }
+            Input::Tcp(frame) => {
+                self.tcp
+                    .segment(now, &frame, &mut self.tcp_queries, &self.port);
             }
             Input::Response(from, bytes) => self.resolver.handle_response(now, from, &bytes),
+            Input::UpstreamLost(to, ids) => self.resolver.handle_upstream_lost(now, to, &ids),
         }
         self.transmit();
     }
 
+    /// Sends what the resolver has for upstreams and guests; hands TCP queries to the
+    /// resolver until answering them (locally) frees no more.
     fn transmit(&mut self) {
+        loop {
+            let queries = std::mem::take(&mut self.tcp_queries);
+            if !queries.is_empty() {
+                let now = self.now();
+                let zones = self.zones.read();
+                for (id, q) in queries {
+                    self.resolver.handle_query_via(
+                        now,
+                        Client::Tcp(id),
+                        Transport::Tcp,
+                        &q,
+                        &zones,
+                    );
+                }
+            }
+            if !self.transmit_resolver() {
+                break;
+            }
+        }
+    }
+
+    /// Drains the resolver's output; whether guest TCP connections have new queries.
+    fn transmit_resolver(&mut self) -> bool {
         while let Some(t) = self.resolver.poll_transmit() {
             match t {
                 Transmit::Upstream { to, payload } => {
@@ -239,7 +319,19 @@ impl DnsThread {
                         self.stats.send_errors += 1;
                     }
                 }
-                Transmit::Client { to, payload } => {
+                Transmit::UpstreamTcp { to, payload } => self.upstream_tcp.send(to, &payload),
+                Transmit::Client {
+                    to: Client::Tcp(id),
+                    payload,
+                } => {
+                    let now = self.now();
+                    self.tcp
+                        .answer(now, id, &payload, &mut self.tcp_queries, &self.port);
+                }
+                Transmit::Client {
+                    to: Client::Udp(to),
+                    payload,
+                } => {
                     self.ident = self.ident.wrapping_add(1);
                     let frame = dns_reply_frame(self.mac, self.ip, &to, self.ident, &payload);
                     if !self.port.send(frame) {
@@ -248,6 +340,7 @@ impl DnsThread {
                 }
             }
         }
+        !self.tcp_queries.is_empty()
     }
 
     fn stats(&self) -> DnsStats {
@@ -256,6 +349,17 @@ impl DnsThread {
             pending: self.resolver.pending(),
             queue_full: self.queue_full.load(Ordering::Relaxed),
             responses_dropped: self.responses_dropped.load(Ordering::Relaxed),
+            tcp: self.tcp.counters(),
+            upstream_tcp: {
+                let c = &self.upstream_tcp.counters;
+                UpstreamTcpStats {
+                    connects: c.connects.load(Ordering::Relaxed),
+                    connect_failures: c.connect_failures.load(Ordering::Relaxed),
+                    closed: c.closed.load(Ordering::Relaxed),
+                    queue_full: c.queue_full.load(Ordering::Relaxed),
+                    answers_dropped: c.answers_dropped.load(Ordering::Relaxed),
+                }
+            },
             ..self.stats
         }
     }

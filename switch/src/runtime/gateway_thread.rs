@@ -127,6 +127,15 @@ impl GatewayThread {
                     self.dns_queue_full.fetch_add(1, Ordering::Relaxed);
                 }
             }
+            Outcome::DnsTcp(packet) => {
+                if self
+                    .dns
+                    .try_send(DnsInput::Tcp(Box::new(FlowFrame { frame, packet })))
+                    .is_err()
+                {
+                    self.dns_queue_full.fetch_add(1, Ordering::Relaxed);
+                }
+            }
             Outcome::Dropped(_) => {}
         }
     }

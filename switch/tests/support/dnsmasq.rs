@@ -18,6 +18,23 @@ pub(crate) const RECORDS: &[(&str, &str)] = &[
     ("_http._tcp.dns.test", "SRV"),
 ];
 
+/// A TXT record set past 1500 bytes: over UDP it comes truncated, over TCP whole.
+pub(crate) const BIG_TXT: &str = "big.dns.test";
+
+/// dnsmasq's lines for [`BIG_TXT`]: eight TXT records of one 250-byte string each (a
+/// config line has a length limit, a record set does not).
+fn big_txt_record() -> String {
+    (b'a'..b'i')
+        .map(|c| {
+            format!(
+                "txt-record={BIG_TXT},\"{}\"",
+                (c as char).to_string().repeat(250)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 pub(crate) struct Dnsmasq {
     child: Child,
     pub(crate) addr: SocketAddr,
@@ -42,11 +59,14 @@ impl Dnsmasq {
         let conf = dir.path().join("dnsmasq.conf");
         std::fs::write(
             &conf,
-            "no-resolv\nno-hosts\nbind-interfaces\nlisten-address=127.0.0.1\n\
+            format!(
+                "no-resolv\nno-hosts\nbind-interfaces\nlisten-address=127.0.0.1\n\
              host-record=www.dns.test,10.1.2.3,fd00::3\n\
              mx-host=dns.test,mail.dns.test,10\n\
              txt-record=txt.dns.test,\"hello world\",\"second string\"\n\
-             srv-host=_http._tcp.dns.test,www.dns.test,80,0,5\n",
+             srv-host=_http._tcp.dns.test,www.dns.test,80,0,5\n{}\n",
+                big_txt_record()
+            ),
         )
         .expect("write dnsmasq.conf");
         let child = Command::new("dnsmasq")

@@ -1,0 +1,77 @@
+//! DNS over TCP's stream decoder and the TCP query path. The first byte picks the decoder's
+//! bound, the second how the rest is cut into reads. The decoder never holds more than one
+//! message plus its prefix, never yields an empty or oversize message, and the messages it
+//! yields, framed again, are exactly the bytes it consumed. Each message then goes through
+//! the resolver as a TCP query: it goes upstream over TCP only, and answers are never cut.
+#![no_main]
+
+use std::net::{Ipv4Addr, SocketAddr};
+
+use dns::stream::{Decoder, PREFIX_LEN, frame};
+use dns::{Resolver, ResolverConfig, Transmit, Transport, Zones};
+use libfuzzer_sys::fuzz_target;
+use stack::time::Instant;
+
+fuzz_target!(|data: &[u8]| {
+    let [bound, step, rest @ ..] = data else {
+        return;
+    };
+    let max = match bound {
+        0 => 65535,
+        b => usize::from(*b) * 64,
+    };
+    let step = usize::from(*step).max(1);
+    let upstream: SocketAddr = ([127, 0, 0, 1], 53).into();
+    let zones =
+        Zones::gvproxy_defaults(Ipv4Addr::new(192, 168, 127, 1), Ipv4Addr::new(192, 168, 127, 254));
+    let mut r: Resolver<u8> = Resolver::new(ResolverConfig {
+        upstreams: vec![upstream],
+        max_reply: 512,
+        ..ResolverConfig::default()
+    });
+    let mut d = Decoder::new(max);
+    let mut consumed = 0usize;
+    let mut reframed = Vec::new();
+    for chunk in rest.chunks(step) {
+        let mut chunk = chunk;
+        while !chunk.is_empty() {
+            let Ok((n, message)) = d.push(chunk) else {
+                return;
+            };
+            assert!(n > 0 || message.is_some());
+            assert!(n <= chunk.len());
+            assert!(d.buffered() <= PREFIX_LEN + d.max_message());
+            consumed += n;
+            chunk = &chunk[n..];
+            let Some(m) = message else { continue };
+            assert!(!m.is_empty() && m.len() <= d.max_message());
+            reframed.extend(frame(&m).expect("a decoded message frames again"));
+            r.handle_query_via(Instant::default(), 7, Transport::Tcp, &m, &zones);
+            while let Some(t) = r.poll_transmit() {
+                match t {
+                    Transmit::UpstreamTcp { to, payload } => {
+                        assert_eq!(to, upstream);
+                        assert_eq!(payload.get(2..), m.get(2..));
+                        let mut answer = payload;
+                        if let Some(flags) = answer.get_mut(2) {
+                            *flags |= 0x80;
+                        }
+                        answer.extend_from_slice(&[0; 600]);
+                        let len = answer.len();
+                        r.handle_response(Instant::default(), upstream, &answer);
+                        if let Some(Transmit::Client { payload, .. }) = r.poll_transmit() {
+                            assert_eq!(payload.len(), len, "a TCP answer is never cut");
+                        }
+                    }
+                    Transmit::Upstream { .. } => panic!("a TCP query went upstream over UDP"),
+                    Transmit::Client { to, payload } => {
+                        assert_eq!(to, 7);
+                        assert_eq!(payload.get(..2), m.get(..2));
+                    }
+                }
+            }
+        }
+    }
+    assert_eq!(reframed.len() + d.buffered(), consumed);
+    assert_eq!(reframed.as_slice(), &rest[..reframed.len()]);
+});

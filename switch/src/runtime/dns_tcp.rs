@@ -1,0 +1,425 @@
+//! DNS over TCP on the gateway, the guest side (RFC 7766): every guest TCP connection to
+//! the gateway's port 53 ends here, in the DNS thread, in a [`stack::tcp::Connection`]
+//! accepted at once (nothing on the host has to connect first).
+//!
+//! - The stream is cut into messages by a [`dns::stream::Decoder`] (one message of at most
+//!   65535 bytes held per connection); each message is a query for the resolver, with the
+//!   connection's id as its client. A zero length resets the connection, counted.
+//! - Pipelining (RFC 7766 §6.2.1.1): a guest may send many queries without waiting; answers
+//!   go back in the order they come, not the order asked. At most
+//!   [`Limits::max_pipeline`] queries per connection are outstanding and at most
+//!   [`Limits::max_backlog`] answer bytes wait for the guest's window; past either the
+//!   receive ring is left alone, so the window the guest sees closes (counted once per stall).
+//! - At most [`Limits::max_connections`] connections; a SYN beyond that gets RST, counted.
+//! - A connection with nothing outstanding and no traffic for [`Limits::idle_timeout`] is
+//!   closed with FIN (RFC 7766 §6.2.3). The guest's FIN is answered with ours once every
+//!   query it sent is answered.
+//!
+//! Connections are found by the guest's address (the other end is always the gateway's
+//! port 53) and by id; timers sit in an ordered set keyed by deadline.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::{SocketAddr, SocketAddrV4};
+use std::time::Duration;
+
+use bytes::Bytes;
+use dns::stream::{self, Decoder};
+use forwarder::FlowFrame;
+use forwarder::frame::Framer;
+use stack::ingress::FlowL4;
+use stack::tcp::{Config as EngineConfig, Connection, Endpoints, Event, reset_for_unknown};
+use stack::time::Instant;
+use stack::wire::{EthernetAddress, TcpControl};
+
+use crate::port::Port;
+
+/// Turns of one connection's pump per call.
+const PUMP_TURNS: usize = 16;
+
+/// Bounds of the TCP side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub max_pipeline: usize,
+    pub max_backlog: usize,
+    pub idle_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_connections: 256,
+            max_pipeline: 64,
+            max_backlog: 256 * 1024,
+            // RFC 7766 §6.2.3 suggests seconds; BIND uses 30 s for an idle connection.
+            idle_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What the TCP side did; all but `open` only grow.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TcpDnsCounters {
+    pub accepted: u64,
+    /// Connections now.
+    pub open: u64,
+    /// SYNs refused with RST: [`Limits::max_connections`] reached.
+    pub refused: u64,
+    /// Messages read from guests.
+    pub queries: u64,
+    /// Answers queued to guests.
+    pub answers: u64,
+    /// Answers whose connection was gone.
+    pub answers_lost: u64,
+    /// Connections reset for a zero length.
+    pub bad_length: u64,
+    /// Guest FINs in the middle of a message.
+    pub truncated: u64,
+    /// Connections closed for idleness.
+    pub idle_closed: u64,
+    /// Times a connection stopped reading: too many queries outstanding or answers queued.
+    pub stalls: u64,
+    /// RSTs to segments of no connection.
+    pub resets_sent: u64,
+    /// Segments the switch's queue had no room for.
+    pub frames_dropped: u64,
+}
+
+struct Conn {
+    conn: Connection,
+    key: SocketAddrV4,
+    mac: EthernetAddress,
+    decoder: Decoder,
+    outstanding: usize,
+    backlog: Vec<u8>,
+    last_active: Instant,
+    scheduled: Option<Instant>,
+    closing: bool,
+    stalled: bool,
+}
+
+/// The guest side of DNS over TCP. See the module docs.
+pub(super) struct GuestTcp {
+    conns: HashMap<u64, Conn>,
+    by_key: HashMap<SocketAddrV4, u64>,
+    timers: BTreeSet<(Instant, u64)>,
+    next_id: u64,
+    engine: EngineConfig,
+    framer: Framer,
+    limits: Limits,
+    counters: TcpDnsCounters,
+}
+
+/// A query read from a guest connection: its id and the message.
+pub(super) type Query = (u64, Vec<u8>);
+
+fn isn_secret() -> [u8; 16] {
+    use std::hash::{BuildHasher, Hasher};
+    let mut out = [0u8; 16];
+    for (i, chunk) in out.chunks_mut(8).enumerate() {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_usize(i);
+        chunk.copy_from_slice(&h.finish().to_le_bytes());
+    }
+    out
+}
+
+impl GuestTcp {
+    pub(super) fn new(mac: EthernetAddress, limits: Limits) -> GuestTcp {
+        let engine = EngineConfig {
+            // Safe on any link of 1500 bytes or more.
+            mss: 1460,
+            recv_buffer: 64 * 1024,
+            send_buffer: 128 * 1024,
+            out_of_order_limit: 64 * 1024,
+            isn_secret: isn_secret(),
+            ..EngineConfig::default()
+        };
+        GuestTcp {
+            conns: HashMap::new(),
+            by_key: HashMap::new(),
+            timers: BTreeSet::new(),
+            next_id: 0,
+            engine,
+            framer: Framer::new(mac),
+            limits,
+            counters: TcpDnsCounters::default(),
+        }
+    }
+
+    pub(super) fn counters(&self) -> TcpDnsCounters {
+        TcpDnsCounters {
+            open: self.conns.len() as u64,
+            ..self.counters
+        }
+    }
+
+    /// A guest's segment to the gateway's port 53. Whole queries land in `queries`.
+    pub(super) fn segment(
+        &mut self,
+        now: Instant,
+        packet: &FlowFrame,
+        queries: &mut Vec<Query>,
+        port: &Port,
+    ) {
+        let FlowL4::Tcp(repr) = packet.packet.l4 else {
+            return;
+        };
+        let SocketAddr::V4(key) = packet.packet.key.guest else {
+            return;
+        };
+        let payload = packet.packet.payload(&packet.frame);
+        let mac = packet.packet.eth.src_addr;
+        let addrs = packet.packet.ip.addresses();
+        let is_syn = repr.control == TcpControl::Syn && repr.ack_number.is_none();
+        if let Some(&id) = self.by_key.get(&key) {
+            if let Some(c) = self.conns.get_mut(&id)
+                && !(is_syn && c.conn.accepts_new_syn(&repr))
+            {
+                c.mac = mac;
+                c.conn.handle_segment(now, &repr, payload);
+                self.drive(id, now, queries, port);
+                return;
+            }
+            self.remove(id);
+        }
+        let refuse = if !is_syn {
+            true
+        } else if self.conns.len() >= self.limits.max_connections {
+            self.counters.refused += 1;
+            true
+        } else {
+            false
+        };
+        if refuse {
+            if let Some(rst) = reset_for_unknown(&repr) {
+                let frame = self.framer.tcp(mac, addrs.reversed(), &rst, (&[], &[]));
+                self.counters.resets_sent += 1;
+                self.send(port, frame);
+            }
+            return;
+        }
+        let endpoints = Endpoints::of_incoming(&addrs, &repr);
+        let mut conn = Connection::syn_received(now, &self.engine, endpoints, &repr);
+        conn.accept(now);
+        self.next_id = self.next_id.wrapping_add(1);
+        let id = self.next_id;
+        self.conns.insert(
+            id,
+            Conn {
+                conn,
+                key,
+                mac,
+                decoder: Decoder::default(),
+                outstanding: 0,
+                backlog: Vec::new(),
+                last_active: now,
+                scheduled: None,
+                closing: false,
+                stalled: false,
+            },
+        );
+        self.by_key.insert(key, id);
+        self.counters.accepted += 1;
+        self.drive(id, now, queries, port);
+    }
+
+    /// The answer to a query of connection `id`.
+    pub(super) fn answer(
+        &mut self,
+        now: Instant,
+        id: u64,
+        payload: &[u8],
+        queries: &mut Vec<Query>,
+        port: &Port,
+    ) {
+        let Some(c) = self.conns.get_mut(&id) else {
+            self.counters.answers_lost += 1;
+            return;
+        };
+        c.outstanding = c.outstanding.saturating_sub(1);
+        if let Some(framed) = stream::frame(payload) {
+            c.backlog.extend_from_slice(&framed);
+            self.counters.answers += 1;
+        }
+        self.drive(id, now, queries, port);
+    }
+
+    pub(super) fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.first().map(|&(at, _)| at)
+    }
+
+    /// Engine timers and idle connections due by `now`.
+    pub(super) fn handle_timeout(&mut self, now: Instant, queries: &mut Vec<Query>, port: &Port) {
+        while let Some(&(at, id)) = self.timers.first() {
+            if at > now {
+                break;
+            }
+            self.timers.pop_first();
+            let Some(c) = self.conns.get_mut(&id) else {
+                continue;
+            };
+            if c.scheduled != Some(at) {
+                continue;
+            }
+            c.scheduled = None;
+            if c.outstanding == 0 && !c.closing && c.last_active + self.limits.idle_timeout <= now {
+                self.counters.idle_closed += 1;
+                c.closing = true;
+                c.conn.close(now);
+            }
+            c.conn.handle_timeout(now);
+            self.drive(id, now, queries, port);
+        }
+    }
+
+    fn send(&mut self, port: &Port, frame: Option<Bytes>) {
+        if let Some(frame) = frame
+            && !port.send(frame)
+        {
+            self.counters.frames_dropped += 1;
+        }
+    }
+
+    /// Moves messages in, answers out and segments to the guest until nothing moves.
+    fn drive(&mut self, id: u64, now: Instant, queries: &mut Vec<Query>, port: &Port) {
+        let Some(c) = self.conns.get_mut(&id) else {
+            return;
+        };
+        let mut dead = false;
+        for _ in 0..PUMP_TURNS {
+            let mut progress = false;
+            while let Some(event) = c.conn.poll_event() {
+                if matches!(event, Event::Reset | Event::TimedOut | Event::Closed) {
+                    dead = true;
+                }
+            }
+            progress |= read_queries(c, id, now, &self.limits, &mut self.counters, queries);
+            if !c.backlog.is_empty() {
+                let n = c.conn.send(&c.backlog);
+                if n > 0 {
+                    c.backlog.drain(..n);
+                    c.last_active = now;
+                    progress = true;
+                }
+            }
+            // Our FIN once the guest's came and everything it asked is answered.
+            if !c.closing
+                && c.conn.peer_finished()
+                && c.conn.recv_queued() == 0
+                && c.outstanding == 0
+                && c.backlog.is_empty()
+            {
+                if !c.decoder.is_idle() {
+                    self.counters.truncated += 1;
+                }
+                c.closing = true;
+                c.conn.close(now);
+                progress = true;
+            }
+            let addrs = c.conn.endpoints().addrs;
+            while let Some(segment) = c.conn.poll_transmit(now) {
+                let frame = self
+                    .framer
+                    .tcp(c.mac, addrs, &segment.repr, segment.payload);
+                if let Some(frame) = frame
+                    && !port.send(frame)
+                {
+                    self.counters.frames_dropped += 1;
+                }
+            }
+            if !progress {
+                break;
+            }
+        }
+        if dead || c.conn.is_closed() {
+            self.remove(id);
+        } else {
+            self.schedule(id);
+        }
+    }
+
+    fn schedule(&mut self, id: u64) {
+        let Some(c) = self.conns.get_mut(&id) else {
+            return;
+        };
+        let idle =
+            (c.outstanding == 0 && !c.closing).then(|| c.last_active + self.limits.idle_timeout);
+        let next = [c.conn.poll_timeout(), idle].into_iter().flatten().min();
+        if next != c.scheduled {
+            if let Some(old) = c.scheduled {
+                self.timers.remove(&(old, id));
+            }
+            c.scheduled = next;
+            if let Some(at) = next {
+                self.timers.insert((at, id));
+            }
+        }
+    }
+
+    fn remove(&mut self, id: u64) {
+        let Some(c) = self.conns.remove(&id) else {
+            return;
+        };
+        if let Some(at) = c.scheduled {
+            self.timers.remove(&(at, id));
+        }
+        if self.by_key.get(&c.key) == Some(&id) {
+            self.by_key.remove(&c.key);
+        }
+    }
+}
+
+/// Cuts whole messages out of the receive ring while the connection's bounds allow.
+fn read_queries(
+    c: &mut Conn,
+    id: u64,
+    now: Instant,
+    limits: &Limits,
+    counters: &mut TcpDnsCounters,
+    queries: &mut Vec<Query>,
+) -> bool {
+    let mut progress = false;
+    loop {
+        if c.closing {
+            // After our FIN (idle) anything more is discarded.
+            let n = c.conn.recv_queued();
+            if n > 0 {
+                c.conn.consume(n);
+            }
+            return progress;
+        }
+        if c.conn.recv_queued() == 0 {
+            c.stalled = false;
+            return progress;
+        }
+        if c.outstanding >= limits.max_pipeline || c.backlog.len() >= limits.max_backlog {
+            if !c.stalled {
+                c.stalled = true;
+                counters.stalls += 1;
+            }
+            return progress;
+        }
+        c.stalled = false;
+        let (a, b) = c.conn.recv_slices();
+        let chunk = if a.is_empty() { b } else { a };
+        match c.decoder.push(chunk) {
+            Ok((n, message)) => {
+                c.conn.consume(n);
+                c.last_active = now;
+                progress = true;
+                if let Some(m) = message {
+                    c.outstanding += 1;
+                    counters.queries += 1;
+                    queries.push((id, m));
+                }
+            }
+            Err(_) => {
+                counters.bad_length += 1;
+                c.conn.abort(now);
+                c.closing = true;
+                return true;
+            }
+        }
+    }
+}

@@ -1,0 +1,286 @@
+//! DNS over TCP on the gateway (RFC 7766) against the Linux kernel as its guest: `dig +tcp`
+//! in a namespace asks 192.168.127.1, which answers its local zones and forwards the rest
+//! over TCP to a dnsmasq the test started on loopback (never the machine's own resolvers).
+//! Needs root; see `support::privileged`. Traffic stays on loopback and inside the
+//! namespaces created here.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use support::dnsmasq::{BIG_TXT, Dnsmasq, RECORDS, free_port};
+use support::{NetnsGuard, TapLink, open_tap, privileged};
+use switch::runtime::{DnsConfig, Runtime, RuntimeConfig};
+use switch::tap::TapConfig;
+
+const GUEST_MAC: &str = "5a:94:ef:e4:0c:ee";
+
+fn runtime(upstreams: Vec<SocketAddr>, timeout: Duration) -> Runtime {
+    Runtime::start(RuntimeConfig {
+        workers: 1,
+        dns: DnsConfig {
+            upstreams,
+            timeout,
+            attempts: 2,
+            ..DnsConfig::default()
+        },
+        ..RuntimeConfig::default()
+    })
+    .expect("start runtime")
+}
+
+fn guest(rt: &Runtime, tag: &str) -> (NetnsGuard, TapLink) {
+    let ns = NetnsGuard::new(tag);
+    let tap = open_tap(
+        &ns,
+        Some(TapConfig {
+            mac: Some(GUEST_MAC.parse().unwrap()),
+            mtu: 1500,
+            address: Ipv4Addr::new(192, 168, 127, 2),
+            ..TapConfig::default()
+        }),
+    );
+    let port = rt.attacher().attach(&format!("tap:{tag}")).unwrap();
+    (ns, TapLink::start(tap, port))
+}
+
+/// `dig @192.168.127.1 ARGS` inside the namespace; its standard output.
+fn dig(ns: &NetnsGuard, args: &[&str]) -> String {
+    let mut all = vec!["@192.168.127.1", "+time=3", "+tries=2"];
+    all.extend_from_slice(args);
+    let out = ns.run("dig", &all, Duration::from_secs(30));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The records of a `dig` output, comments and blank lines left out, sorted (a record set
+/// has no order).
+fn records(s: &str) -> Vec<String> {
+    let mut r: Vec<String> = s
+        .lines()
+        .filter(|l| !l.starts_with(';') && !l.trim().is_empty())
+        .map(str::to_owned)
+        .collect();
+    r.sort();
+    r
+}
+
+#[test]
+fn tcp_answers_equal_the_upstreams() {
+    if !privileged("tcp_answers_equal_the_upstreams", &["ip", "dig", "dnsmasq"]) {
+        return;
+    }
+    let upstream = Dnsmasq::start();
+    let rt = runtime(vec![upstream.addr], Duration::from_secs(2));
+    let (ns, _link) = guest(&rt, "dnstcpfwd");
+    for (name, rtype) in RECORDS {
+        let args = ["+tcp", "+noall", "+answer", "+comments", name, rtype];
+        let direct = upstream.dig(&args);
+        let via = dig(&ns, &args);
+        assert!(
+            !records(&direct).is_empty(),
+            "upstream has {name} {rtype}:\n{direct}"
+        );
+        assert_eq!(
+            records(&via),
+            records(&direct),
+            "{name} {rtype}:\n{via}\n---\n{direct}"
+        );
+        assert!(via.contains("status: NOERROR"), "{via}");
+    }
+    // A local name over TCP never leaves.
+    let local = dig(&ns, &["+tcp", "+short", "host.containers.internal"]);
+    assert_eq!(local, "192.168.127.254\n");
+    let stats = rt.stats().dns;
+    assert!(stats.resolver.tcp_queries >= 6, "{stats:?}");
+    assert!(stats.resolver.tcp_forwarded >= 5, "{stats:?}");
+    assert!(stats.tcp.accepted >= 6, "{stats:?}");
+    assert_eq!(stats.tcp.bad_length, 0, "{stats:?}");
+    assert!(stats.upstream_tcp.connects >= 1, "{stats:?}");
+}
+
+#[test]
+fn large_answer_truncated_over_udp_whole_over_tcp() {
+    if !privileged(
+        "large_answer_truncated_over_udp_whole_over_tcp",
+        &["ip", "dig", "dnsmasq"],
+    ) {
+        return;
+    }
+    let upstream = Dnsmasq::start();
+    let rt = runtime(vec![upstream.addr], Duration::from_secs(2));
+    let (ns, _link) = guest(&rt, "dnstcpbig");
+    let udp = dig(&ns, &["+notcp", "+ignore", BIG_TXT, "TXT"]);
+    assert!(
+        udp.lines()
+            .any(|l| l.contains("flags:") && l.contains(" tc")),
+        "TC over UDP:\n{udp}"
+    );
+    let direct = upstream.dig(&["+tcp", "+noall", "+answer", BIG_TXT, "TXT"]);
+    assert!(direct.len() > 1500, "{direct}");
+    let tcp = dig(&ns, &["+tcp", "+noall", "+answer", BIG_TXT, "TXT"]);
+    assert_eq!(records(&tcp), records(&direct));
+    // Without +tcp dig sees TC and retries over TCP by itself.
+    let retried = dig(&ns, &["+noall", "+answer", "+comments", BIG_TXT, "TXT"]);
+    assert!(
+        retried.contains("Truncated, retrying in TCP mode"),
+        "{retried}"
+    );
+    assert_eq!(
+        records(&retried),
+        records(&direct),
+        "{retried}\n---\n{direct}"
+    );
+}
+
+#[test]
+fn tcp_upstream_down_is_servfail() {
+    if !privileged("tcp_upstream_down_is_servfail", &["ip", "dig"]) {
+        return;
+    }
+    // Nothing listens there: the test just found the port free.
+    let down: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let rt = runtime(vec![down], Duration::from_secs(2));
+    let (ns, _link) = guest(&rt, "dnstcpdown");
+    let started = std::time::Instant::now();
+    let out = dig(&ns, &["+tcp", "+tries=1", "+time=5", "www.dns.test", "A"]);
+    assert!(out.contains("status: SERVFAIL"), "{out}");
+    // The refused connect fails the query at once, not after its timeouts.
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        dig(&ns, &["+tcp", "+short", "gateway.containers.internal"]),
+        "192.168.127.1\n"
+    );
+    let stats = rt.stats().dns;
+    assert!(stats.upstream_tcp.connect_failures >= 1, "{stats:?}");
+    assert!(stats.resolver.tcp_upstream_down >= 1, "{stats:?}");
+}
+
+/// 100 TCP connections at once, each pipelining 10 queries before reading any answer, and
+/// one connection sending a zero length (which must be reset, not answered).
+const CONCURRENT: &str = r#"
+import socket, struct, threading
+name = b"".join(bytes([len(l)]) + l for l in b"www.dns.test".split(b".")) + b"\0"
+def query(i):
+    m = struct.pack(">HHHHHH", i, 0x0100, 1, 0, 0, 0) + name + struct.pack(">HH", 1, 1)
+    return struct.pack(">H", len(m)) + m
+def read(s, n):
+    b = b""
+    while len(b) < n:
+        c = s.recv(n - len(b))
+        if not c:
+            raise EOFError
+        b += c
+    return b
+ok = [0]
+lock = threading.Lock()
+def client(c):
+    s = socket.create_connection(("192.168.127.1", 53), timeout=20)
+    s.sendall(b"".join(query(c * 10 + i) for i in range(10)))
+    ids = set()
+    for _ in range(10):
+        (n,) = struct.unpack(">H", read(s, 2))
+        r = read(s, n)
+        i, flags, qd, an = struct.unpack(">HHHH", r[:8])
+        if flags & 0xf == 0 and an == 1 and r.endswith(bytes([10, 1, 2, 3])):
+            ids.add(i)
+    if ids == set(range(c * 10, c * 10 + 10)):
+        with lock:
+            ok[0] += 1
+    s.close()
+threads = [threading.Thread(target=client, args=(c,)) for c in range(100)]
+for t in threads: t.start()
+for t in threads: t.join()
+s = socket.create_connection(("192.168.127.1", 53), timeout=10)
+s.sendall(b"\0\0")
+try:
+    bad = s.recv(10)
+except ConnectionResetError:
+    bad = b"reset"
+print(ok[0], "closed" if bad in (b"", b"reset") else repr(bad))
+"#;
+
+#[test]
+fn many_concurrent_pipelined_tcp_queries() {
+    if !privileged(
+        "many_concurrent_pipelined_tcp_queries",
+        &["ip", "dnsmasq", "python3"],
+    ) {
+        return;
+    }
+    let upstream = Dnsmasq::start();
+    let rt = runtime(vec![upstream.addr], Duration::from_secs(2));
+    let (ns, _link) = guest(&rt, "dnstcpmany");
+    let out = ns.run("python3", &["-c", CONCURRENT], Duration::from_secs(60));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        stdout.trim(),
+        "100 closed",
+        "{}\n{:?}",
+        String::from_utf8_lossy(&out.stderr),
+        rt.stats().dns
+    );
+    let stats = rt.stats().dns;
+    assert_eq!(stats.tcp.bad_length, 1, "{stats:?}");
+    assert!(stats.tcp.answers >= 1000, "{stats:?}");
+    // dnsmasq takes 100 queries per connection: the pool went through ten or more, and no
+    // query ran out of attempts on the way.
+    assert!(stats.upstream_tcp.connects >= 10, "{stats:?}");
+    assert_eq!(stats.resolver.timeouts, 0, "{stats:?}");
+}
+
+/// Two idle connections are closed by us after the idle timeout; a third, past the bound
+/// of two, is refused with RST.
+const IDLE_AND_LIMIT: &str = r#"
+import socket, time
+a = socket.create_connection(("192.168.127.1", 53), timeout=10)
+b = socket.create_connection(("192.168.127.1", 53), timeout=10)
+try:
+    socket.create_connection(("192.168.127.1", 53), timeout=10)
+    third = "accepted"
+except ConnectionRefusedError:
+    third = "refused"
+start = time.time()
+eof = a.recv(10) == b"" and b.recv(10) == b""
+print(third, eof, round(time.time() - start))
+"#;
+
+#[test]
+fn idle_connections_close_and_the_bound_refuses() {
+    if !privileged(
+        "idle_connections_close_and_the_bound_refuses",
+        &["ip", "python3"],
+    ) {
+        return;
+    }
+    let rt = Runtime::start(RuntimeConfig {
+        workers: 1,
+        dns: DnsConfig {
+            tcp_connections: 2,
+            tcp_idle_timeout: Duration::from_secs(1),
+            ..DnsConfig::default()
+        },
+        ..RuntimeConfig::default()
+    })
+    .expect("start runtime");
+    let (ns, _link) = guest(&rt, "dnstcpidle");
+    let out = ns.run("python3", &["-c", IDLE_AND_LIMIT], Duration::from_secs(30));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        stdout.trim(),
+        "refused True 1",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stats = rt.stats().dns;
+    assert_eq!(
+        (stats.tcp.idle_closed, stats.tcp.refused),
+        (2, 1),
+        "{stats:?}"
+    );
+}
