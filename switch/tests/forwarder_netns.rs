@@ -392,14 +392,25 @@ except ConnectionRefusedError:
             .0,
         200
     );
+    // UDP may be lost, and the guest's server may still be starting: ask again each second,
+    // for at most 20 s.
     let client = UdpSocket::bind("127.0.0.1:0").unwrap();
     client
-        .set_read_timeout(Some(Duration::from_secs(3)))
+        .set_read_timeout(Some(Duration::from_secs(1)))
         .unwrap();
-    client.send_to(b"hi", &ulocal).unwrap();
     let mut buf = [0u8; 64];
-    let (n, _) = client.recv_from(&mut buf).expect("UDP through the forward");
-    assert_eq!(&buf[..n], b"guest:hi");
+    let reply = (0..20).find_map(|_| {
+        client.send_to(b"hi", &ulocal).unwrap();
+        client
+            .recv_from(&mut buf)
+            .ok()
+            .map(|(n, _)| buf[..n].to_vec())
+    });
+    assert_eq!(
+        reply.as_deref(),
+        Some(&b"guest:hi"[..]),
+        "UDP through the forward"
+    );
     let body = format!(r#"{{"local":"{ulocal}","protocol":"udp"}}"#);
     assert_eq!(
         serve
