@@ -253,10 +253,15 @@ pub fn read_request<R: Read>(
     peer: &str,
 ) -> Result<(Request, Vec<u8>), RequestError> {
     let mut buf = Vec::with_capacity(1024);
+    // Where the search for the blank line resumes: each byte is looked at a bounded number of
+    // times however the head is cut into reads.
+    let mut scanned = 0;
     let head_end = loop {
-        if let Some(end) = find_head_end(&buf) {
+        if let Some(end) = find_head_end(&buf, scanned) {
             break end;
         }
+        // A "\r\n\r\n" may straddle this read and the next.
+        scanned = buf.len().saturating_sub(3);
         if buf.len() >= MAX_HEAD {
             return Err(RequestError::HeadTooLarge);
         }
@@ -310,8 +315,12 @@ fn read_some<R: Read>(reader: &mut R, buf: &mut [u8]) -> Result<usize, RequestEr
 }
 
 /// The offset just past the blank line ending the head, if it has arrived.
-fn find_head_end(buf: &[u8]) -> Option<usize> {
-    buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
+/// The end of the head (just past its blank line), searching from `from`.
+fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
+    buf.get(from..)?
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| from + i + 4)
 }
 
 fn parse_head(head: &[u8], peer: &str) -> Result<Request, RequestError> {
@@ -388,6 +397,42 @@ mod tests {
         assert_eq!(req.path, "/connect");
         assert_eq!(req.header("HOST"), Some("unix"));
         assert_eq!(rest, b"\x02\x00ab");
+    }
+
+    /// Hands out one byte per read, as a peer trickling its request would.
+    struct Trickle<'a>(&'a [u8]);
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let Some((&first, rest)) = self.0.split_first() else {
+                return Ok(0);
+            };
+            let Some(slot) = buf.first_mut() else {
+                return Ok(0);
+            };
+            *slot = first;
+            self.0 = rest;
+            Ok(1)
+        }
+    }
+
+    #[test]
+    fn a_request_read_one_byte_at_a_time() {
+        let raw =
+            b"POST /services/dns/add HTTP/1.1\r\nHost: api\r\nContent-Length: 2\r\n\r\n{}\x02\x00";
+        let (req, rest) = read_request(&mut Trickle(raw), "test").unwrap();
+        assert_eq!(req.path, "/services/dns/add");
+        assert_eq!(req.header("host"), Some("api"));
+        assert_eq!(req.body, b"{}");
+        assert_eq!(
+            rest, b"",
+            "nothing past the body is read one byte at a time"
+        );
+        // The largest head allowed, trickled, is still found (and in linear time).
+        let padding = "a".repeat(MAX_HEAD - 64);
+        let raw = format!("GET / HTTP/1.1\r\nX: {padding}\r\n\r\n");
+        let (req, _) = read_request(&mut Trickle(raw.as_bytes()), "test").unwrap();
+        assert_eq!(req.header("x").map(str::len), Some(padding.len()));
     }
 
     #[test]
