@@ -38,6 +38,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use bytes::Bytes;
 use dhcp::{Destination, Lease};
+use stack::frag::{Config as FragConfig, Reassembler, Stats as FragStats};
 use stack::ingress::{self, DropCounters, DropReason, Event, FlowPacket};
 use stack::time::{Epoch, Instant};
 use stack::wire::{
@@ -131,6 +132,11 @@ pub enum Outcome {
     Dns(DnsQuery),
     /// A TCP segment to the gateway's port 53, for the DNS service's TCP side (RFC 7766).
     DnsTcp(FlowPacket),
+    /// A fragment, kept until its datagram is complete.
+    Held,
+    /// The last fragment of a datagram arrived: this frame (the original Ethernet header and
+    /// the whole datagram) is to be handled as if it had just arrived.
+    Reassembled(Bytes),
     /// Nothing; counted under this reason.
     Dropped(DropReason),
 }
@@ -168,6 +174,9 @@ pub struct GatewayCounters {
     pub dns_queries: u64,
     /// TCP segments to the gateway's port 53 handed to the DNS service.
     pub dns_tcp_segments: u64,
+    /// IPv4 and IPv6 fragments kept for reassembly, and datagrams completed from them.
+    pub fragments: u64,
+    pub reassembled: u64,
 }
 
 /// The gateway's services. One thread owns it. See the module docs.
@@ -186,6 +195,8 @@ pub struct Gateway {
     drops: DropCounters,
     /// The sender of the last ARP packet from a guest, until [`Gateway::take_neighbour`].
     neighbour: Option<(Ipv4Addr, EthernetAddress)>,
+    /// IP fragment reassembly, bounded in datagrams and bytes (`stack::frag`).
+    frag: Reassembler,
 }
 
 impl Gateway {
@@ -217,6 +228,7 @@ impl Gateway {
             counters: GatewayCounters::default(),
             drops: DropCounters::default(),
             neighbour: None,
+            frag: Reassembler::new(FragConfig::default()),
         })
     }
 
@@ -252,6 +264,11 @@ impl Gateway {
             Outcome::Flow(_) => self.counters.flows += 1,
             Outcome::Dns(_) => self.counters.dns_queries += 1,
             Outcome::DnsTcp(_) => self.counters.dns_tcp_segments += 1,
+            Outcome::Held => self.counters.fragments += 1,
+            Outcome::Reassembled(_) => {
+                self.counters.fragments += 1;
+                self.counters.reassembled += 1;
+            }
             Outcome::Reply(_) => {}
         }
         outcome
@@ -319,9 +336,32 @@ impl Gateway {
             },
             Event::Icmpv4 { .. } | Event::Udp { .. } | Event::Tcp { .. } => self.flow(parsed),
             Event::Ipv4Fragment { .. } | Event::Ipv6Fragment { .. } => {
-                Outcome::Dropped(DropReason::Fragment)
+                self.reassemble(now, parsed.frame())
             }
         }
+    }
+
+    /// Feeds a fragment to the reassembler. Why a fragment was refused is counted in the
+    /// reassembler's own statistics ([`Gateway::frag_stats`]); here it is a `Fragment` drop.
+    fn reassemble(&mut self, now: Instant, frame: &[u8]) -> Outcome {
+        let Some((header, ip)) = frame.split_at_checked(ethernet::HEADER_LEN) else {
+            return Outcome::Dropped(DropReason::Fragment);
+        };
+        match self.frag.handle(now, ip) {
+            Ok(None) => Outcome::Held,
+            Ok(Some(whole)) => {
+                let mut out = Vec::with_capacity(header.len() + whole.packet().len());
+                out.extend_from_slice(header);
+                out.extend_from_slice(whole.packet());
+                Outcome::Reassembled(Bytes::from(out))
+            }
+            Err(_) => Outcome::Dropped(DropReason::Fragment),
+        }
+    }
+
+    /// The reassembler's counters: fragments, datagrams, bytes held, drops by reason.
+    pub fn frag_stats(&self) -> FragStats {
+        self.frag.stats()
     }
 
     /// RFC 4861 §7.2.3-4: a valid solicitation for one of our addresses gets an advertisement
@@ -585,11 +625,17 @@ impl Gateway {
 
     /// When [`Gateway::handle_timeout`] next has work (the DHCP server's timers).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.dhcp.poll_timeout().map(|at| self.epoch.instant(at))
+        let dhcp = self.dhcp.poll_timeout().map(|at| self.epoch.instant(at));
+        [dhcp, self.frag.poll_timeout()].into_iter().flatten().min()
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
         self.dhcp.handle_timeout(self.epoch.std(now));
+        self.frag.handle_timeout(now);
+        // Datagrams abandoned after their first fragment arrived. RFC 792 and RFC 8200 §4.5
+        // allow (not require) a time-exceeded message; we send none yet, and the notices are
+        // drained here so they cannot pile up (the reassembler counts them).
+        while self.frag.poll_expired().is_some() {}
     }
 
     /// Counts a drop decided outside (a full worker queue).

@@ -239,6 +239,72 @@ fn echo_to_the_gateway_is_answered() {
     assert_eq!(gw.counters().echo_replies, 1);
 }
 
+/// Cuts the IPv4 packet in an Ethernet frame into fragments of at most `mtu` bytes each, as
+/// a sender's IP layer does (RFC 791 §3.2): data in multiples of 8 bytes, MF on all but the
+/// last.
+fn fragment(frame: &[u8], mtu: usize) -> Vec<Vec<u8>> {
+    let (eth, ip) = frame.split_at(ethernet::HEADER_LEN);
+    let (header, data) = ip.split_at(ipv4::HEADER_LEN);
+    let step = (mtu - ipv4::HEADER_LEN) / 8 * 8;
+    data.chunks(step)
+        .enumerate()
+        .map(|(i, chunk)| {
+            let mut f = [eth, header, chunk].concat();
+            let more = (i + 1) * step < data.len();
+            let mut packet = Ipv4Packet::new_unchecked(&mut f[ethernet::HEADER_LEN..]);
+            packet.set_total_len((ipv4::HEADER_LEN + chunk.len()) as u16);
+            packet.set_fragment(false, more, (i * step) as u16);
+            packet.fill_checksum();
+            f
+        })
+        .collect()
+}
+
+#[test]
+fn a_fragmented_echo_is_reassembled_and_answered_whole() {
+    let mut gw = gateway();
+    let data: Vec<u8> = (0..3000u32).map(|i| (i * 7) as u8).collect();
+    let mut pieces = fragment(&echo_request(GW, &data), 1500);
+    assert_eq!(pieces.len(), 3);
+    // Out of order: the last fragment first, the first one last.
+    pieces.reverse();
+    let last = pieces.pop().unwrap();
+    for piece in &pieces {
+        assert_eq!(gw.handle_frame(T0, piece), Outcome::Held);
+    }
+    let Outcome::Reassembled(whole) = gw.handle_frame(T0, &last) else {
+        panic!("the last fragment completes the datagram");
+    };
+    assert_eq!(
+        &whole[..],
+        &echo_request(GW, &data)[..],
+        "the datagram as sent"
+    );
+    let f = reply(gw.handle_frame(T0, &whole));
+    let (_, body) = split(&f);
+    let ip_packet = Ipv4Packet::new_checked(body).unwrap();
+    let icmp = Icmpv4Packet::new_checked(ip_packet.payload()).unwrap();
+    let Icmpv4Repr::EchoReply { data: echoed, .. } = Icmpv4Repr::parse(&icmp).unwrap() else {
+        panic!("an echo reply");
+    };
+    assert_eq!(echoed, &data[..]);
+    assert_eq!((gw.counters().fragments, gw.counters().reassembled), (3, 1));
+    assert_eq!(gw.frag_stats().datagrams, 0, "nothing left held");
+}
+
+#[test]
+fn an_incomplete_datagram_is_given_up_at_its_timeout() {
+    let mut gw = gateway();
+    let data = vec![0x55u8; 3000];
+    let pieces = fragment(&echo_request(GW, &data), 1500);
+    assert_eq!(gw.handle_frame(T0, &pieces[0]), Outcome::Held);
+    assert_eq!(gw.frag_stats().datagrams, 1);
+    let deadline = gw.poll_timeout().expect("a reassembly timer");
+    gw.handle_timeout(deadline);
+    assert_eq!(gw.frag_stats().datagrams, 0);
+    assert_eq!(gw.frag_stats().bytes_held, 0);
+}
+
 #[test]
 fn echo_to_the_host_is_a_flow() {
     let mut gw = gateway();
@@ -587,7 +653,7 @@ fn echo6_to_the_gateway_is_answered() {
 }
 
 #[test]
-fn echo_reply_to_the_gateway_and_fragments_are_dropped() {
+fn echo_reply_to_the_gateway_and_overlapping_fragments_are_dropped() {
     let mut gw = gateway();
     let icmp = Icmpv4Repr::EchoReply {
         ident: 1,
@@ -612,6 +678,11 @@ fn echo_reply_to_the_gateway_and_fragments_are_dropped() {
         p.set_fragment(false, false, 16);
         p.fill_checksum();
     }
+    // A lone last fragment waits for the rest; the same fragment with other bytes overlaps
+    // it and the whole datagram is dropped (RFC 5722's rule, applied to IPv4 too).
+    assert_eq!(gw.handle_frame(T0, &f), Outcome::Held);
+    let last = f.len() - 1;
+    f[last] ^= 0xff;
     assert_eq!(
         gw.handle_frame(T0, &f),
         Outcome::Dropped(DropReason::Fragment)

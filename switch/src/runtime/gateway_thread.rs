@@ -104,7 +104,14 @@ impl GatewayThread {
 
     fn frame(&mut self, frame: bytes::Bytes) {
         let now = self.now();
-        let outcome = self.gateway.handle_frame(now, &frame);
+        let mut frame = frame;
+        let mut outcome = self.gateway.handle_frame(now, &frame);
+        // A completed datagram is handled like a frame that just arrived; it is no fragment,
+        // so this happens at most once.
+        if let Outcome::Reassembled(whole) = outcome {
+            outcome = self.gateway.handle_frame(now, &whole);
+            frame = whole;
+        }
         if let Some((ip, mac)) = self.gateway.take_neighbour()
             && let Some(hook) = &self.neighbours
         {
@@ -136,7 +143,7 @@ impl GatewayThread {
                     self.dns_queue_full.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            Outcome::Dropped(_) => {}
+            Outcome::Held | Outcome::Reassembled(_) | Outcome::Dropped(_) => {}
         }
     }
 
