@@ -179,7 +179,7 @@ pub(crate) fn iperf3(
     reverse: bool,
     id: &'static str,
 ) -> Result<Vec<Raw>, String> {
-    let mut cmd = sys::in_netns(g.ns_pid(), "iperf3");
+    let mut cmd = sys::in_netns(g.ns(), "iperf3");
     cmd.args(["-c", &g.host, "-p", &port.to_string(), "-J"])
         .args(["-t", &secs.to_string(), "--connect-timeout", "5000"]);
     if reverse {
@@ -205,7 +205,7 @@ pub(crate) fn iperf3(
 
 /// sockperf ping-pong with 64-byte messages: p50 and p99 one-way latency in µs.
 pub(crate) fn sockperf(g: &Guest, port: u16, secs: u32, tcp: bool) -> Result<Vec<Raw>, String> {
-    let mut cmd = sys::in_netns(g.ns_pid(), "sockperf");
+    let mut cmd = sys::in_netns(g.ns(), "sockperf");
     cmd.args(["ping-pong", "-i", &g.host, "-p", &port.to_string()])
         .args(["-t", &secs.to_string(), "-m", "64"]);
     if tcp {
@@ -248,7 +248,7 @@ pub(crate) fn sockperf(g: &Guest, port: u16, secs: u32, tcp: bool) -> Result<Vec
 
 /// wrk, 1 thread, 32 connections, against nginx's small file.
 pub(crate) fn wrk(g: &Guest, port: u16, secs: u32, close: bool) -> Result<Vec<Raw>, String> {
-    let mut cmd = sys::in_netns(g.ns_pid(), "wrk");
+    let mut cmd = sys::in_netns(g.ns(), "wrk");
     cmd.args(["-t1", "-c32", &format!("-d{secs}s")]);
     if close {
         cmd.args(["-H", "Connection: close"]);
@@ -294,7 +294,7 @@ pub(crate) fn idle(
     // open-file limit covers only the server's half.
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let mut client = std::process::Command::new("nsenter")
-        .args(["-t", &g.ns_pid().to_string(), "-n"])
+        .arg(format!("--net={}", g.ns().display()))
         .arg(exe)
         .args([IDLE_CLIENT_ARG, &target.to_string(), &n.to_string()])
         .stdin(std::process::Stdio::piped())

@@ -87,7 +87,39 @@ impl Peer {
     }
 }
 
-/// A network namespace (held by a `sleep` we started) with a peer serving it.
+/// A named network namespace (`ip netns add`) we created, deleted on drop.
+#[derive(Debug)]
+struct Netns {
+    name: String,
+    path: PathBuf,
+}
+
+impl Netns {
+    fn create(tag: &str) -> Result<Netns, String> {
+        let name = format!("hs-compare-{}-{tag}", std::process::id());
+        sys::run(
+            Command::new("ip").args(["netns", "add", &name]),
+            Duration::from_secs(5),
+        )?;
+        Ok(Netns {
+            path: PathBuf::from("/run/netns").join(&name),
+            name,
+        })
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        if let Err(e) = sys::run(
+            Command::new("ip").args(["netns", "delete", &self.name]),
+            Duration::from_secs(5),
+        ) {
+            eprintln!("compare: cannot delete netns {}: {e}", self.name);
+        }
+    }
+}
+
+/// A network namespace we created, with a peer serving it.
 #[derive(Debug)]
 pub(crate) struct Guest {
     pub(crate) peer: Peer,
@@ -96,13 +128,13 @@ pub(crate) struct Guest {
     /// Field order is drop order: the guest-side helper, the peer, then the namespace holder.
     _helpers: Vec<Proc>,
     served_by: Proc,
-    holder: Proc,
+    netns: Netns,
 }
 
 impl Guest {
-    /// The PID whose namespace the guest is (for nsenter / setns).
-    pub(crate) fn ns_pid(&self) -> u32 {
-        self.holder.pid()
+    /// The guest's network namespace file (for nsenter / setns).
+    pub(crate) fn ns(&self) -> &Path {
+        &self.netns.path
     }
 
     /// The peer process whose CPU time and memory we measure.
@@ -126,19 +158,9 @@ impl Guest {
         probe_port: u16,
     ) -> Result<Guest, String> {
         let log = dir.join(format!("{}-{mtu}.log", peer.name()));
-        let holder = Proc::spawn(
-            "netns holder",
-            Command::new("unshare").args(["--net", "sleep", "infinity"]),
-            &log,
-        )?;
-        let ns = holder.pid();
-        let ours = std::fs::read_link("/proc/self/ns/net").map_err(|e| e.to_string())?;
-        sys::wait_for(Duration::from_secs(5), || {
-            match std::fs::read_link(format!("/proc/{ns}/ns/net")) {
-                Ok(theirs) if theirs != ours => Ok(()),
-                _ => Err("the namespace holder did not unshare".into()),
-            }
-        })?;
+        let netns = Netns::create(&format!("{}-{mtu}", peer.name()))?;
+        let ns = netns.path.clone();
+        let ns = ns.as_path();
         sys::run(
             sys::in_netns(ns, "ip").args(["link", "set", "lo", "up"]),
             Duration::from_secs(5),
@@ -150,7 +172,9 @@ impl Guest {
                 let p = Proc::spawn(
                     "host-switch",
                     Command::new(host_switch)
-                        .args(["--netns", &ns.to_string(), "--tap", "tap0", "--configure"])
+                        .arg("--netns")
+                        .arg(ns)
+                        .args(["--tap", "tap0", "--configure"])
                         .args(["--mtu", &mtu_s]),
                     &log,
                 )?;
@@ -161,7 +185,9 @@ impl Guest {
                     "slirp4netns",
                     Command::new("slirp4netns")
                         .args(["--configure", &format!("--mtu={mtu}")])
-                        .args([&ns.to_string(), "tap0"]),
+                        .arg("--netns-type=path")
+                        .arg(ns)
+                        .arg("tap0"),
                     &log,
                 )?;
                 (p, "10.0.2.2".to_owned())
@@ -173,8 +199,7 @@ impl Guest {
                     "pasta",
                     Command::new("pasta")
                         .args(["--config-net", "--runas", "0", "-m", &mtu_s, "-f", "-q"])
-                        .arg("--netns")
-                        .arg(format!("/proc/{ns}/ns/net")),
+                        .args(["--netns", &netns.name]),
                     &log,
                 )?;
                 let gw = sys::wait_for(Duration::from_secs(10), || default_gateway(ns).map(drop))
@@ -197,7 +222,7 @@ impl Guest {
                 })?;
                 helpers.push(Proc::spawn(
                     "gvforwarder",
-                    sys::in_netns(ns, "gvforwarder").args(["-url", &url]),
+                    sys::in_netns(ns, "gvforwarder").args(["-url", &url, "-mtu", &mtu_s]),
                     &log,
                 )?);
                 sys::wait_for(Duration::from_secs(10), || {
@@ -222,14 +247,15 @@ impl Guest {
             host,
             _helpers: helpers,
             served_by,
-            holder,
+            netns,
         };
         // Ready when a TCP connection from inside reaches the host's loopback.
         let target: SocketAddr = format!("{}:{probe_port}", guest.host)
             .parse()
             .map_err(|e| format!("{e}"))?;
+        let ns_path = guest.netns.path.clone();
         let probe = std::thread::spawn(move || {
-            sys::enter_netns(ns)?;
+            sys::enter_netns(&ns_path)?;
             sys::wait_for(Duration::from_secs(15), || {
                 TcpStream::connect_timeout(&target, Duration::from_secs(1))
                     .map(drop)
@@ -252,7 +278,7 @@ impl Guest {
 }
 
 /// The gateway of the namespace's IPv4 default route.
-fn default_gateway(ns: u32) -> Result<String, String> {
+fn default_gateway(ns: &Path) -> Result<String, String> {
     let out = sys::run(
         sys::in_netns(ns, "ip").args(["-4", "route", "show", "default"]),
         Duration::from_secs(5),

@@ -142,10 +142,10 @@ pub(crate) fn which(program: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// A command run inside the network namespace of `pid` (nsenter, network namespace only).
-pub(crate) fn in_netns(pid: u32, program: impl AsRef<OsStr>) -> Command {
+/// A command run inside the network namespace `ns` (a namespace file; nsenter, network only).
+pub(crate) fn in_netns(ns: &Path, program: impl AsRef<OsStr>) -> Command {
     let mut cmd = Command::new("nsenter");
-    cmd.arg("-t").arg(pid.to_string()).arg("-n").arg(program);
+    cmd.arg(format!("--net={}", ns.display())).arg(program);
     cmd
 }
 
@@ -229,9 +229,9 @@ pub(crate) fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-/// Moves the calling thread into the network namespace of `pid`. Only this thread moves.
-pub(crate) fn enter_netns(pid: u32) -> Result<(), String> {
-    let ns = File::open(format!("/proc/{pid}/ns/net")).map_err(|e| e.to_string())?;
+/// Moves the calling thread into the network namespace file `ns`. Only this thread moves.
+pub(crate) fn enter_netns(ns: &Path) -> Result<(), String> {
+    let ns = File::open(ns).map_err(|e| format!("{}: {e}", ns.display()))?;
     // SAFETY: setns on a namespace file descriptor we hold open; affects this thread only.
     if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
         return Err(format!("setns: {}", std::io::Error::last_os_error()));
