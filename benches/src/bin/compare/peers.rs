@@ -1,0 +1,291 @@
+//! The peers, and a guest: a fresh network namespace served by one of them.
+
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::sys::{self, Proc};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Peer {
+    HostSwitch,
+    Slirp4netns,
+    Pasta,
+    Gvproxy,
+}
+
+impl Peer {
+    pub(crate) const ALL: [Peer; 4] = [
+        Peer::HostSwitch,
+        Peer::Slirp4netns,
+        Peer::Pasta,
+        Peer::Gvproxy,
+    ];
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Peer::HostSwitch => "host-switch",
+            Peer::Slirp4netns => "slirp4netns",
+            Peer::Pasta => "pasta",
+            Peer::Gvproxy => "gvproxy",
+        }
+    }
+
+    /// Why this peer cannot run here, if it cannot.
+    pub(crate) fn missing(self, host_switch: &Path) -> Option<String> {
+        match self {
+            Peer::HostSwitch => (!host_switch.is_file()).then(|| {
+                format!(
+                    "{} not found: build it with `cargo build --release -p host-switch-switch --bin host-switch` or pass --host-switch PATH",
+                    host_switch.display()
+                )
+            }),
+            Peer::Slirp4netns => {
+                sys::which("slirp4netns").is_none().then(|| "not installed (apt-get install slirp4netns)".into())
+            }
+            Peer::Pasta => sys::which("pasta")
+                .is_none()
+                .then(|| "not installed (apt-get install passt)".into()),
+            Peer::Gvproxy => (sys::which("gvproxy").is_none() || sys::which("gvforwarder").is_none())
+                .then(|| "gvproxy and gvforwarder not both on PATH (not packaged for Debian)".into()),
+        }
+    }
+
+    /// A version string for the report.
+    pub(crate) fn version(self, host_switch: &Path) -> String {
+        let dpkg = |pkg: &str| {
+            sys::run(
+                Command::new("dpkg-query").args(["-W", "-f", "${Version}", pkg]),
+                Duration::from_secs(5),
+            )
+            .ok()
+            .filter(|v| !v.is_empty())
+        };
+        match self {
+            Peer::HostSwitch => {
+                let dir = host_switch.parent().unwrap_or(Path::new("."));
+                let rev = sys::run(
+                    Command::new("git")
+                        .current_dir(dir)
+                        .args(["describe", "--always", "--dirty"]),
+                    Duration::from_secs(5),
+                )
+                .map(|s| s.trim().to_owned())
+                .unwrap_or_else(|_| "?".into());
+                format!("release build, git {rev}")
+            }
+            Peer::Slirp4netns => dpkg("slirp4netns").unwrap_or_else(|| "?".into()),
+            Peer::Pasta => dpkg("passt").unwrap_or_else(|| "?".into()),
+            Peer::Gvproxy => sys::run(
+                Command::new("gvproxy").arg("-version"),
+                Duration::from_secs(5),
+            )
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_else(|_| "?".into()),
+        }
+    }
+}
+
+/// A named network namespace (`ip netns add`) we created, deleted on drop.
+#[derive(Debug)]
+struct Netns {
+    name: String,
+    path: PathBuf,
+}
+
+impl Netns {
+    fn create(tag: &str) -> Result<Netns, String> {
+        let name = format!("hs-compare-{}-{tag}", std::process::id());
+        sys::run(
+            Command::new("ip").args(["netns", "add", &name]),
+            Duration::from_secs(5),
+        )?;
+        Ok(Netns {
+            path: PathBuf::from("/run/netns").join(&name),
+            name,
+        })
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        if let Err(e) = sys::run(
+            Command::new("ip").args(["netns", "delete", &self.name]),
+            Duration::from_secs(5),
+        ) {
+            eprintln!("compare: cannot delete netns {}: {e}", self.name);
+        }
+    }
+}
+
+/// A network namespace we created, with a peer serving it.
+#[derive(Debug)]
+pub(crate) struct Guest {
+    pub(crate) peer: Peer,
+    /// The host's loopback as the guest reaches it.
+    pub(crate) host: String,
+    /// Field order is drop order: the guest-side helper, the peer, then the namespace holder.
+    _helpers: Vec<Proc>,
+    served_by: Proc,
+    netns: Netns,
+}
+
+impl Guest {
+    /// The guest's network namespace file (for nsenter / setns).
+    pub(crate) fn ns(&self) -> &Path {
+        &self.netns.path
+    }
+
+    /// The peer process whose CPU time and memory we measure.
+    pub(crate) fn peer_pid(&self) -> u32 {
+        self.served_by.pid()
+    }
+
+    /// Checks the peer is still running.
+    pub(crate) fn alive(&mut self) -> Result<(), String> {
+        match self.served_by.exited() {
+            Some(status) => Err(format!("{} exited: {status}", self.peer.name())),
+            None => Ok(()),
+        }
+    }
+
+    pub(crate) fn start(
+        peer: Peer,
+        mtu: u32,
+        host_switch: &Path,
+        dir: &Path,
+        probe_port: u16,
+    ) -> Result<Guest, String> {
+        let log = dir.join(format!("{}-{mtu}.log", peer.name()));
+        let netns = Netns::create(&format!("{}-{mtu}", peer.name()))?;
+        let ns = netns.path.clone();
+        let ns = ns.as_path();
+        sys::run(
+            sys::in_netns(ns, "ip").args(["link", "set", "lo", "up"]),
+            Duration::from_secs(5),
+        )?;
+        let mtu_s = mtu.to_string();
+        let mut helpers = Vec::new();
+        let (served_by, host) = match peer {
+            Peer::HostSwitch => {
+                let p = Proc::spawn(
+                    "host-switch",
+                    Command::new(host_switch)
+                        .arg("--netns")
+                        .arg(ns)
+                        .args(["--tap", "tap0", "--configure"])
+                        .args(["--mtu", &mtu_s]),
+                    &log,
+                )?;
+                (p, "192.168.127.254".to_owned())
+            }
+            Peer::Slirp4netns => {
+                let p = Proc::spawn(
+                    "slirp4netns",
+                    Command::new("slirp4netns")
+                        .args(["--configure", &format!("--mtu={mtu}")])
+                        .arg("--netns-type=path")
+                        .arg(ns)
+                        .arg("tap0"),
+                    &log,
+                )?;
+                (p, "10.0.2.2".to_owned())
+            }
+            Peer::Pasta => {
+                // Foreground, so the PID we hold is pasta's; the host is the namespace's
+                // default gateway, which pasta maps to the host's loopback.
+                let p = Proc::spawn(
+                    "pasta",
+                    Command::new("pasta")
+                        .args(["--config-net", "--runas", "0", "-m", &mtu_s, "-f", "-q"])
+                        .args(["--netns", &netns.name]),
+                    &log,
+                )?;
+                let gw = sys::wait_for(Duration::from_secs(10), || default_gateway(ns).map(drop))
+                    .and_then(|()| default_gateway(ns))?;
+                (p, gw)
+            }
+            Peer::Gvproxy => {
+                let sock: PathBuf = dir.join(format!("gvproxy-{mtu}.sock"));
+                let _ = std::fs::remove_file(&sock);
+                let url = format!("unix://{}", sock.display());
+                let p = Proc::spawn(
+                    "gvproxy",
+                    Command::new("gvproxy").args(["-listen", &url, "-mtu", &mtu_s]),
+                    &log,
+                )?;
+                sys::wait_for(Duration::from_secs(10), || {
+                    sock.exists()
+                        .then_some(())
+                        .ok_or("no gvproxy socket".into())
+                })?;
+                helpers.push(Proc::spawn(
+                    "gvforwarder",
+                    sys::in_netns(ns, "gvforwarder").args(["-url", &url, "-mtu", &mtu_s]),
+                    &log,
+                )?);
+                sys::wait_for(Duration::from_secs(10), || {
+                    sys::run(
+                        sys::in_netns(ns, "ip").args(["link", "show", "tap0"]),
+                        Duration::from_secs(5),
+                    )
+                    .map(drop)
+                })?;
+                for args in [
+                    vec!["link", "set", "tap0", "mtu", &mtu_s, "up"],
+                    vec!["addr", "replace", "192.168.127.2/24", "dev", "tap0"],
+                    vec!["route", "replace", "default", "via", "192.168.127.1"],
+                ] {
+                    sys::run(sys::in_netns(ns, "ip").args(args), Duration::from_secs(5))?;
+                }
+                (p, "192.168.127.254".to_owned())
+            }
+        };
+        let mut guest = Guest {
+            peer,
+            host,
+            _helpers: helpers,
+            served_by,
+            netns,
+        };
+        // Ready when a TCP connection from inside reaches the host's loopback.
+        let target: SocketAddr = format!("{}:{probe_port}", guest.host)
+            .parse()
+            .map_err(|e| format!("{e}"))?;
+        let ns_path = guest.netns.path.clone();
+        let probe = std::thread::spawn(move || {
+            sys::enter_netns(&ns_path)?;
+            sys::wait_for(Duration::from_secs(15), || {
+                TcpStream::connect_timeout(&target, Duration::from_secs(1))
+                    .map(drop)
+                    .map_err(|e| format!("{target} from the guest: {e}"))
+            })
+        });
+        let ready = probe
+            .join()
+            .map_err(|_| "probe thread panicked".to_owned())?;
+        guest.alive()?;
+        ready.map_err(|e| {
+            format!(
+                "{} did not come up: {e} (log: {})",
+                peer.name(),
+                log.display()
+            )
+        })?;
+        Ok(guest)
+    }
+}
+
+/// The gateway of the namespace's IPv4 default route.
+fn default_gateway(ns: &Path) -> Result<String, String> {
+    let out = sys::run(
+        sys::in_netns(ns, "ip").args(["-4", "route", "show", "default"]),
+        Duration::from_secs(5),
+    )?;
+    out.split_whitespace()
+        .skip_while(|w| *w != "via")
+        .nth(1)
+        .map(str::to_owned)
+        .ok_or_else(|| "no default route in the namespace yet".into())
+}
