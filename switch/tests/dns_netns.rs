@@ -6,52 +6,11 @@
 
 mod support;
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use support::dnsmasq::{Dnsmasq, RECORDS, free_port};
-use support::{NetnsGuard, TapLink, open_tap, privileged};
-use switch::runtime::{DnsConfig, Runtime, RuntimeConfig};
-use switch::tap::TapConfig;
-
-const GUEST_MAC: &str = "5a:94:ef:e4:0c:ee";
-
-fn runtime(upstreams: Vec<SocketAddr>, timeout: Duration) -> Runtime {
-    Runtime::start(RuntimeConfig {
-        workers: 1,
-        dns: DnsConfig {
-            upstreams,
-            timeout,
-            attempts: 2,
-            ..DnsConfig::default()
-        },
-        ..RuntimeConfig::default()
-    })
-    .expect("start runtime")
-}
-
-fn guest(rt: &Runtime, tag: &str) -> (NetnsGuard, TapLink) {
-    let ns = NetnsGuard::new(tag);
-    let tap = open_tap(
-        &ns,
-        Some(TapConfig {
-            mac: Some(GUEST_MAC.parse().unwrap()),
-            mtu: 1500,
-            address: Ipv4Addr::new(192, 168, 127, 2),
-            ..TapConfig::default()
-        }),
-    );
-    let port = rt.attacher().attach(&format!("tap:{tag}")).unwrap();
-    (ns, TapLink::start(tap, port))
-}
-
-/// `dig @192.168.127.1 ARGS` inside the namespace; its standard output.
-fn dig(ns: &NetnsGuard, args: &[&str]) -> String {
-    let mut all = vec!["@192.168.127.1", "+time=3", "+tries=2"];
-    all.extend_from_slice(args);
-    let out = ns.run("dig", &all, Duration::from_secs(30));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use support::dnsmasq::{Dnsmasq, RECORDS, dig_gateway, dns_guest, dns_runtime, free_port};
+use support::privileged;
 
 #[test]
 fn forwarded_answers_equal_the_upstreams_over_udp() {
@@ -62,12 +21,12 @@ fn forwarded_answers_equal_the_upstreams_over_udp() {
         return;
     }
     let upstream = Dnsmasq::start();
-    let rt = runtime(vec![upstream.addr], Duration::from_secs(2));
-    let (ns, _link) = guest(&rt, "dnsfwd");
+    let rt = dns_runtime(vec![upstream.addr], Duration::from_secs(2));
+    let (ns, _link) = dns_guest(&rt, "dnsfwd");
     for (name, rtype) in RECORDS {
         let args = ["+noall", "+answer", "+comments", name, rtype];
         let direct = upstream.dig(&args);
-        let via = dig(&ns, &args);
+        let via = dig_gateway(&ns, &args);
         let answer = |s: &str| {
             s.lines()
                 .filter(|l| !l.starts_with(';') && !l.trim().is_empty())
@@ -87,7 +46,7 @@ fn forwarded_answers_equal_the_upstreams_over_udp() {
     }
     // EDNS and the DNSSEC OK bit come back as the upstream sent them.
     let args = ["+dnssec", "+bufsize=1232", "www.dns.test", "A"];
-    let via = dig(&ns, &args);
+    let via = dig_gateway(&ns, &args);
     assert!(via.contains("; EDNS: version: 0"), "{via}");
     let stats = rt.stats();
     assert!(stats.dns.resolver.forwarded >= 6, "{stats:?}");
@@ -163,8 +122,8 @@ fn ask_over_tcp(server: SocketAddr, q: &[u8]) -> Vec<u8> {
 
 fn byte_for_byte(tcp: bool) {
     let upstream = Dnsmasq::start();
-    let rt = runtime(vec![upstream.addr], Duration::from_secs(2));
-    let (ns, _link) = guest(&rt, if tcp { "dnsbytes-tcp" } else { "dnsbytes" });
+    let rt = dns_runtime(vec![upstream.addr], Duration::from_secs(2));
+    let (ns, _link) = dns_guest(&rt, if tcp { "dnsbytes-tcp" } else { "dnsbytes" });
     let direct = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     direct
         .set_read_timeout(Some(Duration::from_secs(3)))
@@ -244,13 +203,13 @@ fn local_zones_and_api_adds() {
     if !privileged("local_zones_and_api_adds", &["ip", "dig"]) {
         return;
     }
-    let rt = runtime(Vec::new(), Duration::from_secs(1));
-    let (ns, _link) = guest(&rt, "dnslocal");
-    let short = |name: &str, t: &str| dig(&ns, &["+short", name, t]);
+    let rt = dns_runtime(Vec::new(), Duration::from_secs(1));
+    let (ns, _link) = dns_guest(&rt, "dnslocal");
+    let short = |name: &str, t: &str| dig_gateway(&ns, &["+short", name, t]);
     assert_eq!(short("host.containers.internal", "A"), "192.168.127.254\n");
     assert_eq!(short("gateway.containers.internal", "A"), "192.168.127.1\n");
     assert_eq!(short("host.docker.internal", "A"), "192.168.127.254\n");
-    let aaaa = dig(&ns, &["host.containers.internal", "AAAA"]);
+    let aaaa = dig_gateway(&ns, &["host.containers.internal", "AAAA"]);
     assert!(
         aaaa.contains("status: NOERROR") && aaaa.contains("ANSWER: 0"),
         "{aaaa}"
@@ -259,7 +218,7 @@ fn local_zones_and_api_adds() {
         aaaa.contains("AUTHORITY: 1"),
         "NODATA carries the SOA:\n{aaaa}"
     );
-    let nx = dig(&ns, &["nope.containers.internal", "A"]);
+    let nx = dig_gateway(&ns, &["nope.containers.internal", "A"]);
     assert!(nx.contains("status: NXDOMAIN"), "{nx}");
 
     let zones = rt.dns_zones();
@@ -276,7 +235,7 @@ fn local_zones_and_api_adds() {
     .unwrap();
     assert_eq!(short("test.dynamic.internal", "A"), "192.168.127.252\n");
     // No upstream: everything else is SERVFAIL, and the service goes on.
-    let other = dig(&ns, &["www.dns.test", "A"]);
+    let other = dig_gateway(&ns, &["www.dns.test", "A"]);
     assert!(other.contains("status: SERVFAIL"), "{other}");
     assert_eq!(short("host.containers.internal", "A"), "192.168.127.254\n");
 }
@@ -291,12 +250,12 @@ fn upstream_down_is_servfail_and_service_goes_on() {
     }
     // Nothing listens there: the test just found the port free.
     let down: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-    let rt = runtime(vec![down], Duration::from_millis(300));
-    let (ns, _link) = guest(&rt, "dnsdown");
-    let out = dig(&ns, &["+tries=1", "+time=5", "www.dns.test", "A"]);
+    let rt = dns_runtime(vec![down], Duration::from_millis(300));
+    let (ns, _link) = dns_guest(&rt, "dnsdown");
+    let out = dig_gateway(&ns, &["+tries=1", "+time=5", "www.dns.test", "A"]);
     assert!(out.contains("status: SERVFAIL"), "{out}");
     assert_eq!(
-        dig(&ns, &["+short", "gateway.containers.internal"]),
+        dig_gateway(&ns, &["+short", "gateway.containers.internal"]),
         "192.168.127.1\n"
     );
     let stats = rt.stats();
@@ -344,8 +303,8 @@ fn a_thousand_concurrent_queries_resolve() {
         return;
     }
     let upstream = Dnsmasq::start();
-    let rt = runtime(vec![upstream.addr], Duration::from_secs(2));
-    let (ns, _link) = guest(&rt, "dnsburst");
+    let rt = dns_runtime(vec![upstream.addr], Duration::from_secs(2));
+    let (ns, _link) = dns_guest(&rt, "dnsburst");
     let out = ns.run("python3", &["-c", BURST], Duration::from_secs(60));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(

@@ -7,52 +7,12 @@
 
 mod support;
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use support::dnsmasq::{BIG_TXT, Dnsmasq, RECORDS, free_port};
-use support::{NetnsGuard, TapLink, open_tap, privileged};
+use support::dnsmasq::{BIG_TXT, Dnsmasq, RECORDS, dig_gateway, dns_guest, dns_runtime, free_port};
+use support::privileged;
 use switch::runtime::{DnsConfig, Runtime, RuntimeConfig};
-use switch::tap::TapConfig;
-
-const GUEST_MAC: &str = "5a:94:ef:e4:0c:ee";
-
-fn runtime(upstreams: Vec<SocketAddr>, timeout: Duration) -> Runtime {
-    Runtime::start(RuntimeConfig {
-        workers: 1,
-        dns: DnsConfig {
-            upstreams,
-            timeout,
-            attempts: 2,
-            ..DnsConfig::default()
-        },
-        ..RuntimeConfig::default()
-    })
-    .expect("start runtime")
-}
-
-fn guest(rt: &Runtime, tag: &str) -> (NetnsGuard, TapLink) {
-    let ns = NetnsGuard::new(tag);
-    let tap = open_tap(
-        &ns,
-        Some(TapConfig {
-            mac: Some(GUEST_MAC.parse().unwrap()),
-            mtu: 1500,
-            address: Ipv4Addr::new(192, 168, 127, 2),
-            ..TapConfig::default()
-        }),
-    );
-    let port = rt.attacher().attach(&format!("tap:{tag}")).unwrap();
-    (ns, TapLink::start(tap, port))
-}
-
-/// `dig @192.168.127.1 ARGS` inside the namespace; its standard output.
-fn dig(ns: &NetnsGuard, args: &[&str]) -> String {
-    let mut all = vec!["@192.168.127.1", "+time=3", "+tries=2"];
-    all.extend_from_slice(args);
-    let out = ns.run("dig", &all, Duration::from_secs(30));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// The records of a `dig` output, comments and blank lines left out, sorted (a record set
 /// has no order).
@@ -72,12 +32,12 @@ fn tcp_answers_equal_the_upstreams() {
         return;
     }
     let upstream = Dnsmasq::start();
-    let rt = runtime(vec![upstream.addr], Duration::from_secs(2));
-    let (ns, _link) = guest(&rt, "dnstcpfwd");
+    let rt = dns_runtime(vec![upstream.addr], Duration::from_secs(2));
+    let (ns, _link) = dns_guest(&rt, "dnstcpfwd");
     for (name, rtype) in RECORDS {
         let args = ["+tcp", "+noall", "+answer", "+comments", name, rtype];
         let direct = upstream.dig(&args);
-        let via = dig(&ns, &args);
+        let via = dig_gateway(&ns, &args);
         assert!(
             !records(&direct).is_empty(),
             "upstream has {name} {rtype}:\n{direct}"
@@ -90,7 +50,7 @@ fn tcp_answers_equal_the_upstreams() {
         assert!(via.contains("status: NOERROR"), "{via}");
     }
     // A local name over TCP never leaves.
-    let local = dig(&ns, &["+tcp", "+short", "host.containers.internal"]);
+    let local = dig_gateway(&ns, &["+tcp", "+short", "host.containers.internal"]);
     assert_eq!(local, "192.168.127.254\n");
     let stats = rt.stats().dns;
     assert!(stats.resolver.tcp_queries >= 6, "{stats:?}");
@@ -109,9 +69,9 @@ fn large_answer_truncated_over_udp_whole_over_tcp() {
         return;
     }
     let upstream = Dnsmasq::start();
-    let rt = runtime(vec![upstream.addr], Duration::from_secs(2));
-    let (ns, _link) = guest(&rt, "dnstcpbig");
-    let udp = dig(&ns, &["+notcp", "+ignore", BIG_TXT, "TXT"]);
+    let rt = dns_runtime(vec![upstream.addr], Duration::from_secs(2));
+    let (ns, _link) = dns_guest(&rt, "dnstcpbig");
+    let udp = dig_gateway(&ns, &["+notcp", "+ignore", BIG_TXT, "TXT"]);
     assert!(
         udp.lines()
             .any(|l| l.contains("flags:") && l.contains(" tc")),
@@ -119,10 +79,10 @@ fn large_answer_truncated_over_udp_whole_over_tcp() {
     );
     let direct = upstream.dig(&["+tcp", "+noall", "+answer", BIG_TXT, "TXT"]);
     assert!(direct.len() > 1500, "{direct}");
-    let tcp = dig(&ns, &["+tcp", "+noall", "+answer", BIG_TXT, "TXT"]);
+    let tcp = dig_gateway(&ns, &["+tcp", "+noall", "+answer", BIG_TXT, "TXT"]);
     assert_eq!(records(&tcp), records(&direct));
     // Without +tcp dig sees TC and retries over TCP by itself.
-    let retried = dig(&ns, &["+noall", "+answer", "+comments", BIG_TXT, "TXT"]);
+    let retried = dig_gateway(&ns, &["+noall", "+answer", "+comments", BIG_TXT, "TXT"]);
     assert!(
         retried.contains("Truncated, retrying in TCP mode"),
         "{retried}"
@@ -141,10 +101,10 @@ fn tcp_upstream_down_is_servfail() {
     }
     // Nothing listens there: the test just found the port free.
     let down: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-    let rt = runtime(vec![down], Duration::from_secs(2));
-    let (ns, _link) = guest(&rt, "dnstcpdown");
+    let rt = dns_runtime(vec![down], Duration::from_secs(2));
+    let (ns, _link) = dns_guest(&rt, "dnstcpdown");
     let started = std::time::Instant::now();
-    let out = dig(&ns, &["+tcp", "+tries=1", "+time=5", "www.dns.test", "A"]);
+    let out = dig_gateway(&ns, &["+tcp", "+tries=1", "+time=5", "www.dns.test", "A"]);
     assert!(out.contains("status: SERVFAIL"), "{out}");
     // The refused connect fails the query at once, not after its timeouts.
     assert!(
@@ -153,7 +113,7 @@ fn tcp_upstream_down_is_servfail() {
         started.elapsed()
     );
     assert_eq!(
-        dig(&ns, &["+tcp", "+short", "gateway.containers.internal"]),
+        dig_gateway(&ns, &["+tcp", "+short", "gateway.containers.internal"]),
         "192.168.127.1\n"
     );
     let stats = rt.stats().dns;
@@ -214,8 +174,8 @@ fn many_concurrent_pipelined_tcp_queries() {
         return;
     }
     let upstream = Dnsmasq::start();
-    let rt = runtime(vec![upstream.addr], Duration::from_secs(2));
-    let (ns, _link) = guest(&rt, "dnstcpmany");
+    let rt = dns_runtime(vec![upstream.addr], Duration::from_secs(2));
+    let (ns, _link) = dns_guest(&rt, "dnstcpmany");
     let out = ns.run("python3", &["-c", CONCURRENT], Duration::from_secs(60));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
@@ -268,7 +228,7 @@ fn idle_connections_close_and_the_bound_refuses() {
         ..RuntimeConfig::default()
     })
     .expect("start runtime");
-    let (ns, _link) = guest(&rt, "dnstcpidle");
+    let (ns, _link) = dns_guest(&rt, "dnstcpidle");
     let out = ns.run("python3", &["-c", IDLE_AND_LIMIT], Duration::from_secs(30));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(

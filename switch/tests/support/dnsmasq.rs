@@ -7,7 +7,9 @@ use std::net::{SocketAddr, UdpSocket};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use super::{TempDir, eventually, run_with_timeout};
+use super::{NetnsGuard, TapLink, TempDir, eventually, open_tap, run_with_timeout};
+use switch::runtime::{DnsConfig, Runtime, RuntimeConfig};
+use switch::tap::TapConfig;
 
 /// The test zone's records: A and AAAA (www), MX, TXT and SRV.
 pub(crate) const RECORDS: &[(&str, &str)] = &[
@@ -112,4 +114,43 @@ impl Drop for Dnsmasq {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A runtime with one worker whose DNS service forwards to `upstreams`.
+pub(crate) fn dns_runtime(upstreams: Vec<SocketAddr>, timeout: Duration) -> Runtime {
+    Runtime::start(RuntimeConfig {
+        workers: 1,
+        dns: DnsConfig {
+            upstreams,
+            timeout,
+            attempts: 2,
+            ..DnsConfig::default()
+        },
+        ..RuntimeConfig::default()
+    })
+    .expect("start runtime")
+}
+
+/// A guest namespace, tagged `tag`, with a configured TAP attached to `rt`.
+pub(crate) fn dns_guest(rt: &Runtime, tag: &str) -> (NetnsGuard, TapLink) {
+    let ns = NetnsGuard::new(tag);
+    let tap = open_tap(
+        &ns,
+        Some(TapConfig {
+            mac: Some("5a:94:ef:e4:0c:ee".parse().expect("a MAC")),
+            mtu: 1500,
+            address: std::net::Ipv4Addr::new(192, 168, 127, 2),
+            ..TapConfig::default()
+        }),
+    );
+    let port = rt.attacher().attach(&format!("tap:{tag}")).expect("attach");
+    (ns, TapLink::start(tap, port))
+}
+
+/// `dig @192.168.127.1 ARGS` inside the namespace; its standard output.
+pub(crate) fn dig_gateway(ns: &NetnsGuard, args: &[&str]) -> String {
+    let mut all = vec!["@192.168.127.1", "+time=3", "+tries=2"];
+    all.extend_from_slice(args);
+    let out = ns.run("dig", &all, Duration::from_secs(30));
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
