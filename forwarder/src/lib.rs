@@ -26,6 +26,7 @@ pub use config::Config;
 pub use control::{ApiReply, Control, ExposeError, Forward, GuestApi, Protocol};
 pub use handler::Forwarder;
 pub use stats::ForwarderStats;
+pub use tcp::isn_secret;
 pub use worker::{
     DispatchError, Dispatcher, FlowFrame, FlowHandler, FrameSink, HandlerFactory, NoForwarder,
     Notify, PoolConfig, WorkerContext, WorkerCounters, WorkerPool, WorkerStats,

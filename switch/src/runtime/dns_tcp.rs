@@ -113,17 +113,6 @@ pub(super) struct GuestTcp {
 /// A query read from a guest connection: its id and the message.
 pub(super) type Query = (u64, Vec<u8>);
 
-fn isn_secret() -> [u8; 16] {
-    use std::hash::{BuildHasher, Hasher};
-    let mut out = [0u8; 16];
-    for (i, chunk) in out.chunks_mut(8).enumerate() {
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_usize(i);
-        chunk.copy_from_slice(&h.finish().to_le_bytes());
-    }
-    out
-}
-
 impl GuestTcp {
     pub(super) fn new(mac: EthernetAddress, limits: Limits) -> GuestTcp {
         let engine = EngineConfig {
@@ -132,7 +121,7 @@ impl GuestTcp {
             recv_buffer: 64 * 1024,
             send_buffer: 128 * 1024,
             out_of_order_limit: 64 * 1024,
-            isn_secret: isn_secret(),
+            isn_secret: forwarder::isn_secret(),
             ..EngineConfig::default()
         };
         GuestTcp {
