@@ -102,6 +102,10 @@ pub(crate) enum Command {
     Unlisten {
         id: u64,
     },
+    /// These guests' link went away: drop their flows.
+    GuestGone {
+        macs: Arc<[EthernetAddress]>,
+    },
 }
 
 struct WorkerLink {
@@ -219,6 +223,29 @@ impl Control {
         }
         table.insert(ip, mac);
         true
+    }
+
+    /// The guests with these MACs are gone (their link detached): every worker drops their
+    /// TCP flows (the host peer sees RST), UDP mappings and pending echo requests, counted as
+    /// `flows_guest_gone`. Never waits: returns how many workers were told; a worker whose
+    /// command queue is full is not, and its flows of those guests end by their own timers.
+    pub fn guest_gone(&self, macs: &[EthernetAddress]) -> usize {
+        let macs: Arc<[EthernetAddress]> = Arc::from(macs);
+        let workers = self.workers.lock();
+        let mut told = 0;
+        for link in workers.iter() {
+            if link
+                .commands
+                .try_send(Command::GuestGone { macs: macs.clone() })
+                .is_ok()
+            {
+                link.notify.notify();
+                told += 1;
+            } else {
+                tracing::warn!("a worker's command queue is full: flows of a gone guest stay");
+            }
+        }
+        told
     }
 
     /// Every forward.

@@ -3,6 +3,7 @@
 //! mio poller; the worker waits in that poller, woken by socket readiness, by the dispatcher
 //! (a new guest packet) and by the control plane (a new forward).
 
+use std::collections::HashSet;
 use std::io;
 use std::net::IpAddr;
 use std::os::fd::AsRawFd;
@@ -241,6 +242,13 @@ impl Forwarder {
             Command::Unlisten { id } => {
                 self.tcp.unlisten(&self.shared, id);
                 self.udp.unlisten(&self.shared, id);
+            }
+            Command::GuestGone { macs } => {
+                let macs: HashSet<EthernetAddress> = macs.iter().copied().collect();
+                let gone = self.tcp.remove_guest(&mut self.shared, &macs)
+                    + self.udp.remove_guest(&mut self.shared, &macs)
+                    + self.icmp.remove_guest(&mut self.shared, &macs);
+                Counters::add(&self.shared.counters.flows_guest_gone, gone as u64);
             }
         }
         let _ = (now, out);

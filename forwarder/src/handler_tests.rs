@@ -484,3 +484,38 @@ fn icmpv6_echo_goes_through_the_nat_and_back() {
         }
     );
 }
+
+#[test]
+fn a_gone_guest_loses_its_flows_and_its_host_peers_see_rst() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let dst = SocketAddr::from((HOST, listener.local_addr().unwrap().port()));
+    let echo = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let udp_dst = SocketAddr::from((HOST, echo.local_addr().unwrap().port()));
+    let mut h = Harness::new(Config::default());
+    h.syn(6200, dst);
+    let frames = h.next_frames();
+    assert_eq!(tcp_of(&frames[0]).1.control, TcpControl::Syn);
+    let (mut peer, _) = listener.accept().unwrap();
+    h.udp(4200, udp_dst, b"x");
+    let stats = h.stats();
+    assert_eq!((stats.tcp_open, stats.udp_open), (1, 1));
+
+    // Another guest going away changes nothing.
+    let other = EthernetAddress([0x02, 0, 0, 0, 0, 9]);
+    assert_eq!(h.fwd.shared.control.guest_gone(&[other]), 1);
+    h.fwd.wait(Some(Duration::from_millis(50)), &h.sink);
+    let stats = h.stats();
+    assert_eq!((stats.tcp_open, stats.udp_open), (1, 1));
+    assert_eq!(stats.flows_guest_gone, 0);
+
+    assert_eq!(h.fwd.shared.control.guest_gone(&[other, GUEST_MAC]), 1);
+    h.fwd.wait(Some(Duration::from_millis(50)), &h.sink);
+    let stats = h.stats();
+    assert_eq!((stats.tcp_open, stats.udp_open), (0, 0));
+    assert_eq!(stats.flows_guest_gone, 2);
+    assert!(h.sink.take().is_empty(), "nothing is sent to a gone guest");
+    peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = [0u8; 16];
+    let err = std::io::Read::read(&mut peer, &mut buf).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset);
+}

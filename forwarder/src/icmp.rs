@@ -314,6 +314,22 @@ fn echo_reply_v4(bytes: &[u8], raw: bool) -> Option<(u16, u16, &[u8])> {
 }
 
 impl IcmpTable {
+    /// Forgets the pending echo requests of a guest with one of `macs` (its link went away);
+    /// returns how many.
+    pub(crate) fn remove_guest(
+        &mut self,
+        sh: &mut Shared,
+        macs: &std::collections::HashSet<EthernetAddress>,
+    ) -> usize {
+        let before = self.pending.len();
+        self.pending.retain(|_, p| !macs.contains(&p.guest_mac));
+        let gone = before - self.pending.len();
+        for _ in 0..gone {
+            Counters::dec(&sh.counters.icmp_open);
+        }
+        gone
+    }
+
     pub(crate) fn sweep(&mut self, sh: &mut Shared, now: Instant) {
         let before = self.pending.len();
         self.pending.retain(|_, p| p.deadline > now);

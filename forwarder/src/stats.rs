@@ -80,6 +80,9 @@ counters! {
     icmp_limit,
     /// Echo requests dropped because no ping or raw socket could be opened.
     icmp_no_socket,
+    /// Flows (TCP, UDP mappings, pending echo requests) dropped because their guest's link
+    /// went away; its TCP peers on the host got RST.
+    flows_guest_gone,
     /// Flows refused by NAT policy.
     nat_refused,
     /// Packets of a kind the forwarder does not forward (ICMP errors from guests, …).

@@ -466,6 +466,29 @@ impl TcpTable {
         }
     }
 
+    /// Drops every flow of a guest with one of `macs` (its link went away), closing the host
+    /// sockets with `SO_LINGER 0` so the host peers see RST; returns how many. A scan, but
+    /// only when a link detaches.
+    pub(crate) fn remove_guest(
+        &mut self,
+        sh: &mut Shared,
+        macs: &std::collections::HashSet<EthernetAddress>,
+    ) -> usize {
+        let gone: Vec<FlowKey> = self
+            .flows
+            .iter()
+            .filter(|(_, f)| macs.contains(&f.guest_mac))
+            .map(|(k, _)| *k)
+            .collect();
+        for key in &gone {
+            if let Some(flow) = self.flows.get_mut(key) {
+                reset_host(sh, flow);
+            }
+            self.remove(sh, *key);
+        }
+        gone.len()
+    }
+
     pub(crate) fn listen(&mut self, sh: &mut Shared, id: u64, socket: Socket, remote: SocketAddr) {
         let token = sh.token(KIND_TCP_LISTEN);
         if sh.register(&socket, token).is_err() {

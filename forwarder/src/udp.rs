@@ -233,6 +233,29 @@ impl UdpTable {
         }
     }
 
+    /// Closes every mapping of a guest with one of `macs` (its link went away); returns how
+    /// many.
+    pub(crate) fn remove_guest(
+        &mut self,
+        sh: &mut Shared,
+        macs: &std::collections::HashSet<EthernetAddress>,
+    ) -> usize {
+        let gone: Vec<SocketAddr> = self
+            .flows
+            .iter()
+            .filter(|(_, f)| macs.contains(&f.guest_mac))
+            .map(|(k, _)| *k)
+            .collect();
+        for guest in &gone {
+            if let Some(flow) = self.flows.remove(guest) {
+                sh.deregister_fd(&flow.socket);
+                self.by_token.remove(&flow.token);
+                Counters::dec(&sh.counters.udp_open);
+            }
+        }
+        gone.len()
+    }
+
     pub(crate) fn listen(&mut self, sh: &mut Shared, id: u64, socket: Socket, remote: SocketAddr) {
         let token = sh.token(KIND_UDP_LISTEN);
         if sh.register(&socket, token).is_err() {

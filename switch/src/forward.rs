@@ -166,11 +166,18 @@ impl Switch {
     /// Detaches `port` and forgets the addresses learned on it; returns whether it was attached.
     /// The gateway port cannot be removed.
     pub fn remove_port(&mut self, port: PortId) -> bool {
+        self.detach(port).is_some()
+    }
+
+    /// Detaches `port` and returns the addresses that had been learned on it (the guests that
+    /// went away with it, whose flows the forwarder may drop); `None` if it was not attached
+    /// or is the gateway's. An address that aged out of the table before is not among them.
+    pub fn detach(&mut self, port: PortId) -> Option<Vec<EthernetAddress>> {
         if port == self.gateway_port {
-            return false;
+            return None;
         }
-        self.table.flush_port(port);
-        self.ports.remove(&port)
+        let gone = self.table.flush_port(port);
+        self.ports.remove(&port).then_some(gone)
     }
 
     pub fn gateway_port(&self) -> PortId {
@@ -451,6 +458,21 @@ mod tests {
         );
         assert_eq!(s.table().lookup(T0, mac(1)), None);
         assert_eq!(s.flood_ports(B).collect::<Vec<_>>(), vec![GW, C]);
+    }
+
+    #[test]
+    fn detach_returns_the_addresses_learned_on_the_port() {
+        let mut s = switch();
+        s.handle_frame(T0, A, &frame(EthernetAddress::BROADCAST, mac(1)));
+        s.handle_frame(T0, A, &frame(EthernetAddress::BROADCAST, mac(3)));
+        s.handle_frame(T0, B, &frame(EthernetAddress::BROADCAST, mac(2)));
+        let mut gone = s.detach(A).unwrap();
+        gone.sort_by_key(|m| m.0);
+        assert_eq!(gone, vec![mac(1), mac(3)]);
+        assert_eq!(s.detach(A), None);
+        assert_eq!(s.detach(GW), None);
+        assert_eq!(s.detach(C), Some(Vec::new()));
+        assert_eq!(s.table().lookup(T0, mac(2)), Some(B));
     }
 
     #[test]

@@ -234,14 +234,20 @@ impl MacTable {
         self.counters.aged += removed as u64;
     }
 
-    /// Forgets every dynamic entry on `port` (the port went away). Static entries stay.
-    pub fn flush_port(&mut self, port: PortId) {
-        let before = self.entries.len();
-        self.entries
-            .retain(|_, e| e.last_seen.is_none() || e.port != port);
-        let removed = before - self.entries.len();
-        self.dynamic_len -= removed;
-        self.counters.flushed += removed as u64;
+    /// Forgets every dynamic entry on `port` (the port went away), aged ones not yet swept
+    /// included, and returns their addresses. Static entries stay.
+    pub fn flush_port(&mut self, port: PortId) -> Vec<EthernetAddress> {
+        let mut flushed = Vec::new();
+        self.entries.retain(|mac, e| {
+            let keep = e.last_seen.is_none() || e.port != port;
+            if !keep {
+                flushed.push(*mac);
+            }
+            keep
+        });
+        self.dynamic_len -= flushed.len();
+        self.counters.flushed += flushed.len() as u64;
+        flushed
     }
 
     /// Entries of either kind, aged ones not yet swept included.
@@ -428,7 +434,9 @@ mod tests {
         t.learn(secs(0), mac(1), P1);
         t.learn(secs(0), mac(2), P2);
         t.learn(secs(0), mac(3), P1);
-        t.flush_port(P1);
+        let mut flushed = t.flush_port(P1);
+        flushed.sort_by_key(|m| m.0);
+        assert_eq!(flushed, vec![mac(1), mac(3)]);
         assert_eq!(t.lookup(secs(0), mac(1)), None);
         assert_eq!(t.lookup(secs(0), mac(2)), Some(P2));
         assert_eq!(t.counters().flushed, 2);

@@ -58,6 +58,10 @@ impl Pipeline {
         config.neighbours = Some(Arc::new(move |ip, mac| {
             let _ = neighbours.learn_neighbour(ip, mac);
         }));
+        let gone = control.clone();
+        config.guest_gone = Some(Arc::new(move |macs| {
+            let _ = gone.guest_gone(macs);
+        }));
         config.dns.upstreams = if net.dns_upstream.is_empty() {
             // The host's resolvers, as any program on the host would use them.
             let text = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();

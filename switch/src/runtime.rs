@@ -5,7 +5,9 @@
 //!   attach/detach notices and frames from every port (crossbeam `select!`), learns, and sends
 //!   each frame on — unicast to that port's egress queue, flooded to every other port (a
 //!   `Bytes` clone each, no copy) — and captures every frame that crosses it to the optional
-//!   pcap sink, guest-to-guest frames included. It ages the MAC table once a second.
+//!   pcap sink, guest-to-guest frames included. It ages the MAC table once a second. When a
+//!   port detaches it hands the MACs learned on it to [`RuntimeConfig::guest_gone`], so the
+//!   forwarder drops those guests' flows.
 //! - **the gateway thread**, owning the [`Gateway`] (ARP, ICMP echo, the DHCP server): it
 //!   drains the gateway port's egress queue, sends replies back into the switch through that
 //!   same port, and dispatches flow packets to the workers; it runs the DHCP timers
@@ -80,6 +82,10 @@ impl Default for QueueConfig {
 /// Called by the gateway thread with a guest's address and MAC.
 pub type NeighbourHook = Arc<dyn Fn(std::net::IpAddr, stack::wire::EthernetAddress) + Send + Sync>;
 
+/// Called by the switch thread when a port detaches, with the MACs that had been learned on
+/// it: the guests behind it are gone, and so may be their flows. It must not block.
+pub type GuestGoneHook = Arc<dyn Fn(&[EthernetAddress]) + Send + Sync>;
+
 /// How to run host-switch's pipeline.
 #[derive(Clone)]
 pub struct RuntimeConfig {
@@ -110,6 +116,9 @@ pub struct RuntimeConfig {
     /// Told of every guest the gateway sees in ARP (address, MAC): the forwarder's control
     /// plane, which needs guests' MACs for connections into them.
     pub neighbours: Option<NeighbourHook>,
+    /// Told of the guests behind every port that detaches: the forwarder's control plane,
+    /// which drops their flows.
+    pub guest_gone: Option<GuestGoneHook>,
     /// The DNS service.
     pub dns: DnsConfig,
 }
@@ -218,6 +227,7 @@ impl RuntimeConfig {
             pcap: None,
             forwarder: None,
             neighbours: None,
+            guest_gone: None,
             dns: DnsConfig::default(),
         }
     }
@@ -436,7 +446,8 @@ impl Runtime {
             stop_rx.clone(),
             config.pcap.clone(),
             epoch,
-        );
+        )
+        .with_guest_gone(config.guest_gone.clone());
         runtime.threads.push(
             std::thread::Builder::new()
                 .name("switch".into())

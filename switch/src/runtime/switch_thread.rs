@@ -33,6 +33,7 @@ pub(super) struct SwitchThread {
     stop: Receiver<()>,
     pcap: Option<PcapSink>,
     epoch: Epoch,
+    guest_gone: Option<super::GuestGoneHook>,
 }
 
 impl SwitchThread {
@@ -52,7 +53,14 @@ impl SwitchThread {
             stop,
             pcap,
             epoch,
+            guest_gone: None,
         }
+    }
+
+    /// Tells `hook` which addresses were learned on each port that detaches.
+    pub(super) fn with_guest_gone(mut self, hook: Option<super::GuestGoneHook>) -> SwitchThread {
+        self.guest_gone = hook;
+        self
     }
 
     pub(super) fn run(mut self) {
@@ -102,9 +110,14 @@ impl SwitchThread {
                 );
             }
             Control::Detach { id } => {
-                self.switch.remove_port(id);
+                let gone = self.switch.detach(id);
                 // The gateway's port stays in the switch; its queue goes with the port.
                 self.ports.remove(&id);
+                if let (Some(macs), Some(hook)) = (gone, &self.guest_gone)
+                    && !macs.is_empty()
+                {
+                    hook(&macs);
+                }
             }
         }
     }
