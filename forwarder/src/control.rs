@@ -234,15 +234,19 @@ impl Control {
         let workers = self.workers.lock();
         let mut told = 0;
         for link in workers.iter() {
-            if link
+            match link
                 .commands
                 .try_send(Command::GuestGone { macs: macs.clone() })
-                .is_ok()
             {
-                link.notify.notify();
-                told += 1;
-            } else {
-                tracing::warn!("a worker's command queue is full: flows of a gone guest stay");
+                Ok(()) => {
+                    link.notify.notify();
+                    told += 1;
+                }
+                Err(crossbeam_channel::TrySendError::Full(_)) => {
+                    tracing::warn!("a worker's command queue is full: a gone guest's flows stay");
+                }
+                // The worker has stopped, and its flows with it.
+                Err(crossbeam_channel::TrySendError::Disconnected(_)) => {}
             }
         }
         told
