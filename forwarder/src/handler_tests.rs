@@ -484,3 +484,6 @@ fn icmpv6_echo_goes_through_the_nat_and_back() {
         }
     );
 }
+
+#[path = "handler_limits_tests.rs"]
+mod limits;
