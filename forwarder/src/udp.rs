@@ -125,15 +125,17 @@ impl UdpTable {
             }
         };
         if !self.flows.contains_key(&key.guest) {
-            if self.flows.len() >= self.max {
-                Counters::bump(&sh.counters.udp_flow_limit);
-                return;
-            }
             if let Err(refusal) = sh.budget.udp.take(key.guest.ip()) {
                 Counters::bump(match refusal {
                     Refusal::Total => &sh.counters.udp_flow_limit,
                     Refusal::Guest => &sh.counters.udp_guest_limit,
                 });
+                return;
+            }
+            // The budget bounds the total already; this is the table's own safety net.
+            if self.flows.len() >= self.max {
+                sh.budget.udp.give(key.guest.ip());
+                Counters::bump(&sh.counters.udp_flow_limit);
                 return;
             }
             let Some(flow) = open(sh, mac, real, now) else {
