@@ -29,12 +29,19 @@ pub struct Config {
     pub udp_idle_timeout: Duration,
     pub icmp_timeout: Duration,
     pub tcp_connect_timeout: Duration,
-    /// Host connects in progress at once, over all workers (split evenly).
+    /// Host connects in progress at once, over all workers (counted exactly, in the shared
+    /// [`crate::budget`]).
     pub max_connects_in_flight: usize,
-    /// Live TCP connections, over all workers (split evenly).
+    /// Live TCP connections, over all workers (TIME-WAIT not counted; each worker's table
+    /// holds at most this many entries, TIME-WAIT included, and reclaims the oldest
+    /// TIME-WAIT flow when full).
     pub max_tcp_flows: usize,
-    /// UDP mappings (one host socket each), over all workers (split evenly).
+    /// Live TCP connections of one guest (source address), over all workers.
+    pub max_tcp_flows_per_guest: usize,
+    /// UDP mappings (one host socket each), over all workers.
     pub max_udp_flows: usize,
+    /// UDP mappings of one guest (source address), over all workers.
+    pub max_udp_flows_per_guest: usize,
     /// ICMP echo requests awaiting a reply, over all workers (split evenly).
     pub max_icmp_requests: usize,
     /// Per-connection receive and send buffers of the TCP engine.
@@ -63,7 +70,9 @@ impl Default for Config {
             tcp_connect_timeout: Duration::from_secs(30),
             max_connects_in_flight: 512,
             max_tcp_flows: 16384,
+            max_tcp_flows_per_guest: 16384,
             max_udp_flows: 4096,
+            max_udp_flows_per_guest: 4096,
             max_icmp_requests: 1024,
             tcp_buffer: 1 << 20,
             api_max_request: 64 * 1024,

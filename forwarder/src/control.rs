@@ -23,6 +23,8 @@ use serde::Serialize;
 use socket2::{Domain, Protocol as SockProtocol, Socket, Type};
 use stack::wire::EthernetAddress;
 
+use crate::budget::{Budget, BudgetUsage};
+use crate::config::Config;
 use crate::stats::{Counters, ForwarderStats};
 use crate::worker::Notify;
 
@@ -133,6 +135,8 @@ pub struct Control {
     forwards: Mutex<Vec<Entry>>,
     neighbours: RwLock<HashMap<IpAddr, EthernetAddress>>,
     guest_api: OnceLock<Arc<dyn GuestApi>>,
+    /// The bounds shared by every worker; made from the first worker's configuration.
+    budget: OnceLock<Arc<Budget>>,
     default_guest: IpAddr,
     next_id: AtomicU64,
 }
@@ -159,6 +163,7 @@ impl Control {
             forwards: Mutex::new(Vec::new()),
             neighbours: RwLock::new(neighbours.iter().copied().collect()),
             guest_api: OnceLock::new(),
+            budget: OnceLock::new(),
             default_guest,
             next_id: AtomicU64::new(1),
         })
@@ -195,6 +200,18 @@ impl Control {
 
     pub(crate) fn guest_api(&self) -> Option<Arc<dyn GuestApi>> {
         self.guest_api.get().cloned()
+    }
+
+    /// The workers' shared budget, made from `config` by the first worker to ask.
+    pub(crate) fn budget(&self, config: &Config) -> Arc<Budget> {
+        self.budget
+            .get_or_init(|| Arc::new(Budget::new(config)))
+            .clone()
+    }
+
+    /// The shared bounds and what is taken of them now; `None` before a worker started.
+    pub fn budget_usage(&self) -> Option<BudgetUsage> {
+        self.budget.get().map(|b| b.usage())
     }
 
     /// The sum of every worker's counters.

@@ -18,6 +18,7 @@ use stack::ingress::{FlowKey, FlowL4};
 use stack::time::{Epoch, Instant};
 use stack::wire::{EthernetAddress, IpProtocol};
 
+use crate::budget::Budget;
 use crate::config::Config;
 use crate::control::{Command, Control, MAX_NEIGHBOURS, Protocol};
 use crate::frame::Framer;
@@ -50,6 +51,8 @@ pub(crate) struct Shared {
     pub counters: Arc<Counters>,
     pub config: Arc<Config>,
     pub control: Arc<Control>,
+    /// Bounds shared with every other worker.
+    pub budget: Arc<Budget>,
     pub index: usize,
     pub workers: usize,
     pub seed: u64,
@@ -200,6 +203,7 @@ impl Forwarder {
             framer: Framer::new(ctx.gateway_mac),
             counters,
             config: config.clone(),
+            budget: control.budget(&config),
             control,
             index: ctx.index,
             workers,
@@ -214,9 +218,9 @@ impl Forwarder {
             notify,
             commands,
             epoch: ctx.epoch,
-            udp: UdpTable::new(&config, workers),
+            udp: UdpTable::new(&config),
             icmp: IcmpTable::new(&config, workers),
-            tcp: TcpTable::new(&config, workers, ctx.mtu),
+            tcp: TcpTable::new(&config, ctx.mtu),
             shared,
             next_sweep: now + SWEEP,
         })

@@ -519,3 +519,6 @@ fn a_gone_guest_loses_its_flows_and_its_host_peers_see_rst() {
     let err = std::io::Read::read(&mut peer, &mut buf).unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset);
 }
+
+#[path = "handler_limits_tests.rs"]
+mod limits;

@@ -10,6 +10,7 @@
 //!
 //! [`FlowKey`]: stack::ingress::FlowKey
 
+mod budget;
 pub mod config;
 pub mod control;
 pub mod frame;
@@ -22,6 +23,7 @@ mod tcp;
 mod udp;
 pub mod worker;
 
+pub use budget::{BudgetUsage, MAX_GUESTS};
 pub use config::Config;
 pub use control::{ApiReply, Control, ExposeError, Forward, GuestApi, Protocol};
 pub use handler::Forwarder;

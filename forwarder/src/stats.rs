@@ -52,8 +52,15 @@ counters! {
     tcp_unreachable,
     /// SYNs refused because too many connects were in flight.
     tcp_connect_limit,
-    /// SYNs refused because the TCP table was full.
+    /// SYNs refused because the TCP table was full (live flows at the bound, no TIME-WAIT
+    /// flow to reclaim).
     tcp_flow_limit,
+    /// SYNs refused because their guest had its most live TCP flows.
+    tcp_guest_limit,
+    /// Flows in TIME-WAIT now.
+    tcp_time_wait,
+    /// TIME-WAIT flows closed early to make room in a full table.
+    tcp_time_wait_reclaimed,
     /// RSTs sent for segments of no connection.
     tcp_resets_sent,
     /// Host sockets closed with SO_LINGER 0 (the guest reset, or retransmissions gave up).
@@ -66,6 +73,8 @@ counters! {
     udp_expired,
     /// Datagrams dropped because the UDP table was full.
     udp_flow_limit,
+    /// Datagrams dropped because their guest had its most UDP mappings.
+    udp_guest_limit,
     /// ICMP port unreachable sent to guests for ECONNREFUSED.
     udp_port_unreachable,
     /// Datagrams a host socket would not take (its buffer full): dropped.
@@ -110,6 +119,8 @@ counters! {
     neighbours_full,
     /// Requests answered by the in-guest API.
     api_requests,
+    /// In-guest API requests refused for being larger than `api_max_request` (413).
+    api_too_large,
 }
 
 impl Counters {

@@ -4,8 +4,13 @@
 //! - Outbound: a guest SYN starts a non-blocking connect; the guest gets SYN-ACK only once
 //!   it completes ([`Connection::accept`]). Refused → RST; unreachable → ICMP host
 //!   unreachable; no answer within the connect timeout → RST. Connects in flight and live
-//!   connections are bounded (beyond either, the SYN gets RST and a counter moves); a
-//!   black-holed destination only holds its own slot, never the worker.
+//!   connections, in total and per guest, are bounded across workers by the shared
+//!   [`crate::budget`] (beyond any, the SYN gets RST and a counter moves); a black-holed
+//!   destination only holds its own slot, never the worker.
+//! - TIME-WAIT: a flow entering it gives its live-flow unit back and joins a queue, oldest
+//!   first. The table holds at most `max_tcp_flows` entries, TIME-WAIT included; when it is
+//!   full, the oldest TIME-WAIT flow is closed to make room (as Linux does past
+//!   `tcp_max_tw_buckets`), and only with none to reclaim is a SYN refused.
 //! - Data with backpressure both ways: the host socket is read only while the engine has
 //!   send capacity, and the engine's receive ring is consumed only as far as the host socket
 //!   took it (one `writev` of the ring's two slices). The guest's FIN becomes
@@ -21,7 +26,7 @@
 //! reports the connection closed. Timers live in a heap with lazy deletion.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::io::{self, IoSlice, Read};
 use std::net::{IpAddr, Shutdown, SocketAddr};
 use std::time::Duration;
@@ -29,10 +34,11 @@ use std::time::Duration;
 use mio::Token;
 use socket2::{Domain, Protocol as SockProtocol, Socket, Type};
 use stack::ingress::{FlowKey, FlowL4};
-use stack::tcp::{Config as TcpConfig, Connection, Endpoints, Event, reset_for_unknown};
+use stack::tcp::{Config as TcpConfig, Connection, Endpoints, Event, State, reset_for_unknown};
 use stack::time::Instant;
 use stack::wire::{EthernetAddress, IpAddresses, IpProtocol, TcpControl, TcpRepr};
 
+use crate::budget::Refusal;
 use crate::config::Config;
 use crate::control::ApiReply;
 use crate::frame::quote_of;
@@ -44,6 +50,8 @@ use crate::worker::{FlowFrame, FrameSink};
 const READ_CHUNK: usize = 256 * 1024;
 /// Turns of the pump loop per call; bounds the work one flow does before the others run.
 const PUMP_TURNS: usize = 64;
+/// The in-guest API's answer to a request over `api_max_request` bytes (RFC 9110 §15.5.14).
+const API_TOO_LARGE: &[u8] = b"HTTP/1.1 413 Content Too Large\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 18\r\nConnection: close\r\n\r\nrequest too large\n";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -74,6 +82,11 @@ struct Flow {
     api_out: Vec<u8>,
     api_sent: usize,
     api_done: bool,
+    /// The guest whose live-flow unit this flow holds in the shared budget, until it is
+    /// given back (at TIME-WAIT or removal).
+    budget: Option<IpAddr>,
+    /// In TIME-WAIT, and queued in [`TcpTable::time_wait`].
+    time_wait: bool,
 }
 
 struct Listener {
@@ -89,8 +102,9 @@ pub(crate) struct TcpTable {
     engine: TcpConfig,
     engine6: TcpConfig,
     max_flows: usize,
-    max_connecting: usize,
-    connecting: usize,
+    /// Flows that entered TIME-WAIT, oldest first (with their token: a stale entry, whose
+    /// flow is gone or was replaced, is skipped). Bounded: compacted past twice the table.
+    time_wait: VecDeque<(FlowKey, Token)>,
     connect_timeout: Duration,
     listeners: HashMap<u64, Listener>,
     listen_tokens: HashMap<Token, u64>,
@@ -105,7 +119,7 @@ pub fn isn_secret() -> [u8; 16] {
 }
 
 impl TcpTable {
-    pub(crate) fn new(config: &Config, workers: usize, mtu: u16) -> TcpTable {
+    pub(crate) fn new(config: &Config, mtu: u16) -> TcpTable {
         let secret = isn_secret();
         let engine = TcpConfig {
             mss: mtu.saturating_sub(40).max(536),
@@ -125,9 +139,8 @@ impl TcpTable {
             timers: BinaryHeap::new(),
             engine,
             engine6,
-            max_flows: Config::share(config.max_tcp_flows, workers),
-            max_connecting: Config::share(config.max_connects_in_flight, workers),
-            connecting: 0,
+            max_flows: config.max_tcp_flows.max(1),
+            time_wait: VecDeque::new(),
             connect_timeout: config.tcp_connect_timeout,
             listeners: HashMap::new(),
             listen_tokens: HashMap::new(),
@@ -177,6 +190,11 @@ impl TcpTable {
         if key.remote.ip() == gateway {
             let api = sh.control.guest_api();
             if sh.config.api_port == Some(key.remote.port()) && api.is_some() {
+                if !self.make_room(sh) {
+                    Counters::bump(&sh.counters.tcp_flow_limit);
+                    send_rst(sh, out, mac, addrs, &repr);
+                    return;
+                }
                 let mut conn =
                     Connection::syn_received(now, self.engine_for(gateway), endpoints, &repr);
                 conn.accept(now);
@@ -193,12 +211,23 @@ impl TcpTable {
             send_rst(sh, out, mac, addrs, &repr);
             return;
         };
-        if self.flows.len() >= self.max_flows {
+        let guest = key.guest.ip();
+        if let Err(refusal) = sh.budget.tcp.take(guest) {
+            Counters::bump(match refusal {
+                Refusal::Total => &sh.counters.tcp_flow_limit,
+                Refusal::Guest => &sh.counters.tcp_guest_limit,
+            });
+            send_rst(sh, out, mac, addrs, &repr);
+            return;
+        }
+        if !self.make_room(sh) {
+            sh.budget.tcp.give(guest);
             Counters::bump(&sh.counters.tcp_flow_limit);
             send_rst(sh, out, mac, addrs, &repr);
             return;
         }
-        if self.connecting >= self.max_connecting {
+        if !sh.budget.connects.take() {
+            sh.budget.tcp.give(guest);
             Counters::bump(&sh.counters.tcp_connect_limit);
             send_rst(sh, out, mac, addrs, &repr);
             return;
@@ -207,6 +236,8 @@ impl TcpTable {
         let socket = match start_connect(dst) {
             Ok(s) => s,
             Err(e) => {
+                sh.budget.tcp.give(guest);
+                sh.budget.connects.give();
                 if is_unreachable(&e) {
                     Counters::bump(&sh.counters.tcp_unreachable);
                     let frame = sh.framer.unreachable(
@@ -225,9 +256,7 @@ impl TcpTable {
         };
         let conn = Connection::syn_received(now, self.engine_for(key.guest.ip()), endpoints, &repr);
         let deadline = now + self.connect_timeout;
-        self.connecting += 1;
-        Counters::bump(&sh.counters.tcp_connecting);
-        self.insert(
+        let inserted = self.insert(
             sh,
             key,
             conn,
@@ -237,7 +266,60 @@ impl TcpTable {
             Some(deadline),
             quote_of(&packet.frame),
         );
+        match self.flows.get_mut(&key) {
+            Some(flow) if inserted => {
+                flow.budget = Some(guest);
+                Counters::bump(&sh.counters.tcp_connecting);
+            }
+            _ => {
+                sh.budget.tcp.give(guest);
+                sh.budget.connects.give();
+                return;
+            }
+        }
         self.schedule(key);
+    }
+
+    /// Whether the table has room for one more flow, closing the oldest flow in TIME-WAIT
+    /// to make some if it is full (counted).
+    fn make_room(&mut self, sh: &mut Shared) -> bool {
+        if self.flows.len() < self.max_flows {
+            return true;
+        }
+        while let Some((key, token)) = self.time_wait.pop_front() {
+            if self
+                .flows
+                .get(&key)
+                .is_some_and(|f| f.token == token && f.time_wait)
+            {
+                self.remove(sh, key);
+                Counters::bump(&sh.counters.tcp_time_wait_reclaimed);
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Notes that a flow entered TIME-WAIT: its live-flow unit goes back to the budget and
+    /// it becomes reclaimable.
+    fn entered_time_wait(&mut self, sh: &Shared, key: FlowKey) {
+        let Some(flow) = self.flows.get_mut(&key) else {
+            return;
+        };
+        if flow.time_wait || flow.conn.state() != State::TimeWait {
+            return;
+        }
+        flow.time_wait = true;
+        if let Some(guest) = flow.budget.take() {
+            sh.budget.tcp.give(guest);
+        }
+        Counters::bump(&sh.counters.tcp_time_wait);
+        self.time_wait.push_back((key, flow.token));
+        if self.time_wait.len() > 2 * self.max_flows + 64 {
+            let flows = &self.flows;
+            self.time_wait
+                .retain(|(k, t)| flows.get(k).is_some_and(|f| f.token == *t && f.time_wait));
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -251,12 +333,12 @@ impl TcpTable {
         kind: Kind,
         connecting: Option<Instant>,
         quote: Vec<u8>,
-    ) {
+    ) -> bool {
         let token = sh.token(KIND_TCP);
         if let Some(h) = &host
             && sh.register(h, token).is_err()
         {
-            return;
+            return false;
         }
         self.by_token.insert(token, key);
         self.flows.insert(
@@ -279,10 +361,13 @@ impl TcpTable {
                 api_out: Vec::new(),
                 api_sent: 0,
                 api_done: false,
+                budget: None,
+                time_wait: false,
             },
         );
         Counters::bump(&sh.counters.tcp_total);
         Counters::bump(&sh.counters.tcp_open);
+        true
     }
 
     /// Forgets a flow, closing its host socket.
@@ -292,8 +377,14 @@ impl TcpTable {
         };
         self.by_token.remove(&flow.token);
         if flow.connecting.take().is_some() {
-            self.connecting = self.connecting.saturating_sub(1);
+            sh.budget.connects.give();
             Counters::dec(&sh.counters.tcp_connecting);
+        }
+        if let Some(guest) = flow.budget.take() {
+            sh.budget.tcp.give(guest);
+        }
+        if flow.time_wait {
+            Counters::dec(&sh.counters.tcp_time_wait);
         }
         if let Some(host) = flow.host.take() {
             sh.deregister_fd(&host);
@@ -360,7 +451,7 @@ impl TcpTable {
             && flow.connecting.take().is_some()
         {
             flow.quote = Vec::new();
-            self.connecting = self.connecting.saturating_sub(1);
+            sh.budget.connects.give();
             Counters::dec(&sh.counters.tcp_connecting);
         }
     }
@@ -462,6 +553,7 @@ impl TcpTable {
         if closed || flow.conn.is_closed() {
             self.remove(sh, key);
         } else {
+            self.entered_time_wait(sh, key);
             self.schedule(key);
         }
     }
@@ -548,7 +640,16 @@ impl TcpTable {
                 Counters::bump(&sh.counters.inbound_dropped);
                 continue;
             };
-            if self.flows.len() >= self.max_flows || socket.set_nonblocking(true).is_err() {
+            if let Err(refusal) = sh.budget.tcp.take(remote.ip()) {
+                Counters::bump(match refusal {
+                    Refusal::Total => &sh.counters.tcp_flow_limit,
+                    Refusal::Guest => &sh.counters.tcp_guest_limit,
+                });
+                Counters::bump(&sh.counters.inbound_dropped);
+                continue;
+            }
+            if !self.make_room(sh) || socket.set_nonblocking(true).is_err() {
+                sh.budget.tcp.give(remote.ip());
                 Counters::bump(&sh.counters.inbound_dropped);
                 continue;
             }
@@ -565,7 +666,7 @@ impl TcpTable {
                 remote: SocketAddr::new(ours, port),
             };
             Counters::bump(&sh.counters.inbound_accepted);
-            self.insert(
+            let inserted = self.insert(
                 sh,
                 key,
                 conn,
@@ -575,11 +676,16 @@ impl TcpTable {
                 None,
                 Vec::new(),
             );
-            // Not seen yet: the SYN waits for its MAC (see `resolve`).
-            if mac.is_none()
-                && let Some(flow) = self.flows.get_mut(&key)
-            {
-                flow.resolved = false;
+            match self.flows.get_mut(&key) {
+                Some(flow) if inserted => {
+                    flow.budget = Some(remote.ip());
+                    // Not seen yet: the SYN waits for its MAC (see `resolve`).
+                    flow.resolved = mac.is_some();
+                }
+                _ => {
+                    sh.budget.tcp.give(remote.ip());
+                    continue;
+                }
             }
             self.drive(sh, key, now, out);
         }
@@ -684,11 +790,15 @@ fn pump_api(sh: &Shared, flow: &mut Flow, key: FlowKey, now: Instant) -> bool {
         if !flow.api_done {
             let (a, b) = flow.conn.recv_slices();
             if flow.api_in.len() + a.len() + b.len() > sh.config.api_max_request {
-                flow.conn.abort(now);
-                return true;
+                // Too large: 413 and close; whatever else the guest sends is discarded.
+                Counters::bump(&sh.counters.api_too_large);
+                flow.api_in = Vec::new();
+                flow.api_out = API_TOO_LARGE.to_vec();
+                flow.api_done = true;
+            } else {
+                flow.api_in.extend_from_slice(a);
+                flow.api_in.extend_from_slice(b);
             }
-            flow.api_in.extend_from_slice(a);
-            flow.api_in.extend_from_slice(b);
         }
         flow.conn.consume(queued);
         progress = true;

@@ -3,8 +3,9 @@
 //! the guest, from the address the guest knows for that peer ([`crate::nat::Nat::inbound`]).
 //! A mapping idle for the configured timeout is closed (RFC 4787 §4.3, REQ-5: at least
 //! 2 minutes). `ECONNREFUSED` (the peer's ICMP port unreachable, read from the socket's
-//! error queue) becomes ICMP port unreachable to the guest. The table is bounded; a full one
-//! drops and counts.
+//! error queue) becomes ICMP port unreachable to the guest. Mappings are bounded in total
+//! and per guest address across workers (the shared [`crate::budget`]); a datagram that
+//! would need a mapping beyond either is dropped and counted.
 //!
 //! Inbound forwards: a bound host socket; each host peer gets a port of the gateway's
 //! address (one that hashes to this worker) so the guest's answers find their way back.
@@ -19,6 +20,7 @@ use stack::ingress::FlowL4;
 use stack::time::Instant;
 use stack::wire::{EthernetAddress, IpProtocol};
 
+use crate::budget::Refusal;
 use crate::config::Config;
 use crate::frame::{addresses, quote_of, synth_quote};
 use crate::handler::{KIND_UDP, KIND_UDP_LISTEN, Shared};
@@ -59,11 +61,11 @@ pub(crate) struct UdpTable {
 }
 
 impl UdpTable {
-    pub(crate) fn new(config: &Config, workers: usize) -> UdpTable {
+    pub(crate) fn new(config: &Config) -> UdpTable {
         UdpTable {
             flows: HashMap::new(),
             by_token: HashMap::new(),
-            max: Config::share(config.max_udp_flows, workers),
+            max: config.max_udp_flows.max(1),
             idle: config.udp_idle_timeout,
             listeners: HashMap::new(),
             listen_tokens: HashMap::new(),
@@ -123,11 +125,21 @@ impl UdpTable {
             }
         };
         if !self.flows.contains_key(&key.guest) {
+            if let Err(refusal) = sh.budget.udp.take(key.guest.ip()) {
+                Counters::bump(match refusal {
+                    Refusal::Total => &sh.counters.udp_flow_limit,
+                    Refusal::Guest => &sh.counters.udp_guest_limit,
+                });
+                return;
+            }
+            // The budget bounds the total already; this is the table's own safety net.
             if self.flows.len() >= self.max {
+                sh.budget.udp.give(key.guest.ip());
                 Counters::bump(&sh.counters.udp_flow_limit);
                 return;
             }
             let Some(flow) = open(sh, mac, real, now) else {
+                sh.budget.udp.give(key.guest.ip());
                 return;
             };
             self.by_token.insert(flow.token, key.guest);
@@ -214,11 +226,8 @@ impl UdpTable {
             .map(|(k, _)| *k)
             .collect();
         for guest in expired {
-            if let Some(flow) = self.flows.remove(&guest) {
-                sh.deregister_fd(&flow.socket);
-                self.by_token.remove(&flow.token);
+            if self.close(sh, guest) {
                 Counters::bump(&sh.counters.udp_expired);
-                Counters::dec(&sh.counters.udp_open);
             }
         }
         let inbound = &mut self.inbound;
@@ -247,13 +256,22 @@ impl UdpTable {
             .map(|(k, _)| *k)
             .collect();
         for guest in &gone {
-            if let Some(flow) = self.flows.remove(guest) {
-                sh.deregister_fd(&flow.socket);
-                self.by_token.remove(&flow.token);
-                Counters::dec(&sh.counters.udp_open);
-            }
+            self.close(sh, *guest);
         }
         gone.len()
+    }
+
+    /// Forgets the mapping of `guest`, closing its socket and giving back its budget unit;
+    /// false if there was none.
+    fn close(&mut self, sh: &mut Shared, guest: SocketAddr) -> bool {
+        let Some(flow) = self.flows.remove(&guest) else {
+            return false;
+        };
+        sh.deregister_fd(&flow.socket);
+        self.by_token.remove(&flow.token);
+        sh.budget.udp.give(guest.ip());
+        Counters::dec(&sh.counters.udp_open);
+        true
     }
 
     pub(crate) fn listen(&mut self, sh: &mut Shared, id: u64, socket: Socket, remote: SocketAddr) {

@@ -8,7 +8,9 @@
 //!   message ("proxy already running"); a body that is not the JSON expected is 400 with the
 //!   reason.
 //! - `GET /services/dhcp/leases`: a JSON object mapping each leased IP to its MAC.
-//! - `GET /stats`: our counters.
+//! - `GET /stats`: our counters; its `limits` object shows every bound host-switch enforces,
+//!   each with its configured `max`, what is taken of it now where that is a gauge, and
+//!   `refused`: how often the bound turned work away.
 //!
 //! - `POST /services/dns/add` (gvproxy's zone JSON, merged into an existing zone, newer records
 //!   first; 400 with the reason on bad input) and `GET /services/dns/all`.
@@ -19,12 +21,13 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use forwarder::{ApiReply, Control, GuestApi, Protocol};
+use forwarder::{ApiReply, BudgetUsage, Control, ForwarderStats, GuestApi, Protocol};
 use serde_json::{Value, json};
 
-use crate::link::http::{self, Handler, Request, RequestError, Response};
-use crate::runtime::RuntimeHandle;
+use crate::link::http::{self, Handler, MAX_BODY, Request, RequestError, Response};
+use crate::runtime::{RuntimeHandle, Stats};
 
 type Route = Arc<dyn Fn(&Request) -> Response + Send + Sync>;
 
@@ -32,6 +35,10 @@ type Route = Arc<dyn Fn(&Request) -> Response + Send + Sync>;
 #[derive(Default, Clone)]
 pub struct Router {
     routes: Vec<(&'static str, String, Route)>,
+    /// The largest request body taken; `None`: [`MAX_BODY`].
+    max_body: Option<usize>,
+    /// Requests refused for a body over the bound (413).
+    too_large: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Router {
@@ -64,6 +71,16 @@ impl Router {
 }
 
 impl Handler for Router {
+    fn max_body(&self) -> usize {
+        self.max_body.unwrap_or(MAX_BODY)
+    }
+
+    fn refused(&self, status: u16) {
+        if status == 413 {
+            self.too_large.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     fn handle(&self, request: &Request) -> Response {
         let mut path_known = false;
         for (method, path, handler) in &self.routes {
@@ -170,13 +187,43 @@ fn mount_forwarder(
     );
 }
 
+/// The request size bounds of the two HTTP APIs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApiLimits {
+    /// The largest request body of the control API.
+    pub max_request: usize,
+    /// The largest request (head and body) of the in-guest API
+    /// (`forwarder::Config::api_max_request`), shown in `/stats`.
+    pub guest_max_request: usize,
+}
+
+impl Default for ApiLimits {
+    fn default() -> ApiLimits {
+        ApiLimits {
+            max_request: MAX_BODY,
+            guest_max_request: forwarder::Config::default().api_max_request,
+        }
+    }
+}
+
 /// The API served on `-listen` and `-services` sockets.
 pub fn control_api(
     control: &Arc<Control>,
     runtime: RuntimeHandle,
     dns_zones: dns::SharedZones,
 ) -> Router {
+    control_api_with(control, runtime, dns_zones, ApiLimits::default())
+}
+
+/// [`control_api`] with request bounds.
+pub fn control_api_with(
+    control: &Arc<Control>,
+    runtime: RuntimeHandle,
+    dns_zones: dns::SharedZones,
+    limits: ApiLimits,
+) -> Router {
     let mut router = Router::new();
+    router.max_body = Some(limits.max_request);
     mount_forwarder(&mut router, control, |_| None);
     mount_dns(&mut router, dns_zones);
     let rt = runtime.clone();
@@ -192,8 +239,12 @@ pub fn control_api(
         }
     });
     let c = control.clone();
+    let api = ApiView {
+        limits,
+        too_large: router.too_large.clone(),
+    };
     router.route("GET", "/stats", move |_| {
-        match serde_json::to_vec_pretty(&stats_json(&runtime, &c)) {
+        match serde_json::to_vec_pretty(&stats_json(&runtime, &c, &api)) {
             Ok(body) => Response::json(200, body),
             Err(e) => failure(e),
         }
@@ -218,8 +269,57 @@ fn mount_dns(router: &mut Router, zones: dns::SharedZones) {
     });
 }
 
-fn stats_json(runtime: &RuntimeHandle, control: &Control) -> Value {
+/// What `/stats` shows of the control API itself.
+struct ApiView {
+    limits: ApiLimits,
+    too_large: Arc<AtomicU64>,
+}
+
+/// `/stats`' `limits`: every bound with its maximum, its use now, and its refusals.
+fn limits_json(
+    s: &Stats,
+    runtime: &RuntimeHandle,
+    f: &ForwarderStats,
+    budget: BudgetUsage,
+    api: &ApiView,
+) -> Value {
+    use stack::frag::FragDropReason;
+    let l = runtime.limits();
+    json!({
+        "tcp_flows": {"max": budget.max_tcp_flows, "open": budget.tcp_flows,
+                      "refused": f.tcp_flow_limit, "time_wait": f.tcp_time_wait,
+                      "time_wait_reclaimed": f.tcp_time_wait_reclaimed},
+        "tcp_flows_per_guest": {"max": budget.max_tcp_flows_per_guest,
+                                "guests": budget.tcp_guests, "refused": f.tcp_guest_limit},
+        "udp_flows": {"max": budget.max_udp_flows, "open": budget.udp_flows,
+                      "refused": f.udp_flow_limit},
+        "udp_flows_per_guest": {"max": budget.max_udp_flows_per_guest,
+                                "guests": budget.udp_guests, "refused": f.udp_guest_limit},
+        "connects": {"max": budget.max_connects, "open": budget.connects,
+                     "refused": f.tcp_connect_limit},
+        "reassembly_bytes": {"max": l.reassembly.max_bytes, "held": s.frag.bytes_held,
+                             "peak": s.frag.peak_bytes_held,
+                             "refused": s.frag.dropped(FragDropReason::MemoryLimit)},
+        "reassembly_datagrams": {"max": l.reassembly.max_datagrams, "open": s.frag.datagrams,
+                                 "refused": s.frag.dropped(FragDropReason::TooManyDatagrams)},
+        "fragment_timeout": {"secs": l.reassembly.timeout_v4.as_secs(),
+                             "secs_v6": l.reassembly.timeout_v6.as_secs(),
+                             "expired": s.frag.dropped(FragDropReason::Timeout)},
+        "dns_pending": {"max": l.dns_pending, "open": s.dns.pending,
+                        "refused": s.dns.resolver.pending_full},
+        "dns_tcp": {"max": l.dns_tcp, "open": s.dns.tcp.open, "refused": s.dns.tcp.refused},
+        "mac_entries": {"max": l.mac_entries, "open": s.mac_entries.saturating_sub(1),
+                        "refused": s.mac_table.table_full},
+        "api_request": {"max": api.limits.max_request,
+                        "refused": api.too_large.load(Ordering::Relaxed)},
+        "guest_api_request": {"max": api.limits.guest_max_request, "refused": f.api_too_large},
+    })
+}
+
+fn stats_json(runtime: &RuntimeHandle, control: &Control, api: &ApiView) -> Value {
     let s = runtime.stats();
+    let forwarder = control.stats();
+    let budget = control.budget_usage().unwrap_or_default();
     let mut drops = serde_json::Map::new();
     for (reason, n) in s.drops.iter() {
         if n > 0 {
@@ -246,7 +346,8 @@ fn stats_json(runtime: &RuntimeHandle, control: &Control) -> Value {
         )
     });
     let queue_full: u64 = s.workers.iter().map(|w| w.queue_full).sum();
-    json!({
+    let limits = limits_json(&s, runtime, &forwarder, budget, api);
+    let mut all = json!({
         "frames": {"rx": rx_frames, "tx": tx_frames},
         "bytes": {"rx": rx_bytes, "tx": tx_bytes},
         "ports": ports,
@@ -257,7 +358,7 @@ fn stats_json(runtime: &RuntimeHandle, control: &Control) -> Value {
                     "flows": s.gateway.flows, "fragments": s.gateway.fragments,
                     "reassembled": s.gateway.reassembled},
         "workers": {"count": s.workers.len(), "queue_full": queue_full},
-        "forwarder": control.stats(),
+        "forwarder": forwarder,
         "dns": {"queries": s.dns.resolver.queries, "local_answers": s.dns.resolver.local_answers,
                 "forwarded": s.dns.resolver.forwarded, "answers": s.dns.resolver.answers,
                 "truncated": s.dns.resolver.truncated, "failovers": s.dns.resolver.failovers,
@@ -281,7 +382,11 @@ fn stats_json(runtime: &RuntimeHandle, control: &Control) -> Value {
                         "upstream_answers_dropped": s.dns.upstream_tcp.answers_dropped}},
         "drops": drops,
         "leases": s.leases.len(),
-    })
+    });
+    if let Some(map) = all.as_object_mut() {
+        map.insert("limits".to_owned(), limits);
+    }
+    all
 }
 
 /// The forwarder paths for guests, on the gateway's API port: a remote without an address

@@ -45,6 +45,19 @@ const LONG_FLAGS: &[&str] = &[
     "ec2-metadata-access",
     "disable-host-loopback",
     "forward",
+    "udp-idle-timeout",
+    "tcp-connect-timeout",
+    "max-connects",
+    "max-tcp-flows",
+    "max-tcp-flows-per-guest",
+    "max-udp-flows",
+    "max-udp-flows-per-guest",
+    "max-reassembly-bytes",
+    "fragment-timeout",
+    "max-dns-pending",
+    "max-dns-tcp",
+    "max-mac-entries",
+    "max-api-request",
 ];
 
 /// gvproxy flags host-switch refuses, and why.
@@ -197,13 +210,59 @@ pub struct NetworkArgs {
     /// Seconds a host connect may take before the guest gets RST.
     #[arg(long = "tcp-connect-timeout", default_value_t = 30)]
     pub tcp_connect_timeout: u64,
-    /// Host connects in progress at once.
-    #[arg(long = "max-connects", default_value_t = 512)]
+    /// Host connects in progress at once (beyond: the guest's SYN gets RST).
+    #[arg(long = "max-connects", default_value_t = 512, value_parser = at_least_one)]
     pub max_connects: usize,
+    /// Live TCP connections of all guests (beyond: RST; TIME-WAIT flows are reclaimed).
+    #[arg(long = "max-tcp-flows", default_value_t = 16384, value_parser = at_least_one)]
+    pub max_tcp_flows: usize,
+    /// Live TCP connections of one guest address (default: --max-tcp-flows).
+    #[arg(long = "max-tcp-flows-per-guest", value_parser = at_least_one)]
+    pub max_tcp_flows_per_guest: Option<usize>,
+    /// UDP mappings of all guests (beyond: the datagram is dropped).
+    #[arg(long = "max-udp-flows", default_value_t = 4096, value_parser = at_least_one)]
+    pub max_udp_flows: usize,
+    /// UDP mappings of one guest address (default: --max-udp-flows).
+    #[arg(long = "max-udp-flows-per-guest", value_parser = at_least_one)]
+    pub max_udp_flows_per_guest: Option<usize>,
+    /// Bytes of IP fragments held for reassembly (beyond: the fragment and its datagram are
+    /// dropped).
+    #[arg(long = "max-reassembly-bytes", default_value_t = stack::frag::DEFAULT_MAX_BYTES, value_parser = at_least_one)]
+    pub max_reassembly_bytes: usize,
+    /// Seconds an IP datagram may take to reassemble (IPv6: at most 60, RFC 8200 §4.5).
+    #[arg(long = "fragment-timeout", default_value_t = 30, value_parser = at_least_one_u64)]
+    pub fragment_timeout: u64,
+    /// DNS queries waiting upstream (beyond: SERVFAIL).
+    #[arg(long = "max-dns-pending", default_value_t = dns::ResolverConfig::default().max_pending, value_parser = at_least_one)]
+    pub max_dns_pending: usize,
+    /// Guest TCP connections to the DNS service (beyond: RST).
+    #[arg(long = "max-dns-tcp", default_value_t = crate::runtime::dns_tcp::Limits::default().max_connections, value_parser = at_least_one)]
+    pub max_dns_tcp: usize,
+    /// Guest MAC addresses the switch learns (beyond: not learned, frames to them flooded).
+    #[arg(long = "max-mac-entries", default_value_t = crate::mac_table::DEFAULT_MAX_ENTRIES, value_parser = at_least_one)]
+    pub max_mac_entries: usize,
+    /// Bytes of a request to the control API (its body) and to the in-guest API (all of it);
+    /// beyond: 413 (default: 1 MiB and 64 KiB).
+    #[arg(long = "max-api-request", value_parser = at_least_one)]
+    pub max_api_request: Option<usize>,
     /// An upstream DNS resolver, IP or IP:PORT; repeat for failover, in order (default: the
     /// nameservers of the host's /etc/resolv.conf).
     #[arg(long = "dns-upstream", value_parser = dns::resolv_conf::parse_upstream)]
     pub dns_upstream: Vec<std::net::SocketAddr>,
+}
+
+/// A count that must be at least 1.
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".to_owned()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A number of seconds that must be at least 1.
+fn at_least_one_u64(s: &str) -> Result<u64, String> {
+    at_least_one(s).map(|n| n as u64)
 }
 
 /// Serving links (no subcommand).
@@ -472,6 +531,62 @@ mod tests {
             .map(|a| a.parse().unwrap())
             .collect();
         assert_eq!(s.network.dns_upstream, want);
+    }
+
+    #[test]
+    fn limits_single_dash_and_zero_refused() {
+        let s = serve(&[
+            "-max-tcp-flows",
+            "4",
+            "-max-tcp-flows-per-guest=3",
+            "-max-udp-flows",
+            "2",
+            "-max-udp-flows-per-guest",
+            "1",
+            "-max-connects",
+            "2",
+            "-max-reassembly-bytes",
+            "3000",
+            "-fragment-timeout",
+            "2",
+            "-max-dns-pending",
+            "1",
+            "-max-dns-tcp",
+            "5",
+            "-max-mac-entries",
+            "3",
+            "-max-api-request",
+            "1024",
+        ]);
+        let n = &s.network;
+        assert_eq!((n.max_tcp_flows, n.max_tcp_flows_per_guest), (4, Some(3)));
+        assert_eq!((n.max_udp_flows, n.max_udp_flows_per_guest), (2, Some(1)));
+        assert_eq!(n.max_connects, 2);
+        assert_eq!((n.max_reassembly_bytes, n.fragment_timeout), (3000, 2));
+        assert_eq!((n.max_dns_pending, n.max_dns_tcp), (1, 5));
+        assert_eq!((n.max_mac_entries, n.max_api_request), (3, Some(1024)));
+        let d = serve(&[]);
+        assert_eq!(d.network.max_tcp_flows, 16384);
+        assert_eq!(d.network.max_tcp_flows_per_guest, None);
+        for flag in [
+            "--max-tcp-flows",
+            "--max-tcp-flows-per-guest",
+            "--max-udp-flows",
+            "--max-udp-flows-per-guest",
+            "--max-connects",
+            "--max-reassembly-bytes",
+            "--fragment-timeout",
+            "--max-dns-pending",
+            "--max-dns-tcp",
+            "--max-mac-entries",
+            "--max-api-request",
+        ] {
+            let err = parse(["host-switch", flag, "0"]).unwrap_err();
+            assert!(
+                err.to_string().contains("must be at least 1"),
+                "{flag}: {err}"
+            );
+        }
     }
 
     #[test]

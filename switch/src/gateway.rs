@@ -92,6 +92,8 @@ pub struct GatewayConfig {
     pub ipv6: Vec<Ipv6Addr>,
     /// The DHCP server's configuration; its `server_addr` must be `ip`.
     pub dhcp: dhcp::Config,
+    /// The bounds of IP fragment reassembly.
+    pub frag: FragConfig,
 }
 
 impl Default for GatewayConfig {
@@ -103,6 +105,7 @@ impl Default for GatewayConfig {
             virtual_ips: vec![Ipv4Addr::new(192, 168, 127, 254)],
             ipv6: Vec::new(),
             dhcp,
+            frag: FragConfig::default(),
         }
     }
 }
@@ -228,7 +231,7 @@ impl Gateway {
             counters: GatewayCounters::default(),
             drops: DropCounters::default(),
             neighbour: None,
-            frag: Reassembler::new(FragConfig::default()),
+            frag: Reassembler::new(config.frag),
         })
     }
 

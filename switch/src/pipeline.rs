@@ -51,8 +51,29 @@ impl Pipeline {
             udp_idle_timeout: Duration::from_secs(net.udp_idle_timeout),
             tcp_connect_timeout: Duration::from_secs(net.tcp_connect_timeout),
             max_connects_in_flight: net.max_connects,
+            max_tcp_flows: net.max_tcp_flows,
+            max_tcp_flows_per_guest: net.max_tcp_flows_per_guest.unwrap_or(net.max_tcp_flows),
+            max_udp_flows: net.max_udp_flows,
+            max_udp_flows_per_guest: net.max_udp_flows_per_guest.unwrap_or(net.max_udp_flows),
+            api_max_request: net
+                .max_api_request
+                .unwrap_or(forwarder::Config::default().api_max_request),
             ..forwarder::Config::default()
         };
+        let api_limits = api::ApiLimits {
+            max_request: net.max_api_request.unwrap_or(switch::link::http::MAX_BODY),
+            guest_max_request: fwd.api_max_request,
+        };
+        config.mac_table_size = net.max_mac_entries;
+        let fragment_timeout = Duration::from_secs(net.fragment_timeout);
+        config.frag = stack::frag::Config {
+            max_bytes: net.max_reassembly_bytes,
+            timeout_v4: fragment_timeout,
+            timeout_v6: fragment_timeout.min(stack::frag::DEFAULT_TIMEOUT_V6),
+            ..stack::frag::Config::default()
+        };
+        config.dns.max_pending = net.max_dns_pending;
+        config.dns.tcp_connections = net.max_dns_tcp;
         config.forwarder = Some(Forwarder::factory(fwd, control.clone()));
         let neighbours = control.clone();
         config.neighbours = Some(Arc::new(move |ip, mac| {
@@ -82,10 +103,11 @@ impl Pipeline {
         let runtime =
             Runtime::start(config).map_err(|e| format!("cannot start the switch: {e}"))?;
         control.set_guest_api(api::guest_api(&control));
-        let api = Arc::new(api::control_api(
+        let api = Arc::new(api::control_api_with(
             &control,
             runtime.handle(),
             runtime.dns_zones(),
+            api_limits,
         ));
         if net.ssh_port >= 0 {
             let port = u16::try_from(net.ssh_port)

@@ -107,8 +107,12 @@ pub struct RuntimeConfig {
     pub queues: QueueConfig,
     /// Worker threads; 0 means one per available core.
     pub workers: usize,
+    /// Dynamic MAC table entries at most; a new address beyond is not learned (its frames
+    /// are flooded), counted in `table_full`.
     pub mac_table_size: usize,
     pub mac_table_age: Duration,
+    /// The bounds of the gateway's IP fragment reassembly (memory, timeouts).
+    pub frag: stack::frag::Config,
     /// Where to capture every frame that crosses the switch.
     pub pcap: Option<PcapSink>,
     /// Builds each worker's flow handler; `None` drops flows as "no forwarder".
@@ -175,6 +179,7 @@ impl std::fmt::Debug for RuntimeConfig {
             .field("workers", &self.workers)
             .field("mac_table_size", &self.mac_table_size)
             .field("mac_table_age", &self.mac_table_age)
+            .field("frag", &self.frag)
             .field("pcap", &self.pcap.is_some())
             .field("forwarder", &self.forwarder.is_some())
             .field("dns", &self.dns)
@@ -224,6 +229,7 @@ impl RuntimeConfig {
             workers: 0,
             mac_table_size: DEFAULT_MAX_ENTRIES,
             mac_table_age: DEFAULT_MAX_AGE,
+            frag: stack::frag::Config::default(),
             pcap: None,
             forwarder: None,
             neighbours: None,
@@ -259,6 +265,17 @@ impl RuntimeConfig {
             virtual_ips,
             ipv6: self.gateway_ipv6.clone(),
             dhcp: self.dhcp_config(),
+            frag: self.frag,
+        }
+    }
+
+    /// The bounds the pipeline enforces, as they take effect.
+    fn limits(&self) -> RuntimeLimits {
+        RuntimeLimits {
+            mac_entries: self.mac_table_size,
+            reassembly: self.frag,
+            dns_pending: self.dns.max_pending.min(dns::resolver::MAX_PENDING),
+            dns_tcp: self.dns.tcp_connections.max(1),
         }
     }
 
@@ -309,6 +326,20 @@ pub struct GatewayStats {
     pub drops: DropCounters,
     pub dhcp: dhcp::Stats,
     pub leases: Vec<Lease>,
+    pub frag: stack::frag::Stats,
+}
+
+/// The bounds of the pipeline's tables, as configured (see [`RuntimeConfig`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RuntimeLimits {
+    /// Dynamic MAC table entries.
+    pub mac_entries: usize,
+    /// IP fragment reassembly.
+    pub reassembly: stack::frag::Config,
+    /// DNS queries waiting upstream.
+    pub dns_pending: usize,
+    /// Guest TCP connections to the DNS service.
+    pub dns_tcp: usize,
 }
 
 /// A snapshot of every counter of the pipeline.
@@ -327,6 +358,8 @@ pub struct Stats {
     pub leases: Vec<Lease>,
     pub pcap: Option<PcapCounters>,
     pub dns: DnsStats,
+    /// The gateway's IP fragment reassembly.
+    pub frag: stack::frag::Stats,
 }
 
 /// A question to the switch or gateway thread, with where to answer.
@@ -343,9 +376,15 @@ pub struct RuntimeHandle {
     dns_query: Sender<Query<DnsStats>>,
     worker_counters: Vec<Arc<forwarder::WorkerCounters>>,
     pcap: Option<PcapSink>,
+    limits: RuntimeLimits,
 }
 
 impl RuntimeHandle {
+    /// The pipeline's bounds.
+    pub fn limits(&self) -> RuntimeLimits {
+        self.limits
+    }
+
     /// See [`Runtime::stats`].
     pub fn stats(&self) -> Stats {
         let switch = Runtime::ask(&self.switch_query);
@@ -368,6 +407,7 @@ impl RuntimeHandle {
             leases: gateway.leases,
             pcap: self.pcap.as_ref().map(|p| p.counters()),
             dns: Runtime::ask(&self.dns_query),
+            frag: gateway.frag,
         }
     }
 
@@ -391,6 +431,7 @@ pub struct Runtime {
     pool: Option<WorkerPool>,
     worker_counters: Vec<Arc<forwarder::WorkerCounters>>,
     pcap: Option<PcapSink>,
+    limits: RuntimeLimits,
     epoch: Epoch,
 }
 
@@ -436,6 +477,7 @@ impl Runtime {
             pool: None,
             worker_counters: Vec::new(),
             pcap: config.pcap.clone(),
+            limits: config.limits(),
             epoch,
         };
 
@@ -553,6 +595,7 @@ impl Runtime {
             dns_query: self.dns_query.clone(),
             worker_counters: self.worker_counters.clone(),
             pcap: self.pcap.clone(),
+            limits: self.limits,
         }
     }
 

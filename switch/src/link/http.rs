@@ -8,10 +8,12 @@
 //! default answers 404) and gets one response with `Connection: close`.
 //!
 //! Bounds: the request head is at most [`MAX_HEAD`] bytes with at most [`MAX_HEADERS`]
-//! headers, a body at most [`MAX_BODY`] bytes (by `Content-Length`; chunked bodies are refused
+//! headers, a body at most [`Handler::max_body`] bytes ([`MAX_BODY`] unless the handler says
+//! otherwise; by `Content-Length`, checked before the body is read; chunked bodies are refused
 //! with 501), and the head and body must arrive within [`REQUEST_TIMEOUT`]. A request that
-//! breaks a bound gets a 4xx/5xx response, is counted in `handshake_failed`, and the
-//! connection is closed.
+//! breaks a bound gets a 4xx/5xx response (a body over the bound: 413), is counted in
+//! `handshake_failed` and told to the handler ([`Handler::refused`]), and the connection is
+//! closed.
 
 use std::io::{self, Read, Write};
 use std::sync::Arc;
@@ -111,6 +113,16 @@ impl Response {
 /// Answers the requests that are not `/connect`: the control API's entry point.
 pub trait Handler: Send + Sync + 'static {
     fn handle(&self, request: &Request) -> Response;
+
+    /// The largest request body this handler takes.
+    fn max_body(&self) -> usize {
+        MAX_BODY
+    }
+
+    /// A request was refused before reaching the handler, answered with `status`.
+    fn refused(&self, status: u16) {
+        let _ = status;
+    }
 }
 
 impl<F> Handler for F
@@ -180,12 +192,14 @@ pub fn listen(
 fn serve(conn: Conn, options: &HttpOptions, limits: LinkLimits, counters: &Arc<LinkCounters>) {
     let _ = conn.socket.set_read_timeout(Some(REQUEST_TIMEOUT));
     let mut reader = &conn.socket;
-    let (request, leftover) = match read_request(&mut reader, &conn.peer) {
+    let max_body = options.handler.max_body();
+    let (request, leftover) = match read_request_within(&mut reader, &conn.peer, max_body) {
         Ok(parsed) => parsed,
         Err(e) => {
             LinkCounters::bump(&counters.handshake_failed);
             tracing::info!(peer = %conn.peer, error = %e, "bad HTTP request");
             if let Some(status) = e.status() {
+                options.handler.refused(status);
                 let _ = Response::text(status, format!("{e}\n")).write_to(&mut &conn.socket);
             }
             return;
@@ -223,8 +237,8 @@ pub enum RequestError {
     Malformed(&'static str),
     #[error("unsupported HTTP version")]
     Version,
-    #[error("body larger than {MAX_BODY} bytes")]
-    BodyTooLarge,
+    #[error("body larger than {0} bytes")]
+    BodyTooLarge(usize),
     #[error("chunked request bodies are not supported")]
     Chunked,
     #[error("connection closed before the request was complete")]
@@ -240,17 +254,27 @@ impl RequestError {
             RequestError::HeadTooLarge | RequestError::TooManyHeaders => Some(431),
             RequestError::Malformed(_) => Some(400),
             RequestError::Version => Some(505),
-            RequestError::BodyTooLarge => Some(413),
+            RequestError::BodyTooLarge(_) => Some(413),
             RequestError::Chunked => Some(501),
             RequestError::Incomplete | RequestError::Io(_) => None,
         }
     }
 }
 
-/// Reads one request (head and body) and returns it with any bytes read past its end.
+/// Reads one request (head and body, the body at most [`MAX_BODY`] bytes) and returns it
+/// with any bytes read past its end.
 pub fn read_request<R: Read>(
     reader: &mut R,
     peer: &str,
+) -> Result<(Request, Vec<u8>), RequestError> {
+    read_request_within(reader, peer, MAX_BODY)
+}
+
+/// [`read_request`] with a body of at most `max_body` bytes.
+pub fn read_request_within<R: Read>(
+    reader: &mut R,
+    peer: &str,
+    max_body: usize,
 ) -> Result<(Request, Vec<u8>), RequestError> {
     let mut buf = Vec::with_capacity(1024);
     // Where the search for the blank line resumes: each byte is looked at a bounded number of
@@ -288,8 +312,8 @@ pub fn read_request<R: Read>(
             .parse::<usize>()
             .map_err(|_| RequestError::Malformed("bad Content-Length"))?,
     };
-    if body_len > MAX_BODY {
-        return Err(RequestError::BodyTooLarge);
+    if body_len > max_body {
+        return Err(RequestError::BodyTooLarge(max_body));
     }
     while rest.len() < body_len {
         let mut chunk = [0u8; 4096];
@@ -463,8 +487,14 @@ mod tests {
         );
         assert!(matches!(
             parse(body.as_bytes()),
-            Err(RequestError::BodyTooLarge)
+            Err(RequestError::BodyTooLarge(MAX_BODY))
         ));
+        let small = b"POST / HTTP/1.1\r\nContent-Length: 11\r\n\r\nhello world";
+        assert!(matches!(
+            read_request_within(&mut &small[..], "test", 10),
+            Err(RequestError::BodyTooLarge(10))
+        ));
+        assert!(read_request_within(&mut &small[..], "test", 11).is_ok());
         for bad in [
             &b"GET\r\n\r\n"[..],
             b"GET / HTTP/1.1 x\r\n\r\n",
