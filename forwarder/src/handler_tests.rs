@@ -513,6 +513,12 @@ fn a_gone_guest_loses_its_flows_and_its_host_peers_see_rst() {
     let stats = h.stats();
     assert_eq!((stats.tcp_open, stats.udp_open), (0, 0));
     assert_eq!(stats.flows_guest_gone, 2);
+    let usage = h.fwd.shared.control.budget_usage().unwrap();
+    assert_eq!(
+        (usage.tcp_flows, usage.udp_flows, usage.udp_guests),
+        (0, 0, 0),
+        "the gone guest's budget units are given back"
+    );
     assert!(h.sink.take().is_empty(), "nothing is sent to a gone guest");
     peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut buf = [0u8; 16];
