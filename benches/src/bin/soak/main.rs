@@ -39,7 +39,8 @@ usage: soak [--duration D] [--loss PERCENT] [--seed N] [--host-switch PATH] [--k
   --duration D     how long the traffic runs: 600, 30s, 10m, 1h (default 10m)
   --loss PERCENT   frames dropped by the relay in each direction (default 1)
   --seed N         seed of the loss injector and of the payloads (default 1)
-  --host-switch    the binary (default: $CARGO_TARGET_DIR or target/, release/host-switch)
+  --host-switch    the binary (default: host-switch next to this program, else
+                   $CARGO_TARGET_DIR or target/, then release/host-switch)
   --keep           keep the scratch directory (host-switch's log, /stats) even on success
 
 Runs as root; needs ip, nsenter, udhcpc, ping, dig (iproute2 util-linux udhcpc iputils-ping
@@ -77,14 +78,22 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 fn parse_options() -> Result<Options, String> {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    // Built together, the two binaries sit side by side.
+    let sibling = std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.join("host-switch")))
+        .filter(|p| p.is_file());
+    let host_switch = sibling.unwrap_or_else(|| {
+        std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"))
+            .join("release/host-switch")
+    });
     let mut o = Options {
         duration: Duration::from_secs(600),
         loss_ppm: 10_000,
         seed: 1,
-        host_switch: target.join("release/host-switch"),
+        host_switch,
         keep: false,
     };
     let mut it = std::env::args().skip(1);
