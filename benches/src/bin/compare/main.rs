@@ -15,8 +15,8 @@ mod measure;
 mod peers;
 mod report;
 mod servers;
-mod sys;
 
+use host_switch_benches::sys;
 use measure::{FIGURES, Sample};
 use peers::{Guest, Peer};
 use servers::Servers;

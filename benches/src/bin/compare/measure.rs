@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::peers::Guest;
 use crate::servers::{HTTP_PATH, Servers};
-use crate::sys;
+use host_switch_benches::sys;
 
 /// Whether a bigger figure is better.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use crate::sys::{self, Proc};
+use host_switch_benches::sys::{self, Netns, Proc};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Peer {
@@ -87,38 +87,6 @@ impl Peer {
     }
 }
 
-/// A named network namespace (`ip netns add`) we created, deleted on drop.
-#[derive(Debug)]
-struct Netns {
-    name: String,
-    path: PathBuf,
-}
-
-impl Netns {
-    fn create(tag: &str) -> Result<Netns, String> {
-        let name = format!("hs-compare-{}-{tag}", std::process::id());
-        sys::run(
-            Command::new("ip").args(["netns", "add", &name]),
-            Duration::from_secs(5),
-        )?;
-        Ok(Netns {
-            path: PathBuf::from("/run/netns").join(&name),
-            name,
-        })
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        if let Err(e) = sys::run(
-            Command::new("ip").args(["netns", "delete", &self.name]),
-            Duration::from_secs(5),
-        ) {
-            eprintln!("compare: cannot delete netns {}: {e}", self.name);
-        }
-    }
-}
-
 /// A network namespace we created, with a peer serving it.
 #[derive(Debug)]
 pub(crate) struct Guest {
@@ -158,7 +126,11 @@ impl Guest {
         probe_port: u16,
     ) -> Result<Guest, String> {
         let log = dir.join(format!("{}-{mtu}.log", peer.name()));
-        let netns = Netns::create(&format!("{}-{mtu}", peer.name()))?;
+        let netns = Netns::create(&format!(
+            "hs-compare-{}-{}-{mtu}",
+            std::process::id(),
+            peer.name()
+        ))?;
         let ns = netns.path.clone();
         let ns = ns.as_path();
         sys::run(

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::sys::{self, Proc};
+use host_switch_benches::sys::{self, Proc};
 
 /// The file nginx serves (6 bytes, as in PEERS.md).
 pub(crate) const HTTP_PATH: &str = "/hello.txt";

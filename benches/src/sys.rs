@@ -1,4 +1,6 @@
-//! Processes we start (killed by PID, never by name), /proc readings, and entering a namespace.
+//! What the harnesses (`compare`, `soak`) share: processes we start (killed by PID, never by
+//! name), named network namespaces we create (deleted on drop), /proc readings, and entering a
+//! namespace.
 
 use std::ffi::OsStr;
 use std::fs::File;
@@ -10,14 +12,14 @@ use std::time::{Duration, Instant};
 /// A process this harness started. Dropping it sends SIGTERM to its PID, waits a little, then
 /// SIGKILL. Never signals anything by name.
 #[derive(Debug)]
-pub(crate) struct Proc {
-    pub(crate) name: String,
+pub struct Proc {
+    pub name: String,
     child: Child,
 }
 
 impl Proc {
     /// Starts `cmd` with stdin closed and stdout/stderr appended to `log`.
-    pub(crate) fn spawn(name: &str, cmd: &mut Command, log: &Path) -> Result<Proc, String> {
+    pub fn spawn(name: &str, cmd: &mut Command, log: &Path) -> Result<Proc, String> {
         let out = File::options()
             .create(true)
             .append(true)
@@ -36,12 +38,12 @@ impl Proc {
         })
     }
 
-    pub(crate) fn pid(&self) -> u32 {
+    pub fn pid(&self) -> u32 {
         self.child.id()
     }
 
     /// `Some(status)` once the process has exited.
-    pub(crate) fn exited(&mut self) -> Option<String> {
+    pub fn exited(&mut self) -> Option<String> {
         match self.child.try_wait() {
             Ok(Some(status)) => Some(status.to_string()),
             Ok(None) => None,
@@ -72,7 +74,8 @@ impl Drop for Proc {
             std::thread::sleep(Duration::from_millis(20));
         }
         eprintln!(
-            "compare: {} (pid {}) ignored SIGTERM; SIGKILL",
+            "{}: {} (pid {}) ignored SIGTERM; SIGKILL",
+            program(),
             self.name,
             self.pid()
         );
@@ -81,8 +84,73 @@ impl Drop for Proc {
     }
 }
 
+/// This program's name (for messages): the file name of argv\[0\].
+pub fn program() -> String {
+    std::env::args()
+        .next()
+        .as_deref()
+        .map(Path::new)
+        .and_then(Path::file_name)
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "benches".into())
+}
+
+/// A named network namespace (`ip netns add`) we created, deleted on drop.
+#[derive(Debug)]
+pub struct Netns {
+    pub name: String,
+    /// `/run/netns/NAME`, for nsenter and setns.
+    pub path: PathBuf,
+}
+
+impl Netns {
+    /// Creates the namespace `name` (it must not exist yet).
+    pub fn create(name: &str) -> Result<Netns, String> {
+        run(
+            Command::new("ip").args(["netns", "add", name]),
+            Duration::from_secs(5),
+        )?;
+        Ok(Netns {
+            path: PathBuf::from("/run/netns").join(name),
+            name: name.to_owned(),
+        })
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        if let Err(e) = run(
+            Command::new("ip").args(["netns", "delete", &self.name]),
+            Duration::from_secs(5),
+        ) {
+            eprintln!("{}: cannot delete netns {}: {e}", program(), self.name);
+        }
+    }
+}
+
 /// Runs `cmd` to completion with a timeout; returns stdout, or an error with stderr's tail.
-pub(crate) fn run(cmd: &mut Command, timeout: Duration) -> Result<String, String> {
+pub fn run(cmd: &mut Command, timeout: Duration) -> Result<String, String> {
+    let what = format!("{:?}", cmd);
+    let (status, out, err) = output(cmd, timeout)?;
+    if status.success() {
+        Ok(out)
+    } else {
+        let tail: String = format!("{out}{err}")
+            .lines()
+            .rev()
+            .take(4)
+            .collect::<Vec<_>>()
+            .join(" | ");
+        Err(format!("{what}: {status}: {tail}"))
+    }
+}
+
+/// Runs `cmd` to completion with a timeout (killed past it); returns its exit status, stdout
+/// and stderr whatever the status.
+pub fn output(
+    cmd: &mut Command,
+    timeout: Duration,
+) -> Result<(std::process::ExitStatus, String, String), String> {
     let what = format!("{:?}", cmd);
     let mut child = cmd
         .stdin(Stdio::null())
@@ -121,21 +189,11 @@ pub(crate) fn run(cmd: &mut Command, timeout: Duration) -> Result<String, String
     };
     let out = out_thread.join().unwrap_or_default();
     let err = err_thread.join().unwrap_or_default();
-    if status.success() {
-        Ok(out)
-    } else {
-        let tail: String = format!("{out}{err}")
-            .lines()
-            .rev()
-            .take(4)
-            .collect::<Vec<_>>()
-            .join(" | ");
-        Err(format!("{what}: {status}: {tail}"))
-    }
+    Ok((status, out, err))
 }
 
 /// The program's path on PATH, if it is there.
-pub(crate) fn which(program: &str) -> Option<PathBuf> {
+pub fn which(program: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
         .map(|dir| dir.join(program))
@@ -143,7 +201,7 @@ pub(crate) fn which(program: &str) -> Option<PathBuf> {
 }
 
 /// A command run inside the network namespace `ns` (a namespace file; nsenter, network only).
-pub(crate) fn in_netns(ns: &Path, program: impl AsRef<OsStr>) -> Command {
+pub fn in_netns(ns: &Path, program: impl AsRef<OsStr>) -> Command {
     let mut cmd = Command::new("nsenter");
     cmd.arg(format!("--net={}", ns.display())).arg(program);
     cmd
@@ -151,12 +209,12 @@ pub(crate) fn in_netns(ns: &Path, program: impl AsRef<OsStr>) -> Command {
 
 /// One reading of a process's accounting.
 #[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct Usage {
+pub struct Usage {
     /// utime + stime, seconds, all threads.
-    pub(crate) cpu: f64,
+    pub cpu: f64,
 }
 
-pub(crate) fn usage(pid: u32) -> Result<Usage, String> {
+pub fn usage(pid: u32) -> Result<Usage, String> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .map_err(|e| format!("/proc/{pid}/stat: {e}"))?;
     let after = stat
@@ -180,7 +238,7 @@ pub(crate) fn usage(pid: u32) -> Result<Usage, String> {
 }
 
 /// A `/proc/PID/status` field in KiB (VmRSS, VmHWM).
-pub(crate) fn status_kib(pid: u32, field: &str) -> Result<u64, String> {
+pub fn status_kib(pid: u32, field: &str) -> Result<u64, String> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .map_err(|e| format!("/proc/{pid}/status: {e}"))?;
     status
@@ -191,13 +249,13 @@ pub(crate) fn status_kib(pid: u32, field: &str) -> Result<u64, String> {
 }
 
 /// Resets VmHWM to the current RSS (clear_refs 5, Linux 4.0+).
-pub(crate) fn reset_peak(pid: u32) {
+pub fn reset_peak(pid: u32) {
     let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
 }
 
 /// Raises the open-file limit (inherited by the peers we start) for the idle-connection runs:
 /// to `n`, or as far as the hard limit allows without CAP_SYS_RESOURCE.
-pub(crate) fn raise_nofile(n: u64, quiet: bool) {
+pub fn raise_nofile(n: u64, quiet: bool) {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -216,21 +274,22 @@ pub(crate) fn raise_nofile(n: u64, quiet: bool) {
                 return;
             }
             eprintln!(
-                "compare: open files limited to {} (hard limit); 10,000 idle connections need \
+                "{}: open files limited to {} (hard limit); 10,000 idle connections need \
                  over 10,000 in the peer",
+                program(),
                 lim.rlim_max
             );
         }
     }
 }
 
-pub(crate) fn is_root() -> bool {
+pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
 }
 
 /// Moves the calling thread into the network namespace file `ns`. Only this thread moves.
-pub(crate) fn enter_netns(ns: &Path) -> Result<(), String> {
+pub fn enter_netns(ns: &Path) -> Result<(), String> {
     let ns = File::open(ns).map_err(|e| format!("{}: {e}", ns.display()))?;
     // SAFETY: setns on a namespace file descriptor we hold open; affects this thread only.
     if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
@@ -240,7 +299,7 @@ pub(crate) fn enter_netns(ns: &Path) -> Result<(), String> {
 }
 
 /// A free TCP port on 127.0.0.1 (bound then released; the servers bind it right after).
-pub(crate) fn free_port() -> Result<u16, String> {
+pub fn free_port() -> Result<u16, String> {
     let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
     let udp_ok = |p: u16| std::net::UdpSocket::bind(("127.0.0.1", p)).is_ok();
     let port = l.local_addr().map_err(|e| e.to_string())?.port();
@@ -248,7 +307,7 @@ pub(crate) fn free_port() -> Result<u16, String> {
 }
 
 /// Waits until `probe` succeeds, or gives up after `timeout` with its last error.
-pub(crate) fn wait_for(
+pub fn wait_for(
     timeout: Duration,
     mut probe: impl FnMut() -> Result<(), String>,
 ) -> Result<(), String> {
