@@ -27,7 +27,10 @@
 //! - TCP, UDP and ICMP to any other address (the host's included) or to another service of the
 //!   gateway is a flow: [`Outcome::Flow`] carries the owned [`FlowPacket`] to hand to a worker.
 //! - Everything else is an [`Outcome::Dropped`] with its [`DropReason`], counted in
-//!   [`Gateway::drops`]. IP fragments are dropped for now (their own reason).
+//!   [`Gateway::drops`].
+//! - IPv4 and IPv6 fragments go to the reassembler ([`stack::frag`], bounded by
+//!   [`GatewayConfig::reassembly`]): [`Outcome::Held`] until the datagram is complete, then
+//!   [`Outcome::Reassembled`]; a fragment it refuses is a [`DropReason::Fragment`].
 //!
 //! Replies are built in one reusable buffer and copied once into their own `Bytes`; nothing
 //! else is allocated per frame. Frames shorter than Ethernet's 60-byte minimum are padded.
@@ -92,6 +95,10 @@ pub struct GatewayConfig {
     pub ipv6: Vec<Ipv6Addr>,
     /// The DHCP server's configuration; its `server_addr` must be `ip`.
     pub dhcp: dhcp::Config,
+    /// The link MTU: no reply the gateway builds carries an IP packet longer than this.
+    pub mtu: u16,
+    /// IP fragment reassembly's limits.
+    pub reassembly: FragConfig,
 }
 
 impl Default for GatewayConfig {
@@ -103,6 +110,8 @@ impl Default for GatewayConfig {
             virtual_ips: vec![Ipv4Addr::new(192, 168, 127, 254)],
             ipv6: Vec::new(),
             dhcp,
+            mtu: 1500,
+            reassembly: FragConfig::default(),
         }
     }
 }
@@ -228,7 +237,7 @@ impl Gateway {
             counters: GatewayCounters::default(),
             drops: DropCounters::default(),
             neighbour: None,
-            frag: Reassembler::new(FragConfig::default()),
+            frag: Reassembler::new(config.reassembly),
         })
     }
 

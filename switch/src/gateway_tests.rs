@@ -242,7 +242,7 @@ fn echo_to_the_gateway_is_answered() {
 /// Cuts the IPv4 packet in an Ethernet frame into fragments of at most `mtu` bytes each, as
 /// a sender's IP layer does (RFC 791 §3.2): data in multiples of 8 bytes, MF on all but the
 /// last.
-fn fragment(frame: &[u8], mtu: usize) -> Vec<Vec<u8>> {
+pub(crate) fn fragment(frame: &[u8], mtu: usize) -> Vec<Vec<u8>> {
     let (eth, ip) = frame.split_at(ethernet::HEADER_LEN);
     let (header, data) = ip.split_at(ipv4::HEADER_LEN);
     let step = (mtu - ipv4::HEADER_LEN) / 8 * 8;
@@ -345,7 +345,7 @@ fn tcp_to_the_gateways_port_53_is_for_the_dns_service() {
     ));
 }
 
-fn tcp_syn(dst: Ipv4Addr, dst_port: u16) -> Vec<u8> {
+pub(crate) fn tcp_syn(dst: Ipv4Addr, dst_port: u16) -> Vec<u8> {
     {
         let repr = TcpRepr {
             src_port: 40000,
@@ -369,7 +369,7 @@ fn tcp_syn(dst: Ipv4Addr, dst_port: u16) -> Vec<u8> {
     }
 }
 
-fn dhcp_frame(src_mac: EthernetAddress, src_ip: Ipv4Addr, repr: &DhcpRepr) -> Vec<u8> {
+pub(crate) fn dhcp_frame(src_mac: EthernetAddress, src_ip: Ipv4Addr, repr: &DhcpRepr) -> Vec<u8> {
     let payload = repr.to_bytes().unwrap();
     frame(
         src_mac,
@@ -380,7 +380,7 @@ fn dhcp_frame(src_mac: EthernetAddress, src_ip: Ipv4Addr, repr: &DhcpRepr) -> Ve
 }
 
 /// The reply's Ethernet header, IPv4 header, UDP header and DHCP message.
-fn parse_dhcp(f: &[u8]) -> (EthernetRepr, Ipv4Repr, UdpRepr, DhcpRepr) {
+pub(crate) fn parse_dhcp(f: &[u8]) -> (EthernetRepr, Ipv4Repr, UdpRepr, DhcpRepr) {
     let (eth, body) = split(f);
     let ip_packet = Ipv4Packet::new_checked(body).unwrap();
     let ip = Ipv4Repr::parse(&ip_packet).unwrap();
@@ -480,9 +480,9 @@ fn config_is_checked() {
 
 // IPv6: Neighbor Discovery and echo.
 
-const GUEST6: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0x5894, 0xefff, 0xfee4, 0x0cee);
+pub(crate) const GUEST6: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0x5894, 0xefff, 0xfee4, 0x0cee);
 
-fn gw6() -> Ipv6Addr {
+pub(crate) fn gw6() -> Ipv6Addr {
     link_local(GW_MAC)
 }
 
@@ -512,7 +512,7 @@ fn icmpv6_frame(
     frame(GUEST_MAC, dst_mac, EtherType::Ipv6, &b)
 }
 
-fn solicitation(src: Ipv6Addr, target: Ipv6Addr, hop_limit: u8) -> Vec<u8> {
+pub(crate) fn solicitation(src: Ipv6Addr, target: Ipv6Addr, hop_limit: u8) -> Vec<u8> {
     let lladdr = [NdpOption::SourceLinkLayerAddr(GUEST_MAC)];
     let options = if src.is_unspecified() {
         NdpOptions::EMPTY
@@ -690,7 +690,7 @@ fn echo_reply_to_the_gateway_and_overlapping_fragments_are_dropped() {
     assert_eq!(gw.drops().total(), 2);
 }
 
-fn dns_frame(dst: Ipv4Addr, payload: &[u8]) -> Vec<u8> {
+pub(crate) fn dns_frame(dst: Ipv4Addr, payload: &[u8]) -> Vec<u8> {
     frame(
         GUEST_MAC,
         GW_MAC,

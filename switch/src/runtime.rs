@@ -31,6 +31,8 @@ pub mod dns_tcp;
 pub mod dns_thread;
 mod dns_upstream;
 mod gateway_thread;
+#[cfg(test)]
+mod hostile_tests;
 mod switch_thread;
 #[cfg(test)]
 mod tests;
@@ -112,6 +114,8 @@ pub struct RuntimeConfig {
     pub neighbours: Option<NeighbourHook>,
     /// The DNS service.
     pub dns: DnsConfig,
+    /// IP fragment reassembly's limits (datagrams, bytes held, timeouts).
+    pub reassembly: stack::frag::Config,
 }
 
 /// The DNS service's configuration.
@@ -169,6 +173,7 @@ impl std::fmt::Debug for RuntimeConfig {
             .field("pcap", &self.pcap.is_some())
             .field("forwarder", &self.forwarder.is_some())
             .field("dns", &self.dns)
+            .field("reassembly", &self.reassembly)
             .finish()
     }
 }
@@ -219,6 +224,7 @@ impl RuntimeConfig {
             forwarder: None,
             neighbours: None,
             dns: DnsConfig::default(),
+            reassembly: stack::frag::Config::default(),
         }
     }
 
@@ -249,6 +255,8 @@ impl RuntimeConfig {
             virtual_ips,
             ipv6: self.gateway_ipv6.clone(),
             dhcp: self.dhcp_config(),
+            mtu: self.mtu,
+            reassembly: self.reassembly,
         }
     }
 
@@ -299,6 +307,7 @@ pub struct GatewayStats {
     pub drops: DropCounters,
     pub dhcp: dhcp::Stats,
     pub leases: Vec<Lease>,
+    pub reassembly: stack::frag::Stats,
 }
 
 /// A snapshot of every counter of the pipeline.
@@ -317,6 +326,9 @@ pub struct Stats {
     pub leases: Vec<Lease>,
     pub pcap: Option<PcapCounters>,
     pub dns: DnsStats,
+    /// IP fragment reassembly (its drops by [`stack::frag::FragDropReason`]; every refused
+    /// fragment is also a [`DropReason::Fragment`](stack::ingress::DropReason::Fragment)).
+    pub reassembly: stack::frag::Stats,
 }
 
 /// A question to the switch or gateway thread, with where to answer.
@@ -356,6 +368,7 @@ impl RuntimeHandle {
             workers,
             dhcp: gateway.dhcp,
             leases: gateway.leases,
+            reassembly: gateway.reassembly,
             pcap: self.pcap.as_ref().map(|p| p.counters()),
             dns: Runtime::ask(&self.dns_query),
         }

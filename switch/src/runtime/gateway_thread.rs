@@ -153,6 +153,7 @@ impl GatewayThread {
             drops: *self.gateway.drops(),
             dhcp: self.gateway.dhcp_stats(),
             leases: self.gateway.leases(),
+            reassembly: self.gateway.frag_stats(),
         }
     }
 }
