@@ -260,8 +260,26 @@ pub(crate) fn fragment(frame: &[u8], mtu: usize) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// Reassembles the IPv4 or IPv6 fragments of a reply, each checked to fit a 1500-byte MTU.
+fn reassemble_reply(pieces: &[Bytes]) -> Vec<u8> {
+    let mut r = stack::frag::Reassembler::new(FragConfig::default());
+    let mut whole = None;
+    for piece in pieces {
+        assert!(
+            piece.len() <= ethernet::HEADER_LEN + 1500,
+            "{}",
+            piece.len()
+        );
+        let (eth, body) = split(piece);
+        assert_eq!((eth.src_addr, eth.dst_addr), (GW_MAC, GUEST_MAC));
+        assert!(whole.is_none(), "nothing after the last piece");
+        whole = r.handle(T0, body).unwrap();
+    }
+    whole.expect("the pieces make a whole").into_packet()
+}
+
 #[test]
-fn a_fragmented_echo_is_reassembled_and_answered_whole() {
+fn a_fragmented_echo_is_reassembled_and_answered_in_fragments() {
     let mut gw = gateway();
     let data: Vec<u8> = (0..3000u32).map(|i| (i * 7) as u8).collect();
     let mut pieces = fragment(&echo_request(GW, &data), 1500);
@@ -280,15 +298,21 @@ fn a_fragmented_echo_is_reassembled_and_answered_whole() {
         &echo_request(GW, &data)[..],
         "the datagram as sent"
     );
-    let f = reply(gw.handle_frame(T0, &whole));
-    let (_, body) = split(&f);
-    let ip_packet = Ipv4Packet::new_checked(body).unwrap();
+    // The reply does not fit the 1500-byte MTU either: it goes out in fragments.
+    let Outcome::Replies(reply) = gw.handle_frame(T0, &whole) else {
+        panic!("a fragmented reply");
+    };
+    assert_eq!(reply.len(), 3);
+    let packet = reassemble_reply(&reply);
+    let ip_packet = Ipv4Packet::new_checked(&packet[..]).unwrap();
+    assert_eq!(Ipv4Repr::parse(&ip_packet).unwrap().dst_addr, GUEST);
     let icmp = Icmpv4Packet::new_checked(ip_packet.payload()).unwrap();
     let Icmpv4Repr::EchoReply { data: echoed, .. } = Icmpv4Repr::parse(&icmp).unwrap() else {
         panic!("an echo reply");
     };
     assert_eq!(echoed, &data[..]);
     assert_eq!((gw.counters().fragments, gw.counters().reassembled), (3, 1));
+    assert_eq!(gw.counters().echo_replies, 1);
     assert_eq!(gw.frag_stats().datagrams, 0, "nothing left held");
 }
 
@@ -650,6 +674,39 @@ fn echo6_to_the_gateway_is_answered() {
         gw.handle_frame(T0, &icmpv6_frame(GW_MAC, GUEST6, remote, 64, &req)),
         Outcome::Flow(_)
     ));
+}
+
+#[test]
+fn echo6_too_long_for_the_mtu_is_answered_in_fragments() {
+    let mut gw = gateway();
+    // An oversized frame (or a reassembled one): the reply still fits the MTU.
+    let data: Vec<u8> = (0..4000u32).map(|i| (i * 3) as u8).collect();
+    let req = Icmpv6Repr::EchoRequest {
+        ident: 5,
+        seq_no: 6,
+        data: &data,
+    };
+    let Outcome::Replies(pieces) =
+        gw.handle_frame(T0, &icmpv6_frame(GW_MAC, GUEST6, gw6(), 64, &req))
+    else {
+        panic!("a fragmented reply");
+    };
+    assert_eq!(pieces.len(), 3);
+    let packet = reassemble_reply(&pieces);
+    let ip = Ipv6Packet::new_checked(&packet[..]).unwrap();
+    let addrs = IpAddresses::V6 {
+        src: gw6(),
+        dst: GUEST6,
+    };
+    let icmp = Icmpv6Packet::new_checked(ip.payload()).unwrap();
+    assert_eq!(
+        Icmpv6Repr::parse(&icmp, &addrs).unwrap(),
+        Icmpv6Repr::EchoReply {
+            ident: 5,
+            seq_no: 6,
+            data: &data,
+        }
+    );
 }
 
 #[test]

@@ -122,6 +122,11 @@ impl GatewayThread {
             Outcome::Reply(reply) => {
                 self.port.send(reply);
             }
+            Outcome::Replies(replies) => {
+                for reply in replies {
+                    self.port.send(reply);
+                }
+            }
             Outcome::Flow(packet) => {
                 if let Err(DispatchError::QueueFull | DispatchError::Stopped) =
                     self.dispatcher.dispatch(FlowFrame { frame, packet })

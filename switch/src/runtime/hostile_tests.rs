@@ -697,3 +697,31 @@ fn dns_name_compression_loop_is_refused() {
     rig.assert_serves();
     rig.assert_dns_serves();
 }
+
+// Replies at a small MTU.
+
+#[test]
+fn echo_reply_past_a_small_mtu_is_fragmented() {
+    let rig = Rig::with(RuntimeConfig {
+        mtu: 576,
+        ..RuntimeConfig::default()
+    });
+    // A frame larger than the link allows: the reply must still fit it.
+    let data: Vec<u8> = (0..1200u32).map(|i| (i * 5) as u8).collect();
+    rig.send(echo_request(GW, &data));
+    let mut r = stack::frag::Reassembler::new(stack::frag::Config::default());
+    let mut whole = None;
+    while whole.is_none() {
+        let piece = rig.recv();
+        assert!(piece.len() <= ethernet::HEADER_LEN + 576, "{}", piece.len());
+        let (eth, body) = split(&piece);
+        assert_eq!((eth.src_addr, eth.dst_addr), (GW_MAC, GUEST_MAC));
+        whole = r.handle(stack::time::Instant::ZERO, body).unwrap();
+    }
+    let packet = whole.unwrap().into_packet();
+    let ip = Ipv4Packet::new_checked(&packet[..]).unwrap();
+    let icmp = Icmpv4Repr::parse(&Icmpv4Packet::new_checked(ip.payload()).unwrap()).unwrap();
+    assert!(matches!(icmp, Icmpv4Repr::EchoReply { data: d, .. } if d == &data[..]));
+    assert_eq!(rig.rt.stats().gateway.echo_replies, 1);
+    rig.assert_serves();
+}
