@@ -6,8 +6,9 @@ Every frame seeds `frame` and `ethernet`; each layer inside it seeds that layer'
 after a byte that selects the address family for the pseudo-header). Beyond the per-layer
 targets: the captured fragments seed `frag_v4` and `frag_v6` (as raw-packet records, in order,
 reversed and with a duplicate), the DHCP clients' requests seed `dhcp_server`, streams of real
-frames behind each length prefix seed `framing`, and real control API requests seed
-`http_request`. Run it again after adding a fixture: `python3 fuzz/make-seeds.py`.
+frames behind each length prefix seed `framing`, real control API requests seed
+`http_request`, and the guest's side of every capture, as a sequence of frames, seeds
+`gateway`. Run it again after adding a fixture: `python3 fuzz/make-seeds.py`.
 """
 import glob
 import os
@@ -178,6 +179,43 @@ def framing_seeds(fixtures):
     return count
 
 
+GATEWAY_MAC = bytes.fromhex("5a94efe40cdd")
+
+
+def gateway_records(frames):
+    """Frames as `gateway` records: unicast ones with op 1 (destination made the gateway's),
+    broadcast and multicast ones as they are (op 0)."""
+    out = b""
+    for f in frames:
+        op = 0 if f[0] & 1 else 1
+        out += bytes([op]) + struct.pack("<H", len(f)) + f
+    return out
+
+
+def gateway_seeds(fixtures):
+    """Each capture's frames from the guest (not from the gateway's MAC), in order, at MTU 1500
+    with the default reassembly limits; the captured fragments also reversed, at MTU 576 with
+    small reassembly limits, and left incomplete before a clock step past every timeout."""
+    count = 0
+    for path in fixtures:
+        name = os.path.splitext(os.path.basename(path))[0]
+        frames = [f for f in pcap_frames(path) if len(f) >= 14 and f[6:12] != GATEWAY_MAC][:16]
+        if not frames:
+            continue
+        # Selector 2: MTU 1500, default limits.
+        write("gateway", name, b"\x02" + gateway_records(frames))
+        count += 1
+        fragments = [f for f in frames if is_fragment(f)]
+        if fragments:
+            # Selector 4: MTU 576, small limits; reversed, then the first piece alone and a
+            # 70-second step.
+            seq = gateway_records(list(reversed(fragments)))
+            seq += gateway_records(fragments[:1]) + b"\x02" + struct.pack("<H", 7000)
+            write("gateway", f"{name}-small", b"\x04" + seq)
+            count += 1
+    return count
+
+
 def curl_post(path, body):
     """A request as curl sends it with `-d BODY`."""
     return (
@@ -228,6 +266,7 @@ def main():
     count += dhcp_seeds()
     count += framing_seeds(fixtures)
     count += http_seeds()
+    count += gateway_seeds(fixtures)
     print(f"{count} seeds from {len(fixtures)} fixtures", file=sys.stderr)
 
 

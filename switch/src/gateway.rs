@@ -27,7 +27,14 @@
 //! - TCP, UDP and ICMP to any other address (the host's included) or to another service of the
 //!   gateway is a flow: [`Outcome::Flow`] carries the owned [`FlowPacket`] to hand to a worker.
 //! - Everything else is an [`Outcome::Dropped`] with its [`DropReason`], counted in
-//!   [`Gateway::drops`]. IP fragments are dropped for now (their own reason).
+//!   [`Gateway::drops`].
+//! - IPv4 and IPv6 fragments go to the reassembler ([`stack::frag`], bounded by
+//!   [`GatewayConfig::reassembly`]): [`Outcome::Held`] until the datagram is complete, then
+//!   [`Outcome::Reassembled`]; a fragment it refuses is a [`DropReason::Fragment`].
+//!
+//! No reply carries an IP packet longer than [`GatewayConfig::mtu`]: an echo reply that would
+//! (to a request reassembled from fragments, or one sent in an oversized frame) goes out as
+//! fragments, [`Outcome::Replies`] (RFC 791 §3.2, RFC 8200 §4.5), as Linux answers.
 //!
 //! Replies are built in one reusable buffer and copied once into their own `Bytes`; nothing
 //! else is allocated per frame. Frames shorter than Ethernet's 60-byte minimum are padded.
@@ -44,8 +51,8 @@ use stack::time::{Epoch, Instant};
 use stack::wire::{
     ArpOperation, ArpPacket, ArpRepr, EtherType, EthernetAddress, EthernetFrame, EthernetRepr,
     Icmpv4Packet, Icmpv4Repr, Icmpv6Packet, Icmpv6Repr, IpAddresses, IpProtocol, Ipv4Packet,
-    Ipv4Repr, Ipv6Packet, Ipv6Repr, NdpOption, NdpOptions, NdpRepr, UdpPacket, UdpRepr, ethernet,
-    ipv4, ipv6, ndp, udp,
+    Ipv4Repr, Ipv6FragmentHeader, Ipv6FragmentRepr, Ipv6Packet, Ipv6Repr, NdpOption, NdpOptions,
+    NdpRepr, UdpPacket, UdpRepr, ethernet, ipv4, ipv6, ndp, udp,
 };
 
 /// The TTL of every datagram the gateway originates (RFC 1700's default, as Linux uses).
@@ -92,8 +99,10 @@ pub struct GatewayConfig {
     pub ipv6: Vec<Ipv6Addr>,
     /// The DHCP server's configuration; its `server_addr` must be `ip`.
     pub dhcp: dhcp::Config,
-    /// The bounds of IP fragment reassembly.
-    pub frag: FragConfig,
+    /// The link MTU: no reply the gateway builds carries an IP packet longer than this.
+    pub mtu: u16,
+    /// IP fragment reassembly's limits.
+    pub reassembly: FragConfig,
 }
 
 impl Default for GatewayConfig {
@@ -105,7 +114,8 @@ impl Default for GatewayConfig {
             virtual_ips: vec![Ipv4Addr::new(192, 168, 127, 254)],
             ipv6: Vec::new(),
             dhcp,
-            frag: FragConfig::default(),
+            mtu: 1500,
+            reassembly: FragConfig::default(),
         }
     }
 }
@@ -129,6 +139,9 @@ pub enum GatewayError {
 pub enum Outcome {
     /// Send this frame back into the switch.
     Reply(Bytes),
+    /// Send these frames back into the switch, in order: a reply cut into IP fragments to
+    /// fit the MTU.
+    Replies(Vec<Bytes>),
     /// Hand the frame to the worker owning this flow.
     Flow(FlowPacket),
     /// A DNS query over UDP to the gateway, for the DNS service.
@@ -194,6 +207,10 @@ pub struct Gateway {
     epoch: Epoch,
     tx: Vec<u8>,
     ident: u16,
+    /// The IPv6 fragment identification of the last fragmented reply.
+    ident6: u32,
+    /// The largest IP packet a reply may be ([`GatewayConfig::mtu`]).
+    mtu: usize,
     counters: GatewayCounters,
     drops: DropCounters,
     /// The sender of the last ARP packet from a guest, until [`Gateway::take_neighbour`].
@@ -228,10 +245,12 @@ impl Gateway {
             epoch,
             tx: Vec::with_capacity(2048),
             ident: 0,
+            ident6: 0,
+            mtu: usize::from(config.mtu),
             counters: GatewayCounters::default(),
             drops: DropCounters::default(),
             neighbour: None,
-            frag: Reassembler::new(config.frag),
+            frag: Reassembler::new(config.reassembly),
         })
     }
 
@@ -272,7 +291,7 @@ impl Gateway {
                 self.counters.fragments += 1;
                 self.counters.reassembled += 1;
             }
-            Outcome::Reply(_) => {}
+            Outcome::Reply(_) | Outcome::Replies(_) => {}
         }
         outcome
     }
@@ -417,6 +436,29 @@ impl Gateway {
             seq_no,
             data,
         };
+        self.counters.echo_replies += 1;
+        if ipv6::HEADER_LEN + reply.buffer_len() > self.mtu {
+            let (src, dst) = (req.dst_addr, req.src_addr);
+            let mut upper = vec![0u8; reply.buffer_len()];
+            let addrs = IpAddresses::V6 { src, dst };
+            reply.emit(&mut Icmpv6Packet::new_unchecked(&mut upper[..]), &addrs);
+            let ip = Ipv6Repr {
+                src_addr: src,
+                dst_addr: dst,
+                next_header: IpProtocol::Ipv6Frag,
+                payload_len: 0,
+                hop_limit: DEFAULT_TTL,
+                dscp: 0,
+                ecn: 0,
+                flow_label: 0,
+            };
+            return Outcome::Replies(self.ipv6_fragments(
+                eth.src_addr,
+                ip,
+                IpProtocol::Icmpv6,
+                &upper,
+            ));
+        }
         let frame = self.icmpv6_frame(
             eth.src_addr,
             req.dst_addr,
@@ -424,8 +466,82 @@ impl Gateway {
             DEFAULT_TTL,
             &reply,
         );
-        self.counters.echo_replies += 1;
         Outcome::Reply(frame)
+    }
+
+    /// `upper` (an upper-layer message, checksum filled in) from the gateway as IPv6
+    /// fragments that each fit the MTU (RFC 8200 §4.5): `ip`'s fixed header, a fragment header,
+    /// a multiple of 8 bytes of `upper` (the last piece excepted).
+    fn ipv6_fragments(
+        &mut self,
+        dst_mac: EthernetAddress,
+        ip: Ipv6Repr,
+        next_header: IpProtocol,
+        upper: &[u8],
+    ) -> Vec<Bytes> {
+        self.ident6 = self.ident6.wrapping_add(1);
+        let ident = self.ident6;
+        let fixed = ipv6::HEADER_LEN + ipv6::FRAGMENT_HEADER_LEN;
+        let step = (self.mtu.saturating_sub(fixed) / 8 * 8).max(8);
+        let mut out = Vec::with_capacity(upper.len().div_ceil(step));
+        for (i, chunk) in upper.chunks(step).enumerate() {
+            let start = i.saturating_mul(step);
+            let header = Ipv6FragmentRepr {
+                next_header,
+                offset: u16::try_from(start).unwrap_or(u16::MAX),
+                more_frags: start.saturating_add(chunk.len()) < upper.len(),
+                ident,
+            };
+            let ip = Ipv6Repr {
+                payload_len: ipv6::FRAGMENT_HEADER_LEN + chunk.len(),
+                ..ip
+            };
+            let len = ipv6::HEADER_LEN + ip.payload_len;
+            out.push(self.build(dst_mac, EtherType::Ipv6, len, |body| {
+                let Some((fixed_part, rest)) = body.split_at_mut_checked(ipv6::HEADER_LEN) else {
+                    return;
+                };
+                let Some((frag, data)) = rest.split_at_mut_checked(ipv6::FRAGMENT_HEADER_LEN)
+                else {
+                    return;
+                };
+                data.copy_from_slice(chunk);
+                header.emit(&mut Ipv6FragmentHeader::new_unchecked(frag));
+                ip.emit(&mut Ipv6Packet::new_unchecked(fixed_part));
+            }));
+        }
+        out
+    }
+
+    /// `upper` (an upper-layer message, checksum filled in) as IPv4 fragments of `ip` that
+    /// each fit the MTU (RFC 791 §3.2: a multiple of 8 data bytes in all but the last).
+    fn ipv4_fragments(
+        &mut self,
+        dst_mac: EthernetAddress,
+        ip: Ipv4Repr,
+        upper: &[u8],
+    ) -> Vec<Bytes> {
+        let step = (self.mtu.saturating_sub(ipv4::HEADER_LEN) / 8 * 8).max(8);
+        let mut out = Vec::with_capacity(upper.len().div_ceil(step));
+        for (i, chunk) in upper.chunks(step).enumerate() {
+            let start = i.saturating_mul(step);
+            let piece = Ipv4Repr {
+                payload_len: chunk.len(),
+                more_frags: start.saturating_add(chunk.len()) < upper.len(),
+                frag_offset: u16::try_from(start).unwrap_or(u16::MAX),
+                ..ip
+            };
+            out.push(
+                self.build(dst_mac, EtherType::Ipv4, piece.total_len(), |body| {
+                    let Some((header, data)) = body.split_at_mut_checked(ipv4::HEADER_LEN) else {
+                        return;
+                    };
+                    data.copy_from_slice(chunk);
+                    piece.emit(&mut Ipv4Packet::new_unchecked(header));
+                }),
+            );
+        }
+        out
     }
 
     fn icmpv6_frame(
@@ -527,6 +643,12 @@ impl Gateway {
             IpProtocol::Icmp,
             icmp.buffer_len(),
         );
+        if ip.total_len() > self.mtu {
+            let mut upper = vec![0u8; icmp.buffer_len()];
+            icmp.emit(&mut Icmpv4Packet::new_unchecked(&mut upper[..]));
+            self.counters.echo_replies += 1;
+            return Outcome::Replies(self.ipv4_fragments(eth.src_addr, ip, &upper));
+        }
         let frame = self.build(eth.src_addr, EtherType::Ipv4, ip.total_len(), |body| {
             let Some((header, payload)) = body.split_at_mut_checked(ipv4::HEADER_LEN) else {
                 return;

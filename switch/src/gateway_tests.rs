@@ -242,7 +242,7 @@ fn echo_to_the_gateway_is_answered() {
 /// Cuts the IPv4 packet in an Ethernet frame into fragments of at most `mtu` bytes each, as
 /// a sender's IP layer does (RFC 791 §3.2): data in multiples of 8 bytes, MF on all but the
 /// last.
-fn fragment(frame: &[u8], mtu: usize) -> Vec<Vec<u8>> {
+pub(crate) fn fragment(frame: &[u8], mtu: usize) -> Vec<Vec<u8>> {
     let (eth, ip) = frame.split_at(ethernet::HEADER_LEN);
     let (header, data) = ip.split_at(ipv4::HEADER_LEN);
     let step = (mtu - ipv4::HEADER_LEN) / 8 * 8;
@@ -260,8 +260,26 @@ fn fragment(frame: &[u8], mtu: usize) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// Reassembles the IPv4 or IPv6 fragments of a reply, each checked to fit a 1500-byte MTU.
+fn reassemble_reply(pieces: &[Bytes]) -> Vec<u8> {
+    let mut r = stack::frag::Reassembler::new(FragConfig::default());
+    let mut whole = None;
+    for piece in pieces {
+        assert!(
+            piece.len() <= ethernet::HEADER_LEN + 1500,
+            "{}",
+            piece.len()
+        );
+        let (eth, body) = split(piece);
+        assert_eq!((eth.src_addr, eth.dst_addr), (GW_MAC, GUEST_MAC));
+        assert!(whole.is_none(), "nothing after the last piece");
+        whole = r.handle(T0, body).unwrap();
+    }
+    whole.expect("the pieces make a whole").into_packet()
+}
+
 #[test]
-fn a_fragmented_echo_is_reassembled_and_answered_whole() {
+fn a_fragmented_echo_is_reassembled_and_answered_in_fragments() {
     let mut gw = gateway();
     let data: Vec<u8> = (0..3000u32).map(|i| (i * 7) as u8).collect();
     let mut pieces = fragment(&echo_request(GW, &data), 1500);
@@ -280,15 +298,21 @@ fn a_fragmented_echo_is_reassembled_and_answered_whole() {
         &echo_request(GW, &data)[..],
         "the datagram as sent"
     );
-    let f = reply(gw.handle_frame(T0, &whole));
-    let (_, body) = split(&f);
-    let ip_packet = Ipv4Packet::new_checked(body).unwrap();
+    // The reply does not fit the 1500-byte MTU either: it goes out in fragments.
+    let Outcome::Replies(reply) = gw.handle_frame(T0, &whole) else {
+        panic!("a fragmented reply");
+    };
+    assert_eq!(reply.len(), 3);
+    let packet = reassemble_reply(&reply);
+    let ip_packet = Ipv4Packet::new_checked(&packet[..]).unwrap();
+    assert_eq!(Ipv4Repr::parse(&ip_packet).unwrap().dst_addr, GUEST);
     let icmp = Icmpv4Packet::new_checked(ip_packet.payload()).unwrap();
     let Icmpv4Repr::EchoReply { data: echoed, .. } = Icmpv4Repr::parse(&icmp).unwrap() else {
         panic!("an echo reply");
     };
     assert_eq!(echoed, &data[..]);
     assert_eq!((gw.counters().fragments, gw.counters().reassembled), (3, 1));
+    assert_eq!(gw.counters().echo_replies, 1);
     assert_eq!(gw.frag_stats().datagrams, 0, "nothing left held");
 }
 
@@ -345,7 +369,7 @@ fn tcp_to_the_gateways_port_53_is_for_the_dns_service() {
     ));
 }
 
-fn tcp_syn(dst: Ipv4Addr, dst_port: u16) -> Vec<u8> {
+pub(crate) fn tcp_syn(dst: Ipv4Addr, dst_port: u16) -> Vec<u8> {
     {
         let repr = TcpRepr {
             src_port: 40000,
@@ -369,7 +393,7 @@ fn tcp_syn(dst: Ipv4Addr, dst_port: u16) -> Vec<u8> {
     }
 }
 
-fn dhcp_frame(src_mac: EthernetAddress, src_ip: Ipv4Addr, repr: &DhcpRepr) -> Vec<u8> {
+pub(crate) fn dhcp_frame(src_mac: EthernetAddress, src_ip: Ipv4Addr, repr: &DhcpRepr) -> Vec<u8> {
     let payload = repr.to_bytes().unwrap();
     frame(
         src_mac,
@@ -380,7 +404,7 @@ fn dhcp_frame(src_mac: EthernetAddress, src_ip: Ipv4Addr, repr: &DhcpRepr) -> Ve
 }
 
 /// The reply's Ethernet header, IPv4 header, UDP header and DHCP message.
-fn parse_dhcp(f: &[u8]) -> (EthernetRepr, Ipv4Repr, UdpRepr, DhcpRepr) {
+pub(crate) fn parse_dhcp(f: &[u8]) -> (EthernetRepr, Ipv4Repr, UdpRepr, DhcpRepr) {
     let (eth, body) = split(f);
     let ip_packet = Ipv4Packet::new_checked(body).unwrap();
     let ip = Ipv4Repr::parse(&ip_packet).unwrap();
@@ -480,9 +504,9 @@ fn config_is_checked() {
 
 // IPv6: Neighbor Discovery and echo.
 
-const GUEST6: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0x5894, 0xefff, 0xfee4, 0x0cee);
+pub(crate) const GUEST6: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0x5894, 0xefff, 0xfee4, 0x0cee);
 
-fn gw6() -> Ipv6Addr {
+pub(crate) fn gw6() -> Ipv6Addr {
     link_local(GW_MAC)
 }
 
@@ -512,7 +536,7 @@ fn icmpv6_frame(
     frame(GUEST_MAC, dst_mac, EtherType::Ipv6, &b)
 }
 
-fn solicitation(src: Ipv6Addr, target: Ipv6Addr, hop_limit: u8) -> Vec<u8> {
+pub(crate) fn solicitation(src: Ipv6Addr, target: Ipv6Addr, hop_limit: u8) -> Vec<u8> {
     let lladdr = [NdpOption::SourceLinkLayerAddr(GUEST_MAC)];
     let options = if src.is_unspecified() {
         NdpOptions::EMPTY
@@ -653,6 +677,39 @@ fn echo6_to_the_gateway_is_answered() {
 }
 
 #[test]
+fn echo6_too_long_for_the_mtu_is_answered_in_fragments() {
+    let mut gw = gateway();
+    // An oversized frame (or a reassembled one): the reply still fits the MTU.
+    let data: Vec<u8> = (0..4000u32).map(|i| (i * 3) as u8).collect();
+    let req = Icmpv6Repr::EchoRequest {
+        ident: 5,
+        seq_no: 6,
+        data: &data,
+    };
+    let Outcome::Replies(pieces) =
+        gw.handle_frame(T0, &icmpv6_frame(GW_MAC, GUEST6, gw6(), 64, &req))
+    else {
+        panic!("a fragmented reply");
+    };
+    assert_eq!(pieces.len(), 3);
+    let packet = reassemble_reply(&pieces);
+    let ip = Ipv6Packet::new_checked(&packet[..]).unwrap();
+    let addrs = IpAddresses::V6 {
+        src: gw6(),
+        dst: GUEST6,
+    };
+    let icmp = Icmpv6Packet::new_checked(ip.payload()).unwrap();
+    assert_eq!(
+        Icmpv6Repr::parse(&icmp, &addrs).unwrap(),
+        Icmpv6Repr::EchoReply {
+            ident: 5,
+            seq_no: 6,
+            data: &data,
+        }
+    );
+}
+
+#[test]
 fn echo_reply_to_the_gateway_and_overlapping_fragments_are_dropped() {
     let mut gw = gateway();
     let icmp = Icmpv4Repr::EchoReply {
@@ -690,7 +747,7 @@ fn echo_reply_to_the_gateway_and_overlapping_fragments_are_dropped() {
     assert_eq!(gw.drops().total(), 2);
 }
 
-fn dns_frame(dst: Ipv4Addr, payload: &[u8]) -> Vec<u8> {
+pub(crate) fn dns_frame(dst: Ipv4Addr, payload: &[u8]) -> Vec<u8> {
     frame(
         GUEST_MAC,
         GW_MAC,

@@ -66,7 +66,7 @@ impl Pipeline {
         };
         config.mac_table_size = net.max_mac_entries;
         let fragment_timeout = Duration::from_secs(net.fragment_timeout);
-        config.frag = stack::frag::Config {
+        config.reassembly = stack::frag::Config {
             max_bytes: net.max_reassembly_bytes,
             timeout_v4: fragment_timeout,
             timeout_v6: fragment_timeout.min(stack::frag::DEFAULT_TIMEOUT_V6),

@@ -33,6 +33,8 @@ pub mod dns_tcp;
 pub mod dns_thread;
 mod dns_upstream;
 mod gateway_thread;
+#[cfg(test)]
+mod hostile_tests;
 mod switch_thread;
 #[cfg(test)]
 mod tests;
@@ -111,8 +113,6 @@ pub struct RuntimeConfig {
     /// are flooded), counted in `table_full`.
     pub mac_table_size: usize,
     pub mac_table_age: Duration,
-    /// The bounds of the gateway's IP fragment reassembly (memory, timeouts).
-    pub frag: stack::frag::Config,
     /// Where to capture every frame that crosses the switch.
     pub pcap: Option<PcapSink>,
     /// Builds each worker's flow handler; `None` drops flows as "no forwarder".
@@ -125,6 +125,8 @@ pub struct RuntimeConfig {
     pub guest_gone: Option<GuestGoneHook>,
     /// The DNS service.
     pub dns: DnsConfig,
+    /// IP fragment reassembly's limits (datagrams, bytes held, timeouts).
+    pub reassembly: stack::frag::Config,
 }
 
 /// The DNS service's configuration.
@@ -179,10 +181,11 @@ impl std::fmt::Debug for RuntimeConfig {
             .field("workers", &self.workers)
             .field("mac_table_size", &self.mac_table_size)
             .field("mac_table_age", &self.mac_table_age)
-            .field("frag", &self.frag)
+            .field("reassembly", &self.reassembly)
             .field("pcap", &self.pcap.is_some())
             .field("forwarder", &self.forwarder.is_some())
             .field("dns", &self.dns)
+            .field("reassembly", &self.reassembly)
             .finish()
     }
 }
@@ -229,12 +232,12 @@ impl RuntimeConfig {
             workers: 0,
             mac_table_size: DEFAULT_MAX_ENTRIES,
             mac_table_age: DEFAULT_MAX_AGE,
-            frag: stack::frag::Config::default(),
             pcap: None,
             forwarder: None,
             neighbours: None,
             guest_gone: None,
             dns: DnsConfig::default(),
+            reassembly: stack::frag::Config::default(),
         }
     }
 
@@ -265,7 +268,8 @@ impl RuntimeConfig {
             virtual_ips,
             ipv6: self.gateway_ipv6.clone(),
             dhcp: self.dhcp_config(),
-            frag: self.frag,
+            mtu: self.mtu,
+            reassembly: self.reassembly,
         }
     }
 
@@ -273,7 +277,7 @@ impl RuntimeConfig {
     fn limits(&self) -> RuntimeLimits {
         RuntimeLimits {
             mac_entries: self.mac_table_size,
-            reassembly: self.frag,
+            reassembly: self.reassembly,
             dns_pending: self.dns.max_pending.min(dns::resolver::MAX_PENDING),
             dns_tcp: self.dns.tcp_connections.max(1),
         }
@@ -326,7 +330,7 @@ pub struct GatewayStats {
     pub drops: DropCounters,
     pub dhcp: dhcp::Stats,
     pub leases: Vec<Lease>,
-    pub frag: stack::frag::Stats,
+    pub reassembly: stack::frag::Stats,
 }
 
 /// The bounds of the pipeline's tables, as configured (see [`RuntimeConfig`]).
@@ -358,8 +362,9 @@ pub struct Stats {
     pub leases: Vec<Lease>,
     pub pcap: Option<PcapCounters>,
     pub dns: DnsStats,
-    /// The gateway's IP fragment reassembly.
-    pub frag: stack::frag::Stats,
+    /// IP fragment reassembly (its drops by [`stack::frag::FragDropReason`]; every refused
+    /// fragment is also a [`DropReason::Fragment`](stack::ingress::DropReason::Fragment)).
+    pub reassembly: stack::frag::Stats,
 }
 
 /// A question to the switch or gateway thread, with where to answer.
@@ -405,9 +410,9 @@ impl RuntimeHandle {
             workers,
             dhcp: gateway.dhcp,
             leases: gateway.leases,
+            reassembly: gateway.reassembly,
             pcap: self.pcap.as_ref().map(|p| p.counters()),
             dns: Runtime::ask(&self.dns_query),
-            frag: gateway.frag,
         }
     }
 

@@ -60,8 +60,9 @@ pub enum DropReason {
     /// An ICMP or ICMPv6 echo reply to the gateway's own address (we never ping).
     #[error("ICMP message to the gateway that is not an echo request")]
     IcmpNotEcho,
-    /// An IPv4 or IPv6 fragment: reassembly is not implemented yet.
-    #[error("IP fragment (no reassembly yet)")]
+    /// An IPv4 or IPv6 fragment the reassembler refused (overlap, too big, a limit hit…);
+    /// its own statistics say why.
+    #[error("IP fragment refused by reassembly")]
     Fragment,
     /// A neighbour solicitation for an address the gateway does not own.
     #[error("neighbour solicitation for an address we do not own")]

@@ -122,6 +122,11 @@ impl GatewayThread {
             Outcome::Reply(reply) => {
                 self.port.send(reply);
             }
+            Outcome::Replies(replies) => {
+                for reply in replies {
+                    self.port.send(reply);
+                }
+            }
             Outcome::Flow(packet) => {
                 if let Err(DispatchError::QueueFull | DispatchError::Stopped) =
                     self.dispatcher.dispatch(FlowFrame { frame, packet })
@@ -153,7 +158,7 @@ impl GatewayThread {
             drops: *self.gateway.drops(),
             dhcp: self.gateway.dhcp_stats(),
             leases: self.gateway.leases(),
-            frag: self.gateway.frag_stats(),
+            reassembly: self.gateway.frag_stats(),
         }
     }
 }

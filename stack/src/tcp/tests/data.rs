@@ -317,3 +317,32 @@ fn established_idle_holds_no_buffers() {
     println!("an idle established connection: {size} bytes, no buffers");
     assert!(size < 1024);
 }
+
+#[test]
+fn established_urgent_pointer_past_the_data() {
+    // libslirp trusted the urgent pointer as a length into the segment; here URG is carried,
+    // not acted on (RFC 6093), so a pointer far past the payload delivers the payload only.
+    let mut h = Harness::established();
+    let start = h.gseq;
+    let urg = Repr {
+        urgent_pointer: Some(u16::MAX),
+        psh: true,
+        ..h.ack_seg()
+    };
+    h.input(urg, b"abcd");
+    h.gseq += 4;
+    assert_eq!(h.events(), [Event::Readable]);
+    assert_eq!(h.conn.recv_queued(), 4);
+    assert_eq!(recv_all(&mut h), b"abcd");
+    // URG with no data at all, the pointer again far away: nothing to deliver.
+    let urg = Repr {
+        urgent_pointer: Some(0x8000),
+        ..h.ack_seg()
+    };
+    h.input(urg, &[]);
+    assert_eq!(h.conn.recv_queued(), 0);
+    assert_eq!(h.conn.state(), State::Established);
+    h.advance(Duration::from_millis(40));
+    h.expect_ack(start + 4);
+    assert!(h.events().is_empty());
+}
