@@ -7,7 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use forwarder::{Control, Forwarder, Protocol};
+use forwarder::{Control, Protocol};
 use switch::api::{self, Router};
 use switch::cli::NetworkArgs;
 use switch::pcap::{self, PcapConfig, PcapThread};
@@ -74,15 +74,7 @@ impl Pipeline {
         };
         config.dns.max_pending = net.max_dns_pending;
         config.dns.tcp_connections = net.max_dns_tcp;
-        config.forwarder = Some(Forwarder::factory(fwd, control.clone()));
-        let neighbours = control.clone();
-        config.neighbours = Some(Arc::new(move |ip, mac| {
-            let _ = neighbours.learn_neighbour(ip, mac);
-        }));
-        let gone = control.clone();
-        config.guest_gone = Some(Arc::new(move |macs| {
-            let _ = gone.guest_gone(macs);
-        }));
+        config.use_forwarder(fwd, &control);
         config.dns.upstreams = if net.dns_upstream.is_empty() {
             // The host's resolvers, as any program on the host would use them.
             let text = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();

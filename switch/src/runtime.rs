@@ -283,6 +283,21 @@ impl RuntimeConfig {
         }
     }
 
+    /// Plugs in host-switch's forwarder: its workers' handler, and the two hooks through which
+    /// the gateway and switch threads tell its control plane where guests are (ARP) and which
+    /// are gone (a detached port).
+    pub fn use_forwarder(&mut self, config: forwarder::Config, control: &Arc<forwarder::Control>) {
+        self.forwarder = Some(forwarder::Forwarder::factory(config, control.clone()));
+        let neighbours = control.clone();
+        self.neighbours = Some(Arc::new(move |ip, mac| {
+            let _ = neighbours.learn_neighbour(ip, mac);
+        }));
+        let gone = control.clone();
+        self.guest_gone = Some(Arc::new(move |macs| {
+            let _ = gone.guest_gone(macs);
+        }));
+    }
+
     fn worker_count(&self) -> usize {
         match self.workers {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),

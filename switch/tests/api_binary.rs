@@ -3,12 +3,14 @@
 //! clients expect. Needs no root: serve mode with no guest attached.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{Read, Write};
-use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
+
+mod support;
+
+use support::api_request;
 
 struct Served {
     child: Child,
@@ -56,36 +58,12 @@ impl Drop for Served {
     }
 }
 
-/// One request; returns the status code and the body.
-fn request(socket: &Path, method: &str, path: &str, body: &str) -> (u16, String) {
-    let mut s = UnixStream::connect(socket).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: api\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut response = String::new();
-    s.read_to_string(&mut response).unwrap();
-    let status = response
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("not an HTTP response: {response:?}"));
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
-}
-
 #[test]
 fn dns_zones_are_added_merged_and_listed() {
     let served = Served::start();
     let socket = served.socket();
 
-    let (status, all) = request(&socket, "GET", "/services/dns/all", "");
+    let (status, all) = api_request(&socket, "GET", "/services/dns/all", "");
     assert_eq!(status, 200);
     let zones: serde_json::Value = serde_json::from_str(&all).unwrap();
     let names: Vec<&str> = zones
@@ -97,12 +75,18 @@ fn dns_zones_are_added_merged_and_listed() {
     assert!(names.contains(&"containers.internal."), "{all}");
 
     let add = r#"{"Name":"dynamic.internal.","Records":[{"Name":"test","IP":"192.168.127.253"}]}"#;
-    assert_eq!(request(&socket, "POST", "/services/dns/add", add).0, 200);
+    assert_eq!(
+        api_request(&socket, "POST", "/services/dns/add", add).0,
+        200
+    );
     let later =
         r#"{"Name":"dynamic.internal.","Records":[{"Name":"test","IP":"192.168.127.252"}]}"#;
-    assert_eq!(request(&socket, "POST", "/services/dns/add", later).0, 200);
+    assert_eq!(
+        api_request(&socket, "POST", "/services/dns/add", later).0,
+        200
+    );
 
-    let (_, all) = request(&socket, "GET", "/services/dns/all", "");
+    let (_, all) = api_request(&socket, "GET", "/services/dns/all", "");
     let zones: serde_json::Value = serde_json::from_str(&all).unwrap();
     let dynamic = zones
         .as_array()
@@ -118,7 +102,7 @@ fn dns_zones_are_added_merged_and_listed() {
         .collect();
     assert_eq!(ips, ["192.168.127.252", "192.168.127.253"], "newer first");
 
-    let (status, reason) = request(&socket, "POST", "/services/dns/add", "{not json");
+    let (status, reason) = api_request(&socket, "POST", "/services/dns/add", "{not json");
     assert_eq!(status, 400);
     assert!(!reason.is_empty());
 }
@@ -128,7 +112,7 @@ fn leases_stats_and_wrong_methods() {
     let served = Served::start();
     let socket = served.socket();
 
-    let (status, leases) = request(&socket, "GET", "/services/dhcp/leases", "");
+    let (status, leases) = api_request(&socket, "GET", "/services/dhcp/leases", "");
     assert_eq!(status, 200);
     let leases: serde_json::Value = serde_json::from_str(&leases).unwrap();
     assert_eq!(
@@ -136,15 +120,15 @@ fn leases_stats_and_wrong_methods() {
         "the static lease"
     );
 
-    let (status, stats) = request(&socket, "GET", "/stats", "");
+    let (status, stats) = api_request(&socket, "GET", "/stats", "");
     assert_eq!(status, 200);
     let stats: serde_json::Value = serde_json::from_str(&stats).unwrap();
     assert!(stats["dns"]["queries"].is_u64(), "{stats}");
     assert!(stats["forwarder"].is_object(), "{stats}");
 
     assert_eq!(
-        request(&socket, "GET", "/services/forwarder/expose", "").0,
+        api_request(&socket, "GET", "/services/forwarder/expose", "").0,
         400
     );
-    assert_eq!(request(&socket, "GET", "/no/such/path", "").0, 404);
+    assert_eq!(api_request(&socket, "GET", "/no/such/path", "").0, 404);
 }

@@ -26,9 +26,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use forwarder::{Control, Forwarder};
+use forwarder::Control;
 use stack::wire::EthernetAddress;
-use support::{NetnsGuard, TapLink, TempDir, eventually, open_tap, privileged};
+use support::{NetnsGuard, TapLink, TempDir, echo_server, eventually, open_tap, privileged};
 use switch::runtime::{Runtime, RuntimeConfig};
 use switch::tap::{Tap, TapConfig};
 
@@ -49,15 +49,7 @@ fn forwarder_runtime(tcp_buffer: usize) -> (Runtime, Arc<Control>) {
         workers: 2,
         ..RuntimeConfig::default()
     };
-    config.forwarder = Some(Forwarder::factory(fwd, control.clone()));
-    let neighbours = control.clone();
-    config.neighbours = Some(Arc::new(move |ip, mac| {
-        let _ = neighbours.learn_neighbour(ip, mac);
-    }));
-    let gone = control.clone();
-    config.guest_gone = Some(Arc::new(move |macs| {
-        let _ = gone.guest_gone(macs);
-    }));
+    config.use_forwarder(fwd, &control);
     (Runtime::start(config).expect("start runtime"), control)
 }
 
@@ -304,26 +296,6 @@ impl Writer {
         self.stop.store(true, Ordering::Relaxed);
         self.handle.join().expect("writer thread")
     }
-}
-
-/// A host echo server on 127.0.0.1, one thread per connection.
-fn echo_server() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("address").port();
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { continue };
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                while let Ok(n) = conn.read(&mut buf) {
-                    if n == 0 || conn.write_all(&buf[..n]).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-    });
-    port
 }
 
 /// One line through the host's echo server from inside `guest`.

@@ -525,21 +525,7 @@ print("up %.1f" % ({SIZE} * 8 / up / 1e6))
     eprintln!("bulk Mbit/s (guest view): {out}");
 
     // 1,000 connections open at once, each exchanging data with a host echo server.
-    let echo = TcpListener::bind("127.0.0.1:0").unwrap();
-    let eport = echo.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for conn in echo.incoming() {
-            let Ok(mut conn) = conn else { continue };
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                while let Ok(n) = conn.read(&mut buf) {
-                    if n == 0 || conn.write_all(&buf[..n]).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-    });
+    let eport = support::echo_server();
     let ready = dir.path().join("ready");
     let script = format!(
         r#"

@@ -13,13 +13,12 @@ mod support;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, UdpSocket};
-use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{NetnsGuard, TempDir, eventually, privileged};
+use support::{NetnsGuard, TempDir, api_request, eventually, privileged};
 
 const BIN: &str = env!("CARGO_BIN_EXE_host-switch");
 /// The guest's TAP MAC (`--configure` gives it the static lease's) and the gateway's.
@@ -69,7 +68,7 @@ impl Served {
     }
 
     fn stats(&self) -> Value {
-        let (status, body) = request(&self.api(), "GET", "/stats", "");
+        let (status, body) = api_request(&self.api(), "GET", "/stats", "");
         assert_eq!(status, 200, "{body}");
         serde_json::from_str(&body).unwrap()
     }
@@ -156,32 +155,6 @@ impl Drop for Script {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// One request to the control API; the status and the body. The connection may be closed
-/// early by the server (a refused request): whatever answer arrived counts.
-fn request(socket: &Path, method: &str, path: &str, body: &str) -> (u16, String) {
-    let mut s = UnixStream::connect(socket).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: api\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
-    s.write_all(head.as_bytes()).unwrap();
-    let _ = s.write_all(body.as_bytes());
-    let mut response = Vec::new();
-    let _ = s.read_to_end(&mut response);
-    let response = String::from_utf8_lossy(&response).into_owned();
-    let status = response
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("not an HTTP response: {response:?}"));
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
 }
 
 fn n(v: &Value) -> u64 {
@@ -641,11 +614,11 @@ fn api_request_size() {
     let served = Served::start("lim-api", &["--max-api-request", "1024"]);
     // The control API: a body over the bound gets 413, and the API goes on.
     let big = format!(r#"{{"Name":"{}"}}"#, "x".repeat(2000));
-    let (status, _) = request(&served.api(), "POST", "/services/dns/add", &big);
+    let (status, _) = api_request(&served.api(), "POST", "/services/dns/add", &big);
     assert_eq!(status, 413);
     let small = r#"{"Name":"small.internal.","Records":[{"Name":"a","IP":"192.168.127.9"}]}"#;
     assert_eq!(
-        request(&served.api(), "POST", "/services/dns/add", small).0,
+        api_request(&served.api(), "POST", "/services/dns/add", small).0,
         200
     );
     let api = served.limit("api_request");
