@@ -26,8 +26,10 @@
 //! NAKed otherwise, even when we have no record of the client (after a restart of ours, say)
 //! where RFC 2131 §4.3.2 would have a non-authoritative server stay silent. Options 15, 26, 28
 //! and 119 are sent only when the client's parameter request list asks for them (or it sent
-//! none); 1, 3 and 6 always. A reply that would not fit the client's maximum message size
-//! (option 57, at least 576) sheds those optional options.
+//! none); 1, 3 and 6 always. A reply never exceeds the client's maximum message size (option
+//! 57, at least 576) nor the link MTU ([`Config::mtu`]): optional options that do not fit are
+//! left out, and a reply whose required options alone do not fit is dropped and counted
+//! ([`DropReason::ReplyTooLarge`]).
 
 use crate::config::{Config, ConfigError};
 use crate::message::{MessageType, Op, Packet, Repr};

@@ -52,11 +52,14 @@ pub enum DropReason {
     OffersFull,
     /// The reply could not be encoded (a bug).
     EmitFailed,
+    /// The reply's required options alone exceed the client's maximum message size or the
+    /// link MTU.
+    ReplyTooLarge,
 }
 
 impl DropReason {
     /// Every reason, in declaration order.
-    pub const ALL: [DropReason; 22] = [
+    pub const ALL: [DropReason; 23] = [
         DropReason::Truncated,
         DropReason::BadMagic,
         DropReason::BadOp,
@@ -79,6 +82,7 @@ impl DropReason {
         DropReason::PoolExhausted,
         DropReason::OffersFull,
         DropReason::EmitFailed,
+        DropReason::ReplyTooLarge,
     ];
 
     /// True for the reasons that mean the message itself was broken.

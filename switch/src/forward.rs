@@ -171,7 +171,9 @@ impl Switch {
 
     /// Detaches `port` and returns the addresses that had been learned on it (the guests that
     /// went away with it, whose flows the forwarder may drop); `None` if it was not attached
-    /// or is the gateway's. An address that aged out of the table before is not among them.
+    /// or is the gateway's. Addresses whose entries aged out and were swept are among them,
+    /// within the table's memory bound ([`MacTable::flush_port`]); one that moved to another
+    /// port is not.
     pub fn detach(&mut self, port: PortId) -> Option<Vec<EthernetAddress>> {
         if port == self.gateway_port {
             return None;
@@ -473,6 +475,26 @@ mod tests {
         assert_eq!(s.detach(GW), None);
         assert_eq!(s.detach(C), Some(Vec::new()));
         assert_eq!(s.table().lookup(T0, mac(2)), Some(B));
+    }
+
+    #[test]
+    fn detach_reports_addresses_that_aged_out() {
+        let mut s = Switch::new(&SwitchConfig {
+            max_age: Duration::from_secs(10),
+            ..SwitchConfig::default()
+        });
+        s.add_port(A);
+        s.add_port(B);
+        s.handle_frame(T0, A, &frame(EthernetAddress::BROADCAST, mac(1)));
+        s.handle_frame(T0, B, &frame(EthernetAddress::BROADCAST, mac(2)));
+        // Both age out and the sweep removes them.
+        let later = Instant::from_millis(20_000);
+        s.expire(later);
+        assert_eq!(s.table().dynamic_len(), 0);
+        assert_eq!(s.table().lookup(later, mac(1)), None);
+        // The guest that was behind A is still reported when A goes.
+        assert_eq!(s.detach(A), Some(vec![mac(1)]));
+        assert_eq!(s.detach(B), Some(vec![mac(2)]));
     }
 
     #[test]

@@ -31,6 +31,16 @@
 //! - IPv4 and IPv6 fragments go to the reassembler ([`stack::frag`], bounded by
 //!   [`GatewayConfig::reassembly`]): [`Outcome::Held`] until the datagram is complete, then
 //!   [`Outcome::Reassembled`]; a fragment it refuses is a [`DropReason::Fragment`].
+//! - A datagram whose reassembly times out after its first fragment (offset 0) came is
+//!   answered with an ICMP Time Exceeded, code 1 (RFC 792, RFC 1122 §3.3.2), or ICMPv6 Time
+//!   Exceeded, code 1 (RFC 8200 §4.5, RFC 4443 §3.3), quoting that fragment, from the
+//!   datagram's destination to the L2 source of the first fragment, as an echo reply would
+//!   be. These are the only frames the gateway sends unasked: [`Gateway::poll_transmit`]
+//!   hands them out after [`Gateway::handle_timeout`] and [`Gateway::handle_frame`]. None
+//!   goes to a source the gateway does not serve (outside the subnet, one of its own
+//!   addresses, unspecified, from a multicast MAC), about a datagram to a broadcast address,
+//!   or about an ICMP error (RFC 1122 §3.2.2, RFC 4443 §2.4(e)). The reassembler's bound on
+//!   datagrams and on pending notices bounds them.
 //!
 //! No reply carries an IP packet longer than [`GatewayConfig::mtu`]: an echo reply that would
 //! (to a request reassembled from fragments, or one sent in an oversized frame) goes out as
@@ -193,6 +203,8 @@ pub struct GatewayCounters {
     /// IPv4 and IPv6 fragments kept for reassembly, and datagrams completed from them.
     pub fragments: u64,
     pub reassembled: u64,
+    /// ICMP and ICMPv6 Time Exceeded (fragment reassembly) messages sent.
+    pub time_exceeded_sent: u64,
 }
 
 /// The gateway's services. One thread owns it. See the module docs.
@@ -357,19 +369,26 @@ impl Gateway {
                 _ => self.flow(parsed),
             },
             Event::Icmpv4 { .. } | Event::Udp { .. } | Event::Tcp { .. } => self.flow(parsed),
-            Event::Ipv4Fragment { .. } | Event::Ipv6Fragment { .. } => {
-                self.reassemble(now, parsed.frame())
+            Event::Ipv4Fragment { ip, payload } => {
+                let tag = self.error_tag_v4(eth.src_addr, &ip, payload);
+                self.reassemble(now, parsed.frame(), tag)
+            }
+            Event::Ipv6Fragment { ip, payload } => {
+                let tag = self.error_tag_v6(eth.src_addr, &ip, payload);
+                self.reassemble(now, parsed.frame(), tag)
             }
         }
     }
 
     /// Feeds a fragment to the reassembler. Why a fragment was refused is counted in the
     /// reassembler's own statistics ([`Gateway::frag_stats`]); here it is a `Fragment` drop.
-    fn reassemble(&mut self, now: Instant, frame: &[u8]) -> Outcome {
+    /// `tag` is what [`Gateway::poll_transmit`] needs should the datagram time out (see
+    /// `frag_errors::mac_tag`).
+    fn reassemble(&mut self, now: Instant, frame: &[u8], tag: u64) -> Outcome {
         let Some((header, ip)) = frame.split_at_checked(ethernet::HEADER_LEN) else {
             return Outcome::Dropped(DropReason::Fragment);
         };
-        match self.frag.handle(now, ip) {
+        match self.frag.handle_tagged(now, ip, tag) {
             Ok(None) => Outcome::Held,
             Ok(Some(whole)) => {
                 let mut out = Vec::with_capacity(header.len() + whole.packet().len());
@@ -754,13 +773,11 @@ impl Gateway {
         [dhcp, self.frag.poll_timeout()].into_iter().flatten().min()
     }
 
+    /// Runs the timers due at `now`; the Time Exceeded messages of datagrams given up are
+    /// then waiting in [`Gateway::poll_transmit`].
     pub fn handle_timeout(&mut self, now: Instant) {
         self.dhcp.handle_timeout(self.epoch.std(now));
         self.frag.handle_timeout(now);
-        // Datagrams abandoned after their first fragment arrived. RFC 792 and RFC 8200 §4.5
-        // allow (not require) a time-exceeded message; we send none yet, and the notices are
-        // drained here so they cannot pile up (the reassembler counts them).
-        while self.frag.poll_expired().is_some() {}
     }
 
     /// Counts a drop decided outside (a full worker queue).
@@ -835,6 +852,12 @@ pub fn dns_reply_frame(
     Bytes::from(tx)
 }
 
+mod frag_errors;
+
 #[cfg(test)]
 #[path = "gateway_tests.rs"]
 pub(crate) mod tests;
+
+#[cfg(test)]
+#[path = "gateway_frag_tests.rs"]
+mod frag_tests;

@@ -13,6 +13,14 @@
 //!   be moved by learning (an attempt is counted as `static_conflicts`), and are only removed
 //!   with [`MacTable::remove_static`].
 //! - Only valid unicast source addresses are learned (not group addresses, not all-zero).
+//! - **Remembered per port past ageing**: besides the table, every address learned is kept with
+//!   the port it was last learned on until that port is flushed ([`MacTable::flush_port`]), so
+//!   a port that goes away reports every guest it had, the ones whose entries aged out and were
+//!   swept included (their flows in the forwarder may outlive the entry). An address that moves
+//!   is remembered on its new port only. This memory is bounded like the table, at
+//!   `max_entries` addresses: past it a new address is not remembered, counted as
+//!   `remembered_full`. It is touched only when an entry is created or moves, never on a
+//!   refresh, so the per-frame cost stays one hash access.
 //!
 //! The table is owned by one thread (the switch); it has no internal locking.
 
@@ -57,6 +65,8 @@ pub struct MacTableCounters {
     pub invalid_sources: u64,
     /// Entries removed because their port went away.
     pub flushed: u64,
+    /// Addresses learned but not remembered for their port's flush, the memory being full.
+    pub remembered_full: u64,
 }
 
 /// What [`MacTable::learn`] did.
@@ -91,6 +101,9 @@ pub struct MacTable {
     max_entries: usize,
     max_age: Duration,
     last_full_sweep: Option<Instant>,
+    /// Every address learned → the port it was last learned on, independent of ageing; at most
+    /// `max_entries` (see the module docs).
+    remembered: HashMap<EthernetAddress, PortId>,
     counters: MacTableCounters,
 }
 
@@ -110,12 +123,14 @@ impl MacTable {
             max_entries,
             max_age,
             last_full_sweep: None,
+            remembered: HashMap::with_capacity(max_entries.min(256)),
             counters: MacTableCounters::default(),
         }
     }
 
     /// Pins `mac` to `port` for good (the gateway's own address). Replaces any entry for it.
     pub fn insert_static(&mut self, mac: EthernetAddress, port: PortId) {
+        self.remembered.remove(&mac);
         let old = self.entries.insert(
             mac,
             Entry {
@@ -152,7 +167,7 @@ impl MacTable {
             return Learn::InvalidSource;
         }
         let max_age = self.max_age;
-        match self.entries.get_mut(&mac) {
+        let learn = match self.entries.get_mut(&mac) {
             Some(entry) => match entry.last_seen {
                 None if entry.port == port => Learn::Refreshed,
                 None => {
@@ -182,6 +197,21 @@ impl MacTable {
                 }
             },
             None => self.insert_new(now, mac, port),
+        };
+        if matches!(learn, Learn::Learned | Learn::Moved { .. }) {
+            self.remember(mac, port);
+        }
+        learn
+    }
+
+    /// Notes that `mac` now lives on `port`, for [`MacTable::flush_port`], within the bound.
+    fn remember(&mut self, mac: EthernetAddress, port: PortId) {
+        if let Some(known) = self.remembered.get_mut(&mac) {
+            *known = port;
+        } else if self.remembered.len() < self.max_entries {
+            self.remembered.insert(mac, port);
+        } else {
+            self.counters.remembered_full += 1;
         }
     }
 
@@ -235,7 +265,9 @@ impl MacTable {
     }
 
     /// Forgets every dynamic entry on `port` (the port went away), aged ones not yet swept
-    /// included, and returns their addresses. Static entries stay.
+    /// included, and returns their addresses together with those remembered on it whose
+    /// entries were swept (see the module docs), each once. Static entries stay. O(entries):
+    /// for a port going away, not per frame.
     pub fn flush_port(&mut self, port: PortId) -> Vec<EthernetAddress> {
         let mut flushed = Vec::new();
         self.entries.retain(|mac, e| {
@@ -247,7 +279,22 @@ impl MacTable {
         });
         self.dynamic_len -= flushed.len();
         self.counters.flushed += flushed.len() as u64;
-        flushed
+        let mut gone = flushed;
+        self.remembered.retain(|mac, p| {
+            let keep = *p != port;
+            if !keep {
+                gone.push(*mac);
+            }
+            keep
+        });
+        gone.sort_unstable_by_key(|m| m.0);
+        gone.dedup();
+        gone
+    }
+
+    /// Addresses remembered for their ports' flush, swept ones included.
+    pub fn remembered_len(&self) -> usize {
+        self.remembered.len()
     }
 
     /// Entries of either kind, aged ones not yet swept included.
@@ -441,5 +488,44 @@ mod tests {
         assert_eq!(t.lookup(secs(0), mac(2)), Some(P2));
         assert_eq!(t.counters().flushed, 2);
         assert_eq!(t.dynamic_len(), 1);
+    }
+
+    #[test]
+    fn flushing_a_port_reports_addresses_swept_after_ageing() {
+        let mut t = MacTable::new(16, Duration::from_secs(10));
+        t.learn(secs(0), mac(1), P1);
+        t.learn(secs(0), mac(2), P1);
+        t.learn(secs(0), mac(4), P2);
+        // mac(2) moves to P2: only P2 reports it.
+        t.learn(secs(1), mac(2), P2);
+        t.learn(secs(15), mac(3), P1);
+        // mac(1) and mac(2) age out and are swept; mac(3) is live.
+        t.expire(secs(20));
+        assert_eq!(t.lookup(secs(20), mac(1)), None);
+        assert_eq!((t.dynamic_len(), t.remembered_len()), (1, 4));
+        assert_eq!(t.flush_port(P1), vec![mac(1), mac(3)]);
+        assert_eq!(t.counters().flushed, 1, "one table entry was left to flush");
+        // Forgotten once reported; P2's are still there.
+        assert_eq!(t.flush_port(P1), Vec::new());
+        assert_eq!(t.flush_port(P2), vec![mac(2), mac(4)]);
+        assert_eq!(t.remembered_len(), 0);
+    }
+
+    #[test]
+    fn remembered_addresses_are_bounded_with_counter() {
+        let mut t = MacTable::new(2, Duration::from_secs(10));
+        t.learn(secs(0), mac(1), P1);
+        t.learn(secs(0), mac(2), P1);
+        t.expire(secs(10));
+        assert_eq!((t.dynamic_len(), t.remembered_len()), (0, 2));
+        // The table has room again; the memory does not.
+        assert_eq!(t.learn(secs(10), mac(3), P1), Learn::Learned);
+        assert_eq!(t.remembered_len(), 2);
+        assert_eq!(t.counters().remembered_full, 1);
+        // A remembered address that moves is updated in place, full or not.
+        assert_eq!(t.learn(secs(10), mac(1), P2), Learn::Learned);
+        assert_eq!(t.counters().remembered_full, 1);
+        assert_eq!(t.flush_port(P1), vec![mac(2), mac(3)]);
+        assert_eq!(t.flush_port(P2), vec![mac(1)]);
     }
 }

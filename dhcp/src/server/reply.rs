@@ -1,10 +1,10 @@
 //! Building a reply: which fields and options it carries (RFC 2131 §4.3.1 table 3, RFC 6842),
-//! how it is trimmed to the client's maximum message size, and where it goes (RFC 2131 §4.1).
+//! how it is trimmed to the client's maximum message size and the link MTU, and where it goes
+//! (RFC 2131 §4.1).
 
 use super::{Answer, Server, is_set};
 use crate::message::{self, MessageType, Op, Repr};
 use crate::options::code;
-use crate::search::DomainList;
 use crate::stats::DropReason;
 use core::net::Ipv4Addr;
 use stack::wire::EthernetAddress;
@@ -95,7 +95,7 @@ impl Server {
                 }
             }
         }
-        fit(&mut r, req);
+        fit(&mut r, self.max_reply_len(req))?;
         let destination = destination(req, &r, answer);
         let payload = r.to_bytes().map_err(|_| DropReason::EmitFailed)?;
         Ok(Reply {
@@ -130,21 +130,57 @@ impl Server {
     }
 }
 
-/// Sheds optional options until the reply fits the client's maximum message size.
-fn fit(r: &mut Repr, req: &Repr) {
-    let max_ip = usize::from(req.max_message_size.unwrap_or(0)).max(576);
-    let limit = max_ip - 28;
-    for step in 0.. {
-        if r.buffer_len() <= limit {
-            return;
-        }
-        match step {
-            0 => r.domain_search = DomainList::default(),
-            1 => r.domain_name = None,
-            2 => r.broadcast_address = None,
-            3 => r.interface_mtu = None,
-            _ => return,
-        }
+impl Server {
+    /// The longest DHCP message the client can take: the smaller of its maximum message size
+    /// (option 57, never taken below the 576 bytes every client accepts, RFC 2131 §2 and
+    /// RFC 2132 §9.10) and the link MTU ([`Config::mtu`](crate::Config::mtu), the option 26
+    /// we announce), each an IP datagram, less 20 bytes of IP and 8 of UDP header.
+    fn max_reply_len(&self, req: &Repr) -> usize {
+        let client = usize::from(req.max_message_size.unwrap_or(0)).max(576);
+        let link = self.config.mtu.map_or(usize::MAX, usize::from);
+        client.min(link).saturating_sub(IP_UDP_HEADERS_LEN)
+    }
+}
+
+/// An IPv4 header without options and a UDP header.
+const IP_UDP_HEADERS_LEN: usize = 28;
+
+/// Makes the reply fit `limit` bytes. The options a client cannot do without stay: message
+/// type, server identifier, lease time, subnet mask, routers, DNS servers, and the client
+/// identifier it sent (RFC 6842 §3: the server MUST echo it). The optional ones then go back
+/// in this order, each only if it still fits: T1, T2, interface MTU (what a small-MTU link
+/// most needs told), broadcast address, domain name, domain search list, a NAK's message.
+/// A reply whose required options alone do not fit is not sent.
+fn fit(r: &mut Repr, limit: usize) -> Result<(), DropReason> {
+    if r.buffer_len() <= limit {
+        return Ok(());
+    }
+    let renewal_time = core::mem::take(&mut r.renewal_time);
+    let rebinding_time = core::mem::take(&mut r.rebinding_time);
+    let interface_mtu = core::mem::take(&mut r.interface_mtu);
+    let broadcast_address = core::mem::take(&mut r.broadcast_address);
+    let domain_name = core::mem::take(&mut r.domain_name);
+    let domain_search = core::mem::take(&mut r.domain_search);
+    let message = core::mem::take(&mut r.message);
+    if r.buffer_len() > limit {
+        return Err(DropReason::ReplyTooLarge);
+    }
+    put_back(r, limit, |r| &mut r.renewal_time, renewal_time);
+    put_back(r, limit, |r| &mut r.rebinding_time, rebinding_time);
+    put_back(r, limit, |r| &mut r.interface_mtu, interface_mtu);
+    put_back(r, limit, |r| &mut r.broadcast_address, broadcast_address);
+    put_back(r, limit, |r| &mut r.domain_name, domain_name);
+    put_back(r, limit, |r| &mut r.domain_search, domain_search);
+    put_back(r, limit, |r| &mut r.message, message);
+    Ok(())
+}
+
+/// Sets the option `slot` names to `value`, and back to absent if the reply then exceeds
+/// `limit` bytes.
+fn put_back<T: Default>(r: &mut Repr, limit: usize, slot: fn(&mut Repr) -> &mut T, value: T) {
+    *slot(r) = value;
+    if r.buffer_len() > limit {
+        *slot(r) = T::default();
     }
 }
 

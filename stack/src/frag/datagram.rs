@@ -66,6 +66,8 @@ pub(super) struct Datagram {
     pub(super) next_header: u8,
     /// The first fragment's data length, for the quote in an ICMP error.
     pub(super) first_len: usize,
+    /// The caller's tag given with the first fragment (`Reassembler::handle_tagged`).
+    pub(super) tag: u64,
 }
 
 impl Datagram {
@@ -81,6 +83,7 @@ impl Datagram {
             next_header_at: 0,
             next_header: 0,
             first_len: 0,
+            tag: 0,
         }
     }
 

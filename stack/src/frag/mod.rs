@@ -41,7 +41,10 @@
 //! fragment. [`Reassembler::handle_timeout`] abandons the expired ones; for each whose
 //! first fragment (offset 0) had arrived it queues an [`Expired`] notice, which the caller
 //! may turn into an ICMP Time Exceeded, code 1 (RFC 792; RFC 1122 §3.3.2: not without
-//! fragment zero) or ICMPv6 Time Exceeded, code 1 (RFC 8200 §4.5, RFC 4443 §3.3).
+//! fragment zero) or ICMPv6 Time Exceeded, code 1 (RFC 8200 §4.5, RFC 4443 §3.3). The
+//! notice carries the opaque tag the caller gave with that first fragment
+//! ([`Reassembler::handle_tagged`]), such as the link-layer address it came from, so that the
+//! caller needs no table of its own to know where the error goes.
 
 mod datagram;
 mod v4;
@@ -276,6 +279,9 @@ impl Reassembled {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Expired {
     pub key: Key,
+    /// The tag given with the first fragment ([`Reassembler::handle_tagged`]; 0 through
+    /// [`Reassembler::handle`]).
+    pub tag: u64,
     /// The first fragment as it arrived, cut to what the error may quote: the IPv4 header and
     /// 8 bytes of data (RFC 792), or for IPv6 as much as fits a 1280-byte packet (RFC 4443 §2.4(c)).
     pub quote: Vec<u8>,
@@ -361,8 +367,20 @@ impl Reassembler {
         now: Instant,
         packet: &[u8],
     ) -> Result<Option<Reassembled>, FragDropReason> {
+        self.handle_tagged(now, packet, 0)
+    }
+
+    /// [`Reassembler::handle`], with an opaque `tag` kept if this is the datagram's first
+    /// fragment (offset 0) and handed back in its [`Expired`] notice. Tags of other
+    /// fragments, and of duplicates of the first, are ignored.
+    pub fn handle_tagged(
+        &mut self,
+        now: Instant,
+        packet: &[u8],
+        tag: u64,
+    ) -> Result<Option<Reassembled>, FragDropReason> {
         self.handle_timeout(now);
-        let result = self.handle_inner(now, packet);
+        let result = self.handle_inner(now, packet, tag);
         if let Err(reason) = result {
             self.count(reason);
         }
@@ -391,7 +409,8 @@ impl Reassembler {
             self.stats.abandoned += 1;
             if let Some(quote) = datagram.quote(&key) {
                 if self.expired.len() < MAX_PENDING_EXPIRED {
-                    self.expired.push_back(Expired { key, quote });
+                    let tag = datagram.tag;
+                    self.expired.push_back(Expired { key, tag, quote });
                     self.stats.expired_notices += 1;
                 } else {
                     self.stats.expired_notices_dropped += 1;
@@ -409,6 +428,7 @@ impl Reassembler {
         &mut self,
         now: Instant,
         packet: &[u8],
+        tag: u64,
     ) -> Result<Option<Reassembled>, FragDropReason> {
         let piece = match packet.first().map(|b| b >> 4) {
             Some(4) => v4::piece(packet)?,
@@ -435,6 +455,10 @@ impl Reassembler {
         };
         let before = datagram.footprint();
         let outcome = datagram.insert(&piece, end, budget, max_len, self.config.max_fragments);
+        // A first fragment that was kept (not a duplicate) is the one whose header is saved.
+        if outcome == Ok(datagram::Progress::Kept) && piece.first.is_some() {
+            datagram.tag = tag;
+        }
         let after = datagram.footprint();
         self.stats.bytes_held = self
             .stats

@@ -386,6 +386,28 @@ fn ipv6_quote_fits_the_minimum_mtu() {
 }
 
 #[test]
+fn expired_notice_carries_the_first_fragments_tag() {
+    let mut r = Reassembler::new(Config::default());
+    // The tag of a later fragment, a duplicate of the first, or a fragment before the first
+    // does not count: only the one whose header was kept.
+    r.handle_tagged(at(0), &v4(18, 16, true, &[3; 8]), 1)
+        .unwrap();
+    r.handle_tagged(at(0), &v4(18, 0, true, &[1; 8]), 2)
+        .unwrap();
+    r.handle_tagged(at(0), &v4(18, 0, true, &[1; 8]), 3)
+        .unwrap();
+    r.handle_tagged(at(0), &v4(18, 8, true, &[2; 8]), 4)
+        .unwrap();
+    r.handle_tagged(at(0), &v6(19, 0, true, &[1; 8]), 5)
+        .unwrap();
+    r.handle_timeout(at(60_000));
+    let tags: Vec<u64> = std::iter::from_fn(|| r.poll_expired())
+        .map(|n| n.tag)
+        .collect();
+    assert_eq!(tags, [2, 5]);
+}
+
+#[test]
 fn ipv6_first_fragment_must_hold_the_chain() {
     // RFC 8200 §4.5 (RFC 7112): a first fragment whose fragmentable part starts a destination
     // options header it does not hold whole.

@@ -99,6 +99,12 @@ impl GatewayThread {
             if self.gateway.poll_timeout().is_some_and(|at| at <= now) {
                 self.gateway.handle_timeout(now);
             }
+            // Errors about datagrams given up, by a timer or while frames were handled; they
+            // reach the guest through the port replies take (a full switch queue drops them,
+            // counted as the port's rx_dropped).
+            while let Some(frame) = self.gateway.poll_transmit() {
+                self.port.send(frame);
+            }
         }
     }
 

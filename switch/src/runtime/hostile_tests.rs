@@ -376,13 +376,31 @@ fn fragments_that_never_complete_are_given_up() {
     );
     assert_eq!(done.reassembly.abandoned, 1);
     assert!(drop_delta(&after, &done).is_empty());
+    // The first fragment had come: the guest is told, RFC 792's Time Exceeded, code 1,
+    // quoting its header and 8 bytes, through its own port.
+    let error = rig.recv();
+    let (eth, body) = split(&error);
+    assert_eq!((eth.src_addr, eth.dst_addr), (GW_MAC, GUEST_MAC));
+    let ip = Ipv4Packet::new_checked(body).unwrap();
+    let icmp = Icmpv4Repr::parse(&Icmpv4Packet::new_checked(ip.payload()).unwrap()).unwrap();
+    let first = piece(&whole, 20, 0, 32, true);
+    assert_eq!(
+        icmp,
+        Icmpv4Repr::TimeExceeded {
+            reason: stack::wire::Icmpv4TimeExceeded::FragReassembly,
+            data: &first[ethernet::HEADER_LEN..ethernet::HEADER_LEN + ipv4::HEADER_LEN + 8],
+        }
+    );
+    let sent = rig.wait_stats("the count", |s| s.gateway.time_exceeded_sent == 1);
+    assert_eq!(sent.reassembly.expired_notices, 1);
     rig.assert_serves();
 
-    // Datagrams that never complete cannot pile up past the table's bound.
+    // Datagrams that never complete cannot pile up past the table's bound. (Pieces from
+    // the middle: their timeouts send nothing, so nothing comes between the answers below.)
     for ident in 30..34 {
-        rig.inject(piece(&whole, ident, 0, 32, true));
+        rig.inject(piece(&whole, ident, 32, 48, true));
     }
-    let (before, after) = rig.expect_drop(piece(&whole, 34, 0, 32, true), DropReason::Fragment);
+    let (before, after) = rig.expect_drop(piece(&whole, 34, 32, 48, true), DropReason::Fragment);
     let full = |s: &Stats| s.reassembly.dropped(FragDropReason::TooManyDatagrams);
     assert_eq!(full(&after), full(&before) + 1);
     assert_eq!(after.reassembly.datagrams, 4);

@@ -63,6 +63,63 @@ fn small_max_message_size_sheds_optional_options() {
     assert_eq!(small.interface_mtu, Some(1500));
 }
 
+/// A configuration with everything at its largest: eight DNS servers, a domain name and a
+/// search list far longer than a small link carries, on a link of `mtu` bytes.
+fn large_config(mtu: u16) -> Config {
+    Config {
+        mtu: Some(mtu),
+        dns_servers: (10..18).map(ip).collect(),
+        domain_name: Some("example.internal".into()),
+        search_domains: (0..12)
+            .map(|i| format!("{i}-{}.example", "x".repeat(40)))
+            .collect(),
+        ..Config::default()
+    }
+}
+
+#[test]
+fn small_link_mtu_bounds_the_reply() {
+    let mut net = Net::new(large_config(400));
+    let mut req = discover(mac(1));
+    // The client could take 1500 bytes; the link carries 400-byte datagrams.
+    req.max_message_size = Some(1500);
+    for (reply, repr) in [net.send(&req).unwrap(), {
+        let ack = select(mac(1), ip(3));
+        net.send(&ack).unwrap()
+    }] {
+        assert!(reply.payload.len() <= 400 - 28, "{}", reply.payload.len());
+        // The required options are all there, whole.
+        assert!(repr.server_id.is_some() && repr.lease_time.is_some());
+        assert_eq!(repr.subnet_mask, Some(Ipv4Addr::new(255, 255, 255, 0)));
+        assert_eq!(repr.routers, [ip(1)]);
+        assert_eq!(repr.dns_servers.len(), 8);
+        // The search list does not fit; what comes after it in importance and does fit is
+        // still sent.
+        assert!(repr.domain_search.is_empty());
+        assert_eq!(repr.interface_mtu, Some(400));
+        assert_eq!(repr.domain_name.as_deref(), Some("example.internal"));
+        assert!(repr.renewal_time.is_some() && repr.broadcast_address.is_some());
+    }
+    // At 1500 bytes everything fits.
+    let mut net = Net::new(large_config(1500));
+    let (reply, repr) = net.send(&req).unwrap();
+    assert!(reply.payload.len() > 400 - 28);
+    assert_eq!(repr.domain_search.names().len(), 12);
+    // The client's own limit still applies below the MTU: 576 without option 57.
+    req.max_message_size = None;
+    let (reply, repr) = net.send(&req).unwrap();
+    assert!(reply.payload.len() <= message::DEFAULT_MAX_LEN);
+    assert!(repr.domain_search.is_empty());
+}
+
+#[test]
+fn reply_whose_required_options_exceed_the_mtu_is_dropped() {
+    // 300 - 28 bytes cannot hold even a bare BOOTP message (300 bytes, RFC 951).
+    let mut net = Net::new(large_config(300));
+    assert!(net.send(&discover(mac(1))).is_none());
+    assert_eq!(net.dropped(DropReason::ReplyTooLarge), 1);
+}
+
 #[test]
 fn relayed_requests_go_back_to_the_relay() {
     let mut net = Net::new(Config::default());
