@@ -13,8 +13,10 @@ use stack::time::Instant;
 
 fuzz_target!(|data: &[u8]| {
     let upstream: SocketAddr = ([127, 0, 0, 1], 53).into();
-    let zones =
-        Zones::gvproxy_defaults(Ipv4Addr::new(192, 168, 127, 1), Ipv4Addr::new(192, 168, 127, 254));
+    let zones = Zones::gvproxy_defaults(
+        Ipv4Addr::new(192, 168, 127, 1),
+        Ipv4Addr::new(192, 168, 127, 254),
+    );
     let mut r: Resolver<u8> = Resolver::new(ResolverConfig {
         upstreams: vec![upstream],
         max_reply: 512,

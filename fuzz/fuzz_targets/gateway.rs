@@ -3,12 +3,14 @@
 //! and clock steps decoded from the input, its outcomes handled as the runtime's gateway
 //! thread does: a reassembled datagram goes round once more, flows go to a fake forwarder that
 //! checks the flow's payload lies inside its frame, DNS queries are answered with their own
-//! bytes through `dns_reply_frame`.
+//! bytes through `dns_reply_frame`; what it sends unasked (Time Exceeded for abandoned
+//! reassembly) is drained after every step.
 //!
-//! Oracles: nothing panics; every reply parses as an Ethernet frame from the gateway's MAC no
-//! longer than MTU + 14; every drop is counted once under its reason; the reassembler's bytes
-//! held and datagrams stay under the configured bounds after every step, and all of it is
-//! released once every timeout has run.
+//! Oracles: nothing panics; every reply, unasked ones included, parses as an Ethernet frame
+//! from the gateway's MAC no longer than MTU + 14; every drop is counted once under its
+//! reason, every unasked frame once as sent; the reassembler's bytes held and datagrams stay
+//! under the configured bounds after every step, and all of it is released once every timeout
+//! has run.
 //!
 //! Input: a first byte picks the MTU (576, 1280, 1500, 9000) and the reassembly limits (the
 //! defaults, or small ones that are hit quickly). Then records, repeated: an op byte, then
@@ -56,6 +58,8 @@ struct Seen {
     replies: u64,
     flows: u64,
     dns: u64,
+    /// Frames the gateway sent unasked.
+    unasked: u64,
 }
 
 struct Harness {
@@ -93,6 +97,7 @@ impl Harness {
         self.seen.frames += 1;
         let outcome = self.gateway.handle_frame(now, frame);
         self.outcome(now, frame, outcome, &before, true);
+        self.unasked();
         let stats = self.gateway.frag_stats();
         assert!(stats.bytes_held <= self.frag.max_bytes);
         assert!(stats.peak_bytes_held <= self.frag.max_bytes);
@@ -148,6 +153,16 @@ impl Harness {
     fn advance(&mut self, now: Instant) {
         if self.gateway.poll_timeout().is_some_and(|at| at <= now) {
             self.gateway.handle_timeout(now);
+        }
+        self.unasked();
+    }
+
+    /// What the gateway sends unasked (Time Exceeded for abandoned reassembly): replies like
+    /// any other, each counted.
+    fn unasked(&mut self) {
+        while let Some(frame) = self.gateway.poll_transmit() {
+            self.reply(&frame);
+            self.seen.unasked += 1;
         }
     }
 }
@@ -221,5 +236,6 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(counters.frames, h.seen.frames);
     assert_eq!(h.seen.flows, counters.flows + counters.dns_tcp_segments);
     assert_eq!(h.seen.dns, counters.dns_queries);
+    assert_eq!(h.seen.unasked, counters.time_exceeded_sent);
     assert!(h.seen.replies <= h.seen.frames * 64);
 });
