@@ -60,9 +60,9 @@ use stack::ingress::{self, DropCounters, DropReason, Event, FlowPacket};
 use stack::time::{Epoch, Instant};
 use stack::wire::{
     ArpOperation, ArpPacket, ArpRepr, EtherType, EthernetAddress, EthernetFrame, EthernetRepr,
-    Icmpv4Packet, Icmpv4Repr, Icmpv6Packet, Icmpv6Repr, IpAddresses, IpProtocol, Ipv4Packet,
-    Ipv4Repr, Ipv6FragmentHeader, Ipv6FragmentRepr, Ipv6Packet, Ipv6Repr, NdpOption, NdpOptions,
-    NdpRepr, UdpPacket, UdpRepr, ethernet, ipv4, ipv6, ndp, udp,
+    Icmpv4Repr, Icmpv6Packet, Icmpv6Repr, IpAddresses, IpProtocol, Ipv4Packet, Ipv4Repr,
+    Ipv6Packet, Ipv6Repr, NdpOption, NdpOptions, NdpRepr, UdpPacket, UdpRepr, ethernet, ipv4, ipv6,
+    ndp, udp,
 };
 
 /// The TTL of every datagram the gateway originates (RFC 1700's default, as Linux uses).
@@ -442,127 +442,6 @@ impl Gateway {
         Outcome::Reply(frame)
     }
 
-    fn echo6_reply(
-        &mut self,
-        eth: EthernetRepr,
-        req: &Ipv6Repr,
-        ident: u16,
-        seq_no: u16,
-        data: &[u8],
-    ) -> Outcome {
-        let reply = Icmpv6Repr::EchoReply {
-            ident,
-            seq_no,
-            data,
-        };
-        self.counters.echo_replies += 1;
-        if ipv6::HEADER_LEN + reply.buffer_len() > self.mtu {
-            let (src, dst) = (req.dst_addr, req.src_addr);
-            let mut upper = vec![0u8; reply.buffer_len()];
-            let addrs = IpAddresses::V6 { src, dst };
-            reply.emit(&mut Icmpv6Packet::new_unchecked(&mut upper[..]), &addrs);
-            let ip = Ipv6Repr {
-                src_addr: src,
-                dst_addr: dst,
-                next_header: IpProtocol::Ipv6Frag,
-                payload_len: 0,
-                hop_limit: DEFAULT_TTL,
-                dscp: 0,
-                ecn: 0,
-                flow_label: 0,
-            };
-            return Outcome::Replies(self.ipv6_fragments(
-                eth.src_addr,
-                ip,
-                IpProtocol::Icmpv6,
-                &upper,
-            ));
-        }
-        let frame = self.icmpv6_frame(
-            eth.src_addr,
-            req.dst_addr,
-            req.src_addr,
-            DEFAULT_TTL,
-            &reply,
-        );
-        Outcome::Reply(frame)
-    }
-
-    /// `upper` (an upper-layer message, checksum filled in) from the gateway as IPv6
-    /// fragments that each fit the MTU (RFC 8200 §4.5): `ip`'s fixed header, a fragment header,
-    /// a multiple of 8 bytes of `upper` (the last piece excepted).
-    fn ipv6_fragments(
-        &mut self,
-        dst_mac: EthernetAddress,
-        ip: Ipv6Repr,
-        next_header: IpProtocol,
-        upper: &[u8],
-    ) -> Vec<Bytes> {
-        self.ident6 = self.ident6.wrapping_add(1);
-        let ident = self.ident6;
-        let fixed = ipv6::HEADER_LEN + ipv6::FRAGMENT_HEADER_LEN;
-        let step = (self.mtu.saturating_sub(fixed) / 8 * 8).max(8);
-        let mut out = Vec::with_capacity(upper.len().div_ceil(step));
-        for (i, chunk) in upper.chunks(step).enumerate() {
-            let start = i.saturating_mul(step);
-            let header = Ipv6FragmentRepr {
-                next_header,
-                offset: u16::try_from(start).unwrap_or(u16::MAX),
-                more_frags: start.saturating_add(chunk.len()) < upper.len(),
-                ident,
-            };
-            let ip = Ipv6Repr {
-                payload_len: ipv6::FRAGMENT_HEADER_LEN + chunk.len(),
-                ..ip
-            };
-            let len = ipv6::HEADER_LEN + ip.payload_len;
-            out.push(self.build(dst_mac, EtherType::Ipv6, len, |body| {
-                let Some((fixed_part, rest)) = body.split_at_mut_checked(ipv6::HEADER_LEN) else {
-                    return;
-                };
-                let Some((frag, data)) = rest.split_at_mut_checked(ipv6::FRAGMENT_HEADER_LEN)
-                else {
-                    return;
-                };
-                data.copy_from_slice(chunk);
-                header.emit(&mut Ipv6FragmentHeader::new_unchecked(frag));
-                ip.emit(&mut Ipv6Packet::new_unchecked(fixed_part));
-            }));
-        }
-        out
-    }
-
-    /// `upper` (an upper-layer message, checksum filled in) as IPv4 fragments of `ip` that
-    /// each fit the MTU (RFC 791 §3.2: a multiple of 8 data bytes in all but the last).
-    fn ipv4_fragments(
-        &mut self,
-        dst_mac: EthernetAddress,
-        ip: Ipv4Repr,
-        upper: &[u8],
-    ) -> Vec<Bytes> {
-        let step = (self.mtu.saturating_sub(ipv4::HEADER_LEN) / 8 * 8).max(8);
-        let mut out = Vec::with_capacity(upper.len().div_ceil(step));
-        for (i, chunk) in upper.chunks(step).enumerate() {
-            let start = i.saturating_mul(step);
-            let piece = Ipv4Repr {
-                payload_len: chunk.len(),
-                more_frags: start.saturating_add(chunk.len()) < upper.len(),
-                frag_offset: u16::try_from(start).unwrap_or(u16::MAX),
-                ..ip
-            };
-            out.push(
-                self.build(dst_mac, EtherType::Ipv4, piece.total_len(), |body| {
-                    let Some((header, data)) = body.split_at_mut_checked(ipv4::HEADER_LEN) else {
-                        return;
-                    };
-                    data.copy_from_slice(chunk);
-                    piece.emit(&mut Ipv4Packet::new_unchecked(header));
-                }),
-            );
-        }
-        out
-    }
-
     fn icmpv6_frame(
         &mut self,
         dst_mac: EthernetAddress,
@@ -640,42 +519,6 @@ impl Gateway {
             reply.emit(&mut ArpPacket::new_unchecked(body));
         });
         self.counters.arp_replies += 1;
-        Outcome::Reply(frame)
-    }
-
-    fn echo_reply(
-        &mut self,
-        eth: EthernetRepr,
-        req: &Ipv4Repr,
-        ident: u16,
-        seq_no: u16,
-        data: &[u8],
-    ) -> Outcome {
-        let icmp = Icmpv4Repr::EchoReply {
-            ident,
-            seq_no,
-            data,
-        };
-        let ip = self.ipv4_repr(
-            req.dst_addr,
-            req.src_addr,
-            IpProtocol::Icmp,
-            icmp.buffer_len(),
-        );
-        if ip.total_len() > self.mtu {
-            let mut upper = vec![0u8; icmp.buffer_len()];
-            icmp.emit(&mut Icmpv4Packet::new_unchecked(&mut upper[..]));
-            self.counters.echo_replies += 1;
-            return Outcome::Replies(self.ipv4_fragments(eth.src_addr, ip, &upper));
-        }
-        let frame = self.build(eth.src_addr, EtherType::Ipv4, ip.total_len(), |body| {
-            let Some((header, payload)) = body.split_at_mut_checked(ipv4::HEADER_LEN) else {
-                return;
-            };
-            icmp.emit(&mut Icmpv4Packet::new_unchecked(payload));
-            ip.emit(&mut Ipv4Packet::new_unchecked(header));
-        });
-        self.counters.echo_replies += 1;
         Outcome::Reply(frame)
     }
 
@@ -852,6 +695,7 @@ pub fn dns_reply_frame(
     Bytes::from(tx)
 }
 
+mod echo;
 mod frag_errors;
 
 #[cfg(test)]

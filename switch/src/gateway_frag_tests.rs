@@ -5,7 +5,9 @@ use super::tests::{
 };
 use super::*;
 use stack::frag::FragDropReason;
-use stack::wire::{Icmpv4TimeExceeded, Icmpv6TimeExceeded};
+use stack::wire::{
+    Icmpv4Packet, Icmpv4TimeExceeded, Icmpv6TimeExceeded, Ipv6FragmentHeader, Ipv6FragmentRepr,
+};
 
 const T0: Instant = Instant::ZERO;
 
