@@ -1,10 +1,7 @@
 //! [`Forwarder`]: the [`FlowHandler`] of one worker. It owns that worker's flow tables (TCP,
 //! UDP, ICMP echo), its port forwards and every host socket of them, all registered with one
 //! mio poller; the worker waits in that poller, woken by socket readiness, by the dispatcher
-//! (a new guest packet) and by the control plane (a new forward). A TCP flow's work is done
-//! at its turn (see [`crate::tcp`]'s module docs): while a flow waits for one,
-//! [`FlowHandler::poll_timeout`] is already due, so the worker runs the turns
-//! ([`FlowHandler::handle_timeout`]) right after its batch of packets, without sleeping.
+//! (a new guest packet) and by the control plane (a new forward).
 
 use std::collections::HashSet;
 use std::io;
@@ -321,7 +318,7 @@ impl FlowHandler for Forwarder {
                 KIND_TCP => self
                     .tcp
                     .ready(&mut self.shared, now, token, readable, writable, out),
-                KIND_TCP_LISTEN => self.tcp.accept(&mut self.shared, now, token),
+                KIND_TCP_LISTEN => self.tcp.accept(&mut self.shared, now, token, out),
                 _ => {}
             }
         }

@@ -73,17 +73,13 @@ impl Harness {
         self.fwd.shared.counters.snapshot()
     }
 
-    /// Hands a guest frame to the forwarder as the gateway would, and lets it finish the
-    /// batch as the worker does (the flows it woke take their turn).
+    /// Hands a guest frame to the forwarder as the gateway would.
     fn input(&mut self, frame: Bytes) {
         let parsed = ingress::parse(&frame, GW_MAC).unwrap();
         let packet = parsed.flow().unwrap();
         let now = self.now();
         self.fwd
             .handle_packet(now, FlowFrame { frame, packet }, &self.sink);
-        if self.fwd.poll_timeout().is_some_and(|at| at <= now) {
-            self.fwd.handle_timeout(now, &self.sink);
-        }
     }
 
     fn udp(&mut self, src_port: u16, dst: SocketAddr, payload: &[u8]) {

@@ -17,14 +17,6 @@
 //!   `shutdown(SHUT_WR)` once the ring is drained; the host's EOF becomes our FIN. A guest
 //!   RST (or the engine giving up) closes the host socket with `SO_LINGER 0`, so the host
 //!   peer sees RST too; a host error resets the guest.
-//! - Turns: a guest segment, a host socket's readiness or a timer only wakes its flow; once
-//!   the worker has taken its batch of queued packets, every woken flow gets one turn
-//!   ([`TcpTable::handle_timeout`]), sending at most [`QUANTUM`] bytes of frames before the
-//!   next flow and the next batch. A flow with much to send (a download) so holds back the
-//!   packets queued for its worker (an upload beside it) by one quantum at most. Segments
-//!   that arrived in one batch are answered together (one host write, one ACK), unless
-//!   [`WRITE_THROUGH`] bytes of data for the host have gathered: then the flow is driven at
-//!   once.
 //! - Inbound forwards: an accepted host connection opens into the guest with
 //!   [`Connection::connect`], from the gateway's address and a port that hashes back here.
 //! - The in-guest API: a connection to the gateway's API port is accepted at once and its
@@ -58,15 +50,6 @@ use crate::worker::{FlowFrame, FrameSink};
 const READ_CHUNK: usize = 256 * 1024;
 /// Turns of the pump loop per call; bounds the work one flow does before the others run.
 const PUMP_TURNS: usize = 64;
-/// Bytes of frames one flow sends to the guest per turn of its worker. A flow with more to
-/// send waits for its next turn, behind the other woken flows and the guests' queued packets.
-const QUANTUM: usize = 64 * 1024;
-/// A flow holding this much data for the host is driven when the segment arrives, not at its
-/// turn. Below it, the segments of one batch are written out (and acknowledged) together;
-/// from it on, a write per segment costs little more, while holding them would make the
-/// engine's ring grow (and, drained, be released) for nothing and keep the guest waiting
-/// for ACKs: at the largest MTU its window is 16 segments.
-const WRITE_THROUGH: usize = 32 * 1024;
 /// The in-guest API's answer to a request over `api_max_request` bytes (RFC 9110 §15.5.14).
 const API_TOO_LARGE: &[u8] = b"HTTP/1.1 413 Content Too Large\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 18\r\nConnection: close\r\n\r\nrequest too large\n";
 
@@ -104,8 +87,6 @@ struct Flow {
     budget: Option<IpAddr>,
     /// In TIME-WAIT, and queued in [`TcpTable::time_wait`].
     time_wait: bool,
-    /// Queued in [`TcpTable::pending`].
-    pending: bool,
 }
 
 struct Listener {
@@ -128,9 +109,6 @@ pub(crate) struct TcpTable {
     listeners: HashMap<u64, Listener>,
     listen_tokens: HashMap<Token, u64>,
     buf: Vec<u8>,
-    /// Flows woken since their last turn, in order (see [`TcpTable::run_pending`]). At most
-    /// one entry per flow, plus entries of flows removed since they were woken (skipped).
-    pending: VecDeque<FlowKey>,
 }
 
 /// A fresh secret for RFC 6528 initial sequence numbers, from the operating system's
@@ -167,7 +145,6 @@ impl TcpTable {
             listeners: HashMap::new(),
             listen_tokens: HashMap::new(),
             buf: vec![0; READ_CHUNK],
-            pending: VecDeque::new(),
         }
     }
 
@@ -199,11 +176,7 @@ impl TcpTable {
                 flow.guest_mac = mac;
                 flow.resolved = true;
                 flow.conn.handle_segment(now, &repr, payload);
-                // Data for the host is written out and acknowledged now once enough has
-                // gathered (see WRITE_THROUGH); anything else waits for the turn.
-                if flow.conn.recv_queued() < WRITE_THROUGH || self.drive(sh, key, now, out) {
-                    self.wake(key);
-                }
+                self.drive(sh, key, now, out);
                 return;
             }
             self.remove(sh, key);
@@ -227,7 +200,7 @@ impl TcpTable {
                 conn.accept(now);
                 self.insert(sh, key, conn, None, mac, Kind::Api, None, Vec::new());
                 Counters::bump(&sh.counters.api_requests);
-                self.wake(key);
+                self.drive(sh, key, now, out);
             } else {
                 send_rst(sh, out, mac, addrs, &repr);
             }
@@ -390,7 +363,6 @@ impl TcpTable {
                 api_done: false,
                 budget: None,
                 time_wait: false,
-                pending: false,
             },
         );
         Counters::bump(&sh.counters.tcp_total);
@@ -443,54 +415,11 @@ impl TcpTable {
         }
     }
 
-    /// The next timer, or at once if a flow waits for its turn.
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
-        if !self.pending.is_empty() {
-            return Some(Instant::from_micros(0));
-        }
         self.timers.peek().map(|Reverse((at, _))| *at)
     }
 
-    /// Runs the timers due at `now`, then gives every woken flow its turn.
     pub(crate) fn handle_timeout(&mut self, sh: &mut Shared, now: Instant, out: &dyn FrameSink) {
-        self.run_timers(sh, now);
-        self.run_pending(sh, now, out);
-    }
-
-    /// Queues a flow for its turn in [`TcpTable::run_pending`]. Packets and readiness only
-    /// wake flows; the work (segments out, host socket pumped) waits for the turn, so that a
-    /// flow with much to send delays the packets queued for this worker by one quantum at
-    /// most, not by all it could send.
-    fn wake(&mut self, key: FlowKey) {
-        if let Some(flow) = self.flows.get_mut(&key)
-            && !flow.pending
-        {
-            flow.pending = true;
-            self.pending.push_back(key);
-        }
-    }
-
-    /// One turn of every flow woken so far, oldest first: each is driven once, up to
-    /// [`QUANTUM`] bytes of frames; a flow with more to do is woken again, behind the others.
-    fn run_pending(&mut self, sh: &mut Shared, now: Instant, out: &dyn FrameSink) {
-        for _ in 0..self.pending.len() {
-            let Some(key) = self.pending.pop_front() else {
-                break;
-            };
-            let Some(flow) = self.flows.get_mut(&key) else {
-                continue;
-            };
-            if !flow.pending {
-                continue;
-            }
-            flow.pending = false;
-            if self.drive(sh, key, now, out) {
-                self.wake(key);
-            }
-        }
-    }
-
-    fn run_timers(&mut self, sh: &mut Shared, now: Instant) {
         while let Some(Reverse((at, token))) = self.timers.peek().copied() {
             if at > now {
                 break;
@@ -513,7 +442,7 @@ impl TcpTable {
             } else {
                 flow.conn.handle_timeout(now);
             }
-            self.wake(key);
+            self.drive(sh, key, now, out);
         }
     }
 
@@ -575,19 +504,15 @@ impl TcpTable {
                 }
             }
         }
-        self.wake(key);
+        self.drive(sh, key, now, out);
     }
 
-    /// Moves data, events and segments of one flow until nothing more can move, or until it
-    /// has sent [`QUANTUM`] bytes of frames or run [`PUMP_TURNS`] turns: then it returns true,
-    /// the flow may have more to do.
-    fn drive(&mut self, sh: &mut Shared, key: FlowKey, now: Instant, out: &dyn FrameSink) -> bool {
+    /// Moves data, events and segments of one flow until nothing more can move.
+    fn drive(&mut self, sh: &mut Shared, key: FlowKey, now: Instant, out: &dyn FrameSink) {
         let Some(flow) = self.flows.get_mut(&key) else {
-            return false;
+            return;
         };
         let mut closed = false;
-        let mut sent = 0;
-        let mut more = true;
         for _ in 0..PUMP_TURNS {
             let mut progress = false;
             while let Some(event) = flow.conn.poll_event() {
@@ -605,23 +530,15 @@ impl TcpTable {
             }
             let addrs = flow.conn.endpoints().addrs;
             if !flow.resolved && !resolve(sh, flow, key, now, out) {
-                more = false;
                 break;
             }
-            while sent < QUANTUM
-                && let Some(segment) = flow.conn.poll_transmit(now)
-            {
+            while let Some(segment) = flow.conn.poll_transmit(now) {
                 let frame = sh
                     .framer
                     .tcp(flow.guest_mac, addrs, &segment.repr, segment.payload);
-                sent += frame.as_ref().map_or(0, |f| f.len());
                 sh.send(out, frame);
             }
-            if sent >= QUANTUM {
-                break;
-            }
             if !progress {
-                more = false;
                 break;
             }
         }
@@ -635,11 +552,10 @@ impl TcpTable {
         }
         if closed || flow.conn.is_closed() {
             self.remove(sh, key);
-            return false;
+        } else {
+            self.entered_time_wait(sh, key);
+            self.schedule(key);
         }
-        self.entered_time_wait(sh, key);
-        self.schedule(key);
-        more
     }
 
     /// Drops every flow of a guest with one of `macs` (its link went away), closing the host
@@ -688,7 +604,13 @@ impl TcpTable {
         }
     }
 
-    pub(crate) fn accept(&mut self, sh: &mut Shared, now: Instant, token: Token) {
+    pub(crate) fn accept(
+        &mut self,
+        sh: &mut Shared,
+        now: Instant,
+        token: Token,
+        out: &dyn FrameSink,
+    ) {
         let Some(id) = self.listen_tokens.get(&token).copied() else {
             return;
         };
@@ -765,7 +687,7 @@ impl TcpTable {
                     continue;
                 }
             }
-            self.wake(key);
+            self.drive(sh, key, now, out);
         }
     }
 }
