@@ -99,6 +99,17 @@ impl Datagram {
             .saturating_add(self.ranges.capacity().saturating_mul(size_of::<Range>()))
     }
 
+    /// The first fragment's header followed by the datagram's data, up to its known total
+    /// length: the reassembled packet before its header fields are fixed up.
+    pub(super) fn joined(&self) -> Vec<u8> {
+        let total = self.total.unwrap_or(0).min(self.data.len());
+        let data = self.data.get(..total).unwrap_or_default();
+        let mut out = Vec::with_capacity(self.header.len().saturating_add(total));
+        out.extend_from_slice(&self.header);
+        out.extend_from_slice(data);
+        out
+    }
+
     /// The highest end received.
     fn highest_end(&self) -> usize {
         self.ranges.last().map_or(0, |r| r.1 as usize)

@@ -46,11 +46,7 @@ pub(super) fn piece(bytes: &[u8]) -> Result<Piece<'_>, FragDropReason> {
 /// the offset cleared (DF kept), the total length set and the checksum filled in. The
 /// reassembler has checked the length fits.
 pub(super) fn rebuild(datagram: &Datagram) -> Vec<u8> {
-    let total = datagram.total.unwrap_or(0).min(datagram.data.len());
-    let data = datagram.data.get(..total).unwrap_or_default();
-    let mut out = Vec::with_capacity(datagram.header.len().saturating_add(total));
-    out.extend_from_slice(&datagram.header);
-    out.extend_from_slice(data);
+    let mut out = datagram.joined();
     if out.len() >= HEADER_LEN {
         let len = u16::try_from(out.len()).unwrap_or(u16::MAX);
         let mut packet = Packet::new_unchecked(&mut out[..]);

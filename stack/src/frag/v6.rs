@@ -75,11 +75,7 @@ pub(super) fn piece(bytes: &[u8]) -> Result<Piece<'_>, FragDropReason> {
 /// unfragmentable part, the header before the fragment header now naming what the fragment
 /// header named, the payload length recomputed, then the data.
 pub(super) fn rebuild(datagram: &Datagram) -> Vec<u8> {
-    let total = datagram.total.unwrap_or(0).min(datagram.data.len());
-    let data = datagram.data.get(..total).unwrap_or_default();
-    let mut out = Vec::with_capacity(datagram.header.len().saturating_add(total));
-    out.extend_from_slice(&datagram.header);
-    out.extend_from_slice(data);
+    let mut out = datagram.joined();
     let payload_len = out.len().saturating_sub(HEADER_LEN);
     let payload_len = u16::try_from(payload_len).unwrap_or(u16::MAX);
     if let Some(field) = out.get_mut(PAYLOAD_LEN_AT..PAYLOAD_LEN_AT + 2) {
