@@ -394,18 +394,7 @@ except ConnectionRefusedError:
     );
     // UDP may be lost, and the guest's server may still be starting: ask again each second,
     // for at most 20 s.
-    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
-    client
-        .set_read_timeout(Some(Duration::from_secs(1)))
-        .unwrap();
-    let mut buf = [0u8; 64];
-    let reply = (0..20).find_map(|_| {
-        client.send_to(b"hi", &ulocal).unwrap();
-        client
-            .recv_from(&mut buf)
-            .ok()
-            .map(|(n, _)| buf[..n].to_vec())
-    });
+    let reply = udp_ask(&ulocal, b"hi", 20, Duration::from_secs(1));
     assert_eq!(
         reply.as_deref(),
         Some(&b"guest:hi"[..]),
@@ -635,16 +624,8 @@ fn inbound_forwards_and_a_rust_client_in_the_guest() {
             .0,
         200
     );
-    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
-    client
-        .set_read_timeout(Some(Duration::from_millis(500)))
-        .unwrap();
-    let mut buf = [0u8; 64];
-    let answer = (0..10).find_map(|_| {
-        client.send_to(b"hi", &ulocal).unwrap();
-        client.recv(&mut buf).ok()
-    });
-    assert_eq!(answer.map(|n| &buf[..n]), Some(&b"guest:hi"[..]));
+    let answer = udp_ask(&ulocal, b"hi", 10, Duration::from_millis(500));
+    assert_eq!(answer.as_deref(), Some(&b"guest:hi"[..]));
 
     // A unix socket's local end reaching the guest's TCP server; gone after unexpose.
     let path = dir.path().join("guest.sock");
@@ -701,4 +682,17 @@ fn curl_inside_host_switch_run_reaches_the_host() {
     );
     assert!(out.status.success(), "{out:?}");
     assert_eq!(String::from_utf8_lossy(&out.stdout), PAGE, "{out:?}");
+}
+
+/// Sends `message` from a fresh loopback socket to `to` and waits `wait` for an answer, at
+/// most `tries` times (UDP may be lost, and the far end may still be starting); the first
+/// answer.
+fn udp_ask(to: &str, message: &[u8], tries: usize, wait: Duration) -> Option<Vec<u8>> {
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    client.set_read_timeout(Some(wait)).unwrap();
+    let mut buf = [0u8; 64];
+    (0..tries).find_map(|_| {
+        client.send_to(message, to).unwrap();
+        client.recv(&mut buf).ok().map(|n| buf[..n].to_vec())
+    })
 }
