@@ -4,24 +4,18 @@
 //! the upstream (and a second, arbitrary datagram), and the timers run out.
 #![no_main]
 
-use std::net::{Ipv4Addr, SocketAddr};
+#[path = "common/dns.rs"]
+mod common;
+
 use std::time::Duration;
 
-use dns::{Resolver, ResolverConfig, Transmit, Zones};
+use dns::Transmit;
 use libfuzzer_sys::fuzz_target;
 use stack::time::Instant;
 
 fuzz_target!(|data: &[u8]| {
-    let upstream: SocketAddr = ([127, 0, 0, 1], 53).into();
-    let zones = Zones::gvproxy_defaults(
-        Ipv4Addr::new(192, 168, 127, 1),
-        Ipv4Addr::new(192, 168, 127, 254),
-    );
-    let mut r: Resolver<u8> = Resolver::new(ResolverConfig {
-        upstreams: vec![upstream],
-        max_reply: 512,
-        ..ResolverConfig::default()
-    });
+    let upstream = common::UPSTREAM;
+    let (mut r, zones) = common::resolver();
     let t0 = Instant::default();
     r.handle_query(t0, 1, data, &zones);
     let mut forwarded = None;

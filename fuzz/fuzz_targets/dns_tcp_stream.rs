@@ -5,10 +5,11 @@
 //! the resolver as a TCP query: it goes upstream over TCP only, and answers are never cut.
 #![no_main]
 
-use std::net::{Ipv4Addr, SocketAddr};
+#[path = "common/dns.rs"]
+mod common;
 
 use dns::stream::{Decoder, PREFIX_LEN, frame};
-use dns::{Resolver, ResolverConfig, Transmit, Transport, Zones};
+use dns::{Transmit, Transport};
 use libfuzzer_sys::fuzz_target;
 use stack::time::Instant;
 
@@ -21,16 +22,8 @@ fuzz_target!(|data: &[u8]| {
         b => usize::from(*b) * 64,
     };
     let step = usize::from(*step).max(1);
-    let upstream: SocketAddr = ([127, 0, 0, 1], 53).into();
-    let zones = Zones::gvproxy_defaults(
-        Ipv4Addr::new(192, 168, 127, 1),
-        Ipv4Addr::new(192, 168, 127, 254),
-    );
-    let mut r: Resolver<u8> = Resolver::new(ResolverConfig {
-        upstreams: vec![upstream],
-        max_reply: 512,
-        ..ResolverConfig::default()
-    });
+    let upstream = common::UPSTREAM;
+    let (mut r, zones) = common::resolver();
     let mut d = Decoder::new(max);
     let mut consumed = 0usize;
     let mut reframed = Vec::new();
