@@ -145,16 +145,10 @@ fn reader(
                     dropped.fetch_add(1, Ordering::Relaxed);
                 }
             }
+            // An ICMP port unreachable from a down upstream is reported on the next read; the
+            // attempt's timeout handles it.
             Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock
-                        | std::io::ErrorKind::TimedOut
-                        | std::io::ErrorKind::Interrupted
-                        // An ICMP port unreachable from a down upstream, reported on the next
-                        // read; the attempt's timeout handles it.
-                        | std::io::ErrorKind::ConnectionRefused
-                ) => {}
+                if super::nothing_yet(&e) || e.kind() == std::io::ErrorKind::ConnectionRefused => {}
             Err(_) => return,
         }
     }

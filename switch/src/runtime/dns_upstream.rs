@@ -313,14 +313,7 @@ impl Reader {
                     quiet = Duration::ZERO;
                     n
                 }
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock
-                            | std::io::ErrorKind::TimedOut
-                            | std::io::ErrorKind::Interrupted
-                    ) =>
-                {
+                Err(e) if super::nothing_yet(&e) => {
                     if self.stop.load(Ordering::Relaxed) {
                         return;
                     }
