@@ -190,6 +190,15 @@ impl Server {
         }
     }
 
+    /// Handles a request that came over a link of `mtu` (several links with MTUs of their own
+    /// share one server): the reply announces that MTU (option 26) and fits it.
+    pub fn handle_on_link(&mut self, now: Instant, request: &[u8], mtu: u16) -> Option<Reply> {
+        let configured = self.config.mtu.replace(mtu.max(crate::config::MIN_MTU));
+        let reply = self.handle(now, request);
+        self.config.mtu = configured;
+        reply
+    }
+
     /// Runs out the offers, leases and declines whose time has come.
     pub fn handle_timeout(&mut self, now: Instant) {
         while let Some(&(at, ip)) = self.timers.first() {

@@ -25,6 +25,7 @@ use stack::wire::EthernetAddress;
 
 use crate::budget::{Budget, BudgetUsage};
 use crate::config::Config;
+use crate::directory::Directory;
 use crate::stats::{Counters, ForwarderStats};
 use crate::worker::Notify;
 
@@ -137,6 +138,8 @@ pub struct Control {
     guest_api: OnceLock<Arc<dyn GuestApi>>,
     /// The bounds shared by every worker; made from the first worker's configuration.
     budget: OnceLock<Arc<Budget>>,
+    /// Which worker owns which flow (only asked with more than one worker).
+    directory: OnceLock<Arc<Directory>>,
     default_guest: IpAddr,
     next_id: AtomicU64,
 }
@@ -164,6 +167,7 @@ impl Control {
             neighbours: RwLock::new(neighbours.iter().copied().collect()),
             guest_api: OnceLock::new(),
             budget: OnceLock::new(),
+            directory: OnceLock::new(),
             default_guest,
             next_id: AtomicU64::new(1),
         })
@@ -206,6 +210,13 @@ impl Control {
     pub(crate) fn budget(&self, config: &Config) -> Arc<Budget> {
         self.budget
             .get_or_init(|| Arc::new(Budget::new(config)))
+            .clone()
+    }
+
+    /// The workers' shared flow directory.
+    pub(crate) fn directory(&self) -> Arc<Directory> {
+        self.directory
+            .get_or_init(|| Arc::new(Directory::new()))
             .clone()
     }
 

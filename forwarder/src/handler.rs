@@ -1,7 +1,8 @@
 //! [`Forwarder`]: the [`FlowHandler`] of one worker. It owns that worker's flow tables (TCP,
-//! UDP, ICMP echo), its port forwards and every host socket of them, all registered with one
-//! mio poller; the worker waits in that poller, woken by socket readiness, by the dispatcher
-//! (a new guest packet) and by the control plane (a new forward).
+//! UDP, ICMP echo), its port forwards and every host socket of them, all registered with the
+//! worker's own mio registry: the worker's loop hands back their readiness
+//! ([`FlowHandler::ready`]) and wakes for the control plane's commands (a new forward, a gone
+//! guest).
 
 use std::collections::HashSet;
 use std::io;
@@ -13,27 +14,28 @@ use std::time::Duration;
 use bytes::Bytes;
 use crossbeam_channel::Receiver;
 use mio::unix::SourceFd;
-use mio::{Events, Interest, Poll, Registry, Token, Waker};
+use mio::{Interest, Registry, Token};
 use stack::ingress::{FlowKey, FlowL4};
-use stack::time::{Epoch, Instant};
+use stack::time::Instant;
 use stack::wire::{EthernetAddress, IpProtocol};
 
 use crate::budget::Budget;
 use crate::config::Config;
 use crate::control::{Command, Control, MAX_NEIGHBOURS, Protocol};
+use crate::directory::{Directory, Taken};
 use crate::frame::Framer;
 use crate::icmp::IcmpTable;
 use crate::nat::Nat;
 use crate::stats::Counters;
 use crate::tcp::TcpTable;
 use crate::udp::UdpTable;
+pub(crate) use crate::worker::KIND_SHIFT;
 use crate::worker::{
-    FlowFrame, FlowHandler, FrameSink, HandlerFactory, NoForwarder, Notify, WorkerContext,
+    FlowFrame, FlowHandler, FrameSink, Handled, HandlerFactory, NoForwarder, WorkerContext,
 };
 
-/// Token kinds, in the top byte of a token.
-pub(crate) const KIND_SHIFT: u32 = 56;
-pub(crate) const KIND_WAKER: usize = 0;
+/// Token kinds, in the top byte of a token (below [`crate::worker::LOOP_KINDS`]; 0 is the
+/// loop's waker).
 pub(crate) const KIND_UDP: usize = 1;
 pub(crate) const KIND_ICMP: usize = 2;
 pub(crate) const KIND_TCP: usize = 3;
@@ -53,8 +55,9 @@ pub(crate) struct Shared {
     pub control: Arc<Control>,
     /// Bounds shared with every other worker.
     pub budget: Arc<Budget>,
+    /// Which worker owns which flow; `None` with one worker.
+    directory: Option<Arc<Directory>>,
     pub index: usize,
-    pub workers: usize,
     pub seed: u64,
     next_id: usize,
     /// Guest addresses (and their MACs) this worker has told the control plane about.
@@ -66,6 +69,27 @@ impl Shared {
     pub(crate) fn token(&mut self, kind: usize) -> Token {
         self.next_id = (self.next_id + 1) & ((1 << KIND_SHIFT) - 1);
         Token((kind << KIND_SHIFT) | self.next_id)
+    }
+
+    /// The worker that owns `key` if it is not this one: a packet of it is handed there.
+    pub(crate) fn elsewhere(&self, key: &FlowKey) -> Option<usize> {
+        let owner = self.directory.as_ref()?.owner(key)?;
+        (owner != self.index).then_some(owner)
+    }
+
+    /// Records that this worker owns `key`; false if another worker does.
+    pub(crate) fn claim(&self, key: FlowKey) -> bool {
+        match &self.directory {
+            Some(d) => d.claim(key, self.index).map_err(|Taken(_)| ()).is_ok(),
+            None => true,
+        }
+    }
+
+    /// Forgets this worker's ownership of `key`.
+    pub(crate) fn release(&self, key: &FlowKey) {
+        if let Some(d) = &self.directory {
+            d.release(key, self.index);
+        }
     }
 
     pub(crate) fn register(&self, socket: &impl AsRawFd, token: Token) -> io::Result<()> {
@@ -111,8 +135,8 @@ impl Shared {
         }
     }
 
-    /// A port of `ours` for a flow into `guest` that the flow hash gives to this worker, so
-    /// the guest's answers come back here. `used` says which ports are taken.
+    /// A port of `ours` for a flow into `guest` that no flow uses: not here (`used` says
+    /// which ports this worker's table holds) and not on another worker.
     pub(crate) fn pick_port(
         &self,
         protocol: IpProtocol,
@@ -132,7 +156,7 @@ impl Shared {
                 guest,
                 remote: std::net::SocketAddr::new(ours, port),
             };
-            if key.worker(self.seed, self.workers) == self.index && !used(port) {
+            if !used(port) && self.elsewhere(&key).is_none() {
                 return Some(port);
             }
         }
@@ -140,21 +164,9 @@ impl Shared {
     }
 }
 
-struct MioNotify(Waker);
-
-impl Notify for MioNotify {
-    fn notify(&self) {
-        let _ = self.0.wake();
-    }
-}
-
 /// One worker's forwarder. See the module docs.
 pub struct Forwarder {
-    poll: Poll,
-    events: Events,
-    notify: Arc<MioNotify>,
     commands: Receiver<Command>,
-    epoch: Epoch,
     shared: Shared,
     udp: UdpTable,
     icmp: IcmpTable,
@@ -171,12 +183,12 @@ impl std::fmt::Debug for Forwarder {
 }
 
 impl Forwarder {
-    /// A factory for [`crate::WorkerPool`]: every worker gets a forwarder with `config`,
-    /// registered with `control`. A worker whose poller cannot be created drops flows.
+    /// A factory of every worker's forwarder, with `config`, registered with `control`. A
+    /// worker whose registry cannot be shared drops flows.
     pub fn factory(config: Config, control: Arc<Control>) -> HandlerFactory {
         let config = Arc::new(config);
-        Arc::new(move |ctx: &WorkerContext| {
-            match Forwarder::new(ctx, config.clone(), control.clone()) {
+        Arc::new(move |ctx: &WorkerContext, registry: &Registry| {
+            match Forwarder::new(ctx, registry, config.clone(), control.clone()) {
                 Ok(f) => Box::new(f) as Box<dyn FlowHandler>,
                 Err(e) => {
                     tracing::error!(worker = ctx.index, error = %e, "cannot start the forwarder");
@@ -188,46 +200,36 @@ impl Forwarder {
 
     pub fn new(
         ctx: &WorkerContext,
+        registry: &Registry,
         config: Arc<Config>,
         control: Arc<Control>,
     ) -> io::Result<Forwarder> {
-        let poll = Poll::new()?;
-        let waker = Waker::new(poll.registry(), Token(KIND_WAKER << KIND_SHIFT))?;
-        let notify = Arc::new(MioNotify(waker));
         let counters = Arc::new(Counters::default());
-        let commands = control.register(ctx.index, notify.clone(), counters.clone());
+        let commands = control.register(ctx.index, ctx.notify.clone(), counters.clone());
         let workers = ctx.workers.max(1);
         let shared = Shared {
-            registry: poll.registry().try_clone()?,
+            registry: registry.try_clone()?,
             nat: Nat::new(&config),
             framer: Framer::new(ctx.gateway_mac),
             counters,
             config: config.clone(),
             budget: control.budget(&config),
+            directory: (workers > 1).then(|| control.directory()),
             control,
             index: ctx.index,
-            workers,
             seed: ctx.seed,
             next_id: 0,
             known: std::collections::HashMap::new(),
         };
         let now = ctx.epoch.instant(std::time::Instant::now());
         Ok(Forwarder {
-            poll,
-            events: Events::with_capacity(1024),
-            notify,
             commands,
-            epoch: ctx.epoch,
             udp: UdpTable::new(&config),
             icmp: IcmpTable::new(&config, workers),
             tcp: TcpTable::new(&config, ctx.mtu),
             shared,
             next_sweep: now + SWEEP,
         })
-    }
-
-    fn now(&self) -> Instant {
-        self.epoch.instant(std::time::Instant::now())
     }
 
     fn command(&mut self, command: Command, now: Instant, out: &dyn FrameSink) {
@@ -260,17 +262,22 @@ impl Forwarder {
 }
 
 impl FlowHandler for Forwarder {
-    fn handle_packet(&mut self, now: Instant, packet: FlowFrame, out: &dyn FrameSink) {
+    fn handle_packet(&mut self, now: Instant, packet: &FlowFrame, out: &dyn FrameSink) -> Handled {
         let guest_ip = packet.packet.key.guest.ip();
         self.shared.learn(guest_ip, packet.packet.eth.src_addr);
-        match packet.packet.l4 {
-            FlowL4::Tcp(_) => self.tcp.handle(&mut self.shared, now, &packet, out),
-            FlowL4::Udp(_) => self.udp.handle(&mut self.shared, now, &packet, out),
+        let elsewhere = match packet.packet.l4 {
+            FlowL4::Tcp(_) => self.tcp.handle(&mut self.shared, now, packet, out),
+            FlowL4::Udp(_) => self.udp.handle(&mut self.shared, now, packet, out),
             FlowL4::IcmpEcho { request: true, .. } => {
-                self.icmp.handle(&mut self.shared, now, &packet, out);
+                self.icmp.handle(&mut self.shared, now, packet, out);
+                None
             }
-            _ => Counters::bump(&self.shared.counters.unsupported),
-        }
+            _ => {
+                Counters::bump(&self.shared.counters.unsupported);
+                None
+            }
+        };
+        elsewhere.map_or(Handled::Here, Handled::Elsewhere)
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
@@ -287,41 +294,27 @@ impl FlowHandler for Forwarder {
         }
     }
 
-    fn notifier(&self) -> Option<Arc<dyn Notify>> {
-        Some(self.notify.clone())
+    fn ready(
+        &mut self,
+        now: Instant,
+        token: Token,
+        readable: bool,
+        writable: bool,
+        out: &dyn FrameSink,
+    ) {
+        match token.0 >> KIND_SHIFT {
+            KIND_UDP => self.udp.ready(&mut self.shared, now, token, out),
+            KIND_UDP_LISTEN => self.udp.ready_listener(&mut self.shared, now, token, out),
+            KIND_ICMP => self.icmp.ready(&mut self.shared, now, token, out),
+            KIND_TCP => self
+                .tcp
+                .ready(&mut self.shared, now, token, readable, writable, out),
+            KIND_TCP_LISTEN => self.tcp.accept(&mut self.shared, now, token, out),
+            _ => {}
+        }
     }
 
-    fn wait(&mut self, timeout: Option<Duration>, out: &dyn FrameSink) {
-        if let Err(e) = self.poll.poll(&mut self.events, timeout)
-            && e.kind() != io::ErrorKind::Interrupted
-        {
-            tracing::warn!(error = %e, "poll failed");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let now = self.now();
-        let ready: Vec<(Token, bool, bool)> = self
-            .events
-            .iter()
-            .map(|e| {
-                (
-                    e.token(),
-                    e.is_readable() || e.is_error() || e.is_read_closed(),
-                    e.is_writable() || e.is_error() || e.is_write_closed(),
-                )
-            })
-            .collect();
-        for (token, readable, writable) in ready {
-            match token.0 >> KIND_SHIFT {
-                KIND_UDP => self.udp.ready(&mut self.shared, now, token, out),
-                KIND_UDP_LISTEN => self.udp.ready_listener(&mut self.shared, now, token, out),
-                KIND_ICMP => self.icmp.ready(&mut self.shared, now, token, out),
-                KIND_TCP => self
-                    .tcp
-                    .ready(&mut self.shared, now, token, readable, writable, out),
-                KIND_TCP_LISTEN => self.tcp.accept(&mut self.shared, now, token, out),
-                _ => {}
-            }
-        }
+    fn commands(&mut self, now: Instant, out: &dyn FrameSink) {
         while let Ok(command) = self.commands.try_recv() {
             self.command(command, now, out);
         }

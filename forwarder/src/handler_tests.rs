@@ -14,11 +14,20 @@ use stack::wire::{
 
 use crate::stats::ForwarderStats;
 use crate::worker::WorkerCounters;
+use stack::time::Epoch;
 
 const GW_MAC: EthernetAddress = EthernetAddress([0x5a, 0x94, 0xef, 0xe4, 0x0c, 0xdd]);
 const GUEST_MAC: EthernetAddress = EthernetAddress([0x5a, 0x94, 0xef, 0xe4, 0x0c, 0xee]);
 const GUEST: Ipv4Addr = Ipv4Addr::new(192, 168, 127, 2);
 const HOST: Ipv4Addr = Ipv4Addr::new(192, 168, 127, 254);
+
+struct WakeNotify(mio::Waker);
+
+impl crate::worker::Notify for WakeNotify {
+    fn notify(&self) {
+        let _ = self.0.wake();
+    }
+}
 
 #[derive(Default)]
 struct Sink(Mutex<Vec<Bytes>>);
@@ -37,6 +46,9 @@ impl Sink {
 
 struct Harness {
     fwd: Forwarder,
+    /// The worker's poller, which the loop would own.
+    poll: mio::Poll,
+    events: mio::Events,
     sink: Sink,
     guest: Framer,
     epoch: Epoch,
@@ -45,6 +57,10 @@ struct Harness {
 impl Harness {
     fn new(config: Config) -> Harness {
         let epoch = Epoch::new(std::time::Instant::now());
+        let poll = mio::Poll::new().unwrap();
+        let waker = Arc::new(WakeNotify(
+            mio::Waker::new(poll.registry(), mio::Token(0)).unwrap(),
+        ));
         let ctx = WorkerContext {
             index: 0,
             workers: 1,
@@ -53,11 +69,14 @@ impl Harness {
             mtu: 1500,
             gateway_mac: GW_MAC,
             counters: Arc::new(WorkerCounters::default()),
+            notify: waker,
         };
         let guest = IpAddr::V4(GUEST);
         let control = Control::new(guest, &[(guest, GUEST_MAC)]);
         Harness {
-            fwd: Forwarder::new(&ctx, Arc::new(config), control).unwrap(),
+            fwd: Forwarder::new(&ctx, poll.registry(), Arc::new(config), control).unwrap(),
+            poll,
+            events: mio::Events::with_capacity(64),
             sink: Sink::default(),
             // Frames "from the guest": a framer whose own MAC is the guest's.
             guest: Framer::new(GUEST_MAC),
@@ -69,6 +88,23 @@ impl Harness {
         self.epoch.instant(std::time::Instant::now())
     }
 
+    /// What the worker's loop does: waits at most `timeout` for readiness and hands every
+    /// event to the forwarder, then its commands.
+    fn wait(&mut self, timeout: Duration) {
+        self.poll.poll(&mut self.events, Some(timeout)).unwrap();
+        let now = self.now();
+        for e in self.events.iter() {
+            if e.token().0 >> KIND_SHIFT == 0 {
+                continue;
+            }
+            let readable = e.is_readable() || e.is_error() || e.is_read_closed();
+            let writable = e.is_writable() || e.is_error() || e.is_write_closed();
+            self.fwd
+                .ready(now, e.token(), readable, writable, &self.sink);
+        }
+        self.fwd.commands(now, &self.sink);
+    }
+
     fn stats(&self) -> ForwarderStats {
         self.fwd.shared.counters.snapshot()
     }
@@ -78,8 +114,15 @@ impl Harness {
         let parsed = ingress::parse(&frame, GW_MAC).unwrap();
         let packet = parsed.flow().unwrap();
         let now = self.now();
-        self.fwd
-            .handle_packet(now, FlowFrame { frame, packet }, &self.sink);
+        let packet = FlowFrame {
+            frame,
+            packet,
+            link_mtu: 1500,
+        };
+        assert_eq!(
+            self.fwd.handle_packet(now, &packet, &self.sink),
+            Handled::Here
+        );
     }
 
     fn udp(&mut self, src_port: u16, dst: SocketAddr, payload: &[u8]) {
@@ -130,7 +173,7 @@ impl Harness {
                 std::time::Instant::now() < deadline,
                 "no frame for the guest"
             );
-            self.fwd.wait(Some(Duration::from_millis(20)), &self.sink);
+            self.wait(Duration::from_millis(20));
             let now = self.now();
             if self.fwd.poll_timeout().is_some_and(|at| at <= now) {
                 self.fwd.handle_timeout(now, &self.sink);
@@ -503,13 +546,13 @@ fn a_gone_guest_loses_its_flows_and_its_host_peers_see_rst() {
     // Another guest going away changes nothing.
     let other = EthernetAddress([0x02, 0, 0, 0, 0, 9]);
     assert_eq!(h.fwd.shared.control.guest_gone(&[other]), 1);
-    h.fwd.wait(Some(Duration::from_millis(50)), &h.sink);
+    h.wait(Duration::from_millis(50));
     let stats = h.stats();
     assert_eq!((stats.tcp_open, stats.udp_open), (1, 1));
     assert_eq!(stats.flows_guest_gone, 0);
 
     assert_eq!(h.fwd.shared.control.guest_gone(&[other, GUEST_MAC]), 1);
-    h.fwd.wait(Some(Duration::from_millis(50)), &h.sink);
+    h.wait(Duration::from_millis(50));
     let stats = h.stats();
     assert_eq!((stats.tcp_open, stats.udp_open), (0, 0));
     assert_eq!(stats.flows_guest_gone, 2);

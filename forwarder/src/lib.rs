@@ -1,18 +1,17 @@
 //! host-switch's host side: worker threads that own flow tables and host sockets.
 //!
-//! [`worker`] is the seam between the gateway and the forwarding logic: a pool of worker
-//! threads, each fed by its own bounded queue and owning every flow whose [`FlowKey`] hashes
-//! to it, and the [`FlowHandler`] trait a forwarder implements to do the work.
+//! [`worker`] is the seam between a worker's event loop (in the `switch` crate) and the
+//! forwarding logic: the [`FlowHandler`] trait a forwarder implements, called in the loop's own
+//! thread for every flow packet and every readiness event of its host sockets.
 //! [`Forwarder`] is that forwarder: TCP through the [`stack::tcp`] engine, UDP with
 //! endpoint-independent mappings, ICMP echo through ping sockets, NAT of virtual addresses,
 //! and port forwards into guests managed through [`Control`]. Until one is plugged in,
 //! [`NoForwarder`] counts every flow packet as dropped.
-//!
-//! [`FlowKey`]: stack::ingress::FlowKey
 
 mod budget;
 pub mod config;
 pub mod control;
+mod directory;
 pub mod frame;
 mod handler;
 mod icmp;
@@ -30,6 +29,6 @@ pub use handler::Forwarder;
 pub use stats::ForwarderStats;
 pub use tcp::isn_secret;
 pub use worker::{
-    DispatchError, Dispatcher, FlowFrame, FlowHandler, FrameSink, HandlerFactory, NoForwarder,
-    Notify, PoolConfig, WorkerContext, WorkerCounters, WorkerPool, WorkerStats,
+    FlowFrame, FlowHandler, FrameSink, Handled, HandlerFactory, KIND_SHIFT, LOOP_KINDS,
+    NoForwarder, Notify, WorkerContext, WorkerCounters, WorkerEvent, WorkerStats,
 };

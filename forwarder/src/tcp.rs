@@ -99,8 +99,10 @@ pub(crate) struct TcpTable {
     flows: HashMap<FlowKey, Flow>,
     by_token: HashMap<Token, FlowKey>,
     timers: BinaryHeap<Reverse<(Instant, usize)>>,
+    /// The engine's settings but the segment size, which comes from each flow's link.
     engine: TcpConfig,
-    engine6: TcpConfig,
+    /// The link MTU of a flow whose link is not known yet (one opened into a guest).
+    default_mtu: u16,
     max_flows: usize,
     /// Flows that entered TIME-WAIT, oldest first (with their token: a stale entry, whose
     /// flow is gone or was replaced, is skipped). Bounded: compacted past twice the table.
@@ -122,23 +124,18 @@ impl TcpTable {
     pub(crate) fn new(config: &Config, mtu: u16) -> TcpTable {
         let secret = isn_secret();
         let engine = TcpConfig {
-            mss: mtu.saturating_sub(40).max(536),
             recv_buffer: config.tcp_buffer,
             send_buffer: config.tcp_buffer,
             out_of_order_limit: config.tcp_buffer,
             isn_secret: secret,
             ..TcpConfig::default()
         };
-        let engine6 = TcpConfig {
-            mss: mtu.saturating_sub(60).max(1220),
-            ..engine.clone()
-        };
         TcpTable {
             flows: HashMap::new(),
             by_token: HashMap::new(),
             timers: BinaryHeap::new(),
             engine,
-            engine6,
+            default_mtu: mtu,
             max_flows: config.max_tcp_flows.max(1),
             time_wait: VecDeque::new(),
             connect_timeout: config.tcp_connect_timeout,
@@ -148,11 +145,17 @@ impl TcpTable {
         }
     }
 
-    fn engine_for(&self, ip: IpAddr) -> &TcpConfig {
-        if ip.is_ipv4() {
-            &self.engine
+    /// The engine's settings for a flow with `ip` over a link of `mtu`: the MSS it announces
+    /// is what that link carries (RFC 9293 §3.7.1), less the IPv4 or IPv6 and TCP headers.
+    fn engine_for(&self, ip: IpAddr, mtu: u16) -> TcpConfig {
+        let mss = if ip.is_ipv4() {
+            mtu.saturating_sub(40).max(536)
         } else {
-            &self.engine6
+            mtu.saturating_sub(60).max(1220)
+        };
+        TcpConfig {
+            mss,
+            ..self.engine.clone()
         }
     }
 
@@ -162,14 +165,15 @@ impl TcpTable {
         now: Instant,
         packet: &FlowFrame,
         out: &dyn FrameSink,
-    ) {
+    ) -> Option<usize> {
         let FlowL4::Tcp(repr) = packet.packet.l4 else {
-            return;
+            return None;
         };
         let key = packet.packet.key;
         let payload = packet.packet.payload(&packet.frame);
         let mac = packet.packet.eth.src_addr;
         let addrs = packet.packet.ip.addresses();
+        let mtu = packet.link_mtu;
         let is_syn = repr.control == TcpControl::Syn && repr.ack_number.is_none();
         if let Some(flow) = self.flows.get_mut(&key) {
             if !(is_syn && flow.conn.accepts_new_syn(&repr)) {
@@ -177,13 +181,16 @@ impl TcpTable {
                 flow.resolved = true;
                 flow.conn.handle_segment(now, &repr, payload);
                 self.drive(sh, key, now, out);
-                return;
+                return None;
             }
             self.remove(sh, key);
         }
+        if let Some(owner) = sh.elsewhere(&key) {
+            return Some(owner);
+        }
         if !is_syn {
             send_rst(sh, out, mac, addrs, &repr);
-            return;
+            return None;
         }
         let endpoints = Endpoints::of_incoming(&addrs, &repr);
         let gateway = IpAddr::V4(sh.config.gateway_ip);
@@ -193,10 +200,10 @@ impl TcpTable {
                 if !self.make_room(sh) {
                     Counters::bump(&sh.counters.tcp_flow_limit);
                     send_rst(sh, out, mac, addrs, &repr);
-                    return;
+                    return None;
                 }
                 let mut conn =
-                    Connection::syn_received(now, self.engine_for(gateway), endpoints, &repr);
+                    Connection::syn_received(now, &self.engine_for(gateway, mtu), endpoints, &repr);
                 conn.accept(now);
                 self.insert(sh, key, conn, None, mac, Kind::Api, None, Vec::new());
                 Counters::bump(&sh.counters.api_requests);
@@ -204,12 +211,12 @@ impl TcpTable {
             } else {
                 send_rst(sh, out, mac, addrs, &repr);
             }
-            return;
+            return None;
         }
         let Ok(real) = sh.nat.outbound(key.remote.ip()) else {
             Counters::bump(&sh.counters.nat_refused);
             send_rst(sh, out, mac, addrs, &repr);
-            return;
+            return None;
         };
         let guest = key.guest.ip();
         if let Err(refusal) = sh.budget.tcp.take(guest) {
@@ -218,19 +225,19 @@ impl TcpTable {
                 Refusal::Guest => &sh.counters.tcp_guest_limit,
             });
             send_rst(sh, out, mac, addrs, &repr);
-            return;
+            return None;
         }
         if !self.make_room(sh) {
             sh.budget.tcp.give(guest);
             Counters::bump(&sh.counters.tcp_flow_limit);
             send_rst(sh, out, mac, addrs, &repr);
-            return;
+            return None;
         }
         if !sh.budget.connects.take() {
             sh.budget.tcp.give(guest);
             Counters::bump(&sh.counters.tcp_connect_limit);
             send_rst(sh, out, mac, addrs, &repr);
-            return;
+            return None;
         }
         let dst = SocketAddr::new(real, key.remote.port());
         let socket = match start_connect(dst) {
@@ -251,10 +258,11 @@ impl TcpTable {
                     Counters::bump(&sh.counters.tcp_refused);
                     send_rst(sh, out, mac, addrs, &repr);
                 }
-                return;
+                return None;
             }
         };
-        let conn = Connection::syn_received(now, self.engine_for(key.guest.ip()), endpoints, &repr);
+        let engine = self.engine_for(key.guest.ip(), mtu);
+        let conn = Connection::syn_received(now, &engine, endpoints, &repr);
         let deadline = now + self.connect_timeout;
         let inserted = self.insert(
             sh,
@@ -274,10 +282,11 @@ impl TcpTable {
             _ => {
                 sh.budget.tcp.give(guest);
                 sh.budget.connects.give();
-                return;
+                return None;
             }
         }
         self.schedule(key);
+        None
     }
 
     /// Whether the table has room for one more flow, closing the oldest flow in TIME-WAIT
@@ -334,10 +343,14 @@ impl TcpTable {
         connecting: Option<Instant>,
         quote: Vec<u8>,
     ) -> bool {
+        if !sh.claim(key) {
+            return false;
+        }
         let token = sh.token(KIND_TCP);
         if let Some(h) = &host
             && sh.register(h, token).is_err()
         {
+            sh.release(&key);
             return false;
         }
         self.by_token.insert(token, key);
@@ -375,6 +388,7 @@ impl TcpTable {
         let Some(mut flow) = self.flows.remove(&key) else {
             return;
         };
+        sh.release(&key);
         self.by_token.remove(&flow.token);
         if flow.connecting.take().is_some() {
             sh.budget.connects.give();
@@ -659,7 +673,8 @@ impl TcpTable {
                 local_port: port,
                 remote_port: remote.port(),
             };
-            let conn = Connection::connect(now, self.engine_for(remote.ip()), endpoints);
+            let engine = self.engine_for(remote.ip(), self.default_mtu);
+            let conn = Connection::connect(now, &engine, endpoints);
             let key = FlowKey {
                 protocol: IpProtocol::Tcp,
                 guest: remote,

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use mio::Token;
 use socket2::{Domain, Protocol as SockProtocol, Socket, Type};
-use stack::ingress::FlowL4;
+use stack::ingress::{FlowKey, FlowL4};
 use stack::time::Instant;
 use stack::wire::{EthernetAddress, IpProtocol};
 
@@ -80,9 +80,9 @@ impl UdpTable {
         now: Instant,
         packet: &FlowFrame,
         out: &dyn FrameSink,
-    ) {
+    ) -> Option<usize> {
         let FlowL4::Udp(_) = packet.packet.l4 else {
-            return;
+            return None;
         };
         let key = packet.packet.key;
         let payload = packet.packet.payload(&packet.frame);
@@ -99,7 +99,10 @@ impl UdpTable {
                     Ok(n) => Counters::add(&sh.counters.bytes_to_host, n as u64),
                     Err(_) => Counters::bump(&sh.counters.udp_send_dropped),
                 }
-                return;
+                return None;
+            }
+            if let Some(owner) = sh.elsewhere(&key) {
+                return Some(owner);
             }
             // No service of the gateway on this port (DNS has its own path).
             if let Some(addrs) = back {
@@ -109,7 +112,7 @@ impl UdpTable {
                 sh.send(out, frame);
                 Counters::bump(&sh.counters.udp_port_unreachable);
             }
-            return;
+            return None;
         }
         let real = match sh.nat.outbound(key.remote.ip()) {
             Ok(real) => real,
@@ -121,35 +124,42 @@ impl UdpTable {
                         .unreachable(mac, addrs, false, &quote_of(&packet.frame));
                     sh.send(out, frame);
                 }
-                return;
+                return None;
             }
         };
         if !self.flows.contains_key(&key.guest) {
+            if let Some(owner) = sh.elsewhere(&mapping_key(key.guest)) {
+                return Some(owner);
+            }
             if let Err(refusal) = sh.budget.udp.take(key.guest.ip()) {
                 Counters::bump(match refusal {
                     Refusal::Total => &sh.counters.udp_flow_limit,
                     Refusal::Guest => &sh.counters.udp_guest_limit,
                 });
-                return;
+                return None;
             }
             // The budget bounds the total already; this is the table's own safety net.
             if self.flows.len() >= self.max {
                 sh.budget.udp.give(key.guest.ip());
                 Counters::bump(&sh.counters.udp_flow_limit);
-                return;
+                return None;
+            }
+            if !sh.claim(mapping_key(key.guest)) {
+                sh.budget.udp.give(key.guest.ip());
+                Counters::bump(&sh.counters.udp_send_dropped);
+                return None;
             }
             let Some(flow) = open(sh, mac, real, now) else {
+                sh.release(&mapping_key(key.guest));
                 sh.budget.udp.give(key.guest.ip());
-                return;
+                return None;
             };
             self.by_token.insert(flow.token, key.guest);
             self.flows.insert(key.guest, flow);
             Counters::bump(&sh.counters.udp_total);
             Counters::bump(&sh.counters.udp_open);
         }
-        let Some(flow) = self.flows.get_mut(&key.guest) else {
-            return;
-        };
+        let flow = self.flows.get_mut(&key.guest)?;
         flow.last_active = now;
         flow.guest_mac = mac;
         let dst = SocketAddr::new(real, key.remote.port());
@@ -157,7 +167,7 @@ impl UdpTable {
             match flow.socket.send_to(payload, dst) {
                 Ok(n) => {
                     Counters::add(&sh.counters.bytes_to_host, n as u64);
-                    return;
+                    return None;
                 }
                 // An earlier datagram's error surfaced here: it is in the error queue, which
                 // the readiness handler reads; send again.
@@ -166,6 +176,7 @@ impl UdpTable {
             }
         }
         Counters::bump(&sh.counters.udp_send_dropped);
+        None
     }
 
     pub(crate) fn ready(
@@ -231,11 +242,14 @@ impl UdpTable {
             }
         }
         let inbound = &mut self.inbound;
+        let ours = IpAddr::V4(sh.config.gateway_ip);
         for l in self.listeners.values_mut() {
+            let remote = l.remote;
             l.peers.retain(|_, (port, last)| {
                 let keep = now.saturating_duration_since(*last) < idle;
                 if !keep {
                     inbound.remove(port);
+                    sh.release(&inbound_key(remote, ours, *port));
                 }
                 keep
             });
@@ -268,6 +282,7 @@ impl UdpTable {
             return false;
         };
         sh.deregister_fd(&flow.socket);
+        sh.release(&mapping_key(guest));
         self.by_token.remove(&flow.token);
         sh.budget.udp.give(guest.ip());
         Counters::dec(&sh.counters.udp_open);
@@ -295,8 +310,10 @@ impl UdpTable {
         if let Some(l) = self.listeners.remove(&id) {
             sh.deregister_fd(&l.socket);
             self.listen_tokens.remove(&l.token);
+            let ours = IpAddr::V4(sh.config.gateway_ip);
             for (port, _) in l.peers.values() {
                 self.inbound.remove(port);
+                sh.release(&inbound_key(l.remote, ours, *port));
             }
         }
     }
@@ -349,6 +366,10 @@ impl UdpTable {
                         Counters::bump(&sh.counters.inbound_dropped);
                         continue;
                     };
+                    if !sh.claim(inbound_key(l.remote, ours, port)) {
+                        Counters::bump(&sh.counters.inbound_dropped);
+                        continue;
+                    }
                     l.peers.insert(peer, (port, now));
                     self.inbound.insert(port, (id, peer));
                     Counters::bump(&sh.counters.inbound_accepted);
@@ -361,6 +382,29 @@ impl UdpTable {
                 sh.send(out, frame);
             }
         }
+    }
+}
+
+/// The directory's key of the mapping of `guest`: its address and port, any remote.
+fn mapping_key(guest: SocketAddr) -> FlowKey {
+    let any = if guest.is_ipv4() {
+        SocketAddr::from(([0u8; 4], 0))
+    } else {
+        SocketAddr::from(([0u16; 8], 0))
+    };
+    FlowKey {
+        protocol: IpProtocol::Udp,
+        guest,
+        remote: any,
+    }
+}
+
+/// The directory's key of a forward's host peer: the guest's answers to our `port`.
+fn inbound_key(guest: SocketAddr, ours: IpAddr, port: u16) -> FlowKey {
+    FlowKey {
+        protocol: IpProtocol::Udp,
+        guest,
+        remote: SocketAddr::new(ours, port),
     }
 }
 

@@ -1,44 +1,48 @@
-//! Worker threads and the seam a forwarder plugs into.
+//! The seam between a worker's event loop and the flow logic it runs.
 //!
-//! The gateway thread parses each frame once ([`stack::ingress`]); a frame that belongs to a
-//! flow becomes a [`FlowFrame`] — the frame's bytes (reference counted, never copied) and the
-//! owned [`FlowPacket`] summary — and [`Dispatcher::dispatch`] queues it for the worker its
-//! [`FlowKey`](stack::ingress::FlowKey) hashes to (seeded, see
-//! [`FlowKey::worker`](stack::ingress::FlowKey::worker)). A flow so lives on one worker for
-//! its whole life and workers share nothing on the per-packet path.
+//! A worker (the loop lives in the `switch` crate) is one thread with one mio [`Registry`]: it
+//! reads frames from its links, switches them, lets the gateway answer what is the gateway's,
+//! and hands every flow packet — a [`FlowFrame`], the frame's bytes (reference counted, never
+//! copied) and the owned [`FlowPacket`] summary — to its [`FlowHandler`] in the same call
+//! stack. The handler registers its host sockets with the same registry, under tokens whose
+//! kind (the top byte, [`KIND_SHIFT`]) is below [`LOOP_KINDS`]; the loop hands those tokens
+//! back through [`FlowHandler::ready`]. Frames for guests leave through a [`FrameSink`], which
+//! the loop implements by writing straight to the guest's link.
 //!
 //! Contracts:
-//! - Each worker's queue is a bounded crossbeam channel; a full queue drops the packet and
-//!   counts it ([`WorkerStats::queue_full`]), the dispatcher never blocks.
-//! - A worker calls its [`FlowHandler`] for every packet, for its timers
-//!   ([`FlowHandler::poll_timeout`] / [`FlowHandler::handle_timeout`], time passed in as a
-//!   [`stack::time::Instant`] on the pool's [`Epoch`]), and sends frames for guests through a
-//!   [`FrameSink`] (the gateway's switch port).
-//! - Waiting: by default a worker blocks on its queue until a packet, its next timer or
-//!   shutdown. A handler that owns a readiness poller (mio) returns a [`Notify`] from
-//!   [`FlowHandler::notifier`]; the worker then blocks in [`FlowHandler::wait`] instead, the
-//!   dispatcher calls the notifier after queueing a packet, and so does shutdown.
-//! - [`WorkerPool::shutdown`] stops and joins every worker; it is idempotent and runs on drop.
+//! - A flow is owned by one worker for its whole life. A handler that finds a packet of a flow
+//!   another worker owns says so ([`Handled::Elsewhere`]); the loop hands it there once,
+//!   counted. Nothing is shared on the per-packet path.
+//! - Time is passed in as a [`stack::time::Instant`] on the process [`Epoch`];
+//!   [`FlowHandler::poll_timeout`] / [`FlowHandler::handle_timeout`] are the handler's timers.
+//! - The control plane reaches a handler through a command queue of its own and the worker's
+//!   [`Notify`]; the loop calls [`FlowHandler::commands`] whenever it is woken.
 
-use std::io;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::thread::JoinHandle;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use mio::{Registry, Token};
 use stack::ingress::{DropCounters, DropReason, FlowPacket};
 use stack::time::{Epoch, Instant};
 use stack::wire::EthernetAddress;
 
-/// A flow-bound frame on its way to a worker.
+/// Token kinds live in the top byte of a [`Token`].
+pub const KIND_SHIFT: u32 = 56;
+/// Token kinds `0..LOOP_KINDS` belong to the handler (kind 0 is the loop's waker, never
+/// handed to a handler); the loop uses `LOOP_KINDS..` for its links.
+pub const LOOP_KINDS: usize = 16;
+
+/// A flow-bound frame on its way to the flow's owner.
 #[derive(Debug, Clone)]
 pub struct FlowFrame {
     /// The whole Ethernet frame, as the guest sent it.
     pub frame: Bytes,
     /// What ingress parsed from it; `packet.payload` indexes `frame`.
     pub packet: FlowPacket,
+    /// The MTU of the link the frame came in on: the guest's, for segment sizes and for
+    /// whether a reply must be fragmented.
+    pub link_mtu: u16,
 }
 
 impl FlowFrame {
@@ -53,21 +57,30 @@ impl FlowFrame {
     }
 }
 
-/// Where workers send frames for guests: the gateway's port into the switch. Never blocks;
+/// Where a handler sends frames for guests: the loop's way to the guests' links. Never blocks;
 /// returns false when the frame was dropped (and counted by the sink).
-pub trait FrameSink: Send + Sync {
+pub trait FrameSink {
     fn send_frame(&self, frame: Bytes) -> bool;
 }
 
-/// Wakes a worker that waits in its own poller (a mio `Waker`, say).
+/// Wakes a worker that waits in its poller (a mio `Waker`, say).
 pub trait Notify: Send + Sync {
     fn notify(&self);
 }
 
+/// What became of a packet handed to [`FlowHandler::handle_packet`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handled {
+    /// Handled here (answered, forwarded, or dropped and counted).
+    Here,
+    /// The flow belongs to this other worker: hand the packet there.
+    Elsewhere(usize),
+}
+
 /// The forwarding logic of one worker: it owns that worker's flows. See the module docs.
 pub trait FlowHandler: Send {
-    /// One packet of a flow this worker owns.
-    fn handle_packet(&mut self, now: Instant, packet: FlowFrame, out: &dyn FrameSink);
+    /// One packet of a flow.
+    fn handle_packet(&mut self, now: Instant, packet: &FlowFrame, out: &dyn FrameSink) -> Handled;
 
     /// When [`FlowHandler::handle_timeout`] next has work.
     fn poll_timeout(&self) -> Option<Instant> {
@@ -79,40 +92,57 @@ pub trait FlowHandler: Send {
         let _ = (now, out);
     }
 
-    /// `Some` if this handler waits in its own poller; see the module docs.
-    fn notifier(&self) -> Option<Arc<dyn Notify>> {
-        None
+    /// A readiness event for one of the handler's own tokens.
+    fn ready(
+        &mut self,
+        now: Instant,
+        token: Token,
+        readable: bool,
+        writable: bool,
+        out: &dyn FrameSink,
+    ) {
+        let _ = (now, token, readable, writable, out);
     }
 
-    /// Blocks in the handler's poller for at most `timeout` (`None`: until notified), handles
-    /// whatever became ready, and returns. Only called when [`FlowHandler::notifier`] is
-    /// `Some`.
-    fn wait(&mut self, timeout: Option<Duration>, out: &dyn FrameSink) {
-        let _ = (timeout, out);
+    /// Runs the control plane's commands queued for this worker.
+    fn commands(&mut self, now: Instant, out: &dyn FrameSink) {
+        let _ = (now, out);
     }
 }
 
 /// What a handler is built with.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct WorkerContext {
     /// The worker's index, `0..workers`.
     pub index: usize,
-    /// How many workers the pool has.
+    /// How many workers there are.
     pub workers: usize,
-    /// The flow hash seed ([`stack::ingress::FlowKey::worker`]): a handler opening a flow
-    /// itself picks ports that hash back to it.
+    /// A per-process random seed (for hashes a guest must not predict).
     pub seed: u64,
     pub epoch: Epoch,
-    /// The guests' MTU.
+    /// The largest MTU of any link: the default segment size before a flow's own link says.
     pub mtu: u16,
     /// The gateway's MAC: the source of every frame a worker sends to a guest.
     pub gateway_mac: EthernetAddress,
     /// The worker's counters; handlers count their drops here.
     pub counters: Arc<WorkerCounters>,
+    /// Wakes this worker's loop (for the control plane's commands).
+    pub notify: Arc<dyn Notify>,
 }
 
-/// Builds the handler of each worker.
-pub type HandlerFactory = Arc<dyn Fn(&WorkerContext) -> Box<dyn FlowHandler> + Send + Sync>;
+impl std::fmt::Debug for WorkerContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerContext")
+            .field("index", &self.index)
+            .field("workers", &self.workers)
+            .field("mtu", &self.mtu)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds the handler of each worker, registering its sockets with the worker's registry.
+pub type HandlerFactory =
+    Arc<dyn Fn(&WorkerContext, &Registry) -> Box<dyn FlowHandler> + Send + Sync>;
 
 /// The handler used while no forwarder is plugged in: every packet is dropped as
 /// [`DropReason::NoForwarder`].
@@ -130,34 +160,65 @@ impl NoForwarder {
 
     /// A factory of [`NoForwarder`]s.
     pub fn factory() -> HandlerFactory {
-        Arc::new(|ctx: &WorkerContext| Box::new(NoForwarder::new(ctx)) as Box<dyn FlowHandler>)
+        Arc::new(|ctx: &WorkerContext, _: &Registry| {
+            Box::new(NoForwarder::new(ctx)) as Box<dyn FlowHandler>
+        })
     }
 }
 
 impl FlowHandler for NoForwarder {
-    fn handle_packet(&mut self, _now: Instant, _packet: FlowFrame, _out: &dyn FrameSink) {
+    fn handle_packet(
+        &mut self,
+        _now: Instant,
+        _packet: &FlowFrame,
+        _out: &dyn FrameSink,
+    ) -> Handled {
         self.counters.count_drop(DropReason::NoForwarder);
+        Handled::Here
     }
 }
 
-/// One worker's counters, relaxed atomics written by the dispatcher and the worker.
+/// One worker's counters, relaxed atomics written by the worker and read by `/stats`.
 #[derive(Debug)]
 pub struct WorkerCounters {
-    queued: AtomicU64,
-    queue_full: AtomicU64,
+    /// Frames read from links by this worker.
+    rx_frames: AtomicU64,
+    /// Frames written to links by this worker.
+    tx_frames: AtomicU64,
+    /// Flow packets handed to the handler.
     handled: AtomicU64,
+    /// Frames this worker handed to another worker (a flow it does not own, a link another
+    /// worker serves), and those it received so.
+    handoffs_out: AtomicU64,
+    handoffs_in: AtomicU64,
+    /// Handoffs dropped because the other worker's inbox was full.
+    handoffs_dropped: AtomicU64,
     drops: [AtomicU64; DropReason::COUNT],
 }
 
 impl Default for WorkerCounters {
     fn default() -> WorkerCounters {
         WorkerCounters {
-            queued: AtomicU64::new(0),
-            queue_full: AtomicU64::new(0),
+            rx_frames: AtomicU64::new(0),
+            tx_frames: AtomicU64::new(0),
             handled: AtomicU64::new(0),
+            handoffs_out: AtomicU64::new(0),
+            handoffs_in: AtomicU64::new(0),
+            handoffs_dropped: AtomicU64::new(0),
             drops: std::array::from_fn(|_| AtomicU64::new(0)),
         }
     }
+}
+
+/// Which of a worker's frame counters to bump.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkerEvent {
+    Rx,
+    Tx,
+    Handled,
+    HandoffOut,
+    HandoffIn,
+    HandoffDropped,
 }
 
 impl WorkerCounters {
@@ -168,6 +229,19 @@ impl WorkerCounters {
         }
     }
 
+    /// Counts `n` of `event`.
+    pub fn count(&self, event: WorkerEvent, n: u64) {
+        let counter = match event {
+            WorkerEvent::Rx => &self.rx_frames,
+            WorkerEvent::Tx => &self.tx_frames,
+            WorkerEvent::Handled => &self.handled,
+            WorkerEvent::HandoffOut => &self.handoffs_out,
+            WorkerEvent::HandoffIn => &self.handoffs_in,
+            WorkerEvent::HandoffDropped => &self.handoffs_dropped,
+        };
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
     pub fn snapshot(&self) -> WorkerStats {
         let mut drops = DropCounters::default();
         for (reason, n) in DropReason::ALL.iter().zip(self.drops.iter()) {
@@ -176,10 +250,14 @@ impl WorkerCounters {
                 drops.add(*reason, n);
             }
         }
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
         WorkerStats {
-            queued: self.queued.load(Ordering::Relaxed),
-            queue_full: self.queue_full.load(Ordering::Relaxed),
-            handled: self.handled.load(Ordering::Relaxed),
+            rx_frames: load(&self.rx_frames),
+            tx_frames: load(&self.tx_frames),
+            handled: load(&self.handled),
+            handoffs_out: load(&self.handoffs_out),
+            handoffs_in: load(&self.handoffs_in),
+            handoffs_dropped: load(&self.handoffs_dropped),
             drops,
         }
     }
@@ -188,270 +266,103 @@ impl WorkerCounters {
 /// A snapshot of one worker's counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct WorkerStats {
-    /// Packets queued for the worker.
-    pub queued: u64,
-    /// Packets dropped because its queue was full.
-    pub queue_full: u64,
-    /// Packets the worker handed to its handler.
+    pub rx_frames: u64,
+    pub tx_frames: u64,
+    /// Flow packets the worker handed to its handler.
     pub handled: u64,
+    pub handoffs_out: u64,
+    pub handoffs_in: u64,
+    pub handoffs_dropped: u64,
     /// Drops its handler counted.
     pub drops: DropCounters,
 }
 
-struct Inbox {
-    tx: Sender<FlowFrame>,
-    notify: Option<Arc<dyn Notify>>,
-    counters: Arc<WorkerCounters>,
-}
-
-impl std::fmt::Debug for Inbox {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Inbox")
-            .field("len", &self.tx.len())
-            .field("own_poller", &self.notify.is_some())
-            .finish()
-    }
-}
-
-/// The sending side: owned by the gateway thread. Cloning it is cheap.
-#[derive(Debug, Clone)]
-pub struct Dispatcher {
-    inboxes: Arc<[Inbox]>,
-    seed: u64,
-}
-
-/// Why [`Dispatcher::dispatch`] did not queue a packet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DispatchError {
-    /// The owning worker's queue was full (counted).
-    QueueFull,
-    /// The workers have stopped.
-    Stopped,
-}
-
-impl Dispatcher {
-    /// Queues `packet` for the worker that owns its flow. Never blocks.
-    pub fn dispatch(&self, packet: FlowFrame) -> Result<(), DispatchError> {
-        let index = packet.packet.key.worker(self.seed, self.inboxes.len());
-        let inbox = self.inboxes.get(index).ok_or(DispatchError::Stopped)?;
-        match inbox.tx.try_send(packet) {
-            Ok(()) => {
-                inbox.counters.queued.fetch_add(1, Ordering::Relaxed);
-                if let Some(notify) = &inbox.notify {
-                    notify.notify();
-                }
-                Ok(())
-            }
-            Err(TrySendError::Full(_)) => {
-                inbox.counters.queue_full.fetch_add(1, Ordering::Relaxed);
-                Err(DispatchError::QueueFull)
-            }
-            Err(TrySendError::Disconnected(_)) => Err(DispatchError::Stopped),
-        }
-    }
-
-    pub fn workers(&self) -> usize {
-        self.inboxes.len()
-    }
-}
-
-/// The running workers. [`WorkerPool::shutdown`] (or drop) stops and joins them.
-pub struct WorkerPool {
-    handles: Vec<JoinHandle<()>>,
-    counters: Vec<Arc<WorkerCounters>>,
-    notifiers: Vec<Arc<dyn Notify>>,
-    stop: Arc<AtomicBool>,
-    /// Dropped on shutdown: wakes the workers that wait on their queue.
-    stop_tx: Option<Sender<()>>,
-}
-
-impl std::fmt::Debug for WorkerPool {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WorkerPool")
-            .field("workers", &self.counters.len())
-            .field("running", &self.handles.len())
-            .finish()
-    }
-}
-
-/// How to start a [`WorkerPool`].
-#[derive(Clone)]
-pub struct PoolConfig {
-    /// Number of workers, at least 1.
-    pub workers: usize,
-    /// Packets each worker's queue holds.
-    pub queue_capacity: usize,
-    pub factory: HandlerFactory,
-    pub epoch: Epoch,
-    /// The flow hash seed; random per process.
-    pub seed: u64,
-    /// The guests' MTU, passed on to handlers.
-    pub mtu: u16,
-    /// The gateway's MAC, passed on to handlers.
-    pub gateway_mac: EthernetAddress,
-}
-
-impl std::fmt::Debug for PoolConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PoolConfig")
-            .field("workers", &self.workers)
-            .field("queue_capacity", &self.queue_capacity)
-            .finish_non_exhaustive()
-    }
-}
-
-/// The most packets a worker takes from its queue before it looks at its timers again.
-const BATCH: usize = 256;
-/// How long a worker with no timer sleeps on its queue before looking around anyway.
-const IDLE_WAIT: Duration = Duration::from_secs(3600);
-
-impl WorkerPool {
-    /// Builds every handler, starts one thread per worker, and returns the pool with the
-    /// dispatcher that feeds it. Frames for guests go to `sink`.
-    pub fn start(
-        config: PoolConfig,
-        sink: Arc<dyn FrameSink>,
-    ) -> io::Result<(WorkerPool, Dispatcher)> {
-        let workers = config.workers.max(1);
-        let stop = Arc::new(AtomicBool::new(false));
-        let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
-        let mut pool = WorkerPool {
-            handles: Vec::with_capacity(workers),
-            counters: Vec::with_capacity(workers),
-            notifiers: Vec::new(),
-            stop: stop.clone(),
-            stop_tx: Some(stop_tx),
-        };
-        let mut inboxes = Vec::with_capacity(workers);
-        for index in 0..workers {
-            let counters = Arc::new(WorkerCounters::default());
-            let ctx = WorkerContext {
-                index,
-                workers,
-                seed: config.seed,
-                epoch: config.epoch,
-                mtu: config.mtu,
-                gateway_mac: config.gateway_mac,
-                counters: counters.clone(),
-            };
-            let handler = (config.factory)(&ctx);
-            let notify = handler.notifier();
-            if let Some(n) = &notify {
-                pool.notifiers.push(n.clone());
-            }
-            let (tx, rx) = crossbeam_channel::bounded(config.queue_capacity.max(1));
-            inboxes.push(Inbox {
-                tx,
-                notify,
-                counters: counters.clone(),
-            });
-            let worker = Worker {
-                handler,
-                rx,
-                stop_rx: stop_rx.clone(),
-                stop: stop.clone(),
-                sink: sink.clone(),
-                epoch: config.epoch,
-                counters: counters.clone(),
-            };
-            let handle = std::thread::Builder::new()
-                .name(format!("worker-{index}"))
-                .spawn(move || worker.run())?;
-            pool.handles.push(handle);
-            pool.counters.push(counters);
-        }
-        let dispatcher = Dispatcher {
-            inboxes: inboxes.into(),
-            seed: config.seed,
-        };
-        Ok((pool, dispatcher))
-    }
-
-    /// Each worker's counters.
-    pub fn stats(&self) -> Vec<WorkerStats> {
-        self.counters.iter().map(|c| c.snapshot()).collect()
-    }
-
-    /// Shares the counters (for a stats snapshot taken without the pool).
-    pub fn counters(&self) -> Vec<Arc<WorkerCounters>> {
-        self.counters.clone()
-    }
-
-    /// Stops every worker and joins it. Idempotent. Packets still queued are dropped.
-    pub fn shutdown(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        self.stop_tx = None;
-        for n in &self.notifiers {
-            n.notify();
-        }
-        for handle in self.handles.drain(..) {
-            // A handler that panicked has already stopped; nothing more to do for it.
-            let _ = handle.join();
-        }
-    }
-}
-
-impl Drop for WorkerPool {
-    fn drop(&mut self) {
-        self.shutdown();
-    }
-}
-
-struct Worker {
-    handler: Box<dyn FlowHandler>,
-    rx: Receiver<FlowFrame>,
-    stop_rx: Receiver<()>,
-    stop: Arc<AtomicBool>,
-    sink: Arc<dyn FrameSink>,
-    epoch: Epoch,
-    counters: Arc<WorkerCounters>,
-}
-
-impl Worker {
-    fn now(&self) -> Instant {
-        self.epoch.instant(std::time::Instant::now())
-    }
-
-    fn handle(&mut self, packet: FlowFrame) {
-        self.counters.handled.fetch_add(1, Ordering::Relaxed);
-        let now = self.now();
-        self.handler.handle_packet(now, packet, &*self.sink);
-    }
-
-    fn run(mut self) {
-        let own_poller = self.handler.notifier().is_some();
-        while !self.stop.load(Ordering::Relaxed) {
-            let now = self.now();
-            let timeout = self
-                .handler
-                .poll_timeout()
-                .map(|at| at.saturating_duration_since(now));
-            if own_poller {
-                self.handler.wait(timeout, &*self.sink);
-            } else {
-                crossbeam_channel::select! {
-                    recv(self.rx) -> msg => match msg {
-                        Ok(packet) => self.handle(packet),
-                        Err(_) => return,
-                    },
-                    recv(self.stop_rx) -> _ => return,
-                    default(timeout.unwrap_or(IDLE_WAIT)) => {}
-                }
-            }
-            for _ in 0..BATCH {
-                match self.rx.try_recv() {
-                    Ok(packet) => self.handle(packet),
-                    Err(_) => break,
-                }
-            }
-            let now = self.now();
-            if self.handler.poll_timeout().is_some_and(|at| at <= now) {
-                self.handler.handle_timeout(now, &*self.sink);
-            }
-        }
-    }
-}
-
 #[cfg(test)]
-#[path = "worker_tests.rs"]
-mod tests;
+mod tests {
+    use super::*;
+    use stack::ingress::{FlowKey, FlowL4, IpHeader};
+    use stack::wire::{EtherType, EthernetRepr, IpProtocol, Ipv4Repr, UdpRepr};
+    use std::net::{Ipv4Addr, SocketAddr};
+
+    fn packet() -> FlowFrame {
+        let ip = Ipv4Repr {
+            src_addr: Ipv4Addr::new(192, 168, 127, 2),
+            dst_addr: Ipv4Addr::new(192, 168, 127, 254),
+            next_header: IpProtocol::Udp,
+            payload_len: 8,
+            hop_limit: 64,
+            ident: 0,
+            dont_frag: false,
+            more_frags: false,
+            frag_offset: 0,
+            dscp: 0,
+            ecn: 0,
+        };
+        FlowFrame {
+            frame: Bytes::from_static(b"0123456789"),
+            packet: FlowPacket {
+                key: FlowKey {
+                    protocol: IpProtocol::Udp,
+                    guest: SocketAddr::from(([192, 168, 127, 2], 1)),
+                    remote: SocketAddr::from(([192, 168, 127, 254], 53)),
+                },
+                eth: EthernetRepr {
+                    src_addr: EthernetAddress([2, 0, 0, 0, 0, 1]),
+                    dst_addr: EthernetAddress([2, 0, 0, 0, 0, 2]),
+                    ethertype: EtherType::Ipv4,
+                },
+                ip: IpHeader::V4(ip),
+                l4: FlowL4::Udp(UdpRepr {
+                    src_port: 1,
+                    dst_port: 53,
+                    payload_len: 0,
+                }),
+                payload: 2..6,
+            },
+            link_mtu: 1500,
+        }
+    }
+
+    #[test]
+    fn payload_is_a_slice_of_the_frame() {
+        assert_eq!(&packet().payload()[..], b"2345");
+        let mut bad = packet();
+        bad.packet.payload = 4..20;
+        assert!(bad.payload().is_empty());
+    }
+
+    struct Nothing;
+    impl Notify for Nothing {
+        fn notify(&self) {}
+    }
+
+    #[test]
+    fn no_forwarder_counts_drops() {
+        let counters = Arc::new(WorkerCounters::default());
+        let ctx = WorkerContext {
+            index: 0,
+            workers: 1,
+            seed: 1,
+            epoch: Epoch::new(std::time::Instant::now()),
+            mtu: 1500,
+            gateway_mac: EthernetAddress([2, 0, 0, 0, 0, 9]),
+            counters: counters.clone(),
+            notify: Arc::new(Nothing),
+        };
+        let poll = mio::Poll::new().unwrap();
+        let mut handler = (NoForwarder::factory())(&ctx, poll.registry());
+        struct Sink;
+        impl FrameSink for Sink {
+            fn send_frame(&self, _: Bytes) -> bool {
+                true
+            }
+        }
+        let now = ctx.epoch.instant(std::time::Instant::now());
+        for _ in 0..3 {
+            assert_eq!(handler.handle_packet(now, &packet(), &Sink), Handled::Here);
+        }
+        assert_eq!(counters.snapshot().drops.get(DropReason::NoForwarder), 3);
+        counters.count(WorkerEvent::HandoffOut, 2);
+        assert_eq!(counters.snapshot().handoffs_out, 2);
+    }
+}

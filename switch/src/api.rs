@@ -345,7 +345,19 @@ fn stats_json(runtime: &RuntimeHandle, control: &Control, api: &ApiView) -> Valu
             a.3 + p.tx_bytes,
         )
     });
-    let queue_full: u64 = s.workers.iter().map(|w| w.queue_full).sum();
+    let workers: Vec<Value> = s
+        .workers
+        .iter()
+        .map(|w| {
+            json!({
+                "rx_frames": w.rx_frames, "tx_frames": w.tx_frames, "handled": w.handled,
+                "handoffs_out": w.handoffs_out, "handoffs_in": w.handoffs_in,
+                "handoffs_dropped": w.handoffs_dropped,
+            })
+        })
+        .collect();
+    let handoffs: u64 = s.workers.iter().map(|w| w.handoffs_out).sum();
+    let handoffs_dropped: u64 = s.workers.iter().map(|w| w.handoffs_dropped).sum();
     let limits = limits_json(&s, runtime, &forwarder, budget, api);
     let mut all = json!({
         "frames": {"rx": rx_frames, "tx": tx_frames},
@@ -359,7 +371,10 @@ fn stats_json(runtime: &RuntimeHandle, control: &Control, api: &ApiView) -> Valu
                     "flows": s.gateway.flows, "fragments": s.gateway.fragments,
                     "reassembled": s.gateway.reassembled,
                     "time_exceeded_sent": s.gateway.time_exceeded_sent},
-        "workers": {"count": s.workers.len(), "queue_full": queue_full},
+        "workers": {
+            "count": s.workers.len(), "handoffs": handoffs,
+            "handoffs_dropped": handoffs_dropped, "per_worker": workers,
+        },
         "forwarder": forwarder,
         "dns": {"queries": s.dns.resolver.queries, "local_answers": s.dns.resolver.local_answers,
                 "forwarded": s.dns.resolver.forwarded, "answers": s.dns.resolver.answers,

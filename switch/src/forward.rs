@@ -142,6 +142,9 @@ pub struct Switch {
     ports: BTreeSet<PortId>,
     gateway_port: PortId,
     counters: SwitchCounters,
+    /// Bumped whenever an address's port changes or an entry goes: a cache of lookups made
+    /// before is stale once it moves.
+    generation: u64,
 }
 
 impl Switch {
@@ -155,6 +158,7 @@ impl Switch {
             ports,
             gateway_port: config.gateway_port,
             counters: SwitchCounters::default(),
+            generation: 0,
         }
     }
 
@@ -179,6 +183,7 @@ impl Switch {
             return None;
         }
         let gone = self.table.flush_port(port);
+        self.generation += 1;
         self.ports.remove(&port).then_some(gone)
     }
 
@@ -218,7 +223,8 @@ impl Switch {
             Learn::StaticConflict { .. } => {
                 return Decision::Drop(DropReason::SpoofedStaticSource);
             }
-            Learn::Learned | Learn::Refreshed | Learn::Moved { .. } | Learn::TableFull => {}
+            Learn::Moved { .. } => self.generation += 1,
+            Learn::Learned | Learn::Refreshed | Learn::TableFull => {}
         }
         if repr.dst_addr.is_multicast() {
             return Decision::Flood;
@@ -242,7 +248,34 @@ impl Switch {
 
     /// Sweeps aged table entries; call it from a timer (see [`MacTable::expire`]).
     pub fn expire(&mut self, now: Instant) {
+        let before = self.table.len();
         self.table.expire(now);
+        if self.table.len() != before {
+            self.generation += 1;
+        }
+    }
+
+    /// Where `dst` lives, without learning anything (frames the gateway sends).
+    pub fn lookup(&self, now: Instant, dst: EthernetAddress) -> Option<PortId> {
+        self.table.lookup(now, dst)
+    }
+
+    /// Changes whenever an address moves or is forgotten; see [`Switch`].
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Counts decisions taken outside [`Switch::handle_frame`] (by a cache of its answers).
+    pub fn count(&mut self, decision: Decision, n: u64) {
+        match decision {
+            Decision::Unicast(_) => self.counters.unicast += n,
+            Decision::Flood => self.counters.flooded += n,
+            Decision::Drop(reason) => {
+                if let Some(c) = self.counters.dropped.get_mut(reason.index()) {
+                    *c += n;
+                }
+            }
+        }
     }
 
     pub fn table(&self) -> &MacTable {

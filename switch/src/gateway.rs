@@ -52,9 +52,11 @@
 
 use std::collections::HashSet;
 use std::net::{Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use dhcp::{Destination, Lease};
+use parking_lot::Mutex;
 use stack::frag::{Config as FragConfig, Reassembler, Stats as FragStats};
 use stack::ingress::{self, DropCounters, DropReason, Event, FlowPacket};
 use stack::time::{Epoch, Instant};
@@ -207,7 +209,25 @@ pub struct GatewayCounters {
     pub time_exceeded_sent: u64,
 }
 
-/// The gateway's services. One thread owns it. See the module docs.
+impl GatewayCounters {
+    /// Adds `other`'s counts to these (several gateways' totals).
+    pub fn merge(&mut self, other: &GatewayCounters) {
+        self.frames += other.frames;
+        self.arp_replies += other.arp_replies;
+        self.echo_replies += other.echo_replies;
+        self.dhcp_replies += other.dhcp_replies;
+        self.ndp_replies += other.ndp_replies;
+        self.flows += other.flows;
+        self.dns_queries += other.dns_queries;
+        self.dns_tcp_segments += other.dns_tcp_segments;
+        self.fragments += other.fragments;
+        self.reassembled += other.reassembled;
+        self.time_exceeded_sent += other.time_exceeded_sent;
+    }
+}
+
+/// The gateway's services. One thread owns each; the workers' gateways share the DHCP
+/// server ([`SharedDhcp`]). See the module docs.
 #[derive(Debug)]
 pub struct Gateway {
     mac: EthernetAddress,
@@ -215,7 +235,11 @@ pub struct Gateway {
     subnet: dhcp::Subnet,
     owned: HashSet<Ipv4Addr>,
     owned6: HashSet<Ipv6Addr>,
-    dhcp: dhcp::Server,
+    /// The DHCP server, shared by every worker's gateway: its leases are the network's.
+    dhcp: SharedDhcp,
+    /// When the DHCP server's next timer is due, as last seen here (so that asking needs no
+    /// lock); whichever gateway finds it due runs it.
+    dhcp_due: Option<Instant>,
     epoch: Epoch,
     tx: Vec<u8>,
     ident: u16,
@@ -231,8 +255,22 @@ pub struct Gateway {
     frag: Reassembler,
 }
 
+/// The DHCP server, shared by every gateway of one network.
+pub type SharedDhcp = Arc<Mutex<dhcp::Server>>;
+
 impl Gateway {
+    /// A gateway with a DHCP server of its own.
     pub fn new(config: GatewayConfig, epoch: Epoch) -> Result<Gateway, GatewayError> {
+        let dhcp = Arc::new(Mutex::new(dhcp::Server::new(config.dhcp.clone())?));
+        Gateway::with_dhcp(config, epoch, dhcp)
+    }
+
+    /// A gateway that shares `dhcp` (made from `config.dhcp`) with others: one per worker.
+    pub fn with_dhcp(
+        config: GatewayConfig,
+        epoch: Epoch,
+        dhcp: SharedDhcp,
+    ) -> Result<Gateway, GatewayError> {
         if config.dhcp.server_addr != config.ip {
             return Err(GatewayError::ServerAddress {
                 dhcp: config.dhcp.server_addr,
@@ -253,7 +291,8 @@ impl Gateway {
             subnet,
             owned,
             owned6,
-            dhcp: dhcp::Server::new(config.dhcp)?,
+            dhcp,
+            dhcp_due: None,
             epoch,
             tx: Vec::with_capacity(2048),
             ident: 0,
@@ -284,6 +323,13 @@ impl Gateway {
     /// The gateway's link-local IPv6 address.
     pub fn link_local(&self) -> Ipv6Addr {
         link_local(self.mac)
+    }
+
+    /// Handles one frame that came over a link of `mtu` (its replies fit that link, and DHCP
+    /// announces it).
+    pub fn handle_frame_on(&mut self, now: Instant, frame: &[u8], mtu: u16) -> Outcome {
+        self.mtu = usize::from(mtu);
+        self.handle_frame(now, frame)
     }
 
     /// Handles one frame the switch delivered to the gateway at `now`.
@@ -523,7 +569,14 @@ impl Gateway {
     }
 
     fn dhcp(&mut self, now: Instant, eth: EthernetRepr, payload: &[u8]) -> Outcome {
-        let Some(reply) = self.dhcp.handle(self.epoch.std(now), payload) else {
+        let reply = {
+            let mut server = self.dhcp.lock();
+            let mtu = u16::try_from(self.mtu).unwrap_or(u16::MAX);
+            let reply = server.handle_on_link(self.epoch.std(now), payload, mtu);
+            self.dhcp_due = server.poll_timeout().map(|at| self.epoch.instant(at));
+            reply
+        };
+        let Some(reply) = reply else {
             return Outcome::Dropped(DropReason::DhcpNoReply);
         };
         let dst_mac = match reply.destination {
@@ -612,14 +665,20 @@ impl Gateway {
 
     /// When [`Gateway::handle_timeout`] next has work (the DHCP server's timers).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let dhcp = self.dhcp.poll_timeout().map(|at| self.epoch.instant(at));
-        [dhcp, self.frag.poll_timeout()].into_iter().flatten().min()
+        [self.dhcp_due, self.frag.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Runs the timers due at `now`; the Time Exceeded messages of datagrams given up are
     /// then waiting in [`Gateway::poll_transmit`].
     pub fn handle_timeout(&mut self, now: Instant) {
-        self.dhcp.handle_timeout(self.epoch.std(now));
+        if self.dhcp_due.is_some_and(|at| at <= now) {
+            let mut server = self.dhcp.lock();
+            server.handle_timeout(self.epoch.std(now));
+            self.dhcp_due = server.poll_timeout().map(|at| self.epoch.instant(at));
+        }
         self.frag.handle_timeout(now);
     }
 
@@ -637,11 +696,11 @@ impl Gateway {
     }
 
     pub fn dhcp_stats(&self) -> dhcp::Stats {
-        self.dhcp.stats()
+        self.dhcp.lock().stats()
     }
 
     pub fn leases(&self) -> Vec<Lease> {
-        self.dhcp.leases()
+        self.dhcp.lock().leases()
     }
 }
 

@@ -338,14 +338,14 @@ fn start_links(
             .as_deref()
             .map_or(Netns::Current, Netns::from_arg);
         let options = TapOptions {
-            multi_queue: false,
+            multi_queue: true,
             configure: args
                 .configure
                 .then(|| addressing.tap_config(args.mac, tap_mtu)),
         };
-        let max_frame = switch::framing::max_frame_len(tap_mtu);
-        let tap = TapLink::open(name, &netns, &options, attacher, max_frame)
-            .map_err(|e| e.to_string())?;
+        let mtu = u16::try_from(tap_mtu).map_err(|_| format!("MTU {tap_mtu} is too large"))?;
+        let tap =
+            TapLink::open(name, &netns, &options, attacher, mtu).map_err(|e| e.to_string())?;
         links.taps.push(tap);
     }
     if let Some(mode) = &args.listen_stdio {
@@ -400,12 +400,8 @@ fn run_mode(args: RunArgs) -> Result<ExitCode, String> {
         .try_clone()
         .map_err(|e| format!("cannot use the TAP device: {e}"))
         .and_then(|tap| {
-            TapLink::start(
-                tap,
-                &pipeline.attacher(),
-                switch::framing::max_frame_len(mtu),
-            )
-            .map_err(|e| e.to_string())
+            let mtu = u16::try_from(mtu).map_err(|_| format!("MTU {mtu} is too large"))?;
+            TapLink::start(vec![tap], &pipeline.attacher(), mtu).map_err(|e| e.to_string())
         });
     let tap = match tap {
         Ok(tap) => tap,

@@ -1,20 +1,21 @@
-//! Ports: how a link hands one guest's frames to the switch and takes the frames meant for it.
+//! Ports: how a link that runs threads of its own hands one guest's frames to the data plane
+//! and takes the frames meant for it.
 //!
-//! A link (a TAP device, one connection on a stream socket, one vfkit peer) calls
-//! [`Attacher::attach`] once per guest and gets a [`Port`]. Its receive side calls
-//! [`Port::send`] for every frame the guest sends; its transmit side drains [`Port::egress`]
-//! and writes each frame to the guest. Dropping the `Port` detaches it: the switch forgets the
-//! addresses learned on it.
+//! Links served inside the workers' loops (a TAP queue) need none of this; every other link
+//! (a stream connection, a vfkit peer, stdio) calls [`Attacher::attach`] once per guest and
+//! gets a [`Port`]. Its receive side calls [`Port::send`] for every frame the guest sends,
+//! which queues it for the worker that serves the port (every flow of that guest then lives on
+//! that worker); its transmit side drains [`Port::egress`] and writes each frame to the guest.
+//! Dropping the `Port` detaches it: the switch forgets the addresses learned on it and the
+//! forwarder drops their flows.
 //!
 //! Every queue is a bounded crossbeam channel and nothing here blocks on the per-frame path: a
-//! full queue drops the frame and counts it. The switch thread owns the other ends
-//! ([`SwitchInputs`]) and the per-port egress senders it receives through [`Control`].
+//! full queue drops the frame and counts it.
 //!
-//! Port ids are never reused while the process lives; [`GATEWAY_PORT`] is reserved for the
-//! gateway, which attaches like any other port with [`Attacher::attach_gateway`].
+//! Port ids are never reused while the process lives; [`GATEWAY_PORT`] is the gateway's.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
@@ -28,63 +29,45 @@ pub type Frame = Bytes;
 /// The port id of the gateway: the stack's own services and the forwarder behind them.
 pub const GATEWAY_PORT: PortId = PortId(0);
 
-/// A frame entering the switch, with the port it came from.
-#[derive(Debug, Clone)]
-pub struct Ingress {
-    pub port: PortId,
-    pub frame: Frame,
-}
-
-/// Port membership changes, in order with respect to each other.
-#[derive(Debug)]
-pub enum Control {
-    /// A new port: frames for it go to `egress`.
-    Attach {
-        id: PortId,
-        name: Arc<str>,
-        egress: Sender<Frame>,
-        counters: Arc<PortCounters>,
-    },
-    /// The port is gone; forget it and what was learned on it.
-    Detach { id: PortId },
-}
-
-/// Counters of one port, updated with relaxed atomics by the link's threads and the switch.
+/// Counters of one port, updated with relaxed atomics by the link's threads and the workers.
 #[derive(Debug, Default)]
 pub struct PortCounters {
     /// Frames (and their bytes) the guest sent that entered the switch.
     pub rx_frames: AtomicU64,
     pub rx_bytes: AtomicU64,
-    /// Frames the guest sent that were dropped because the switch's input queue was full.
+    /// Frames the guest sent that were dropped because the worker's queue was full.
     pub rx_dropped: AtomicU64,
-    /// Frames queued towards the guest, and those dropped because its egress queue was full.
+    /// Frames queued or written towards the guest, and those dropped (a full queue, a link
+    /// that refused them).
     pub tx_frames: AtomicU64,
     pub tx_bytes: AtomicU64,
     pub tx_dropped: AtomicU64,
 }
 
 impl PortCounters {
-    fn bump(counter: &AtomicU64, by: u64) {
+    pub(crate) fn bump(counter: &AtomicU64, by: u64) {
         counter.fetch_add(by, Ordering::Relaxed);
     }
-}
 
-/// The switch thread's ends of the channels.
-#[derive(Debug)]
-pub struct SwitchInputs {
-    /// Frames from every port.
-    pub ingress: Receiver<Ingress>,
-    /// Attach and detach notices.
-    pub control: Receiver<Control>,
-}
+    /// Counts a frame of `len` bytes towards the guest, sent or dropped.
+    pub(crate) fn tx(&self, len: usize, sent: bool) {
+        if sent {
+            PortCounters::bump(&self.tx_frames, 1);
+            PortCounters::bump(&self.tx_bytes, len as u64);
+        } else {
+            PortCounters::bump(&self.tx_dropped, 1);
+        }
+    }
 
-/// Hands out ports. Cloned freely: every link holds one.
-#[derive(Debug, Clone)]
-pub struct Attacher {
-    to_switch: Sender<Ingress>,
-    control: Sender<Control>,
-    next_id: Arc<AtomicU32>,
-    egress_capacity: usize,
+    /// Counts a frame of `len` bytes from the guest, taken or dropped.
+    pub(crate) fn rx(&self, len: usize, taken: bool) {
+        if taken {
+            PortCounters::bump(&self.rx_frames, 1);
+            PortCounters::bump(&self.rx_bytes, len as u64);
+        } else {
+            PortCounters::bump(&self.rx_dropped, 1);
+        }
+    }
 }
 
 /// Why a port could not be attached.
@@ -96,55 +79,88 @@ pub enum AttachError {
     IdsExhausted,
 }
 
-/// The channels between links and the switch thread: `ingress_capacity` frames may wait for
-/// the switch in all, `egress_capacity` frames for each port's transmit side.
-pub fn channels(ingress_capacity: usize, egress_capacity: usize) -> (Attacher, SwitchInputs) {
-    let (to_switch, ingress) = crossbeam_channel::bounded(ingress_capacity);
-    // Membership changes are rare and must not be lost: unbounded, but one message per
-    // attach or detach, which a link's accept limits bound.
-    let (control_tx, control) = crossbeam_channel::unbounded();
-    let attacher = Attacher {
-        to_switch,
-        control: control_tx,
-        next_id: Arc::new(AtomicU32::new(GATEWAY_PORT.0 + 1)),
-        egress_capacity,
-    };
-    (attacher, SwitchInputs { ingress, control })
+/// What a port needs from the data plane; the runtime implements it.
+pub trait Switchboard: Send + Sync + std::fmt::Debug {
+    /// A new port named `name` whose guest uses `mtu`; frames for it go to `egress`.
+    /// Returns its id and the worker its frames go to.
+    fn attach(
+        &self,
+        name: &str,
+        mtu: u16,
+        egress: Sender<Frame>,
+        counters: Arc<PortCounters>,
+    ) -> Result<(PortId, usize), AttachError>;
+
+    /// A frame the guest sent on `port`, for `worker`. Never blocks; false when it was dropped.
+    fn ingress(&self, worker: usize, port: PortId, frame: Frame) -> bool;
+
+    /// The port is gone.
+    fn detach(&self, port: PortId);
+
+    /// Serves a TAP device's `queues` inside the data plane's own loops (one per worker);
+    /// returns its port and counters. Boards that cannot refuse.
+    fn attach_tap(
+        &self,
+        name: &str,
+        queues: Vec<crate::tap::Tap>,
+        mtu: u16,
+    ) -> Result<(PortId, Arc<PortCounters>), AttachError> {
+        let _ = (name, queues, mtu);
+        Err(AttachError::SwitchStopped)
+    }
+
+    /// Detaches `port` and returns once the data plane has let go of its link (or after a
+    /// short wait).
+    fn detach_and_wait(&self, port: PortId) {
+        self.detach(port);
+    }
+
+    /// How many workers serve ports: a TAP device gets as many queues.
+    fn workers(&self) -> usize {
+        1
+    }
+}
+
+/// Hands out ports. Cloned freely: every link holds one.
+#[derive(Debug, Clone)]
+pub struct Attacher {
+    board: Arc<dyn Switchboard>,
+    egress_capacity: usize,
+    mtu: u16,
 }
 
 impl Attacher {
+    /// Ports of `board` with egress queues of `egress_capacity` frames, for guests of `mtu`
+    /// unless said otherwise.
+    pub fn new(board: Arc<dyn Switchboard>, egress_capacity: usize, mtu: u16) -> Attacher {
+        Attacher {
+            board,
+            egress_capacity,
+            mtu,
+        }
+    }
+
+    /// The data plane behind the ports.
+    pub fn board(&self) -> &Arc<dyn Switchboard> {
+        &self.board
+    }
+
     /// A new port for one guest; `name` says which link and peer, for logs and `/stats`.
     pub fn attach(&self, name: &str) -> Result<Port, AttachError> {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        if id == u32::MAX {
-            return Err(AttachError::IdsExhausted);
-        }
-        self.attach_as(PortId(id), name)
+        self.attach_with_mtu(name, self.mtu)
     }
 
-    /// The gateway's port. Attach it once.
-    pub fn attach_gateway(&self) -> Result<Port, AttachError> {
-        self.attach_as(GATEWAY_PORT, "gateway")
-    }
-
-    fn attach_as(&self, id: PortId, name: &str) -> Result<Port, AttachError> {
-        let (egress_tx, egress) = crossbeam_channel::bounded(self.egress_capacity);
+    /// A new port for a guest whose link carries `mtu`.
+    pub fn attach_with_mtu(&self, name: &str, mtu: u16) -> Result<Port, AttachError> {
+        let (egress_tx, egress) = crossbeam_channel::bounded(self.egress_capacity.max(1));
         let counters = Arc::new(PortCounters::default());
-        let name: Arc<str> = Arc::from(name);
-        self.control
-            .send(Control::Attach {
-                id,
-                name: name.clone(),
-                egress: egress_tx,
-                counters: counters.clone(),
-            })
-            .map_err(|_| AttachError::SwitchStopped)?;
+        let (id, worker) = self.board.attach(name, mtu, egress_tx, counters.clone())?;
         Ok(Port {
             id,
-            name,
-            to_switch: self.to_switch.clone(),
+            name: Arc::from(name),
+            worker,
+            board: self.board.clone(),
             egress,
-            control: self.control.clone(),
             counters,
         })
     }
@@ -156,9 +172,9 @@ impl Attacher {
 pub struct Port {
     id: PortId,
     name: Arc<str>,
-    to_switch: Sender<Ingress>,
+    worker: usize,
+    board: Arc<dyn Switchboard>,
     egress: Receiver<Frame>,
-    control: Sender<Control>,
     counters: Arc<PortCounters>,
 }
 
@@ -171,28 +187,16 @@ impl Port {
         &self.name
     }
 
-    /// Hands a frame the guest sent to the switch. Never blocks: returns false, and counts,
-    /// if the switch's input queue is full. Returns false too once the switch has stopped.
+    /// Hands a frame the guest sent to the worker serving this port. Never blocks: returns
+    /// false, and counts, if its queue is full; false too once the data plane has stopped.
     pub fn send(&self, frame: Frame) -> bool {
-        let len = frame.len() as u64;
-        match self.to_switch.try_send(Ingress {
-            port: self.id,
-            frame,
-        }) {
-            Ok(()) => {
-                PortCounters::bump(&self.counters.rx_frames, 1);
-                PortCounters::bump(&self.counters.rx_bytes, len);
-                true
-            }
-            Err(TrySendError::Full(_)) => {
-                PortCounters::bump(&self.counters.rx_dropped, 1);
-                false
-            }
-            Err(TrySendError::Disconnected(_)) => false,
-        }
+        let len = frame.len();
+        let taken = self.board.ingress(self.worker, self.id, frame);
+        self.counters.rx(len, taken);
+        taken
     }
 
-    /// Frames for the guest, in order. A receive error means the switch has stopped.
+    /// Frames for the guest, in order. A receive error means the data plane has stopped.
     pub fn egress(&self) -> &Receiver<Frame> {
         &self.egress
     }
@@ -204,13 +208,12 @@ impl Port {
 
 impl Drop for Port {
     fn drop(&mut self) {
-        // If the switch has stopped there is nothing left to tell.
-        let _ = self.control.send(Control::Detach { id: self.id });
+        self.board.detach(self.id);
     }
 }
 
-/// The switch's side of one port: where frames for it go.
-#[derive(Debug)]
+/// The data plane's side of one port: where frames for it go.
+#[derive(Debug, Clone)]
 pub struct Egress {
     sender: Sender<Frame>,
     counters: Arc<PortCounters>,
@@ -224,53 +227,80 @@ impl Egress {
     /// Queues a frame for the port's transmit side; drops and counts it if the queue is full.
     /// Returns false when the frame was not queued.
     pub fn push(&self, frame: Frame) -> bool {
-        let len = frame.len() as u64;
-        match self.sender.try_send(frame) {
-            Ok(()) => {
-                PortCounters::bump(&self.counters.tx_frames, 1);
-                PortCounters::bump(&self.counters.tx_bytes, len);
-                true
-            }
-            Err(_) => {
-                PortCounters::bump(&self.counters.tx_dropped, 1);
-                false
-            }
-        }
+        let len = frame.len();
+        let sent = match self.sender.try_send(frame) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => false,
+        };
+        self.counters.tx(len, sent);
+        sent
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use parking_lot::Mutex;
+
+    /// A board that keeps what it is told.
+    #[derive(Debug, Default)]
+    struct Board {
+        next: Mutex<u32>,
+        frames: Mutex<Vec<(usize, PortId, Frame)>>,
+        egress: Mutex<Vec<Egress>>,
+        detached: Mutex<Vec<PortId>>,
+    }
+
+    impl Switchboard for Board {
+        fn attach(
+            &self,
+            _name: &str,
+            _mtu: u16,
+            egress: Sender<Frame>,
+            counters: Arc<PortCounters>,
+        ) -> Result<(PortId, usize), AttachError> {
+            let mut next = self.next.lock();
+            *next += 1;
+            self.egress.lock().push(Egress::new(egress, counters));
+            Ok((PortId(*next), 7))
+        }
+
+        fn ingress(&self, worker: usize, port: PortId, frame: Frame) -> bool {
+            let mut frames = self.frames.lock();
+            if frames.len() >= 2 {
+                return false;
+            }
+            frames.push((worker, port, frame));
+            true
+        }
+
+        fn detach(&self, port: PortId) {
+            self.detached.lock().push(port);
+        }
+    }
 
     #[test]
     fn attach_send_detach() {
-        let (attacher, inputs) = channels(2, 2);
+        let board = Arc::new(Board::default());
+        let attacher = Attacher::new(board.clone(), 2, 1500);
         let port = attacher.attach("tap0").unwrap();
         assert_ne!(port.id(), GATEWAY_PORT);
-        let Control::Attach {
-            id,
-            egress,
-            counters,
-            ..
-        } = inputs.control.try_recv().unwrap()
-        else {
-            panic!("expected an attach notice");
-        };
-        assert_eq!(id, port.id());
 
         assert!(port.send(Bytes::from_static(b"one")));
         assert!(port.send(Bytes::from_static(b"two")));
         assert!(
             !port.send(Bytes::from_static(b"three")),
-            "ingress queue is full"
+            "the queue is full"
         );
         assert_eq!(port.counters().rx_frames.load(Ordering::Relaxed), 2);
         assert_eq!(port.counters().rx_dropped.load(Ordering::Relaxed), 1);
-        let first = inputs.ingress.try_recv().unwrap();
-        assert_eq!((first.port, &first.frame[..]), (port.id(), &b"one"[..]));
+        let first = board.frames.lock()[0].clone();
+        assert_eq!(
+            (first.0, first.1, &first.2[..]),
+            (7, port.id(), &b"one"[..])
+        );
 
-        let egress = Egress::new(egress, counters);
+        let egress = board.egress.lock()[0].clone();
         assert!(egress.push(Bytes::from_static(b"a")));
         assert!(egress.push(Bytes::from_static(b"b")));
         assert!(
@@ -282,29 +312,6 @@ mod tests {
 
         let id = port.id();
         drop(port);
-        assert!(
-            matches!(inputs.control.try_recv(), Ok(Control::Detach { id: gone }) if gone == id)
-        );
-    }
-
-    #[test]
-    fn ids_are_distinct_and_gateway_is_reserved() {
-        let (attacher, _inputs) = channels(1, 1);
-        let a = attacher.attach("a").unwrap();
-        let b = attacher.clone().attach("b").unwrap();
-        let gw = attacher.attach_gateway().unwrap();
-        assert_ne!(a.id(), b.id());
-        assert_eq!(gw.id(), GATEWAY_PORT);
-        assert!(a.id() != GATEWAY_PORT && b.id() != GATEWAY_PORT);
-    }
-
-    #[test]
-    fn attach_fails_once_the_switch_is_gone() {
-        let (attacher, inputs) = channels(1, 1);
-        drop(inputs);
-        assert_eq!(
-            attacher.attach("late").err(),
-            Some(AttachError::SwitchStopped)
-        );
+        assert_eq!(*board.detached.lock(), vec![id]);
     }
 }

@@ -1,30 +1,23 @@
-//! The running pipeline: the switch thread, the gateway thread and the worker pool.
+//! The running data plane: one worker thread per core, each running frames from its links
+//! to its host sockets and back in one call stack ([`worker`]), and the DNS service.
 //!
 //! [`Runtime::start`] starts, from a [`RuntimeConfig`]:
-//! - **the switch thread**, owning the [`Switch`](crate::forward::Switch): it takes port
-//!   attach/detach notices and frames from every port (crossbeam `select!`), learns, and sends
-//!   each frame on — unicast to that port's egress queue, flooded to every other port (a
-//!   `Bytes` clone each, no copy) — and captures every frame that crosses it to the optional
-//!   pcap sink, guest-to-guest frames included. It ages the MAC table once a second. When a
-//!   port detaches it hands the MACs learned on it to [`RuntimeConfig::guest_gone`], so the
-//!   forwarder drops those guests' flows.
-//! - **the gateway thread**, owning the [`Gateway`] (ARP, ICMP echo, the DHCP server): it
-//!   drains the gateway port's egress queue, sends replies back into the switch through that
-//!   same port, and dispatches flow packets to the workers; it runs the DHCP timers
-//!   ([`Gateway::poll_timeout`]).
-//! - **the workers** ([`forwarder::WorkerPool`]), one bounded queue each, keyed by flow hash;
-//!   their handler comes from [`RuntimeConfig::forwarder`] ([`forwarder::NoForwarder`] until
-//!   one is plugged in). Frames they emit enter the switch through the gateway port.
-//!
+//! - **the workers** ([`worker`]), each with one mio poller over its links and its flows'
+//!   host sockets. Each owns a [`Gateway`] (ARP, ICMP echo, NDP and IP reassembly per worker;
+//!   the DHCP server's leases are shared) and a flow handler from
+//!   [`RuntimeConfig::forwarder`] ([`forwarder::NoForwarder`] until one is plugged in). What
+//!   they share — the switch's MAC table, the ports, their inboxes, the capture — is the
+//!   [`fabric`], touched off the common path only.
 //! - **the DNS thread** ([`dns_thread`]), owning the [`dns::Resolver`] and the upstream
-//!   sockets: the gateway thread hands it every UDP query to the gateway's port 53 over a
-//!   bounded queue; it answers local zones ([`Runtime::dns_zones`], shared with the control
-//!   API) and forwards the rest to [`DnsConfig::upstreams`].
+//!   sockets: workers hand it every query to the gateway's port 53 over a bounded queue; it
+//!   answers local zones ([`Runtime::dns_zones`], shared with the control API) and forwards
+//!   the rest to [`DnsConfig::upstreams`]; its answers go back through a worker.
 //!
-//! Links get ports from [`Runtime::attacher`]. Every queue is bounded and a full one drops and
-//! counts; no lock is taken on the per-frame path. [`Runtime::stats`] and [`Runtime::leases`]
-//! ask the owning threads for a snapshot over a channel. [`Runtime::shutdown`] stops and joins
-//! every thread; it is idempotent and runs on drop.
+//! TAP devices are served inside the workers ([`Runtime::attach_tap`]: one queue per worker);
+//! every other link gets ports from [`Runtime::attacher`], each served by one worker. Every
+//! queue is bounded and a full one drops and counts. [`Runtime::stats`] and
+//! [`Runtime::leases`] gather a snapshot; [`Runtime::shutdown`] stops and joins every thread;
+//! it is idempotent and runs on drop.
 //!
 //! Time: one [`Epoch`], taken at start, converts between `std::time::Instant` (the DHCP
 //! server's) and [`stack::time::Instant`] (everything else's).
@@ -32,12 +25,12 @@
 pub mod dns_tcp;
 pub mod dns_thread;
 mod dns_upstream;
-mod gateway_thread;
+mod fabric;
 #[cfg(test)]
 mod hostile_tests;
-mod switch_thread;
 #[cfg(test)]
 mod tests;
+mod worker;
 
 use std::hash::BuildHasher;
 use std::io;
@@ -46,46 +39,47 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use std::sync::atomic::Ordering;
+
 use crossbeam_channel::Sender;
 use dhcp::{Lease, StaticLease, Subnet};
-use forwarder::{FrameSink, HandlerFactory, NoForwarder, PoolConfig, WorkerPool, WorkerStats};
+use forwarder::{HandlerFactory, NoForwarder, WorkerStats};
 use stack::ingress::DropCounters;
 use stack::time::Epoch;
 use stack::wire::EthernetAddress;
 
 use self::dns_thread::DnsStats;
-use crate::forward::{DEFAULT_GATEWAY_MAC, SwitchConfig, SwitchCounters};
-use crate::gateway::{Gateway, GatewayConfig, GatewayCounters};
+use self::fabric::{Fabric, GatewayTx, WorkerControl, WorkerHandle};
+use crate::forward::{DEFAULT_GATEWAY_MAC, Switch, SwitchConfig, SwitchCounters};
+use crate::gateway::{Gateway, GatewayConfig, GatewayCounters, SharedDhcp};
 use crate::mac_table::{DEFAULT_MAX_AGE, DEFAULT_MAX_ENTRIES, MacTableCounters, PortId};
 use crate::pcap::{PcapCounters, PcapSink};
-use crate::port::{self, Attacher, Port};
+use crate::port::{self, Attacher};
 
-/// Bounds of the pipeline's queues, in frames.
+/// Bounds of the data plane's queues, in frames.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QueueConfig {
-    /// Frames from all ports waiting for the switch thread.
-    pub switch_ingress: usize,
-    /// Frames waiting for each port's transmit side (the gateway's port included).
+    /// Frames waiting for the transmit side of each port whose link runs its own threads.
     pub port_egress: usize,
-    /// Flow packets waiting for each worker.
+    /// Frames handed to each worker: from links with threads of their own, from other workers
+    /// (a flow or a link they do not serve), from the DNS service.
     pub worker: usize,
 }
 
 impl Default for QueueConfig {
     fn default() -> QueueConfig {
         QueueConfig {
-            switch_ingress: 4096,
             port_egress: 1024,
             worker: 1024,
         }
     }
 }
 
-/// Called by the gateway thread with a guest's address and MAC.
+/// Called by the workers' gateways with a guest's address and MAC.
 pub type NeighbourHook = Arc<dyn Fn(std::net::IpAddr, stack::wire::EthernetAddress) + Send + Sync>;
 
-/// Called by the switch thread when a port detaches, with the MACs that had been learned on
-/// it: the guests behind it are gone, and so may be their flows. It must not block.
+/// Called when a port detaches, with the MACs that had been learned on it: the guests behind
+/// it are gone, and so may be their flows. It must not block.
 pub type GuestGoneHook = Arc<dyn Fn(&[EthernetAddress]) + Send + Sync>;
 
 /// How to run host-switch's pipeline.
@@ -100,7 +94,8 @@ pub struct RuntimeConfig {
     pub virtual_ips: Vec<Ipv4Addr>,
     /// The gateway's IPv6 addresses besides its link-local one (derived from its MAC).
     pub gateway_ipv6: Vec<Ipv6Addr>,
-    /// The guests' MTU, announced by DHCP (option 26) and handed to the workers.
+    /// The MTU of links that do not say their own (a link's own MTU is what DHCP announces to
+    /// its guests, option 26, and what its flows' segments fit).
     pub mtu: u16,
     /// The DHCP server's configuration. At start its `server_addr` and `subnet` are set from
     /// the fields above, `mtu` to `Some(mtu)`, the host's address is reserved, and empty
@@ -328,26 +323,6 @@ pub struct PortStats {
     pub tx_dropped: u64,
 }
 
-/// The switch thread's part of [`Stats`].
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SwitchStats {
-    pub ports: Vec<PortStats>,
-    pub counters: SwitchCounters,
-    pub mac_table: MacTableCounters,
-    /// Live MAC table entries, the gateway's static one included.
-    pub mac_entries: usize,
-}
-
-/// The gateway thread's part of [`Stats`].
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct GatewayStats {
-    pub counters: GatewayCounters,
-    pub drops: DropCounters,
-    pub dhcp: dhcp::Stats,
-    pub leases: Vec<Lease>,
-    pub reassembly: stack::frag::Stats,
-}
-
 /// The bounds of the pipeline's tables, as configured (see [`RuntimeConfig`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct RuntimeLimits {
@@ -382,84 +357,109 @@ pub struct Stats {
     pub reassembly: stack::frag::Stats,
 }
 
-/// A question to the switch or gateway thread, with where to answer.
+/// A question to the DNS thread, with where to answer.
 type Query<T> = Sender<T>;
 
-/// How long [`Runtime::stats`] waits for a thread's answer.
+/// How long [`Runtime::stats`] waits for a worker's answer.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Answers statistics and leases for a [`Runtime`] from any thread.
 #[derive(Debug, Clone)]
 pub struct RuntimeHandle {
-    switch_query: Sender<Query<SwitchStats>>,
-    gateway_query: Sender<Query<GatewayStats>>,
-    dns_query: Sender<Query<DnsStats>>,
-    worker_counters: Vec<Arc<forwarder::WorkerCounters>>,
-    pcap: Option<PcapSink>,
+    fabric: Arc<Fabric>,
+    dhcp: SharedDhcp,
+    dns_query: Sender<Sender<DnsStats>>,
     limits: RuntimeLimits,
 }
 
 impl RuntimeHandle {
-    /// The pipeline's bounds.
+    /// The data plane's bounds.
     pub fn limits(&self) -> RuntimeLimits {
         self.limits
     }
 
     /// See [`Runtime::stats`].
     pub fn stats(&self) -> Stats {
-        let switch = Runtime::ask(&self.switch_query);
-        let gateway = Runtime::ask(&self.gateway_query);
-
-        let workers: Vec<WorkerStats> = self.worker_counters.iter().map(|c| c.snapshot()).collect();
-        let mut drops = gateway.drops;
-        for w in &workers {
-            drops.merge(&w.drops);
+        let mut stats = Stats::default();
+        let mut replies = Vec::new();
+        for worker in self.fabric.workers() {
+            let (tx, rx) = crossbeam_channel::bounded(1);
+            if worker.tell(WorkerControl::Stats(tx)) {
+                replies.push(rx);
+            }
+            stats.workers.push(worker.counters.snapshot());
         }
-        Stats {
-            ports: switch.ports,
-            switch: switch.counters,
-            mac_table: switch.mac_table,
-            mac_entries: switch.mac_entries,
-            gateway: gateway.counters,
-            drops,
-            workers,
-            dhcp: gateway.dhcp,
-            leases: gateway.leases,
-            reassembly: gateway.reassembly,
-            pcap: self.pcap.as_ref().map(|p| p.counters()),
-            dns: Runtime::ask(&self.dns_query),
+        let deadline = std::time::Instant::now() + QUERY_TIMEOUT;
+        for reply in replies {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if let Ok(w) = reply.recv_timeout(left) {
+                stats.gateway.merge(&w.gateway);
+                stats.drops.merge(&w.drops);
+                stats.reassembly.merge(&w.reassembly);
+            }
         }
+        for w in &stats.workers {
+            stats.drops.merge(&w.drops);
+        }
+        let now = self.fabric.epoch.instant(std::time::Instant::now());
+        self.fabric.with_switch(|s| {
+            stats.switch = s.counters().clone();
+            stats.mac_table = s.table().counters().clone();
+            stats.mac_entries = s.table().entries(now).count();
+        });
+        stats.ports = self
+            .fabric
+            .ports()
+            .into_iter()
+            .map(|(id, name, c)| {
+                let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+                PortStats {
+                    id,
+                    name,
+                    rx_frames: load(&c.rx_frames),
+                    rx_bytes: load(&c.rx_bytes),
+                    rx_dropped: load(&c.rx_dropped),
+                    tx_frames: load(&c.tx_frames),
+                    tx_bytes: load(&c.tx_bytes),
+                    tx_dropped: load(&c.tx_dropped),
+                }
+            })
+            .collect();
+        {
+            let dhcp = self.dhcp.lock();
+            stats.dhcp = dhcp.stats();
+            stats.leases = dhcp.leases();
+        }
+        stats.pcap = self.fabric.pcap.as_ref().map(|p| p.counters());
+        stats.dns = ask(&self.dns_query);
+        stats
     }
 
     /// The DHCP server's leases (bound, and every static one).
     pub fn leases(&self) -> Vec<Lease> {
-        Runtime::ask(&self.gateway_query).leases
+        self.dhcp.lock().leases()
     }
 }
 
-/// The running pipeline. See the module docs.
+fn ask<T: Default>(query: &Sender<Sender<T>>) -> T {
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    if query.send_timeout(tx, QUERY_TIMEOUT).is_err() {
+        return T::default();
+    }
+    rx.recv_timeout(QUERY_TIMEOUT).unwrap_or_default()
+}
+
+/// The running data plane. See the module docs.
 #[derive(Debug)]
 pub struct Runtime {
     attacher: Attacher,
-    /// Dropped to stop the switch and gateway threads.
+    handle: RuntimeHandle,
+    /// Dropped to stop the DNS thread.
     stop: Option<Sender<()>>,
-    switch_query: Sender<Query<SwitchStats>>,
-    gateway_query: Sender<Query<GatewayStats>>,
-    dns_query: Sender<Query<DnsStats>>,
     dns_zones: dns::SharedZones,
     threads: Vec<JoinHandle<()>>,
-    pool: Option<WorkerPool>,
-    worker_counters: Vec<Arc<forwarder::WorkerCounters>>,
-    pcap: Option<PcapSink>,
-    limits: RuntimeLimits,
+    workers: Vec<JoinHandle<()>>,
     epoch: Epoch,
-}
-
-/// The gateway's port, as the workers' way into the switch.
-impl FrameSink for Port {
-    fn send_frame(&self, frame: bytes::Bytes) -> bool {
-        self.send(frame)
-    }
 }
 
 /// Whether a read with a timeout (or a non-blocking one) simply found nothing yet.
@@ -478,71 +478,49 @@ impl Runtime {
     /// Validates `config` and starts every thread.
     pub fn start(config: RuntimeConfig) -> io::Result<Runtime> {
         let epoch = Epoch::new(std::time::Instant::now());
-        let gateway = Gateway::new(config.gateway_config(), epoch).map_err(invalid)?;
-        let (attacher, inputs) =
-            port::channels(config.queues.switch_ingress, config.queues.port_egress);
-        let switch_config = SwitchConfig {
+        let gateway_config = config.gateway_config();
+        let dhcp: SharedDhcp = Arc::new(parking_lot::Mutex::new(
+            dhcp::Server::new(gateway_config.dhcp.clone()).map_err(invalid)?,
+        ));
+        // Validate once, before any thread starts.
+        Gateway::with_dhcp(gateway_config.clone(), epoch, dhcp.clone()).map_err(invalid)?;
+        let switch = Switch::new(&SwitchConfig {
             gateway_port: port::GATEWAY_PORT,
             gateway_mac: config.gateway_mac,
             max_entries: config.mac_table_size,
             max_age: config.mac_table_age,
-        };
+        });
+        let fabric = Arc::new(Fabric::new(
+            switch,
+            config.pcap.clone(),
+            config.guest_gone.clone(),
+            config.gateway_mac,
+            epoch,
+        ));
+        let workers = config.worker_count().max(1);
+        let mut polls = Vec::with_capacity(workers);
+        let mut handles = Vec::with_capacity(workers);
+        let mut inboxes = Vec::with_capacity(workers);
+        for _ in 0..workers {
+            let poll = mio::Poll::new()?;
+            let waker = mio::Waker::new(poll.registry(), mio::Token(0))?;
+            let (frames_tx, frames) = crossbeam_channel::bounded(config.queues.worker.max(1));
+            let (control_tx, control) = crossbeam_channel::unbounded();
+            let counters = Arc::new(forwarder::WorkerCounters::default());
+            handles.push(Arc::new(WorkerHandle::new(
+                frames_tx, control_tx, waker, counters,
+            )));
+            polls.push(poll);
+            inboxes.push((frames, control));
+        }
+        fabric.set_workers(handles.clone());
+
         let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
-        let (switch_query, switch_queries) = crossbeam_channel::bounded(4);
-        let (gateway_query, gateway_queries) = crossbeam_channel::bounded(4);
         let (dns_query, dns_queries) = crossbeam_channel::bounded(4);
         let dns_zones = config.dns.zones.clone().unwrap_or_else(|| {
             dns::Zones::gvproxy_defaults(config.gateway_ip, config.host_ip).shared()
         });
-        let mut runtime = Runtime {
-            attacher: attacher.clone(),
-            stop: Some(stop_tx),
-            switch_query,
-            gateway_query,
-            dns_query,
-            dns_zones: dns_zones.clone(),
-            threads: Vec::new(),
-            pool: None,
-            worker_counters: Vec::new(),
-            pcap: config.pcap.clone(),
-            limits: config.limits(),
-            epoch,
-        };
-
-        let switch = switch_thread::SwitchThread::new(
-            &switch_config,
-            inputs,
-            switch_queries,
-            stop_rx.clone(),
-            config.pcap.clone(),
-            epoch,
-        )
-        .with_guest_gone(config.guest_gone.clone());
-        runtime.threads.push(
-            std::thread::Builder::new()
-                .name("switch".into())
-                .spawn(move || switch.run())?,
-        );
-
-        let gateway_port = Arc::new(attacher.attach_gateway().map_err(io::Error::other)?);
         let seed = std::collections::hash_map::RandomState::new().hash_one(0x5eed_u64);
-        let pool_config = PoolConfig {
-            workers: config.worker_count(),
-            queue_capacity: config.queues.worker,
-            factory: config
-                .forwarder
-                .clone()
-                .unwrap_or_else(NoForwarder::factory),
-            epoch,
-            seed,
-            mtu: config.mtu,
-            gateway_mac: config.gateway_mac,
-        };
-        let sink: Arc<dyn FrameSink> = gateway_port.clone();
-        let (pool, dispatcher) = WorkerPool::start(pool_config, sink)?;
-        runtime.worker_counters = pool.counters();
-        runtime.pool = Some(pool);
-
         let dns_inputs = crossbeam_channel::bounded(config.dns.queue.max(1));
         let dns_sender = dns_inputs.0.clone();
         let queue_full = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -562,43 +540,87 @@ impl Runtime {
                 idle_timeout: config.dns.tcp_idle_timeout,
                 ..dns_tcp::Limits::default()
             },
-            zones: dns_zones,
-            port: gateway_port.clone(),
+            zones: dns_zones.clone(),
+            port: Arc::new(GatewayTx::new(fabric.clone())),
             mac: config.gateway_mac,
             ip: config.gateway_ip,
             inputs: dns_inputs,
             queries: dns_queries,
-            stop: stop_rx.clone(),
+            stop: stop_rx,
             epoch,
             queue_full: queue_full.clone(),
         })?;
+        let mut runtime = Runtime {
+            attacher: Attacher::new(fabric.clone(), config.queues.port_egress, config.mtu),
+            handle: RuntimeHandle {
+                fabric: fabric.clone(),
+                dhcp: dhcp.clone(),
+                dns_query,
+                limits: config.limits(),
+            },
+            stop: Some(stop_tx),
+            dns_zones,
+            threads: Vec::new(),
+            workers: Vec::new(),
+            epoch,
+        };
         runtime.threads.push(
             std::thread::Builder::new()
                 .name("dns".into())
                 .spawn(move || dns.run())?,
         );
 
-        let gateway = gateway_thread::GatewayThread::new(
-            gateway,
-            gateway_port,
-            dispatcher,
-            gateway_queries,
-            stop_rx,
-            epoch,
-            (dns_sender, queue_full),
-        )
-        .with_neighbours(config.neighbours.clone());
-        runtime.threads.push(
-            std::thread::Builder::new()
-                .name("gateway".into())
-                .spawn(move || gateway.run())?,
-        );
+        let factory = config
+            .forwarder
+            .clone()
+            .unwrap_or_else(NoForwarder::factory);
+        // Any link's frames: a TAP's MTU reaches 65535.
+        let max_frame = crate::framing::max_frame_len(u32::from(u16::MAX));
+        for (index, (poll, (frames, control))) in polls.into_iter().zip(inboxes).enumerate() {
+            let me = handles[index].clone();
+            let ctx = forwarder::WorkerContext {
+                index,
+                workers,
+                seed,
+                epoch,
+                mtu: config.mtu,
+                gateway_mac: config.gateway_mac,
+                counters: me.counters.clone(),
+                notify: me.clone(),
+            };
+            let handler = factory(&ctx, poll.registry());
+            let gateway =
+                Gateway::with_dhcp(gateway_config.clone(), epoch, dhcp.clone()).map_err(invalid)?;
+            let worker = worker::Worker::new(worker::WorkerParts {
+                index,
+                poll,
+                me,
+                frames,
+                control,
+                fabric: fabric.clone(),
+                gateway,
+                handler,
+                dns: (dns_sender.clone(), queue_full.clone()),
+                neighbours: config.neighbours.clone(),
+                max_frame,
+            });
+            runtime.workers.push(
+                std::thread::Builder::new()
+                    .name(format!("worker-{index}"))
+                    .spawn(move || worker.run())?,
+            );
+        }
         Ok(runtime)
     }
 
-    /// Hands out ports to links.
+    /// Hands out ports to links that run threads of their own.
     pub fn attacher(&self) -> Attacher {
         self.attacher.clone()
+    }
+
+    /// How many workers run.
+    pub fn workers(&self) -> usize {
+        self.handle.fabric.workers().len()
     }
 
     /// The process epoch every thread's [`stack::time::Instant`] counts from.
@@ -606,25 +628,10 @@ impl Runtime {
         self.epoch
     }
 
-    fn ask<T: Default>(query: &Sender<Query<T>>) -> T {
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        if query.send_timeout(tx, QUERY_TIMEOUT).is_err() {
-            return T::default();
-        }
-        rx.recv_timeout(QUERY_TIMEOUT).unwrap_or_default()
-    }
-
     /// A cloneable handle that answers [`Runtime::stats`] and [`Runtime::leases`] from any
     /// thread (the control API's).
     pub fn handle(&self) -> RuntimeHandle {
-        RuntimeHandle {
-            switch_query: self.switch_query.clone(),
-            gateway_query: self.gateway_query.clone(),
-            dns_query: self.dns_query.clone(),
-            worker_counters: self.worker_counters.clone(),
-            pcap: self.pcap.clone(),
-            limits: self.limits,
-        }
+        self.handle.clone()
     }
 
     /// The local DNS zones, for the control API's `/services/dns/{add,all}` ([`dns::api`]).
@@ -632,14 +639,14 @@ impl Runtime {
         self.dns_zones.clone()
     }
 
-    /// A snapshot of every counter. A stopped thread's part is empty.
+    /// A snapshot of every counter. A stopped worker's part is empty.
     pub fn stats(&self) -> Stats {
-        self.handle().stats()
+        self.handle.stats()
     }
 
     /// The DHCP server's leases (bound, and every static one).
     pub fn leases(&self) -> Vec<Lease> {
-        self.handle().leases()
+        self.handle.leases()
     }
 
     /// Stops and joins every thread (also done on drop).
@@ -648,13 +655,14 @@ impl Runtime {
     }
 
     fn stop_all(&mut self) {
-        self.stop = None;
-        for handle in self.threads.drain(..) {
-            // A thread that panicked is already gone.
+        self.handle.fabric.stop();
+        for handle in self.workers.drain(..) {
+            // A worker that panicked is already gone.
             let _ = handle.join();
         }
-        if let Some(mut pool) = self.pool.take() {
-            pool.shutdown();
+        self.stop = None;
+        for handle in self.threads.drain(..) {
+            let _ = handle.join();
         }
     }
 }

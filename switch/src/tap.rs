@@ -198,6 +198,32 @@ impl Tap {
         }
     }
 
+    /// Reads one frame of at most `max` bytes and appends it to `buf`, straight into its spare
+    /// capacity (reserved first, never zeroed); returns its length. Retries on `EINTR`; in
+    /// non-blocking mode returns `WouldBlock` when no frame is queued.
+    pub fn read_frame_into(&self, buf: &mut bytes::BytesMut, max: usize) -> io::Result<usize> {
+        buf.reserve(max);
+        let spare = buf.spare_capacity_mut();
+        let room = spare.len().min(max);
+        let at = spare.as_mut_ptr().cast::<c_void>();
+        loop {
+            // SAFETY: `at` points to `room` bytes of `buf`'s spare capacity, which `buf` owns
+            // and nothing else borrows now; read(2) writes at most `room` bytes there.
+            let n = unsafe { libc::read(self.file.as_raw_fd(), at, room) };
+            if let Ok(n) = usize::try_from(n) {
+                let len = buf.len() + n.min(room);
+                // SAFETY: read(2) initialised the first `n` (at most `room`) bytes of the
+                // spare capacity, which follow the `buf.len()` initialised bytes.
+                unsafe { buf.set_len(len) };
+                return Ok(n);
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+    }
+
     /// Writes one whole frame. Retries on `EINTR`.
     pub fn write_frame(&self, frame: &[u8]) -> io::Result<()> {
         loop {

@@ -313,6 +313,22 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// Adds `other`'s counts to these (several reassemblers' totals); the peak is the larger.
+    pub fn merge(&mut self, other: &Stats) {
+        self.fragments += other.fragments;
+        self.duplicates += other.duplicates;
+        self.reassembled += other.reassembled;
+        self.abandoned += other.abandoned;
+        for (a, b) in self.drops.iter_mut().zip(other.drops.iter()) {
+            *a += b;
+        }
+        self.expired_notices += other.expired_notices;
+        self.expired_notices_dropped += other.expired_notices_dropped;
+        self.datagrams += other.datagrams;
+        self.bytes_held += other.bytes_held;
+        self.peak_bytes_held = self.peak_bytes_held.max(other.peak_bytes_held);
+    }
+
     /// The drops counted under `reason`.
     pub fn dropped(&self, reason: FragDropReason) -> u64 {
         self.drops.get(reason.index()).copied().unwrap_or(0)

@@ -1,24 +1,19 @@
 //! The TAP link: `--netns PID|PATH --tap NAME [--configure] [--mac] [--mtu]`.
 //!
-//! One TAP device is one port. The device is opened (created if needed) in the given network
-//! namespace — or handed over already open, as `host-switch run` does with the device its child
-//! created — and optionally configured as slirp4netns `--configure` does (see [`crate::tap`]).
-//! A receive thread reads whole frames and hands them to the switch; a transmit thread writes
-//! the frames for the guest. [`TapLink::shutdown`] stops both and detaches the port; the device
-//! disappears with its last descriptor.
+//! One TAP device is one port, served inside the workers' loops: the device is opened with
+//! `IFF_MULTI_QUEUE` and one queue per worker (each worker reads and writes its own queue, so a
+//! flow's frames never leave the thread that owns it), or handed over already open, as
+//! `host-switch run` does with the queues its child created. It is optionally configured as
+//! slirp4netns `--configure` does (see [`crate::tap`]). [`TapLink::shutdown`] (or drop) detaches
+//! the port and closes every queue; the device disappears with its last descriptor. A device
+//! deleted under us (`ip link del`) is noticed by the worker reading it, which detaches the
+//! port at once.
 
-use std::io;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
 
-use bytes::Bytes;
-use crossbeam_channel::{Sender, select};
-
-use super::listener::STOP_POLL;
-use super::{CloseReason, LinkCounters, log_close};
+use crate::mac_table::PortId;
 use crate::netns::Netns;
-use crate::port::{Attacher, Port};
+use crate::port::{AttachError, Attacher, PortCounters};
 use crate::tap::{Tap, TapError, TapOptions};
 
 /// Why a TAP link could not start.
@@ -27,88 +22,61 @@ pub enum TapLinkError {
     #[error(transparent)]
     Open(#[from] TapError),
     #[error("cannot attach the TAP port: {0}")]
-    Attach(#[from] crate::port::AttachError),
-    #[error("cannot start the TAP threads: {0}")]
-    Spawn(#[from] io::Error),
+    Attach(#[from] AttachError),
 }
 
 /// A running TAP port.
 #[derive(Debug)]
 pub struct TapLink {
     name: String,
-    stop: Arc<AtomicBool>,
-    done: Option<Sender<()>>,
-    rx: Option<JoinHandle<CloseReason>>,
-    tx: Option<JoinHandle<Option<CloseReason>>>,
-    port: Arc<Port>,
-    counters: Arc<LinkCounters>,
+    id: PortId,
+    counters: Arc<PortCounters>,
+    attacher: Attacher,
+    attached: bool,
 }
 
 impl TapLink {
-    /// Opens TAP `name` in `netns` (configuring it if `options` say so) and serves it.
+    /// Opens TAP `name` in `netns` (configuring it if `options` say so) and serves it, with as
+    /// many queues as there are workers when `options.multi_queue` is set.
     pub fn open(
         name: &str,
         netns: &Netns,
         options: &TapOptions,
         attacher: &Attacher,
-        max_frame: usize,
+        mtu: u16,
     ) -> Result<TapLink, TapLinkError> {
-        let tap = Tap::open_with(name, netns, options)?;
-        TapLink::start(tap, attacher, max_frame)
+        let first = Tap::open_with(name, netns, options)?;
+        let mut queues = vec![first];
+        if options.multi_queue {
+            let more = TapOptions {
+                multi_queue: true,
+                configure: None,
+            };
+            let name = queues[0].name().to_owned();
+            for _ in 1..attacher.board().workers() {
+                queues.push(Tap::open_with(&name, netns, &more)?);
+            }
+        }
+        TapLink::start(queues, attacher, mtu)
     }
 
-    /// Serves an open TAP device.
-    pub fn start(tap: Tap, attacher: &Attacher, max_frame: usize) -> Result<TapLink, TapLinkError> {
-        let name = tap.name().to_owned();
-        let port = Arc::new(attacher.attach(&format!("tap:{name}"))?);
-        let counters = Arc::new(LinkCounters::default());
-        LinkCounters::bump(&counters.accepted);
-        let stop = Arc::new(AtomicBool::new(false));
-        let (done, done_rx) = crossbeam_channel::bounded::<()>(0);
-        let writer = tap.try_clone()?;
-        let tx = {
-            let port = port.clone();
-            let counters = counters.clone();
-            std::thread::Builder::new()
-                .name(format!("tap-{name}-tx"))
-                .spawn(move || {
-                    loop {
-                        let frame = select! {
-                            recv(port.egress()) -> f => match f {
-                                Ok(f) => f,
-                                Err(_) => return Some(CloseReason::SwitchStopped),
-                            },
-                            recv(done_rx) -> _ => return None,
-                        };
-                        if frame.len() > max_frame {
-                            LinkCounters::bump(&counters.tx_errors);
-                            continue;
-                        }
-                        if let Err(e) = writer.write_frame(&frame) {
-                            // The kernel refuses a frame it cannot take (e.g. link down);
-                            // count it and go on: the device is still there.
-                            LinkCounters::bump(&counters.tx_errors);
-                            tracing::debug!(tap = writer.name(), error = %e, "TAP write failed");
-                        }
-                    }
-                })?
-        };
-        let rx = {
-            let port = port.clone();
-            let stop = stop.clone();
-            std::thread::Builder::new()
-                .name(format!("tap-{name}-rx"))
-                .spawn(move || receive(&tap, &port, max_frame, &stop))?
-        };
-        tracing::info!(tap = %name, id = port.id().0, "TAP port attached");
+    /// Serves the open queues of one TAP device.
+    pub fn start(queues: Vec<Tap>, attacher: &Attacher, mtu: u16) -> Result<TapLink, TapLinkError> {
+        let name = queues
+            .first()
+            .map(|q| q.name().to_owned())
+            .unwrap_or_default();
+        let count = queues.len();
+        let (id, counters) = attacher
+            .board()
+            .attach_tap(&format!("tap:{name}"), queues, mtu)?;
+        tracing::info!(tap = %name, id = id.0, queues = count, "TAP port attached");
         Ok(TapLink {
             name,
-            stop,
-            done: Some(done),
-            rx: Some(rx),
-            tx: Some(tx),
-            port,
+            id,
             counters,
+            attacher: attacher.clone(),
+            attached: true,
         })
     }
 
@@ -116,53 +84,29 @@ impl TapLink {
         &self.name
     }
 
-    pub fn port(&self) -> &Port {
-        &self.port
+    pub fn id(&self) -> PortId {
+        self.id
     }
 
-    pub fn counters(&self) -> &Arc<LinkCounters> {
+    pub fn counters(&self) -> &PortCounters {
         &self.counters
     }
 
-    /// Stops both threads and detaches the port.
+    /// Detaches the port and closes its queues.
     pub fn shutdown(mut self) {
-        self.stop_threads();
+        self.detach();
     }
 
-    fn stop_threads(&mut self) {
-        self.stop.store(true, Ordering::Release);
-        drop(self.done.take());
-        let rx_end = self.rx.take().and_then(|t| t.join().ok());
-        let tx_end = self.tx.take().and_then(|t| t.join().ok()).flatten();
-        if let Some(reason) = tx_end.or(rx_end) {
-            log_close(&self.port, &reason);
-            self.counters.record_close(&reason);
+    fn detach(&mut self) {
+        if std::mem::take(&mut self.attached) {
+            self.attacher.board().detach_and_wait(self.id);
+            tracing::info!(tap = %self.name, id = self.id.0, "TAP port detached");
         }
     }
 }
 
 impl Drop for TapLink {
     fn drop(&mut self) {
-        self.stop_threads();
+        self.detach();
     }
-}
-
-fn receive(tap: &Tap, port: &Port, max_frame: usize, stop: &AtomicBool) -> CloseReason {
-    let mut buf = vec![0u8; max_frame.max(1)];
-    while !stop.load(Ordering::Acquire) {
-        match tap.wait_readable(Some(STOP_POLL)) {
-            Ok(true) => {}
-            Ok(false) => continue,
-            Err(e) => return CloseReason::Io(e),
-        }
-        match tap.read_frame(&mut buf) {
-            Ok(0) => {}
-            Ok(n) => {
-                port.send(Bytes::copy_from_slice(buf.get(..n).unwrap_or_default()));
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) => return CloseReason::Io(e),
-        }
-    }
-    CloseReason::Shutdown
 }

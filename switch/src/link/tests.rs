@@ -1,5 +1,5 @@
 //! Every socket link carrying frames both ways, with clients written here in each link's
-//! framing; the test plays the switch through `port::channels`.
+//! framing; the test plays the data plane through a [`Switchboard`] of channels.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -14,7 +14,71 @@ use socket2::{Domain, SockAddr, Socket, Type};
 
 use super::*;
 use crate::PortId;
-use crate::port::{Control, Frame, SwitchInputs, channels};
+use crate::port::{AttachError, Frame, PortCounters, Switchboard};
+
+/// Port membership, as the board saw it.
+enum Control {
+    Attach { id: PortId, egress: Sender<Frame> },
+    Detach { id: PortId },
+}
+
+/// A frame from a port.
+struct Ingress {
+    port: PortId,
+    frame: Frame,
+}
+
+/// The board's outputs, read by the test.
+struct SwitchInputs {
+    ingress: crossbeam_channel::Receiver<Ingress>,
+    control: crossbeam_channel::Receiver<Control>,
+}
+
+/// A data plane made of channels.
+#[derive(Debug)]
+struct ChannelBoard {
+    ingress: Sender<Ingress>,
+    control: Sender<Control>,
+    next: std::sync::atomic::AtomicU32,
+}
+
+impl Switchboard for ChannelBoard {
+    fn attach(
+        &self,
+        _name: &str,
+        _mtu: u16,
+        egress: Sender<Frame>,
+        _counters: std::sync::Arc<PortCounters>,
+    ) -> Result<(PortId, usize), AttachError> {
+        let id = PortId(self.next.fetch_add(1, Ordering::Relaxed) + 1);
+        self.control
+            .send(Control::Attach { id, egress })
+            .map_err(|_| AttachError::SwitchStopped)?;
+        Ok((id, 0))
+    }
+
+    fn ingress(&self, _worker: usize, port: PortId, frame: Frame) -> bool {
+        self.ingress.try_send(Ingress { port, frame }).is_ok()
+    }
+
+    fn detach(&self, id: PortId) {
+        let _ = self.control.send(Control::Detach { id });
+    }
+}
+
+fn channels(ingress: usize, egress: usize) -> (crate::port::Attacher, SwitchInputs) {
+    let (ingress_tx, ingress) = crossbeam_channel::bounded(ingress);
+    let (control_tx, control) = crossbeam_channel::unbounded();
+    let board = ChannelBoard {
+        ingress: ingress_tx,
+        control: control_tx,
+        next: std::sync::atomic::AtomicU32::new(0),
+    };
+    (
+        crate::port::Attacher::new(std::sync::Arc::new(board), egress, 1500),
+        SwitchInputs { ingress, control },
+    )
+}
 
 const WAIT: Duration = Duration::from_secs(5);
 

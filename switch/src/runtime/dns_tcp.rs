@@ -31,7 +31,7 @@ use stack::tcp::{Config as EngineConfig, Connection, Endpoints, Event, reset_for
 use stack::time::Instant;
 use stack::wire::{EthernetAddress, TcpControl};
 
-use crate::port::Port;
+use super::fabric::GatewayTx;
 
 /// Turns of one connection's pump per call.
 const PUMP_TURNS: usize = 16;
@@ -149,7 +149,7 @@ impl GuestTcp {
         now: Instant,
         packet: &FlowFrame,
         queries: &mut Vec<Query>,
-        port: &Port,
+        port: &GatewayTx,
     ) {
         let FlowL4::Tcp(repr) = packet.packet.l4 else {
             return;
@@ -220,7 +220,7 @@ impl GuestTcp {
         id: u64,
         payload: &[u8],
         queries: &mut Vec<Query>,
-        port: &Port,
+        port: &GatewayTx,
     ) {
         let Some(c) = self.conns.get_mut(&id) else {
             self.counters.answers_lost += 1;
@@ -239,7 +239,12 @@ impl GuestTcp {
     }
 
     /// Engine timers and idle connections due by `now`.
-    pub(super) fn handle_timeout(&mut self, now: Instant, queries: &mut Vec<Query>, port: &Port) {
+    pub(super) fn handle_timeout(
+        &mut self,
+        now: Instant,
+        queries: &mut Vec<Query>,
+        port: &GatewayTx,
+    ) {
         while let Some(&(at, id)) = self.timers.first() {
             if at > now {
                 break;
@@ -262,7 +267,7 @@ impl GuestTcp {
         }
     }
 
-    fn send(&mut self, port: &Port, frame: Option<Bytes>) {
+    fn send(&mut self, port: &GatewayTx, frame: Option<Bytes>) {
         if let Some(frame) = frame
             && !port.send(frame)
         {
@@ -271,7 +276,7 @@ impl GuestTcp {
     }
 
     /// Moves messages in, answers out and segments to the guest until nothing moves.
-    fn drive(&mut self, id: u64, now: Instant, queries: &mut Vec<Query>, port: &Port) {
+    fn drive(&mut self, id: u64, now: Instant, queries: &mut Vec<Query>, port: &GatewayTx) {
         let Some(c) = self.conns.get_mut(&id) else {
             return;
         };

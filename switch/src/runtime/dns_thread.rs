@@ -29,8 +29,8 @@ use stack::wire::EthernetAddress;
 use super::Query;
 use super::dns_tcp::{GuestTcp, Limits, TcpDnsCounters};
 use super::dns_upstream::UpstreamTcp;
+use super::fabric::GatewayTx;
 use crate::gateway::{DnsClient, DnsQuery, dns_reply_frame};
-use crate::port::Port;
 
 /// How long the thread sleeps when no query waits upstream.
 const IDLE_WAIT: Duration = Duration::from_secs(60);
@@ -97,7 +97,7 @@ pub(super) struct DnsThread {
     /// Queries read from guest TCP connections, not yet given to the resolver.
     tcp_queries: Vec<super::dns_tcp::Query>,
     zones: SharedZones,
-    port: Arc<Port>,
+    port: Arc<GatewayTx>,
     mac: EthernetAddress,
     ip: Ipv4Addr,
     inputs: Receiver<Input>,
@@ -120,7 +120,7 @@ pub(super) struct DnsParts {
     pub(super) resolver: Resolver<Client>,
     pub(super) tcp_limits: Limits,
     pub(super) zones: SharedZones,
-    pub(super) port: Arc<Port>,
+    pub(super) port: Arc<GatewayTx>,
     pub(super) mac: EthernetAddress,
     pub(super) ip: Ipv4Addr,
     pub(super) inputs: (Sender<Input>, Receiver<Input>),

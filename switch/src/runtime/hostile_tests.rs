@@ -16,6 +16,7 @@ use crate::gateway::tests::{
     frame, gw6, ipv4, parse_arp, parse_dhcp, solicitation, split, udp_datagram,
 };
 use crate::gateway::{DNS_PORT, GatewayCounters};
+use crate::port::Port;
 use bytes::Bytes;
 use dhcp::{DhcpOp, DhcpRepr, MessageType};
 use stack::frag::FragDropReason;

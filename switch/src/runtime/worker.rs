@@ -1,0 +1,757 @@
+//! One worker: a thread that runs a frame from the link it was read on to the host socket it
+//! is written to, and back, in one call stack.
+//!
+//! ```text
+//! poll (one mio set: TAP queues, host sockets, a waker)
+//!   TAP queue readable → read a batch of frames into one arena (never zeroed)
+//!     → Out::decide: the switch's decision, from this worker's caches (the shared table
+//!       only when they cannot answer)
+//!     → Gateway::handle_frame_on: ARP, ICMP echo, NDP, DHCP answered in place (one parse)
+//!     → FlowHandler::handle_packet: the flow's engine, the host socket written
+//!   host socket readable → FlowHandler::ready → frames for the guest
+//!     → Out::send_frame: the destination's port, from the cache → written to its TAP queue
+//!       by this same thread
+//! ```
+//!
+//! Handoffs, each bounded and counted ([`super::fabric`]): a frame for a flow another worker
+//! owns ([`Handled::Elsewhere`]), a frame for a link another worker serves, frames from links
+//! that run threads of their own (their ports are spread over the workers; every flow of such
+//! a guest lives on its port's worker) and the DNS service's answers.
+//!
+//! Nothing on the per-frame path allocates but the frames' own `Bytes`, takes a lock, or
+//! hashes with SipHash: the caches and the port map use foldhash, the source cache is
+//! refreshed in the shared table once a second per address, and the destination cache is
+//! dropped whenever the table's generation moves.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use crossbeam_channel::{Receiver, Sender};
+use forwarder::{
+    FlowFrame, FlowHandler, FrameSink, Handled, KIND_SHIFT, LOOP_KINDS, WorkerCounters, WorkerEvent,
+};
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+use stack::ingress::{DropCounters, DropReason};
+use stack::time::{Epoch, Instant};
+use stack::wire::{EthernetAddress, EthernetFrame, EthernetRepr};
+
+use super::dns_thread::Input as DnsInput;
+use super::fabric::{Fabric, FrameHandoff, WorkerControl, WorkerHandle};
+use crate::forward::Decision;
+use crate::gateway::{Gateway, GatewayCounters, Outcome};
+use crate::mac_table::PortId;
+use crate::port::{Egress, GATEWAY_PORT, PortCounters};
+use crate::tap::Tap;
+
+/// The token kind of this worker's TAP queues (see [`forwarder::LOOP_KINDS`]).
+const KIND_TAP: usize = LOOP_KINDS;
+/// Frames read from one link, or taken from the inbox, before the worker looks around.
+const BATCH: usize = 64;
+/// How often a source address seen again on the same port is refreshed in the shared table.
+const REFRESH: Duration = Duration::from_secs(1);
+/// How often worker 0 ages the MAC table.
+const AGEING: Duration = Duration::from_secs(1);
+/// Addresses each cache holds at most (a guest churning addresses cannot grow them).
+const CACHE_MAX: usize = 4096;
+/// The receive arena: frames are read one after another into it, each then its own `Bytes`.
+const ARENA: usize = 256 * 1024;
+/// How long a worker sleeps with nothing to wait for.
+const IDLE: Duration = Duration::from_secs(60);
+
+type Fast = foldhash::fast::RandomState;
+
+/// How a worker reaches one port.
+pub(crate) enum PortSpec {
+    /// A TAP queue this worker reads and writes.
+    Tap {
+        tap: Tap,
+        mtu: u16,
+        counters: Arc<PortCounters>,
+    },
+    /// A link with threads of its own, fed through its egress queue.
+    Channel { egress: Egress, mtu: u16 },
+    /// A link another worker serves.
+    Remote { owner: usize, mtu: u16 },
+}
+
+enum LocalPort {
+    Tap {
+        link: usize,
+        mtu: u16,
+        counters: Arc<PortCounters>,
+    },
+    Channel {
+        egress: Egress,
+        mtu: u16,
+    },
+    Remote {
+        owner: usize,
+        mtu: u16,
+    },
+}
+
+impl LocalPort {
+    fn mtu(&self) -> u16 {
+        match self {
+            LocalPort::Tap { mtu, .. }
+            | LocalPort::Channel { mtu, .. }
+            | LocalPort::Remote { mtu, .. } => *mtu,
+        }
+    }
+}
+
+/// A TAP queue this worker serves.
+struct TapQueue {
+    tap: Tap,
+    port: PortId,
+    /// The link failed (the device is gone): it is being detached.
+    dead: bool,
+}
+
+/// What a worker reports for `/stats`.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct WorkerSnapshot {
+    pub(crate) gateway: GatewayCounters,
+    pub(crate) drops: DropCounters,
+    pub(crate) reassembly: stack::frag::Stats,
+}
+
+/// The switch's answers this worker remembers.
+#[derive(Default)]
+struct L2Cache {
+    /// The table's generation the destinations were looked up at.
+    generation: u64,
+    /// Destination address → port.
+    dst: HashMap<EthernetAddress, PortId, Fast>,
+    /// Source address → the port it was last learned on, and when.
+    src: HashMap<EthernetAddress, (PortId, Instant), Fast>,
+}
+
+/// The frame-sending half of a worker: its ports and links. The flow handler and the gateway
+/// send through it ([`FrameSink`]) while the worker holds them.
+struct Out {
+    fabric: Arc<Fabric>,
+    ports: HashMap<PortId, LocalPort, Fast>,
+    links: slab::Slab<TapQueue>,
+    cache: RefCell<L2Cache>,
+    counters: Arc<WorkerCounters>,
+    /// Decisions the caches took, not yet counted in the switch's own counters.
+    fast_unicast: Cell<u64>,
+    fast_flooded: Cell<u64>,
+}
+
+impl Out {
+    fn now(&self) -> Instant {
+        self.fabric.epoch.instant(std::time::Instant::now())
+    }
+
+    fn mtu_of(&self, port: PortId) -> u16 {
+        self.ports.get(&port).map_or(1500, LocalPort::mtu)
+    }
+
+    /// The switch's decision for a frame from `ingress`: from the caches when they know the
+    /// source (seen on this port within [`REFRESH`]) and the destination (the gateway, or an
+    /// address looked up since the table last changed); from the shared table otherwise.
+    fn decide(&self, now: Instant, ingress: PortId, frame: &[u8]) -> Decision {
+        let eth = EthernetFrame::new_checked(frame).and_then(|f| EthernetRepr::parse(&f));
+        if let Ok(eth) = eth
+            && !eth.dst_addr.is_multicast()
+        {
+            let fresh = {
+                let cache = self.cache.borrow();
+                cache.src.get(&eth.src_addr).is_some_and(|&(port, at)| {
+                    port == ingress && now.saturating_duration_since(at) < REFRESH
+                })
+            };
+            if fresh {
+                let to = if eth.dst_addr == self.fabric.gateway_mac {
+                    Some(GATEWAY_PORT)
+                } else {
+                    self.cached_dst(eth.dst_addr)
+                };
+                if let Some(to) = to
+                    && to != ingress
+                {
+                    self.fast_unicast.set(self.fast_unicast.get() + 1);
+                    return Decision::Unicast(to);
+                }
+            }
+        }
+        let (decision, generation) = self
+            .fabric
+            .with_switch(|s| (s.handle_frame(now, ingress, frame), s.generation()));
+        if !matches!(decision, Decision::Drop(_))
+            && let Ok(eth) = eth
+        {
+            let mut cache = self.cache.borrow_mut();
+            if cache.src.len() >= CACHE_MAX {
+                cache.src.clear();
+            }
+            cache.src.insert(eth.src_addr, (ingress, now));
+            if let Decision::Unicast(to) = decision
+                && cache.generation == generation
+                && cache.dst.len() < CACHE_MAX
+            {
+                cache.dst.insert(eth.dst_addr, to);
+            }
+        }
+        decision
+    }
+
+    /// The port of `dst` if the destination cache knows it and the table has not changed.
+    fn cached_dst(&self, dst: EthernetAddress) -> Option<PortId> {
+        let generation = self.fabric.generation();
+        let mut cache = self.cache.borrow_mut();
+        if cache.generation != generation {
+            cache.dst.clear();
+            cache.generation = generation;
+            return None;
+        }
+        cache.dst.get(&dst).copied()
+    }
+
+    /// The port of `dst`, from the cache or the table.
+    fn lookup(&self, dst: EthernetAddress) -> Option<PortId> {
+        if let Some(port) = self.cached_dst(dst) {
+            return Some(port);
+        }
+        let now = self.now();
+        let (port, generation) = self
+            .fabric
+            .with_switch(|s| (s.lookup(now, dst), s.generation()));
+        let port = port?;
+        let mut cache = self.cache.borrow_mut();
+        if cache.generation == generation && cache.dst.len() < CACHE_MAX {
+            cache.dst.insert(dst, port);
+        }
+        Some(port)
+    }
+
+    fn capture(&self, frame: &[u8]) {
+        if let Some(pcap) = &self.fabric.pcap {
+            pcap.capture(frame);
+        }
+    }
+
+    /// Sends `frame` to the guest behind `port`: written to its TAP queue, queued for its
+    /// link's threads, or handed to the worker that serves it.
+    fn transmit(&self, port: PortId, frame: Bytes) -> bool {
+        match self.ports.get(&port) {
+            Some(LocalPort::Tap { link, counters, .. }) => {
+                let sent = self
+                    .links
+                    .get(*link)
+                    .is_some_and(|q| !q.dead && q.tap.write_frame(&frame).is_ok());
+                counters.tx(frame.len(), sent);
+                if sent {
+                    self.counters.count(WorkerEvent::Tx, 1);
+                }
+                sent
+            }
+            Some(LocalPort::Channel { egress, .. }) => egress.push(frame),
+            Some(LocalPort::Remote { owner, .. }) => self.fabric.hand(
+                Some(&self.counters),
+                *owner,
+                FrameHandoff::Egress { port, frame },
+            ),
+            None => false,
+        }
+    }
+
+    /// Sends `frame` to every port but `except` (and the gateway's).
+    fn flood(&self, except: PortId, frame: &Bytes) {
+        for &port in self.ports.keys() {
+            if port != except {
+                self.transmit(port, frame.clone());
+            }
+        }
+    }
+}
+
+impl FrameSink for Out {
+    /// A frame from the gateway's side: switched to its destination's port (flooded if
+    /// that is a group or unknown), as the switch would a frame from the gateway's port.
+    fn send_frame(&self, frame: Bytes) -> bool {
+        self.capture(&frame);
+        let Some(dst) = frame.get(..6).and_then(|d| <[u8; 6]>::try_from(d).ok()) else {
+            return false;
+        };
+        let dst = EthernetAddress(dst);
+        let to = if dst.is_multicast() {
+            None
+        } else {
+            self.lookup(dst)
+        };
+        match to {
+            Some(port) => {
+                self.fast_unicast.set(self.fast_unicast.get() + 1);
+                self.transmit(port, frame)
+            }
+            None => {
+                self.fast_flooded.set(self.fast_flooded.get() + 1);
+                self.flood(GATEWAY_PORT, &frame);
+                true
+            }
+        }
+    }
+}
+
+/// What a worker is made of; see [`Worker::new`].
+pub(crate) struct WorkerParts {
+    pub(crate) index: usize,
+    pub(crate) poll: Poll,
+    pub(crate) me: Arc<WorkerHandle>,
+    pub(crate) frames: Receiver<FrameHandoff>,
+    pub(crate) control: Receiver<WorkerControl>,
+    pub(crate) fabric: Arc<Fabric>,
+    pub(crate) gateway: Gateway,
+    pub(crate) handler: Box<dyn FlowHandler>,
+    pub(crate) dns: (Sender<DnsInput>, Arc<AtomicU64>),
+    pub(crate) neighbours: Option<super::NeighbourHook>,
+    pub(crate) max_frame: usize,
+}
+
+/// One worker's loop. See the module docs.
+pub(crate) struct Worker {
+    index: usize,
+    poll: Poll,
+    events: Events,
+    me: Arc<WorkerHandle>,
+    frames: Receiver<FrameHandoff>,
+    control: Receiver<WorkerControl>,
+    gateway: Gateway,
+    handler: Box<dyn FlowHandler>,
+    out: Out,
+    rx: BytesMut,
+    max_frame: usize,
+    dns: Sender<DnsInput>,
+    dns_queue_full: Arc<AtomicU64>,
+    neighbours: Option<super::NeighbourHook>,
+    epoch: Epoch,
+    /// TAP queues with frames left after a batch.
+    ready: Vec<usize>,
+    /// This turn's events, copied out of `events`.
+    turn: Vec<(Token, bool, bool, bool)>,
+    next_ageing: Option<Instant>,
+    stopping: bool,
+}
+
+impl Worker {
+    pub(crate) fn new(parts: WorkerParts) -> Worker {
+        let epoch = parts.fabric.epoch;
+        let counters = parts.me.counters.clone();
+        let now = epoch.instant(std::time::Instant::now());
+        Worker {
+            index: parts.index,
+            poll: parts.poll,
+            events: Events::with_capacity(256),
+            me: parts.me,
+            frames: parts.frames,
+            control: parts.control,
+            gateway: parts.gateway,
+            handler: parts.handler,
+            out: Out {
+                fabric: parts.fabric,
+                ports: HashMap::default(),
+                links: slab::Slab::new(),
+                cache: RefCell::new(L2Cache::default()),
+                counters,
+                fast_unicast: Cell::new(0),
+                fast_flooded: Cell::new(0),
+            },
+            rx: BytesMut::with_capacity(ARENA),
+            max_frame: parts.max_frame.max(64),
+            dns: parts.dns.0,
+            dns_queue_full: parts.dns.1,
+            neighbours: parts.neighbours,
+            epoch,
+            ready: Vec::new(),
+            turn: Vec::with_capacity(256),
+            next_ageing: (parts.index == 0).then_some(now + AGEING),
+            stopping: false,
+        }
+    }
+
+    fn now(&self) -> Instant {
+        self.epoch.instant(std::time::Instant::now())
+    }
+
+    pub(crate) fn run(mut self) {
+        while !self.stopping {
+            self.turn();
+        }
+    }
+
+    /// One turn of the loop: wait, then handle whatever became ready.
+    fn turn(&mut self) {
+        let now = self.now();
+        let mut timeout = self.timeout(now);
+        if timeout != Some(Duration::ZERO) {
+            self.me.park();
+            if !self.frames.is_empty() || !self.control.is_empty() {
+                timeout = Some(Duration::ZERO);
+            }
+        }
+        if let Err(e) = self.poll.poll(&mut self.events, timeout)
+            && e.kind() != io::ErrorKind::Interrupted
+        {
+            tracing::warn!(worker = self.index, error = %e, "poll failed");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.me.unpark();
+        let now = self.now();
+        self.control_messages(now);
+        self.turn.clear();
+        self.turn.extend(self.events.iter().map(|e| {
+            (
+                e.token(),
+                e.is_readable(),
+                e.is_writable() || e.is_write_closed(),
+                e.is_error() || e.is_read_closed(),
+            )
+        }));
+        for i in 0..self.turn.len() {
+            let Some(&(token, readable, writable, failed)) = self.turn.get(i) else {
+                break;
+            };
+            match token.0 >> KIND_SHIFT {
+                0 => {}
+                KIND_TAP => self.tap_ready(now, token.0 & ((1 << KIND_SHIFT) - 1), failed),
+                kind if kind < LOOP_KINDS => {
+                    self.handler.ready(
+                        now,
+                        token,
+                        readable || failed,
+                        writable || failed,
+                        &self.out,
+                    );
+                }
+                _ => {}
+            }
+        }
+        self.handler.commands(now, &self.out);
+        self.inbox(now);
+        let again: Vec<usize> = std::mem::take(&mut self.ready);
+        for link in again {
+            self.read_link(now, link);
+        }
+        self.timers();
+    }
+
+    /// How long to wait: not at all with work left, else until the next timer.
+    fn timeout(&self, now: Instant) -> Option<Duration> {
+        if !self.ready.is_empty() || !self.frames.is_empty() || !self.control.is_empty() {
+            return Some(Duration::ZERO);
+        }
+        let next = [
+            self.gateway.poll_timeout(),
+            self.handler.poll_timeout(),
+            self.next_ageing,
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        Some(next.map_or(IDLE, |at| at.saturating_duration_since(now)))
+    }
+
+    fn timers(&mut self) {
+        let now = self.now();
+        if self.gateway.poll_timeout().is_some_and(|at| at <= now) {
+            self.gateway.handle_timeout(now);
+        }
+        self.gateway_unasked();
+        if self.handler.poll_timeout().is_some_and(|at| at <= now) {
+            self.handler.handle_timeout(now, &self.out);
+        }
+        if let Some(at) = self.next_ageing
+            && at <= now
+        {
+            self.out.fabric.with_switch(|s| s.expire(now));
+            self.next_ageing = Some(now + AGEING);
+        }
+    }
+
+    /// Frames the gateway sends unasked (Time Exceeded for abandoned reassembly).
+    fn gateway_unasked(&mut self) {
+        while let Some(frame) = self.gateway.poll_transmit() {
+            self.out.send_frame(frame);
+        }
+    }
+
+    fn control_messages(&mut self, now: Instant) {
+        while let Ok(message) = self.control.try_recv() {
+            match message {
+                WorkerControl::Attach { port, spec } => self.attach(port, spec),
+                WorkerControl::Detach { port, done } => {
+                    self.detach(port);
+                    if let Some(done) = done {
+                        let _ = done.send(());
+                    }
+                }
+                WorkerControl::Stats(reply) => {
+                    let _ = reply.try_send(self.snapshot());
+                }
+                WorkerControl::Stop => self.stopping = true,
+            }
+        }
+        let _ = now;
+    }
+
+    fn attach(&mut self, port: PortId, spec: PortSpec) {
+        let local = match spec {
+            PortSpec::Tap { tap, mtu, counters } => {
+                if let Err(e) = tap.set_nonblocking(true) {
+                    tracing::warn!(worker = self.index, error = %e, "TAP queue unusable");
+                    return;
+                }
+                let entry = self.out.links.vacant_entry();
+                let link = entry.key();
+                let token = Token((KIND_TAP << KIND_SHIFT) | link);
+                let fd = tap.as_raw_fd();
+                if let Err(e) =
+                    self.poll
+                        .registry()
+                        .register(&mut SourceFd(&fd), token, Interest::READABLE)
+                {
+                    tracing::warn!(worker = self.index, error = %e, "cannot poll a TAP queue");
+                    return;
+                }
+                entry.insert(TapQueue {
+                    tap,
+                    port,
+                    dead: false,
+                });
+                // Frames may be waiting already.
+                self.ready.push(link);
+                LocalPort::Tap {
+                    link,
+                    mtu,
+                    counters,
+                }
+            }
+            PortSpec::Channel { egress, mtu } => LocalPort::Channel { egress, mtu },
+            PortSpec::Remote { owner, mtu } => LocalPort::Remote { owner, mtu },
+        };
+        self.out.ports.insert(port, local);
+    }
+
+    fn detach(&mut self, port: PortId) {
+        if let Some(LocalPort::Tap { link, .. }) = self.out.ports.remove(&port)
+            && self.out.links.contains(link)
+        {
+            let queue = self.out.links.remove(link);
+            let fd = queue.tap.as_raw_fd();
+            let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
+            self.ready.retain(|&l| l != link);
+        }
+    }
+
+    fn snapshot(&mut self) -> WorkerSnapshot {
+        let (unicast, flooded) = (
+            self.out.fast_unicast.replace(0),
+            self.out.fast_flooded.replace(0),
+        );
+        self.out.fabric.with_switch(|s| {
+            s.count(Decision::Unicast(GATEWAY_PORT), unicast);
+            s.count(Decision::Flood, flooded);
+        });
+        WorkerSnapshot {
+            gateway: self.gateway.counters(),
+            drops: *self.gateway.drops(),
+            reassembly: self.gateway.frag_stats(),
+        }
+    }
+
+    fn tap_ready(&mut self, now: Instant, link: usize, failed: bool) {
+        if failed {
+            self.link_failed(link, "the TAP device reported an error");
+            return;
+        }
+        self.read_link(now, link);
+    }
+
+    /// Reads up to a batch of frames from a TAP queue and runs each through.
+    fn read_link(&mut self, now: Instant, link: usize) {
+        for _ in 0..BATCH {
+            let Some(queue) = self.out.links.get(link) else {
+                return;
+            };
+            if queue.dead {
+                return;
+            }
+            let port = queue.port;
+            if self.rx.capacity() - self.rx.len() < self.max_frame {
+                self.rx.reserve(ARENA.max(self.max_frame));
+            }
+            match queue.tap.read_frame_into(&mut self.rx, self.max_frame) {
+                Ok(0) => {}
+                Ok(_) => {
+                    let frame = self.rx.split().freeze();
+                    self.out.counters.count(WorkerEvent::Rx, 1);
+                    if let Some(LocalPort::Tap { counters, .. }) = self.out.ports.get(&port) {
+                        counters.rx(frame.len(), true);
+                    }
+                    self.ingress(now, port, frame);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    self.link_failed(link, &e.to_string());
+                    return;
+                }
+            }
+        }
+        if !self.ready.contains(&link) {
+            self.ready.push(link);
+        }
+    }
+
+    /// A TAP queue failed (the device was deleted, `EBADFD`/`EIO`): the port goes, and with
+    /// it its guests' flows.
+    fn link_failed(&mut self, link: usize, why: &str) {
+        let Some(queue) = self.out.links.get_mut(link) else {
+            return;
+        };
+        if queue.dead {
+            return;
+        }
+        queue.dead = true;
+        let port = queue.port;
+        let fd = queue.tap.as_raw_fd();
+        let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
+        self.ready.retain(|&l| l != link);
+        tracing::info!(
+            worker = self.index,
+            port = port.0,
+            reason = why,
+            "TAP link gone"
+        );
+        self.out.fabric.detach_port(port, false);
+    }
+
+    /// A frame a guest sent on `port`: switched, then given to the gateway, another port, or
+    /// every port.
+    fn ingress(&mut self, now: Instant, port: PortId, frame: Bytes) {
+        let decision = self.out.decide(now, port, &frame);
+        if matches!(decision, Decision::Drop(_)) {
+            return;
+        }
+        self.out.capture(&frame);
+        match decision {
+            Decision::Unicast(GATEWAY_PORT) => self.gateway_frame(now, port, frame),
+            Decision::Unicast(to) => {
+                self.out.transmit(to, frame);
+            }
+            Decision::Flood => {
+                self.out.flood(port, &frame);
+                self.gateway_frame(now, port, frame);
+            }
+            Decision::Drop(_) => {}
+        }
+    }
+
+    /// The gateway's services, and the flows behind them.
+    fn gateway_frame(&mut self, now: Instant, port: PortId, frame: Bytes) {
+        let mtu = self.out.mtu_of(port);
+        let mut frame = frame;
+        let mut outcome = self.gateway.handle_frame_on(now, &frame, mtu);
+        // A completed datagram is handled like a frame that just arrived; it is no fragment,
+        // so this happens at most once.
+        if let Outcome::Reassembled(whole) = outcome {
+            outcome = self.gateway.handle_frame_on(now, &whole, mtu);
+            frame = whole;
+        }
+        if let Some((ip, mac)) = self.gateway.take_neighbour()
+            && let Some(hook) = &self.neighbours
+        {
+            hook(ip.into(), mac);
+        }
+        match outcome {
+            Outcome::Reply(reply) => {
+                self.out.send_frame(reply);
+            }
+            Outcome::Replies(replies) => {
+                for reply in replies {
+                    self.out.send_frame(reply);
+                }
+            }
+            Outcome::Flow(packet) => self.flow(
+                now,
+                FlowFrame {
+                    frame,
+                    packet,
+                    link_mtu: mtu,
+                },
+                true,
+            ),
+            Outcome::Dns(query) => {
+                if self.dns.try_send(DnsInput::Query(query)).is_err() {
+                    self.dns_queue_full.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Outcome::DnsTcp(packet) => {
+                let packet = FlowFrame {
+                    frame,
+                    packet,
+                    link_mtu: mtu,
+                };
+                if self.dns.try_send(DnsInput::Tcp(Box::new(packet))).is_err() {
+                    self.dns_queue_full.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Outcome::Held | Outcome::Reassembled(_) | Outcome::Dropped(_) => {}
+        }
+        self.gateway_unasked();
+    }
+
+    /// A flow packet: handled here, or handed once to the worker that owns its flow.
+    fn flow(&mut self, now: Instant, packet: FlowFrame, may_hand_off: bool) {
+        self.out.counters.count(WorkerEvent::Handled, 1);
+        match self.handler.handle_packet(now, &packet, &self.out) {
+            Handled::Here => {}
+            Handled::Elsewhere(owner) if may_hand_off && owner != self.index => {
+                if !self.out.fabric.hand(
+                    Some(&self.out.counters),
+                    owner,
+                    FrameHandoff::Flow(Box::new(packet)),
+                ) {
+                    self.out.counters.count_drop(DropReason::WorkerQueueFull);
+                }
+            }
+            Handled::Elsewhere(_) => self.out.counters.count_drop(DropReason::WorkerQueueFull),
+        }
+    }
+
+    /// Frames handed to this worker, a batch at a time.
+    fn inbox(&mut self, now: Instant) {
+        for _ in 0..BATCH * 4 {
+            let Ok(handoff) = self.frames.try_recv() else {
+                return;
+            };
+            match handoff {
+                FrameHandoff::Ingress { port, frame } => self.ingress(now, port, frame),
+                FrameHandoff::Flow(packet) => {
+                    self.out.counters.count(WorkerEvent::HandoffIn, 1);
+                    self.flow(now, *packet, false);
+                }
+                FrameHandoff::Egress { port, frame } => {
+                    self.out.counters.count(WorkerEvent::HandoffIn, 1);
+                    if matches!(self.out.ports.get(&port), Some(LocalPort::Remote { .. })) {
+                        // Never bounced on: its owner would have served it.
+                        continue;
+                    }
+                    self.out.transmit(port, frame);
+                }
+                FrameHandoff::FromGateway(frame) => {
+                    self.out.send_frame(frame);
+                }
+            }
+        }
+    }
+}
