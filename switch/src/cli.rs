@@ -249,6 +249,10 @@ pub struct NetworkArgs {
     /// nameservers of the host's /etc/resolv.conf).
     #[arg(long = "dns-upstream", value_parser = dns::resolv_conf::parse_upstream)]
     pub dns_upstream: Vec<std::net::SocketAddr>,
+    /// Worker threads, each running frames from its links to its host sockets and back
+    /// (default: one per core); a TAP device gets one queue per worker.
+    #[arg(long = "workers", default_value_t = 0)]
+    pub workers: usize,
 }
 
 /// A count that must be at least 1.

@@ -9,8 +9,8 @@
 //!    its mount namespace only; the machine's file is untouched);
 //! 3. creates and configures the TAP device in its new network namespace (slirp4netns
 //!    `--configure`: MAC, MTU, address, link up, default route via the gateway);
-//! 4. passes the TAP's descriptor to us over a unix socket pair (`SCM_RIGHTS`, on descriptor
-//!    [`CHILD_FD`]) and waits for one byte from us ([`Launched::release`]) before it `exec`s
+//! 4. passes the TAP's queues to us over a unix socket pair (`SCM_RIGHTS`, on descriptor
+//!    [`CHILD_FD`]; one per worker, the device opened with `IFF_MULTI_QUEUE`) and waits for one byte from us ([`Launched::release`]) before it `exec`s
 //!    the command in its own place, so the command never runs before the switch serves its
 //!    TAP, and waiting for the helper is waiting for the command.
 //!
@@ -49,6 +49,8 @@ const SETUP_TIMEOUT: Duration = Duration::from_secs(20);
 const TAP_TAG: u8 = b'T';
 /// The byte that lets the child exec.
 const GO: u8 = b'G';
+/// The most TAP queues the helper opens (the kernel's `MAX_TAP_QUEUES` is 256).
+const MAX_QUEUES: usize = 256;
 /// Longest error message the child sends.
 const MAX_MESSAGE: usize = 512;
 
@@ -61,6 +63,8 @@ pub struct LaunchOptions {
     pub resolv_conf: PathBuf,
     /// Create a user namespace (needed unless we are root).
     pub user_namespace: bool,
+    /// Queues of the TAP device (one per worker), at least 1.
+    pub queues: usize,
 }
 
 /// Why the command could not be started.
@@ -76,11 +80,11 @@ pub enum LaunchError {
     Setup(String),
 }
 
-/// A child waiting to exec, and its TAP device.
+/// A child waiting to exec, and its TAP device's queues.
 #[derive(Debug)]
 pub struct Launched {
     pub child: Child,
-    pub tap: Tap,
+    pub taps: Vec<Tap>,
     go: UnixStream,
 }
 
@@ -117,6 +121,7 @@ pub fn launch(
                 .map_or_else(|| "-".to_owned(), |g| g.to_string()),
         )
         .arg(&options.resolv_conf)
+        .arg(options.queues.clamp(1, MAX_QUEUES).to_string())
         .arg("--")
         .args(command);
     let fd = theirs.as_raw_fd();
@@ -142,18 +147,22 @@ pub fn launch(
         source,
     })?;
     let _ = ours.set_read_timeout(Some(SETUP_TIMEOUT));
-    match recv_fd(&ours) {
-        Ok(fd) => Ok(Launched {
-            child,
-            tap: Tap::from_fd(fd, &options.tap_name),
-            go: ours,
-        }),
-        Err(e) => {
-            let _ = child.kill();
-            let _ = child.wait();
-            Err(LaunchError::Setup(e.to_string()))
+    let mut taps = Vec::new();
+    for _ in 0..options.queues.clamp(1, MAX_QUEUES) {
+        match recv_fd(&ours) {
+            Ok(fd) => taps.push(Tap::from_fd(fd, &options.tap_name)),
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(LaunchError::Setup(e.to_string()));
+            }
         }
     }
+    Ok(Launched {
+        child,
+        taps,
+        go: ours,
+    })
 }
 
 /// The helper's entry point: `args` are what follows [`CHILD_ARG`]. Never returns.
@@ -196,6 +205,7 @@ struct ChildSetup {
     tap_name: String,
     tap: TapConfig,
     resolv: CString,
+    queues: usize,
     command: Vec<OsString>,
 }
 
@@ -217,7 +227,8 @@ impl ChildSetup {
         };
         let resolv = args.get(7).ok_or_else(|| bad("resolv.conf path"))?;
         let resolv = CString::new(resolv.as_bytes()).map_err(|_| bad("resolv.conf path"))?;
-        if args.get(8).is_none_or(|a| a != "--") {
+        let queues: usize = text(8)?.parse().map_err(|_| bad("queue count"))?;
+        if args.get(9).is_none_or(|a| a != "--") {
             return Err(bad("argument list"));
         }
         Ok(ChildSetup {
@@ -232,7 +243,8 @@ impl ChildSetup {
                 loopback_up: true,
             },
             resolv,
-            command: args.get(9..).unwrap_or_default().to_vec(),
+            queues: queues.clamp(1, MAX_QUEUES),
+            command: args.get(10..).unwrap_or_default().to_vec(),
         })
     }
 
@@ -290,14 +302,15 @@ impl ChildSetup {
                 io::Error::last_os_error(),
             ));
         }
-        let options = TapOptions {
-            multi_queue: false,
-            configure: Some(self.tap.clone()),
-        };
-        let tap = Tap::open_with(&self.tap_name, &Netns::Current, &options)
-            .map_err(|e| ("creating the TAP device", io::Error::other(e.to_string())))?;
-        send_fd(sock, tap.as_raw_fd()).map_err(|e| ("passing the TAP device", e))?;
-        drop(tap);
+        for queue in 0..self.queues {
+            let options = TapOptions {
+                multi_queue: true,
+                configure: (queue == 0).then(|| self.tap.clone()),
+            };
+            let tap = Tap::open_with(&self.tap_name, &Netns::Current, &options)
+                .map_err(|e| ("creating the TAP device", io::Error::other(e.to_string())))?;
+            send_fd(sock, tap.as_raw_fd()).map_err(|e| ("passing the TAP device", e))?;
+        }
         let mut go = [0u8; 1];
         loop {
             // SAFETY: reads at most one byte into `go`, which lives across the call.

@@ -377,17 +377,18 @@ fn run_mode(args: RunArgs) -> Result<ExitCode, String> {
         .map_err(|e| format!("cannot write {}: {e}", resolv_conf.display()))?;
     // SAFETY: geteuid cannot fail and touches no memory.
     let root = unsafe { libc::geteuid() } == 0;
-    let options = LaunchOptions {
-        tap_name: args.tap.clone(),
-        tap: addressing.tap_config(args.mac, mtu),
-        resolv_conf,
-        user_namespace: !root,
-    };
     let exe = std::env::current_exe().map_err(|e| format!("cannot find my own executable: {e}"))?;
 
     let (events_tx, events) = crossbeam_channel::unbounded();
     let signals = watch_signals(events_tx.clone())?;
     let pipeline = Pipeline::start(&args.network, &addressing, mtu)?;
+    let options = LaunchOptions {
+        tap_name: args.tap.clone(),
+        tap: addressing.tap_config(args.mac, mtu),
+        resolv_conf,
+        user_namespace: !root,
+        queues: pipeline.workers(),
+    };
     let mut launched = match launch::launch(&exe, &args.command, &options) {
         Ok(launched) => launched,
         Err(e) => {
@@ -395,13 +396,11 @@ fn run_mode(args: RunArgs) -> Result<ExitCode, String> {
             return Err(e.to_string());
         }
     };
-    let tap = launched
-        .tap
-        .try_clone()
-        .map_err(|e| format!("cannot use the TAP device: {e}"))
-        .and_then(|tap| {
-            let mtu = u16::try_from(mtu).map_err(|_| format!("MTU {mtu} is too large"))?;
-            TapLink::start(vec![tap], &pipeline.attacher(), mtu).map_err(|e| e.to_string())
+    let queues = std::mem::take(&mut launched.taps);
+    let tap = u16::try_from(mtu)
+        .map_err(|_| format!("MTU {mtu} is too large"))
+        .and_then(|mtu| {
+            TapLink::start(queues, &pipeline.attacher(), mtu).map_err(|e| e.to_string())
         });
     let tap = match tap {
         Ok(tap) => tap,

@@ -65,6 +65,7 @@ impl Pipeline {
             guest_max_request: fwd.api_max_request,
         };
         config.mac_table_size = net.max_mac_entries;
+        config.workers = net.workers;
         let fragment_timeout = Duration::from_secs(net.fragment_timeout);
         config.reassembly = stack::frag::Config {
             max_bytes: net.max_reassembly_bytes,
@@ -129,6 +130,11 @@ impl Pipeline {
             pcap: pcap_thread,
             api,
         })
+    }
+
+    /// How many workers serve the links (a TAP device gets a queue for each).
+    pub(crate) fn workers(&self) -> usize {
+        self.runtime.workers()
     }
 
     pub(crate) fn attacher(&self) -> Attacher {

@@ -73,3 +73,86 @@ fn tap_link_carries_frames_both_ways() {
     );
     assert!(rt.stats().ports.is_empty());
 }
+
+/// A multi-queue TAP: the kernel spreads the guest's connections over the queues, each
+/// worker runs the flows that arrive on its own queue, and a flow's frames stay where it
+/// lives (the kernel steers a flow to the queue its replies are written on), so frames are
+/// not handed between workers.
+#[test]
+fn a_multi_queue_tap_spreads_flows_over_workers_and_keeps_them_there() {
+    if !privileged(
+        "a_multi_queue_tap_spreads_flows_over_workers_and_keeps_them_there",
+        &["ip", "python3"],
+    ) {
+        return;
+    }
+    const FLOWS: usize = 16;
+    const BYTES: usize = 256 * 1024;
+    let control = forwarder::Control::new("192.168.127.2".parse().unwrap(), &[]);
+    let mut config = RuntimeConfig {
+        workers: 4,
+        ..RuntimeConfig::default()
+    };
+    config.use_forwarder(forwarder::Config::default(), &control);
+    let rt = Runtime::start(config).unwrap();
+    let ns = NetnsGuard::new("tap-mq");
+    let options = TapOptions {
+        multi_queue: true,
+        configure: Some(TapConfig {
+            mac: Some(stack::wire::EthernetAddress(GUEST_MAC)),
+            ..TapConfig::default()
+        }),
+    };
+    let link = TapLink::open("tap0", &ns.netns(), &options, &rt.attacher(), 65520).unwrap();
+
+    // A host server that counts each connection's bytes.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        let mut got = Vec::new();
+        let mut conns = Vec::new();
+        for _ in 0..FLOWS {
+            let (conn, _) = listener.accept().unwrap();
+            conns.push(std::thread::spawn(move || {
+                let mut conn = conn;
+                let mut sink = Vec::new();
+                std::io::Read::read_to_end(&mut conn, &mut sink).unwrap();
+                sink.len()
+            }));
+        }
+        for c in conns {
+            got.push(c.join().unwrap());
+        }
+        got
+    });
+    let script = format!(
+        "import socket, threading\n\
+         def go():\n\
+         \x20   s = socket.create_connection(('192.168.127.254', {port}), timeout=20)\n\
+         \x20   s.sendall(b'x' * {BYTES})\n\
+         \x20   s.close()\n\
+         ts = [threading.Thread(target=go) for _ in range({FLOWS})]\n\
+         [t.start() for t in ts]\n\
+         [t.join() for t in ts]\n"
+    );
+    let out = ns.run("python3", &["-c", &script], Duration::from_secs(60));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got = server.join().unwrap();
+    assert_eq!(got, vec![BYTES; FLOWS], "every byte of every connection");
+
+    let stats = rt.stats();
+    let busy = stats.workers.iter().filter(|w| w.handled > 0).count();
+    assert!(busy >= 2, "flows on one worker only: {:?}", stats.workers);
+    let handled: u64 = stats.workers.iter().map(|w| w.handled).sum();
+    let handoffs: u64 = stats.workers.iter().map(|w| w.handoffs_out).sum();
+    assert!(
+        handoffs <= FLOWS as u64,
+        "{handoffs} handoffs for {handled} flow packets: {:?}",
+        stats.workers
+    );
+    link.shutdown();
+}
