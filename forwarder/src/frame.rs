@@ -1,27 +1,80 @@
-//! Frames for guests, each built straight into one buffer: Ethernet, IPv4 or IPv6, and the
-//! transport header with its payload copied in once. Frames are padded to Ethernet's minimum.
+//! Frames for guests, each built once, in place, into the buffer the link will write
+//! (through [`FrameSink::send_with`]): Ethernet, IPv4 or IPv6, and the transport header with
+//! its payload copied in once. A builder returns a [`Built`] frame — its length and the
+//! closure that writes every one of its bytes — and nothing is written until the sink
+//! provides the room; headers are cleared before their fields are set, payloads are copied
+//! over whatever the buffer held, and frames are padded with zeros to Ethernet's minimum.
+//! Datagrams longer than their link's MTU go out as IP fragments
+//! ([`Framer::send_fragments`]; RFC 791 §3.2, RFC 8200 §4.5).
 
 use std::net::IpAddr;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use std::net::Ipv4Addr;
 
 use stack::wire::{
     ArpOperation, ArpPacket, ArpRepr, EtherType, EthernetAddress, EthernetFrame, EthernetRepr,
     Icmpv4Packet, Icmpv4Repr, Icmpv6Packet, Icmpv6Repr, IpAddresses, IpProtocol, Ipv4Packet,
-    Ipv4Repr, Ipv6Packet, Ipv6Repr, TcpPacket, TcpRepr, UdpPacket, UdpRepr, ethernet, ipv4, ipv6,
-    udp,
+    Ipv4Repr, Ipv6FragmentHeader, Ipv6FragmentRepr, Ipv6Packet, Ipv6Repr, TcpPacket, TcpRepr,
+    UdpPacket, UdpRepr, ethernet, ipv4, ipv6, udp,
 };
+
+use crate::worker::FrameSink;
 
 /// The TTL / hop limit of what we originate.
 pub const TTL: u8 = 64;
 const MIN_FRAME_LEN: usize = 60;
+/// The ICMP header before an echo's identifier or an error's quote.
+const ICMP_HEADER_LEN: usize = 8;
+
+/// A frame ready to be written: `len` bytes, every one of which `fill` writes.
+#[derive(Debug)]
+pub struct Built<F> {
+    len: usize,
+    fill: F,
+}
+
+impl<F: FnOnce(&mut [u8])> Built<F> {
+    /// The frame's length.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Never: a frame has an Ethernet header at least.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Writes the frame into `buf`, which must be exactly [`Built::len`] bytes.
+    pub fn write(self, buf: &mut [u8]) {
+        (self.fill)(buf);
+    }
+
+    /// Sends the frame through `out`, built in the room it provides.
+    pub fn send(self, out: &dyn FrameSink) -> bool {
+        let mut fill = Some(self.fill);
+        out.send_with(self.len, &mut |buf| {
+            if let Some(f) = fill.take() {
+                f(buf);
+            }
+        })
+    }
+
+    /// The frame in a buffer of its own.
+    pub fn into_bytes(self) -> Bytes {
+        let mut buf = vec![0u8; self.len];
+        (self.fill)(&mut buf);
+        Bytes::from(buf)
+    }
+}
 
 /// Builds frames from the gateway's MAC.
 #[derive(Debug)]
 pub struct Framer {
     pub gateway_mac: EthernetAddress,
     ident: u16,
+    /// The IPv6 fragment identification of the last fragmented datagram.
+    ident6: u32,
 }
 
 /// The address pair of a packet, `None` when the families differ.
@@ -33,24 +86,45 @@ pub fn addresses(src: IpAddr, dst: IpAddr) -> Option<IpAddresses> {
     }
 }
 
+/// The IP header length of `addrs`' family.
+fn ip_header_len(addrs: IpAddresses) -> usize {
+    match addrs {
+        IpAddresses::V4 { .. } => ipv4::HEADER_LEN,
+        IpAddresses::V6 { .. } => ipv6::HEADER_LEN,
+    }
+}
+
 impl Framer {
     pub fn new(gateway_mac: EthernetAddress) -> Framer {
         Framer {
             gateway_mac,
             ident: 0,
+            ident6: 0,
         }
     }
 
+    /// Whether an IP packet carrying `l4_len` bytes over `addrs` fits a link of `mtu`.
+    pub fn fits(addrs: IpAddresses, l4_len: usize, mtu: usize) -> bool {
+        ip_header_len(addrs).saturating_add(l4_len) <= mtu
+    }
+
+    fn next_ident(&mut self) -> u16 {
+        self.ident = self.ident.wrapping_add(1);
+        self.ident
+    }
+
     /// An IP packet to `dst_mac` carrying `l4_len` bytes of `protocol` that `fill` writes
-    /// (it gets exactly `l4_len` bytes). `None` if too long for IP.
-    pub fn ip(
+    /// (it gets exactly `l4_len` bytes, the first `l4_header` of them cleared). `None` if too
+    /// long for IP.
+    pub fn ip<F: FnOnce(&mut [u8])>(
         &mut self,
         dst_mac: EthernetAddress,
         addrs: IpAddresses,
         protocol: IpProtocol,
         l4_len: usize,
-        fill: impl FnOnce(&mut [u8]),
-    ) -> Option<Bytes> {
+        l4_header: usize,
+        fill: F,
+    ) -> Option<Built<impl FnOnce(&mut [u8]) + use<F>>> {
         let (ethertype, ip_header) = match addrs {
             IpAddresses::V4 { .. } => (EtherType::Ipv4, ipv4::HEADER_LEN),
             IpAddresses::V6 { .. } => (EtherType::Ipv6, ipv6::HEADER_LEN),
@@ -59,53 +133,44 @@ impl Framer {
             return None;
         }
         let len = ethernet::HEADER_LEN + ip_header + l4_len;
-        let mut buf = BytesMut::zeroed(len.max(MIN_FRAME_LEN));
         let eth = EthernetRepr {
             src_addr: self.gateway_mac,
             dst_addr: dst_mac,
             ethertype,
         };
-        eth.emit(&mut EthernetFrame::new_unchecked(&mut buf[..]));
-        let body = buf.get_mut(ethernet::HEADER_LEN..len)?;
-        let (header, l4) = body.split_at_mut_checked(ip_header)?;
-        fill(l4);
-        match addrs {
-            IpAddresses::V4 { src, dst } => {
-                self.ident = self.ident.wrapping_add(1);
-                let ip = Ipv4Repr {
-                    src_addr: src,
-                    dst_addr: dst,
-                    next_header: protocol,
-                    payload_len: l4_len,
-                    hop_limit: TTL,
-                    ident: self.ident,
-                    dont_frag: true,
-                    more_frags: false,
-                    frag_offset: 0,
-                    dscp: 0,
-                    ecn: 0,
+        let ident = match addrs {
+            IpAddresses::V4 { .. } => self.next_ident(),
+            IpAddresses::V6 { .. } => 0,
+        };
+        let headers = ethernet::HEADER_LEN + ip_header + l4_header.min(l4_len);
+        Some(Built {
+            len: len.max(MIN_FRAME_LEN),
+            fill: move |buf: &mut [u8]| {
+                if let Some(h) = buf.get_mut(..headers) {
+                    h.fill(0);
+                }
+                if let Some(pad) = buf.get_mut(len..) {
+                    pad.fill(0);
+                }
+                eth.emit(&mut EthernetFrame::new_unchecked(&mut buf[..]));
+                let Some(body) = buf.get_mut(ethernet::HEADER_LEN..len) else {
+                    return;
                 };
-                ip.emit(&mut Ipv4Packet::new_unchecked(header));
-            }
-            IpAddresses::V6 { src, dst } => {
-                let ip = Ipv6Repr {
-                    src_addr: src,
-                    dst_addr: dst,
-                    next_header: protocol,
-                    payload_len: l4_len,
-                    hop_limit: TTL,
-                    dscp: 0,
-                    ecn: 0,
-                    flow_label: 0,
+                let Some((header, l4)) = body.split_at_mut_checked(ip_header) else {
+                    return;
                 };
-                ip.emit(&mut Ipv6Packet::new_unchecked(header));
-            }
-        }
-        Some(buf.freeze())
+                fill(l4);
+                emit_ip(header, addrs, protocol, l4_len, ident, 0, false);
+            },
+        })
     }
 
     /// An ARP request from the gateway (`ours`) asking who has `target`, broadcast (RFC 826).
-    pub fn arp_request(&self, ours: Ipv4Addr, target: Ipv4Addr) -> Bytes {
+    pub fn arp_request(
+        &self,
+        ours: Ipv4Addr,
+        target: Ipv4Addr,
+    ) -> Built<impl FnOnce(&mut [u8]) + use<>> {
         let arp = ArpRepr {
             operation: ArpOperation::Request,
             source_hardware_addr: self.gateway_mac,
@@ -114,53 +179,196 @@ impl Framer {
             target_protocol_addr: target,
         };
         let len = ethernet::HEADER_LEN + arp.buffer_len();
-        let mut buf = BytesMut::zeroed(len.max(MIN_FRAME_LEN));
-        EthernetRepr {
+        let eth = EthernetRepr {
             src_addr: self.gateway_mac,
             dst_addr: EthernetAddress::BROADCAST,
             ethertype: EtherType::Arp,
+        };
+        Built {
+            len: len.max(MIN_FRAME_LEN),
+            fill: move |buf: &mut [u8]| {
+                buf.fill(0);
+                eth.emit(&mut EthernetFrame::new_unchecked(&mut buf[..]));
+                if let Some(body) = buf.get_mut(ethernet::HEADER_LEN..len) {
+                    arp.emit(&mut ArpPacket::new_unchecked(body));
+                }
+            },
         }
-        .emit(&mut EthernetFrame::new_unchecked(&mut buf[..]));
-        if let Some(body) = buf.get_mut(ethernet::HEADER_LEN..len) {
-            arp.emit(&mut ArpPacket::new_unchecked(body));
-        }
-        buf.freeze()
     }
 
     /// A UDP datagram.
-    pub fn udp(
+    pub fn udp<'a>(
         &mut self,
         dst_mac: EthernetAddress,
         addrs: IpAddresses,
         src_port: u16,
         dst_port: u16,
-        payload: &[u8],
-    ) -> Option<Bytes> {
+        payload: &'a [u8],
+    ) -> Option<Built<impl FnOnce(&mut [u8]) + use<'a>>> {
         let repr = UdpRepr {
             src_port,
             dst_port,
             payload_len: payload.len(),
         };
         let l4_len = udp::HEADER_LEN + payload.len();
-        self.ip(dst_mac, addrs, IpProtocol::Udp, l4_len, |l4| {
-            if let Some(room) = l4.get_mut(udp::HEADER_LEN..) {
-                room.copy_from_slice(payload);
+        self.ip(
+            dst_mac,
+            addrs,
+            IpProtocol::Udp,
+            l4_len,
+            udp::HEADER_LEN,
+            move |l4| {
+                if let Some(room) = l4.get_mut(udp::HEADER_LEN..) {
+                    room.copy_from_slice(payload);
+                }
+                repr.emit(&mut UdpPacket::new_unchecked(l4), &addrs);
+            },
+        )
+    }
+
+    /// A UDP datagram on a link of `mtu`, sent through `out`: in one frame, or as fragments
+    /// when it does not fit. Returns the frames sent.
+    #[allow(clippy::too_many_arguments)]
+    pub fn send_udp(
+        &mut self,
+        out: &dyn FrameSink,
+        mtu: usize,
+        dst_mac: EthernetAddress,
+        addrs: IpAddresses,
+        src_port: u16,
+        dst_port: u16,
+        payload: &[u8],
+    ) -> usize {
+        let l4_len = udp::HEADER_LEN + payload.len();
+        if Framer::fits(addrs, l4_len, mtu) {
+            return self
+                .udp(dst_mac, addrs, src_port, dst_port, payload)
+                .map_or(0, |f| usize::from(f.send(out)));
+        }
+        let mut upper = vec![0u8; l4_len];
+        if let Some(room) = upper.get_mut(udp::HEADER_LEN..) {
+            room.copy_from_slice(payload);
+        }
+        UdpRepr {
+            src_port,
+            dst_port,
+            payload_len: payload.len(),
+        }
+        .emit(&mut UdpPacket::new_unchecked(&mut upper[..]), &addrs);
+        self.send_fragments(out, mtu, dst_mac, addrs, IpProtocol::Udp, &upper)
+    }
+
+    /// `upper` (an upper-layer message, checksum filled in) as IP fragments that each fit
+    /// `mtu`, sent through `out` in order: a multiple of 8 data bytes in all but the last
+    /// (RFC 791 §3.2); for IPv6 behind a fragment header (RFC 8200 §4.5). Returns the frames
+    /// sent; none if `upper` is too long for IP.
+    pub fn send_fragments(
+        &mut self,
+        out: &dyn FrameSink,
+        mtu: usize,
+        dst_mac: EthernetAddress,
+        addrs: IpAddresses,
+        protocol: IpProtocol,
+        upper: &[u8],
+    ) -> usize {
+        let (ethertype, fixed) = match addrs {
+            IpAddresses::V4 { .. } => (EtherType::Ipv4, ipv4::HEADER_LEN),
+            IpAddresses::V6 { .. } => (
+                EtherType::Ipv6,
+                ipv6::HEADER_LEN + ipv6::FRAGMENT_HEADER_LEN,
+            ),
+        };
+        if upper.len() > usize::from(u16::MAX) - fixed {
+            return 0;
+        }
+        let step = (mtu.saturating_sub(fixed) / 8 * 8).max(8);
+        let ident = match addrs {
+            IpAddresses::V4 { .. } => u32::from(self.next_ident()),
+            IpAddresses::V6 { .. } => {
+                self.ident6 = self.ident6.wrapping_add(1);
+                self.ident6
             }
-            repr.emit(&mut UdpPacket::new_unchecked(l4), &addrs);
-        })
+        };
+        let eth = EthernetRepr {
+            src_addr: self.gateway_mac,
+            dst_addr: dst_mac,
+            ethertype,
+        };
+        let mut sent = 0;
+        for (i, chunk) in upper.chunks(step).enumerate() {
+            let offset = i.saturating_mul(step);
+            let more = offset.saturating_add(chunk.len()) < upper.len();
+            let len = ethernet::HEADER_LEN + fixed + chunk.len();
+            let frame = Built {
+                len: len.max(MIN_FRAME_LEN),
+                fill: |buf: &mut [u8]| {
+                    if let Some(h) = buf.get_mut(..ethernet::HEADER_LEN + fixed) {
+                        h.fill(0);
+                    }
+                    if let Some(pad) = buf.get_mut(len..) {
+                        pad.fill(0);
+                    }
+                    eth.emit(&mut EthernetFrame::new_unchecked(&mut buf[..]));
+                    let Some(body) = buf.get_mut(ethernet::HEADER_LEN..len) else {
+                        return;
+                    };
+                    let Some((headers, data)) = body.split_at_mut_checked(fixed) else {
+                        return;
+                    };
+                    data.copy_from_slice(chunk);
+                    let offset = u16::try_from(offset).unwrap_or(u16::MAX);
+                    match addrs {
+                        IpAddresses::V4 { .. } => emit_ip(
+                            headers,
+                            addrs,
+                            protocol,
+                            chunk.len(),
+                            ident as u16,
+                            offset,
+                            more,
+                        ),
+                        IpAddresses::V6 { .. } => {
+                            let Some((fixed_part, frag)) =
+                                headers.split_at_mut_checked(ipv6::HEADER_LEN)
+                            else {
+                                return;
+                            };
+                            Ipv6FragmentRepr {
+                                next_header: protocol,
+                                offset,
+                                more_frags: more,
+                                ident,
+                            }
+                            .emit(&mut Ipv6FragmentHeader::new_unchecked(frag));
+                            emit_ip(
+                                fixed_part,
+                                addrs,
+                                IpProtocol::Ipv6Frag,
+                                ipv6::FRAGMENT_HEADER_LEN + chunk.len(),
+                                0,
+                                0,
+                                false,
+                            );
+                        }
+                    }
+                },
+            };
+            sent += usize::from(frame.send(out));
+        }
+        sent
     }
 
     /// A TCP segment whose payload is the two slices (of the engine's send ring).
-    pub fn tcp(
+    pub fn tcp<'a>(
         &mut self,
         dst_mac: EthernetAddress,
         addrs: IpAddresses,
-        repr: &TcpRepr,
-        payload: (&[u8], &[u8]),
-    ) -> Option<Bytes> {
+        repr: &'a TcpRepr,
+        payload: (&'a [u8], &'a [u8]),
+    ) -> Option<Built<impl FnOnce(&mut [u8]) + use<'a>>> {
         let header = repr.buffer_len();
         let l4_len = header + payload.0.len() + payload.1.len();
-        self.ip(dst_mac, addrs, IpProtocol::Tcp, l4_len, |l4| {
+        self.ip(dst_mac, addrs, IpProtocol::Tcp, l4_len, header, move |l4| {
             let first_end = header + payload.0.len();
             if let Some(room) = l4.get_mut(header..first_end) {
                 room.copy_from_slice(payload.0);
@@ -172,93 +380,118 @@ impl Framer {
         })
     }
 
-    /// An ICMP or ICMPv6 echo reply.
-    pub fn echo_reply(
+    /// An ICMP or ICMPv6 echo reply on a link of `mtu`, sent through `out`: in one frame, or
+    /// as fragments when it does not fit (a reply to a request that was itself fragmented).
+    /// Returns the frames sent.
+    #[allow(clippy::too_many_arguments)]
+    pub fn send_echo_reply(
         &mut self,
+        out: &dyn FrameSink,
+        mtu: usize,
         dst_mac: EthernetAddress,
         addrs: IpAddresses,
         ident: u16,
         seq_no: u16,
         data: &[u8],
-    ) -> Option<Bytes> {
-        match addrs {
-            IpAddresses::V4 { .. } => {
-                let icmp = Icmpv4Repr::EchoReply {
+    ) -> usize {
+        let (protocol, len) = match addrs {
+            IpAddresses::V4 { .. } => (
+                IpProtocol::Icmp,
+                Icmpv4Repr::EchoReply {
                     ident,
                     seq_no,
                     data,
-                };
-                self.ip(dst_mac, addrs, IpProtocol::Icmp, icmp.buffer_len(), |l4| {
-                    icmp.emit(&mut Icmpv4Packet::new_unchecked(l4));
-                })
-            }
-            IpAddresses::V6 { .. } => {
-                let icmp = Icmpv6Repr::EchoReply {
+                }
+                .buffer_len(),
+            ),
+            IpAddresses::V6 { .. } => (
+                IpProtocol::Icmpv6,
+                Icmpv6Repr::EchoReply {
                     ident,
                     seq_no,
                     data,
-                };
-                self.ip(
-                    dst_mac,
-                    addrs,
-                    IpProtocol::Icmpv6,
-                    icmp.buffer_len(),
-                    |l4| {
-                        icmp.emit(&mut Icmpv6Packet::new_unchecked(l4), &addrs);
-                    },
-                )
+                }
+                .buffer_len(),
+            ),
+        };
+        let emit = move |l4: &mut [u8]| match addrs {
+            IpAddresses::V4 { .. } => Icmpv4Repr::EchoReply {
+                ident,
+                seq_no,
+                data,
             }
+            .emit(&mut Icmpv4Packet::new_unchecked(l4)),
+            IpAddresses::V6 { .. } => Icmpv6Repr::EchoReply {
+                ident,
+                seq_no,
+                data,
+            }
+            .emit(&mut Icmpv6Packet::new_unchecked(l4), &addrs),
+        };
+        if Framer::fits(addrs, len, mtu) {
+            return self
+                .ip(dst_mac, addrs, protocol, len, ICMP_HEADER_LEN, emit)
+                .map_or(0, |f| usize::from(f.send(out)));
         }
+        let mut upper = vec![0u8; len];
+        emit(&mut upper);
+        self.send_fragments(out, mtu, dst_mac, addrs, protocol, &upper)
     }
 
     /// Destination unreachable about `quote` (the guest's own packet, IP header first), from
     /// `addrs.src()` to the guest. `port` picks port unreachable, else host unreachable.
-    pub fn unreachable(
+    pub fn unreachable<'a>(
         &mut self,
         dst_mac: EthernetAddress,
         addrs: IpAddresses,
         port: bool,
-        quote: &[u8],
-    ) -> Option<Bytes> {
-        match addrs {
+        quote: &'a [u8],
+    ) -> Option<Built<impl FnOnce(&mut [u8]) + use<'a>>> {
+        // RFC 792: the IP header and the first 64 bits of the datagram's data; RFC 4443 §3.1
+        // asks for as much as fits, and the guest's own header and ports are what matter.
+        let (protocol, quote, len) = match addrs {
             IpAddresses::V4 { .. } => {
-                // RFC 792: the IP header and the first 64 bits of the datagram's data.
                 let quote = quote.get(..quote.len().min(ipv4::HEADER_LEN + 8))?;
-                let reason = if port {
-                    stack::wire::Icmpv4DstUnreachable::PortUnreachable
-                } else {
-                    stack::wire::Icmpv4DstUnreachable::HostUnreachable
-                };
-                let icmp = Icmpv4Repr::DstUnreachable {
-                    reason,
-                    data: quote,
-                };
-                self.ip(dst_mac, addrs, IpProtocol::Icmp, icmp.buffer_len(), |l4| {
-                    icmp.emit(&mut Icmpv4Packet::new_unchecked(l4));
-                })
+                (IpProtocol::Icmp, quote, ICMP_HEADER_LEN + quote.len())
             }
             IpAddresses::V6 { .. } => {
                 let quote = quote.get(..quote.len().min(ipv6::HEADER_LEN + 8))?;
-                let reason = if port {
-                    stack::wire::Icmpv6DstUnreachable::PortUnreachable
-                } else {
-                    stack::wire::Icmpv6DstUnreachable::AddrUnreachable
-                };
-                let icmp = Icmpv6Repr::DstUnreachable {
-                    reason,
-                    invoking: quote,
-                };
-                self.ip(
-                    dst_mac,
-                    addrs,
-                    IpProtocol::Icmpv6,
-                    icmp.buffer_len(),
-                    |l4| {
-                        icmp.emit(&mut Icmpv6Packet::new_unchecked(l4), &addrs);
-                    },
-                )
+                (IpProtocol::Icmpv6, quote, ICMP_HEADER_LEN + quote.len())
             }
-        }
+        };
+        self.ip(
+            dst_mac,
+            addrs,
+            protocol,
+            len,
+            ICMP_HEADER_LEN,
+            move |l4| match addrs {
+                IpAddresses::V4 { .. } => {
+                    let reason = if port {
+                        stack::wire::Icmpv4DstUnreachable::PortUnreachable
+                    } else {
+                        stack::wire::Icmpv4DstUnreachable::HostUnreachable
+                    };
+                    Icmpv4Repr::DstUnreachable {
+                        reason,
+                        data: quote,
+                    }
+                    .emit(&mut Icmpv4Packet::new_unchecked(l4));
+                }
+                IpAddresses::V6 { .. } => {
+                    let reason = if port {
+                        stack::wire::Icmpv6DstUnreachable::PortUnreachable
+                    } else {
+                        stack::wire::Icmpv6DstUnreachable::AddrUnreachable
+                    };
+                    Icmpv6Repr::DstUnreachable {
+                        reason,
+                        invoking: quote,
+                    }
+                    .emit(&mut Icmpv6Packet::new_unchecked(l4), &addrs);
+                }
+            },
+        )
     }
 }
 
@@ -323,3 +556,47 @@ pub fn synth_quote(
     out.extend_from_slice(&[0, 8, 0, 0]);
     out
 }
+
+/// The IP header of a packet we originate, over a cleared `header`: IPv4 with `ident`,
+/// `frag_offset` and `more_frags` (don't-fragment set on an unfragmented one), or IPv6.
+fn emit_ip(
+    header: &mut [u8],
+    addrs: IpAddresses,
+    protocol: IpProtocol,
+    payload_len: usize,
+    ident: u16,
+    frag_offset: u16,
+    more_frags: bool,
+) {
+    match addrs {
+        IpAddresses::V4 { src, dst } => Ipv4Repr {
+            src_addr: src,
+            dst_addr: dst,
+            next_header: protocol,
+            payload_len,
+            hop_limit: TTL,
+            ident,
+            dont_frag: frag_offset == 0 && !more_frags,
+            more_frags,
+            frag_offset,
+            dscp: 0,
+            ecn: 0,
+        }
+        .emit(&mut Ipv4Packet::new_unchecked(header)),
+        IpAddresses::V6 { src, dst } => Ipv6Repr {
+            src_addr: src,
+            dst_addr: dst,
+            next_header: protocol,
+            payload_len,
+            hop_limit: TTL,
+            dscp: 0,
+            ecn: 0,
+            flow_label: 0,
+        }
+        .emit(&mut Ipv6Packet::new_unchecked(header)),
+    }
+}
+
+#[cfg(test)]
+#[path = "frame_tests.rs"]
+mod tests;

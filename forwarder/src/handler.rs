@@ -11,7 +11,6 @@ use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use crossbeam_channel::Receiver;
 use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
@@ -23,7 +22,7 @@ use crate::budget::Budget;
 use crate::config::Config;
 use crate::control::{Command, Control, MAX_NEIGHBOURS, Protocol};
 use crate::directory::{Directory, Taken};
-use crate::frame::Framer;
+use crate::frame::{Built, Framer};
 use crate::icmp::IcmpTable;
 use crate::nat::Nat;
 use crate::stats::Counters;
@@ -59,6 +58,8 @@ pub(crate) struct Shared {
     directory: Option<Arc<Directory>>,
     pub index: usize,
     pub seed: u64,
+    /// The MTU of a guest whose link is not known yet (datagrams of inbound forwards).
+    pub default_mtu: u16,
     next_id: usize,
     /// Guest addresses (and their MACs) this worker has told the control plane about.
     known: std::collections::HashMap<IpAddr, EthernetAddress>,
@@ -107,15 +108,20 @@ impl Shared {
     }
 
     /// Sends a frame to the guests, counting it.
-    pub(crate) fn send(&self, out: &dyn FrameSink, frame: Option<Bytes>) {
+    pub(crate) fn send<F: FnOnce(&mut [u8])>(&self, out: &dyn FrameSink, frame: Option<Built<F>>) {
         let Some(frame) = frame else { return };
         let len = frame.len() as u64;
-        if out.send_frame(frame) {
-            Counters::bump(&self.counters.frames_to_guest);
-            Counters::add(&self.counters.bytes_to_guest, len);
+        if frame.send(out) {
+            self.count_sent(1, len);
         } else {
             Counters::bump(&self.counters.frames_to_guest_dropped);
         }
+    }
+
+    /// Counts `frames` (of `bytes` in all) sent to the guests.
+    pub(crate) fn count_sent(&self, frames: usize, bytes: u64) {
+        Counters::add(&self.counters.frames_to_guest, frames as u64);
+        Counters::add(&self.counters.bytes_to_guest, bytes);
     }
 
     /// Remembers where a guest is, for forwards into it: a new address, or a known one
@@ -217,6 +223,7 @@ impl Forwarder {
             directory: (workers > 1).then(|| control.directory()),
             control,
             index: ctx.index,
+            default_mtu: ctx.mtu,
             seed: ctx.seed,
             next_id: 0,
             known: std::collections::HashMap::new(),

@@ -37,7 +37,8 @@ impl Harness {
         let frame = self
             .guest
             .tcp(GW_MAC, addrs, &repr, (payload, &[]))
-            .unwrap();
+            .unwrap()
+            .into_bytes();
         self.input(frame);
     }
 

@@ -14,6 +14,7 @@ use stack::wire::{
 
 use crate::stats::ForwarderStats;
 use crate::worker::WorkerCounters;
+use bytes::Bytes;
 use stack::time::Epoch;
 
 const GW_MAC: EthernetAddress = EthernetAddress([0x5a, 0x94, 0xef, 0xe4, 0x0c, 0xdd]);
@@ -136,7 +137,8 @@ impl Harness {
         let frame = self
             .guest
             .udp(GW_MAC, addrs, src_port, dst.port(), payload)
-            .unwrap();
+            .unwrap()
+            .into_bytes();
         self.input(frame);
     }
 
@@ -157,7 +159,11 @@ impl Harness {
             src: GUEST,
             dst: dst_ip,
         };
-        let frame = self.guest.tcp(GW_MAC, addrs, &repr, (&[], &[])).unwrap();
+        let frame = self
+            .guest
+            .tcp(GW_MAC, addrs, &repr, (&[], &[]))
+            .unwrap()
+            .into_bytes();
         self.input(frame);
     }
 
@@ -345,7 +351,11 @@ fn a_segment_of_no_flow_gets_rst() {
         src: GUEST,
         dst: HOST,
     };
-    let frame = h.guest.tcp(GW_MAC, addrs, &repr, (&[], &[])).unwrap();
+    let frame = h
+        .guest
+        .tcp(GW_MAC, addrs, &repr, (&[], &[]))
+        .unwrap()
+        .into_bytes();
     h.input(frame);
     let (_, rst) = tcp_of(&h.sink.take()[0]);
     // RFC 9293 §3.10.7.1: an ACK gets <SEQ=SEG.ACK><CTL=RST>.
@@ -372,7 +382,10 @@ fn framer_tcp_joins_the_two_payload_slices() {
         src: HOST,
         dst: GUEST,
     };
-    let frame = f.tcp(GUEST_MAC, addrs, &repr, (b"abc", b"defg")).unwrap();
+    let frame = f
+        .tcp(GUEST_MAC, addrs, &repr, (b"abc", b"defg"))
+        .unwrap()
+        .into_bytes();
     let Event::Tcp { payload, .. } = parse_for_guest(&frame).event else {
         panic!("not TCP")
     };
@@ -386,14 +399,16 @@ fn framer_pads_to_the_ethernet_minimum_and_asks_arp() {
         src: HOST,
         dst: GUEST,
     };
-    let frame = f.udp(GUEST_MAC, addrs, 1, 2, b"").unwrap();
+    let frame = f.udp(GUEST_MAC, addrs, 1, 2, b"").unwrap().into_bytes();
     assert_eq!(frame.len(), 60);
     let Event::Udp { payload, .. } = parse_for_guest(&frame).event else {
         panic!("not UDP")
     };
     assert!(payload.is_empty());
 
-    let arp = f.arp_request(Ipv4Addr::new(192, 168, 127, 1), GUEST);
+    let arp = f
+        .arp_request(Ipv4Addr::new(192, 168, 127, 1), GUEST)
+        .into_bytes();
     assert_eq!(arp.len(), 60);
     let eth = EthernetFrame::new_checked(&arp[..]).unwrap();
     assert_eq!(eth.destination(), EthernetAddress::BROADCAST);
@@ -439,9 +454,11 @@ impl Harness {
                 addrs,
                 IpProtocol::Icmp,
                 request.buffer_len(),
+                8,
                 |l4| request.emit(&mut stack::wire::Icmpv4Packet::new_unchecked(l4)),
             )
-            .unwrap();
+            .unwrap()
+            .into_bytes();
         self.input(frame);
     }
 }
@@ -504,9 +521,11 @@ fn icmpv6_echo_goes_through_the_nat_and_back() {
             addrs,
             IpProtocol::Icmpv6,
             request.buffer_len(),
+            8,
             |l4| request.emit(&mut stack::wire::Icmpv6Packet::new_unchecked(l4), &addrs),
         )
-        .unwrap();
+        .unwrap()
+        .into_bytes();
     h.input(frame);
     if h.stats().icmp_no_socket > 0 {
         eprintln!("SKIP: neither ping sockets nor raw sockets here");

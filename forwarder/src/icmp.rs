@@ -41,6 +41,8 @@ struct Pending {
     guest_mac: EthernetAddress,
     /// The address the guest pinged.
     remote: IpAddr,
+    /// The guest's link MTU: a reply longer goes out in fragments.
+    mtu: u16,
     deadline: Instant,
 }
 
@@ -131,6 +133,7 @@ impl IcmpTable {
                 guest: key.guest.ip(),
                 guest_mac: packet.packet.eth.src_addr,
                 remote: key.remote.ip(),
+                mtu: packet.link_mtu,
                 deadline: now + self.timeout,
             },
         );
@@ -242,10 +245,11 @@ impl IcmpTable {
             };
             Counters::dec(&sh.counters.icmp_open);
             if let Some(addrs) = addresses(p.remote, p.guest) {
-                let frame = sh
-                    .framer
-                    .echo_reply(p.guest_mac, addrs, ident, seq_no, data);
-                sh.send(out, frame);
+                let mtu = usize::from(p.mtu);
+                let sent =
+                    sh.framer
+                        .send_echo_reply(out, mtu, p.guest_mac, addrs, ident, seq_no, data);
+                sh.count_sent(sent, data.len() as u64);
             }
         }
     }

@@ -247,12 +247,8 @@ impl TcpTable {
                 sh.budget.connects.give();
                 if is_unreachable(&e) {
                     Counters::bump(&sh.counters.tcp_unreachable);
-                    let frame = sh.framer.unreachable(
-                        mac,
-                        addrs.reversed(),
-                        false,
-                        &quote_of(&packet.frame),
-                    );
+                    let quote = quote_of(&packet.frame);
+                    let frame = sh.framer.unreachable(mac, addrs.reversed(), false, &quote);
                     sh.send(out, frame);
                 } else {
                     Counters::bump(&sh.counters.tcp_refused);

@@ -37,6 +37,8 @@ struct Flow {
     socket: UdpSocket,
     token: Token,
     guest_mac: EthernetAddress,
+    /// The guest's link MTU: a datagram longer goes to it in fragments.
+    mtu: u16,
     last_active: Instant,
 }
 
@@ -106,9 +108,8 @@ impl UdpTable {
             }
             // No service of the gateway on this port (DNS has its own path).
             if let Some(addrs) = back {
-                let frame = sh
-                    .framer
-                    .unreachable(mac, addrs, true, &quote_of(&packet.frame));
+                let quote = quote_of(&packet.frame);
+                let frame = sh.framer.unreachable(mac, addrs, true, &quote);
                 sh.send(out, frame);
                 Counters::bump(&sh.counters.udp_port_unreachable);
             }
@@ -119,9 +120,8 @@ impl UdpTable {
             Err(_) => {
                 Counters::bump(&sh.counters.nat_refused);
                 if let Some(addrs) = back {
-                    let frame = sh
-                        .framer
-                        .unreachable(mac, addrs, false, &quote_of(&packet.frame));
+                    let quote = quote_of(&packet.frame);
+                    let frame = sh.framer.unreachable(mac, addrs, false, &quote);
                     sh.send(out, frame);
                 }
                 return None;
@@ -149,7 +149,7 @@ impl UdpTable {
                 Counters::bump(&sh.counters.udp_send_dropped);
                 return None;
             }
-            let Some(flow) = open(sh, mac, real, now) else {
+            let Some(flow) = open(sh, mac, packet.link_mtu, real, now) else {
                 sh.release(&mapping_key(key.guest));
                 sh.budget.udp.give(key.guest.ip());
                 return None;
@@ -162,6 +162,7 @@ impl UdpTable {
         let flow = self.flows.get_mut(&key.guest)?;
         flow.last_active = now;
         flow.guest_mac = mac;
+        flow.mtu = packet.link_mtu;
         let dst = SocketAddr::new(real, key.remote.port());
         for _ in 0..2 {
             match flow.socket.send_to(payload, dst) {
@@ -214,10 +215,12 @@ impl UdpTable {
                     let src = sh.nat.inbound(peer.ip());
                     let data = self.buf.get(..n).unwrap_or_default();
                     if let Some(addrs) = addresses(src, guest.ip()) {
-                        let frame =
+                        let mtu = usize::from(flow.mtu);
+                        let (sport, dport) = (peer.port(), guest.port());
+                        let sent =
                             sh.framer
-                                .udp(flow.guest_mac, addrs, peer.port(), guest.port(), data);
-                        sh.send(out, frame);
+                                .send_udp(out, mtu, flow.guest_mac, addrs, sport, dport, data);
+                        sh.count_sent(sent, data.len() as u64);
                     }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
@@ -378,8 +381,11 @@ impl UdpTable {
             };
             let data = self.buf.get(..n).unwrap_or_default();
             if let Some(addrs) = addresses(ours, l.remote.ip()) {
-                let frame = sh.framer.udp(mac, addrs, port, l.remote.port(), data);
-                sh.send(out, frame);
+                let mtu = usize::from(sh.default_mtu);
+                let sent = sh
+                    .framer
+                    .send_udp(out, mtu, mac, addrs, port, l.remote.port(), data);
+                sh.count_sent(sent, data.len() as u64);
             }
         }
     }
@@ -408,7 +414,13 @@ fn inbound_key(guest: SocketAddr, ours: IpAddr, port: u16) -> FlowKey {
     }
 }
 
-fn open(sh: &mut Shared, guest_mac: EthernetAddress, real: IpAddr, now: Instant) -> Option<Flow> {
+fn open(
+    sh: &mut Shared,
+    guest_mac: EthernetAddress,
+    mtu: u16,
+    real: IpAddr,
+    now: Instant,
+) -> Option<Flow> {
     let domain = if real.is_ipv4() {
         Domain::IPV4
     } else {
@@ -429,6 +441,7 @@ fn open(sh: &mut Shared, guest_mac: EthernetAddress, real: IpAddr, now: Instant)
         socket: UdpSocket::from(socket),
         token,
         guest_mac,
+        mtu,
         last_active: now,
     })
 }

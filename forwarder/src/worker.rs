@@ -60,7 +60,17 @@ impl FlowFrame {
 /// Where a handler sends frames for guests: the loop's way to the guests' links. Never blocks;
 /// returns false when the frame was dropped (and counted by the sink).
 pub trait FrameSink {
+    /// Sends a frame already built.
     fn send_frame(&self, frame: Bytes) -> bool;
+
+    /// Sends a frame of `len` bytes built in place: `fill` gets exactly `len` bytes of the
+    /// sink's own buffer (whatever they held before) and writes every one of them. Sinks that
+    /// write to a link build it in the link's buffer; this default builds it in a new one.
+    fn send_with(&self, len: usize, fill: &mut dyn FnMut(&mut [u8])) -> bool {
+        let mut buf = vec![0u8; len];
+        fill(&mut buf);
+        self.send_frame(Bytes::from(buf))
+    }
 }
 
 /// Wakes a worker that waits in its poller (a mio `Waker`, say).

@@ -182,7 +182,10 @@ impl GuestTcp {
         };
         if refuse {
             if let Some(rst) = reset_for_unknown(&repr) {
-                let frame = self.framer.tcp(mac, addrs.reversed(), &rst, (&[], &[]));
+                let frame = self
+                    .framer
+                    .tcp(mac, addrs.reversed(), &rst, (&[], &[]))
+                    .map(|f| f.into_bytes());
                 self.counters.resets_sent += 1;
                 self.send(port, frame);
             }
@@ -317,7 +320,7 @@ impl GuestTcp {
                     .framer
                     .tcp(c.mac, addrs, &segment.repr, segment.payload);
                 if let Some(frame) = frame
-                    && !port.send(frame)
+                    && !port.send(frame.into_bytes())
                 {
                     self.counters.frames_dropped += 1;
                 }

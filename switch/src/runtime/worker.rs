@@ -142,6 +142,8 @@ struct Out {
     links: slab::Slab<TapQueue>,
     cache: RefCell<L2Cache>,
     counters: Arc<WorkerCounters>,
+    /// Where frames for guests are built ([`FrameSink::send_with`]).
+    scratch: RefCell<Vec<u8>>,
     /// Decisions the caches took, not yet counted in the switch's own counters.
     fast_unicast: Cell<u64>,
     fast_flooded: Cell<u64>,
@@ -242,45 +244,48 @@ impl Out {
 
     /// Sends `frame` to the guest behind `port`: written to its TAP queue, queued for its
     /// link's threads, or handed to the worker that serves it.
-    fn transmit(&self, port: PortId, frame: Bytes) -> bool {
+    fn transmit(&self, port: PortId, frame: OutFrame<'_>) -> bool {
         match self.ports.get(&port) {
             Some(LocalPort::Tap { link, counters, .. }) => {
+                let bytes = frame.as_slice();
                 let sent = self
                     .links
                     .get(*link)
-                    .is_some_and(|q| !q.dead && q.tap.write_frame(&frame).is_ok());
-                counters.tx(frame.len(), sent);
+                    .is_some_and(|q| !q.dead && q.tap.write_frame(bytes).is_ok());
+                counters.tx(bytes.len(), sent);
                 if sent {
                     self.counters.count(WorkerEvent::Tx, 1);
                 }
                 sent
             }
-            Some(LocalPort::Channel { egress, .. }) => egress.push(frame),
+            Some(LocalPort::Channel { egress, .. }) => egress.push(frame.into_bytes()),
             Some(LocalPort::Remote { owner, .. }) => self.fabric.hand(
                 Some(&self.counters),
                 *owner,
-                FrameHandoff::Egress { port, frame },
+                FrameHandoff::Egress {
+                    port,
+                    frame: frame.into_bytes(),
+                },
             ),
             None => false,
         }
     }
 
     /// Sends `frame` to every port but `except` (and the gateway's).
-    fn flood(&self, except: PortId, frame: &Bytes) {
+    fn flood(&self, except: PortId, frame: &OutFrame<'_>) {
         for &port in self.ports.keys() {
             if port != except {
-                self.transmit(port, frame.clone());
+                self.transmit(port, frame.share());
             }
         }
     }
-}
 
-impl FrameSink for Out {
-    /// A frame from the gateway's side: switched to its destination's port (flooded if
-    /// that is a group or unknown), as the switch would a frame from the gateway's port.
-    fn send_frame(&self, frame: Bytes) -> bool {
-        self.capture(&frame);
-        let Some(dst) = frame.get(..6).and_then(|d| <[u8; 6]>::try_from(d).ok()) else {
+    /// A frame from the gateway's side: switched to its destination's port (flooded if that
+    /// is a group or unknown), as the switch would a frame from the gateway's port.
+    fn switch_out(&self, frame: OutFrame<'_>) -> bool {
+        let bytes = frame.as_slice();
+        self.capture(bytes);
+        let Some(dst) = bytes.get(..6).and_then(|d| <[u8; 6]>::try_from(d).ok()) else {
             return false;
         };
         let dst = EthernetAddress(dst);
@@ -300,6 +305,62 @@ impl FrameSink for Out {
                 true
             }
         }
+    }
+}
+
+/// A frame on its way out: one of its own, or one built in a worker's buffer (copied only if
+/// it must outlive the call: a link with threads of its own, another worker).
+enum OutFrame<'a> {
+    Owned(Bytes),
+    Built(&'a [u8]),
+}
+
+impl OutFrame<'_> {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            OutFrame::Owned(b) => b,
+            OutFrame::Built(s) => s,
+        }
+    }
+
+    fn into_bytes(self) -> Bytes {
+        match self {
+            OutFrame::Owned(b) => b,
+            OutFrame::Built(s) => Bytes::copy_from_slice(s),
+        }
+    }
+
+    /// Another handle on the same frame (flooding).
+    fn share(&self) -> OutFrame<'_> {
+        match self {
+            OutFrame::Owned(b) => OutFrame::Owned(b.clone()),
+            OutFrame::Built(s) => OutFrame::Built(s),
+        }
+    }
+}
+
+impl FrameSink for Out {
+    fn send_frame(&self, frame: Bytes) -> bool {
+        self.switch_out(OutFrame::Owned(frame))
+    }
+
+    /// Built in this worker's one transmit buffer, which grows to the largest frame once and is
+    /// never cleared (the builder writes every byte), then written straight to the link.
+    fn send_with(&self, len: usize, fill: &mut dyn FnMut(&mut [u8])) -> bool {
+        let Ok(mut buf) = self.scratch.try_borrow_mut() else {
+            // Only a builder sending from inside another's fill could get here.
+            let mut own = vec![0u8; len];
+            fill(&mut own);
+            return self.send_frame(Bytes::from(own));
+        };
+        if buf.len() < len {
+            buf.resize(len, 0);
+        }
+        let Some(frame) = buf.get_mut(..len) else {
+            return false;
+        };
+        fill(frame);
+        self.switch_out(OutFrame::Built(frame))
     }
 }
 
@@ -362,6 +423,7 @@ impl Worker {
                 ports: HashMap::default(),
                 links: slab::Slab::new(),
                 cache: RefCell::new(L2Cache::default()),
+                scratch: RefCell::new(Vec::new()),
                 counters,
                 fast_unicast: Cell::new(0),
                 fast_flooded: Cell::new(0),
@@ -646,10 +708,10 @@ impl Worker {
         match decision {
             Decision::Unicast(GATEWAY_PORT) => self.gateway_frame(now, port, frame),
             Decision::Unicast(to) => {
-                self.out.transmit(to, frame);
+                self.out.transmit(to, OutFrame::Owned(frame));
             }
             Decision::Flood => {
-                self.out.flood(port, &frame);
+                self.out.flood(port, &OutFrame::Owned(frame.clone()));
                 self.gateway_frame(now, port, frame);
             }
             Decision::Drop(_) => {}
@@ -746,7 +808,7 @@ impl Worker {
                         // Never bounced on: its owner would have served it.
                         continue;
                     }
-                    self.out.transmit(port, frame);
+                    self.out.transmit(port, OutFrame::Owned(frame));
                 }
                 FrameHandoff::FromGateway(frame) => {
                     self.out.send_frame(frame);
