@@ -62,7 +62,7 @@ pub(crate) struct Shared {
     pub default_mtu: u16,
     next_id: usize,
     /// Guest addresses (and their MACs) this worker has told the control plane about.
-    known: std::collections::HashMap<IpAddr, EthernetAddress>,
+    known: crate::FastMap<IpAddr, EthernetAddress>,
 }
 
 impl Shared {
@@ -226,7 +226,7 @@ impl Forwarder {
             default_mtu: ctx.mtu,
             seed: ctx.seed,
             next_id: 0,
-            known: std::collections::HashMap::new(),
+            known: crate::FastMap::default(),
         };
         let now = ctx.epoch.instant(std::time::Instant::now());
         Ok(Forwarder {

@@ -8,7 +8,6 @@
 //! §4) goes the same way through `IPPROTO_ICMPV6` sockets, whose checksum the kernel
 //! computes (RFC 3542 §3.1).
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::time::Duration;
 
@@ -21,6 +20,7 @@ use stack::wire::{
     IpAddresses, Ipv4Packet, Ipv4Repr,
 };
 
+use crate::FastMap as HashMap;
 use crate::config::Config;
 use crate::frame::addresses;
 use crate::handler::{KIND_ICMP, Shared};
@@ -71,11 +71,11 @@ impl IcmpTable {
     pub(crate) fn new(config: &Config, workers: usize) -> IcmpTable {
         IcmpTable {
             mode: Mode::Unknown,
-            pings: HashMap::new(),
-            ping_tokens: HashMap::new(),
+            pings: HashMap::default(),
+            ping_tokens: HashMap::default(),
             raw: None,
             raw6: None,
-            pending: HashMap::new(),
+            pending: HashMap::default(),
             max: Config::share(config.max_icmp_requests, workers),
             timeout: config.icmp_timeout,
             buf: vec![0; 65536],

@@ -26,7 +26,7 @@
 //! reports the connection closed. Timers live in a heap with lazy deletion.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, VecDeque};
 use std::io::{self, IoSlice, Read};
 use std::net::{IpAddr, Shutdown, SocketAddr};
 use std::time::Duration;
@@ -38,6 +38,7 @@ use stack::tcp::{Config as TcpConfig, Connection, Endpoints, Event, State, reset
 use stack::time::Instant;
 use stack::wire::{EthernetAddress, IpAddresses, IpProtocol, TcpControl, TcpRepr};
 
+use crate::FastMap as HashMap;
 use crate::budget::Refusal;
 use crate::config::Config;
 use crate::control::ApiReply;
@@ -131,16 +132,16 @@ impl TcpTable {
             ..TcpConfig::default()
         };
         TcpTable {
-            flows: HashMap::new(),
-            by_token: HashMap::new(),
+            flows: HashMap::default(),
+            by_token: HashMap::default(),
             timers: BinaryHeap::new(),
             engine,
             default_mtu: mtu,
             max_flows: config.max_tcp_flows.max(1),
             time_wait: VecDeque::new(),
             connect_timeout: config.tcp_connect_timeout,
-            listeners: HashMap::new(),
-            listen_tokens: HashMap::new(),
+            listeners: HashMap::default(),
+            listen_tokens: HashMap::default(),
             buf: vec![0; READ_CHUNK],
         }
     }

@@ -10,7 +10,6 @@
 //! Inbound forwards: a bound host socket; each host peer gets a port of the gateway's
 //! address (one that hashes to this worker) so the guest's answers find their way back.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::time::Duration;
 
@@ -20,6 +19,7 @@ use stack::ingress::{FlowKey, FlowL4};
 use stack::time::Instant;
 use stack::wire::{EthernetAddress, IpProtocol};
 
+use crate::FastMap as HashMap;
 use crate::budget::Refusal;
 use crate::config::Config;
 use crate::frame::{addresses, quote_of, synth_quote};
@@ -65,13 +65,13 @@ pub(crate) struct UdpTable {
 impl UdpTable {
     pub(crate) fn new(config: &Config) -> UdpTable {
         UdpTable {
-            flows: HashMap::new(),
-            by_token: HashMap::new(),
+            flows: HashMap::default(),
+            by_token: HashMap::default(),
             max: config.max_udp_flows.max(1),
             idle: config.udp_idle_timeout,
-            listeners: HashMap::new(),
-            listen_tokens: HashMap::new(),
-            inbound: HashMap::new(),
+            listeners: HashMap::default(),
+            listen_tokens: HashMap::default(),
+            inbound: HashMap::default(),
             buf: vec![0; MAX_DATAGRAM],
         }
     }
@@ -304,7 +304,7 @@ impl UdpTable {
                 socket: UdpSocket::from(socket),
                 token,
                 remote,
-                peers: HashMap::new(),
+                peers: HashMap::default(),
             },
         );
     }
