@@ -252,10 +252,34 @@ fn serve_mode(args: ServeArgs) -> Result<ExitCode, String> {
         }
         Ok(Event::ChildExited(_)) | Err(_) => ExitCode::SUCCESS,
     };
+    let mut pipeline = pipeline;
+    drain(&mut pipeline, &args.network, &events);
     signals.close();
     links.shutdown();
     pipeline.shutdown();
     Ok(code)
+}
+
+/// Lets every flow hand its host what the guest was acknowledged, for at most
+/// `--drain-timeout`, while the links still run; a signal cuts it short. What is left is
+/// reset (the forwarder logs it).
+fn drain(pipeline: &mut Pipeline, net: &NetworkArgs, events: &Receiver<Event>) {
+    let started = std::time::Instant::now();
+    let mut cancel = || matches!(events.try_recv(), Ok(Event::Signal(_)));
+    let end = pipeline.drain(net.drain_timeout, &mut cancel);
+    let took = started.elapsed();
+    match end {
+        forwarder::DrainEnd::Settled => tracing::debug!(?took, "flows drained"),
+        forwarder::DrainEnd::TimedOut => {
+            tracing::info!(?took, "drain timeout: the streams still open were reset");
+        }
+        forwarder::DrainEnd::Cancelled => {
+            tracing::info!(
+                ?took,
+                "signal during the drain: the streams still open were reset"
+            );
+        }
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -431,6 +455,10 @@ fn run_mode(args: RunArgs) -> Result<ExitCode, String> {
         })
         .map_err(|e| format!("cannot start the wait thread: {e}"))?;
     let code = wait_for_child(&events, pid);
+    // The command is gone, its namespace (held by our TAP descriptor) is not: its kernel
+    // still delivers what the command wrote before exiting.
+    let mut pipeline = pipeline;
+    drain(&mut pipeline, &args.network, &events);
     signals.close();
     tap.shutdown();
     pipeline.shutdown();
