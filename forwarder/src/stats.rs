@@ -72,20 +72,19 @@ counters! {
     /// Flows wound down at exit or because their guest went away whose stream to the host
     /// was cut short (the guest had not sent FIN, or bytes were left): the host peer got RST.
     tcp_teardown_reset,
-    /// Bytes acknowledged to guests and never written to the host because host-switch
-    /// exited first (its drain deadline passed, or a second signal); their host peers got RST.
+    /// Bytes acknowledged to guests that never reached the host (still buffered, or in the
+    /// host socket unacknowledged, when it was reset) because host-switch exited first (its
+    /// drain deadline passed, or a second signal); their host peers got RST.
     tcp_dropped_bytes_exit,
-    /// Bytes acknowledged to a guest whose link went away, not taken by the host within the
-    /// drain timeout; their host peers got RST.
+    /// Likewise because the guest's link went away (or it stopped answering) and the host
+    /// did not take them within the drain timeout.
     tcp_dropped_bytes_guest_gone,
-    /// Bytes acknowledged to a guest and left unwritten because the host socket failed (the
-    /// guest got RST).
+    /// Likewise because the host socket failed (the guest got RST).
     tcp_dropped_bytes_host_error,
-    /// Bytes acknowledged to a guest and left unwritten because the guest reset the
-    /// connection (the host peer got RST).
+    /// Likewise because the guest reset the connection (the host peer got RST).
     tcp_dropped_bytes_guest_reset,
-    /// Bytes left unwritten when a flow closed on the guest's side was given up on: its host
-    /// took nothing for the linger time, or a new connection took its place.
+    /// Likewise for a connection closed on the guest's side whose host took nothing more for
+    /// the linger time (60 s), or that a new connection replaced.
     tcp_dropped_bytes_linger,
     /// UDP mappings created, ever.
     udp_total,

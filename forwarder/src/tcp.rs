@@ -15,15 +15,16 @@
 //!   send capacity, and the engine's receive ring is consumed only as far as the host socket
 //!   took it (one `writev` of the ring's two slices). The guest's FIN becomes
 //!   `shutdown(SHUT_WR)` once the ring is drained; the host's EOF becomes our FIN. A guest
-//!   RST (or the engine giving up) closes the host socket with `SO_LINGER 0`, so the host
-//!   peer sees RST too; a host error resets the guest.
+//!   RST closes the host socket with `SO_LINGER 0`, so the host peer sees RST too; a host
+//!   error resets the guest. When the engine gives up on the guest (retransmissions), what
+//!   the guest sent before is still written out first (see [`drain`]).
 //! - Inbound forwards: an accepted host connection opens into the guest with
 //!   [`Connection::connect`], from the gateway's address and a port that hashes back here.
 //! - The in-guest API: a connection to the gateway's API port is accepted at once and its
 //!   request handed to the [`crate::control::GuestApi`].
 //!
 //! Every host socket is closed when its flow ends: on both FINs, on RST, or when the engine
-//! reports the connection closed. A host socket is closed gracefully only after the guest's
+//! reports the connection closed and nothing more is owed to the host. A host socket is closed gracefully only after the guest's
 //! FIN became `shutdown(SHUT_WR)` behind every byte before it; every other close is a reset
 //! (`SO_LINGER 0`), so a host peer never takes a stream that was cut short for a complete
 //! one. Winding flows down — at exit, when their guest goes away, or once the engine is done
@@ -32,8 +33,8 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
-use std::io::{self, IoSlice, Read};
-use std::net::{IpAddr, Shutdown, SocketAddr};
+use std::io;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use mio::Token;
@@ -45,7 +46,6 @@ use stack::wire::{EthernetAddress, IpAddresses, IpProtocol, TcpControl, TcpRepr}
 
 use crate::budget::Refusal;
 use crate::config::Config;
-use crate::control::ApiReply;
 use crate::frame::quote_of;
 use crate::handler::{KIND_TCP, KIND_TCP_LISTEN, Shared};
 use crate::stats::Counters;
@@ -53,15 +53,16 @@ use crate::worker::{FlowFrame, FrameSink};
 
 #[path = "tcp_drain.rs"]
 mod drain;
+#[path = "tcp_pump.rs"]
+mod pump;
 
 use drain::{Cause, Frozen, owes_host, reset_host};
+use pump::{pump_api, pump_from_host, pump_to_host};
 
 /// The most bytes read from a host socket in one call.
 const READ_CHUNK: usize = 256 * 1024;
 /// Turns of the pump loop per call; bounds the work one flow does before the others run.
 const PUMP_TURNS: usize = 64;
-/// The in-guest API's answer to a request over `api_max_request` bytes (RFC 9110 §15.5.14).
-const API_TOO_LARGE: &[u8] = b"HTTP/1.1 413 Content Too Large\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 18\r\nConnection: close\r\n\r\nrequest too large\n";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -439,7 +440,7 @@ impl TcpTable {
             return;
         };
         let next = match &flow.frozen {
-            Some(frozen) => Some(frozen.deadline),
+            Some(frozen) => Some(frozen.next()),
             None => [flow.conn.poll_timeout(), flow.connecting]
                 .into_iter()
                 .flatten()
@@ -766,139 +767,6 @@ fn resolve(sh: &Shared, flow: &mut Flow, key: FlowKey, now: Instant, out: &dyn F
         }
     }
     false
-}
-
-/// Guest → host: the receive ring to the host socket, then the guest's FIN →
-/// `shutdown(SHUT_WR)`, only once every byte before it was written. A host socket that fails
-/// resets the guest: what it was acknowledged will not arrive.
-fn pump_to_host(sh: &Shared, log: &mut drain::LogBudget, flow: &mut Flow, now: Instant) -> bool {
-    let Some(host) = &flow.host else { return false };
-    flow.fin |= flow.conn.peer_finished();
-    let mut progress = false;
-    while flow.writable && !flow.shut_wr && flow.conn.recv_queued() > 0 {
-        let (a, b) = flow.conn.recv_slices();
-        match host.send_vectored(&[IoSlice::new(a), IoSlice::new(b)]) {
-            Ok(n) => {
-                flow.conn.consume(n);
-                flow.to_host += n as u64;
-                Counters::add(&sh.counters.bytes_to_host, n as u64);
-                progress = true;
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => flow.writable = false,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => {
-                flow.conn.abort(now);
-                reset_host(sh, log, flow, Cause::HostError);
-                return true;
-            }
-        }
-    }
-    if !flow.shut_wr && flow.fin && flow.conn.recv_queued() == 0 {
-        if let Some(host) = &flow.host {
-            let _ = host.shutdown(Shutdown::Write);
-        }
-        flow.shut_wr = true;
-        if flow.teardown {
-            Counters::bump(&sh.counters.tcp_teardown_completed);
-        }
-        progress = true;
-    }
-    progress
-}
-
-/// Host → guest: read only as much as the engine can take; EOF → our FIN.
-fn pump_from_host(
-    sh: &Shared,
-    log: &mut drain::LogBudget,
-    flow: &mut Flow,
-    now: Instant,
-    buf: &mut [u8],
-) -> bool {
-    let mut progress = false;
-    while flow.readable && !flow.host_eof {
-        let Some(host) = &flow.host else { break };
-        let room = flow.conn.send_capacity().min(buf.len());
-        if room == 0 {
-            break;
-        }
-        let Some(chunk) = buf.get_mut(..room) else {
-            break;
-        };
-        match (&*host).read(chunk) {
-            Ok(0) => {
-                flow.host_eof = true;
-                flow.conn.close(now);
-                progress = true;
-            }
-            Ok(n) => {
-                flow.conn.send(chunk.get(..n).unwrap_or_default());
-                Counters::add(&sh.counters.bytes_from_host, n as u64);
-                progress = true;
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => flow.readable = false,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => {
-                flow.conn.abort(now);
-                reset_host(sh, log, flow, Cause::HostError);
-                return true;
-            }
-        }
-    }
-    progress
-}
-
-/// The in-guest API: gather the request, answer, close.
-fn pump_api(sh: &Shared, flow: &mut Flow, key: FlowKey, now: Instant) -> bool {
-    let mut progress = false;
-    let queued = flow.conn.recv_queued();
-    if queued > 0 {
-        if !flow.api_done {
-            let (a, b) = flow.conn.recv_slices();
-            if flow.api_in.len() + a.len() + b.len() > sh.config.api_max_request {
-                // Too large: 413 and close; whatever else the guest sends is discarded.
-                Counters::bump(&sh.counters.api_too_large);
-                flow.api_in = Vec::new();
-                flow.api_out = API_TOO_LARGE.to_vec();
-                flow.api_done = true;
-            } else {
-                flow.api_in.extend_from_slice(a);
-                flow.api_in.extend_from_slice(b);
-            }
-        }
-        flow.conn.consume(queued);
-        progress = true;
-        if !flow.api_done
-            && let Some(api) = sh.control.guest_api()
-            && let ApiReply::Done(response) = api.respond(&flow.api_in, key.guest.ip())
-        {
-            flow.api_out = response;
-            flow.api_done = true;
-        }
-    }
-    if !flow.api_done && flow.conn.peer_finished() && !flow.host_eof {
-        flow.host_eof = true;
-        flow.conn.close(now);
-        return true;
-    }
-    if flow.api_done && !flow.host_eof {
-        while let Some(rest) = flow.api_out.get(flow.api_sent..) {
-            if rest.is_empty() {
-                break;
-            }
-            let n = flow.conn.send(rest);
-            if n == 0 {
-                break;
-            }
-            flow.api_sent += n;
-            progress = true;
-        }
-        if flow.api_sent >= flow.api_out.len() {
-            flow.host_eof = true;
-            flow.conn.close(now);
-            progress = true;
-        }
-    }
-    progress
 }
 
 fn send_rst(

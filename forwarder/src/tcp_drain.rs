@@ -12,9 +12,12 @@
 //!   (retransmissions gave up), or the connection closed with bytes not yet written — the
 //!   flow is frozen: no segment goes in or out any more, only its ring is written to the
 //!   host socket as fast as that takes it ([`TcpTable::flush`]). Then the host gets FIN if
-//!   the guest had finished its stream and RST if not; past the deadline (`drain_timeout`
-//!   for a guest that is gone, [`LINGER`] for a closed connection) it gets RST, and the
-//!   bytes left are counted per [`Cause`] and logged with the flow.
+//!   the guest had finished its stream. If not, the stream was cut short: once the host has
+//!   acknowledged every byte written (`SIOCOUTQ` down to zero, looked at every
+//!   [`OUTQ_POLL`]; a reset would discard what the socket still holds), it gets RST. Past
+//!   the deadline (`drain_timeout` for a guest that is gone, [`LINGER`] for a closed
+//!   connection) it gets RST, and the bytes left are counted per [`Cause`] and logged with
+//!   the flow.
 //! - **Exit.** [`TcpTable::begin_drain`] refuses new connections (RST), aborts the connects
 //!   in flight and closes the inbound listeners; open flows carry on as usual, so a guest
 //!   still sending its stream can finish it. [`TcpTable::drained`] says whether any flow
@@ -29,6 +32,7 @@
 
 use std::io::{self, Read};
 use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use socket2::Socket;
@@ -48,6 +52,8 @@ pub(super) const LINGER: Duration = Duration::from_secs(60);
 /// Warnings about streams cut short, at most per [`LOG_WINDOW`]; the rest are counted.
 const LOG_BURST: u32 = 32;
 const LOG_WINDOW: Duration = Duration::from_secs(60);
+/// How often a frozen flow cut short looks whether its host has everything written.
+const OUTQ_POLL: Duration = Duration::from_millis(5);
 /// The most unread host bytes discarded before a graceful close.
 const DISCARD_LIMIT: usize = 16 << 20;
 
@@ -101,6 +107,15 @@ impl Cause {
 pub(super) struct Frozen {
     pub(super) cause: Cause,
     pub(super) deadline: Instant,
+    /// When to look again whether the host has everything (a stream cut short).
+    pub(super) poll: Option<Instant>,
+}
+
+impl Frozen {
+    /// When the flow next has something to do.
+    pub(super) fn next(&self) -> Instant {
+        self.poll.map_or(self.deadline, |p| p.min(self.deadline))
+    }
 }
 
 /// Whether the host socket is still owed the guest's stream: connected, and neither
@@ -110,11 +125,16 @@ pub(super) fn owes_host(flow: &Flow) -> bool {
 }
 
 /// Closes the host socket with `SO_LINGER 0`: the host peer gets RST. If the stream was still
-/// owed, the bytes left in the ring are counted under `cause` (and logged, see
-/// [`LogBudget`]).
+/// owed, the bytes it will never get — left in the ring, or in the socket and not yet
+/// acknowledged by the host (the reset discards them) — are counted under `cause` (and
+/// logged, see [`LogBudget`]).
 pub(super) fn reset_host(sh: &Shared, log: &mut LogBudget, flow: &mut Flow, cause: Cause) {
     let owed = owes_host(flow);
+    let mut in_socket = 0;
     if let Some(host) = flow.host.take() {
+        if owed {
+            in_socket = crate::sys::unacknowledged(&host).unwrap_or(0) as u64;
+        }
         let _ = host.set_linger(Some(Duration::ZERO));
         sh.deregister_fd(&host);
         Counters::bump(&sh.counters.tcp_host_resets);
@@ -124,20 +144,21 @@ pub(super) fn reset_host(sh: &Shared, log: &mut LogBudget, flow: &mut Flow, caus
     if !owed {
         return;
     }
-    let left = flow.conn.recv_queued() as u64;
+    let left = flow.conn.recv_queued() as u64 + in_socket;
+    let written = flow.to_host.saturating_sub(in_socket);
     Counters::add(cause.counter(&sh.counters), left);
     if flow.teardown || matches!(cause, Cause::Exit | Cause::GuestGone) {
         Counters::bump(&sh.counters.tcp_teardown_reset);
     }
     if cause.ours() && left > 0 {
-        log.cut_short(&flow.key, cause, left, flow.to_host);
+        log.cut_short(&flow.key, cause, left, written);
     } else {
         tracing::debug!(
             guest = %flow.key.guest,
             remote = %flow.key.remote,
             cause = cause.name(),
-            unwritten = left,
-            written = flow.to_host,
+            lost = left,
+            delivered = written,
             "TCP stream cut short: host peer reset"
         );
     }
@@ -180,7 +201,7 @@ pub(super) struct LogBudget {
 }
 
 impl LogBudget {
-    fn cut_short(&mut self, key: &FlowKey, cause: Cause, unwritten: u64, written: u64) {
+    fn cut_short(&mut self, key: &FlowKey, cause: Cause, lost: u64, delivered: u64) {
         let now = std::time::Instant::now();
         if self
             .window
@@ -205,9 +226,9 @@ impl LogBudget {
             guest = %key.guest,
             remote = %key.remote,
             cause = cause.name(),
-            unwritten,
-            written,
-            "TCP stream cut short: host peer reset with acknowledged bytes unwritten"
+            lost,
+            delivered,
+            "TCP stream cut short: host peer reset, bytes acknowledged to the guest lost"
         );
     }
 }
@@ -240,7 +261,11 @@ impl TcpTable {
         };
         flow.fin |= flow.conn.peer_finished();
         flow.teardown |= matches!(cause, Cause::Exit | Cause::GuestGone);
-        flow.frozen = Some(Frozen { cause, deadline });
+        flow.frozen = Some(Frozen {
+            cause,
+            deadline,
+            poll: None,
+        });
         // Try at once: a socket that cannot take more says so and waits for readiness.
         flow.writable = true;
         self.flush(sh, key, now);
@@ -252,17 +277,30 @@ impl TcpTable {
         let Some(flow) = self.flows.get_mut(&key) else {
             return;
         };
-        let Some(frozen) = flow.frozen else {
+        let Some(frozen) = flow.frozen.as_mut() else {
             return;
         };
+        let (cause, deadline) = (frozen.cause, frozen.deadline);
+        frozen.poll = None;
         pump_to_host(sh, &mut self.log, flow, now);
-        if owes_host(flow) {
+        if owes_host(flow) && now < deadline {
             let cut_short = !flow.fin && flow.conn.recv_queued() == 0;
-            if !cut_short && now < frozen.deadline {
+            if !cut_short {
                 self.schedule(key);
                 return;
             }
-            reset_host(sh, &mut self.log, flow, frozen.cause);
+            // Everything acknowledged is in the socket: the host gets it before the reset.
+            let held = flow.host.as_ref().map_or(Ok(0), crate::sys::unacknowledged);
+            if held.is_ok_and(|n| n > 0) {
+                if let Some(frozen) = flow.frozen.as_mut() {
+                    frozen.poll = Some(now + OUTQ_POLL);
+                }
+                self.schedule(key);
+                return;
+            }
+        }
+        if owes_host(flow) {
+            reset_host(sh, &mut self.log, flow, cause);
         }
         self.remove(sh, key);
     }
@@ -270,7 +308,8 @@ impl TcpTable {
     /// The flows of guests with one of `macs` (their link went away): connects in flight and
     /// flows that owe their host nothing go at once; the others are frozen to write out what
     /// their guest was acknowledged (see the module docs). Returns how many flows the guests
-    /// had. A scan, but only when a link detaches.
+    /// had (not counting those already wound down for them). A scan, but only when a link
+    /// detaches.
     pub(crate) fn remove_guest(
         &mut self,
         sh: &mut Shared,
@@ -284,20 +323,22 @@ impl TcpTable {
             .map(|(k, _)| *k)
             .collect();
         let deadline = now + sh.config.drain_timeout;
+        let mut count = 0;
         for key in &gone {
             let Some(flow) = self.flows.get(key) else {
                 continue;
             };
-            if flow.frozen.is_some() {
+            if flow.frozen.is_some_and(|f| f.cause == Cause::GuestGone) {
                 continue;
             }
+            count += 1;
             if owes_host(flow) {
                 self.freeze(sh, *key, now, Cause::GuestGone, deadline);
             } else {
                 self.remove(sh, *key);
             }
         }
-        gone.len()
+        count
     }
 
     /// Starts winding down for exit; see the module docs.
@@ -345,7 +386,7 @@ impl TcpTable {
             sh.deregister_fd(&listener.socket);
         }
         self.listen_tokens.clear();
-        let (mut reset, mut unwritten) = (0u64, 0u64);
+        let (mut reset, lost_before) = (0u64, sh.counters.tcp_dropped_bytes_exit.load(Relaxed));
         let keys: Vec<FlowKey> = self.flows.keys().copied().collect();
         for key in keys {
             let Some(flow) = self.flows.get_mut(&key) else {
@@ -358,7 +399,6 @@ impl TcpTable {
             }
             if owes_host(flow) {
                 reset += 1;
-                unwritten += flow.conn.recv_queued() as u64;
                 reset_host(sh, &mut self.log, flow, Cause::Exit);
             }
             let open = !matches!(flow.conn.state(), State::Closed | State::TimeWait);
@@ -375,10 +415,11 @@ impl TcpTable {
             self.remove(sh, key);
         }
         if reset > 0 {
+            let lost = sh.counters.tcp_dropped_bytes_exit.load(Relaxed) - lost_before;
             tracing::warn!(
                 worker = sh.index,
                 streams = reset,
-                unwritten,
+                lost,
                 "exit: TCP streams cut short, their host peers reset"
             );
         }
