@@ -24,12 +24,12 @@
 //!   request handed to the [`crate::control::GuestApi`].
 //!
 //! Every host socket is closed when its flow ends: on both FINs, on RST, or when the engine
-//! reports the connection closed and nothing more is owed to the host. A host socket is closed gracefully only after the guest's
-//! FIN became `shutdown(SHUT_WR)` behind every byte before it; every other close is a reset
-//! (`SO_LINGER 0`), so a host peer never takes a stream that was cut short for a complete
-//! one. Winding flows down — at exit, when their guest goes away, or once the engine is done
-//! with bytes still owed to the host — is [`drain`]'s. Timers live in a heap with lazy
-//! deletion.
+//! reports the connection closed and nothing more is owed to the host. A host socket is
+//! closed gracefully only after the guest's FIN became `shutdown(SHUT_WR)` behind every byte
+//! before it; every other close is a reset (`SO_LINGER 0`), so a host peer never takes a
+//! stream that was cut short for a complete one. Winding flows down — at exit, when their
+//! guest goes away, or once the engine is done with bytes still owed to the host — is
+//! [`drain`]'s. Timers live in a heap with lazy deletion.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};

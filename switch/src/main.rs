@@ -217,7 +217,7 @@ fn serve_mode(args: ServeArgs) -> Result<ExitCode, String> {
         && args.listen_vpnkit.is_empty()
         && args.listen_stdio.is_none();
     let dhcp_mtu = if only_tap { tap_mtu } else { vm_mtu };
-    let pipeline = Pipeline::start(&args.network, &addressing, dhcp_mtu)?;
+    let mut pipeline = Pipeline::start(&args.network, &addressing, dhcp_mtu)?;
     let attacher = pipeline.attacher();
     let mut links = Links::default();
     let started = start_links(
@@ -252,7 +252,6 @@ fn serve_mode(args: ServeArgs) -> Result<ExitCode, String> {
         }
         Ok(Event::ChildExited(_)) | Err(_) => ExitCode::SUCCESS,
     };
-    let mut pipeline = pipeline;
     drain(&mut pipeline, &args.network, &events);
     signals.close();
     links.shutdown();
@@ -411,7 +410,7 @@ fn run_mode(args: RunArgs) -> Result<ExitCode, String> {
 
     let (events_tx, events) = crossbeam_channel::unbounded();
     let signals = watch_signals(events_tx.clone())?;
-    let pipeline = Pipeline::start(&args.network, &addressing, mtu)?;
+    let mut pipeline = Pipeline::start(&args.network, &addressing, mtu)?;
     let mut launched = match launch::launch(&exe, &args.command, &options) {
         Ok(launched) => launched,
         Err(e) => {
@@ -457,7 +456,6 @@ fn run_mode(args: RunArgs) -> Result<ExitCode, String> {
     let code = wait_for_child(&events, pid);
     // The command is gone, its namespace (held by our TAP descriptor) is not: its kernel
     // still delivers what the command wrote before exiting.
-    let mut pipeline = pipeline;
     drain(&mut pipeline, &args.network, &events);
     signals.close();
     tap.shutdown();

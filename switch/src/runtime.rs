@@ -516,13 +516,18 @@ impl Runtime {
 
         // A guest gone is news for the forwarder (its flows) and the DNS service (its queries).
         let dns_inputs = crossbeam_channel::bounded(config.dns.queue.max(1));
-        let dns_gone = dns_inputs.0.clone();
+        let queue_full = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (dns_gone, gone_full) = (dns_inputs.0.clone(), queue_full.clone());
         let forwarder_gone = config.guest_gone.clone();
         let guest_gone: GuestGoneHook = Arc::new(move |macs: &[EthernetAddress]| {
             if let Some(hook) = &forwarder_gone {
                 hook(macs);
             }
-            let _ = dns_gone.try_send(dns_thread::Input::GuestGone(macs.to_vec()));
+            // A notice that finds the queue full is counted; the queries then time out.
+            let notice = dns_thread::Input::GuestGone(macs.to_vec());
+            if dns_gone.try_send(notice).is_err() {
+                gone_full.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
         });
         let switch = switch_thread::SwitchThread::new(
             &switch_config,
@@ -559,7 +564,6 @@ impl Runtime {
         runtime.pool = Some(pool);
 
         let dns_sender = dns_inputs.0.clone();
-        let queue_full = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let resolver = dns::Resolver::new(dns::ResolverConfig {
             upstreams: config.dns.upstreams.clone(),
             timeout: config.dns.timeout,

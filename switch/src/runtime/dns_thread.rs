@@ -48,8 +48,8 @@ pub struct DnsStats {
     pub resolver: dns::ResolverCounters,
     /// Queries waiting upstream now.
     pub pending: usize,
-    /// Queries (UDP) and segments (TCP) the gateway thread dropped because the DNS thread's
-    /// queue was full.
+    /// Queries (UDP) and segments (TCP) the gateway thread dropped, and guest-gone notices
+    /// the switch thread dropped, because the DNS thread's queue was full.
     pub queue_full: u64,
     /// Upstream datagrams dropped because the queue was full.
     pub responses_dropped: u64,
