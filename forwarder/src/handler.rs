@@ -1,7 +1,8 @@
 //! [`Forwarder`]: the [`FlowHandler`] of one worker. It owns that worker's flow tables (TCP,
 //! UDP, ICMP echo), its port forwards and every host socket of them, all registered with one
 //! mio poller; the worker waits in that poller, woken by socket readiness, by the dispatcher
-//! (a new guest packet) and by the control plane (a new forward).
+//! (a new guest packet) and by the control plane (a new forward). At exit its TCP flows are
+//! drained and finished as the TCP table's `drain` module describes.
 
 use std::collections::HashSet;
 use std::io;
@@ -249,13 +250,13 @@ impl Forwarder {
             }
             Command::GuestGone { macs } => {
                 let macs: HashSet<EthernetAddress> = macs.iter().copied().collect();
-                let gone = self.tcp.remove_guest(&mut self.shared, &macs)
+                let gone = self.tcp.remove_guest(&mut self.shared, &macs, now)
                     + self.udp.remove_guest(&mut self.shared, &macs)
                     + self.icmp.remove_guest(&mut self.shared, &macs);
                 Counters::add(&self.shared.counters.flows_guest_gone, gone as u64);
             }
         }
-        let _ = (now, out);
+        let _ = out;
     }
 }
 
@@ -289,6 +290,18 @@ impl FlowHandler for Forwarder {
 
     fn notifier(&self) -> Option<Arc<dyn Notify>> {
         Some(self.notify.clone())
+    }
+
+    fn begin_drain(&mut self, now: Instant, out: &dyn FrameSink) {
+        self.tcp.begin_drain(&mut self.shared, now, out);
+    }
+
+    fn drained(&self) -> bool {
+        self.tcp.drained()
+    }
+
+    fn finish(&mut self, now: Instant, out: &dyn FrameSink) {
+        self.tcp.finish(&mut self.shared, now, out);
     }
 
     fn wait(&mut self, timeout: Option<Duration>, out: &dyn FrameSink) {

@@ -24,12 +24,12 @@ mod udp;
 pub mod worker;
 
 pub use budget::{BudgetUsage, MAX_GUESTS};
-pub use config::Config;
+pub use config::{Config, DEFAULT_DRAIN_TIMEOUT};
 pub use control::{ApiReply, Control, ExposeError, Forward, GuestApi, Protocol};
 pub use handler::Forwarder;
 pub use stats::ForwarderStats;
 pub use tcp::isn_secret;
 pub use worker::{
-    DispatchError, Dispatcher, FlowFrame, FlowHandler, FrameSink, HandlerFactory, NoForwarder,
-    Notify, PoolConfig, WorkerContext, WorkerCounters, WorkerPool, WorkerStats,
+    DispatchError, Dispatcher, DrainEnd, FlowFrame, FlowHandler, FrameSink, HandlerFactory,
+    NoForwarder, Notify, PoolConfig, WorkerContext, WorkerCounters, WorkerPool, WorkerStats,
 };

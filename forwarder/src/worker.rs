@@ -18,7 +18,11 @@
 //!   shutdown. A handler that owns a readiness poller (mio) returns a [`Notify`] from
 //!   [`FlowHandler::notifier`]; the worker then blocks in [`FlowHandler::wait`] instead, the
 //!   dispatcher calls the notifier after queueing a packet, and so does shutdown.
-//! - [`WorkerPool::shutdown`] stops and joins every worker; it is idempotent and runs on drop.
+//! - [`WorkerPool::drain`] asks every handler to wind down for exit
+//!   ([`FlowHandler::begin_drain`]) and waits, up to a deadline, until each says nothing is
+//!   owed to any host any more ([`FlowHandler::drained`]) or the caller cancels.
+//! - [`WorkerPool::shutdown`] stops and joins every worker, each calling
+//!   [`FlowHandler::finish`] last, drained or not; it is idempotent and runs on drop.
 
 use std::io;
 use std::sync::Arc;
@@ -90,6 +94,35 @@ pub trait FlowHandler: Send {
     fn wait(&mut self, timeout: Option<Duration>, out: &dyn FrameSink) {
         let _ = (timeout, out);
     }
+
+    /// Exit is near: take no new flows and let the open ones finish what they owe their
+    /// hosts ([`WorkerPool::drain`]).
+    fn begin_drain(&mut self, now: Instant, out: &dyn FrameSink) {
+        let _ = (now, out);
+    }
+
+    /// Whether no flow owes its host anything any more; asked while draining, after each
+    /// round of work.
+    fn drained(&self) -> bool {
+        true
+    }
+
+    /// The last call before the worker stops, after a drain or without one: end every flow
+    /// without letting a host peer take a stream that was cut short for a complete one.
+    fn finish(&mut self, now: Instant, out: &dyn FrameSink) {
+        let _ = (now, out);
+    }
+}
+
+/// How [`WorkerPool::drain`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DrainEnd {
+    /// Every worker said nothing was owed any more.
+    Settled,
+    /// The deadline came first.
+    TimedOut,
+    /// The caller cut it short.
+    Cancelled,
 }
 
 /// What a handler is built with.
@@ -261,6 +294,12 @@ pub struct WorkerPool {
     counters: Vec<Arc<WorkerCounters>>,
     notifiers: Vec<Arc<dyn Notify>>,
     stop: Arc<AtomicBool>,
+    /// Set by [`WorkerPool::drain`].
+    drain: Arc<AtomicBool>,
+    /// Per worker: wakes one that waits on its queue (a handler without its own poller).
+    wakers: Vec<Sender<()>>,
+    /// Per worker: its handler's last [`FlowHandler::drained`], once draining.
+    settled: Vec<Arc<AtomicBool>>,
     /// Dropped on shutdown: wakes the workers that wait on their queue.
     stop_tx: Option<Sender<()>>,
 }
@@ -304,6 +343,8 @@ impl std::fmt::Debug for PoolConfig {
 const BATCH: usize = 256;
 /// How long a worker with no timer sleeps on its queue before looking around anyway.
 const IDLE_WAIT: Duration = Duration::from_secs(3600);
+/// How often [`WorkerPool::drain`] looks at the workers and its caller.
+const DRAIN_POLL: Duration = Duration::from_millis(10);
 
 impl WorkerPool {
     /// Builds every handler, starts one thread per worker, and returns the pool with the
@@ -314,12 +355,16 @@ impl WorkerPool {
     ) -> io::Result<(WorkerPool, Dispatcher)> {
         let workers = config.workers.max(1);
         let stop = Arc::new(AtomicBool::new(false));
+        let drain = Arc::new(AtomicBool::new(false));
         let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
         let mut pool = WorkerPool {
             handles: Vec::with_capacity(workers),
             counters: Vec::with_capacity(workers),
             notifiers: Vec::new(),
             stop: stop.clone(),
+            drain: drain.clone(),
+            wakers: Vec::with_capacity(workers),
+            settled: Vec::with_capacity(workers),
             stop_tx: Some(stop_tx),
         };
         let mut inboxes = Vec::with_capacity(workers);
@@ -345,11 +390,18 @@ impl WorkerPool {
                 notify,
                 counters: counters.clone(),
             });
+            let (wake_tx, wake) = crossbeam_channel::bounded(1);
+            let settled = Arc::new(AtomicBool::new(false));
+            pool.wakers.push(wake_tx);
+            pool.settled.push(settled.clone());
             let worker = Worker {
                 handler,
                 rx,
                 stop_rx: stop_rx.clone(),
+                wake,
                 stop: stop.clone(),
+                drain: drain.clone(),
+                settled,
                 sink: sink.clone(),
                 epoch: config.epoch,
                 counters: counters.clone(),
@@ -377,7 +429,45 @@ impl WorkerPool {
         self.counters.clone()
     }
 
-    /// Stops every worker and joins it. Idempotent. Packets still queued are dropped.
+    /// Asks every worker to wind down for exit ([`FlowHandler::begin_drain`]) and waits until
+    /// each has nothing left to owe ([`FlowHandler::drained`]), `deadline` passes, or
+    /// `cancel` says so (asked every few milliseconds). The workers keep running either way:
+    /// [`WorkerPool::shutdown`] stops them.
+    pub fn drain(
+        &mut self,
+        deadline: std::time::Instant,
+        cancel: &mut dyn FnMut() -> bool,
+    ) -> DrainEnd {
+        self.drain.store(true, Ordering::Release);
+        for w in &self.wakers {
+            let _ = w.try_send(());
+        }
+        for n in &self.notifiers {
+            n.notify();
+        }
+        loop {
+            let running = &self.handles;
+            let settled = self
+                .settled
+                .iter()
+                .zip(running)
+                .all(|(s, h)| s.load(Ordering::Acquire) || h.is_finished());
+            if settled {
+                return DrainEnd::Settled;
+            }
+            if cancel() {
+                return DrainEnd::Cancelled;
+            }
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                return DrainEnd::TimedOut;
+            }
+            std::thread::sleep(DRAIN_POLL.min(deadline - now));
+        }
+    }
+
+    /// Stops every worker and joins it, each handler finishing last
+    /// ([`FlowHandler::finish`]). Idempotent. Packets still queued are dropped.
     pub fn shutdown(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         self.stop_tx = None;
@@ -401,7 +491,10 @@ struct Worker {
     handler: Box<dyn FlowHandler>,
     rx: Receiver<FlowFrame>,
     stop_rx: Receiver<()>,
+    wake: Receiver<()>,
     stop: Arc<AtomicBool>,
+    drain: Arc<AtomicBool>,
+    settled: Arc<AtomicBool>,
     sink: Arc<dyn FrameSink>,
     epoch: Epoch,
     counters: Arc<WorkerCounters>,
@@ -420,7 +513,15 @@ impl Worker {
 
     fn run(mut self) {
         let own_poller = self.handler.notifier().is_some();
+        let mut draining = false;
         while !self.stop.load(Ordering::Relaxed) {
+            if !draining && self.drain.load(Ordering::Acquire) {
+                draining = true;
+                let now = self.now();
+                self.handler.begin_drain(now, &*self.sink);
+                self.settled
+                    .store(self.handler.drained(), Ordering::Release);
+            }
             let now = self.now();
             let timeout = self
                 .handler
@@ -432,9 +533,10 @@ impl Worker {
                 crossbeam_channel::select! {
                     recv(self.rx) -> msg => match msg {
                         Ok(packet) => self.handle(packet),
-                        Err(_) => return,
+                        Err(_) => break,
                     },
-                    recv(self.stop_rx) -> _ => return,
+                    recv(self.stop_rx) -> _ => break,
+                    recv(self.wake) -> _ => {},
                     default(timeout.unwrap_or(IDLE_WAIT)) => {}
                 }
             }
@@ -448,7 +550,13 @@ impl Worker {
             if self.handler.poll_timeout().is_some_and(|at| at <= now) {
                 self.handler.handle_timeout(now, &*self.sink);
             }
+            if draining {
+                self.settled
+                    .store(self.handler.drained(), Ordering::Release);
+            }
         }
+        let now = self.now();
+        self.handler.finish(now, &*self.sink);
     }
 }
 

@@ -225,3 +225,127 @@ fn timers_fire() {
     wait_for(|| fired.load(Ordering::Relaxed) == 1);
     drop(pool);
 }
+
+/// Who was called: (worker, "begin" or "finish", what it still owed then).
+type Calls = Arc<Mutex<Vec<(usize, &'static str, usize)>>>;
+
+/// Owes `owed` until that many packets came after the drain began; records its calls.
+struct Owing {
+    index: usize,
+    owed: usize,
+    draining: bool,
+    calls: Calls,
+}
+
+impl FlowHandler for Owing {
+    fn handle_packet(&mut self, _now: Instant, _packet: FlowFrame, _out: &dyn FrameSink) {
+        if self.draining {
+            self.owed = self.owed.saturating_sub(1);
+        }
+    }
+
+    fn begin_drain(&mut self, _now: Instant, _out: &dyn FrameSink) {
+        self.draining = true;
+        self.calls
+            .lock()
+            .unwrap()
+            .push((self.index, "begin", self.owed));
+    }
+
+    fn drained(&self) -> bool {
+        self.owed == 0
+    }
+
+    fn finish(&mut self, _now: Instant, _out: &dyn FrameSink) {
+        self.calls
+            .lock()
+            .unwrap()
+            .push((self.index, "finish", self.owed));
+    }
+}
+
+fn owing(workers: usize, owed: usize) -> (WorkerPool, Dispatcher, Calls) {
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let c2 = calls.clone();
+    let factory: HandlerFactory = Arc::new(move |ctx: &WorkerContext| {
+        Box::new(Owing {
+            index: ctx.index,
+            owed,
+            draining: false,
+            calls: c2.clone(),
+        }) as Box<dyn FlowHandler>
+    });
+    let (pool, dispatcher) =
+        WorkerPool::start(config(workers, 64, factory), Arc::new(Sink::default())).unwrap();
+    (pool, dispatcher, calls)
+}
+
+#[test]
+fn a_drain_waits_until_every_worker_settles_and_finish_comes_last() {
+    let (mut pool, dispatcher, calls) = owing(2, 1);
+    let feeder = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        // Enough flows that each worker gets some.
+        for port in 0..32 {
+            dispatcher.dispatch(packet(port)).unwrap();
+        }
+    });
+    let started = std::time::Instant::now();
+    let deadline = started + Duration::from_secs(10);
+    assert_eq!(pool.drain(deadline, &mut || false), DrainEnd::Settled);
+    assert!(started.elapsed() >= Duration::from_millis(50));
+    feeder.join().unwrap();
+    pool.shutdown();
+    let mut calls = calls.lock().unwrap().clone();
+    calls.sort_unstable();
+    assert_eq!(
+        calls,
+        [
+            (0, "begin", 1),
+            (0, "finish", 0),
+            (1, "begin", 1),
+            (1, "finish", 0)
+        ]
+    );
+}
+
+#[test]
+fn a_drain_ends_at_its_deadline_or_when_cancelled_and_finish_still_comes() {
+    let (mut pool, _dispatcher, calls) = owing(1, 1);
+    let started = std::time::Instant::now();
+    let end = pool.drain(started + Duration::from_millis(100), &mut || false);
+    assert_eq!(end, DrainEnd::TimedOut);
+    assert!(started.elapsed() >= Duration::from_millis(100));
+    pool.shutdown();
+    assert_eq!(*calls.lock().unwrap(), [(0, "begin", 1), (0, "finish", 1)]);
+
+    let (mut pool, _dispatcher, calls) = owing(1, 1);
+    let mut asked = 0;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let end = pool.drain(deadline, &mut || {
+        asked += 1;
+        asked == 3
+    });
+    assert_eq!((end, asked), (DrainEnd::Cancelled, 3));
+    drop(pool);
+    assert_eq!(calls.lock().unwrap().last(), Some(&(0, "finish", 1)));
+}
+
+#[test]
+fn workers_waiting_on_their_queue_settle_at_once() {
+    let (mut pool, _dispatcher) = WorkerPool::start(
+        config(2, 16, NoForwarder::factory()),
+        Arc::new(Sink::default()),
+    )
+    .unwrap();
+    // Let them block on their queues first.
+    std::thread::sleep(Duration::from_millis(50));
+    let started = std::time::Instant::now();
+    let end = pool.drain(started + Duration::from_secs(5), &mut || false);
+    assert_eq!(end, DrainEnd::Settled);
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+}

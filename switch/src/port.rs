@@ -14,7 +14,7 @@
 //! gateway, which attaches like any other port with [`Attacher::attach_gateway`].
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
@@ -146,6 +146,7 @@ impl Attacher {
             egress,
             control: self.control.clone(),
             counters,
+            detached: AtomicBool::new(false),
         })
     }
 }
@@ -160,6 +161,7 @@ pub struct Port {
     egress: Receiver<Frame>,
     control: Sender<Control>,
     counters: Arc<PortCounters>,
+    detached: AtomicBool,
 }
 
 impl Port {
@@ -200,12 +202,21 @@ impl Port {
     pub fn counters(&self) -> &PortCounters {
         &self.counters
     }
+
+    /// Detaches the port now, while it is still shared (its guest is gone, say): the switch
+    /// forgets it and what was learned on it, and its egress queue ends. Dropping it
+    /// afterwards tells the switch nothing more.
+    pub fn detach(&self) {
+        if !self.detached.swap(true, Ordering::AcqRel) {
+            // If the switch has stopped there is nothing left to tell.
+            let _ = self.control.send(Control::Detach { id: self.id });
+        }
+    }
 }
 
 impl Drop for Port {
     fn drop(&mut self) {
-        // If the switch has stopped there is nothing left to tell.
-        let _ = self.control.send(Control::Detach { id: self.id });
+        self.detach();
     }
 }
 

@@ -7,7 +7,8 @@
 //!   `Bytes` clone each, no copy) — and captures every frame that crosses it to the optional
 //!   pcap sink, guest-to-guest frames included. It ages the MAC table once a second. When a
 //!   port detaches it hands the MACs learned on it to [`RuntimeConfig::guest_gone`], so the
-//!   forwarder drops those guests' flows.
+//!   forwarder winds those guests' flows down, and to the DNS thread, which releases their
+//!   queries.
 //! - **the gateway thread**, owning the [`Gateway`] (ARP, ICMP echo, the DHCP server): it
 //!   drains the gateway port's egress queue, sends replies back into the switch through that
 //!   same port, and dispatches flow packets to the workers; it runs the DHCP timers
@@ -23,8 +24,10 @@
 //!
 //! Links get ports from [`Runtime::attacher`]. Every queue is bounded and a full one drops and
 //! counts; no lock is taken on the per-frame path. [`Runtime::stats`] and [`Runtime::leases`]
-//! ask the owning threads for a snapshot over a channel. [`Runtime::shutdown`] stops and joins
-//! every thread; it is idempotent and runs on drop.
+//! ask the owning threads for a snapshot over a channel. [`Runtime::drain`] winds the workers
+//! down for exit while the switch and the links still run ([`forwarder::WorkerPool::drain`]):
+//! what guests were acknowledged reaches their hosts, within a deadline. [`Runtime::shutdown`]
+//! stops and joins every thread; it is idempotent and runs on drop.
 //!
 //! Time: one [`Epoch`], taken at start, converts between `std::time::Instant` (the DHCP
 //! server's) and [`stack::time::Instant`] (everything else's).
@@ -48,7 +51,9 @@ use std::time::Duration;
 
 use crossbeam_channel::Sender;
 use dhcp::{Lease, StaticLease, Subnet};
-use forwarder::{FrameSink, HandlerFactory, NoForwarder, PoolConfig, WorkerPool, WorkerStats};
+use forwarder::{
+    DrainEnd, FrameSink, HandlerFactory, NoForwarder, PoolConfig, WorkerPool, WorkerStats,
+};
 use stack::ingress::DropCounters;
 use stack::time::Epoch;
 use stack::wire::EthernetAddress;
@@ -509,6 +514,21 @@ impl Runtime {
             epoch,
         };
 
+        // A guest gone is news for the forwarder (its flows) and the DNS service (its queries).
+        let dns_inputs = crossbeam_channel::bounded(config.dns.queue.max(1));
+        let queue_full = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (dns_gone, gone_full) = (dns_inputs.0.clone(), queue_full.clone());
+        let forwarder_gone = config.guest_gone.clone();
+        let guest_gone: GuestGoneHook = Arc::new(move |macs: &[EthernetAddress]| {
+            if let Some(hook) = &forwarder_gone {
+                hook(macs);
+            }
+            // A notice that finds the queue full is counted; the queries then time out.
+            let notice = dns_thread::Input::GuestGone(macs.to_vec());
+            if dns_gone.try_send(notice).is_err() {
+                gone_full.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        });
         let switch = switch_thread::SwitchThread::new(
             &switch_config,
             inputs,
@@ -517,7 +537,7 @@ impl Runtime {
             config.pcap.clone(),
             epoch,
         )
-        .with_guest_gone(config.guest_gone.clone());
+        .with_guest_gone(Some(guest_gone));
         runtime.threads.push(
             std::thread::Builder::new()
                 .name("switch".into())
@@ -543,9 +563,7 @@ impl Runtime {
         runtime.worker_counters = pool.counters();
         runtime.pool = Some(pool);
 
-        let dns_inputs = crossbeam_channel::bounded(config.dns.queue.max(1));
         let dns_sender = dns_inputs.0.clone();
-        let queue_full = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let resolver = dns::Resolver::new(dns::ResolverConfig {
             upstreams: config.dns.upstreams.clone(),
             timeout: config.dns.timeout,
@@ -640,6 +658,19 @@ impl Runtime {
     /// The DHCP server's leases (bound, and every static one).
     pub fn leases(&self) -> Vec<Lease> {
         self.handle().leases()
+    }
+
+    /// Lets every flow finish what it owes its host for at most `timeout` (or until `cancel`
+    /// says stop), then stops the workers, which reset what is left: see
+    /// [`forwarder::WorkerPool::drain`]. The switch and the links keep running meanwhile, so
+    /// guests can still finish their streams. Call it once, before [`Runtime::shutdown`].
+    pub fn drain(&mut self, timeout: Duration, cancel: &mut dyn FnMut() -> bool) -> DrainEnd {
+        let Some(mut pool) = self.pool.take() else {
+            return DrainEnd::Settled;
+        };
+        let end = pool.drain(std::time::Instant::now() + timeout, cancel);
+        pool.shutdown();
+        end
     }
 
     /// Stops and joins every thread (also done on drop).

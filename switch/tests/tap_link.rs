@@ -109,3 +109,34 @@ fn tap_link_carries_frames_both_ways() {
         Ok(Control::Detach { id: gone }) if gone == id
     ));
 }
+
+#[test]
+fn a_deleted_tap_detaches_its_port() {
+    if !privileged("a_deleted_tap_detaches_its_port", &["ip"]) {
+        return;
+    }
+    let ns = NetnsGuard::new("tap-gone");
+    let (attacher, inputs) = channels(256, 64);
+    let options = TapOptions {
+        multi_queue: false,
+        configure: Some(TapConfig::default()),
+    };
+    let link = TapLink::open("hs0", &ns.netns(), &options, &attacher, 1518).unwrap();
+    let Ok(Control::Attach { id, .. }) = inputs.control.recv_timeout(Duration::from_secs(2)) else {
+        panic!("no attach");
+    };
+    ns.ip(&["link", "del", "hs0"]);
+    // The device is gone while we still hold it: the link notices and detaches at once.
+    assert!(matches!(
+        inputs.control.recv_timeout(Duration::from_secs(2)),
+        Ok(Control::Detach { id: gone }) if gone == id
+    ));
+    link.shutdown();
+    assert!(
+        inputs
+            .control
+            .recv_timeout(Duration::from_millis(200))
+            .is_err(),
+        "detached once"
+    );
+}

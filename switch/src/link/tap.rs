@@ -5,7 +5,9 @@
 //! created — and optionally configured as slirp4netns `--configure` does (see [`crate::tap`]).
 //! A receive thread reads whole frames and hands them to the switch; a transmit thread writes
 //! the frames for the guest. [`TapLink::shutdown`] stops both and detaches the port; the device
-//! disappears with its last descriptor.
+//! disappears with its last descriptor. A device that goes away under us (deleted, or its
+//! namespace gone) ends the receive thread with the read's error and detaches the port at
+//! once, so the guest's flows are wound down.
 
 use std::io;
 use std::sync::Arc;
@@ -98,7 +100,14 @@ impl TapLink {
             let stop = stop.clone();
             std::thread::Builder::new()
                 .name(format!("tap-{name}-rx"))
-                .spawn(move || receive(&tap, &port, max_frame, &stop))?
+                .spawn(move || {
+                    let end = receive(&tap, &port, max_frame, &stop);
+                    if let CloseReason::Io(e) = &end {
+                        tracing::warn!(tap = tap.name(), error = %e, "TAP device gone");
+                        port.detach();
+                    }
+                    end
+                })?
         };
         tracing::info!(tap = %name, id = port.id().0, "TAP port attached");
         Ok(TapLink {
