@@ -25,6 +25,8 @@
 //!   remapping (so pipelined queries of many guests share it), answered whole (no
 //!   truncation); a failed or closed upstream connection
 //!   ([`Resolver::handle_upstream_lost`]) fails its unanswered queries over at once.
+//! - [`Resolver::forget`] drops the pending queries of clients that are gone (a guest whose
+//!   link went away) at once: their slots are free again, no answer or SERVFAIL follows.
 //! - Malformed queries: shorter than a header, or a response → dropped; no question, a name
 //!   past the end, a compression loop → FORMERR; an opcode other than QUERY → NOTIMP. All
 //!   counted; nothing here can panic on input.
@@ -420,6 +422,26 @@ impl<C: Clone> Resolver<C> {
             self.counters.tcp_upstream_down += 1;
             self.handle_timeout(now);
         }
+    }
+
+    /// Drops every pending query whose client `gone` says is gone, with its timer, and
+    /// every answer queued for one; returns how many queries were dropped. A late upstream
+    /// answer to one is then unmatched (counted as such).
+    pub fn forget(&mut self, gone: impl Fn(&C) -> bool) -> usize {
+        let ids: Vec<u16> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| gone(&p.client))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &ids {
+            if let Some(p) = self.pending.remove(id) {
+                self.timers.remove(&(p.deadline, *id));
+            }
+        }
+        self.out
+            .retain(|t| !matches!(t, Transmit::Client { to, .. } if gone(to)));
+        ids.len()
     }
 
     /// The next message to send.

@@ -176,6 +176,45 @@ fn timeout_fails_over_then_servfails() {
 }
 
 #[test]
+fn a_gone_clients_queries_are_forgotten_at_once() {
+    let mut r = resolver(&[A]);
+    for client in 0..8 {
+        let q = query(client as u16, "example.com.", rtype::A);
+        r.handle_query(t(0), client, &q, &zones());
+    }
+    let sent = drain(&mut r);
+    assert_eq!((sent.len(), r.pending()), (8, 8));
+    // Clients 0..6 go away; an answer already due to one of them is dropped too.
+    let Transmit::Upstream { payload, .. } = &sent[0] else {
+        panic!("not an upstream query: {:?}", sent[0])
+    };
+    r.handle_response(t(1), addr(A), &answer_to(payload));
+    assert_eq!(r.forget(|c| *c < 6), 5);
+    assert!(drain(&mut r).is_empty(), "nothing for a gone client");
+    assert_eq!(r.pending(), 2);
+    // Their slots are free: the bound takes six new queries, and the survivors time out as
+    // before, alone.
+    for client in 10..16 {
+        let q = query(client as u16, "example.org.", rtype::A);
+        r.handle_query(t(2), client, &q, &zones());
+    }
+    assert_eq!(drain(&mut r).len(), 6);
+    assert_eq!(r.counters().pending_full, 0);
+    assert_eq!(r.forget(|c| *c >= 10), 6);
+    let mut gave_up: Vec<u32> = Vec::new();
+    for at in [10_000, 20_000, 30_000] {
+        r.handle_timeout(t(at));
+        gave_up.extend(drain(&mut r).into_iter().filter_map(|o| match o {
+            Transmit::Client { to, .. } => Some(to),
+            Transmit::Upstream { .. } | Transmit::UpstreamTcp { .. } => None,
+        }));
+    }
+    gave_up.sort_unstable();
+    assert_eq!(gave_up, [6, 7]);
+    assert_eq!(r.pending(), 0);
+}
+
+#[test]
 fn no_upstream_or_full_is_servfail() {
     let mut none = resolver(&[]);
     none.handle_query(t(0), 1, &query(1, "example.com.", rtype::A), &zones());

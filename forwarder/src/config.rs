@@ -48,10 +48,17 @@ pub struct Config {
     pub tcp_buffer: usize,
     /// The most bytes of one request to the in-guest API.
     pub api_max_request: usize,
+    /// How long a TCP flow whose guest went away (its link detached, or it stopped
+    /// answering) may take to write what the guest had been acknowledged to the host, before
+    /// its host peer is reset (`--drain-timeout`; exit uses the same grace).
+    pub drain_timeout: Duration,
     /// Guests known before they send anything (static DHCP leases): where inbound forwards
     /// send their frames.
     pub static_neighbours: Vec<(IpAddr, EthernetAddress)>,
 }
+
+/// The default grace for writing out acknowledged guest data at exit or on teardown.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// gvproxy's host address in its default subnet.
 pub const DEFAULT_HOST_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 127, 254);
@@ -76,6 +83,7 @@ impl Default for Config {
             max_icmp_requests: 1024,
             tcp_buffer: 1 << 20,
             api_max_request: 64 * 1024,
+            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             static_neighbours: Vec::new(),
         }
     }

@@ -3,6 +3,8 @@
 //! worker's own mio registry: the worker's loop hands back their readiness
 //! ([`FlowHandler::ready`]) and wakes for the control plane's commands (a new forward, a gone
 //! guest).
+//! At exit its TCP flows are drained and finished as the TCP table's `drain` module
+//! describes.
 
 use std::collections::HashSet;
 use std::io;
@@ -258,13 +260,13 @@ impl Forwarder {
             }
             Command::GuestGone { macs } => {
                 let macs: HashSet<EthernetAddress> = macs.iter().copied().collect();
-                let gone = self.tcp.remove_guest(&mut self.shared, &macs)
+                let gone = self.tcp.remove_guest(&mut self.shared, &macs, now)
                     + self.udp.remove_guest(&mut self.shared, &macs)
                     + self.icmp.remove_guest(&mut self.shared, &macs);
                 Counters::add(&self.shared.counters.flows_guest_gone, gone as u64);
             }
         }
-        let _ = (now, out);
+        let _ = out;
     }
 }
 
@@ -319,6 +321,18 @@ impl FlowHandler for Forwarder {
             KIND_TCP_LISTEN => self.tcp.accept(&mut self.shared, now, token, out),
             _ => {}
         }
+    }
+
+    fn begin_drain(&mut self, now: Instant, out: &dyn FrameSink) {
+        self.tcp.begin_drain(&mut self.shared, now, out);
+    }
+
+    fn drained(&self) -> bool {
+        self.tcp.drained()
+    }
+
+    fn finish(&mut self, now: Instant, out: &dyn FrameSink) {
+        self.tcp.finish(&mut self.shared, now, out);
     }
 
     fn commands(&mut self, now: Instant, out: &dyn FrameSink) {

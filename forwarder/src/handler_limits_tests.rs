@@ -9,7 +9,7 @@ const OTHER_GUEST: Ipv4Addr = Ipv4Addr::new(192, 168, 127, 3);
 impl Harness {
     /// A segment from the guest (from `src`) to `dst`.
     #[allow(clippy::too_many_arguments)]
-    fn segment(
+    pub(super) fn segment(
         &mut self,
         src: Ipv4Addr,
         src_port: u16,
@@ -43,7 +43,7 @@ impl Harness {
     }
 
     /// Runs the worker until a segment to `port` with `control` arrives; returns it.
-    fn until(&mut self, port: u16, control: TcpControl) -> TcpRepr {
+    pub(super) fn until(&mut self, port: u16, control: TcpControl) -> TcpRepr {
         loop {
             for frame in self.next_frames() {
                 let (_, repr) = tcp_of(&frame);
@@ -55,7 +55,7 @@ impl Harness {
     }
 }
 
-fn seq(repr: &TcpRepr) -> u32 {
+pub(super) fn seq(repr: &TcpRepr) -> u32 {
     repr.seq_number.0
 }
 

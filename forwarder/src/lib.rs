@@ -27,12 +27,12 @@ mod udp;
 pub mod worker;
 
 pub use budget::{BudgetUsage, MAX_GUESTS};
-pub use config::Config;
+pub use config::{Config, DEFAULT_DRAIN_TIMEOUT};
 pub use control::{ApiReply, Control, ExposeError, Forward, GuestApi, Protocol};
 pub use handler::Forwarder;
 pub use stats::ForwarderStats;
 pub use tcp::isn_secret;
 pub use worker::{
-    FlowFrame, FlowHandler, FrameSink, Handled, HandlerFactory, KIND_SHIFT, LOOP_KINDS,
+    DrainEnd, FlowFrame, FlowHandler, FrameSink, Handled, HandlerFactory, KIND_SHIFT, LOOP_KINDS,
     NoForwarder, Notify, WorkerContext, WorkerCounters, WorkerEvent, WorkerStats,
 };

@@ -63,8 +63,29 @@ counters! {
     tcp_time_wait_reclaimed,
     /// RSTs sent for segments of no connection.
     tcp_resets_sent,
-    /// Host sockets closed with SO_LINGER 0 (the guest reset, or retransmissions gave up).
+    /// Host sockets closed with SO_LINGER 0 (the guest reset, retransmissions gave up, or the
+    /// guest's stream was cut short at exit or teardown).
     tcp_host_resets,
+    /// Flows wound down at exit or because their guest went away whose stream to the host
+    /// was complete: every acknowledged byte written, then FIN.
+    tcp_teardown_completed,
+    /// Flows wound down at exit or because their guest went away whose stream to the host
+    /// was cut short (the guest had not sent FIN, or bytes were left): the host peer got RST.
+    tcp_teardown_reset,
+    /// Bytes acknowledged to guests that never reached the host (still buffered, or in the
+    /// host socket unacknowledged, when it was reset) because host-switch exited first (its
+    /// drain deadline passed, or a second signal); their host peers got RST.
+    tcp_dropped_bytes_exit,
+    /// Likewise because the guest's link went away (or it stopped answering) and the host
+    /// did not take them within the drain timeout.
+    tcp_dropped_bytes_guest_gone,
+    /// Likewise because the host socket failed (the guest got RST).
+    tcp_dropped_bytes_host_error,
+    /// Likewise because the guest reset the connection (the host peer got RST).
+    tcp_dropped_bytes_guest_reset,
+    /// Likewise for a connection closed on the guest's side whose host took nothing more for
+    /// the linger time (60 s), or that a new connection replaced.
+    tcp_dropped_bytes_linger,
     /// UDP mappings created, ever.
     udp_total,
     /// UDP mappings live now.
@@ -89,8 +110,10 @@ counters! {
     icmp_limit,
     /// Echo requests dropped because no ping or raw socket could be opened.
     icmp_no_socket,
-    /// Flows (TCP, UDP mappings, pending echo requests) dropped because their guest's link
-    /// went away; its TCP peers on the host got RST.
+    /// Flows (TCP, UDP mappings, pending echo requests, connects in flight) of guests whose
+    /// link went away. UDP, echo and connecting flows go at once; a TCP flow first writes
+    /// what the guest had acknowledged, then its host peer gets FIN if the guest had
+    /// finished its stream, RST otherwise (see `tcp_teardown_*`).
     flows_guest_gone,
     /// Flows refused by NAT policy.
     nat_refused,

@@ -1,5 +1,6 @@
 //! The few socket calls socket2 does not wrap: `IP_RECVERR` and reading the error queue,
-//! which is how an unconnected UDP socket learns which destination refused a datagram.
+//! which is how an unconnected UDP socket learns which destination refused a datagram, and
+//! `SIOCOUTQ`, how much a TCP socket still holds for its peer.
 
 use std::io;
 use std::net::SocketAddr;
@@ -29,6 +30,26 @@ pub(crate) fn set_recverr(socket: &impl AsRawFd, v6: bool) -> io::Result<()> {
     };
     if rc == 0 {
         Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// The bytes a TCP socket holds that its peer has not acknowledged yet, sent or not
+/// (`SIOCOUTQ`, see tcp(7)).
+pub(crate) fn unacknowledged(socket: &impl AsRawFd) -> io::Result<usize> {
+    let mut n: libc::c_int = 0;
+    // SAFETY: SIOCOUTQ writes one c_int through the pointer, which points at `n`; the fd is
+    // open for the duration of the call (borrowed from `socket`).
+    let rc = unsafe {
+        libc::ioctl(
+            socket.as_raw_fd(),
+            libc::TIOCOUTQ,
+            &mut n as *mut libc::c_int,
+        )
+    };
+    if rc == 0 {
+        Ok(usize::try_from(n).unwrap_or(0))
     } else {
         Err(io::Error::last_os_error())
     }

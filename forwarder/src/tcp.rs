@@ -15,20 +15,26 @@
 //!   send capacity, and the engine's receive ring is consumed only as far as the host socket
 //!   took it (one `writev` of the ring's two slices). The guest's FIN becomes
 //!   `shutdown(SHUT_WR)` once the ring is drained; the host's EOF becomes our FIN. A guest
-//!   RST (or the engine giving up) closes the host socket with `SO_LINGER 0`, so the host
-//!   peer sees RST too; a host error resets the guest.
+//!   RST closes the host socket with `SO_LINGER 0`, so the host peer sees RST too; a host
+//!   error resets the guest. When the engine gives up on the guest (retransmissions), what
+//!   the guest sent before is still written out first (see [`drain`]).
 //! - Inbound forwards: an accepted host connection opens into the guest with
 //!   [`Connection::connect`], from the gateway's address and a port that hashes back here.
 //! - The in-guest API: a connection to the gateway's API port is accepted at once and its
 //!   request handed to the [`crate::control::GuestApi`].
 //!
 //! Every host socket is closed when its flow ends: on both FINs, on RST, or when the engine
-//! reports the connection closed. Timers live in a heap with lazy deletion.
+//! reports the connection closed and nothing more is owed to the host. A host socket is
+//! closed gracefully only after the guest's FIN became `shutdown(SHUT_WR)` behind every byte
+//! before it; every other close is a reset (`SO_LINGER 0`), so a host peer never takes a
+//! stream that was cut short for a complete one. Winding flows down — at exit, when their
+//! guest goes away, or once the engine is done with bytes still owed to the host — is
+//! [`drain`]'s. Timers live in a heap with lazy deletion.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
-use std::io::{self, IoSlice, Read};
-use std::net::{IpAddr, Shutdown, SocketAddr};
+use std::io;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use mio::Token;
@@ -41,18 +47,23 @@ use stack::wire::{EthernetAddress, IpAddresses, IpProtocol, TcpControl, TcpRepr}
 use crate::FastMap as HashMap;
 use crate::budget::Refusal;
 use crate::config::Config;
-use crate::control::ApiReply;
 use crate::frame::quote_of;
 use crate::handler::{KIND_TCP, KIND_TCP_LISTEN, Shared};
 use crate::stats::Counters;
 use crate::worker::{FlowFrame, FrameSink};
 
+#[path = "tcp_drain.rs"]
+mod drain;
+#[path = "tcp_pump.rs"]
+mod pump;
+
+use drain::{Cause, Frozen, owes_host, reset_host};
+use pump::{pump_api, pump_from_host, pump_to_host};
+
 /// The most bytes read from a host socket in one call.
 const READ_CHUNK: usize = 256 * 1024;
 /// Turns of the pump loop per call; bounds the work one flow does before the others run.
 const PUMP_TURNS: usize = 64;
-/// The in-guest API's answer to a request over `api_max_request` bytes (RFC 9110 §15.5.14).
-const API_TOO_LARGE: &[u8] = b"HTTP/1.1 413 Content Too Large\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 18\r\nConnection: close\r\n\r\nrequest too large\n";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -62,9 +73,22 @@ enum Kind {
 }
 
 struct Flow {
+    key: FlowKey,
     conn: Connection,
     token: Token,
     host: Option<Socket>,
+    /// The host socket is connected (an accepted one, or its connect succeeded): from then
+    /// on it is owed the guest's stream.
+    host_connected: bool,
+    /// The guest's FIN arrived (latched: the engine forgets it once CLOSED).
+    fin: bool,
+    /// Payload bytes written to the host socket.
+    to_host: u64,
+    /// Being wound down with only its bytes for the host left to write; see [`drain`].
+    frozen: Option<Frozen>,
+    /// Wound down at exit or because its guest went away: its end is counted in
+    /// `tcp_teardown_completed` or `tcp_teardown_reset`.
+    teardown: bool,
     guest_mac: EthernetAddress,
     /// False while an inbound flow waits for its guest's MAC: its segments are held back
     /// (the engine retransmits them) and each attempt sends an ARP request.
@@ -112,6 +136,10 @@ pub(crate) struct TcpTable {
     listeners: HashMap<u64, Listener>,
     listen_tokens: HashMap<Token, u64>,
     buf: Vec<u8>,
+    /// Winding down for exit: new connections are refused; see [`drain`].
+    draining: bool,
+    /// Bounds the warnings about streams cut short.
+    log: drain::LogBudget,
 }
 
 /// A fresh secret for RFC 6528 initial sequence numbers, from the operating system's
@@ -143,6 +171,8 @@ impl TcpTable {
             listeners: HashMap::default(),
             listen_tokens: HashMap::default(),
             buf: vec![0; READ_CHUNK],
+            draining: false,
+            log: drain::LogBudget::default(),
         }
     }
 
@@ -177,7 +207,14 @@ impl TcpTable {
         let mtu = packet.link_mtu;
         let is_syn = repr.control == TcpControl::Syn && repr.ack_number.is_none();
         if let Some(flow) = self.flows.get_mut(&key) {
-            if !(is_syn && flow.conn.accepts_new_syn(&repr)) {
+            if flow.frozen.is_some() {
+                // The engine is done with this flow (its guest went away, or it closed):
+                // only its bytes for the host are left. A segment for it is stale.
+                if !is_syn {
+                    send_rst(sh, out, mac, addrs, &repr);
+                    return None;
+                }
+            } else if !(is_syn && flow.conn.accepts_new_syn(&repr)) {
                 flow.guest_mac = mac;
                 flow.resolved = true;
                 flow.conn.handle_segment(now, &repr, payload);
@@ -189,7 +226,7 @@ impl TcpTable {
         if let Some(owner) = sh.elsewhere(&key) {
             return Some(owner);
         }
-        if !is_syn {
+        if !is_syn || self.draining {
             send_rst(sh, out, mac, addrs, &repr);
             return None;
         }
@@ -312,7 +349,8 @@ impl TcpTable {
         let Some(flow) = self.flows.get_mut(&key) else {
             return;
         };
-        if flow.time_wait || flow.conn.state() != State::TimeWait {
+        // A flow still writing to its host is not reclaimable yet: it joins once done.
+        if flow.time_wait || flow.conn.state() != State::TimeWait || owes_host(flow) {
             return;
         }
         flow.time_wait = true;
@@ -354,9 +392,15 @@ impl TcpTable {
         self.flows.insert(
             key,
             Flow {
+                key,
                 conn,
                 token,
+                host_connected: host.is_some() && kind == Kind::Inbound,
                 host,
+                fin: false,
+                to_host: 0,
+                frozen: None,
+                teardown: false,
                 guest_mac,
                 resolved: true,
                 kind,
@@ -380,7 +424,8 @@ impl TcpTable {
         true
     }
 
-    /// Forgets a flow, closing its host socket.
+    /// Forgets a flow, closing its host socket: gracefully if the guest's stream to it was
+    /// complete, with a reset otherwise (counted as [`Cause::Linger`]).
     fn remove(&mut self, sh: &mut Shared, key: FlowKey) {
         let Some(mut flow) = self.flows.remove(&key) else {
             return;
@@ -397,9 +442,7 @@ impl TcpTable {
         if flow.time_wait {
             Counters::dec(&sh.counters.tcp_time_wait);
         }
-        if let Some(host) = flow.host.take() {
-            sh.deregister_fd(&host);
-        }
+        drain::close_host(sh, &mut self.log, &mut flow, Cause::Linger);
         Counters::dec(&sh.counters.tcp_open);
     }
 
@@ -407,10 +450,13 @@ impl TcpTable {
         let Some(flow) = self.flows.get_mut(&key) else {
             return;
         };
-        let next = [flow.conn.poll_timeout(), flow.connecting]
-            .into_iter()
-            .flatten()
-            .min();
+        let next = match &flow.frozen {
+            Some(frozen) => Some(frozen.next()),
+            None => [flow.conn.poll_timeout(), flow.connecting]
+                .into_iter()
+                .flatten()
+                .min(),
+        };
         if next != flow.scheduled {
             flow.scheduled = next;
             if let Some(at) = next {
@@ -446,6 +492,10 @@ impl TcpTable {
                 continue;
             }
             flow.scheduled = None;
+            if flow.frozen.is_some() {
+                self.flush(sh, key, now);
+                continue;
+            }
             if flow.connecting.is_some_and(|d| d <= now) {
                 Counters::bump(&sh.counters.tcp_connect_timeouts);
                 flow.conn.refuse(now);
@@ -484,6 +534,10 @@ impl TcpTable {
         };
         flow.readable |= readable;
         flow.writable |= writable;
+        if flow.frozen.is_some() {
+            self.flush(sh, key, now);
+            return;
+        }
         if flow.connecting.is_some() {
             let Some(host) = &flow.host else { return };
             let error = match host.take_error() {
@@ -496,6 +550,7 @@ impl TcpTable {
             };
             match error {
                 None => {
+                    flow.host_connected = true;
                     flow.conn.accept(now);
                     self.connect_done(sh, key);
                 }
@@ -523,21 +578,29 @@ impl TcpTable {
         let Some(flow) = self.flows.get_mut(&key) else {
             return;
         };
+        if flow.frozen.is_some() {
+            self.flush(sh, key, now);
+            return;
+        }
         let mut closed = false;
+        let mut timed_out = false;
         for _ in 0..PUMP_TURNS {
             let mut progress = false;
             while let Some(event) = flow.conn.poll_event() {
                 match event {
-                    Event::Reset | Event::TimedOut => reset_host(sh, flow),
+                    Event::Reset => reset_host(sh, &mut self.log, flow, Cause::GuestReset),
+                    // The guest stopped answering: what it sent before is still written out.
+                    Event::TimedOut => timed_out = true,
                     Event::Closed => closed = true,
-                    Event::Established | Event::Readable | Event::Writable | Event::PeerFin => {}
+                    Event::PeerFin => flow.fin = true,
+                    Event::Established | Event::Readable | Event::Writable => {}
                 }
             }
             if flow.kind == Kind::Api {
                 progress |= pump_api(sh, flow, key, now);
             } else if flow.connecting.is_none() {
-                progress |= pump_to_host(sh, flow, now);
-                progress |= pump_from_host(sh, flow, now, &mut self.buf);
+                progress |= pump_to_host(sh, &mut self.log, flow, now);
+                progress |= pump_from_host(sh, &mut self.log, flow, now, &mut self.buf);
             }
             let addrs = flow.conn.endpoints().addrs;
             if !flow.resolved && !resolve(sh, flow, key, now, out) {
@@ -562,37 +625,27 @@ impl TcpTable {
             sh.deregister_fd(&host);
         }
         if closed || flow.conn.is_closed() {
-            self.remove(sh, key);
+            if owes_host(flow) {
+                // The engine is done, the host socket is not: write what is left first.
+                let (cause, wait) = if timed_out {
+                    (Cause::GuestGone, sh.config.drain_timeout)
+                } else {
+                    (Cause::Linger, drain::LINGER)
+                };
+                self.freeze(sh, key, now, cause, now + wait);
+            } else {
+                self.remove(sh, key);
+            }
         } else {
             self.entered_time_wait(sh, key);
             self.schedule(key);
         }
     }
 
-    /// Drops every flow of a guest with one of `macs` (its link went away), closing the host
-    /// sockets with `SO_LINGER 0` so the host peers see RST; returns how many. A scan, but
-    /// only when a link detaches.
-    pub(crate) fn remove_guest(
-        &mut self,
-        sh: &mut Shared,
-        macs: &std::collections::HashSet<EthernetAddress>,
-    ) -> usize {
-        let gone: Vec<FlowKey> = self
-            .flows
-            .iter()
-            .filter(|(_, f)| macs.contains(&f.guest_mac))
-            .map(|(k, _)| *k)
-            .collect();
-        for key in &gone {
-            if let Some(flow) = self.flows.get_mut(key) {
-                reset_host(sh, flow);
-            }
-            self.remove(sh, *key);
-        }
-        gone.len()
-    }
-
     pub(crate) fn listen(&mut self, sh: &mut Shared, id: u64, socket: Socket, remote: SocketAddr) {
+        if self.draining {
+            return;
+        }
         let token = sh.token(KIND_TCP_LISTEN);
         if sh.register(&socket, token).is_err() {
             return;
@@ -726,137 +779,6 @@ fn resolve(sh: &Shared, flow: &mut Flow, key: FlowKey, now: Instant, out: &dyn F
         }
     }
     false
-}
-
-/// Guest → host: the receive ring to the host socket, then FIN → `shutdown(SHUT_WR)`.
-fn pump_to_host(sh: &Shared, flow: &mut Flow, now: Instant) -> bool {
-    let Some(host) = &flow.host else { return false };
-    let mut progress = false;
-    while flow.writable && !flow.shut_wr && flow.conn.recv_queued() > 0 {
-        let (a, b) = flow.conn.recv_slices();
-        match host.send_vectored(&[IoSlice::new(a), IoSlice::new(b)]) {
-            Ok(n) => {
-                flow.conn.consume(n);
-                Counters::add(&sh.counters.bytes_to_host, n as u64);
-                progress = true;
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => flow.writable = false,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => {
-                flow.conn.abort(now);
-                reset_host(sh, flow);
-                return true;
-            }
-        }
-    }
-    if !flow.shut_wr && flow.conn.peer_finished() && flow.conn.recv_queued() == 0 {
-        if let Some(host) = &flow.host {
-            let _ = host.shutdown(Shutdown::Write);
-        }
-        flow.shut_wr = true;
-        progress = true;
-    }
-    progress
-}
-
-/// Host → guest: read only as much as the engine can take; EOF → our FIN.
-fn pump_from_host(sh: &Shared, flow: &mut Flow, now: Instant, buf: &mut [u8]) -> bool {
-    let mut progress = false;
-    while flow.readable && !flow.host_eof {
-        let Some(host) = &flow.host else { break };
-        let room = flow.conn.send_capacity().min(buf.len());
-        if room == 0 {
-            break;
-        }
-        let Some(chunk) = buf.get_mut(..room) else {
-            break;
-        };
-        match (&*host).read(chunk) {
-            Ok(0) => {
-                flow.host_eof = true;
-                flow.conn.close(now);
-                progress = true;
-            }
-            Ok(n) => {
-                flow.conn.send(chunk.get(..n).unwrap_or_default());
-                Counters::add(&sh.counters.bytes_from_host, n as u64);
-                progress = true;
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => flow.readable = false,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => {
-                flow.conn.abort(now);
-                reset_host(sh, flow);
-                return true;
-            }
-        }
-    }
-    progress
-}
-
-/// The in-guest API: gather the request, answer, close.
-fn pump_api(sh: &Shared, flow: &mut Flow, key: FlowKey, now: Instant) -> bool {
-    let mut progress = false;
-    let queued = flow.conn.recv_queued();
-    if queued > 0 {
-        if !flow.api_done {
-            let (a, b) = flow.conn.recv_slices();
-            if flow.api_in.len() + a.len() + b.len() > sh.config.api_max_request {
-                // Too large: 413 and close; whatever else the guest sends is discarded.
-                Counters::bump(&sh.counters.api_too_large);
-                flow.api_in = Vec::new();
-                flow.api_out = API_TOO_LARGE.to_vec();
-                flow.api_done = true;
-            } else {
-                flow.api_in.extend_from_slice(a);
-                flow.api_in.extend_from_slice(b);
-            }
-        }
-        flow.conn.consume(queued);
-        progress = true;
-        if !flow.api_done
-            && let Some(api) = sh.control.guest_api()
-            && let ApiReply::Done(response) = api.respond(&flow.api_in, key.guest.ip())
-        {
-            flow.api_out = response;
-            flow.api_done = true;
-        }
-    }
-    if !flow.api_done && flow.conn.peer_finished() && !flow.host_eof {
-        flow.host_eof = true;
-        flow.conn.close(now);
-        return true;
-    }
-    if flow.api_done && !flow.host_eof {
-        while let Some(rest) = flow.api_out.get(flow.api_sent..) {
-            if rest.is_empty() {
-                break;
-            }
-            let n = flow.conn.send(rest);
-            if n == 0 {
-                break;
-            }
-            flow.api_sent += n;
-            progress = true;
-        }
-        if flow.api_sent >= flow.api_out.len() {
-            flow.host_eof = true;
-            flow.conn.close(now);
-            progress = true;
-        }
-    }
-    progress
-}
-
-/// Closes the host socket with `SO_LINGER 0`: the host peer gets RST.
-fn reset_host(sh: &Shared, flow: &mut Flow) {
-    if let Some(host) = flow.host.take() {
-        let _ = host.set_linger(Some(Duration::ZERO));
-        sh.deregister_fd(&host);
-        Counters::bump(&sh.counters.tcp_host_resets);
-    }
-    flow.host_eof = true;
-    flow.shut_wr = true;
 }
 
 fn send_rst(

@@ -17,6 +17,10 @@
 //!   [`FlowHandler::poll_timeout`] / [`FlowHandler::handle_timeout`] are the handler's timers.
 //! - The control plane reaches a handler through a command queue of its own and the worker's
 //!   [`Notify`]; the loop calls [`FlowHandler::commands`] whenever it is woken.
+//! - At exit the loop asks its handler to wind down ([`FlowHandler::begin_drain`]), keeps
+//!   running it — links included, so guests can finish their streams — until it says nothing
+//!   is owed to any host any more ([`FlowHandler::drained`]) or the deadline passes, and calls
+//!   [`FlowHandler::finish`] last, drained or not.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -118,6 +122,35 @@ pub trait FlowHandler: Send {
     fn commands(&mut self, now: Instant, out: &dyn FrameSink) {
         let _ = (now, out);
     }
+
+    /// Exit is near: take no new flows and let the open ones finish what they owe their
+    /// hosts.
+    fn begin_drain(&mut self, now: Instant, out: &dyn FrameSink) {
+        let _ = (now, out);
+    }
+
+    /// Whether no flow owes its host anything any more; asked while draining, after each
+    /// turn of the loop.
+    fn drained(&self) -> bool {
+        true
+    }
+
+    /// The last call before the worker stops, after a drain or without one: end every flow
+    /// without letting a host peer take a stream that was cut short for a complete one.
+    fn finish(&mut self, now: Instant, out: &dyn FrameSink) {
+        let _ = (now, out);
+    }
+}
+
+/// How a drain ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DrainEnd {
+    /// Every worker said nothing was owed any more.
+    Settled,
+    /// The deadline came first.
+    TimedOut,
+    /// The caller cut it short.
+    Cancelled,
 }
 
 /// What a handler is built with.

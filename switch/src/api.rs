@@ -400,6 +400,7 @@ fn stats_json(runtime: &RuntimeHandle, control: &Control, api: &ApiView) -> Valu
         "drops": drops,
         "leases": s.leases.len(),
     });
+    all["dns"]["gone_released"] = json!(s.dns.gone_released);
     if let Some(map) = all.as_object_mut() {
         map.insert("limits".to_owned(), limits);
     }

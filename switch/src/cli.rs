@@ -58,6 +58,7 @@ const LONG_FLAGS: &[&str] = &[
     "max-dns-tcp",
     "max-mac-entries",
     "max-api-request",
+    "drain-timeout",
 ];
 
 /// gvproxy flags host-switch refuses, and why.
@@ -245,6 +246,10 @@ pub struct NetworkArgs {
     /// beyond: 413 (default: 1 MiB and 64 KiB).
     #[arg(long = "max-api-request", value_parser = at_least_one)]
     pub max_api_request: Option<usize>,
+    /// Seconds TCP flows get at exit (and when their guest goes away) to write out what the
+    /// guest was acknowledged; what is left then is reset. A second signal exits at once.
+    #[arg(long = "drain-timeout", default_value = "3", value_parser = seconds)]
+    pub drain_timeout: std::time::Duration,
     /// An upstream DNS resolver, IP or IP:PORT; repeat for failover, in order (default: the
     /// nameservers of the host's /etc/resolv.conf).
     #[arg(long = "dns-upstream", value_parser = dns::resolv_conf::parse_upstream)]
@@ -262,6 +267,15 @@ fn at_least_one(s: &str) -> Result<usize, String> {
         Ok(n) => Ok(n),
         Err(e) => Err(e.to_string()),
     }
+}
+
+/// A number of seconds, fractions allowed (`0.5`), at most a day.
+fn seconds(s: &str) -> Result<std::time::Duration, String> {
+    let secs: f64 = s.parse().map_err(|e| format!("{e}"))?;
+    if !(0.0..=86400.0).contains(&secs) {
+        return Err("must be between 0 and 86400 seconds".to_owned());
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
 }
 
 /// A number of seconds that must be at least 1.
@@ -589,6 +603,30 @@ mod tests {
             assert!(
                 err.to_string().contains("must be at least 1"),
                 "{flag}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn drain_timeout_takes_fractions_and_defaults_to_the_forwarders() {
+        let d = serve(&[]);
+        assert_eq!(d.network.drain_timeout, forwarder::DEFAULT_DRAIN_TIMEOUT);
+        let s = serve(&["-drain-timeout", "0.25"]);
+        assert_eq!(
+            s.network.drain_timeout,
+            std::time::Duration::from_millis(250)
+        );
+        assert_eq!(
+            serve(&["--drain-timeout=0"])
+                .network
+                .drain_timeout
+                .as_secs(),
+            0
+        );
+        for bad in ["-1", "x", "1e9"] {
+            assert!(
+                parse(["host-switch", "--drain-timeout", bad]).is_err(),
+                "{bad}"
             );
         }
     }

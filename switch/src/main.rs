@@ -217,7 +217,7 @@ fn serve_mode(args: ServeArgs) -> Result<ExitCode, String> {
         && args.listen_vpnkit.is_empty()
         && args.listen_stdio.is_none();
     let dhcp_mtu = if only_tap { tap_mtu } else { vm_mtu };
-    let pipeline = Pipeline::start(&args.network, &addressing, dhcp_mtu)?;
+    let mut pipeline = Pipeline::start(&args.network, &addressing, dhcp_mtu)?;
     let attacher = pipeline.attacher();
     let mut links = Links::default();
     let started = start_links(
@@ -252,10 +252,33 @@ fn serve_mode(args: ServeArgs) -> Result<ExitCode, String> {
         }
         Ok(Event::ChildExited(_)) | Err(_) => ExitCode::SUCCESS,
     };
+    drain(&mut pipeline, &args.network, &events);
     signals.close();
     links.shutdown();
     pipeline.shutdown();
     Ok(code)
+}
+
+/// Lets every flow hand its host what the guest was acknowledged, for at most
+/// `--drain-timeout`, while the links still run; a signal cuts it short. What is left is
+/// reset (the forwarder logs it).
+fn drain(pipeline: &mut Pipeline, net: &NetworkArgs, events: &Receiver<Event>) {
+    let started = std::time::Instant::now();
+    let mut cancel = || matches!(events.try_recv(), Ok(Event::Signal(_)));
+    let end = pipeline.drain(net.drain_timeout, &mut cancel);
+    let took = started.elapsed();
+    match end {
+        forwarder::DrainEnd::Settled => tracing::debug!(?took, "flows drained"),
+        forwarder::DrainEnd::TimedOut => {
+            tracing::info!(?took, "drain timeout: the streams still open were reset");
+        }
+        forwarder::DrainEnd::Cancelled => {
+            tracing::info!(
+                ?took,
+                "signal during the drain: the streams still open were reset"
+            );
+        }
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -381,7 +404,7 @@ fn run_mode(args: RunArgs) -> Result<ExitCode, String> {
 
     let (events_tx, events) = crossbeam_channel::unbounded();
     let signals = watch_signals(events_tx.clone())?;
-    let pipeline = Pipeline::start(&args.network, &addressing, mtu)?;
+    let mut pipeline = Pipeline::start(&args.network, &addressing, mtu)?;
     let options = LaunchOptions {
         tap_name: args.tap.clone(),
         tap: addressing.tap_config(args.mac, mtu),
@@ -426,6 +449,9 @@ fn run_mode(args: RunArgs) -> Result<ExitCode, String> {
         })
         .map_err(|e| format!("cannot start the wait thread: {e}"))?;
     let code = wait_for_child(&events, pid);
+    // The command is gone, its namespace (held by our TAP descriptor) is not: its kernel
+    // still delivers what the command wrote before exiting.
+    drain(&mut pipeline, &args.network, &events);
     signals.close();
     tap.shutdown();
     pipeline.shutdown();

@@ -58,6 +58,7 @@ impl Pipeline {
             api_max_request: net
                 .max_api_request
                 .unwrap_or(forwarder::Config::default().api_max_request),
+            drain_timeout: net.drain_timeout,
             ..forwarder::Config::default()
         };
         let api_limits = api::ApiLimits {
@@ -144,6 +145,15 @@ impl Pipeline {
     /// The control API's handler.
     pub(crate) fn api(&self) -> Arc<Router> {
         self.api.clone()
+    }
+
+    /// See [`Runtime::drain`].
+    pub(crate) fn drain(
+        &mut self,
+        timeout: Duration,
+        cancel: &mut dyn FnMut() -> bool,
+    ) -> forwarder::DrainEnd {
+        self.runtime.drain(timeout, cancel)
     }
 
     pub(crate) fn shutdown(self) {

@@ -15,7 +15,7 @@
 //! Port ids are never reused while the process lives; [`GATEWAY_PORT`] is the gateway's.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
@@ -162,6 +162,7 @@ impl Attacher {
             board: self.board.clone(),
             egress,
             counters,
+            detached: AtomicBool::new(false),
         })
     }
 }
@@ -176,6 +177,7 @@ pub struct Port {
     board: Arc<dyn Switchboard>,
     egress: Receiver<Frame>,
     counters: Arc<PortCounters>,
+    detached: AtomicBool,
 }
 
 impl Port {
@@ -206,9 +208,19 @@ impl Port {
     }
 }
 
+impl Port {
+    /// Detaches the port now, while it is still shared (its guest is gone, say): the switch
+    /// forgets it and what was learned on it. Dropping it afterwards tells nothing more.
+    pub fn detach(&self) {
+        if !self.detached.swap(true, Ordering::AcqRel) {
+            self.board.detach(self.id);
+        }
+    }
+}
+
 impl Drop for Port {
     fn drop(&mut self) {
-        self.board.detach(self.id);
+        self.detach();
     }
 }
 

@@ -16,8 +16,10 @@
 //! TAP devices are served inside the workers ([`Runtime::attach_tap`]: one queue per worker);
 //! every other link gets ports from [`Runtime::attacher`], each served by one worker. Every
 //! queue is bounded and a full one drops and counts. [`Runtime::stats`] and
-//! [`Runtime::leases`] gather a snapshot; [`Runtime::shutdown`] stops and joins every thread;
-//! it is idempotent and runs on drop.
+//! [`Runtime::leases`] gather a snapshot. [`Runtime::drain`] winds the flows down for exit
+//! while the links still run: what guests were acknowledged reaches their hosts, within a
+//! deadline. [`Runtime::shutdown`] stops and joins every thread (each worker finishing its
+//! flows last); it is idempotent and runs on drop.
 //!
 //! Time: one [`Epoch`], taken at start, converts between `std::time::Instant` (the DHCP
 //! server's) and [`stack::time::Instant`] (everything else's).
@@ -43,7 +45,7 @@ use std::sync::atomic::Ordering;
 
 use crossbeam_channel::Sender;
 use dhcp::{Lease, StaticLease, Subnet};
-use forwarder::{HandlerFactory, NoForwarder, WorkerStats};
+use forwarder::{DrainEnd, HandlerFactory, NoForwarder, WorkerStats};
 use stack::ingress::DropCounters;
 use stack::time::Epoch;
 use stack::wire::EthernetAddress;
@@ -360,6 +362,9 @@ pub struct Stats {
 /// A question to the DNS thread, with where to answer.
 type Query<T> = Sender<T>;
 
+/// How often [`Runtime::drain`] looks at the workers and its caller.
+const DRAIN_POLL: Duration = Duration::from_millis(10);
+
 /// How long [`Runtime::stats`] waits for a worker's answer.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -490,10 +495,25 @@ impl Runtime {
             max_entries: config.mac_table_size,
             max_age: config.mac_table_age,
         });
+        // A guest gone is news for the forwarder (its flows) and the DNS service (its queries).
+        let dns_inputs = crossbeam_channel::bounded(config.dns.queue.max(1));
+        let queue_full = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (dns_gone, gone_full) = (dns_inputs.0.clone(), queue_full.clone());
+        let forwarder_gone = config.guest_gone.clone();
+        let guest_gone: GuestGoneHook = Arc::new(move |macs: &[EthernetAddress]| {
+            if let Some(hook) = &forwarder_gone {
+                hook(macs);
+            }
+            // A notice that finds the queue full is counted; the queries then time out.
+            let notice = dns_thread::Input::GuestGone(macs.to_vec());
+            if dns_gone.try_send(notice).is_err() {
+                gone_full.fetch_add(1, Ordering::Relaxed);
+            }
+        });
         let fabric = Arc::new(Fabric::new(
             switch,
             config.pcap.clone(),
-            config.guest_gone.clone(),
+            Some(guest_gone),
             config.gateway_mac,
             epoch,
         ));
@@ -521,9 +541,7 @@ impl Runtime {
             dns::Zones::gvproxy_defaults(config.gateway_ip, config.host_ip).shared()
         });
         let seed = std::collections::hash_map::RandomState::new().hash_one(0x5eed_u64);
-        let dns_inputs = crossbeam_channel::bounded(config.dns.queue.max(1));
         let dns_sender = dns_inputs.0.clone();
-        let queue_full = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let resolver = dns::Resolver::new(dns::ResolverConfig {
             upstreams: config.dns.upstreams.clone(),
             timeout: config.dns.timeout,
@@ -647,6 +665,32 @@ impl Runtime {
     /// The DHCP server's leases (bound, and every static one).
     pub fn leases(&self) -> Vec<Lease> {
         self.handle.leases()
+    }
+
+    /// Lets every flow finish what it owes its host for at most `timeout` (or until `cancel`
+    /// says stop): each worker winds its flows down ([`forwarder::FlowHandler::begin_drain`])
+    /// while it keeps serving its links, so guests can still finish their streams. Returns
+    /// how it ended; the workers go on running until [`Runtime::shutdown`], which finishes
+    /// (resets) whatever is left. Call it once, before `shutdown`.
+    pub fn drain(&mut self, timeout: Duration, cancel: &mut dyn FnMut() -> bool) -> DrainEnd {
+        let workers = self.handle.fabric.workers();
+        for worker in workers {
+            worker.tell(WorkerControl::Drain);
+        }
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if workers.iter().all(|w| w.settled()) {
+                return DrainEnd::Settled;
+            }
+            if cancel() {
+                return DrainEnd::Cancelled;
+            }
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                return DrainEnd::TimedOut;
+            }
+            std::thread::sleep(DRAIN_POLL.min(deadline - now));
+        }
     }
 
     /// Stops and joins every thread (also done on drop).

@@ -262,7 +262,7 @@ impl Tap {
     }
 
     /// Waits until a frame can be read, at most `timeout` (`None`: forever). Returns whether
-    /// one can.
+    /// one can, or a read would report an error (the device was deleted: `POLLERR`).
     pub fn wait_readable(&self, timeout: Option<Duration>) -> io::Result<bool> {
         let timeout_ms = match timeout {
             None => -1,
@@ -277,7 +277,8 @@ impl Tap {
             // SAFETY: `pfd` is one valid pollfd that lives across the call, matching nfds = 1.
             let rc = unsafe { libc::poll(&raw mut pfd, 1, timeout_ms) };
             if rc >= 0 {
-                return Ok(rc > 0 && pfd.revents & libc::POLLIN != 0);
+                let ready = libc::POLLIN | libc::POLLERR | libc::POLLHUP | libc::POLLNVAL;
+                return Ok(rc > 0 && pfd.revents & ready != 0);
             }
             let err = io::Error::last_os_error();
             if err.kind() != io::ErrorKind::Interrupted {

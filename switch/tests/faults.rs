@@ -1,15 +1,15 @@
 //! Faults on either side never bring host-switch down, with the Linux kernel in network
 //! namespaces as the guests and servers on the host's 127.0.0.1 reached through
 //! 192.168.127.254:
-//! - a guest link that goes away mid-transfer: its flows are dropped (the host peer sees RST
-//!   at once), another guest's transfer goes on byte-exact, and the guest works again once
-//!   its link is back;
+//! - a guest link that goes away mid-transfer: its flows end (the host peer gets what the
+//!   guest was acknowledged, then RST at once: the guest had not finished its stream), another
+//!   guest's transfer goes on byte-exact, and the guest works again once its link is back;
 //! - a host peer that resets mid-transfer: the guest sees ECONNRESET;
 //! - a host peer that stops reading: the guest's writes stall, what the forwarder holds for
 //!   the flow stays within its TCP buffer, memory stays flat; the transfer completes once the
 //!   host reads again;
-//! - SIGTERM to the `host-switch` binary under heavy traffic: it exits 0 at once and removes
-//!   its API socket and pid file.
+//! - SIGTERM to the `host-switch` binary under heavy traffic: it exits 0 once its drain grace
+//!   is over (the streams never end by themselves) and removes its API socket and pid file.
 //!
 //! Needs root (namespaces, TAP); skips loudly without it unless CI=true. Traffic stays on
 //! loopback and inside the namespaces created here.
@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use forwarder::Control;
 use stack::wire::EthernetAddress;
+use support::stream::{End, Pattern, Sink};
 use support::{NetnsGuard, TapLink, TempDir, echo_server, eventually, open_tap, privileged};
 use switch::runtime::{Runtime, RuntimeConfig};
 use switch::tap::{Tap, TapConfig};
@@ -104,135 +105,6 @@ impl Guest {
             .run(|| TcpStream::connect_timeout(&addr, Duration::from_secs(10)))
             .expect("enter namespace")
             .unwrap_or_else(|e| panic!("connect {addr} from {}: {e}", self.ns.name))
-    }
-}
-
-/// The bytes every transfer here carries: byte `i` of a stream is `TABLE[i % PERIOD]`, a
-/// period prime to every chunk size, so a lost, repeated or reordered chunk shows.
-struct Pattern(Vec<u8>);
-
-const PERIOD: usize = (1 << 16) + 13;
-
-impl Pattern {
-    fn new() -> Pattern {
-        Pattern(
-            (0..PERIOD as u64)
-                .map(|i| (i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 56) as u8)
-                .collect(),
-        )
-    }
-
-    /// Calls `f` with the pattern's slices that cover stream bytes `offset..offset + len`.
-    fn for_each(&self, offset: u64, len: usize, mut f: impl FnMut(&[u8])) {
-        let mut at = (offset % PERIOD as u64) as usize;
-        let mut left = len;
-        while left > 0 {
-            let n = left.min(PERIOD - at);
-            f(&self.0[at..at + n]);
-            left -= n;
-            at = 0;
-        }
-    }
-
-    fn fill(&self, offset: u64, buf: &mut Vec<u8>, len: usize) {
-        buf.clear();
-        self.for_each(offset, len, |s| buf.extend_from_slice(s));
-    }
-
-    fn matches(&self, offset: u64, data: &[u8]) -> bool {
-        let mut rest = data;
-        let mut ok = true;
-        self.for_each(offset, data.len(), |s| {
-            let (head, tail) = rest.split_at(s.len());
-            ok &= head == s;
-            rest = tail;
-        });
-        ok
-    }
-}
-
-/// How a host-side read of a transfer ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum End {
-    Eof,
-    Reset,
-    Other(io::ErrorKind),
-}
-
-#[derive(Debug)]
-struct Received {
-    bytes: u64,
-    intact: bool,
-    end: End,
-    at: Instant,
-}
-
-/// A host server on 127.0.0.1 taking one connection and reading it to its end, checking the
-/// pattern; `go` holds the reading back until it is set. `progress` counts bytes read.
-struct Sink {
-    port: u16,
-    progress: Arc<AtomicU64>,
-    go: Arc<AtomicBool>,
-    handle: JoinHandle<Received>,
-}
-
-impl Sink {
-    fn start(recv_buffer: Option<usize>, reading: bool) -> Sink {
-        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
-            .expect("socket");
-        if let Some(size) = recv_buffer {
-            // Inherited by the accepted connection: the host's kernel holds little unread.
-            socket.set_recv_buffer_size(size).expect("SO_RCVBUF");
-        }
-        socket
-            .bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
-            .expect("bind");
-        socket.listen(8).expect("listen");
-        let listener = TcpListener::from(socket);
-        let port = listener.local_addr().expect("address").port();
-        let progress = Arc::new(AtomicU64::new(0));
-        let go = Arc::new(AtomicBool::new(reading));
-        let (p, g) = (progress.clone(), go.clone());
-        let handle = std::thread::spawn(move || {
-            let (mut conn, _) = listener.accept().expect("accept");
-            while !g.load(Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            conn.set_read_timeout(Some(Duration::from_secs(10)))
-                .expect("read timeout");
-            let pattern = Pattern::new();
-            let mut buf = vec![0u8; 256 * 1024];
-            let (mut bytes, mut intact) = (0u64, true);
-            let end = loop {
-                match conn.read(&mut buf) {
-                    Ok(0) => break End::Eof,
-                    Ok(n) => {
-                        intact &= pattern.matches(bytes, &buf[..n]);
-                        bytes += n as u64;
-                        p.store(bytes, Ordering::Relaxed);
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) if e.kind() == io::ErrorKind::ConnectionReset => break End::Reset,
-                    Err(e) => break End::Other(e.kind()),
-                }
-            };
-            Received {
-                bytes,
-                intact,
-                end,
-                at: Instant::now(),
-            }
-        });
-        Sink {
-            port,
-            progress,
-            go,
-            handle,
-        }
-    }
-
-    fn received(&self) -> u64 {
-        self.progress.load(Ordering::Relaxed)
     }
 }
 
@@ -348,7 +220,8 @@ fn a_guest_link_that_goes_away_loses_its_flows_and_no_one_else_notices() {
     .expect("both transfers under way");
     assert_eq!(control.stats().tcp_open, 2, "{:?}", control.stats());
 
-    // A's cable is pulled mid-transfer: its host peer is reset at once, its flow is gone.
+    // A's cable is pulled mid-transfer: its host peer gets what A was acknowledged, then RST
+    // at once (A never finished its stream); its flow is gone.
     let pulled = Instant::now();
     a.unplug();
     let got_a = sink_a.handle.join().expect("sink A");
@@ -362,6 +235,8 @@ fn a_guest_link_that_goes_away_loses_its_flows_and_no_one_else_notices() {
     })
     .unwrap_or_else(|| panic!("A's flow is still open: {:?}", control.stats()));
     assert_eq!(stats.flows_guest_gone, 1, "{stats:?}");
+    assert_eq!(stats.tcp_teardown_reset, 1, "{stats:?}");
+    assert_eq!(stats.tcp_dropped_bytes_guest_gone, 0, "{stats:?}");
     assert_eq!(rt.stats().ports.len(), 1, "only B's");
     let b_at_pull = sink_b.received();
 
@@ -567,6 +442,7 @@ fn sigterm_under_heavy_traffic_exits_cleanly() {
     let child = Command::new(BIN)
         .args(["--netns", &netns, "--tap", "tap0", "--configure"])
         .args(["--ssh-port", "-1", "--dns-upstream", "127.0.0.1:9"])
+        .args(["--drain-timeout", "2"])
         .arg("-listen")
         .arg(format!("unix://{}", api.display()))
         .arg("-pid-file")
@@ -623,6 +499,7 @@ fn sigterm_under_heavy_traffic_exits_cleanly() {
     let signalled = Instant::now();
     // SAFETY: kill takes integers; `pid` is our live child.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    // The iperf3 streams never end by themselves: they are reset when the 2 s grace is over.
     let status = eventually(Duration::from_secs(5), || serve.0.try_wait().ok().flatten())
         .expect("no exit within 5 s of SIGTERM");
     let took = signalled.elapsed();

@@ -156,3 +156,34 @@ fn a_multi_queue_tap_spreads_flows_over_workers_and_keeps_them_there() {
     );
     link.shutdown();
 }
+
+#[test]
+fn a_deleted_tap_detaches_its_port() {
+    if !privileged("a_deleted_tap_detaches_its_port", &["ip"]) {
+        return;
+    }
+    let rt = Runtime::start(RuntimeConfig {
+        workers: 2,
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
+    let ns = NetnsGuard::new("tap-gone");
+    let options = TapOptions {
+        multi_queue: true,
+        configure: Some(TapConfig::default()),
+    };
+    let link = TapLink::open("hs0", &ns.netns(), &options, &rt.attacher(), 1500).unwrap();
+    assert_eq!(rt.stats().ports.len(), 1);
+    ns.ip(&["link", "del", "hs0"]);
+    // The device is gone while we still hold its queues: the workers notice and detach it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    while !rt.stats().ports.is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the port is still attached"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    link.shutdown();
+    assert!(rt.stats().ports.is_empty());
+}

@@ -354,6 +354,24 @@ impl GuestTcp {
         }
     }
 
+    /// Forgets the connections of guests with one of `macs` (their link went away) at
+    /// once, sending nothing; returns their ids, for the queries they left upstream.
+    pub(super) fn remove_guest(
+        &mut self,
+        macs: &std::collections::HashSet<EthernetAddress>,
+    ) -> Vec<u64> {
+        let gone: Vec<u64> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| macs.contains(&c.mac))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &gone {
+            self.remove(*id);
+        }
+        gone
+    }
+
     fn remove(&mut self, id: u64) {
         let Some(c) = self.conns.remove(&id) else {
             return;

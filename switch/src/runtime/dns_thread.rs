@@ -14,6 +14,9 @@
 //! port 53 ([`Input::Tcp`]); [`super::dns_tcp`] runs the guest connections in the TCP engine
 //! and cuts them into queries for the same resolver, and [`super::dns_upstream`] carries the
 //! queries the resolver forwards over TCP on one pooled connection per upstream.
+//!
+//! When a guest's link goes away ([`Input::GuestGone`]), its TCP connections and its queries
+//! waiting upstream are released at once (counted in [`DnsStats::gone_released`]).
 
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::sync::Arc;
@@ -45,8 +48,8 @@ pub struct DnsStats {
     pub resolver: dns::ResolverCounters,
     /// Queries waiting upstream now.
     pub pending: usize,
-    /// Queries (UDP) and segments (TCP) the gateway thread dropped because the DNS thread's
-    /// queue was full.
+    /// Queries (UDP) and segments (TCP) the gateway thread dropped, and guest-gone notices
+    /// the switch thread dropped, because the DNS thread's queue was full.
     pub queue_full: u64,
     /// Upstream datagrams dropped because the queue was full.
     pub responses_dropped: u64,
@@ -58,6 +61,9 @@ pub struct DnsStats {
     pub tcp: TcpDnsCounters,
     /// The upstream side of DNS over TCP.
     pub upstream_tcp: UpstreamTcpStats,
+    /// Queries waiting upstream and TCP connections released because their guest's link
+    /// went away.
+    pub gone_released: u64,
 }
 
 /// Counters of the pooled TCP connections to the upstreams; all only grow.
@@ -88,6 +94,8 @@ pub(crate) enum Input {
     /// The TCP connection to this upstream failed or ended before answering these queries
     /// (IDs as sent upstream).
     UpstreamLost(SocketAddr, Vec<u16>),
+    /// The guests with these MACs are gone (their link detached).
+    GuestGone(Vec<EthernetAddress>),
 }
 
 pub(super) struct DnsThread {
@@ -272,6 +280,16 @@ impl DnsThread {
             }
             Input::Response(from, bytes) => self.resolver.handle_response(now, from, &bytes),
             Input::UpstreamLost(to, ids) => self.resolver.handle_upstream_lost(now, to, &ids),
+            Input::GuestGone(macs) => {
+                let macs: std::collections::HashSet<EthernetAddress> = macs.into_iter().collect();
+                let conns = self.tcp.remove_guest(&macs);
+                self.tcp_queries.retain(|(id, _)| !conns.contains(id));
+                let queries = self.resolver.forget(|client| match client {
+                    Client::Udp(c) => macs.contains(&c.mac),
+                    Client::Tcp(id) => conns.contains(id),
+                });
+                self.stats.gone_released += (conns.len() + queries) as u64;
+            }
         }
         self.transmit();
     }

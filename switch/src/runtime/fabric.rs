@@ -65,6 +65,8 @@ pub(crate) enum WorkerControl {
         done: Option<Sender<()>>,
     },
     Stats(Sender<WorkerSnapshot>),
+    /// Exit is near: wind the flows down ([`super::Runtime::drain`]).
+    Drain,
     Stop,
 }
 
@@ -76,6 +78,8 @@ pub(crate) struct WorkerHandle {
     waker: Waker,
     /// Set by the worker just before it blocks in its poller.
     parked: AtomicBool,
+    /// Set by a draining worker whose flows owe their hosts nothing any more.
+    settled: AtomicBool,
     pub(crate) counters: Arc<WorkerCounters>,
 }
 
@@ -91,6 +95,7 @@ impl WorkerHandle {
             control,
             waker,
             parked: AtomicBool::new(false),
+            settled: AtomicBool::new(false),
             counters,
         }
     }
@@ -127,6 +132,15 @@ impl WorkerHandle {
 
     pub(crate) fn unpark(&self) {
         self.parked.store(false, Ordering::SeqCst);
+    }
+
+    /// Whether the worker, draining, has nothing left to owe.
+    pub(crate) fn settled(&self) -> bool {
+        self.settled.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_settled(&self, settled: bool) {
+        self.settled.store(settled, Ordering::Release);
     }
 }
 

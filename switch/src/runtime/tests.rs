@@ -1,6 +1,7 @@
 use super::*;
 use crate::gateway::tests::{
-    GUEST, GUEST_MAC, GW, GW_MAC, HOST, arp_request, echo_request, frame, parse_arp, udp_datagram,
+    GUEST, GUEST_MAC, GW, GW_MAC, HOST, arp_request, dns_frame, echo_request, frame, parse_arp,
+    tcp_syn, udp_datagram,
 };
 use bytes::Bytes;
 use forwarder::{FlowFrame, FlowHandler, FrameSink, Handled, WorkerContext};
@@ -187,6 +188,34 @@ fn shutdown_stops_everything() {
     assert!(port.egress().recv_timeout(Duration::from_secs(1)).is_err());
     // Dropping a second runtime without calling shutdown joins it too.
     drop(Runtime::start(config()).unwrap());
+}
+
+#[test]
+fn a_gone_guests_dns_queries_and_connections_are_released_at_once() {
+    // An upstream that never answers: the query would wait its whole timeout.
+    let upstream = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut config = config();
+    config.dns.upstreams = vec![upstream.local_addr().unwrap()];
+    config.dns.timeout = Duration::from_secs(60);
+    let rt = Runtime::start(config).unwrap();
+    let port = rt.attacher().attach("guest").unwrap();
+    let mut query = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    dns::wire::push_name(&mut query, "example.com");
+    query.extend_from_slice(&[0, 1, 0, 1]);
+    assert!(port.send(Bytes::from(dns_frame(GW, &query))));
+    assert!(port.send(Bytes::from(tcp_syn(GW, 53))));
+    wait_for("a query upstream and a TCP connection", || {
+        let dns = rt.stats().dns;
+        (dns.pending == 1 && dns.tcp.open == 1).then_some(())
+    });
+    drop(port);
+    let dns = wait_for("both released", || {
+        let dns = rt.stats().dns;
+        (dns.pending == 0 && dns.tcp.open == 0).then_some(dns)
+    });
+    assert_eq!(dns.gone_released, 2);
+    assert_eq!(dns.resolver.timeouts, 0, "released, not timed out");
+    rt.shutdown();
 }
 
 #[test]

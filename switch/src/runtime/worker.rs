@@ -401,6 +401,7 @@ pub(crate) struct Worker {
     /// This turn's events, copied out of `events`.
     turn: Vec<(Token, bool, bool, bool)>,
     next_ageing: Option<Instant>,
+    draining: bool,
     stopping: bool,
 }
 
@@ -437,6 +438,7 @@ impl Worker {
             ready: Vec::new(),
             turn: Vec::with_capacity(256),
             next_ageing: (parts.index == 0).then_some(now + AGEING),
+            draining: false,
             stopping: false,
         }
     }
@@ -448,7 +450,12 @@ impl Worker {
     pub(crate) fn run(mut self) {
         while !self.stopping {
             self.turn();
+            if self.draining {
+                self.me.set_settled(self.handler.drained());
+            }
         }
+        let now = self.now();
+        self.handler.finish(now, &self.out);
     }
 
     /// One turn of the loop: wait, then handle whatever became ready.
@@ -560,10 +567,15 @@ impl Worker {
                 WorkerControl::Stats(reply) => {
                     let _ = reply.try_send(self.snapshot());
                 }
+                WorkerControl::Drain if !self.draining => {
+                    self.draining = true;
+                    self.handler.begin_drain(now, &self.out);
+                    self.me.set_settled(self.handler.drained());
+                }
+                WorkerControl::Drain => {}
                 WorkerControl::Stop => self.stopping = true,
             }
         }
-        let _ = now;
     }
 
     fn attach(&mut self, port: PortId, spec: PortSpec) {
