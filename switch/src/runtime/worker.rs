@@ -704,7 +704,7 @@ impl Worker {
             worker = self.index,
             port = port.0,
             reason = why,
-            "TAP link gone"
+            "TAP device gone"
         );
         self.out.fabric.detach_port(port, false);
     }
