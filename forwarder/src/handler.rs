@@ -299,6 +299,7 @@ impl FlowHandler for Forwarder {
         if now >= self.next_sweep {
             self.udp.sweep(&mut self.shared, now);
             self.icmp.sweep(&mut self.shared, now);
+            self.tcp.sweep_buffers();
             self.next_sweep = now + SWEEP;
         }
     }

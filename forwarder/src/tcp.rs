@@ -323,6 +323,14 @@ impl TcpTable {
         None
     }
 
+    /// The idle sweep: every connection frees the buffers no data went through since the last
+    /// sweep (a busy one keeps its memory between bursts).
+    pub(crate) fn sweep_buffers(&mut self) {
+        for flow in self.flows.values_mut() {
+            flow.conn.release_idle_buffers();
+        }
+    }
+
     /// Whether the table has room for one more flow, closing the oldest flow in TIME-WAIT
     /// to make some if it is full (counted).
     fn make_room(&mut self, sh: &mut Shared) -> bool {

@@ -1,8 +1,10 @@
 //! A byte ring that grows on demand up to a limit, for the send and receive queues.
 //!
-//! Storage starts empty and doubles when a write needs room, up to `limit` bytes; an idle
-//! connection so holds no buffer memory at all, while a bulk one grows to the full window.
-//! [`Ring::release_if_empty`] hands the memory back once the data has drained.
+//! Storage starts empty and doubles when a write needs room, up to `limit` bytes; a bulk
+//! connection grows to the full window and keeps that memory while it is busy (a ring that
+//! empties between two segments is not freed and regrown each time). [`Ring::release_idle`],
+//! called from a periodic sweep, hands the memory back once the ring is empty and nothing
+//! touched it since the sweep before, so an idle connection holds no buffer memory at all.
 //!
 //! Besides appending at the end, the receive side writes out-of-order data into the free
 //! space *past* the end ([`Ring::write_at`]) and later makes it readable with
@@ -25,6 +27,8 @@ pub(crate) struct Ring {
     len: usize,
     /// The most bytes the ring may ever hold.
     limit: usize,
+    /// Data moved in or out since the last [`Ring::release_idle`].
+    touched: bool,
 }
 
 impl core::fmt::Debug for Ring {
@@ -44,16 +48,13 @@ impl Ring {
             read: 0,
             len: 0,
             limit,
+            touched: false,
         }
     }
 
     /// Readable bytes.
     pub(crate) fn len(&self) -> usize {
         self.len
-    }
-
-    pub(crate) fn is_empty(&self) -> bool {
-        self.len == 0
     }
 
     /// The most bytes the ring will hold.
@@ -74,6 +75,7 @@ impl Ring {
     /// Makes the storage at least `need` bytes long (within the limit), keeping the data
     /// and any bytes already written past the end at the same offsets from `read`.
     fn reserve(&mut self, need: usize) {
+        self.touched = true;
         let need = need.min(self.limit);
         if self.storage.len() >= need {
             return;
@@ -146,6 +148,7 @@ impl Ring {
 
     /// Drops up to `n` bytes from the front; returns the count.
     pub(crate) fn consume(&mut self, n: usize) -> usize {
+        self.touched = true;
         let n = n.min(self.len);
         self.len -= n;
         // Bytes written past the end keep their place, so `read` moves even when empty.
@@ -196,6 +199,21 @@ impl Ring {
             self.storage = Vec::new();
             self.read = 0;
         }
+    }
+
+    /// A sweep: frees the storage if nothing is held and no data moved since the last sweep
+    /// (the caller guarantees no out-of-order bytes sit past the end); returns the bytes
+    /// freed. Either way the next sweep starts counting afresh.
+    pub(crate) fn release_idle(&mut self) -> usize {
+        let freed = if !self.touched && self.len == 0 {
+            let n = self.storage.len();
+            self.release_if_empty();
+            n
+        } else {
+            0
+        };
+        self.touched = false;
+        freed
     }
 }
 

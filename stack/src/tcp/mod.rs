@@ -534,20 +534,24 @@ impl Connection {
     /// window reopens: call [`poll_transmit`](Self::poll_transmit) afterwards, which sends a
     /// window update once it has grown enough.
     pub fn consume(&mut self, n: usize) -> usize {
-        let n = self.rx.consume(n);
-        if self.rx.is_empty() && self.asm.is_empty() {
-            self.rx.release_if_empty();
-        }
-        n
+        self.rx.consume(n)
     }
 
     /// Copies received bytes into `out` and consumes them; returns the count.
     pub fn recv(&mut self, out: &mut [u8]) -> usize {
-        let n = self.rx.pop(out);
-        if self.rx.is_empty() && self.asm.is_empty() {
-            self.rx.release_if_empty();
-        }
-        n
+        self.rx.pop(out)
+    }
+
+    /// An idle sweep, to call every second or so: frees each buffer that is empty and that no
+    /// data moved through since the last sweep (a busy connection keeps its memory; an idle
+    /// one holds none). Returns the bytes freed.
+    pub fn release_idle_buffers(&mut self) -> usize {
+        let rx = if self.asm.is_empty() {
+            self.rx.release_idle()
+        } else {
+            0
+        };
+        rx + self.tx.release_idle()
     }
 
     /// Bytes of buffer memory the connection holds now (both rings).

@@ -332,9 +332,6 @@ impl Connection {
         // Bytes of data covered; the rest is our SYN (already consumed above) or FIN.
         let data_acked = acked.min(self.tx.len());
         self.tx.consume(data_acked);
-        if self.tx.is_empty() {
-            self.tx.release_if_empty();
-        }
         self.rtt.on_ack(ack, now);
         self.snd_una = ack;
         self.sacked.prune(ack);

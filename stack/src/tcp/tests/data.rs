@@ -304,6 +304,26 @@ fn established_segment_for_other_ports_is_dropped() {
 }
 
 #[test]
+fn established_busy_keeps_its_buffers_and_a_sweep_frees_them_when_idle() {
+    let mut h = Harness::established();
+    h.data(&[1; 3000]);
+    recv_all(&mut h);
+    let held = h.conn.buffer_memory();
+    assert!(held > 0);
+    h.conn.release_idle_buffers();
+    // More data through the same memory: no reallocation between bursts.
+    h.data(&[2; 3000]);
+    recv_all(&mut h);
+    assert_eq!(h.conn.buffer_memory(), held);
+    assert_eq!(
+        h.conn.release_idle_buffers(),
+        0,
+        "busy since the last sweep"
+    );
+    assert_eq!(h.conn.release_idle_buffers(), held);
+}
+
+#[test]
 fn established_idle_holds_no_buffers() {
     let mut h = Harness::established();
     h.data(&[1; 3000]);
@@ -312,6 +332,16 @@ fn established_idle_holds_no_buffers() {
     let ack = h.ack_seg();
     h.input(ack, &[]);
     recv_all(&mut h);
+    // Busy a moment ago: the memory stays for the next burst.
+    assert!(h.conn.buffer_memory() > 0);
+    assert_eq!(
+        h.conn.release_idle_buffers(),
+        0,
+        "data moved since no sweep"
+    );
+    assert!(h.conn.buffer_memory() > 0);
+    // A sweep later with nothing moved in between, the idle connection holds none.
+    assert!(h.conn.release_idle_buffers() > 0);
     assert_eq!(h.conn.buffer_memory(), 0);
     let size = core::mem::size_of::<Connection>();
     println!("an idle established connection: {size} bytes, no buffers");
