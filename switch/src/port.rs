@@ -77,6 +77,8 @@ pub enum AttachError {
     SwitchStopped,
     #[error("port ids exhausted")]
     IdsExhausted,
+    #[error("this data plane serves no such link itself")]
+    Unsupported,
 }
 
 /// What a port needs from the data plane; the runtime implements it.
@@ -107,6 +109,19 @@ pub trait Switchboard: Send + Sync + std::fmt::Debug {
     ) -> Result<(PortId, Arc<PortCounters>), AttachError> {
         let _ = (name, queues, mtu);
         Err(AttachError::SwitchStopped)
+    }
+
+    /// Serves a stream connection inside the data plane's own loops; returns its port. The
+    /// stream's `done` is told when it ends. Boards that cannot say
+    /// [`AttachError::Unsupported`], and the link serves it with threads of its own.
+    fn attach_stream(
+        &self,
+        name: &str,
+        stream: crate::link::stream::NativeStream,
+        mtu: u16,
+    ) -> Result<PortId, AttachError> {
+        let _ = (name, stream, mtu);
+        Err(AttachError::Unsupported)
     }
 
     /// Detaches `port` and returns once the data plane has let go of its link (or after a
@@ -143,6 +158,11 @@ impl Attacher {
     /// The data plane behind the ports.
     pub fn board(&self) -> &Arc<dyn Switchboard> {
         &self.board
+    }
+
+    /// The MTU of guests whose link does not say its own.
+    pub fn mtu(&self) -> u16 {
+        self.mtu
     }
 
     /// A new port for one guest; `name` says which link and peer, for logs and `/stats`.

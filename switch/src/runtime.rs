@@ -30,6 +30,7 @@ mod dns_upstream;
 mod fabric;
 #[cfg(test)]
 mod hostile_tests;
+mod stream_link;
 #[cfg(test)]
 mod tests;
 mod worker;

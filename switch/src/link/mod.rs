@@ -164,10 +164,15 @@ pub enum CloseReason {
 
 /// Logs a port's end at a level fitting its reason.
 pub(crate) fn log_close(port: &Port, reason: &CloseReason) {
+    log_close_named(port.name(), port.id(), reason);
+}
+
+/// [`log_close`] for a port known by its name and id.
+pub(crate) fn log_close_named(name: &str, id: crate::PortId, reason: &CloseReason) {
     match reason {
         CloseReason::Framing(_) | CloseReason::Io(_) => {
-            tracing::warn!(port = port.name(), id = port.id().0, %reason, "port closed");
+            tracing::warn!(port = name, id = id.0, %reason, "port closed");
         }
-        _ => tracing::info!(port = port.name(), id = port.id().0, %reason, "port closed"),
+        _ => tracing::info!(port = name, id = id.0, %reason, "port closed"),
     }
 }

@@ -44,7 +44,9 @@ pub fn listen(
 }
 
 /// Attaches a port for `conn` and runs it as a framed stream until it closes. Shared by every
-/// stream link; `leftover` is what was read past a request or handshake.
+/// stream link; `leftover` is what was read past a request or handshake. The data plane
+/// serves the connection inside a worker's loop where it can (this thread then only waits
+/// for its end); otherwise this thread and a transmit thread of its own carry it.
 pub(crate) fn serve_stream(
     conn: Conn,
     attacher: &Attacher,
@@ -54,6 +56,39 @@ pub(crate) fn serve_stream(
     counters: &Arc<LinkCounters>,
 ) {
     let name = format!("{link}:{}", conn.peer);
+    match conn.try_clone_socket() {
+        Ok(socket) => {
+            let (done, ended) = crossbeam_channel::bounded(1);
+            let native = stream::NativeStream {
+                socket,
+                spec,
+                leftover: leftover.to_vec(),
+                link: counters.clone(),
+                done,
+            };
+            match attacher
+                .board()
+                .attach_stream(&name, native, attacher.mtu())
+            {
+                Ok(id) => {
+                    tracing::info!(port = %name, id = id.0, "port attached");
+                    let reason = ended.recv().unwrap_or(super::CloseReason::SwitchStopped);
+                    super::log_close_named(&name, id, &reason);
+                    counters.record_close(&reason);
+                    return;
+                }
+                Err(crate::port::AttachError::Unsupported) => {}
+                Err(e) => {
+                    tracing::warn!(port = %name, error = %e, "cannot attach");
+                    return;
+                }
+            }
+        }
+        Err(e) => {
+            tracing::warn!(port = %name, error = %e, "cannot clone the connection");
+            return;
+        }
+    }
     let port = match attacher.attach(&name) {
         Ok(port) => port,
         Err(e) => {

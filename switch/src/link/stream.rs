@@ -22,6 +22,20 @@ use crate::port::{Frame, Port};
 /// Bytes buffered before a write reaches the stream.
 const TX_BUFFER: usize = 64 * 1024;
 
+/// A stream connection handed to the data plane to be served inside a worker's loop
+/// ([`crate::port::Switchboard::attach_stream`]).
+#[derive(Debug)]
+pub struct NativeStream {
+    pub socket: socket2::Socket,
+    pub spec: StreamSpec,
+    /// Stream bytes read before framing started (after an HTTP request or a handshake).
+    pub leftover: Vec<u8>,
+    /// The link's counters (frames it could not send).
+    pub link: Arc<LinkCounters>,
+    /// Told why the stream ended.
+    pub done: crossbeam_channel::Sender<CloseReason>,
+}
+
 /// How a stream is framed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StreamSpec {

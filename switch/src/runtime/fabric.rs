@@ -31,6 +31,7 @@ use stack::wire::EthernetAddress;
 use super::GuestGoneHook;
 use super::worker::{PortSpec, WorkerSnapshot};
 use crate::forward::Switch;
+use crate::link::stream::NativeStream;
 use crate::mac_table::PortId;
 use crate::pcap::PcapSink;
 use crate::port::{AttachError, Egress, Frame, PortCounters, Switchboard};
@@ -302,6 +303,33 @@ impl Fabric {
         Ok((id, counters))
     }
 
+    /// Attaches a stream connection served inside one worker's loop (spread over the workers
+    /// in turn); the others hand its frames to that one.
+    pub(crate) fn attach_stream(
+        &self,
+        name: &str,
+        stream: NativeStream,
+        mtu: u16,
+    ) -> Result<PortId, AttachError> {
+        let counters = Arc::new(PortCounters::default());
+        let id = self.new_port(name, counters.clone())?;
+        let workers = self.workers();
+        let owner = self.next_worker.fetch_add(1, Ordering::Relaxed) % workers.len().max(1);
+        let mut stream = Some(stream);
+        for (k, worker) in workers.iter().enumerate() {
+            let spec = match stream.take_if(|_| k == owner) {
+                Some(stream) => PortSpec::Stream {
+                    stream,
+                    mtu,
+                    counters: counters.clone(),
+                },
+                None => PortSpec::Remote { owner, mtu },
+            };
+            worker.tell(WorkerControl::Attach { port: id, spec });
+        }
+        Ok(id)
+    }
+
     /// Detaches `port`: the switch forgets it, every worker lets go of its link (waited for,
     /// briefly, when `wait`), and the forwarder drops the flows of the guests behind it.
     pub(crate) fn detach_port(&self, port: PortId, wait: bool) {
@@ -391,6 +419,15 @@ impl Switchboard for Fabric {
 
     fn detach_and_wait(&self, port: PortId) {
         self.detach_port(port, true);
+    }
+
+    fn attach_stream(
+        &self,
+        name: &str,
+        stream: NativeStream,
+        mtu: u16,
+    ) -> Result<PortId, AttachError> {
+        Fabric::attach_stream(self, name, stream, mtu)
     }
 
     fn workers(&self) -> usize {

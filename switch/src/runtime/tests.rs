@@ -233,3 +233,74 @@ fn bad_config_is_refused() {
     .unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
 }
+
+/// A stream connection served inside a worker: frames in and out through one socket, many
+/// frames per read, and the end of the stream detaches the port and tells the attacher.
+#[test]
+fn a_stream_link_runs_inside_a_worker() {
+    use crate::framing::{Decoder, Encoder, LengthPrefix};
+    use crate::link::stream::{NativeStream, StreamSpec};
+    use std::io::Write;
+    let rt = Runtime::start(config()).unwrap();
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+    let spec = StreamSpec {
+        prefix: LengthPrefix::U32Be,
+        max_frame: 1514 + 4,
+    };
+    let encoder = Encoder::new(spec.prefix, spec.max_frame);
+    // A frame sent before the data plane took the socket over arrives as leftover bytes.
+    let mut leftover = Vec::new();
+    encoder
+        .encode_into(&arp_request(GW, GUEST), &mut leftover)
+        .unwrap();
+    let (done, ended) = crossbeam_channel::bounded(1);
+    let stream = NativeStream {
+        socket: socket2::Socket::from(std::os::fd::OwnedFd::from(theirs)),
+        spec,
+        leftover,
+        link: Arc::new(crate::link::LinkCounters::default()),
+        done,
+    };
+    let board = rt.attacher().board().clone();
+    let id = board.attach_stream("test-stream", stream, 1500).unwrap();
+    // Two echo requests in one write.
+    let mut burst = Vec::new();
+    encoder
+        .encode_into(&echo_request(GW, b"one"), &mut burst)
+        .unwrap();
+    encoder
+        .encode_into(&echo_request(GW, b"two"), &mut burst)
+        .unwrap();
+    (&ours).write_all(&burst).unwrap();
+    ours.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut decoder = Decoder::new(spec.prefix, spec.max_frame);
+    let mut replies = Vec::new();
+    while replies.len() < 3 {
+        let n = decoder.read_from(&mut &ours).unwrap();
+        assert!(n > 0, "the stream ended early");
+        while let Some(frame) = decoder.next_frame().unwrap() {
+            replies.push(frame.to_vec());
+        }
+    }
+    let (eth, arp) = parse_arp(&replies[0]);
+    assert_eq!(
+        (eth.dst_addr, arp.operation),
+        (GUEST_MAC, ArpOperation::Reply)
+    );
+    assert!(replies[1].windows(3).any(|w| w == b"one"), "in order");
+    assert!(replies[2].windows(3).any(|w| w == b"two"), "in order");
+    let stats = rt.stats();
+    assert_eq!(stats.gateway.echo_replies, 2);
+    let port = stats.ports.iter().find(|p| p.id == id).unwrap();
+    assert_eq!((port.rx_frames, port.tx_frames), (3, 3));
+    // The guest hangs up: the port goes and the attacher hears why.
+    drop(ours);
+    let reason = ended.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert!(
+        matches!(reason, crate::link::CloseReason::PeerClosed),
+        "{reason}"
+    );
+    wait_for("the port detached", || {
+        rt.stats().ports.iter().all(|p| p.id != id).then_some(())
+    });
+}

@@ -44,14 +44,21 @@ use stack::wire::{EthernetAddress, EthernetFrame, EthernetRepr};
 
 use super::dns_thread::Input as DnsInput;
 use super::fabric::{Fabric, FrameHandoff, WorkerControl, WorkerHandle};
+use super::stream_link::{ReadEnd, StreamConn};
 use crate::forward::Decision;
 use crate::gateway::{Gateway, GatewayCounters, Outcome};
+use crate::link::CloseReason;
+use crate::link::stream::NativeStream;
 use crate::mac_table::PortId;
 use crate::port::{Egress, GATEWAY_PORT, PortCounters};
 use crate::tap::Tap;
 
 /// The token kind of this worker's TAP queues (see [`forwarder::LOOP_KINDS`]).
 const KIND_TAP: usize = LOOP_KINDS;
+/// The token kind of this worker's stream connections.
+const KIND_STREAM: usize = LOOP_KINDS + 1;
+/// Reads from one stream connection per turn (each takes every frame that arrived).
+const STREAM_READS: usize = 8;
 /// Frames read from one link, or taken from the inbox, before the worker looks around.
 const BATCH: usize = 64;
 /// How often a source address seen again on the same port is refreshed in the shared table.
@@ -77,6 +84,12 @@ pub(crate) enum PortSpec {
     },
     /// A link with threads of its own, fed through its egress queue.
     Channel { egress: Egress, mtu: u16 },
+    /// A stream connection this worker reads and writes.
+    Stream {
+        stream: NativeStream,
+        mtu: u16,
+        counters: Arc<PortCounters>,
+    },
     /// A link another worker serves.
     Remote { owner: usize, mtu: u16 },
 }
@@ -91,6 +104,10 @@ enum LocalPort {
         egress: Egress,
         mtu: u16,
     },
+    Stream {
+        link: usize,
+        mtu: u16,
+    },
     Remote {
         owner: usize,
         mtu: u16,
@@ -102,6 +119,7 @@ impl LocalPort {
         match self {
             LocalPort::Tap { mtu, .. }
             | LocalPort::Channel { mtu, .. }
+            | LocalPort::Stream { mtu, .. }
             | LocalPort::Remote { mtu, .. } => *mtu,
         }
     }
@@ -140,6 +158,9 @@ struct Out {
     fabric: Arc<Fabric>,
     ports: HashMap<PortId, LocalPort, Fast>,
     links: slab::Slab<TapQueue>,
+    streams: slab::Slab<StreamConn>,
+    /// Streams with frames queued this turn, written at its end.
+    to_flush: RefCell<Vec<usize>>,
     cache: RefCell<L2Cache>,
     counters: Arc<WorkerCounters>,
     /// Where frames for guests are built ([`FrameSink::send_with`]).
@@ -259,6 +280,20 @@ impl Out {
                 sent
             }
             Some(LocalPort::Channel { egress, .. }) => egress.push(frame.into_bytes()),
+            Some(LocalPort::Stream { link, .. }) => {
+                let Some(conn) = self.streams.get(*link) else {
+                    return false;
+                };
+                let sent = conn.queue(frame.as_slice());
+                if sent {
+                    self.counters.count(WorkerEvent::Tx, 1);
+                    let mut to_flush = self.to_flush.borrow_mut();
+                    if !to_flush.contains(link) {
+                        to_flush.push(*link);
+                    }
+                }
+                sent
+            }
             Some(LocalPort::Remote { owner, .. }) => self.fabric.hand(
                 Some(&self.counters),
                 *owner,
@@ -398,6 +433,10 @@ pub(crate) struct Worker {
     epoch: Epoch,
     /// TAP queues with frames left after a batch.
     ready: Vec<usize>,
+    /// Stream connections with bytes left after a batch.
+    ready_streams: Vec<usize>,
+    /// Frames read from a stream in one batch, before they run through.
+    stream_frames: Vec<Bytes>,
     /// This turn's events, copied out of `events`.
     turn: Vec<(Token, bool, bool, bool)>,
     next_ageing: Option<Instant>,
@@ -423,6 +462,8 @@ impl Worker {
                 fabric: parts.fabric,
                 ports: HashMap::default(),
                 links: slab::Slab::new(),
+                streams: slab::Slab::new(),
+                to_flush: RefCell::new(Vec::new()),
                 cache: RefCell::new(L2Cache::default()),
                 scratch: RefCell::new(Vec::new()),
                 counters,
@@ -436,6 +477,8 @@ impl Worker {
             neighbours: parts.neighbours,
             epoch,
             ready: Vec::new(),
+            ready_streams: Vec::new(),
+            stream_frames: Vec::new(),
             turn: Vec::with_capacity(256),
             next_ageing: (parts.index == 0).then_some(now + AGEING),
             draining: false,
@@ -493,6 +536,10 @@ impl Worker {
             match token.0 >> KIND_SHIFT {
                 0 => {}
                 KIND_TAP => self.tap_ready(now, token.0 & ((1 << KIND_SHIFT) - 1), failed),
+                KIND_STREAM => {
+                    let link = token.0 & ((1 << KIND_SHIFT) - 1);
+                    self.stream_ready(now, link, readable || failed, writable);
+                }
                 kind if kind < LOOP_KINDS => {
                     self.handler.ready(
                         now,
@@ -511,12 +558,21 @@ impl Worker {
         for link in again {
             self.read_link(now, link);
         }
+        let again: Vec<usize> = std::mem::take(&mut self.ready_streams);
+        for link in again {
+            self.read_stream(now, link);
+        }
         self.timers();
+        self.flush_streams();
     }
 
     /// How long to wait: not at all with work left, else until the next timer.
     fn timeout(&self, now: Instant) -> Option<Duration> {
-        if !self.ready.is_empty() || !self.frames.is_empty() || !self.control.is_empty() {
+        if !self.ready.is_empty()
+            || !self.ready_streams.is_empty()
+            || !self.frames.is_empty()
+            || !self.control.is_empty()
+        {
             return Some(Duration::ZERO);
         }
         let next = [
@@ -610,6 +666,37 @@ impl Worker {
                     counters,
                 }
             }
+            PortSpec::Stream {
+                stream,
+                mtu,
+                counters,
+            } => {
+                let entry = self.out.streams.vacant_entry();
+                let link = entry.key();
+                let conn = match StreamConn::new(stream, port, counters) {
+                    Ok(conn) => conn,
+                    Err(e) => {
+                        tracing::warn!(worker = self.index, error = %e, "stream unusable");
+                        self.out.fabric.detach_port(port, false);
+                        return;
+                    }
+                };
+                let token = Token((KIND_STREAM << KIND_SHIFT) | link);
+                let fd = conn.socket().as_raw_fd();
+                if let Err(e) = self.poll.registry().register(
+                    &mut SourceFd(&fd),
+                    token,
+                    Interest::READABLE | Interest::WRITABLE,
+                ) {
+                    tracing::warn!(worker = self.index, error = %e, "cannot poll a stream");
+                    self.out.fabric.detach_port(port, false);
+                    return;
+                }
+                entry.insert(conn);
+                // Bytes may be buffered already (after a handshake) or waiting.
+                self.ready_streams.push(link);
+                LocalPort::Stream { link, mtu }
+            }
             PortSpec::Channel { egress, mtu } => LocalPort::Channel { egress, mtu },
             PortSpec::Remote { owner, mtu } => LocalPort::Remote { owner, mtu },
         };
@@ -617,13 +704,88 @@ impl Worker {
     }
 
     fn detach(&mut self, port: PortId) {
-        if let Some(LocalPort::Tap { link, .. }) = self.out.ports.remove(&port)
-            && self.out.links.contains(link)
-        {
-            let queue = self.out.links.remove(link);
-            let fd = queue.tap.as_raw_fd();
-            let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
-            self.ready.retain(|&l| l != link);
+        match self.out.ports.remove(&port) {
+            Some(LocalPort::Tap { link, .. }) if self.out.links.contains(link) => {
+                let queue = self.out.links.remove(link);
+                let fd = queue.tap.as_raw_fd();
+                let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
+                self.ready.retain(|&l| l != link);
+            }
+            Some(LocalPort::Stream { link, .. }) => self.drop_stream(link, CloseReason::Shutdown),
+            _ => {}
+        }
+    }
+
+    /// Lets go of stream `link`, telling its attacher why it ended.
+    fn drop_stream(&mut self, link: usize, reason: CloseReason) {
+        if !self.out.streams.contains(link) {
+            return;
+        }
+        let mut conn = self.out.streams.remove(link);
+        let fd = conn.socket().as_raw_fd();
+        let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
+        self.ready_streams.retain(|&l| l != link);
+        self.out.to_flush.borrow_mut().retain(|&l| l != link);
+        conn.end(reason);
+    }
+
+    fn stream_ready(&mut self, now: Instant, link: usize, readable: bool, writable: bool) {
+        if writable && let Some(conn) = self.out.streams.get(link) {
+            conn.set_writable();
+            if conn.pending() {
+                let mut to_flush = self.out.to_flush.borrow_mut();
+                if !to_flush.contains(&link) {
+                    to_flush.push(link);
+                }
+            }
+        }
+        if readable {
+            self.read_stream(now, link);
+        }
+    }
+
+    /// Reads a batch from stream `link` and runs its frames through; a stream that ended
+    /// detaches its port.
+    fn read_stream(&mut self, now: Instant, link: usize) {
+        let Some(conn) = self.out.streams.get_mut(link) else {
+            return;
+        };
+        let port = conn.port;
+        let counters = conn.counters.clone();
+        let mut frames = std::mem::take(&mut self.stream_frames);
+        let end = conn.read_batch(&mut self.rx, &mut frames, STREAM_READS);
+        for frame in frames.drain(..) {
+            self.out.counters.count(WorkerEvent::Rx, 1);
+            counters.rx(frame.len(), true);
+            self.ingress(now, port, frame);
+        }
+        self.stream_frames = frames;
+        match end {
+            ReadEnd::Blocked => {}
+            ReadEnd::More => {
+                if !self.ready_streams.contains(&link) {
+                    self.ready_streams.push(link);
+                }
+            }
+            ReadEnd::Closed(reason) => {
+                self.drop_stream(link, reason);
+                self.out.fabric.detach_port(port, false);
+            }
+        }
+    }
+
+    /// Writes what this turn queued for each stream.
+    fn flush_streams(&mut self) {
+        let links: Vec<usize> = std::mem::take(&mut *self.out.to_flush.borrow_mut());
+        for link in links {
+            let Some(conn) = self.out.streams.get(link) else {
+                continue;
+            };
+            if let Err(reason) = conn.flush() {
+                let port = conn.port;
+                self.drop_stream(link, reason);
+                self.out.fabric.detach_port(port, false);
+            }
         }
     }
 

@@ -1,0 +1,204 @@
+//! A length-prefixed stream link (QEMU `-netdev stream`, gvforwarder's `/connect`, vpnkit)
+//! served inside a worker's loop: one connection, one port, read and written by the worker
+//! that owns every flow of its guest.
+//!
+//! Reading: each read fills the [`Decoder`] with as many frames as arrived (one syscall for
+//! many frames); each whole frame is copied once into the worker's receive arena and run
+//! through. Writing: frames for the guest are encoded one after another into the link's
+//! transmit buffer, and the buffer is written once per turn of the loop (one syscall for many
+//! frames); what the socket does not take waits for it to become writable. The transmit
+//! buffer is bounded: a frame that finds it full is dropped and counted, as a full queue
+//! would drop it. A framing error, the end of the stream or a failed read or write ends the
+//! link with its [`CloseReason`], which goes back to the thread that attached it.
+
+use std::cell::{Cell, RefCell};
+use std::io::{self, Write};
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use crossbeam_channel::Sender;
+use socket2::Socket;
+
+use crate::framing::{Decoder, Encoder};
+use crate::link::stream::NativeStream;
+use crate::link::{CloseReason, LinkCounters};
+use crate::mac_table::PortId;
+use crate::port::PortCounters;
+
+/// Bytes waiting to be written to one stream, at most.
+const TX_LIMIT: usize = 4 << 20;
+
+/// One stream connection served by a worker. See the module docs.
+pub(crate) struct StreamConn {
+    socket: Socket,
+    pub(crate) port: PortId,
+    decoder: Decoder,
+    encoder: Encoder,
+    tx: RefCell<Vec<u8>>,
+    /// Bytes of `tx` already written.
+    tx_sent: Cell<usize>,
+    /// The socket took everything last time (or has not refused yet).
+    writable: Cell<bool>,
+    link: Arc<LinkCounters>,
+    pub(crate) counters: Arc<PortCounters>,
+    done: Option<Sender<CloseReason>>,
+}
+
+/// What a batch of reads found.
+pub(crate) enum ReadEnd {
+    /// The socket has nothing more now.
+    Blocked,
+    /// The batch ended with more to read.
+    More,
+    /// The stream is over.
+    Closed(CloseReason),
+}
+
+impl StreamConn {
+    pub(crate) fn new(
+        parts: NativeStream,
+        port: PortId,
+        counters: Arc<PortCounters>,
+    ) -> io::Result<StreamConn> {
+        parts.socket.set_nonblocking(true)?;
+        let mut decoder = Decoder::new(parts.spec.prefix, parts.spec.max_frame);
+        let mut leftover = &parts.leftover[..];
+        while !leftover.is_empty() {
+            let n = decoder.feed(leftover);
+            if n == 0 {
+                break;
+            }
+            leftover = leftover.get(n..).unwrap_or_default();
+        }
+        Ok(StreamConn {
+            socket: parts.socket,
+            port,
+            decoder,
+            encoder: Encoder::new(parts.spec.prefix, parts.spec.max_frame),
+            tx: RefCell::new(Vec::new()),
+            tx_sent: Cell::new(0),
+            writable: Cell::new(true),
+            link: parts.link,
+            counters,
+            done: Some(parts.done),
+        })
+    }
+
+    pub(crate) fn socket(&self) -> &Socket {
+        &self.socket
+    }
+
+    /// Takes the whole frames buffered now, each copied into `arena` as its own `Bytes`,
+    /// then reads once more if `read` says so. Frames go to `frames`.
+    pub(crate) fn read_batch(
+        &mut self,
+        arena: &mut BytesMut,
+        frames: &mut Vec<Bytes>,
+        reads: usize,
+    ) -> ReadEnd {
+        for _ in 0..reads {
+            loop {
+                match self.decoder.next_frame() {
+                    Ok(Some(frame)) => {
+                        arena.extend_from_slice(frame);
+                        frames.push(arena.split().freeze());
+                    }
+                    Ok(None) => break,
+                    Err(e) => return ReadEnd::Closed(CloseReason::Framing(e.to_string())),
+                }
+            }
+            match self.decoder.read_from(&mut &self.socket) {
+                Ok(0) => {
+                    // Frames that arrived with the end are still the guest's.
+                    while let Ok(Some(frame)) = self.decoder.next_frame() {
+                        arena.extend_from_slice(frame);
+                        frames.push(arena.split().freeze());
+                    }
+                    return ReadEnd::Closed(match self.decoder.finish() {
+                        Ok(()) => CloseReason::PeerClosed,
+                        Err(e) => CloseReason::Framing(e.to_string()),
+                    });
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    while let Ok(Some(frame)) = self.decoder.next_frame() {
+                        arena.extend_from_slice(frame);
+                        frames.push(arena.split().freeze());
+                    }
+                    return ReadEnd::Blocked;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return ReadEnd::Closed(CloseReason::Io(e)),
+            }
+        }
+        ReadEnd::More
+    }
+
+    /// Queues `frame` for the guest; false (counted) when it is over the link's frame size or
+    /// the transmit buffer is full. The caller flushes at the end of its turn.
+    pub(crate) fn queue(&self, frame: &[u8]) -> bool {
+        let mut tx = self.tx.borrow_mut();
+        let sent = tx.len() - self.tx_sent.get() < TX_LIMIT
+            && self.encoder.encode_into(frame, &mut tx).is_ok();
+        if !sent {
+            LinkCounters::bump(&self.link.tx_errors);
+        }
+        self.counters.tx(frame.len(), sent);
+        sent
+    }
+
+    /// Whether frames wait to be written.
+    pub(crate) fn pending(&self) -> bool {
+        self.tx.borrow().len() > self.tx_sent.get()
+    }
+
+    /// The socket can take more (a writable event).
+    pub(crate) fn set_writable(&self) {
+        self.writable.set(true);
+    }
+
+    /// Writes what is queued, as far as the socket takes it. An error ends the link.
+    pub(crate) fn flush(&self) -> Result<(), CloseReason> {
+        if !self.writable.get() {
+            return Ok(());
+        }
+        let mut tx = self.tx.borrow_mut();
+        loop {
+            let sent = self.tx_sent.get();
+            let Some(rest) = tx.get(sent..).filter(|r| !r.is_empty()) else {
+                tx.clear();
+                self.tx_sent.set(0);
+                return Ok(());
+            };
+            match (&self.socket).write(rest) {
+                Ok(0) => return Err(CloseReason::PeerClosed),
+                Ok(n) => self.tx_sent.set(sent + n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.writable.set(false);
+                    // Keep the buffer from creeping: move what is left to the front.
+                    if sent > 0 {
+                        tx.drain(..sent);
+                        self.tx_sent.set(0);
+                    }
+                    return Ok(());
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(CloseReason::Io(e)),
+            }
+        }
+    }
+
+    /// The link is over: its attacher learns why.
+    pub(crate) fn end(&mut self, reason: CloseReason) {
+        if let Some(done) = self.done.take() {
+            let _ = done.send(reason);
+        }
+        let _ = self.socket.shutdown(std::net::Shutdown::Both);
+    }
+}
+
+impl Drop for StreamConn {
+    fn drop(&mut self) {
+        self.end(CloseReason::Shutdown);
+    }
+}
