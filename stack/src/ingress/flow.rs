@@ -20,7 +20,7 @@ use crate::wire::{
 };
 
 /// One flow, seen from the guest.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FlowKey {
     pub protocol: IpProtocol,
     pub guest: SocketAddr,
@@ -48,6 +48,24 @@ fn addr_words(addr: IpAddr) -> (u64, u64) {
             let bits = a.to_bits();
             ((bits >> 64) as u64, bits as u64)
         }
+    }
+}
+
+/// Hashing for hash maps: the key as five words, so that a keyed hasher (the tables' own,
+/// seeded per process) makes one cheap pass over it. Keys that are equal give equal words.
+impl core::hash::Hash for FlowKey {
+    fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
+        let (g_hi, g_lo) = addr_words(self.guest.ip());
+        let (r_hi, r_lo) = addr_words(self.remote.ip());
+        let ports = (u64::from(self.guest.port()) << 32)
+            | (u64::from(self.remote.port()) << 16)
+            | (u64::from(self.guest.is_ipv6()) << 8)
+            | u64::from(u8::from(self.protocol));
+        state.write_u64(ports);
+        state.write_u64(g_hi);
+        state.write_u64(g_lo);
+        state.write_u64(r_hi);
+        state.write_u64(r_lo);
     }
 }
 
