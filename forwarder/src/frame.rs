@@ -262,17 +262,50 @@ impl Framer {
     }
 }
 
+/// The longest quote [`quote_of`] takes: an IPv4 header with 40 bytes of options, or the
+/// IPv6 fixed header, and 8 bytes.
+pub const MAX_QUOTE: usize = 60 + 8;
+
+/// What [`quote_of`] takes, in fixed space (no allocation), to keep beside a flow.
+#[derive(Debug, Clone, Copy)]
+pub struct Quote {
+    bytes: [u8; MAX_QUOTE],
+    len: u8,
+}
+
+impl Quote {
+    /// The quote of the guest's packet in `frame`.
+    pub fn of(frame: &[u8]) -> Quote {
+        let mut bytes = [0u8; MAX_QUOTE];
+        let taken = quote_range(frame);
+        let len = taken.len().min(MAX_QUOTE);
+        if let (Some(dst), Some(src)) = (bytes.get_mut(..len), taken.get(..len)) {
+            dst.copy_from_slice(src);
+        }
+        Quote {
+            bytes,
+            len: len as u8,
+        }
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        self.bytes.get(..usize::from(self.len)).unwrap_or_default()
+    }
+}
+
 /// The first bytes of the guest's packet as ICMP errors quote it: its IP header and the
 /// first 8 bytes after it, copied out of `frame`.
 pub fn quote_of(frame: &[u8]) -> Vec<u8> {
+    quote_range(frame).to_vec()
+}
+
+fn quote_range(frame: &[u8]) -> &[u8] {
     let ip = frame.get(ethernet::HEADER_LEN..).unwrap_or_default();
     let header = match ip.first().map(|b| b >> 4) {
         Some(4) => usize::from(ip.first().copied().unwrap_or(0x45) & 0x0f) * 4,
         _ => ipv6::HEADER_LEN,
     };
-    ip.get(..ip.len().min(header + 8))
-        .unwrap_or_default()
-        .to_vec()
+    ip.get(..ip.len().min(header + 8)).unwrap_or_default()
 }
 
 /// The quote an ICMP error about a guest's UDP or TCP packet carries, rebuilt from what we

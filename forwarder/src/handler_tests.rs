@@ -528,3 +528,6 @@ fn a_gone_guest_loses_its_flows_and_its_host_peers_see_rst() {
 
 #[path = "handler_limits_tests.rs"]
 mod limits;
+
+#[path = "handler_probe_tests.rs"]
+mod probes;
