@@ -51,6 +51,19 @@ impl Framer {
         l4_len: usize,
         fill: impl FnOnce(&mut [u8]),
     ) -> Option<Bytes> {
+        self.ip_tos(dst_mac, addrs, protocol, (0, 0), l4_len, fill)
+    }
+
+    /// [`Framer::ip`] with a TOS or traffic class, `(dscp, ecn)`.
+    pub fn ip_tos(
+        &mut self,
+        dst_mac: EthernetAddress,
+        addrs: IpAddresses,
+        protocol: IpProtocol,
+        (dscp, ecn): (u8, u8),
+        l4_len: usize,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Option<Bytes> {
         let (ethertype, ip_header) = match addrs {
             IpAddresses::V4 { .. } => (EtherType::Ipv4, ipv4::HEADER_LEN),
             IpAddresses::V6 { .. } => (EtherType::Ipv6, ipv6::HEADER_LEN),
@@ -82,8 +95,8 @@ impl Framer {
                     dont_frag: true,
                     more_frags: false,
                     frag_offset: 0,
-                    dscp: 0,
-                    ecn: 0,
+                    dscp,
+                    ecn,
                 };
                 ip.emit(&mut Ipv4Packet::new_unchecked(header));
             }
@@ -94,8 +107,8 @@ impl Framer {
                     next_header: protocol,
                     payload_len: l4_len,
                     hop_limit: TTL,
-                    dscp: 0,
-                    ecn: 0,
+                    dscp,
+                    ecn,
                     flow_label: 0,
                 };
                 ip.emit(&mut Ipv6Packet::new_unchecked(header));
@@ -172,13 +185,14 @@ impl Framer {
         })
     }
 
-    /// An ICMP or ICMPv6 echo reply.
+    /// An ICMP or ICMPv6 echo reply with the TOS or traffic class `tos` (the request's: a
+    /// host reflects it, as Linux does).
     pub fn echo_reply(
         &mut self,
         dst_mac: EthernetAddress,
         addrs: IpAddresses,
-        ident: u16,
-        seq_no: u16,
+        tos: (u8, u8),
+        (ident, seq_no): (u16, u16),
         data: &[u8],
     ) -> Option<Bytes> {
         match addrs {
@@ -188,9 +202,14 @@ impl Framer {
                     seq_no,
                     data,
                 };
-                self.ip(dst_mac, addrs, IpProtocol::Icmp, icmp.buffer_len(), |l4| {
-                    icmp.emit(&mut Icmpv4Packet::new_unchecked(l4));
-                })
+                self.ip_tos(
+                    dst_mac,
+                    addrs,
+                    IpProtocol::Icmp,
+                    tos,
+                    icmp.buffer_len(),
+                    |l4| icmp.emit(&mut Icmpv4Packet::new_unchecked(l4)),
+                )
             }
             IpAddresses::V6 { .. } => {
                 let icmp = Icmpv6Repr::EchoReply {
@@ -198,10 +217,11 @@ impl Framer {
                     seq_no,
                     data,
                 };
-                self.ip(
+                self.ip_tos(
                     dst_mac,
                     addrs,
                     IpProtocol::Icmpv6,
+                    tos,
                     icmp.buffer_len(),
                     |l4| {
                         icmp.emit(&mut Icmpv6Packet::new_unchecked(l4), &addrs);

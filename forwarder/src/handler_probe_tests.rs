@@ -135,3 +135,53 @@ fn urgent_data_is_delivered_inline_and_counted() {
     assert_eq!(got, b"abc", "the urgent byte in its place in the stream");
     assert_eq!(h.stats().tcp_urgent, 1);
 }
+
+#[test]
+fn forwarded_echo_of_any_code_is_answered_with_the_requests_tos() {
+    let mut h = Harness::new(Config::default());
+    let request = stack::wire::Icmpv4Repr::EchoRequest {
+        ident: 0x5151,
+        seq_no: 3,
+        data: b"tos",
+    };
+    let addrs = IpAddresses::V4 {
+        src: GUEST,
+        dst: HOST,
+    };
+    // nmap's OS detection: code 9, and a TOS.
+    let frame = h
+        .guest
+        .ip_tos(
+            GW_MAC,
+            addrs,
+            stack::wire::IpProtocol::Icmp,
+            (46, 1),
+            request.buffer_len(),
+            |l4| {
+                let mut p = stack::wire::Icmpv4Packet::new_unchecked(l4);
+                request.emit(&mut p);
+                p.set_msg_code(9);
+                p.fill_checksum();
+            },
+        )
+        .unwrap();
+    h.input(frame);
+    if h.stats().icmp_no_socket > 0 {
+        eprintln!("SKIP: neither ping sockets nor raw sockets here");
+        return;
+    }
+    let frames = h.next_frames();
+    let Event::Icmpv4 { ip, icmp } = parse_for_guest(&frames[0]).event else {
+        panic!("not ICMP")
+    };
+    assert_eq!((ip.src_addr, ip.dst_addr), (HOST, GUEST));
+    assert_eq!((ip.dscp, ip.ecn), (46, 1), "the request's TOS");
+    assert_eq!(
+        icmp,
+        stack::wire::Icmpv4Repr::EchoReply {
+            ident: 0x5151,
+            seq_no: 3,
+            data: b"tos"
+        }
+    );
+}
