@@ -132,6 +132,8 @@ pub(crate) struct Budget {
     pub tcp: Pool,
     pub udp: Pool,
     pub connects: Gauge,
+    /// Echo requests awaiting replies, over all workers (each holds its share; shown only).
+    pub max_icmp_requests: usize,
 }
 
 impl Budget {
@@ -140,6 +142,7 @@ impl Budget {
             tcp: Pool::new(config.max_tcp_flows, config.max_tcp_flows_per_guest),
             udp: Pool::new(config.max_udp_flows, config.max_udp_flows_per_guest),
             connects: Gauge::new(config.max_connects_in_flight),
+            max_icmp_requests: config.max_icmp_requests,
         }
     }
 
@@ -155,6 +158,7 @@ impl Budget {
             udp_guests: self.udp.guests(),
             max_connects: self.connects.max,
             connects: self.connects.get(),
+            max_icmp_requests: self.max_icmp_requests,
         }
     }
 }
@@ -174,6 +178,7 @@ pub struct BudgetUsage {
     pub udp_guests: usize,
     pub max_connects: usize,
     pub connects: usize,
+    pub max_icmp_requests: usize,
 }
 
 #[cfg(test)]

@@ -51,6 +51,19 @@ impl Framer {
         l4_len: usize,
         fill: impl FnOnce(&mut [u8]),
     ) -> Option<Bytes> {
+        self.ip_tos(dst_mac, addrs, protocol, (0, 0), l4_len, fill)
+    }
+
+    /// [`Framer::ip`] with a TOS or traffic class, `(dscp, ecn)`.
+    pub fn ip_tos(
+        &mut self,
+        dst_mac: EthernetAddress,
+        addrs: IpAddresses,
+        protocol: IpProtocol,
+        (dscp, ecn): (u8, u8),
+        l4_len: usize,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Option<Bytes> {
         let (ethertype, ip_header) = match addrs {
             IpAddresses::V4 { .. } => (EtherType::Ipv4, ipv4::HEADER_LEN),
             IpAddresses::V6 { .. } => (EtherType::Ipv6, ipv6::HEADER_LEN),
@@ -82,8 +95,8 @@ impl Framer {
                     dont_frag: true,
                     more_frags: false,
                     frag_offset: 0,
-                    dscp: 0,
-                    ecn: 0,
+                    dscp,
+                    ecn,
                 };
                 ip.emit(&mut Ipv4Packet::new_unchecked(header));
             }
@@ -94,8 +107,8 @@ impl Framer {
                     next_header: protocol,
                     payload_len: l4_len,
                     hop_limit: TTL,
-                    dscp: 0,
-                    ecn: 0,
+                    dscp,
+                    ecn,
                     flow_label: 0,
                 };
                 ip.emit(&mut Ipv6Packet::new_unchecked(header));
@@ -172,13 +185,14 @@ impl Framer {
         })
     }
 
-    /// An ICMP or ICMPv6 echo reply.
+    /// An ICMP or ICMPv6 echo reply with the TOS or traffic class `tos` (the request's: a
+    /// host reflects it, as Linux does).
     pub fn echo_reply(
         &mut self,
         dst_mac: EthernetAddress,
         addrs: IpAddresses,
-        ident: u16,
-        seq_no: u16,
+        tos: (u8, u8),
+        (ident, seq_no): (u16, u16),
         data: &[u8],
     ) -> Option<Bytes> {
         match addrs {
@@ -188,9 +202,14 @@ impl Framer {
                     seq_no,
                     data,
                 };
-                self.ip(dst_mac, addrs, IpProtocol::Icmp, icmp.buffer_len(), |l4| {
-                    icmp.emit(&mut Icmpv4Packet::new_unchecked(l4));
-                })
+                self.ip_tos(
+                    dst_mac,
+                    addrs,
+                    IpProtocol::Icmp,
+                    tos,
+                    icmp.buffer_len(),
+                    |l4| icmp.emit(&mut Icmpv4Packet::new_unchecked(l4)),
+                )
             }
             IpAddresses::V6 { .. } => {
                 let icmp = Icmpv6Repr::EchoReply {
@@ -198,10 +217,11 @@ impl Framer {
                     seq_no,
                     data,
                 };
-                self.ip(
+                self.ip_tos(
                     dst_mac,
                     addrs,
                     IpProtocol::Icmpv6,
+                    tos,
                     icmp.buffer_len(),
                     |l4| {
                         icmp.emit(&mut Icmpv6Packet::new_unchecked(l4), &addrs);
@@ -262,17 +282,50 @@ impl Framer {
     }
 }
 
+/// The longest quote [`quote_of`] takes: an IPv4 header with 40 bytes of options, or the
+/// IPv6 fixed header, and 8 bytes.
+pub const MAX_QUOTE: usize = 60 + 8;
+
+/// What [`quote_of`] takes, in fixed space (no allocation), to keep beside a flow.
+#[derive(Debug, Clone, Copy)]
+pub struct Quote {
+    bytes: [u8; MAX_QUOTE],
+    len: u8,
+}
+
+impl Quote {
+    /// The quote of the guest's packet in `frame`.
+    pub fn of(frame: &[u8]) -> Quote {
+        let mut bytes = [0u8; MAX_QUOTE];
+        let taken = quote_range(frame);
+        let len = taken.len().min(MAX_QUOTE);
+        if let (Some(dst), Some(src)) = (bytes.get_mut(..len), taken.get(..len)) {
+            dst.copy_from_slice(src);
+        }
+        Quote {
+            bytes,
+            len: len as u8,
+        }
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        self.bytes.get(..usize::from(self.len)).unwrap_or_default()
+    }
+}
+
 /// The first bytes of the guest's packet as ICMP errors quote it: its IP header and the
 /// first 8 bytes after it, copied out of `frame`.
 pub fn quote_of(frame: &[u8]) -> Vec<u8> {
+    quote_range(frame).to_vec()
+}
+
+fn quote_range(frame: &[u8]) -> &[u8] {
     let ip = frame.get(ethernet::HEADER_LEN..).unwrap_or_default();
     let header = match ip.first().map(|b| b >> 4) {
         Some(4) => usize::from(ip.first().copied().unwrap_or(0x45) & 0x0f) * 4,
         _ => ipv6::HEADER_LEN,
     };
-    ip.get(..ip.len().min(header + 8))
-        .unwrap_or_default()
-        .to_vec()
+    ip.get(..ip.len().min(header + 8)).unwrap_or_default()
 }
 
 /// The quote an ICMP error about a guest's UDP or TCP packet carries, rebuilt from what we

@@ -531,3 +531,6 @@ mod limits;
 
 #[path = "handler_drain_tests.rs"]
 mod drain;
+
+#[path = "handler_probe_tests.rs"]
+mod probes;

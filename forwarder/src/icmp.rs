@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use mio::Token;
 use socket2::{Domain, Protocol as SockProtocol, Socket, Type};
-use stack::ingress::FlowL4;
+use stack::ingress::{FlowL4, IpHeader};
 use stack::time::Instant;
 use stack::wire::{
     EthernetAddress, Icmpv4Packet, Icmpv4Repr, Icmpv6Message, Icmpv6Packet, Icmpv6Repr,
@@ -41,6 +41,8 @@ struct Pending {
     guest_mac: EthernetAddress,
     /// The address the guest pinged.
     remote: IpAddr,
+    /// The request's TOS or traffic class, `(dscp, ecn)`, which the reply carries back.
+    tos: (u8, u8),
     deadline: Instant,
 }
 
@@ -131,6 +133,10 @@ impl IcmpTable {
                 guest: key.guest.ip(),
                 guest_mac: packet.packet.eth.src_addr,
                 remote: key.remote.ip(),
+                tos: match packet.packet.ip {
+                    IpHeader::V4(ip) => (ip.dscp, ip.ecn),
+                    IpHeader::V6(ip) => (ip.dscp, ip.ecn),
+                },
                 deadline: now + self.timeout,
             },
         );
@@ -244,7 +250,7 @@ impl IcmpTable {
             if let Some(addrs) = addresses(p.remote, p.guest) {
                 let frame = sh
                     .framer
-                    .echo_reply(p.guest_mac, addrs, ident, seq_no, data);
+                    .echo_reply(p.guest_mac, addrs, p.tos, (ident, seq_no), data);
                 sh.send(out, frame);
             }
         }

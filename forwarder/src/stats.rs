@@ -63,6 +63,12 @@ counters! {
     tcp_time_wait_reclaimed,
     /// RSTs sent for segments of no connection.
     tcp_resets_sent,
+    /// Segments of no connection with neither SYN, ACK nor RST (FIN, NULL and Xmas scans),
+    /// and SYN+FIN, dropped unanswered as a listening socket drops them (RFC 9293 §3.10.7.2).
+    tcp_probes_dropped,
+    /// Segments of a connection with URG set: their urgent byte is written to the host socket
+    /// inline, in its place in the stream, not with `MSG_OOB` (RFC 6093 §6).
+    tcp_urgent,
     /// Host sockets closed with SO_LINGER 0 (the guest reset, retransmissions gave up, or the
     /// guest's stream was cut short at exit or teardown).
     tcp_host_resets,

@@ -40,7 +40,7 @@ use std::time::Duration;
 use mio::Token;
 use socket2::{Domain, Protocol as SockProtocol, Socket, Type};
 use stack::ingress::{FlowKey, FlowL4};
-use stack::tcp::{Config as TcpConfig, Connection, Endpoints, Event, State, reset_for_unknown};
+use stack::tcp::{Config as TcpConfig, Connection, Endpoints, Event, State, reset_for_listener};
 use stack::time::Instant;
 use stack::wire::{EthernetAddress, IpAddresses, IpProtocol, TcpControl, TcpRepr};
 
@@ -210,6 +210,10 @@ impl TcpTable {
                     return;
                 }
             } else if !(is_syn && flow.conn.accepts_new_syn(&repr)) {
+                // Urgent data stays in the stream, delivered inline (see the README).
+                if repr.urgent_pointer.is_some() {
+                    Counters::bump(&sh.counters.tcp_urgent);
+                }
                 flow.guest_mac = mac;
                 flow.resolved = true;
                 flow.conn.handle_segment(now, &repr, payload);
@@ -776,10 +780,16 @@ fn send_rst(
     addrs: IpAddresses,
     repr: &TcpRepr,
 ) {
-    if let Some(rst) = reset_for_unknown(repr) {
-        let frame = sh.framer.tcp(mac, addrs.reversed(), &rst, (&[], &[]));
-        sh.send(out, frame);
-        Counters::bump(&sh.counters.tcp_resets_sent);
+    // Every port of every destination listens (a SYN connects out), so a segment of no
+    // flow is answered as a listening socket would (RFC 9293 §3.10.7.2).
+    match reset_for_listener(repr) {
+        Some(rst) => {
+            let frame = sh.framer.tcp(mac, addrs.reversed(), &rst, (&[], &[]));
+            sh.send(out, frame);
+            Counters::bump(&sh.counters.tcp_resets_sent);
+        }
+        None if !repr.control.rst() => Counters::bump(&sh.counters.tcp_probes_dropped),
+        None => {}
     }
 }
 

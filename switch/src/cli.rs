@@ -59,6 +59,12 @@ const LONG_FLAGS: &[&str] = &[
     "max-mac-entries",
     "max-api-request",
     "drain-timeout",
+    "max-dns-tcp-pipeline",
+    "max-fragments-per-datagram",
+    "max-reassembly-datagrams",
+    "max-icmp-requests",
+    "max-dhcp-offers",
+    "max-dhcp-offers-per-mac",
 ];
 
 /// gvproxy flags host-switch refuses, and why.
@@ -236,9 +242,27 @@ pub struct NetworkArgs {
     /// DNS queries waiting upstream (beyond: SERVFAIL).
     #[arg(long = "max-dns-pending", default_value_t = dns::ResolverConfig::default().max_pending, value_parser = at_least_one)]
     pub max_dns_pending: usize,
-    /// Guest TCP connections to the DNS service (beyond: RST).
+    /// Guest TCP connections to the DNS service (beyond: RST; closing ones are reclaimed).
     #[arg(long = "max-dns-tcp", default_value_t = crate::runtime::dns_tcp::Limits::default().max_connections, value_parser = at_least_one)]
     pub max_dns_tcp: usize,
+    /// Queries one DNS-over-TCP connection may have unanswered (beyond: it is not read).
+    #[arg(long = "max-dns-tcp-pipeline", default_value_t = crate::runtime::dns_tcp::Limits::default().max_pipeline, value_parser = at_least_one)]
+    pub max_dns_tcp_pipeline: usize,
+    /// IP fragments of one datagram (beyond: the datagram is dropped).
+    #[arg(long = "max-fragments-per-datagram", default_value_t = stack::frag::DEFAULT_MAX_FRAGMENTS, value_parser = at_least_one)]
+    pub max_fragments_per_datagram: usize,
+    /// IP datagrams being reassembled at once (beyond: a new one's fragments are dropped).
+    #[arg(long = "max-reassembly-datagrams", default_value_t = stack::frag::DEFAULT_MAX_DATAGRAMS, value_parser = at_least_one)]
+    pub max_reassembly_datagrams: usize,
+    /// ICMP echo requests awaiting their reply (beyond: dropped).
+    #[arg(long = "max-icmp-requests", default_value_t = forwarder::Config::default().max_icmp_requests, value_parser = at_least_one)]
+    pub max_icmp_requests: usize,
+    /// DHCP offers outstanding (beyond: the oldest is withdrawn for the new one).
+    #[arg(long = "max-dhcp-offers", default_value_t = dhcp::Config::default().max_offers, value_parser = at_least_one)]
+    pub max_dhcp_offers: usize,
+    /// DHCP offers outstanding for one client MAC, whatever its client IDs (beyond: no offer).
+    #[arg(long = "max-dhcp-offers-per-mac", default_value_t = dhcp::Config::default().max_offers_per_mac, value_parser = at_least_one)]
+    pub max_dhcp_offers_per_mac: usize,
     /// Guest MAC addresses the switch learns (beyond: not learned, frames to them flooded).
     #[arg(long = "max-mac-entries", default_value_t = crate::mac_table::DEFAULT_MAX_ENTRIES, value_parser = at_least_one)]
     pub max_mac_entries: usize,
@@ -623,6 +647,43 @@ mod tests {
             assert!(
                 parse(["host-switch", "--drain-timeout", bad]).is_err(),
                 "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_guest_facing_bound_has_a_flag() {
+        let s = serve(&[
+            "--max-dns-tcp-pipeline=7",
+            "--max-fragments-per-datagram=300",
+            "-max-reassembly-datagrams",
+            "9",
+            "--max-icmp-requests=11",
+            "--max-dhcp-offers=12",
+            "--max-dhcp-offers-per-mac=2",
+        ]);
+        let n = &s.network;
+        assert_eq!(
+            (n.max_dns_tcp_pipeline, n.max_fragments_per_datagram),
+            (7, 300)
+        );
+        assert_eq!((n.max_reassembly_datagrams, n.max_icmp_requests), (9, 11));
+        assert_eq!((n.max_dhcp_offers, n.max_dhcp_offers_per_mac), (12, 2));
+        let d = serve(&[]).network;
+        assert_eq!(d.max_fragments_per_datagram, 8192);
+        assert_eq!((d.max_dhcp_offers, d.max_dhcp_offers_per_mac), (64, 4));
+        for flag in [
+            "--max-dns-tcp-pipeline",
+            "--max-fragments-per-datagram",
+            "--max-reassembly-datagrams",
+            "--max-icmp-requests",
+            "--max-dhcp-offers",
+            "--max-dhcp-offers-per-mac",
+        ] {
+            let err = parse(["host-switch", flag, "0"]).unwrap_err();
+            assert!(
+                err.to_string().contains("must be at least 1"),
+                "{flag}: {err}"
             );
         }
     }

@@ -59,6 +59,7 @@ impl Pipeline {
                 .max_api_request
                 .unwrap_or(forwarder::Config::default().api_max_request),
             drain_timeout: net.drain_timeout,
+            max_icmp_requests: net.max_icmp_requests,
             ..forwarder::Config::default()
         };
         let api_limits = api::ApiLimits {
@@ -69,12 +70,17 @@ impl Pipeline {
         let fragment_timeout = Duration::from_secs(net.fragment_timeout);
         config.reassembly = stack::frag::Config {
             max_bytes: net.max_reassembly_bytes,
+            max_datagrams: net.max_reassembly_datagrams,
+            max_fragments: net.max_fragments_per_datagram,
             timeout_v4: fragment_timeout,
             timeout_v6: fragment_timeout.min(stack::frag::DEFAULT_TIMEOUT_V6),
             ..stack::frag::Config::default()
         };
+        config.dhcp.max_offers = net.max_dhcp_offers;
+        config.dhcp.max_offers_per_mac = net.max_dhcp_offers_per_mac;
         config.dns.max_pending = net.max_dns_pending;
         config.dns.tcp_connections = net.max_dns_tcp;
+        config.dns.tcp_pipeline = net.max_dns_tcp_pipeline;
         config.use_forwarder(fwd, &control);
         config.dns.upstreams = if net.dns_upstream.is_empty() {
             // The host's resolvers, as any program on the host would use them.

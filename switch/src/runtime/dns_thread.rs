@@ -25,7 +25,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, select};
-use dns::{Resolver, SharedZones, Transmit, Transport};
+use dns::{Disposition, Resolver, SharedZones, Transmit, Transport};
 use stack::time::Epoch;
 use stack::wire::EthernetAddress;
 
@@ -303,13 +303,17 @@ impl DnsThread {
                 let now = self.now();
                 let zones = self.zones.read();
                 for (id, q) in queries {
-                    self.resolver.handle_query_via(
+                    let disposition = self.resolver.handle_query_via(
                         now,
                         Client::Tcp(id),
                         Transport::Tcp,
                         &q,
                         &zones,
                     );
+                    if disposition == Disposition::Dropped {
+                        self.tcp
+                            .unanswered(now, id, &mut self.tcp_queries, &self.port);
+                    }
                 }
             }
             if !self.transmit_resolver() {

@@ -115,7 +115,7 @@ impl GatewayThread {
         // A completed datagram is handled like a frame that just arrived; it is no fragment,
         // so this happens at most once.
         if let Outcome::Reassembled(whole) = outcome {
-            outcome = self.gateway.handle_frame(now, &whole);
+            outcome = self.gateway.handle_reassembled(now, &whole);
             frame = whole;
         }
         if let Some((ip, mac)) = self.gateway.take_neighbour()
