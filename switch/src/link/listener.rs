@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
@@ -261,23 +261,8 @@ pub(crate) fn describe_peer(addr: &SockAddr, id: u64) -> String {
     format!("unix#{id}")
 }
 
-/// Waits until `fd` is readable, at most `timeout`. Returns whether it is.
-pub(crate) fn wait_readable(fd: &impl AsRawFd, timeout: Duration) -> io::Result<bool> {
-    let timeout_ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
-    let mut pfd = libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: `pfd` is one valid pollfd that lives across the call, matching nfds = 1; the
-    // descriptor is borrowed from a live owner for the call's duration.
-    let rc = unsafe { libc::poll(&raw mut pfd, 1, timeout_ms) };
-    if rc < 0 {
-        let err = io::Error::last_os_error();
-        if err.kind() == io::ErrorKind::Interrupted {
-            return Ok(false);
-        }
-        return Err(err);
-    }
-    Ok(rc > 0)
+/// Waits until `fd` is readable, at most `timeout`. Returns whether it is; an error once the
+/// socket can never become readable (see [`crate::sys::wait_readable`]).
+pub(crate) fn wait_readable(fd: &impl AsFd, timeout: Duration) -> io::Result<bool> {
+    crate::sys::wait_readable(fd.as_fd(), Some(timeout))
 }

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 pub(crate) mod dnsmasq;
+pub(crate) mod served;
 
 use switch::netns::Netns;
 use switch::port::Port;
