@@ -3,10 +3,12 @@
 //!
 //! - Outbound: a guest SYN starts a non-blocking connect; the guest gets SYN-ACK only once
 //!   it completes ([`Connection::accept`]). Refused → RST; unreachable → ICMP host
-//!   unreachable; no answer within the connect timeout → RST. Connects in flight and live
-//!   connections, in total and per guest, are bounded across workers by the shared
-//!   [`crate::budget`] (beyond any, the SYN gets RST and a counter moves); a black-holed
-//!   destination only holds its own slot, never the worker.
+//!   unreachable; no answer within the connect timeout → RST. Connects in flight (in total,
+//!   and a fair share per guest and per destination), live connections (in total and per
+//!   guest) and host sockets are bounded across workers by the shared [`crate::budget`]
+//!   (beyond any, the SYN gets RST and a counter moves); a black-holed destination only holds
+//!   its own slot, never the worker. A `socket()` that fails for want of descriptors is
+//!   counted as such ([`crate::descriptors`]), not as a refusal by the host.
 //! - TIME-WAIT: a flow entering it gives its live-flow unit back and joins a queue, oldest
 //!   first. The table holds at most `max_tcp_flows` entries, TIME-WAIT included; when it is
 //!   full, the oldest TIME-WAIT flow is closed to make room (as Linux does past
@@ -19,8 +21,10 @@
 //!   peer sees RST too; a host error resets the guest.
 //! - Inbound forwards: an accepted host connection opens into the guest with
 //!   [`Connection::connect`], from the gateway's address and a port that hashes back here.
-//! - The in-guest API: a connection to the gateway's API port is accepted at once and its
-//!   request handed to the [`crate::control::GuestApi`].
+//! - The in-guest API ([`api`]): a connection to the gateway's API port is accepted at once
+//!   and its request handed to the [`crate::control::GuestApi`]; bounded and timed.
+//! - `tcp_open` counts the flows that hold a unit of the live-flow budget, so it always
+//!   agrees with the budget's `tcp_flows` (TIME-WAIT flows are in `tcp_time_wait`).
 //!
 //! Every host socket is closed when its flow ends: on both FINs, on RST, or when the engine
 //! reports the connection closed. Timers live in a heap with lazy deletion.
@@ -38,9 +42,9 @@ use stack::tcp::{Config as TcpConfig, Connection, Endpoints, Event, State, reset
 use stack::time::Instant;
 use stack::wire::{EthernetAddress, IpAddresses, IpProtocol, TcpControl, TcpRepr};
 
-use crate::budget::Refusal;
+use crate::budget::{ConnectRefusal, Refusal};
 use crate::config::Config;
-use crate::control::ApiReply;
+use crate::descriptors::{self, HostSocket, Unit};
 use crate::frame::quote_of;
 use crate::handler::{KIND_TCP, KIND_TCP_LISTEN, Shared};
 use crate::stats::Counters;
@@ -50,8 +54,8 @@ use crate::worker::{FlowFrame, FrameSink};
 const READ_CHUNK: usize = 256 * 1024;
 /// Turns of the pump loop per call; bounds the work one flow does before the others run.
 const PUMP_TURNS: usize = 64;
-/// The in-guest API's answer to a request over `api_max_request` bytes (RFC 9110 §15.5.14).
-const API_TOO_LARGE: &[u8] = b"HTTP/1.1 413 Content Too Large\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 18\r\nConnection: close\r\n\r\nrequest too large\n";
+
+mod api;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -63,7 +67,7 @@ enum Kind {
 struct Flow {
     conn: Connection,
     token: Token,
-    host: Option<Socket>,
+    host: Option<HostSocket>,
     guest_mac: EthernetAddress,
     /// False while an inbound flow waits for its guest's MAC: its segments are held back
     /// (the engine retransmits them) and each attempt sends an ARP request.
@@ -78,12 +82,10 @@ struct Flow {
     host_eof: bool,
     shut_wr: bool,
     scheduled: Option<Instant>,
-    api_in: Vec<u8>,
-    api_out: Vec<u8>,
-    api_sent: usize,
-    api_done: bool,
+    /// The in-guest API's exchange, for [`Kind::Api`] flows.
+    api: Option<api::Exchange>,
     /// The guest whose live-flow unit this flow holds in the shared budget, until it is
-    /// given back (at TIME-WAIT or removal).
+    /// given back (at TIME-WAIT or removal); such a flow counts in `tcp_open`.
     budget: Option<IpAddr>,
     /// In TIME-WAIT, and queued in [`TcpTable::time_wait`].
     time_wait: bool,
@@ -190,17 +192,14 @@ impl TcpTable {
         if key.remote.ip() == gateway {
             let api = sh.control.guest_api();
             if sh.config.api_port == Some(key.remote.port()) && api.is_some() {
-                if !self.make_room(sh) {
-                    Counters::bump(&sh.counters.tcp_flow_limit);
-                    send_rst(sh, out, mac, addrs, &repr);
-                    return;
-                }
-                let mut conn =
-                    Connection::syn_received(now, self.engine_for(gateway), endpoints, &repr);
-                conn.accept(now);
-                self.insert(sh, key, conn, None, mac, Kind::Api, None, Vec::new());
-                Counters::bump(&sh.counters.api_requests);
-                self.drive(sh, key, now, out);
+                let syn = api::Syn {
+                    key,
+                    endpoints,
+                    repr: &repr,
+                    mac,
+                    addrs,
+                };
+                self.open_api(sh, now, &syn, out);
             } else {
                 send_rst(sh, out, mac, addrs, &repr);
             }
@@ -226,19 +225,33 @@ impl TcpTable {
             send_rst(sh, out, mac, addrs, &repr);
             return;
         }
-        if !sh.budget.connects.take() {
+        if let Err(refusal) = sh.budget.connects.take(guest, key.remote) {
             sh.budget.tcp.give(guest);
-            Counters::bump(&sh.counters.tcp_connect_limit);
+            Counters::bump(match refusal {
+                ConnectRefusal::Total => &sh.counters.tcp_connect_limit,
+                ConnectRefusal::Guest => &sh.counters.tcp_connect_guest_share,
+                ConnectRefusal::Destination => &sh.counters.tcp_connect_destination_share,
+            });
             send_rst(sh, out, mac, addrs, &repr);
             return;
         }
+        let Some(unit) = Unit::take(&sh.budget) else {
+            sh.budget.tcp.give(guest);
+            sh.budget.connects.give(guest, key.remote);
+            Counters::bump(&sh.counters.descriptor_limit);
+            send_rst(sh, out, mac, addrs, &repr);
+            return;
+        };
         let dst = SocketAddr::new(real, key.remote.port());
         let socket = match start_connect(dst) {
-            Ok(s) => s,
+            Ok(s) => HostSocket::new(s, unit),
             Err(e) => {
                 sh.budget.tcp.give(guest);
-                sh.budget.connects.give();
-                if is_unreachable(&e) {
+                sh.budget.connects.give(guest, key.remote);
+                if descriptors::is_exhausted(&e) {
+                    descriptors::note_exhausted(&sh.counters, now, "a guest connection", &e);
+                    send_rst(sh, out, mac, addrs, &repr);
+                } else if is_unreachable(&e) {
                     Counters::bump(&sh.counters.tcp_unreachable);
                     let frame = sh.framer.unreachable(
                         mac,
@@ -268,12 +281,12 @@ impl TcpTable {
         );
         match self.flows.get_mut(&key) {
             Some(flow) if inserted => {
-                flow.budget = Some(guest);
+                api::hold_budget(sh, flow, guest);
                 Counters::bump(&sh.counters.tcp_connecting);
             }
             _ => {
                 sh.budget.tcp.give(guest);
-                sh.budget.connects.give();
+                sh.budget.connects.give(guest, key.remote);
                 return;
             }
         }
@@ -310,9 +323,7 @@ impl TcpTable {
             return;
         }
         flow.time_wait = true;
-        if let Some(guest) = flow.budget.take() {
-            sh.budget.tcp.give(guest);
-        }
+        give_budget(sh, flow);
         Counters::bump(&sh.counters.tcp_time_wait);
         self.time_wait.push_back((key, flow.token));
         if self.time_wait.len() > 2 * self.max_flows + 64 {
@@ -328,7 +339,7 @@ impl TcpTable {
         sh: &mut Shared,
         key: FlowKey,
         conn: Connection,
-        host: Option<Socket>,
+        host: Option<HostSocket>,
         guest_mac: EthernetAddress,
         kind: Kind,
         connecting: Option<Instant>,
@@ -357,16 +368,12 @@ impl TcpTable {
                 host_eof: false,
                 shut_wr: false,
                 scheduled: None,
-                api_in: Vec::new(),
-                api_out: Vec::new(),
-                api_sent: 0,
-                api_done: false,
+                api: None,
                 budget: None,
                 time_wait: false,
             },
         );
         Counters::bump(&sh.counters.tcp_total);
-        Counters::bump(&sh.counters.tcp_open);
         true
     }
 
@@ -377,11 +384,12 @@ impl TcpTable {
         };
         self.by_token.remove(&flow.token);
         if flow.connecting.take().is_some() {
-            sh.budget.connects.give();
+            sh.budget.connects.give(key.guest.ip(), key.remote);
             Counters::dec(&sh.counters.tcp_connecting);
         }
-        if let Some(guest) = flow.budget.take() {
-            sh.budget.tcp.give(guest);
+        give_budget(sh, &mut flow);
+        if flow.kind == Kind::Api {
+            sh.budget.api.give();
         }
         if flow.time_wait {
             Counters::dec(&sh.counters.tcp_time_wait);
@@ -389,14 +397,14 @@ impl TcpTable {
         if let Some(host) = flow.host.take() {
             sh.deregister_fd(&host);
         }
-        Counters::dec(&sh.counters.tcp_open);
     }
 
     fn schedule(&mut self, key: FlowKey) {
         let Some(flow) = self.flows.get_mut(&key) else {
             return;
         };
-        let next = [flow.conn.poll_timeout(), flow.connecting]
+        let api_deadline = flow.api.as_ref().map(|a| a.deadline);
+        let next = [flow.conn.poll_timeout(), flow.connecting, api_deadline]
             .into_iter()
             .flatten()
             .min();
@@ -439,6 +447,10 @@ impl TcpTable {
                 Counters::bump(&sh.counters.tcp_connect_timeouts);
                 flow.conn.refuse(now);
                 self.connect_done(sh, key);
+            } else if api::overdue(flow, now) {
+                Counters::bump(&sh.counters.api_timeouts);
+                flow.api = None;
+                flow.conn.abort(now);
             } else {
                 flow.conn.handle_timeout(now);
             }
@@ -451,7 +463,7 @@ impl TcpTable {
             && flow.connecting.take().is_some()
         {
             flow.quote = Vec::new();
-            sh.budget.connects.give();
+            sh.budget.connects.give(key.guest.ip(), key.remote);
             Counters::dec(&sh.counters.tcp_connecting);
         }
     }
@@ -523,7 +535,7 @@ impl TcpTable {
                 }
             }
             if flow.kind == Kind::Api {
-                progress |= pump_api(sh, flow, key, now);
+                progress |= api::pump(sh, flow, key, now);
             } else if flow.connecting.is_none() {
                 progress |= pump_to_host(sh, flow, now);
                 progress |= pump_from_host(sh, flow, now, &mut self.buf);
@@ -623,8 +635,24 @@ impl TcpTable {
                 Ok((s, _)) => s,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => return,
+                Err(e) => {
+                    if descriptors::is_exhausted(&e) {
+                        descriptors::note_exhausted(
+                            &sh.counters,
+                            now,
+                            "a forwarded connection",
+                            &e,
+                        );
+                    }
+                    return;
+                }
             };
+            let Some(unit) = Unit::take(&sh.budget) else {
+                Counters::bump(&sh.counters.descriptor_limit);
+                Counters::bump(&sh.counters.inbound_dropped);
+                continue;
+            };
+            let socket = HostSocket::new(socket, unit);
             let ours = IpAddr::V4(sh.config.gateway_ip);
             let mac = sh.control.neighbour(remote.ip());
             let flows = &self.flows;
@@ -678,7 +706,7 @@ impl TcpTable {
             );
             match self.flows.get_mut(&key) {
                 Some(flow) if inserted => {
-                    flow.budget = Some(remote.ip());
+                    api::hold_budget(sh, flow, remote.ip());
                     // Not seen yet: the SYN waits for its MAC (see `resolve`).
                     flow.resolved = mac.is_some();
                 }
@@ -759,7 +787,7 @@ fn pump_from_host(sh: &Shared, flow: &mut Flow, now: Instant, buf: &mut [u8]) ->
         let Some(chunk) = buf.get_mut(..room) else {
             break;
         };
-        match (&*host).read(chunk) {
+        match (&**host).read(chunk) {
             Ok(0) => {
                 flow.host_eof = true;
                 flow.conn.close(now);
@@ -782,58 +810,12 @@ fn pump_from_host(sh: &Shared, flow: &mut Flow, now: Instant, buf: &mut [u8]) ->
     progress
 }
 
-/// The in-guest API: gather the request, answer, close.
-fn pump_api(sh: &Shared, flow: &mut Flow, key: FlowKey, now: Instant) -> bool {
-    let mut progress = false;
-    let queued = flow.conn.recv_queued();
-    if queued > 0 {
-        if !flow.api_done {
-            let (a, b) = flow.conn.recv_slices();
-            if flow.api_in.len() + a.len() + b.len() > sh.config.api_max_request {
-                // Too large: 413 and close; whatever else the guest sends is discarded.
-                Counters::bump(&sh.counters.api_too_large);
-                flow.api_in = Vec::new();
-                flow.api_out = API_TOO_LARGE.to_vec();
-                flow.api_done = true;
-            } else {
-                flow.api_in.extend_from_slice(a);
-                flow.api_in.extend_from_slice(b);
-            }
-        }
-        flow.conn.consume(queued);
-        progress = true;
-        if !flow.api_done
-            && let Some(api) = sh.control.guest_api()
-            && let ApiReply::Done(response) = api.respond(&flow.api_in, key.guest.ip())
-        {
-            flow.api_out = response;
-            flow.api_done = true;
-        }
+/// Gives back the live-flow unit `flow` holds, if any (it no longer counts as open).
+fn give_budget(sh: &Shared, flow: &mut Flow) {
+    if let Some(guest) = flow.budget.take() {
+        sh.budget.tcp.give(guest);
+        Counters::dec(&sh.counters.tcp_open);
     }
-    if !flow.api_done && flow.conn.peer_finished() && !flow.host_eof {
-        flow.host_eof = true;
-        flow.conn.close(now);
-        return true;
-    }
-    if flow.api_done && !flow.host_eof {
-        while let Some(rest) = flow.api_out.get(flow.api_sent..) {
-            if rest.is_empty() {
-                break;
-            }
-            let n = flow.conn.send(rest);
-            if n == 0 {
-                break;
-            }
-            flow.api_sent += n;
-            progress = true;
-        }
-        if flow.api_sent >= flow.api_out.len() {
-            flow.host_eof = true;
-            flow.conn.close(now);
-            progress = true;
-        }
-    }
-    progress
 }
 
 /// Closes the host socket with `SO_LINGER 0`: the host peer gets RST.

@@ -22,6 +22,7 @@ use stack::wire::{EthernetAddress, IpProtocol};
 
 use crate::budget::Refusal;
 use crate::config::Config;
+use crate::descriptors::{self, Unit};
 use crate::frame::{addresses, quote_of, synth_quote};
 use crate::handler::{KIND_UDP, KIND_UDP_LISTEN, Shared};
 use crate::stats::Counters;
@@ -38,6 +39,8 @@ struct Flow {
     token: Token,
     guest_mac: EthernetAddress,
     last_active: Instant,
+    /// The socket's unit of the descriptor budget, given back with the mapping.
+    _unit: Unit,
 }
 
 struct Listener {
@@ -370,7 +373,19 @@ fn open(sh: &mut Shared, guest_mac: EthernetAddress, real: IpAddr, now: Instant)
     } else {
         Domain::IPV6
     };
-    let socket = Socket::new(domain, Type::DGRAM, Some(SockProtocol::UDP)).ok()?;
+    let Some(unit) = Unit::take(&sh.budget) else {
+        Counters::bump(&sh.counters.descriptor_limit);
+        return None;
+    };
+    let socket = match Socket::new(domain, Type::DGRAM, Some(SockProtocol::UDP)) {
+        Ok(socket) => socket,
+        Err(e) => {
+            if descriptors::is_exhausted(&e) {
+                descriptors::note_exhausted(&sh.counters, now, "a UDP mapping", &e);
+            }
+            return None;
+        }
+    };
     socket.set_nonblocking(true).ok()?;
     let any: SocketAddr = if real.is_ipv4() {
         SocketAddr::from(([0u8; 4], 0))
@@ -386,5 +401,6 @@ fn open(sh: &mut Shared, guest_mac: EthernetAddress, real: IpAddr, now: Instant)
         token,
         guest_mac,
         last_active: now,
+        _unit: unit,
     })
 }

@@ -11,10 +11,13 @@
 //!   TAP link counts that and goes on.
 //! - [`raise_nofile_limit`] lifts the soft `RLIMIT_NOFILE` to the hard one (as gvproxy does at
 //!   start: the soft default of 1024 would cap a guest at about a thousand connections while
-//!   the hard limit allows far more); [`open_descriptors`] counts what is open now.
+//!   the hard limit allows far more); [`restore_nofile_limit`] puts the soft limit back in a
+//!   child between fork and exec, so a command `host-switch run` starts sees the limit it
+//!   would have had; [`open_descriptors`] counts what is open now.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// The error [`wait_readable`] returns when the descriptor can never become readable.
@@ -85,6 +88,9 @@ pub struct NofileLimit {
     pub hard: u64,
 }
 
+/// The soft limit before [`raise_nofile_limit`] raised it, plus one (0: never raised).
+static SOFT_BEFORE: AtomicU64 = AtomicU64::new(0);
+
 /// Raises the soft `RLIMIT_NOFILE` to the hard limit. The limit is left as it was when it
 /// cannot be raised (the result says so: `soft == was`).
 pub fn raise_nofile_limit() -> io::Result<NofileLimit> {
@@ -104,6 +110,12 @@ pub fn raise_nofile_limit() -> io::Result<NofileLimit> {
         };
         // SAFETY: `raised` is a live rlimit the call only reads.
         if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raw const raised) } == 0 {
+            let _ = SOFT_BEFORE.compare_exchange(
+                0,
+                was.saturating_add(1),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            );
             lim = raised;
         }
     }
@@ -112,6 +124,29 @@ pub fn raise_nofile_limit() -> io::Result<NofileLimit> {
         soft: lim.rlim_cur,
         hard: lim.rlim_max,
     })
+}
+
+/// Puts back the soft `RLIMIT_NOFILE` [`raise_nofile_limit`] raised, if it did. Only
+/// async-signal-safe calls: fit for a `pre_exec` hook.
+pub fn restore_nofile_limit() -> io::Result<()> {
+    let before = SOFT_BEFORE.load(Ordering::Acquire);
+    if before == 0 {
+        return Ok(());
+    }
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a live rlimit; getrlimit and setrlimit are plain system calls.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut lim) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    lim.rlim_cur = (before - 1).min(lim.rlim_max);
+    // SAFETY: as above.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raw const lim) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Descriptors this process has open now (the entries of `/proc/self/fd`, less the one the

@@ -5,6 +5,12 @@
 //! [`Listener::shutdown`] is noticed promptly whatever the socket family. Shutdown stops the
 //! loop, shuts down every connection still open (their threads see end of stream and close
 //! their ports), and removes the socket file the listener created.
+//!
+//! An `accept` that fails for want of descriptors (`EMFILE`, `ENFILE`) is counted in
+//! [`LinkCounters::out_of_descriptors`] and warned about once when it starts and once when it
+//! ends, never once per retry; the loop backs off [`STOP_POLL`] between tries. (The flows'
+//! bounds leave descriptors in reserve for the listeners, so this takes a process that is
+//! short of them for another reason.)
 
 use std::collections::HashMap;
 use std::io;
@@ -186,6 +192,7 @@ fn accept_loop<H>(
     H: Fn(Conn) + Send + Sync + 'static,
 {
     let handler = Arc::new(handler);
+    let mut starved = false;
     while !shared.stop.load(Ordering::Acquire) {
         match wait_readable(socket, STOP_POLL) {
             Ok(true) => {}
@@ -198,12 +205,25 @@ fn accept_loop<H>(
         let (conn, peer) = match socket.accept() {
             Ok(accepted) => accepted,
             Err(e) if transient_accept_error(&e) => continue,
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
+                LinkCounters::bump(&counters.out_of_descriptors);
+                if !starved {
+                    tracing::warn!(link = name, error = %e, "cannot accept: out of descriptors; retrying");
+                    starved = true;
+                }
+                std::thread::sleep(STOP_POLL);
+                continue;
+            }
             Err(e) => {
                 tracing::error!(link = name, error = %e, "accept failed; backing off");
                 std::thread::sleep(STOP_POLL);
                 continue;
             }
         };
+        if starved {
+            tracing::info!(link = name, "accepting again");
+            starved = false;
+        }
         let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
         let peer = describe_peer(&peer, id);
         let Some(slot) = counters.try_slot(limits.max_ports) else {

@@ -95,6 +95,8 @@ pub struct LinkCounters {
     pub tx_errors: AtomicU64,
     /// Datagrams dropped before reaching a port (no reply address, unknown peer at the limit).
     pub rx_dropped: AtomicU64,
+    /// Accepts that failed for want of descriptors (`EMFILE`, `ENFILE`).
+    pub out_of_descriptors: AtomicU64,
 }
 
 impl LinkCounters {
