@@ -1,6 +1,7 @@
 //! What a hostile guest could take from others, one worker's [`Forwarder`] driven directly:
 //! the in-guest API's connection bound and deadline, the fair share of connects in flight,
-//! the descriptor budget, and `tcp_open` agreeing with the flow budget.
+//! the descriptor budget, `tcp_open` agreeing with the flow budget, spoofed sources, and the
+//! TCP table giving back the memory of a burst.
 
 use super::*;
 
@@ -219,4 +220,47 @@ fn host_sockets_beyond_the_descriptor_budget_are_refused_and_counted() {
     assert_eq!(h.fwd.shared.control.budget_usage().unwrap().host_sockets, 0);
     h.udp(4700, udp_dst, b"y");
     assert_eq!(h.stats().udp_open, 1);
+}
+
+#[test]
+fn a_source_outside_the_guest_subnet_is_not_forwarded() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let dst = SocketAddr::from((HOST, listener.local_addr().unwrap().port()));
+    let mut h = Harness::new(Config::default());
+    h.segment(
+        Ipv4Addr::new(10, 9, 9, 9),
+        7800,
+        dst,
+        1,
+        None,
+        TcpControl::Syn,
+        &[],
+    );
+    assert!(h.sink.take().is_empty(), "nothing answered");
+    let stats = h.stats();
+    assert_eq!((stats.foreign_source, stats.tcp_total), (1, 0));
+    listener.set_nonblocking(true).unwrap();
+    assert!(listener.accept().is_err(), "no host connect");
+}
+
+#[test]
+fn the_tcp_table_gives_back_its_memory_after_a_burst() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let dst = SocketAddr::from((HOST, listener.local_addr().unwrap().port()));
+    let mut h = Harness::new(Config::default());
+    // Connects stay in flight (nothing runs the poller): 400 flows at once.
+    for port in 10_000..10_400 {
+        h.syn(port, dst);
+    }
+    assert_eq!(h.stats().tcp_connecting, 400);
+    let grown = h.fwd.tcp.capacity();
+    assert!(grown >= 400, "{grown}");
+    // The guest resets them all.
+    for port in 10_000..10_400 {
+        h.segment(GUEST, port, dst, 1001, None, TcpControl::Rst, &[]);
+    }
+    assert_eq!(h.stats().tcp_open, 0);
+    h.fwd.tcp.shrink();
+    let shrunk = h.fwd.tcp.capacity();
+    assert!(shrunk < 64, "{grown} -> {shrunk}");
 }

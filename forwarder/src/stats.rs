@@ -99,6 +99,9 @@ counters! {
     flows_guest_gone,
     /// Flows refused by NAT policy.
     nat_refused,
+    /// Packets dropped because their IPv4 source was outside the guest subnet (BCP 38
+    /// ingress filtering).
+    foreign_source,
     /// Packets of a kind the forwarder does not forward (ICMP errors from guests, …).
     unsupported,
     /// Frames sent to guests.

@@ -423,6 +423,31 @@ impl TcpTable {
         }
     }
 
+    /// Gives back the memory a burst of flows left behind: a table at a quarter of its
+    /// capacity or less shrinks to twice its size (run once a sweep, so a table that fills
+    /// and empties again does not shrink and grow on every flow).
+    pub(crate) fn shrink(&mut self) {
+        fn shrink<K: std::hash::Hash + Eq, V>(map: &mut HashMap<K, V>) {
+            if map.capacity() > 64 && map.len() < map.capacity() / 4 {
+                map.shrink_to(map.len() * 2);
+            }
+        }
+        shrink(&mut self.flows);
+        shrink(&mut self.by_token);
+        if self.timers.capacity() > 64 && self.timers.len() < self.timers.capacity() / 4 {
+            self.timers.shrink_to(self.timers.len() * 2);
+        }
+        if self.time_wait.capacity() > 64 && self.time_wait.len() < self.time_wait.capacity() / 4 {
+            self.time_wait.shrink_to(self.time_wait.len() * 2);
+        }
+    }
+
+    /// Flows the table has room for without growing.
+    #[cfg(test)]
+    pub(crate) fn capacity(&self) -> usize {
+        self.flows.capacity()
+    }
+
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         self.timers.peek().map(|Reverse((at, _))| *at)
     }

@@ -24,7 +24,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_host-switch");
 /// How to start the binary.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Options {
-    /// Run it inside a fresh namespace that has only `lo`.
+    /// Run it inside a fresh namespace that has only `lo` (see also [`Served::start_in`]).
     pub(crate) sandbox: bool,
     /// `prlimit --nofile=SOFT:HARD` around it.
     pub(crate) nofile: Option<(u64, u64)>,
@@ -40,12 +40,27 @@ pub(crate) struct Served {
 
 impl Served {
     pub(crate) fn start(tag: &str, args: &[&str], options: &Options) -> Served {
-        let guest = NetnsGuard::new(tag);
         let sandbox = options.sandbox.then(|| {
             let ns = NetnsGuard::new(&format!("{tag}-sbx"));
             ns.ip(&["link", "set", "lo", "up"]);
             ns
         });
+        Served::launch(tag, sandbox, args, options)
+    }
+
+    /// [`Served::start`] inside `sandbox`, a namespace the caller prepared (its loopback up,
+    /// nothing else in it but what the caller started there).
+    pub(crate) fn start_in(
+        tag: &str,
+        sandbox: NetnsGuard,
+        args: &[&str],
+        options: &Options,
+    ) -> Served {
+        Served::launch(tag, Some(sandbox), args, options)
+    }
+
+    fn launch(tag: &str, sandbox: Option<NetnsGuard>, args: &[&str], options: &Options) -> Served {
+        let guest = NetnsGuard::new(tag);
         let dir = TempDir::new(tag);
         let api = dir.path().join("api.sock");
         let log = dir.path().join("host-switch.log");
