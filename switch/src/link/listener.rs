@@ -6,7 +6,8 @@
 //! loop, shuts down every connection still open (their threads see end of stream and close
 //! their ports), and removes the socket file the listener created.
 //!
-//! An `accept` that fails for want of descriptors (`EMFILE`, `ENFILE`) is counted in
+//! An `accept` that fails for want of descriptors (`EMFILE`, `ENFILE`), or an accepted
+//! connection that cannot get the second descriptor it needs (it is closed), is counted in
 //! [`LinkCounters::out_of_descriptors`] and warned about once when it starts and once when it
 //! ends, never once per retry; the loop backs off [`STOP_POLL`] between tries. (The flows'
 //! bounds leave descriptors in reserve for the listeners, so this takes a process that is
@@ -205,13 +206,8 @@ fn accept_loop<H>(
         let (conn, peer) = match socket.accept() {
             Ok(accepted) => accepted,
             Err(e) if transient_accept_error(&e) => continue,
-            Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
-                LinkCounters::bump(&counters.out_of_descriptors);
-                if !starved {
-                    tracing::warn!(link = name, error = %e, "cannot accept: out of descriptors; retrying");
-                    starved = true;
-                }
-                std::thread::sleep(STOP_POLL);
+            Err(e) if out_of_descriptors(&e) => {
+                starve(name, &e, &mut starved, counters);
                 continue;
             }
             Err(e) => {
@@ -220,10 +216,6 @@ fn accept_loop<H>(
                 continue;
             }
         };
-        if starved {
-            tracing::info!(link = name, "accepting again");
-            starved = false;
-        }
         let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
         let peer = describe_peer(&peer, id);
         let Some(slot) = counters.try_slot(limits.max_ports) else {
@@ -234,10 +226,19 @@ fn accept_loop<H>(
             Ok(clone) => {
                 shared.conns.lock().insert(id, clone);
             }
+            // The connection closes (dropped here): shed, not left waiting in the backlog.
+            Err(e) if out_of_descriptors(&e) => {
+                starve(name, &e, &mut starved, counters);
+                continue;
+            }
             Err(e) => {
                 tracing::warn!(link = name, error = %e, "cannot register connection");
                 continue;
             }
+        }
+        if starved {
+            tracing::info!(link = name, "accepting again");
+            starved = false;
         }
         let registration = Registration {
             id,
@@ -257,6 +258,22 @@ fn accept_loop<H>(
             tracing::warn!(link = name, error = %e, "cannot start a connection thread");
         }
     }
+}
+
+/// Whether `e` says this process (`EMFILE`) or the system (`ENFILE`) has no descriptor left.
+fn out_of_descriptors(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+}
+
+/// Counts a connection lost for want of descriptors, warns when that starts (not on every
+/// retry), and backs off.
+fn starve(name: &str, e: &io::Error, starved: &mut bool, counters: &LinkCounters) {
+    LinkCounters::bump(&counters.out_of_descriptors);
+    if !*starved {
+        tracing::warn!(link = name, error = %e, "cannot accept: out of descriptors; retrying");
+        *starved = true;
+    }
+    std::thread::sleep(STOP_POLL);
 }
 
 /// Errors after which accepting again is right (the peer gave up, or a signal).
