@@ -14,7 +14,7 @@
 //! - a SYN flood from one guest at a host server that never answers holds at most its fair
 //!   share of `--max-connects`: another guest's connections still go through.
 //!
-//! Needs root, `ip`, `python3` and `prlimit`; skips loudly without them unless CI=true.
+//! Needs root, `ip`, `python3`, `prlimit` and `curl`; skips loudly without them unless CI=true.
 //! Traffic stays on loopback and inside the namespaces created here.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
