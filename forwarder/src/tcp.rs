@@ -281,7 +281,7 @@ impl TcpTable {
         );
         match self.flows.get_mut(&key) {
             Some(flow) if inserted => {
-                api::hold_budget(sh, flow, guest);
+                hold_budget(sh, flow, guest);
                 Counters::bump(&sh.counters.tcp_connecting);
             }
             _ => {
@@ -731,7 +731,7 @@ impl TcpTable {
             );
             match self.flows.get_mut(&key) {
                 Some(flow) if inserted => {
-                    api::hold_budget(sh, flow, remote.ip());
+                    hold_budget(sh, flow, remote.ip());
                     // Not seen yet: the SYN waits for its MAC (see `resolve`).
                     flow.resolved = mac.is_some();
                 }
@@ -833,6 +833,12 @@ fn pump_from_host(sh: &Shared, flow: &mut Flow, now: Instant, buf: &mut [u8]) ->
         }
     }
     progress
+}
+
+/// Notes that `flow` holds a unit of the live-flow budget for `guest` (it counts as open).
+fn hold_budget(sh: &Shared, flow: &mut Flow, guest: IpAddr) {
+    flow.budget = Some(guest);
+    Counters::bump(&sh.counters.tcp_open);
 }
 
 /// Gives back the live-flow unit `flow` holds, if any (it no longer counts as open).

@@ -14,7 +14,7 @@ use stack::tcp::{Connection, Endpoints};
 use stack::time::Instant;
 use stack::wire::{EthernetAddress, IpAddresses, TcpRepr};
 
-use super::{Flow, Kind, TcpTable, send_rst};
+use super::{Flow, Kind, TcpTable, hold_budget, send_rst};
 use crate::budget::Refusal;
 use crate::control::ApiReply;
 use crate::handler::Shared;
@@ -116,12 +116,6 @@ impl TcpTable {
         Counters::bump(&sh.counters.api_requests);
         self.drive(sh, syn.key, now, out);
     }
-}
-
-/// Notes that `flow` holds a unit of the TCP flow budget for `guest` (and so counts as open).
-pub(super) fn hold_budget(sh: &Shared, flow: &mut Flow, guest: std::net::IpAddr) {
-    flow.budget = Some(guest);
-    Counters::bump(&sh.counters.tcp_open);
 }
 
 /// Whether an API flow's deadline has passed with the exchange unfinished.
