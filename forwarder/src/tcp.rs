@@ -3,10 +3,12 @@
 //!
 //! - Outbound: a guest SYN starts a non-blocking connect; the guest gets SYN-ACK only once
 //!   it completes ([`Connection::accept`]). Refused → RST; unreachable → ICMP host
-//!   unreachable; no answer within the connect timeout → RST. Connects in flight and live
-//!   connections, in total and per guest, are bounded across workers by the shared
-//!   [`crate::budget`] (beyond any, the SYN gets RST and a counter moves); a black-holed
-//!   destination only holds its own slot, never the worker.
+//!   unreachable; no answer within the connect timeout → RST. Connects in flight (in total,
+//!   and a fair share per guest and per destination), live connections (in total and per
+//!   guest) and host sockets are bounded across workers by the shared [`crate::budget`]
+//!   (beyond any, the SYN gets RST and a counter moves); a black-holed destination only holds
+//!   its own slot, never the worker. A `socket()` that fails for want of descriptors is
+//!   counted as such ([`crate::descriptors`]), not as a refusal by the host.
 //! - TIME-WAIT: a flow entering it gives its live-flow unit back and joins a queue, oldest
 //!   first. The table holds at most `max_tcp_flows` entries, TIME-WAIT included; when it is
 //!   full, the oldest TIME-WAIT flow is closed to make room (as Linux does past
@@ -20,8 +22,12 @@
 //!   the guest sent before is still written out first (see [`drain`]).
 //! - Inbound forwards: an accepted host connection opens into the guest with
 //!   [`Connection::connect`], from the gateway's address and a port that hashes back here.
-//! - The in-guest API: a connection to the gateway's API port is accepted at once and its
-//!   request handed to the [`crate::control::GuestApi`].
+//! - The in-guest API ([`api`]): a connection to the gateway's API port is accepted at once
+//!   and its request handed to the [`crate::control::GuestApi`]; bounded and timed.
+//! - `tcp_open` counts the flows that hold a unit of the live-flow budget, so it always
+//!   agrees with the budget's `tcp_flows` (TIME-WAIT flows are in `tcp_time_wait`). A flow
+//!   being wound down ([`drain`]) keeps its unit, and its host socket its descriptor, until
+//!   it ends.
 //!
 //! Every host socket is closed when its flow ends: on both FINs, on RST, or when the engine
 //! reports the connection closed and nothing more is owed to the host. A host socket is
@@ -44,20 +50,22 @@ use stack::tcp::{Config as TcpConfig, Connection, Endpoints, Event, State, reset
 use stack::time::Instant;
 use stack::wire::{EthernetAddress, IpAddresses, IpProtocol, TcpControl, TcpRepr};
 
-use crate::budget::Refusal;
+use crate::budget::{ConnectRefusal, Refusal};
 use crate::config::Config;
+use crate::descriptors::{self, HostSocket, Unit};
 use crate::frame::quote_of;
 use crate::handler::{KIND_TCP, KIND_TCP_LISTEN, Shared};
 use crate::stats::Counters;
 use crate::worker::{FlowFrame, FrameSink};
 
+mod api;
 #[path = "tcp_drain.rs"]
 mod drain;
 #[path = "tcp_pump.rs"]
 mod pump;
 
 use drain::{Cause, Frozen, owes_host, reset_host};
-use pump::{pump_api, pump_from_host, pump_to_host};
+use pump::{pump_from_host, pump_to_host};
 
 /// The most bytes read from a host socket in one call.
 const READ_CHUNK: usize = 256 * 1024;
@@ -75,7 +83,7 @@ struct Flow {
     key: FlowKey,
     conn: Connection,
     token: Token,
-    host: Option<Socket>,
+    host: Option<HostSocket>,
     /// The host socket is connected (an accepted one, or its connect succeeded): from then
     /// on it is owed the guest's stream.
     host_connected: bool,
@@ -102,12 +110,10 @@ struct Flow {
     host_eof: bool,
     shut_wr: bool,
     scheduled: Option<Instant>,
-    api_in: Vec<u8>,
-    api_out: Vec<u8>,
-    api_sent: usize,
-    api_done: bool,
+    /// The in-guest API's exchange, for [`Kind::Api`] flows.
+    api: Option<api::Exchange>,
     /// The guest whose live-flow unit this flow holds in the shared budget, until it is
-    /// given back (at TIME-WAIT or removal).
+    /// given back (at TIME-WAIT or removal); such a flow counts in `tcp_open`.
     budget: Option<IpAddr>,
     /// In TIME-WAIT, and queued in [`TcpTable::time_wait`].
     time_wait: bool,
@@ -231,17 +237,14 @@ impl TcpTable {
         if key.remote.ip() == gateway {
             let api = sh.control.guest_api();
             if sh.config.api_port == Some(key.remote.port()) && api.is_some() {
-                if !self.make_room(sh) {
-                    Counters::bump(&sh.counters.tcp_flow_limit);
-                    send_rst(sh, out, mac, addrs, &repr);
-                    return;
-                }
-                let mut conn =
-                    Connection::syn_received(now, self.engine_for(gateway), endpoints, &repr);
-                conn.accept(now);
-                self.insert(sh, key, conn, None, mac, Kind::Api, None, Vec::new());
-                Counters::bump(&sh.counters.api_requests);
-                self.drive(sh, key, now, out);
+                let syn = api::Syn {
+                    key,
+                    endpoints,
+                    repr: &repr,
+                    mac,
+                    addrs,
+                };
+                self.open_api(sh, now, &syn, out);
             } else {
                 send_rst(sh, out, mac, addrs, &repr);
             }
@@ -267,19 +270,33 @@ impl TcpTable {
             send_rst(sh, out, mac, addrs, &repr);
             return;
         }
-        if !sh.budget.connects.take() {
+        if let Err(refusal) = sh.budget.connects.take(guest, key.remote) {
             sh.budget.tcp.give(guest);
-            Counters::bump(&sh.counters.tcp_connect_limit);
+            Counters::bump(match refusal {
+                ConnectRefusal::Total => &sh.counters.tcp_connect_limit,
+                ConnectRefusal::Guest => &sh.counters.tcp_connect_guest_share,
+                ConnectRefusal::Destination => &sh.counters.tcp_connect_destination_share,
+            });
             send_rst(sh, out, mac, addrs, &repr);
             return;
         }
+        let Some(unit) = Unit::take(&sh.budget) else {
+            sh.budget.tcp.give(guest);
+            sh.budget.connects.give(guest, key.remote);
+            Counters::bump(&sh.counters.descriptor_limit);
+            send_rst(sh, out, mac, addrs, &repr);
+            return;
+        };
         let dst = SocketAddr::new(real, key.remote.port());
         let socket = match start_connect(dst) {
-            Ok(s) => s,
+            Ok(s) => HostSocket::new(s, unit),
             Err(e) => {
                 sh.budget.tcp.give(guest);
-                sh.budget.connects.give();
-                if is_unreachable(&e) {
+                sh.budget.connects.give(guest, key.remote);
+                if descriptors::is_exhausted(&e) {
+                    descriptors::note_exhausted(&sh.counters, now, "a guest connection", &e);
+                    send_rst(sh, out, mac, addrs, &repr);
+                } else if is_unreachable(&e) {
                     Counters::bump(&sh.counters.tcp_unreachable);
                     let frame = sh.framer.unreachable(
                         mac,
@@ -309,12 +326,12 @@ impl TcpTable {
         );
         match self.flows.get_mut(&key) {
             Some(flow) if inserted => {
-                flow.budget = Some(guest);
+                hold_budget(sh, flow, guest);
                 Counters::bump(&sh.counters.tcp_connecting);
             }
             _ => {
                 sh.budget.tcp.give(guest);
-                sh.budget.connects.give();
+                sh.budget.connects.give(guest, key.remote);
                 return;
             }
         }
@@ -352,9 +369,7 @@ impl TcpTable {
             return;
         }
         flow.time_wait = true;
-        if let Some(guest) = flow.budget.take() {
-            sh.budget.tcp.give(guest);
-        }
+        give_budget(sh, flow);
         Counters::bump(&sh.counters.tcp_time_wait);
         self.time_wait.push_back((key, flow.token));
         if self.time_wait.len() > 2 * self.max_flows + 64 {
@@ -370,7 +385,7 @@ impl TcpTable {
         sh: &mut Shared,
         key: FlowKey,
         conn: Connection,
-        host: Option<Socket>,
+        host: Option<HostSocket>,
         guest_mac: EthernetAddress,
         kind: Kind,
         connecting: Option<Instant>,
@@ -405,16 +420,12 @@ impl TcpTable {
                 host_eof: false,
                 shut_wr: false,
                 scheduled: None,
-                api_in: Vec::new(),
-                api_out: Vec::new(),
-                api_sent: 0,
-                api_done: false,
+                api: None,
                 budget: None,
                 time_wait: false,
             },
         );
         Counters::bump(&sh.counters.tcp_total);
-        Counters::bump(&sh.counters.tcp_open);
         true
     }
 
@@ -426,29 +437,35 @@ impl TcpTable {
         };
         self.by_token.remove(&flow.token);
         if flow.connecting.take().is_some() {
-            sh.budget.connects.give();
+            sh.budget.connects.give(key.guest.ip(), key.remote);
             Counters::dec(&sh.counters.tcp_connecting);
         }
-        if let Some(guest) = flow.budget.take() {
-            sh.budget.tcp.give(guest);
+        give_budget(sh, &mut flow);
+        if flow.kind == Kind::Api {
+            sh.budget.api.give();
         }
         if flow.time_wait {
             Counters::dec(&sh.counters.tcp_time_wait);
         }
         drain::close_host(sh, &mut self.log, &mut flow, Cause::Linger);
-        Counters::dec(&sh.counters.tcp_open);
     }
 
     fn schedule(&mut self, key: FlowKey) {
         let Some(flow) = self.flows.get_mut(&key) else {
             return;
         };
+        // A frozen flow's engine is done: only its own deadline (and the host's progress)
+        // matter. Otherwise the engine's timers, the connect's and the API exchange's.
         let next = match &flow.frozen {
             Some(frozen) => Some(frozen.next()),
-            None => [flow.conn.poll_timeout(), flow.connecting]
-                .into_iter()
-                .flatten()
-                .min(),
+            None => [
+                flow.conn.poll_timeout(),
+                flow.connecting,
+                flow.api.as_ref().map(|a| a.deadline),
+            ]
+            .into_iter()
+            .flatten()
+            .min(),
         };
         if next != flow.scheduled {
             flow.scheduled = next;
@@ -463,6 +480,31 @@ impl TcpTable {
                 .filter_map(|f| f.scheduled.map(|at| Reverse((at, f.token.0))))
                 .collect();
         }
+    }
+
+    /// Gives back the memory a burst of flows left behind: a table at a quarter of its
+    /// capacity or less shrinks to twice its size (run once a sweep, so a table that fills
+    /// and empties again does not shrink and grow on every flow).
+    pub(crate) fn shrink(&mut self) {
+        fn shrink<K: std::hash::Hash + Eq, V>(map: &mut HashMap<K, V>) {
+            if map.capacity() > 64 && map.len() < map.capacity() / 4 {
+                map.shrink_to(map.len() * 2);
+            }
+        }
+        shrink(&mut self.flows);
+        shrink(&mut self.by_token);
+        if self.timers.capacity() > 64 && self.timers.len() < self.timers.capacity() / 4 {
+            self.timers.shrink_to(self.timers.len() * 2);
+        }
+        if self.time_wait.capacity() > 64 && self.time_wait.len() < self.time_wait.capacity() / 4 {
+            self.time_wait.shrink_to(self.time_wait.len() * 2);
+        }
+    }
+
+    /// Flows the table has room for without growing.
+    #[cfg(test)]
+    pub(crate) fn capacity(&self) -> usize {
+        self.flows.capacity()
     }
 
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
@@ -493,6 +535,10 @@ impl TcpTable {
                 Counters::bump(&sh.counters.tcp_connect_timeouts);
                 flow.conn.refuse(now);
                 self.connect_done(sh, key);
+            } else if api::overdue(flow, now) {
+                Counters::bump(&sh.counters.api_timeouts);
+                flow.api = None;
+                flow.conn.abort(now);
             } else {
                 flow.conn.handle_timeout(now);
             }
@@ -505,7 +551,7 @@ impl TcpTable {
             && flow.connecting.take().is_some()
         {
             flow.quote = Vec::new();
-            sh.budget.connects.give();
+            sh.budget.connects.give(key.guest.ip(), key.remote);
             Counters::dec(&sh.counters.tcp_connecting);
         }
     }
@@ -590,7 +636,7 @@ impl TcpTable {
                 }
             }
             if flow.kind == Kind::Api {
-                progress |= pump_api(sh, flow, key, now);
+                progress |= api::pump(sh, flow, key, now);
             } else if flow.connecting.is_none() {
                 progress |= pump_to_host(sh, &mut self.log, flow, now);
                 progress |= pump_from_host(sh, &mut self.log, flow, now, &mut self.buf);
@@ -680,8 +726,24 @@ impl TcpTable {
                 Ok((s, _)) => s,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => return,
+                Err(e) => {
+                    if descriptors::is_exhausted(&e) {
+                        descriptors::note_exhausted(
+                            &sh.counters,
+                            now,
+                            "a forwarded connection",
+                            &e,
+                        );
+                    }
+                    return;
+                }
             };
+            let Some(unit) = Unit::take(&sh.budget) else {
+                Counters::bump(&sh.counters.descriptor_limit);
+                Counters::bump(&sh.counters.inbound_dropped);
+                continue;
+            };
+            let socket = HostSocket::new(socket, unit);
             let ours = IpAddr::V4(sh.config.gateway_ip);
             let mac = sh.control.neighbour(remote.ip());
             let flows = &self.flows;
@@ -735,7 +797,7 @@ impl TcpTable {
             );
             match self.flows.get_mut(&key) {
                 Some(flow) if inserted => {
-                    flow.budget = Some(remote.ip());
+                    hold_budget(sh, flow, remote.ip());
                     // Not seen yet: the SYN waits for its MAC (see `resolve`).
                     flow.resolved = mac.is_some();
                 }
@@ -771,6 +833,20 @@ fn resolve(sh: &Shared, flow: &mut Flow, key: FlowKey, now: Instant, out: &dyn F
         }
     }
     false
+}
+
+/// Notes that `flow` holds a unit of the live-flow budget for `guest` (it counts as open).
+fn hold_budget(sh: &Shared, flow: &mut Flow, guest: IpAddr) {
+    flow.budget = Some(guest);
+    Counters::bump(&sh.counters.tcp_open);
+}
+
+/// Gives back the live-flow unit `flow` holds, if any (it no longer counts as open).
+fn give_budget(sh: &Shared, flow: &mut Flow) {
+    if let Some(guest) = flow.budget.take() {
+        sh.budget.tcp.give(guest);
+        Counters::dec(&sh.counters.tcp_open);
+    }
 }
 
 fn send_rst(

@@ -24,6 +24,7 @@ use stack::wire::{EthernetAddress, IpProtocol};
 
 use crate::budget::Refusal;
 use crate::config::Config;
+use crate::descriptors::{self, Unit};
 use crate::frame::{Quote, addresses, quote_of, synth_quote};
 use crate::handler::{KIND_UDP, KIND_UDP_LISTEN, Shared};
 use crate::stats::Counters;
@@ -46,6 +47,8 @@ struct Flow {
     /// after NAT), overwritten round robin.
     sent: [Option<(SocketAddr, Quote)>; QUOTED],
     next_sent: usize,
+    /// The socket's unit of the descriptor budget, given back with the mapping.
+    _unit: Unit,
 }
 
 impl Flow {
@@ -419,7 +422,19 @@ fn open(sh: &mut Shared, guest_mac: EthernetAddress, real: IpAddr, now: Instant)
     } else {
         Domain::IPV6
     };
-    let socket = Socket::new(domain, Type::DGRAM, Some(SockProtocol::UDP)).ok()?;
+    let Some(unit) = Unit::take(&sh.budget) else {
+        Counters::bump(&sh.counters.descriptor_limit);
+        return None;
+    };
+    let socket = match Socket::new(domain, Type::DGRAM, Some(SockProtocol::UDP)) {
+        Ok(socket) => socket,
+        Err(e) => {
+            if descriptors::is_exhausted(&e) {
+                descriptors::note_exhausted(&sh.counters, now, "a UDP mapping", &e);
+            }
+            return None;
+        }
+    };
     socket.set_nonblocking(true).ok()?;
     let any: SocketAddr = if real.is_ipv4() {
         SocketAddr::from(([0u8; 4], 0))
@@ -437,5 +452,6 @@ fn open(sh: &mut Shared, guest_mac: EthernetAddress, real: IpAddr, now: Instant)
         last_active: now,
         sent: [None; QUOTED],
         next_sent: 0,
+        _unit: unit,
     })
 }

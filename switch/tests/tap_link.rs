@@ -56,7 +56,7 @@ fn tap_link_carries_frames_both_ways() {
     else {
         panic!("no attach");
     };
-    assert_eq!(id, link.port().id());
+    assert_eq!(id, link.port_id());
 
     let mut ping = Command::new("ip")
         .args([
