@@ -264,3 +264,77 @@ fn the_tcp_table_gives_back_its_memory_after_a_burst() {
     let shrunk = h.fwd.tcp.capacity();
     assert!(shrunk < 64, "{grown} -> {shrunk}");
 }
+
+#[test]
+fn an_answered_guest_api_connection_in_time_wait_keeps_no_api_deadline() {
+    struct Ok200;
+    impl GuestApi for Ok200 {
+        fn respond(&self, _: &[u8], _: IpAddr) -> ApiReply {
+            ApiReply::Done(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n".to_vec())
+        }
+    }
+    let timeout = Duration::from_millis(100);
+    let mut h = Harness::new(Config {
+        api_header_timeout: timeout,
+        ..Config::default()
+    });
+    h.fwd.shared.control.set_guest_api(Arc::new(Ok200));
+    let request = b"GET /services/forwarder/all HTTP/1.1\r\n\r\n";
+    h.segment(GUEST, 7900, API, 1000, None, TcpControl::Syn, &[]);
+    let ours = seq(&h.until(7900, TcpControl::Syn)).wrapping_add(1);
+    h.segment(
+        GUEST,
+        7900,
+        API,
+        1001,
+        Some(ours),
+        TcpControl::None,
+        request,
+    );
+    // The answer and our FIN; the guest takes both and closes its side too.
+    let (mut answered, mut fin) = (0u32, false);
+    for frame in h.sink.take() {
+        if let Event::Tcp { tcp, payload, .. } = parse_for_guest(&frame).event {
+            answered += payload.len() as u32;
+            fin |= tcp.control == TcpControl::Fin;
+        }
+    }
+    assert!(answered > 0 && fin, "answered {answered} bytes, FIN {fin}");
+    h.segment(
+        GUEST,
+        7900,
+        API,
+        1001 + request.len() as u32,
+        Some(ours.wrapping_add(answered + 1)),
+        TcpControl::Fin,
+        &[],
+    );
+    let stats = h.stats();
+    assert_eq!(
+        (stats.tcp_time_wait, stats.tcp_open, stats.api_timeouts),
+        (1, 0, 0),
+        "{stats:?}"
+    );
+    // Past the exchange's deadline, the flow in TIME-WAIT is neither reset nor woken again
+    // and again: the timers return with nothing due. (In a thread, so that a worker stuck on a
+    // timer that is always due fails the test instead of hanging it.)
+    std::thread::sleep(timeout * 2);
+    let (done, result) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let now = h.now();
+        h.fwd.handle_timeout(now, &h.sink);
+        let _ = done.send((now, h.fwd.poll_timeout(), h.stats()));
+    });
+    let (now, next, stats) = result
+        .recv_timeout(Duration::from_secs(5))
+        .expect("handle_timeout returns");
+    assert!(
+        next.is_some_and(|at| at > now),
+        "nothing is due any more: {next:?} at {now:?}"
+    );
+    assert_eq!(
+        (stats.api_timeouts, stats.tcp_time_wait),
+        (0, 1),
+        "{stats:?}"
+    );
+}

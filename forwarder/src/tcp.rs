@@ -461,7 +461,7 @@ impl TcpTable {
             None => [
                 flow.conn.poll_timeout(),
                 flow.connecting,
-                flow.api.as_ref().map(|a| a.deadline),
+                api::deadline(flow),
             ]
             .into_iter()
             .flatten()

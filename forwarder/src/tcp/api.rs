@@ -118,9 +118,19 @@ impl TcpTable {
     }
 }
 
+/// When an API flow's exchange must be over, while that still matters: once the flow is in
+/// TIME-WAIT the exchange is over, so the deadline neither wakes it nor resets it (a deadline
+/// that woke a flow without resetting it would wake it again at once, forever).
+pub(super) fn deadline(flow: &Flow) -> Option<Instant> {
+    if flow.time_wait {
+        return None;
+    }
+    flow.api.as_ref().map(|a| a.deadline)
+}
+
 /// Whether an API flow's deadline has passed with the exchange unfinished.
 pub(super) fn overdue(flow: &Flow, now: Instant) -> bool {
-    !flow.time_wait && flow.api.as_ref().is_some_and(|a| a.deadline <= now)
+    deadline(flow).is_some_and(|d| d <= now)
 }
 
 /// Gathers the request, answers, closes. Returns whether anything moved.
