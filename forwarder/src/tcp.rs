@@ -1,26 +1,28 @@
 //! TCP: each guest connection ends in a TCP engine [`Connection`], paired with a host
-//! socket.
+//! socket. This module holds the table (flows, their timers, driving one flow); opening
+//! flows is [`outbound`]'s, [`inbound`]'s and [`api`]'s, moving their bytes [`pump`]'s, and
+//! winding them down [`drain`]'s.
 //!
-//! - Outbound: a guest SYN starts a non-blocking connect; the guest gets SYN-ACK only once
-//!   it completes ([`Connection::accept`]). Refused → RST; unreachable → ICMP host
-//!   unreachable; no answer within the connect timeout → RST. Connects in flight (in total,
-//!   and a fair share per guest and per destination), live connections (in total and per
-//!   guest) and host sockets are bounded across workers by the shared [`crate::budget`]
-//!   (beyond any, the SYN gets RST and a counter moves); a black-holed destination only holds
-//!   its own slot, never the worker. A `socket()` that fails for want of descriptors is
-//!   counted as such ([`crate::descriptors`]), not as a refusal by the host.
+//! - Outbound ([`outbound`]): a guest SYN starts a non-blocking connect; the guest gets
+//!   SYN-ACK only once it completes ([`Connection::accept`]). Refused → RST; unreachable →
+//!   ICMP host unreachable; no answer within the connect timeout → RST. Connects in flight
+//!   (in total, and a fair share per guest and per destination), live connections (in total
+//!   and per guest) and host sockets are bounded across workers by the shared
+//!   [`crate::budget`] (beyond any, the SYN gets RST and a counter moves); a black-holed
+//!   destination only holds its own slot, never the worker. A `socket()` that fails for want
+//!   of descriptors is counted as such ([`crate::descriptors`]), not as a refusal by the host.
 //! - TIME-WAIT: a flow entering it gives its live-flow unit back and joins a queue, oldest
 //!   first. The table holds at most `max_tcp_flows` entries, TIME-WAIT included; when it is
 //!   full, the oldest TIME-WAIT flow is closed to make room (as Linux does past
 //!   `tcp_max_tw_buckets`), and only with none to reclaim is a SYN refused.
-//! - Data with backpressure both ways: the host socket is read only while the engine has
-//!   send capacity, and the engine's receive ring is consumed only as far as the host socket
-//!   took it (one `writev` of the ring's two slices). The guest's FIN becomes
+//! - Data with backpressure both ways ([`pump`]): the host socket is read only while the
+//!   engine has send capacity, and the engine's receive ring is consumed only as far as the
+//!   host socket took it (one `writev` of the ring's two slices). The guest's FIN becomes
 //!   `shutdown(SHUT_WR)` once the ring is drained; the host's EOF becomes our FIN. A guest
 //!   RST closes the host socket with `SO_LINGER 0`, so the host peer sees RST too; a host
 //!   error resets the guest. When the engine gives up on the guest (retransmissions), what
 //!   the guest sent before is still written out first (see [`drain`]).
-//! - Inbound forwards: an accepted host connection opens into the guest with
+//! - Inbound forwards ([`inbound`]): an accepted host connection opens into the guest with
 //!   [`Connection::connect`], from the gateway's address and a port that hashes back here.
 //! - The in-guest API ([`api`]): a connection to the gateway's API port is accepted at once
 //!   and its request handed to the [`crate::control::GuestApi`]; bounded and timed.
@@ -39,32 +41,30 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
-use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use mio::Token;
-use socket2::{Domain, Protocol as SockProtocol, Socket, Type};
+use socket2::Socket;
 use stack::ingress::{FlowKey, FlowL4};
 use stack::tcp::{Config as TcpConfig, Connection, Endpoints, Event, State, reset_for_listener};
 use stack::time::Instant;
-use stack::wire::{EthernetAddress, IpAddresses, IpProtocol, TcpControl, TcpRepr};
+use stack::wire::{EthernetAddress, IpAddresses, TcpControl, TcpRepr};
 
-use crate::budget::{ConnectRefusal, Refusal};
 use crate::config::Config;
-use crate::descriptors::{self, HostSocket, Unit};
-use crate::frame::quote_of;
-use crate::handler::{KIND_TCP, KIND_TCP_LISTEN, Shared};
+use crate::descriptors::HostSocket;
+use crate::handler::{KIND_TCP, Shared};
 use crate::stats::Counters;
 use crate::worker::{FlowFrame, FrameSink};
 
 mod api;
-#[path = "tcp_drain.rs"]
 mod drain;
-#[path = "tcp_pump.rs"]
+mod inbound;
+mod outbound;
 mod pump;
 
 use drain::{Cause, Frozen, owes_host, reset_host};
+use inbound::resolve;
 use pump::{pump_from_host, pump_to_host};
 
 /// The most bytes read from a host socket in one call.
@@ -123,6 +123,18 @@ struct Listener {
     socket: Socket,
     token: Token,
     remote: SocketAddr,
+}
+
+/// What a guest's SYN of no flow brings, for the path that opens its flow ([`api`] or
+/// [`outbound`]).
+struct Syn<'a> {
+    key: FlowKey,
+    endpoints: Endpoints,
+    repr: &'a TcpRepr,
+    mac: EthernetAddress,
+    addrs: IpAddresses,
+    /// The whole frame, for an ICMP error's quote.
+    frame: &'a [u8],
 }
 
 pub(crate) struct TcpTable {
@@ -232,110 +244,24 @@ impl TcpTable {
             send_rst(sh, out, mac, addrs, &repr);
             return;
         }
-        let endpoints = Endpoints::of_incoming(&addrs, &repr);
-        let gateway = IpAddr::V4(sh.config.gateway_ip);
-        if key.remote.ip() == gateway {
+        let syn = Syn {
+            key,
+            endpoints: Endpoints::of_incoming(&addrs, &repr),
+            repr: &repr,
+            mac,
+            addrs,
+            frame: &packet.frame,
+        };
+        if key.remote.ip() == IpAddr::V4(sh.config.gateway_ip) {
             let api = sh.control.guest_api();
             if sh.config.api_port == Some(key.remote.port()) && api.is_some() {
-                let syn = api::Syn {
-                    key,
-                    endpoints,
-                    repr: &repr,
-                    mac,
-                    addrs,
-                };
                 self.open_api(sh, now, &syn, out);
             } else {
                 send_rst(sh, out, mac, addrs, &repr);
             }
             return;
         }
-        let Ok(real) = sh.nat.outbound(key.remote.ip()) else {
-            Counters::bump(&sh.counters.nat_refused);
-            send_rst(sh, out, mac, addrs, &repr);
-            return;
-        };
-        let guest = key.guest.ip();
-        if let Err(refusal) = sh.budget.tcp.take(guest) {
-            Counters::bump(match refusal {
-                Refusal::Total => &sh.counters.tcp_flow_limit,
-                Refusal::Guest => &sh.counters.tcp_guest_limit,
-            });
-            send_rst(sh, out, mac, addrs, &repr);
-            return;
-        }
-        if !self.make_room(sh) {
-            sh.budget.tcp.give(guest);
-            Counters::bump(&sh.counters.tcp_flow_limit);
-            send_rst(sh, out, mac, addrs, &repr);
-            return;
-        }
-        if let Err(refusal) = sh.budget.connects.take(guest, key.remote) {
-            sh.budget.tcp.give(guest);
-            Counters::bump(match refusal {
-                ConnectRefusal::Total => &sh.counters.tcp_connect_limit,
-                ConnectRefusal::Guest => &sh.counters.tcp_connect_guest_share,
-                ConnectRefusal::Destination => &sh.counters.tcp_connect_destination_share,
-            });
-            send_rst(sh, out, mac, addrs, &repr);
-            return;
-        }
-        let Some(unit) = Unit::take(&sh.budget) else {
-            sh.budget.tcp.give(guest);
-            sh.budget.connects.give(guest, key.remote);
-            Counters::bump(&sh.counters.descriptor_limit);
-            send_rst(sh, out, mac, addrs, &repr);
-            return;
-        };
-        let dst = SocketAddr::new(real, key.remote.port());
-        let socket = match start_connect(dst) {
-            Ok(s) => HostSocket::new(s, unit),
-            Err(e) => {
-                sh.budget.tcp.give(guest);
-                sh.budget.connects.give(guest, key.remote);
-                if descriptors::is_exhausted(&e) {
-                    descriptors::note_exhausted(&sh.counters, now, "a guest connection", &e);
-                    send_rst(sh, out, mac, addrs, &repr);
-                } else if is_unreachable(&e) {
-                    Counters::bump(&sh.counters.tcp_unreachable);
-                    let frame = sh.framer.unreachable(
-                        mac,
-                        addrs.reversed(),
-                        false,
-                        &quote_of(&packet.frame),
-                    );
-                    sh.send(out, frame);
-                } else {
-                    Counters::bump(&sh.counters.tcp_refused);
-                    send_rst(sh, out, mac, addrs, &repr);
-                }
-                return;
-            }
-        };
-        let conn = Connection::syn_received(now, self.engine_for(key.guest.ip()), endpoints, &repr);
-        let deadline = now + self.connect_timeout;
-        let inserted = self.insert(
-            sh,
-            key,
-            conn,
-            Some(socket),
-            mac,
-            Kind::Outbound,
-            Some(deadline),
-            quote_of(&packet.frame),
-        );
-        match self.flows.get_mut(&key) {
-            Some(flow) if inserted => {
-                hold_budget(sh, flow, guest);
-                Counters::bump(&sh.counters.tcp_connecting);
-            }
-            _ => {
-                sh.budget.tcp.give(guest);
-                sh.budget.connects.give(guest, key.remote);
-                return;
-            }
-        }
-        self.schedule(key);
+        self.open_outbound(sh, now, &syn, out);
     }
 
     /// Whether the table has room for one more flow, closing the oldest flow in TIME-WAIT
@@ -546,16 +472,6 @@ impl TcpTable {
         }
     }
 
-    fn connect_done(&mut self, sh: &mut Shared, key: FlowKey) {
-        if let Some(flow) = self.flows.get_mut(&key)
-            && flow.connecting.take().is_some()
-        {
-            flow.quote = Vec::new();
-            sh.budget.connects.give(key.guest.ip(), key.remote);
-            Counters::dec(&sh.counters.tcp_connecting);
-        }
-    }
-
     pub(crate) fn ready(
         &mut self,
         sh: &mut Shared,
@@ -577,37 +493,8 @@ impl TcpTable {
             self.flush(sh, key, now);
             return;
         }
-        if flow.connecting.is_some() {
-            let Some(host) = &flow.host else { return };
-            let error = match host.take_error() {
-                Ok(Some(e)) | Err(e) => Some(e),
-                Ok(None) => match host.peer_addr() {
-                    Ok(_) => None,
-                    // Not connected yet: a spurious wake-up.
-                    Err(_) => return,
-                },
-            };
-            match error {
-                None => {
-                    flow.host_connected = true;
-                    flow.conn.accept(now);
-                    self.connect_done(sh, key);
-                }
-                Some(e) if is_unreachable(&e) => {
-                    Counters::bump(&sh.counters.tcp_unreachable);
-                    let quote = std::mem::take(&mut flow.quote);
-                    let addrs = flow.conn.endpoints().addrs;
-                    let frame = sh.framer.unreachable(flow.guest_mac, addrs, false, &quote);
-                    sh.send(out, frame);
-                    self.remove(sh, key);
-                    return;
-                }
-                Some(_) => {
-                    Counters::bump(&sh.counters.tcp_refused);
-                    flow.conn.refuse(now);
-                    self.connect_done(sh, key);
-                }
-            }
+        if flow.connecting.is_some() && !self.connect_ready(sh, now, key, out) {
+            return;
         }
         self.drive(sh, key, now, out);
     }
@@ -680,159 +567,6 @@ impl TcpTable {
             self.schedule(key);
         }
     }
-
-    pub(crate) fn listen(&mut self, sh: &mut Shared, id: u64, socket: Socket, remote: SocketAddr) {
-        if self.draining {
-            return;
-        }
-        let token = sh.token(KIND_TCP_LISTEN);
-        if sh.register(&socket, token).is_err() {
-            return;
-        }
-        self.listen_tokens.insert(token, id);
-        self.listeners.insert(
-            id,
-            Listener {
-                socket,
-                token,
-                remote,
-            },
-        );
-    }
-
-    pub(crate) fn unlisten(&mut self, sh: &Shared, id: u64) {
-        if let Some(l) = self.listeners.remove(&id) {
-            sh.deregister_fd(&l.socket);
-            self.listen_tokens.remove(&l.token);
-        }
-    }
-
-    pub(crate) fn accept(
-        &mut self,
-        sh: &mut Shared,
-        now: Instant,
-        token: Token,
-        out: &dyn FrameSink,
-    ) {
-        let Some(id) = self.listen_tokens.get(&token).copied() else {
-            return;
-        };
-        loop {
-            let Some(l) = self.listeners.get(&id) else {
-                return;
-            };
-            let remote = l.remote;
-            let socket = match l.socket.accept() {
-                Ok((s, _)) => s,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    if descriptors::is_exhausted(&e) {
-                        descriptors::note_exhausted(
-                            &sh.counters,
-                            now,
-                            "a forwarded connection",
-                            &e,
-                        );
-                    }
-                    return;
-                }
-            };
-            let Some(unit) = Unit::take(&sh.budget) else {
-                Counters::bump(&sh.counters.descriptor_limit);
-                Counters::bump(&sh.counters.inbound_dropped);
-                continue;
-            };
-            let socket = HostSocket::new(socket, unit);
-            let ours = IpAddr::V4(sh.config.gateway_ip);
-            let mac = sh.control.neighbour(remote.ip());
-            let flows = &self.flows;
-            let port = sh.pick_port(IpProtocol::Tcp, remote, ours, now.as_micros(), |p| {
-                flows.contains_key(&FlowKey {
-                    protocol: IpProtocol::Tcp,
-                    guest: remote,
-                    remote: SocketAddr::new(ours, p),
-                })
-            });
-            let (Some(port), Some(addrs)) = (port, crate::frame::addresses(ours, remote.ip()))
-            else {
-                Counters::bump(&sh.counters.inbound_dropped);
-                continue;
-            };
-            if let Err(refusal) = sh.budget.tcp.take(remote.ip()) {
-                Counters::bump(match refusal {
-                    Refusal::Total => &sh.counters.tcp_flow_limit,
-                    Refusal::Guest => &sh.counters.tcp_guest_limit,
-                });
-                Counters::bump(&sh.counters.inbound_dropped);
-                continue;
-            }
-            if !self.make_room(sh) || socket.set_nonblocking(true).is_err() {
-                sh.budget.tcp.give(remote.ip());
-                Counters::bump(&sh.counters.inbound_dropped);
-                continue;
-            }
-            let _ = socket.set_nodelay(true);
-            let endpoints = Endpoints {
-                addrs,
-                local_port: port,
-                remote_port: remote.port(),
-            };
-            let conn = Connection::connect(now, self.engine_for(remote.ip()), endpoints);
-            let key = FlowKey {
-                protocol: IpProtocol::Tcp,
-                guest: remote,
-                remote: SocketAddr::new(ours, port),
-            };
-            Counters::bump(&sh.counters.inbound_accepted);
-            let inserted = self.insert(
-                sh,
-                key,
-                conn,
-                Some(socket),
-                mac.unwrap_or(EthernetAddress::BROADCAST),
-                Kind::Inbound,
-                None,
-                Vec::new(),
-            );
-            match self.flows.get_mut(&key) {
-                Some(flow) if inserted => {
-                    hold_budget(sh, flow, remote.ip());
-                    // Not seen yet: the SYN waits for its MAC (see `resolve`).
-                    flow.resolved = mac.is_some();
-                }
-                _ => {
-                    sh.budget.tcp.give(remote.ip());
-                    continue;
-                }
-            }
-            self.drive(sh, key, now, out);
-        }
-    }
-}
-
-/// An inbound flow whose guest MAC was unknown: true once the control plane knows it (from
-/// the guest's flows or its ARP to the gateway). Until then every segment the engine sends
-/// is held back (counted) and an ARP request asks for the guest; the engine's SYN
-/// retransmission (RFC 6298 §5, RFC 9293 §3.8.1) brings the next attempt.
-fn resolve(sh: &Shared, flow: &mut Flow, key: FlowKey, now: Instant, out: &dyn FrameSink) -> bool {
-    if let Some(mac) = sh.control.neighbour(key.guest.ip()) {
-        flow.guest_mac = mac;
-        flow.resolved = true;
-        return true;
-    }
-    let mut held = false;
-    while flow.conn.poll_transmit(now).is_some() {
-        held = true;
-    }
-    if held {
-        Counters::bump(&sh.counters.inbound_unresolved);
-        if let (IpAddr::V4(target), IpAddr::V4(ours)) = (key.guest.ip(), key.remote.ip()) {
-            Counters::bump(&sh.counters.arp_requests);
-            sh.send(out, Some(sh.framer.arp_request(ours, target)));
-        }
-    }
-    false
 }
 
 /// Notes that `flow` holds a unit of the live-flow budget for `guest` (it counts as open).
@@ -866,28 +600,6 @@ fn send_rst(
         }
         None if !repr.control.rst() => Counters::bump(&sh.counters.tcp_probes_dropped),
         None => {}
-    }
-}
-
-fn is_unreachable(e: &io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(libc::ENETUNREACH | libc::EHOSTUNREACH)
-    )
-}
-
-fn start_connect(dst: SocketAddr) -> io::Result<Socket> {
-    let socket = Socket::new(
-        Domain::for_address(dst),
-        Type::STREAM,
-        Some(SockProtocol::TCP),
-    )?;
-    socket.set_nonblocking(true)?;
-    socket.set_nodelay(true)?;
-    match socket.connect(&dst.into()) {
-        Ok(()) => Ok(socket),
-        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => Ok(socket),
-        Err(e) => Err(e),
     }
 }
 

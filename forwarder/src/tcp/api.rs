@@ -10,11 +10,10 @@
 //! or never reading its answer) is reset and counted in `api_timeouts`.
 
 use stack::ingress::FlowKey;
-use stack::tcp::{Connection, Endpoints};
+use stack::tcp::Connection;
 use stack::time::Instant;
-use stack::wire::{EthernetAddress, IpAddresses, TcpRepr};
 
-use super::{Flow, Kind, TcpTable, hold_budget, send_rst};
+use super::{Flow, Kind, Syn, TcpTable, hold_budget, send_rst};
 use crate::budget::Refusal;
 use crate::control::ApiReply;
 use crate::handler::Shared;
@@ -46,15 +45,6 @@ impl Exchange {
             deadline,
         }
     }
-}
-
-/// What a guest's SYN to the API port brings.
-pub(super) struct Syn<'a> {
-    pub key: FlowKey,
-    pub endpoints: Endpoints,
-    pub repr: &'a TcpRepr,
-    pub mac: EthernetAddress,
-    pub addrs: IpAddresses,
 }
 
 impl TcpTable {
