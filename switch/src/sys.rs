@@ -22,7 +22,7 @@ use std::time::Duration;
 
 /// The error [`wait_readable`] returns when the descriptor can never become readable.
 #[derive(Debug, thiserror::Error)]
-#[error("the link went away (poll reported {0})")]
+#[error("poll reported {0}")]
 pub struct Hangup(&'static str);
 
 /// Waits until `fd` is readable, at most `timeout` (`None`: forever). `Ok(false)` when the

@@ -159,7 +159,7 @@ pub enum CloseReason {
     PeerClosed,
     /// The link itself went away (a deleted TAP, a descriptor that hung up): see
     /// [`crate::sys::is_gone`].
-    #[error("{0}")]
+    #[error("the link went away ({0})")]
     Gone(std::io::Error),
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
