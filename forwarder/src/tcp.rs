@@ -433,6 +433,19 @@ impl TcpTable {
         self.flows.capacity()
     }
 
+    /// Tries every flow's host socket again as a writable wake-up would: the kernel may
+    /// make room below the wake-up's threshold, and tests need to know what it will take.
+    #[cfg(test)]
+    pub(crate) fn retry_writes(&mut self, sh: &mut Shared, now: Instant, out: &dyn FrameSink) {
+        let keys: Vec<FlowKey> = self.flows.keys().copied().collect();
+        for key in keys {
+            if let Some(flow) = self.flows.get_mut(&key) {
+                flow.writable = true;
+            }
+            self.drive(sh, key, now, out);
+        }
+    }
+
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         self.timers.peek().map(|Reverse((at, _))| *at)
     }
