@@ -155,13 +155,15 @@ def dhcp_seeds():
         name = os.path.splitext(os.path.basename(path))[0]
         # Requests only (BOOTREQUEST, op 1): what a guest sends the server.
         requests = [p for p in map(udp_payload, pcap_frames(path)) if p and p[0] == 1]
+        # A first byte of 0 picks the default offer bounds; 3, one offer and two per MAC.
         for i, payload in enumerate(requests):
-            write("dhcp_server", f"{name}-{i}", struct.pack("<H", len(payload)) + payload + b"\x00")
+            write("dhcp_server", f"{name}-{i}", b"\x00" + struct.pack("<H", len(payload)) + payload + b"\x00")
             count += 1
         # The whole exchange, a second between requests.
         whole = b"".join(struct.pack("<H", len(p)) + p + b"\x01" for p in requests)
-        write("dhcp_server", f"{name}-all", whole)
-        count += 1
+        write("dhcp_server", f"{name}-all", b"\x00" + whole)
+        write("dhcp_server", f"{name}-all-bounded", b"\x03" + whole)
+        count += 2
     return count
 
 

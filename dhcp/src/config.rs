@@ -135,8 +135,12 @@ pub struct Config {
     pub offer_time: Duration,
     /// How long an address a client declined (RFC 2131 §4.3.3) stays out of use.
     pub decline_time: Duration,
-    /// The most offers outstanding at once; DISCOVERs past it are dropped and counted.
+    /// The most offers outstanding at once; past it the oldest is withdrawn (counted) to make
+    /// room for a new one, so a flood of DISCOVERs cannot keep a new client from its offer.
     pub max_offers: usize,
+    /// The most offers outstanding for one client hardware address (`chaddr`), whatever
+    /// client identifiers it uses; DISCOVERs past it are dropped and counted.
+    pub max_offers_per_mac: usize,
 }
 
 impl Default for Config {
@@ -164,6 +168,7 @@ impl Default for Config {
             offer_time: Duration::from_secs(60),
             decline_time: Duration::from_secs(600),
             max_offers: 64,
+            max_offers_per_mac: 4,
         }
     }
 }
@@ -243,7 +248,7 @@ impl Config {
         if secs == 0 || secs >= u64::from(u32::MAX) {
             return Err(ConfigError::BadLeaseTime);
         }
-        if self.offer_time.is_zero() || self.max_offers == 0 {
+        if self.offer_time.is_zero() || self.max_offers == 0 || self.max_offers_per_mac == 0 {
             return Err(ConfigError::NoOffers);
         }
         Ok(DomainList::new(&self.search_domains)?)
@@ -337,5 +342,9 @@ mod tests {
             ConfigError::BadLeaseTime
         ));
         assert!(matches!(check(|c| c.max_offers = 0), ConfigError::NoOffers));
+        assert!(matches!(
+            check(|c| c.max_offers_per_mac = 0),
+            ConfigError::NoOffers
+        ));
     }
 }

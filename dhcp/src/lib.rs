@@ -11,7 +11,8 @@
 //!   read through checked views. A request we cannot or will not answer is dropped and counted
 //!   under one [`DropReason`] ([`Server::stats`]).
 //! - Every table is bounded by the pool (at most [`config::MAX_POOL_SIZE`] addresses) and the
-//!   static leases; outstanding offers by [`Config::max_offers`].
+//!   static leases; outstanding offers by [`Config::max_offers`] (the oldest is withdrawn
+//!   for a new one) and [`Config::max_offers_per_mac`] (a DISCOVER past it is dropped).
 //! - Replies follow RFC 2131 §4.1 for where they go and §4.3 for what they say, carry the
 //!   options of RFC 2132 (and RFC 3397's search list) the client asks for, and are at least
 //!   300 bytes long.

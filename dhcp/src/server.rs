@@ -13,9 +13,12 @@
 //!   answer, is dropped and counted under one [`DropReason`] in [`Server::stats`].
 //! - Every table is bounded. Bindings (offered or bound) and declined addresses each hold an
 //!   address of the pool or a static lease, so the pool's size bounds them; outstanding offers
-//!   are further bounded by [`Config::max_offers`]. Remembered previous addresses are bounded
-//!   by the number of free pool addresses. Stored client identifiers and host names are at most
-//!   255 bytes.
+//!   are further bounded by [`Config::max_offers`] in all and [`Config::max_offers_per_mac`]
+//!   per client hardware address. One MAC past its bound is refused; a new offer past the
+//!   total withdraws the oldest one (its client, should it still ask, is ACKed while the
+//!   address is free), so no flood of DISCOVERs, from one MAC or many, keeps a new client
+//!   from its offer. Remembered previous addresses are bounded by the number of free pool
+//!   addresses. Stored client identifiers and host names are at most 255 bytes.
 //! - A static lease's address is only ever given to its MAC, and that MAC only ever gets it.
 //! - A client (its identifier, option 61, or else its MAC; RFC 2131 §4.2) holds at most one
 //!   binding: taking a new address gives up the old one.
@@ -23,8 +26,9 @@
 //! Policy where RFC 2131 leaves a choice: the server is authoritative for its subnet, as fits
 //! the only DHCP server on a virtual link. A REQUEST in any state is ACKed when the address is
 //! one this client may have (its own binding, its static lease, or a free pool address) and
-//! NAKed otherwise, even when we have no record of the client (after a restart of ours, say)
-//! where RFC 2131 §4.3.2 would have a non-authoritative server stay silent. Options 15, 26, 28
+//! NAKed otherwise; but an INIT-REBOOT REQUEST from a client we have no record of (after a
+//! restart of ours, say) on the right network gets no answer, as RFC 2131 §4.3.2 requires,
+//! so that the client falls back to DISCOVER. Options 15, 26, 28
 //! and 119 are sent only when the client's parameter request list asks for them (or it sent
 //! none); 1, 3 and 6 always. A reply never exceeds the client's maximum message size (option
 //! 57, at least 576) nor the link MTU ([`Config::mtu`]): optional options that do not fit are
@@ -116,6 +120,8 @@ pub struct Server {
     /// Every binding's and declined address's deadline.
     timers: BTreeSet<(Instant, Ipv4Addr)>,
     offers: usize,
+    /// Outstanding offers by client hardware address (entries only while non-zero).
+    offers_by_mac: HashMap<EthernetAddress, usize>,
     counters: Stats,
 }
 
@@ -125,6 +131,16 @@ fn after(now: Instant, duration: Duration) -> Instant {
 
 fn is_set(addr: Ipv4Addr) -> bool {
     addr != Ipv4Addr::UNSPECIFIED
+}
+
+/// One offer less for `mac`, forgetting it at zero.
+fn offer_gone(by_mac: &mut HashMap<EthernetAddress, usize>, mac: EthernetAddress) {
+    if let Some(n) = by_mac.get_mut(&mac) {
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            by_mac.remove(&mac);
+        }
+    }
 }
 
 /// `s` cut to at most `max` bytes on a character boundary, without trailing NULs.
@@ -159,6 +175,7 @@ impl Server {
             previous_owner: HashMap::new(),
             timers: BTreeSet::new(),
             offers: 0,
+            offers_by_mac: HashMap::new(),
             counters: Stats::default(),
         };
         let (start, end) = (
@@ -407,8 +424,12 @@ impl Server {
                 self.assign(ip, client, req, State::Offered, expires);
             }
             None => {
+                let held = self.offers_by_mac.get(&req.chaddr).copied().unwrap_or(0);
+                if held >= self.config.max_offers_per_mac {
+                    return Err(DropReason::MacOffersFull);
+                }
                 if self.offers >= self.config.max_offers {
-                    return Err(DropReason::OffersFull);
+                    self.reclaim_oldest_offer();
                 }
                 let expires = after(now, self.config.offer_time);
                 self.assign(ip, client, req, State::Offered, expires);
@@ -449,7 +470,34 @@ impl Server {
         if !self.config.subnet.contains(ip) {
             return Ok(Answer::Nak("wrong network"));
         }
+        // INIT-REBOOT (no `ciaddr`): "If the DHCP server has no record of this client, then
+        // it MUST remain silent" (RFC 2131 §4.3.2).
+        if !is_set(req.ciaddr) && !self.knows(&client, req.chaddr) {
+            return Err(DropReason::UnknownClient);
+        }
         Ok(self.commit(now, ip, req, client))
+    }
+
+    /// Whether we have a record of the client: a binding, a static lease, or the address it
+    /// had before its lease ended.
+    fn knows(&self, client: &ClientKey, mac: EthernetAddress) -> bool {
+        self.by_client.contains_key(client)
+            || self.statics_by_mac.contains_key(&mac)
+            || self.previous.contains_key(client)
+    }
+
+    /// Withdraws the offer that runs out first (the oldest), counted.
+    fn reclaim_oldest_offer(&mut self) {
+        let oldest = self.timers.iter().find_map(|&(at, ip)| {
+            self.bindings
+                .get(&ip)
+                .is_some_and(|b| b.state == State::Offered && b.expires == at)
+                .then_some(ip)
+        });
+        if let Some(ip) = oldest {
+            self.free(ip, false);
+            self.counters.offers_reclaimed += 1;
+        }
     }
 
     /// ACK `ip` for the client if it may have it, else NAK.
@@ -538,6 +586,7 @@ impl Server {
                 self.timers.remove(&(b.expires, ip));
                 if b.state == State::Offered {
                     self.offers = self.offers.saturating_sub(1);
+                    offer_gone(&mut self.offers_by_mac, b.mac);
                 }
                 if b.client != client && self.by_client.get(&b.client) == Some(&ip) {
                     self.by_client.remove(&b.client);
@@ -566,6 +615,7 @@ impl Server {
         }
         if state == State::Offered {
             self.offers += 1;
+            *self.offers_by_mac.entry(req.chaddr).or_insert(0) += 1;
         }
         self.timers.insert((expires, ip));
         self.by_client.insert(client, ip);
@@ -587,6 +637,7 @@ impl Server {
         self.timers.remove(&(binding.expires, ip));
         if binding.state == State::Offered {
             self.offers = self.offers.saturating_sub(1);
+            offer_gone(&mut self.offers_by_mac, binding.mac);
         }
         if self.by_client.get(&binding.client) == Some(&ip) {
             self.by_client.remove(&binding.client);

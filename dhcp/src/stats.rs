@@ -48,8 +48,12 @@ pub enum DropReason {
     NotOwner,
     /// A DISCOVER with no address left to offer.
     PoolExhausted,
-    /// A DISCOVER while [`Config::max_offers`](crate::Config::max_offers) offers are outstanding.
-    OffersFull,
+    /// An INIT-REBOOT REQUEST from a client we have no record of (RFC 2131 §4.3.2: the
+    /// server "MUST remain silent").
+    UnknownClient,
+    /// A DISCOVER from a MAC that already holds
+    /// [`Config::max_offers_per_mac`](crate::Config::max_offers_per_mac) outstanding offers.
+    MacOffersFull,
     /// The reply could not be encoded (a bug).
     EmitFailed,
     /// The reply's required options alone exceed the client's maximum message size or the
@@ -59,7 +63,7 @@ pub enum DropReason {
 
 impl DropReason {
     /// Every reason, in declaration order.
-    pub const ALL: [DropReason; 23] = [
+    pub const ALL: [DropReason; 24] = [
         DropReason::Truncated,
         DropReason::BadMagic,
         DropReason::BadOp,
@@ -80,7 +84,8 @@ impl DropReason {
         DropReason::WrongSubnet,
         DropReason::NotOwner,
         DropReason::PoolExhausted,
-        DropReason::OffersFull,
+        DropReason::UnknownClient,
+        DropReason::MacOffersFull,
         DropReason::EmitFailed,
         DropReason::ReplyTooLarge,
     ];
@@ -163,6 +168,9 @@ pub struct Stats {
     pub leases_released: u64,
     /// Addresses taken out of use by DECLINE.
     pub addresses_declined: u64,
+    /// Outstanding offers withdrawn, oldest first, to make room under
+    /// [`Config::max_offers`](crate::Config::max_offers) for a new client's.
+    pub offers_reclaimed: u64,
     pub dropped: Drops,
     /// Bound leases now (gauge).
     pub leases: usize,

@@ -17,5 +17,5 @@ pub mod stream;
 pub mod wire;
 pub mod zone;
 
-pub use resolver::{Resolver, ResolverConfig, ResolverCounters, Transmit, Transport};
+pub use resolver::{Disposition, Resolver, ResolverConfig, ResolverCounters, Transmit, Transport};
 pub use zone::{Record, SharedZones, Zone, Zones};

@@ -29,7 +29,8 @@
 //!   link went away) at once: their slots are free again, no answer or SERVFAIL follows.
 //! - Malformed queries: shorter than a header, or a response → dropped; no question, a name
 //!   past the end, a compression loop → FORMERR; an opcode other than QUERY → NOTIMP. All
-//!   counted; nothing here can panic on input.
+//!   counted; nothing here can panic on input. Every query's [`Disposition`] says whether
+//!   an answer is queued, will come, or never will.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -37,7 +38,7 @@ use std::time::Duration;
 
 use stack::time::Instant;
 
-use crate::wire::{self, Message, ParseError, Rcode};
+use crate::wire::{self, Message, Rcode};
 use crate::zone::Zones;
 
 /// How the resolver forwards.
@@ -81,6 +82,18 @@ pub enum Transport {
     Udp,
     /// A length-prefixed message on a stream (RFC 7766); answers go whole.
     Tcp,
+}
+
+/// What became of a query handed to the resolver, so that a caller counting the answers
+/// it owes (DNS over TCP, RFC 7766 §6.2.1.1) knows when one will never come.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    /// Its answer (from a local zone, or an error) is queued now.
+    Answered,
+    /// Forwarded upstream: its answer, or SERVFAIL, comes later.
+    Forwarded,
+    /// Dropped unanswered (shorter than a header, or a response): no answer will come.
+    Dropped,
 }
 
 /// A message to send.
@@ -184,8 +197,14 @@ impl<C: Clone> Resolver<C> {
     }
 
     /// A guest's query (a UDP payload) from `client` at `now`, against `zones`.
-    pub fn handle_query(&mut self, now: Instant, client: C, bytes: &[u8], zones: &Zones) {
-        self.handle_query_via(now, client, Transport::Udp, bytes, zones);
+    pub fn handle_query(
+        &mut self,
+        now: Instant,
+        client: C,
+        bytes: &[u8],
+        zones: &Zones,
+    ) -> Disposition {
+        self.handle_query_via(now, client, Transport::Udp, bytes, zones)
     }
 
     /// A guest's query that came over `transport` (for TCP, one message without its length
@@ -197,36 +216,38 @@ impl<C: Clone> Resolver<C> {
         transport: Transport,
         bytes: &[u8],
         zones: &Zones,
-    ) {
+    ) -> Disposition {
         self.counters.queries += 1;
         if transport == Transport::Tcp {
             self.counters.tcp_queries += 1;
         }
         let Ok(msg) = Message::new_checked(bytes) else {
             self.counters.dropped += 1;
-            return;
+            return Disposition::Dropped;
         };
         if msg.is_response() {
             self.counters.dropped += 1;
-            return;
+            return Disposition::Dropped;
         }
         if msg.opcode() != 0 {
             self.counters.notimp += 1;
             let q = msg.question().ok();
             self.reply(client, wire::error_reply(&msg, q.as_ref(), Rcode::NotImp));
-            return;
+            return Disposition::Answered;
         }
         let q = match msg.question() {
             Ok(q) if msg.qdcount() == 1 => q,
-            Ok(_) | Err(ParseError::NoQuestion) => return self.formerr(client, &msg, None),
-            Err(_) => return self.formerr(client, &msg, None),
+            Ok(_) | Err(_) => {
+                self.formerr(client, &msg, None);
+                return Disposition::Answered;
+            }
         };
         if let Some(answer) = zones.answer(&msg, &q) {
             self.counters.local_answers += 1;
             self.reply(client, answer);
-            return;
+            return Disposition::Answered;
         }
-        self.forward(now, client, transport, &msg, q.range.end);
+        self.forward(now, client, transport, &msg, q.range.end)
     }
 
     fn formerr(&mut self, client: C, msg: &Message<'_>, q: Option<&wire::Question>) {
@@ -271,17 +292,19 @@ impl<C: Clone> Resolver<C> {
         transport: Transport,
         msg: &Message<'_>,
         question_end: usize,
-    ) {
+    ) -> Disposition {
         let client_id = msg.id();
         if self.config.upstreams.is_empty() {
             self.counters.no_upstream += 1;
-            return self.servfail(client, msg.bytes(), client_id);
+            self.servfail(client, msg.bytes(), client_id);
+            return Disposition::Answered;
         }
         let id = match self.next_id() {
             Some(id) if self.pending.len() < self.config.max_pending => id,
             _ => {
                 self.counters.pending_full += 1;
-                return self.servfail(client, msg.bytes(), client_id);
+                self.servfail(client, msg.bytes(), client_id);
+                return Disposition::Answered;
             }
         };
         let mut query = msg.bytes().to_vec();
@@ -309,6 +332,7 @@ impl<C: Clone> Resolver<C> {
         if transport == Transport::Tcp {
             self.counters.tcp_forwarded += 1;
         }
+        Disposition::Forwarded
     }
 
     fn send_upstream(&mut self, upstream: usize, transport: Transport, query: &[u8]) {

@@ -367,3 +367,35 @@ fn tcp_upstream_lost_fails_over_then_servfails() {
     assert_eq!(r.pending(), 1, "the UDP query still waits");
     assert_eq!(r.counters().tcp_upstream_down, 3);
 }
+
+#[test]
+fn every_query_says_whether_an_answer_comes() {
+    let z = zones();
+    let mut r = resolver(&[A]);
+    let tcp = |r: &mut Resolver<u32>, bytes: &[u8]| {
+        r.handle_query_via(t(0), 1, Transport::Tcp, bytes, &z)
+    };
+    // Too short for a header, or a response: dropped, and nothing is ever sent.
+    let mut response = query(0x2222, "example.com.", 1);
+    response[2] |= 0x80;
+    for bytes in [&b"\x00\x01\x02"[..], &response[..]] {
+        assert_eq!(tcp(&mut r, bytes), Disposition::Dropped);
+        assert!(drain(&mut r).is_empty());
+    }
+    // A local name, and a malformed query, are answered at once.
+    let local = query(0x3333, "gateway.containers.internal.", 1);
+    assert_eq!(tcp(&mut r, &local), Disposition::Answered);
+    let mut no_question = query(0x4444, "example.com.", 1);
+    no_question[5] = 0;
+    assert_eq!(tcp(&mut r, &no_question), Disposition::Answered);
+    assert_eq!(drain(&mut r).len(), 2);
+    // Anything else goes upstream; without an upstream it is SERVFAIL at once.
+    let other = query(0x5555, "example.com.", 1);
+    assert_eq!(tcp(&mut r, &other), Disposition::Forwarded);
+    let mut none = resolver(&[]);
+    assert_eq!(
+        none.handle_query(t(0), 2, &other, &z),
+        Disposition::Answered
+    );
+    assert_eq!(r.counters().dropped, 2);
+}

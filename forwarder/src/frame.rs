@@ -125,6 +125,21 @@ impl Framer {
         l4_header: usize,
         fill: F,
     ) -> Option<Built<impl FnOnce(&mut [u8]) + use<F>>> {
+        self.ip_tos(dst_mac, addrs, protocol, (0, 0), l4_len, l4_header, fill)
+    }
+
+    /// [`Framer::ip`] with a TOS or traffic class, `(dscp, ecn)`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn ip_tos<F: FnOnce(&mut [u8])>(
+        &mut self,
+        dst_mac: EthernetAddress,
+        addrs: IpAddresses,
+        protocol: IpProtocol,
+        tos: (u8, u8),
+        l4_len: usize,
+        l4_header: usize,
+        fill: F,
+    ) -> Option<Built<impl FnOnce(&mut [u8]) + use<F>>> {
         let (ethertype, ip_header) = match addrs {
             IpAddresses::V4 { .. } => (EtherType::Ipv4, ipv4::HEADER_LEN),
             IpAddresses::V6 { .. } => (EtherType::Ipv6, ipv6::HEADER_LEN),
@@ -160,7 +175,7 @@ impl Framer {
                     return;
                 };
                 fill(l4);
-                emit_ip(header, addrs, protocol, l4_len, ident, 0, false);
+                emit_ip(header, addrs, protocol, tos, l4_len, ident, (0, false));
             },
         })
     }
@@ -255,13 +270,14 @@ impl Framer {
             payload_len: payload.len(),
         }
         .emit(&mut UdpPacket::new_unchecked(&mut upper[..]), &addrs);
-        self.send_fragments(out, mtu, dst_mac, addrs, IpProtocol::Udp, &upper)
+        self.send_fragments(out, mtu, dst_mac, addrs, IpProtocol::Udp, (0, 0), &upper)
     }
 
     /// `upper` (an upper-layer message, checksum filled in) as IP fragments that each fit
     /// `mtu`, sent through `out` in order: a multiple of 8 data bytes in all but the last
     /// (RFC 791 §3.2); for IPv6 behind a fragment header (RFC 8200 §4.5). Returns the frames
     /// sent; none if `upper` is too long for IP.
+    #[allow(clippy::too_many_arguments)]
     pub fn send_fragments(
         &mut self,
         out: &dyn FrameSink,
@@ -269,6 +285,7 @@ impl Framer {
         dst_mac: EthernetAddress,
         addrs: IpAddresses,
         protocol: IpProtocol,
+        tos: (u8, u8),
         upper: &[u8],
     ) -> usize {
         let (ethertype, fixed) = match addrs {
@@ -322,10 +339,10 @@ impl Framer {
                             headers,
                             addrs,
                             protocol,
+                            tos,
                             chunk.len(),
                             ident as u16,
-                            offset,
-                            more,
+                            (offset, more),
                         ),
                         IpAddresses::V6 { .. } => {
                             let Some((fixed_part, frag)) =
@@ -344,10 +361,10 @@ impl Framer {
                                 fixed_part,
                                 addrs,
                                 IpProtocol::Ipv6Frag,
+                                tos,
                                 ipv6::FRAGMENT_HEADER_LEN + chunk.len(),
                                 0,
-                                0,
-                                false,
+                                (0, false),
                             );
                         }
                     }
@@ -390,8 +407,8 @@ impl Framer {
         mtu: usize,
         dst_mac: EthernetAddress,
         addrs: IpAddresses,
-        ident: u16,
-        seq_no: u16,
+        tos: (u8, u8),
+        (ident, seq_no): (u16, u16),
         data: &[u8],
     ) -> usize {
         let (protocol, len) = match addrs {
@@ -430,12 +447,12 @@ impl Framer {
         };
         if Framer::fits(addrs, len, mtu) {
             return self
-                .ip(dst_mac, addrs, protocol, len, ICMP_HEADER_LEN, emit)
+                .ip_tos(dst_mac, addrs, protocol, tos, len, ICMP_HEADER_LEN, emit)
                 .map_or(0, |f| usize::from(f.send(out)));
         }
         let mut upper = vec![0u8; len];
         emit(&mut upper);
-        self.send_fragments(out, mtu, dst_mac, addrs, protocol, &upper)
+        self.send_fragments(out, mtu, dst_mac, addrs, protocol, tos, &upper)
     }
 
     /// Destination unreachable about `quote` (the guest's own packet, IP header first), from
@@ -495,17 +512,50 @@ impl Framer {
     }
 }
 
+/// The longest quote [`quote_of`] takes: an IPv4 header with 40 bytes of options, or the
+/// IPv6 fixed header, and 8 bytes.
+pub const MAX_QUOTE: usize = 60 + 8;
+
+/// What [`quote_of`] takes, in fixed space (no allocation), to keep beside a flow.
+#[derive(Debug, Clone, Copy)]
+pub struct Quote {
+    bytes: [u8; MAX_QUOTE],
+    len: u8,
+}
+
+impl Quote {
+    /// The quote of the guest's packet in `frame`.
+    pub fn of(frame: &[u8]) -> Quote {
+        let mut bytes = [0u8; MAX_QUOTE];
+        let taken = quote_range(frame);
+        let len = taken.len().min(MAX_QUOTE);
+        if let (Some(dst), Some(src)) = (bytes.get_mut(..len), taken.get(..len)) {
+            dst.copy_from_slice(src);
+        }
+        Quote {
+            bytes,
+            len: len as u8,
+        }
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        self.bytes.get(..usize::from(self.len)).unwrap_or_default()
+    }
+}
+
 /// The first bytes of the guest's packet as ICMP errors quote it: its IP header and the
 /// first 8 bytes after it, copied out of `frame`.
 pub fn quote_of(frame: &[u8]) -> Vec<u8> {
+    quote_range(frame).to_vec()
+}
+
+fn quote_range(frame: &[u8]) -> &[u8] {
     let ip = frame.get(ethernet::HEADER_LEN..).unwrap_or_default();
     let header = match ip.first().map(|b| b >> 4) {
         Some(4) => usize::from(ip.first().copied().unwrap_or(0x45) & 0x0f) * 4,
         _ => ipv6::HEADER_LEN,
     };
-    ip.get(..ip.len().min(header + 8))
-        .unwrap_or_default()
-        .to_vec()
+    ip.get(..ip.len().min(header + 8)).unwrap_or_default()
 }
 
 /// The quote an ICMP error about a guest's UDP or TCP packet carries, rebuilt from what we
@@ -557,16 +607,17 @@ pub fn synth_quote(
     out
 }
 
-/// The IP header of a packet we originate, over a cleared `header`: IPv4 with `ident`,
-/// `frag_offset` and `more_frags` (don't-fragment set on an unfragmented one), or IPv6.
+/// The IP header of a packet we originate, over a cleared `header`, with the TOS or traffic
+/// class `(dscp, ecn)`: IPv4 with `ident` and the fragment's `(offset, more)` (don't-fragment
+/// set on an unfragmented one), or IPv6.
 fn emit_ip(
     header: &mut [u8],
     addrs: IpAddresses,
     protocol: IpProtocol,
+    (dscp, ecn): (u8, u8),
     payload_len: usize,
     ident: u16,
-    frag_offset: u16,
-    more_frags: bool,
+    (frag_offset, more_frags): (u16, bool),
 ) {
     match addrs {
         IpAddresses::V4 { src, dst } => Ipv4Repr {
@@ -579,8 +630,8 @@ fn emit_ip(
             dont_frag: frag_offset == 0 && !more_frags,
             more_frags,
             frag_offset,
-            dscp: 0,
-            ecn: 0,
+            dscp,
+            ecn,
         }
         .emit(&mut Ipv4Packet::new_unchecked(header)),
         IpAddresses::V6 { src, dst } => Ipv6Repr {
@@ -589,8 +640,8 @@ fn emit_ip(
             next_header: protocol,
             payload_len,
             hop_limit: TTL,
-            dscp: 0,
-            ecn: 0,
+            dscp,
+            ecn,
             flow_label: 0,
         }
         .emit(&mut Ipv6Packet::new_unchecked(header)),

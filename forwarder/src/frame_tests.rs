@@ -159,7 +159,7 @@ fn an_echo_reply_longer_than_the_mtu_leaves_in_fragments() {
     for addrs in [V4, V6] {
         let sink = Dirty::default();
         let mut f = Framer::new(GW_MAC);
-        let sent = f.send_echo_reply(&sink, 1500, GUEST_MAC, addrs, 7, 9, &data);
+        let sent = f.send_echo_reply(&sink, 1500, GUEST_MAC, addrs, (0, 0), (7, 9), &data);
         assert!(sent >= 3, "{sent}");
         let frames = sink.0.borrow().clone();
         let mut whole = frames[0][..ethernet::HEADER_LEN].to_vec();

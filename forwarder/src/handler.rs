@@ -273,6 +273,10 @@ impl Forwarder {
 impl FlowHandler for Forwarder {
     fn handle_packet(&mut self, now: Instant, packet: &FlowFrame, out: &dyn FrameSink) -> Handled {
         let guest_ip = packet.packet.key.guest.ip();
+        if !self.shared.nat.source_allowed(guest_ip) {
+            Counters::bump(&self.shared.counters.foreign_source);
+            return Handled::Here;
+        }
         self.shared.learn(guest_ip, packet.packet.eth.src_addr);
         let elsewhere = match packet.packet.l4 {
             FlowL4::Tcp(_) => self.tcp.handle(&mut self.shared, now, packet, out),
@@ -300,6 +304,7 @@ impl FlowHandler for Forwarder {
             self.udp.sweep(&mut self.shared, now);
             self.icmp.sweep(&mut self.shared, now);
             self.tcp.sweep_buffers();
+            self.tcp.shrink();
             self.next_sweep = now + SWEEP;
         }
     }

@@ -593,3 +593,6 @@ mod limits;
 
 #[path = "handler_drain_tests.rs"]
 mod drain;
+
+#[path = "handler_probe_tests.rs"]
+mod probes;

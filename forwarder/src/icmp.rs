@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use mio::Token;
 use socket2::{Domain, Protocol as SockProtocol, Socket, Type};
-use stack::ingress::FlowL4;
+use stack::ingress::{FlowL4, IpHeader};
 use stack::time::Instant;
 use stack::wire::{
     EthernetAddress, Icmpv4Packet, Icmpv4Repr, Icmpv6Message, Icmpv6Packet, Icmpv6Repr,
@@ -22,6 +22,7 @@ use stack::wire::{
 
 use crate::FastMap as HashMap;
 use crate::config::Config;
+use crate::descriptors::{self, Unit};
 use crate::frame::addresses;
 use crate::handler::{KIND_ICMP, Shared};
 use crate::stats::Counters;
@@ -34,6 +35,8 @@ struct PingFlow {
     socket: UdpSocket,
     ident: u16,
     last_active: Instant,
+    /// The socket's unit of the descriptor budget, given back when it closes.
+    _unit: Unit,
 }
 
 struct Pending {
@@ -43,6 +46,8 @@ struct Pending {
     remote: IpAddr,
     /// The guest's link MTU: a reply longer goes out in fragments.
     mtu: u16,
+    /// The request's TOS or traffic class, `(dscp, ecn)`, which the reply carries back.
+    tos: (u8, u8),
     deadline: Instant,
 }
 
@@ -134,6 +139,10 @@ impl IcmpTable {
                 guest_mac: packet.packet.eth.src_addr,
                 remote: key.remote.ip(),
                 mtu: packet.link_mtu,
+                tos: match packet.packet.ip {
+                    IpHeader::V4(ip) => (ip.dscp, ip.ecn),
+                    IpHeader::V6(ip) => (ip.dscp, ip.ecn),
+                },
                 deadline: now + self.timeout,
             },
         );
@@ -153,6 +162,10 @@ impl IcmpTable {
     ) -> Option<&UdpSocket> {
         if matches!(self.mode, Mode::Unknown | Mode::Ping) {
             if !self.pings.contains_key(&(guest, ident)) {
+                let Some(unit) = Unit::take(&sh.budget) else {
+                    Counters::bump(&sh.counters.descriptor_limit);
+                    return None;
+                };
                 match open(Type::DGRAM, v6) {
                     Ok(socket) => {
                         let token = sh.token(KIND_ICMP);
@@ -165,8 +178,14 @@ impl IcmpTable {
                                 socket,
                                 ident,
                                 last_active: now,
+                                _unit: unit,
                             },
                         );
+                    }
+                    // Out of descriptors says nothing about whether ping sockets work.
+                    Err(e) if descriptors::is_exhausted(&e) => {
+                        descriptors::note_exhausted(&sh.counters, now, "an echo request", &e);
+                        return None;
                     }
                     Err(_) if self.mode == Mode::Unknown => self.mode = Mode::Raw,
                     Err(_) => return None,
@@ -246,9 +265,15 @@ impl IcmpTable {
             Counters::dec(&sh.counters.icmp_open);
             if let Some(addrs) = addresses(p.remote, p.guest) {
                 let mtu = usize::from(p.mtu);
-                let sent =
-                    sh.framer
-                        .send_echo_reply(out, mtu, p.guest_mac, addrs, ident, seq_no, data);
+                let sent = sh.framer.send_echo_reply(
+                    out,
+                    mtu,
+                    p.guest_mac,
+                    addrs,
+                    p.tos,
+                    (ident, seq_no),
+                    data,
+                );
                 sh.count_sent(sent, data.len() as u64);
             }
         }

@@ -15,6 +15,7 @@ pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::
 mod budget;
 pub mod config;
 pub mod control;
+pub mod descriptors;
 mod directory;
 pub mod frame;
 mod handler;

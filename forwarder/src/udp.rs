@@ -3,7 +3,9 @@
 //! the guest, from the address the guest knows for that peer ([`crate::nat::Nat::inbound`]).
 //! A mapping idle for the configured timeout is closed (RFC 4787 §4.3, REQ-5: at least
 //! 2 minutes). `ECONNREFUSED` (the peer's ICMP port unreachable, read from the socket's
-//! error queue) becomes ICMP port unreachable to the guest. Mappings are bounded in total
+//! error queue) becomes ICMP port unreachable to the guest, quoting the guest's own datagram
+//! to that destination (each mapping keeps the IP header and first 8 bytes of its last
+//! datagrams to [`QUOTED`] destinations, in fixed space). Mappings are bounded in total
 //! and per guest address across workers (the shared [`crate::budget`]); a datagram that
 //! would need a mapping beyond either is dropped and counted.
 //!
@@ -22,7 +24,8 @@ use stack::wire::{EthernetAddress, IpProtocol};
 use crate::FastMap as HashMap;
 use crate::budget::Refusal;
 use crate::config::Config;
-use crate::frame::{addresses, quote_of, synth_quote};
+use crate::descriptors::{self, Unit};
+use crate::frame::{Quote, addresses, quote_of, synth_quote};
 use crate::handler::{KIND_UDP, KIND_UDP_LISTEN, Shared};
 use crate::stats::Counters;
 use crate::sys;
@@ -32,6 +35,8 @@ use crate::worker::{FlowFrame, FrameSink};
 const MAX_DATAGRAM: usize = 65535;
 /// Host peers per UDP forward.
 const MAX_PEERS: usize = 1024;
+/// Destinations per mapping whose last datagram's quote is kept for an ICMP error.
+const QUOTED: usize = 4;
 
 struct Flow {
     socket: UdpSocket,
@@ -40,6 +45,42 @@ struct Flow {
     /// The guest's link MTU: a datagram longer goes to it in fragments.
     mtu: u16,
     last_active: Instant,
+    /// The quote of the last datagram to each of the last [`QUOTED`] destinations (real,
+    /// after NAT), overwritten round robin.
+    sent: [Option<(SocketAddr, Quote)>; QUOTED],
+    next_sent: usize,
+    /// The socket's unit of the descriptor budget, given back with the mapping.
+    _unit: Unit,
+}
+
+impl Flow {
+    /// Keeps `frame`'s quote as the last datagram to `dst`.
+    fn remember(&mut self, dst: SocketAddr, frame: &[u8]) {
+        let slot = match self
+            .sent
+            .iter()
+            .position(|e| e.is_some_and(|(d, _)| d == dst))
+        {
+            Some(i) => i,
+            None => {
+                let i = self.next_sent % QUOTED;
+                self.next_sent = self.next_sent.wrapping_add(1);
+                i
+            }
+        };
+        if let Some(entry) = self.sent.get_mut(slot) {
+            *entry = Some((dst, Quote::of(frame)));
+        }
+    }
+
+    /// The quote of the last datagram to `dst`, if kept.
+    fn quote_for(&self, dst: SocketAddr) -> Option<Quote> {
+        self.sent
+            .iter()
+            .flatten()
+            .find(|(d, _)| *d == dst)
+            .map(|(_, q)| *q)
+    }
 }
 
 struct Listener {
@@ -164,6 +205,7 @@ impl UdpTable {
         flow.guest_mac = mac;
         flow.mtu = packet.link_mtu;
         let dst = SocketAddr::new(real, key.remote.port());
+        flow.remember(dst, &packet.frame);
         for _ in 0..2 {
             match flow.socket.send_to(payload, dst) {
                 Ok(n) => {
@@ -203,8 +245,18 @@ impl UdpTable {
                 if let (Some(addrs), Some(quoted)) =
                     (addresses(virt, guest.ip()), addresses(guest.ip(), virt))
                 {
-                    let quote = synth_quote(quoted, IpProtocol::Udp, guest.port(), dst.port());
-                    let frame = sh.framer.unreachable(flow.guest_mac, addrs, true, &quote);
+                    // The guest's own datagram when kept; else one rebuilt from the ports.
+                    let kept = flow.quote_for(dst);
+                    let rebuilt;
+                    let quote = match &kept {
+                        Some(quote) => quote.bytes(),
+                        None => {
+                            rebuilt =
+                                synth_quote(quoted, IpProtocol::Udp, guest.port(), dst.port());
+                            &rebuilt[..]
+                        }
+                    };
+                    let frame = sh.framer.unreachable(flow.guest_mac, addrs, true, quote);
                     sh.send(out, frame);
                     Counters::bump(&sh.counters.udp_port_unreachable);
                 }
@@ -426,7 +478,19 @@ fn open(
     } else {
         Domain::IPV6
     };
-    let socket = Socket::new(domain, Type::DGRAM, Some(SockProtocol::UDP)).ok()?;
+    let Some(unit) = Unit::take(&sh.budget) else {
+        Counters::bump(&sh.counters.descriptor_limit);
+        return None;
+    };
+    let socket = match Socket::new(domain, Type::DGRAM, Some(SockProtocol::UDP)) {
+        Ok(socket) => socket,
+        Err(e) => {
+            if descriptors::is_exhausted(&e) {
+                descriptors::note_exhausted(&sh.counters, now, "a UDP mapping", &e);
+            }
+            return None;
+        }
+    };
     socket.set_nonblocking(true).ok()?;
     let any: SocketAddr = if real.is_ipv4() {
         SocketAddr::from(([0u8; 4], 0))
@@ -443,5 +507,8 @@ fn open(
         guest_mac,
         mtu,
         last_active: now,
+        sent: [None; QUOTED],
+        next_sent: 0,
+        _unit: unit,
     })
 }

@@ -2,14 +2,17 @@
 //! bound, the second how the rest is cut into reads. The decoder never holds more than one
 //! message plus its prefix, never yields an empty or oversize message, and the messages it
 //! yields, framed again, are exactly the bytes it consumed. Each message then goes through
-//! the resolver as a TCP query: it goes upstream over TCP only, and answers are never cut.
+//! the resolver as a TCP query: it goes upstream over TCP only, answers are never cut, and
+//! its disposition is what happens: dropped means nothing is ever sent for it (so the guest
+//! connection stops counting it as owed), answered means one answer now, forwarded means a
+//! query upstream.
 #![no_main]
 
 #[path = "common/dns.rs"]
 mod common;
 
 use dns::stream::{Decoder, PREFIX_LEN, frame};
-use dns::{Transmit, Transport};
+use dns::{Disposition, Transmit, Transport};
 use libfuzzer_sys::fuzz_target;
 use stack::time::Instant;
 
@@ -41,8 +44,15 @@ fuzz_target!(|data: &[u8]| {
             let Some(m) = message else { continue };
             assert!(!m.is_empty() && m.len() <= d.max_message());
             reframed.extend(frame(&m).expect("a decoded message frames again"));
-            r.handle_query_via(Instant::default(), 7, Transport::Tcp, &m, &zones);
+            let disposition = r.handle_query_via(Instant::default(), 7, Transport::Tcp, &m, &zones);
+            let mut sent = 0;
             while let Some(t) = r.poll_transmit() {
+                sent += 1;
+                match (&t, disposition) {
+                    (Transmit::UpstreamTcp { .. }, Disposition::Forwarded)
+                    | (Transmit::Client { .. }, Disposition::Answered) => {}
+                    (t, d) => panic!("{t:?} for a query {d:?}"),
+                }
                 match t {
                     Transmit::UpstreamTcp { to, payload } => {
                         assert_eq!(to, upstream);
@@ -65,6 +75,7 @@ fuzz_target!(|data: &[u8]| {
                     }
                 }
             }
+            assert_eq!(sent, usize::from(disposition != Disposition::Dropped));
         }
     }
     assert_eq!(reframed.len() + d.buffered(), consumed);

@@ -4,7 +4,8 @@
 //! thread does: a reassembled datagram goes round once more, flows go to a fake forwarder that
 //! checks the flow's payload lies inside its frame, DNS queries are answered with their own
 //! bytes through `dns_reply_frame`; what it sends unasked (Time Exceeded for abandoned
-//! reassembly) is drained after every step.
+//! reassembly) is drained after every step. Neighbor Discovery that came in fragments is never
+//! answered (RFC 6980).
 //!
 //! Oracles: nothing panics; every reply, unasked ones included, parses as an Ethernet frame
 //! from the gateway's MAC no longer than MTU + 14; every drop is counted once under its
@@ -138,8 +139,11 @@ impl Harness {
                 assert!(whole.len() > ethernet::HEADER_LEN);
                 assert_eq!(whole.get(..12), frame.get(..12), "the fragment's addresses");
                 let before = *self.gateway.drops();
+                let ndp_replies = self.gateway.counters().ndp_replies;
                 self.seen.frames += 1;
-                let again = self.gateway.handle_frame(now, &whole);
+                let again = self.gateway.handle_reassembled(now, &whole);
+                // RFC 6980 §5: Neighbor Discovery that came in fragments is never answered.
+                assert_eq!(self.gateway.counters().ndp_replies, ndp_replies);
                 self.outcome(now, &whole, again, &before, false);
             }
             Outcome::Dropped(reason) => {

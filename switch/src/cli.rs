@@ -59,6 +59,16 @@ const LONG_FLAGS: &[&str] = &[
     "max-mac-entries",
     "max-api-request",
     "drain-timeout",
+    "max-dns-tcp-pipeline",
+    "max-fragments-per-datagram",
+    "max-reassembly-datagrams",
+    "max-icmp-requests",
+    "max-dhcp-offers",
+    "max-dhcp-offers-per-mac",
+    "max-connects-per-guest",
+    "max-connects-per-destination",
+    "max-api-connections",
+    "api-header-timeout",
 ];
 
 /// gvproxy flags host-switch refuses, and why.
@@ -211,10 +221,21 @@ pub struct NetworkArgs {
     /// Seconds a host connect may take before the guest gets RST.
     #[arg(long = "tcp-connect-timeout", default_value_t = 30)]
     pub tcp_connect_timeout: u64,
-    /// Host connects in progress at once (beyond: the guest's SYN gets RST).
-    #[arg(long = "max-connects", default_value_t = 512, value_parser = at_least_one)]
+    /// Host connects in progress at once (beyond: the guest's SYN gets RST). One guest, or
+    /// one destination, holds at most a fair share: half while it is alone, a third of them
+    /// once two hold some, and so on.
+    #[arg(long = "max-connects", default_value_t = forwarder::Config::default().max_connects_in_flight, value_parser = at_least_one)]
     pub max_connects: usize,
+    /// Host connects in progress of one guest address, at most (below its fair share;
+    /// default: --max-connects).
+    #[arg(long = "max-connects-per-guest", value_parser = at_least_one)]
+    pub max_connects_per_guest: Option<usize>,
+    /// Host connects in progress to one destination address and port, at most (below its
+    /// fair share; default: --max-connects).
+    #[arg(long = "max-connects-per-destination", value_parser = at_least_one)]
+    pub max_connects_per_destination: Option<usize>,
     /// Live TCP connections of all guests (beyond: RST; TIME-WAIT flows are reclaimed).
+    /// Lowered to what the open-file limit leaves for flows.
     #[arg(long = "max-tcp-flows", default_value_t = 16384, value_parser = at_least_one)]
     pub max_tcp_flows: usize,
     /// Live TCP connections of one guest address (default: --max-tcp-flows).
@@ -236,9 +257,27 @@ pub struct NetworkArgs {
     /// DNS queries waiting upstream (beyond: SERVFAIL).
     #[arg(long = "max-dns-pending", default_value_t = dns::ResolverConfig::default().max_pending, value_parser = at_least_one)]
     pub max_dns_pending: usize,
-    /// Guest TCP connections to the DNS service (beyond: RST).
+    /// Guest TCP connections to the DNS service (beyond: RST; closing ones are reclaimed).
     #[arg(long = "max-dns-tcp", default_value_t = crate::runtime::dns_tcp::Limits::default().max_connections, value_parser = at_least_one)]
     pub max_dns_tcp: usize,
+    /// Queries one DNS-over-TCP connection may have unanswered (beyond: it is not read).
+    #[arg(long = "max-dns-tcp-pipeline", default_value_t = crate::runtime::dns_tcp::Limits::default().max_pipeline, value_parser = at_least_one)]
+    pub max_dns_tcp_pipeline: usize,
+    /// IP fragments of one datagram (beyond: the datagram is dropped).
+    #[arg(long = "max-fragments-per-datagram", default_value_t = stack::frag::DEFAULT_MAX_FRAGMENTS, value_parser = at_least_one)]
+    pub max_fragments_per_datagram: usize,
+    /// IP datagrams being reassembled at once (beyond: a new one's fragments are dropped).
+    #[arg(long = "max-reassembly-datagrams", default_value_t = stack::frag::DEFAULT_MAX_DATAGRAMS, value_parser = at_least_one)]
+    pub max_reassembly_datagrams: usize,
+    /// ICMP echo requests awaiting their reply (beyond: dropped).
+    #[arg(long = "max-icmp-requests", default_value_t = forwarder::Config::default().max_icmp_requests, value_parser = at_least_one)]
+    pub max_icmp_requests: usize,
+    /// DHCP offers outstanding (beyond: the oldest is withdrawn for the new one).
+    #[arg(long = "max-dhcp-offers", default_value_t = dhcp::Config::default().max_offers, value_parser = at_least_one)]
+    pub max_dhcp_offers: usize,
+    /// DHCP offers outstanding for one client MAC, whatever its client IDs (beyond: no offer).
+    #[arg(long = "max-dhcp-offers-per-mac", default_value_t = dhcp::Config::default().max_offers_per_mac, value_parser = at_least_one)]
+    pub max_dhcp_offers_per_mac: usize,
     /// Guest MAC addresses the switch learns (beyond: not learned, frames to them flooded).
     #[arg(long = "max-mac-entries", default_value_t = crate::mac_table::DEFAULT_MAX_ENTRIES, value_parser = at_least_one)]
     pub max_mac_entries: usize,
@@ -250,6 +289,14 @@ pub struct NetworkArgs {
     /// guest was acknowledged; what is left then is reset. A second signal exits at once.
     #[arg(long = "drain-timeout", default_value = "3", value_parser = seconds)]
     pub drain_timeout: std::time::Duration,
+    /// Guest connections to the in-guest API (the gateway's port 80) open at once; each is a
+    /// TCP flow too (beyond: RST).
+    #[arg(long = "max-api-connections", default_value_t = forwarder::Config::default().max_api_connections, value_parser = at_least_one)]
+    pub max_api_connections: usize,
+    /// Seconds a guest connection to the in-guest API has to send its request, and then to
+    /// take the answer (beyond: RST).
+    #[arg(long = "api-header-timeout", default_value_t = forwarder::Config::default().api_header_timeout.as_secs(), value_parser = at_least_one_u64)]
+    pub api_header_timeout: u64,
     /// An upstream DNS resolver, IP or IP:PORT; repeat for failover, in order (default: the
     /// nameservers of the host's /etc/resolv.conf).
     #[arg(long = "dns-upstream", value_parser = dns::resolv_conf::parse_upstream)]
@@ -627,6 +674,80 @@ mod tests {
             assert!(
                 parse(["host-switch", "--drain-timeout", bad]).is_err(),
                 "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_guest_facing_bound_has_a_flag() {
+        let s = serve(&[
+            "--max-dns-tcp-pipeline=7",
+            "--max-fragments-per-datagram=300",
+            "-max-reassembly-datagrams",
+            "9",
+            "--max-icmp-requests=11",
+            "--max-dhcp-offers=12",
+            "--max-dhcp-offers-per-mac=2",
+        ]);
+        let n = &s.network;
+        assert_eq!(
+            (n.max_dns_tcp_pipeline, n.max_fragments_per_datagram),
+            (7, 300)
+        );
+        assert_eq!((n.max_reassembly_datagrams, n.max_icmp_requests), (9, 11));
+        assert_eq!((n.max_dhcp_offers, n.max_dhcp_offers_per_mac), (12, 2));
+        let d = serve(&[]).network;
+        assert_eq!(d.max_fragments_per_datagram, 8192);
+        assert_eq!((d.max_dhcp_offers, d.max_dhcp_offers_per_mac), (64, 4));
+        for flag in [
+            "--max-dns-tcp-pipeline",
+            "--max-fragments-per-datagram",
+            "--max-reassembly-datagrams",
+            "--max-icmp-requests",
+            "--max-dhcp-offers",
+            "--max-dhcp-offers-per-mac",
+        ] {
+            let err = parse(["host-switch", flag, "0"]).unwrap_err();
+            assert!(
+                err.to_string().contains("must be at least 1"),
+                "{flag}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn guest_fairness_flags() {
+        let s = serve(&[
+            "-max-connects-per-guest",
+            "7",
+            "--max-connects-per-destination=8",
+            "-max-api-connections",
+            "9",
+            "-api-header-timeout",
+            "3",
+        ]);
+        let n = &s.network;
+        assert_eq!(
+            (n.max_connects_per_guest, n.max_connects_per_destination),
+            (Some(7), Some(8))
+        );
+        assert_eq!((n.max_api_connections, n.api_header_timeout), (9, 3));
+        let d = serve(&[]);
+        assert_eq!(d.network.max_connects_per_guest, None);
+        assert_eq!(
+            (d.network.max_api_connections, d.network.api_header_timeout),
+            (64, 10)
+        );
+        for flag in [
+            "--max-connects-per-guest",
+            "--max-connects-per-destination",
+            "--max-api-connections",
+            "--api-header-timeout",
+        ] {
+            let err = parse(["host-switch", flag, "0"]).unwrap_err();
+            assert!(
+                err.to_string().contains("must be at least 1"),
+                "{flag}: {err}"
             );
         }
     }

@@ -13,9 +13,15 @@
 //!   identifier, sequence number and data, TTL 64; ICMPv6 echo requests to one of its IPv6
 //!   addresses (its link-local one, derived from its MAC, and any configured) likewise
 //!   (RFC 4443 §4.2).
+//!   Echo replies carry the request's TOS or traffic class, and any echo code is answered
+//!   (as Linux does).
 //! - Neighbour solicitations for those IPv6 addresses get a neighbour advertisement
 //!   (RFC 4861 §7.2.4) once they pass RFC 4861's checks (hop limit 255 and so on); other
-//!   Neighbor Discovery messages are dropped and counted (no router advertisements yet).
+//!   Neighbor Discovery messages are dropped and counted (no router advertisements yet), and
+//!   so is Neighbor Discovery in a fragment (RFC 6980 §5), atomic or reassembled
+//!   ([`Gateway::handle_reassembled`]).
+//! - UDP to the gateway's IPv6 addresses, where it offers no service, gets ICMPv6 port
+//!   unreachable (RFC 4443 §3.1, code 4) quoting the guest's packet.
 //! - UDP to port 67 of the gateway or of the limited broadcast goes to the [`dhcp::Server`];
 //!   its reply is framed per its [`Destination`] (RFC 2131 §4.1): broadcast to ff:ff:ff:ff:ff:ff
 //!   and 255.255.255.255, unicast to `chaddr`/`yiaddr` without ARP, or to a relay agent at
@@ -207,6 +213,8 @@ pub struct GatewayCounters {
     pub reassembled: u64,
     /// ICMP and ICMPv6 Time Exceeded (fragment reassembly) messages sent.
     pub time_exceeded_sent: u64,
+    /// ICMPv6 port unreachable sent for UDP to a port of the gateway's IPv6 addresses.
+    pub port_unreachable_sent: u64,
 }
 
 impl GatewayCounters {
@@ -334,9 +342,20 @@ impl Gateway {
 
     /// Handles one frame the switch delivered to the gateway at `now`.
     pub fn handle_frame(&mut self, now: Instant, frame: &[u8]) -> Outcome {
+        self.handle(now, frame, false)
+    }
+
+    /// Handles the frame of an [`Outcome::Reassembled`], a datagram put together from
+    /// fragments, as if it had just arrived; what may not come in fragments is dropped
+    /// (Neighbor Discovery, RFC 6980 §5).
+    pub fn handle_reassembled(&mut self, now: Instant, frame: &[u8]) -> Outcome {
+        self.handle(now, frame, true)
+    }
+
+    fn handle(&mut self, now: Instant, frame: &[u8], reassembled: bool) -> Outcome {
         self.counters.frames += 1;
         let outcome = match ingress::parse(frame, self.mac) {
-            Ok(parsed) => self.dispatch(now, &parsed),
+            Ok(parsed) => self.dispatch(now, &parsed, reassembled),
             Err(reason) => Outcome::Dropped(reason),
         };
         match &outcome {
@@ -354,7 +373,12 @@ impl Gateway {
         outcome
     }
 
-    fn dispatch(&mut self, now: Instant, parsed: &ingress::Parsed<'_>) -> Outcome {
+    fn dispatch(
+        &mut self,
+        now: Instant,
+        parsed: &ingress::Parsed<'_>,
+        reassembled: bool,
+    ) -> Outcome {
         let eth = parsed.eth;
         match parsed.event {
             Event::Arp(arp) => self.arp(eth, arp),
@@ -401,6 +425,7 @@ impl Gateway {
                 }
             }
             Event::Icmpv6 { ip, icmp } => match icmp {
+                Icmpv6Repr::Ndp(_) if reassembled => Outcome::Dropped(DropReason::NdpFragmented),
                 Icmpv6Repr::Ndp(message) => self.ndp(eth, &ip, &message),
                 Icmpv6Repr::EchoRequest {
                     ident,
@@ -414,6 +439,11 @@ impl Gateway {
                 }
                 _ => self.flow(parsed),
             },
+            // No service of the gateway on this port of its IPv6 address (RFC 4443 §3.1).
+            Event::Udp {
+                ip: ingress::IpHeader::V6(ip),
+                ..
+            } if self.owned6.contains(&ip.dst_addr) => self.port_unreachable6(eth, &ip, parsed),
             Event::Icmpv4 { .. } | Event::Udp { .. } | Event::Tcp { .. } => self.flow(parsed),
             Event::Ipv4Fragment { ip, payload } => {
                 let tag = self.error_tag_v4(eth.src_addr, &ip, payload);
@@ -496,14 +526,26 @@ impl Gateway {
         hop_limit: u8,
         icmp: &Icmpv6Repr<'_>,
     ) -> Bytes {
+        self.icmpv6_frame_tc(dst_mac, (src, dst), hop_limit, (0, 0), icmp)
+    }
+
+    /// [`Gateway::icmpv6_frame`] with a traffic class, `(dscp, ecn)`.
+    fn icmpv6_frame_tc(
+        &mut self,
+        dst_mac: EthernetAddress,
+        (src, dst): (Ipv6Addr, Ipv6Addr),
+        hop_limit: u8,
+        (dscp, ecn): (u8, u8),
+        icmp: &Icmpv6Repr<'_>,
+    ) -> Bytes {
         let ip = Ipv6Repr {
             src_addr: src,
             dst_addr: dst,
             next_header: IpProtocol::Icmpv6,
             payload_len: icmp.buffer_len(),
             hop_limit,
-            dscp: 0,
-            ecn: 0,
+            dscp,
+            ecn,
             flow_label: 0,
         };
         let addrs = IpAddresses::V6 { src, dst };
@@ -756,6 +798,7 @@ pub fn dns_reply_frame(
 
 mod echo;
 mod frag_errors;
+mod unreachable;
 
 #[cfg(test)]
 #[path = "gateway_tests.rs"]
@@ -764,3 +807,7 @@ pub(crate) mod tests;
 #[cfg(test)]
 #[path = "gateway_frag_tests.rs"]
 mod frag_tests;
+
+#[cfg(test)]
+#[path = "gateway_answers_tests.rs"]
+mod answers_tests;

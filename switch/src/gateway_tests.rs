@@ -510,7 +510,7 @@ pub(crate) fn gw6() -> Ipv6Addr {
     link_local(GW_MAC)
 }
 
-fn icmpv6_frame(
+pub(crate) fn icmpv6_frame(
     dst_mac: EthernetAddress,
     src: Ipv6Addr,
     dst: Ipv6Addr,

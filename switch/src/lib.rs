@@ -26,6 +26,8 @@
 //!   advertisements, DHCPv4 — over one parse per frame; everything else leaves as a flow.
 //! - [`runtime`]: the running pipeline — switch thread, gateway thread, worker pool — behind
 //!   [`Runtime::start`], [`Runtime::attacher`], [`Runtime::stats`] and [`Runtime::shutdown`].
+//! - [`sys`]: the one `poll(2)` links wait in (a hang-up is the link gone, never "not ready"),
+//!   and the open-file limit.
 //! - [`link`]: the transports (TAP, QEMU stream, HTTP `/connect`, stdio, vpnkit, vfkit, bess),
 //!   each a port factory serving many guests.
 
@@ -41,6 +43,7 @@ pub mod netns;
 pub mod pcap;
 pub mod port;
 pub mod runtime;
+pub mod sys;
 pub mod tap;
 
 pub use forward::{Decision, DropReason, Switch, SwitchConfig};

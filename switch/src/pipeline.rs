@@ -7,6 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use forwarder::descriptors::{self, DescriptorPlan};
 use forwarder::{Control, Protocol};
 use switch::api::{self, Router};
 use switch::cli::NetworkArgs;
@@ -39,7 +40,7 @@ impl Pipeline {
         config.mtu = u16::try_from(mtu).map_err(|_| format!("MTU {mtu} is larger than 65535"))?;
         let guest = IpAddr::V4(addressing.guest);
         let control = Control::new(guest, &[(guest, DEFAULT_GUEST_MAC)]);
-        let fwd = forwarder::Config {
+        let mut fwd = forwarder::Config {
             gateway_ip: addressing.gateway,
             nat: vec![(
                 IpAddr::V4(addressing.host),
@@ -51,6 +52,12 @@ impl Pipeline {
             udp_idle_timeout: Duration::from_secs(net.udp_idle_timeout),
             tcp_connect_timeout: Duration::from_secs(net.tcp_connect_timeout),
             max_connects_in_flight: net.max_connects,
+            max_connects_per_guest: net.max_connects_per_guest.unwrap_or(net.max_connects),
+            max_connects_per_destination: net
+                .max_connects_per_destination
+                .unwrap_or(net.max_connects),
+            max_api_connections: net.max_api_connections,
+            api_header_timeout: Duration::from_secs(net.api_header_timeout),
             max_tcp_flows: net.max_tcp_flows,
             max_tcp_flows_per_guest: net.max_tcp_flows_per_guest.unwrap_or(net.max_tcp_flows),
             max_udp_flows: net.max_udp_flows,
@@ -59,23 +66,32 @@ impl Pipeline {
                 .max_api_request
                 .unwrap_or(forwarder::Config::default().api_max_request),
             drain_timeout: net.drain_timeout,
+            max_icmp_requests: net.max_icmp_requests,
             ..forwarder::Config::default()
         };
+        let descriptors = plan_descriptors(&mut fwd);
         let api_limits = api::ApiLimits {
             max_request: net.max_api_request.unwrap_or(switch::link::http::MAX_BODY),
             guest_max_request: fwd.api_max_request,
+            api_header_timeout: fwd.api_header_timeout,
+            descriptors,
         };
         config.mac_table_size = net.max_mac_entries;
         config.workers = net.workers;
         let fragment_timeout = Duration::from_secs(net.fragment_timeout);
         config.reassembly = stack::frag::Config {
             max_bytes: net.max_reassembly_bytes,
+            max_datagrams: net.max_reassembly_datagrams,
+            max_fragments: net.max_fragments_per_datagram,
             timeout_v4: fragment_timeout,
             timeout_v6: fragment_timeout.min(stack::frag::DEFAULT_TIMEOUT_V6),
             ..stack::frag::Config::default()
         };
+        config.dhcp.max_offers = net.max_dhcp_offers;
+        config.dhcp.max_offers_per_mac = net.max_dhcp_offers_per_mac;
         config.dns.max_pending = net.max_dns_pending;
         config.dns.tcp_connections = net.max_dns_tcp;
+        config.dns.tcp_pipeline = net.max_dns_tcp_pipeline;
         config.use_forwarder(fwd, &control);
         config.dns.upstreams = if net.dns_upstream.is_empty() {
             // The host's resolvers, as any program on the host would use them.
@@ -164,4 +180,33 @@ impl Pipeline {
             tracing::warn!(error = %e, "pcap capture incomplete");
         }
     }
+}
+
+/// Raises the open-file limit to the hard one and gives flows what it leaves once the
+/// reserve is set aside (`forwarder::descriptors`), lowering the flow bounds that asked for
+/// more.
+fn plan_descriptors(fwd: &mut forwarder::Config) -> Option<DescriptorPlan> {
+    let limit = match switch::sys::raise_nofile_limit() {
+        Ok(limit) => limit,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the open-file limit; flows are not sized to it");
+            return None;
+        }
+    };
+    if limit.soft > limit.was {
+        tracing::info!(from = limit.was, to = limit.soft, "open-file limit raised");
+    }
+    let in_use = switch::sys::open_descriptors().unwrap_or(0);
+    let plan = DescriptorPlan::new(limit.soft, in_use);
+    for lowered in descriptors::fit(fwd, &plan) {
+        tracing::warn!(
+            bound = lowered.bound,
+            asked = lowered.asked,
+            now = lowered.now,
+            limit = plan.limit,
+            reserved = plan.reserved,
+            "the open-file limit leaves fewer host sockets than this bound; lowered"
+        );
+    }
+    Some(plan)
 }

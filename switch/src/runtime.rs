@@ -29,6 +29,8 @@ pub mod dns_thread;
 mod dns_upstream;
 mod fabric;
 #[cfg(test)]
+mod hostile_answers_tests;
+#[cfg(test)]
 mod hostile_tests;
 mod stream_link;
 #[cfg(test)]
@@ -146,6 +148,8 @@ pub struct DnsConfig {
     pub tcp_connections: usize,
     /// A guest TCP connection with nothing outstanding is closed after this long.
     pub tcp_idle_timeout: Duration,
+    /// Queries one guest TCP connection may have unanswered (beyond: it is not read).
+    pub tcp_pipeline: usize,
 }
 
 impl Default for DnsConfig {
@@ -160,6 +164,7 @@ impl Default for DnsConfig {
             zones: None,
             tcp_connections: dns_tcp::Limits::default().max_connections,
             tcp_idle_timeout: dns_tcp::Limits::default().idle_timeout,
+            tcp_pipeline: dns_tcp::Limits::default().max_pipeline,
         }
     }
 }
@@ -278,6 +283,9 @@ impl RuntimeConfig {
             reassembly: self.reassembly,
             dns_pending: self.dns.max_pending.min(dns::resolver::MAX_PENDING),
             dns_tcp: self.dns.tcp_connections.max(1),
+            dns_tcp_pipeline: self.dns.tcp_pipeline.max(1),
+            dhcp_offers: self.dhcp.max_offers,
+            dhcp_offers_per_mac: self.dhcp.max_offers_per_mac,
         }
     }
 
@@ -337,6 +345,11 @@ pub struct RuntimeLimits {
     pub dns_pending: usize,
     /// Guest TCP connections to the DNS service.
     pub dns_tcp: usize,
+    /// Unanswered queries per guest TCP connection to the DNS service.
+    pub dns_tcp_pipeline: usize,
+    /// Outstanding DHCP offers, in all and per client MAC.
+    pub dhcp_offers: usize,
+    pub dhcp_offers_per_mac: usize,
 }
 
 /// A snapshot of every counter of the pipeline.
@@ -557,6 +570,7 @@ impl Runtime {
             tcp_limits: dns_tcp::Limits {
                 max_connections: config.dns.tcp_connections.max(1),
                 idle_timeout: config.dns.tcp_idle_timeout,
+                max_pipeline: config.dns.tcp_pipeline.max(1),
                 ..dns_tcp::Limits::default()
             },
             zones: dns_zones.clone(),

@@ -244,3 +244,87 @@ fn idle_connections_close_and_the_bound_refuses() {
         "{stats:?}"
     );
 }
+
+/// Six connections each send two messages the resolver drops unanswered (a response, QR=1,
+/// and three bytes, shorter than a header) and close their side: each must see our FIN,
+/// however many slots there are. Then as many idle connections as there are slots, closed by
+/// us for idleness (so ours wait in TIME-WAIT): a query over TCP right after is answered.
+const SLOTS_FREED: &str = r#"
+import socket, struct
+G = ("192.168.127.1", 53)
+def framed(m):
+    return struct.pack(">H", len(m)) + m
+def read(s, n):
+    b = b""
+    while len(b) < n:
+        c = s.recv(n - len(b))
+        if not c:
+            raise EOFError
+        b += c
+    return b
+response = struct.pack(">HHHHHH", 1, 0x8180, 0, 0, 0, 0)
+closed = []
+for i in range(6):
+    try:
+        s = socket.create_connection(G, timeout=5)
+        s.sendall(framed(response) + framed(b"\x00\x01\x02"))
+        s.shutdown(socket.SHUT_WR)
+        closed.append(s.recv(10) == b"")
+        s.close()
+    except (OSError, EOFError) as e:
+        closed.append(type(e).__name__)
+idle = []
+try:
+    idle = [socket.create_connection(G, timeout=10) for _ in range(4)]
+    idle_closed = all(s.recv(10) == b"" for s in idle)
+except OSError as e:
+    idle_closed = type(e).__name__
+for s in idle:
+    s.close()
+name = b"".join(bytes([len(l)]) + l for l in b"gateway.containers.internal".split(b".")) + b"\0"
+query = struct.pack(">HHHHHH", 7, 0x0100, 1, 0, 0, 0) + name + struct.pack(">HH", 1, 1)
+try:
+    s = socket.create_connection(G, timeout=5)
+    s.sendall(framed(query))
+    (n,) = struct.unpack(">H", read(s, 2))
+    answer = read(s, n)
+    answered = answer[:2] == b"\x00\x07" and answer.endswith(bytes([192, 168, 127, 1]))
+    s.close()
+except (OSError, EOFError) as e:
+    answered = type(e).__name__
+print(closed, idle_closed, answered)
+"#;
+
+#[test]
+fn dropped_messages_and_time_wait_give_their_slots_back() {
+    if !privileged(
+        "dropped_messages_and_time_wait_give_their_slots_back",
+        &["ip", "python3"],
+    ) {
+        return;
+    }
+    let rt = Runtime::start(RuntimeConfig {
+        workers: 1,
+        dns: DnsConfig {
+            tcp_connections: 4,
+            tcp_idle_timeout: Duration::from_secs(1),
+            ..DnsConfig::default()
+        },
+        ..RuntimeConfig::default()
+    })
+    .expect("start runtime");
+    let (ns, _link) = dns_guest(&rt, "dnstcpslots");
+    let out = ns.run("python3", &["-c", SLOTS_FREED], Duration::from_secs(90));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        stdout.trim(),
+        "[True, True, True, True, True, True] True True",
+        "{}\n{:?}",
+        String::from_utf8_lossy(&out.stderr),
+        rt.stats().dns
+    );
+    let stats = rt.stats().dns;
+    assert_eq!(stats.tcp.refused, 0, "{stats:?}");
+    assert_eq!(stats.resolver.dropped, 12, "{stats:?}");
+    assert_eq!(stats.tcp.idle_closed, 4, "{stats:?}");
+}

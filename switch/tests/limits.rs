@@ -212,16 +212,18 @@ print(json.dumps({"echoed": echoed}), flush=True)
 "#;
 
 /// Guest side of the connects-in-flight test: two connects that never complete (their SYNs
-/// are dropped by a host listener with a full backlog), a third refused at once, then after
-/// the first two gave up, a connect to the echo server.
+/// are dropped by host listeners with a full backlog), from two guest addresses to two
+/// listeners (one guest, or one destination, holds only its fair share of the connects), a
+/// third refused at once, then after the first two gave up, a connect to the echo server.
 const CONNECTS: &str = r#"
 import json, socket, sys, time
-stuck, echo = int(sys.argv[1]), int(sys.argv[2])
+stuck, echo, stuck2 = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 pending = []
-for _ in range(2):
+for src, port in (("192.168.127.2", stuck), ("192.168.127.3", stuck2)):
     s = socket.socket()
+    s.bind((src, 0))
     s.setblocking(False)
-    s.connect_ex(("192.168.127.254", stuck))
+    s.connect_ex(("192.168.127.254", port))
     pending.append(s)
 time.sleep(1)
 s = socket.socket()
@@ -301,22 +303,26 @@ fn tcp_flows_in_total_and_per_guest_and_connects_in_flight() {
 
     // Connects in flight: a listener whose backlog is full drops SYNs, so the host connects
     // hang until --tcp-connect-timeout.
-    let stuck = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    stuck
-        .bind(
-            &"127.0.0.1:0"
-                .parse::<std::net::SocketAddr>()
-                .unwrap()
-                .into(),
-        )
-        .unwrap();
-    stuck.listen(0).unwrap();
-    let stuck_port = stuck.local_addr().unwrap().as_socket().unwrap().port();
-    let _filler = std::net::TcpStream::connect(("127.0.0.1", stuck_port)).unwrap();
+    let stuck_listener = || {
+        let stuck =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        let any: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+        stuck.bind(&any.into()).unwrap();
+        stuck.listen(0).unwrap();
+        let port = stuck.local_addr().unwrap().as_socket().unwrap().port();
+        let filler = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        (stuck, filler, port)
+    };
+    let (_stuck, _filler, stuck_port) = stuck_listener();
+    let (_stuck2, _filler2, stuck2_port) = stuck_listener();
     let mut script = served.python(
         "connects.py",
         CONNECTS,
-        &[&stuck_port.to_string(), &echo.to_string()],
+        &[
+            &stuck_port.to_string(),
+            &echo.to_string(),
+            &stuck2_port.to_string(),
+        ],
     );
     assert_eq!(script.line()["third"], "ConnectionRefusedError");
     let connects = served.limit("connects");
@@ -637,4 +643,117 @@ fn api_request_size() {
         served.stats()["forwarder"].is_object(),
         "stats still served"
     );
+}
+
+#[test]
+fn every_guest_facing_bound_is_in_stats_limits() {
+    if !privileged("every_guest_facing_bound_is_in_stats_limits", &["ip"]) {
+        return;
+    }
+    let served = Served::start(
+        "lim-all",
+        &[
+            "--max-fragments-per-datagram",
+            "5",
+            "--max-reassembly-datagrams",
+            "6",
+            "--max-icmp-requests",
+            "7",
+            "--max-dhcp-offers",
+            "8",
+            "--max-dhcp-offers-per-mac",
+            "2",
+            "--max-dns-tcp-pipeline",
+            "9",
+        ],
+    );
+    let stats = served.stats();
+    let l = &stats["limits"];
+    for (name, max) in [
+        ("fragments_per_datagram", 5),
+        ("reassembly_datagrams", 6),
+        ("icmp_requests", 7),
+        ("dhcp_offers", 8),
+        ("dhcp_offers_per_mac", 2),
+        ("dns_tcp_pipeline", 9),
+    ] {
+        assert_eq!(n(&l[name]["max"]), max, "{name}: {l}");
+    }
+    for (name, counter) in [
+        ("fragments_per_datagram", "refused"),
+        ("icmp_requests", "refused"),
+        ("dhcp_offers", "reclaimed"),
+        ("dhcp_offers_per_mac", "refused"),
+        ("dns_tcp_pipeline", "stalls"),
+        ("dns_tcp", "reclaimed"),
+        ("dns_tcp", "closing"),
+    ] {
+        assert_eq!(n(&l[name][counter]), 0, "{name}.{counter}: {l}");
+    }
+}
+
+/// An echo request to the gateway with 64 bytes of data, in IPv4 fragments of `argv[3]`
+/// bytes, sent twice (identifications `argv[4]` and one more) straight onto the TAP; prints
+/// whether each was answered.
+const FRAGMENTED_PING: &str = r#"
+import json, socket, struct, sys, time
+def checksum(b):
+    if len(b) % 2:
+        b += b"\0"
+    s = sum(struct.unpack(">%dH" % (len(b) // 2), b))
+    s = (s >> 16) + (s & 0xffff)
+    s += s >> 16
+    return ~s & 0xffff
+dst_mac = bytes.fromhex(sys.argv[1].replace(":", ""))
+src_mac = bytes.fromhex(sys.argv[2].replace(":", ""))
+step = int(sys.argv[3])
+base = int(sys.argv[4])
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800))
+s.bind(("tap0", 0))
+s.settimeout(0.2)
+answered = []
+for ident in (base, base + 1):
+    icmp = struct.pack(">BBHHH", 8, 0, 0, 0x4242, ident) + bytes(range(64))
+    icmp = icmp[:2] + struct.pack(">H", checksum(icmp)) + icmp[4:]
+    for off in range(0, len(icmp), step):
+        piece = icmp[off:off + step]
+        more = 0x2000 if off + step < len(icmp) else 0
+        h = struct.pack(">BBHHHBBH4s4s", 0x45, 0, 20 + len(piece), ident, more | (off // 8),
+                        64, 1, 0, bytes([192, 168, 127, 2]), bytes([192, 168, 127, 1]))
+        h = h[:10] + struct.pack(">H", checksum(h)) + h[12:]
+        s.send(dst_mac + src_mac + b"\x08\x00" + h + piece)
+    got = False
+    deadline = time.time() + 3
+    while time.time() < deadline and not got:
+        try:
+            f = s.recv(2048)
+        except socket.timeout:
+            continue
+        ip = f[14:]
+        if f[12:14] == b"\x08\x00" and ip[9] == 1 and ip[20] == 0 and ip[26:28] == struct.pack(">H", ident):
+            got = True
+    answered.append(got)
+print(json.dumps({"answered": answered}), flush=True)
+"#;
+
+#[test]
+fn fragments_per_datagram() {
+    if !privileged("fragments_per_datagram", &["ip", "python3"]) {
+        return;
+    }
+    // 72 bytes of ICMP in 8-byte fragments are 9; in 24-byte ones, 3.
+    let served = Served::start("lim-fpd", &["--max-fragments-per-datagram", "4"]);
+    let args = [GATEWAY_MAC, GUEST_MAC, "8", "1"];
+    let out = served.python_result("fpd8.py", FRAGMENTED_PING, &args);
+    assert_eq!(out["answered"], serde_json::json!([false, false]), "{out}");
+    let l = served.limit("fragments_per_datagram");
+    assert_eq!((n(&l["max"]), n(&l["refused"])), (4, 2), "{l}");
+    let args = [GATEWAY_MAC, GUEST_MAC, "24", "10"];
+    let out = served.python_result("fpd24.py", FRAGMENTED_PING, &args);
+    assert_eq!(out["answered"], serde_json::json!([true, true]), "{out}");
+    // By default a ping in 8-byte fragments is answered, as Linux answers it.
+    let served = Served::start("lim-fpd-default", &[]);
+    let args = [GATEWAY_MAC, GUEST_MAC, "8", "20"];
+    let out = served.python_result("fpd8.py", FRAGMENTED_PING, &args);
+    assert_eq!(out["answered"], serde_json::json!([true, true]), "{out}");
 }

@@ -92,10 +92,12 @@ pub const DEFAULT_MAX_BYTES: usize = 4 * 1024 * 1024;
 /// while keeping the table small.
 pub const DEFAULT_MAX_DATAGRAMS: usize = 64;
 
-/// 65535 bytes in fragments of the 576-byte minimum IPv4 datagram (RFC 791 §3.1), 556 bytes of
-/// data each, need 118; 128 admits that and nothing much smaller. (FreeBSD's
-/// `net.inet.ip.maxfragsperpacket` is 16, Linux has no such limit.)
-pub const DEFAULT_MAX_FRAGMENTS: usize = 128;
+/// Every datagram in fragments of 8 bytes, the least RFC 791 §3.2 allows: 65535 bytes need
+/// 8190. Linux has no such limit and answers a ping sent that way (hping3 and nmap's `-f`
+/// send them), so the default does not refuse one either; what a datagram may hold is bounded
+/// by [`Config::max_bytes`] (its range list counts there, 8 bytes a fragment), and inserting
+/// a fragment moves at most that list. (FreeBSD's `net.inet.ip.maxfragsperpacket` is 16.)
+pub const DEFAULT_MAX_FRAGMENTS: usize = 8192;
 
 /// The 16-bit IPv4 total length and IPv6 payload length.
 pub const MAX_DATAGRAM_LEN: usize = u16::MAX as usize;

@@ -80,6 +80,10 @@ pub enum DropReason {
     /// The DHCP server did not answer (its own stats say why).
     #[error("DHCP request not answered")]
     DhcpNoReply,
+    /// A Neighbor Discovery message in an IPv6 fragment, atomic or reassembled (RFC 6980 §5:
+    /// silently ignored).
+    #[error("Neighbor Discovery message in a fragment")]
+    NdpFragmented,
 }
 
 // Bases of each wrapped error's block of indices, and the counts behind them.
@@ -104,7 +108,7 @@ const UDP_N: usize = 4;
 const TCP: usize = UDP + UDP_N;
 const TCP_N: usize = 7;
 const SEMANTIC: usize = TCP + TCP_N;
-const SEMANTIC_N: usize = 14;
+const SEMANTIC_N: usize = 15;
 
 impl From<Icmpv6Error> for DropReason {
     /// Neighbor Discovery errors count as [`DropReason::Ndp`].
@@ -200,6 +204,7 @@ impl DropReason {
             D::WorkerQueueFull,
             D::NoForwarder,
             D::DhcpNoReply,
+            D::NdpFragmented,
         ]
     };
 
@@ -328,6 +333,7 @@ impl DropReason {
             D::WorkerQueueFull => SEMANTIC + 11,
             D::NoForwarder => SEMANTIC + 12,
             D::DhcpNoReply => SEMANTIC + 13,
+            D::NdpFragmented => SEMANTIC + 14,
         }
     }
 
@@ -414,6 +420,7 @@ impl DropReason {
             D::WorkerQueueFull => "worker_queue_full",
             D::NoForwarder => "no_forwarder",
             D::DhcpNoReply => "dhcp_no_reply",
+            D::NdpFragmented => "ndp_fragmented",
         }
     }
 }

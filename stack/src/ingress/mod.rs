@@ -16,7 +16,9 @@
 //!   IPv4 broadcast or multicast, at L2 or L3, is only accepted as UDP to the DHCP server port
 //!   (RFC 2131 §4.1: clients without an address broadcast to port 67), IPv6 multicast only as
 //!   ICMPv6 Neighbor Discovery (RFC 4861 sends solicitations to multicast groups); a
-//!   multicast or broadcast source is refused (RFC 1122 §3.2.1.3, RFC 4291 §2.7). Which
+//!   multicast or broadcast source is refused (RFC 1122 §3.2.1.3, RFC 4291 §2.7); Neighbor
+//!   Discovery in an atomic fragment is refused (RFC 6980 §5; the gateway refuses it in a
+//!   reassembled packet too). Which
 //!   addresses the gateway owns is the gateway's business.
 //! - [`Parsed::flow`] turns a TCP, UDP, ICMP or ICMPv6 event into an owned [`FlowPacket`] keyed by
 //!   [`FlowKey`], to hand to a worker together with the frame's bytes.
@@ -162,6 +164,10 @@ fn parse_ipv6(bytes: &[u8], l2_group: bool) -> Result<Event<'_>, DropReason> {
             let icmp = Icmpv6Repr::parse(&icmp_packet, &addrs).map_err(DropReason::from)?;
             if group && !matches!(icmp, Icmpv6Repr::Ndp(_)) {
                 return Err(DropReason::BroadcastToNonService);
+            }
+            // RFC 6980 §5: Neighbor Discovery in a fragment, even an atomic one, is ignored.
+            if chain.fragment.is_some() && matches!(icmp, Icmpv6Repr::Ndp(_)) {
+                return Err(DropReason::NdpFragmented);
             }
             Ok(Event::Icmpv6 { ip, icmp })
         }

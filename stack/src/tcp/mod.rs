@@ -721,6 +721,17 @@ impl PeerSyn {
     }
 }
 
+/// What a listening port answers to `repr`, a segment that matches no connection: as a
+/// LISTEN socket does (RFC 9293 §3.10.7.2), nothing for a segment with neither SYN, ACK nor
+/// RST ("drop the segment and return": FIN, NULL and Xmas probes), nor for SYN+FIN (as
+/// Linux); otherwise [`reset_for_unknown`]'s RST (an ACK, or a SYN the listener refuses).
+pub fn reset_for_listener(repr: &Repr) -> Option<Repr> {
+    if repr.ack_number.is_none() && repr.control != Control::Syn {
+        return None;
+    }
+    reset_for_unknown(repr)
+}
+
 /// The RST that answers `repr`, a segment that matches no connection (RFC 9293
 /// §3.10.7.1); `None` for a RST, which is never answered. The result goes back to where
 /// `repr` came from (ports swapped).

@@ -372,7 +372,8 @@ pub enum Repr<'a> {
 }
 
 impl<'a> Repr<'a> {
-    /// Reads a message, verifying its checksum, type, code and, for errors, the quote.
+    /// Reads a message, verifying its checksum, type, code (any for echo messages, whose
+    /// code means nothing) and, for errors, the quote.
     pub fn parse<T: AsRef<[u8]> + ?Sized>(packet: &Packet<&'a T>) -> Result<Repr<'a>, Error> {
         packet.check_len()?;
         if !packet.verify_checksum() {
@@ -381,8 +382,8 @@ impl<'a> Repr<'a> {
         let code = packet.msg_code();
         let data = packet.data();
         match packet.msg_type() {
-            // RFC 792 gives echo messages code 0 only.
-            Message::EchoRequest | Message::EchoReply if code != 0 => Err(Error::BadCode),
+            // RFC 792 gives echo messages code 0; Linux answers whatever the code (nmap's OS
+            // detection sends 9), and so does the gateway: the code is not kept.
             Message::EchoRequest => Ok(Repr::EchoRequest {
                 ident: packet.echo_ident(),
                 seq_no: packet.echo_seq_no(),

@@ -1,7 +1,8 @@
 //! Echo replies (RFC 792, RFC 4443 §4.2): the request's identifier, sequence number and data
-//! back to its sender, TTL 64. A reply longer than the link MTU (its request was reassembled
-//! from fragments, or came in an oversized frame) goes out as fragments (RFC 791 §3.2,
-//! RFC 8200 §4.5), as Linux answers.
+//! back to its sender, TTL 64, with the request's TOS or traffic class (as Linux's
+//! `icmp_reply` and `icmpv6_echo_reply` reflect it). A reply longer than the link MTU (its
+//! request was reassembled from fragments, or came in an oversized frame) goes out as
+//! fragments (RFC 791 §3.2, RFC 8200 §4.5), as Linux answers.
 
 use bytes::Bytes;
 use stack::wire::{
@@ -26,12 +27,16 @@ impl Gateway {
             seq_no,
             data,
         };
-        let ip = self.ipv4_repr(
-            req.dst_addr,
-            req.src_addr,
-            IpProtocol::Icmp,
-            icmp.buffer_len(),
-        );
+        let ip = Ipv4Repr {
+            dscp: req.dscp,
+            ecn: req.ecn,
+            ..self.ipv4_repr(
+                req.dst_addr,
+                req.src_addr,
+                IpProtocol::Icmp,
+                icmp.buffer_len(),
+            )
+        };
         if ip.total_len() > self.mtu {
             let mut upper = vec![0u8; icmp.buffer_len()];
             icmp.emit(&mut Icmpv4Packet::new_unchecked(&mut upper[..]));
@@ -74,8 +79,8 @@ impl Gateway {
                 next_header: IpProtocol::Ipv6Frag,
                 payload_len: 0,
                 hop_limit: DEFAULT_TTL,
-                dscp: 0,
-                ecn: 0,
+                dscp: req.dscp,
+                ecn: req.ecn,
                 flow_label: 0,
             };
             return Outcome::Replies(self.ipv6_fragments(
@@ -85,11 +90,11 @@ impl Gateway {
                 &upper,
             ));
         }
-        let frame = self.icmpv6_frame(
+        let frame = self.icmpv6_frame_tc(
             eth.src_addr,
-            req.dst_addr,
-            req.src_addr,
+            (req.dst_addr, req.src_addr),
             DEFAULT_TTL,
+            (req.dscp, req.ecn),
             &reply,
         );
         Outcome::Reply(frame)

@@ -10,15 +10,26 @@
 //!   [`Limits::max_pipeline`] queries per connection are outstanding and at most
 //!   [`Limits::max_backlog`] answer bytes wait for the guest's window; past either the
 //!   receive ring is left alone, so the window the guest sees closes (counted once per stall).
-//! - At most [`Limits::max_connections`] connections; a SYN beyond that gets RST, counted.
+//! - A connection holds one of [`Limits::max_connections`] slots until it stops needing it:
+//!   until our FIN is queued (idle, or after the guest's) or it is reset. A connection that
+//!   is closing (FIN-WAIT, LAST-ACK, TIME-WAIT, ...) holds no slot; the table keeps at most
+//!   [`Limits::max_connections`] connections in all, so a SYN that finds it full of closing
+//!   ones reclaims the oldest (RST unless it is in TIME-WAIT), counted, as Linux past
+//!   `tcp_max_tw_buckets`. With every slot held, a SYN gets RST, counted.
+//! - Every message read is an answer owed, until it is answered or the resolver drops it
+//!   unanswered ([`GuestTcp::unanswered`]: a response, or shorter than a header); so a
+//!   connection's count of owed answers always comes back to zero.
 //! - A connection with nothing outstanding and no traffic for [`Limits::idle_timeout`] is
 //!   closed with FIN (RFC 7766 §6.2.3). The guest's FIN is answered with ours once every
 //!   query it sent is answered.
+//! - A segment of no connection is answered as a listening socket answers it (RFC 9293
+//!   §3.10.7.2): RST to an ACK, nothing to a segment with neither SYN, ACK nor RST (FIN,
+//!   NULL and Xmas scans: counted).
 //!
 //! Connections are found by the guest's address (the other end is always the gateway's
 //! port 53) and by id; timers sit in an ordered set keyed by deadline.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
@@ -27,11 +38,22 @@ use dns::stream::{self, Decoder};
 use forwarder::FlowFrame;
 use forwarder::frame::Framer;
 use stack::ingress::FlowL4;
-use stack::tcp::{Config as EngineConfig, Connection, Endpoints, Event, reset_for_unknown};
+use stack::tcp::{Config as EngineConfig, Connection, Endpoints, Event, reset_for_listener};
 use stack::time::Instant;
 use stack::wire::{EthernetAddress, TcpControl};
 
-use super::fabric::GatewayTx;
+/// Where the DNS service's frames for guests go (the data plane's [`super::fabric::GatewayTx`];
+/// a test's sink).
+pub(crate) trait ToGuests {
+    /// Sends `frame` towards its guest; false when it was dropped.
+    fn send(&self, frame: Bytes) -> bool;
+}
+
+impl ToGuests for super::fabric::GatewayTx {
+    fn send(&self, frame: Bytes) -> bool {
+        super::fabric::GatewayTx::send(self, frame)
+    }
+}
 
 /// Turns of one connection's pump per call.
 const PUMP_TURNS: usize = 16;
@@ -57,13 +79,17 @@ impl Default for Limits {
     }
 }
 
-/// What the TCP side did; all but `open` only grow.
+/// What the TCP side did; all but `open` and `closing` only grow.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TcpDnsCounters {
     pub accepted: u64,
-    /// Connections now.
+    /// Connections holding a slot now.
     pub open: u64,
-    /// SYNs refused with RST: [`Limits::max_connections`] reached.
+    /// Connections closing now (our FIN sent, TIME-WAIT, ...), which hold no slot.
+    pub closing: u64,
+    /// Closing connections ended early to make room for a new one.
+    pub reclaimed: u64,
+    /// SYNs refused with RST: every one of [`Limits::max_connections`] slots held.
     pub refused: u64,
     /// Messages read from guests.
     pub queries: u64,
@@ -81,6 +107,10 @@ pub struct TcpDnsCounters {
     pub stalls: u64,
     /// RSTs to segments of no connection.
     pub resets_sent: u64,
+    /// Segments of no connection with neither SYN, ACK nor RST, dropped unanswered.
+    pub probes_dropped: u64,
+    /// Messages the resolver dropped without an answer (no longer owed).
+    pub unanswered: u64,
     /// Segments the switch's queue had no room for.
     pub frames_dropped: u64,
 }
@@ -95,6 +125,8 @@ struct Conn {
     last_active: Instant,
     scheduled: Option<Instant>,
     closing: bool,
+    /// Once closing: its place in [`GuestTcp::closing`], the order connections are reclaimed in.
+    reclaim_order: Option<u64>,
     stalled: bool,
 }
 
@@ -103,6 +135,9 @@ pub(super) struct GuestTcp {
     conns: HashMap<u64, Conn>,
     by_key: HashMap<SocketAddrV4, u64>,
     timers: BTreeSet<(Instant, u64)>,
+    /// The connections closing, which hold no slot, oldest first: order → id.
+    closing: BTreeMap<u64, u64>,
+    next_close: u64,
     next_id: u64,
     engine: EngineConfig,
     framer: Framer,
@@ -128,6 +163,8 @@ impl GuestTcp {
             conns: HashMap::new(),
             by_key: HashMap::new(),
             timers: BTreeSet::new(),
+            closing: BTreeMap::new(),
+            next_close: 0,
             next_id: 0,
             engine,
             framer: Framer::new(mac),
@@ -138,9 +175,15 @@ impl GuestTcp {
 
     pub(super) fn counters(&self) -> TcpDnsCounters {
         TcpDnsCounters {
-            open: self.conns.len() as u64,
+            open: self.live() as u64,
+            closing: self.closing.len() as u64,
             ..self.counters
         }
+    }
+
+    /// Connections holding a slot.
+    fn live(&self) -> usize {
+        self.conns.len().saturating_sub(self.closing.len())
     }
 
     /// A guest's segment to the gateway's port 53. Whole queries land in `queries`.
@@ -149,7 +192,7 @@ impl GuestTcp {
         now: Instant,
         packet: &FlowFrame,
         queries: &mut Vec<Query>,
-        port: &GatewayTx,
+        port: &dyn ToGuests,
     ) {
         let FlowL4::Tcp(repr) = packet.packet.l4 else {
             return;
@@ -174,20 +217,28 @@ impl GuestTcp {
         }
         let refuse = if !is_syn {
             true
-        } else if self.conns.len() >= self.limits.max_connections {
+        } else if self.live() >= self.limits.max_connections {
             self.counters.refused += 1;
             true
         } else {
+            if self.conns.len() >= self.limits.max_connections {
+                self.reclaim_oldest(now, port);
+            }
             false
         };
         if refuse {
-            if let Some(rst) = reset_for_unknown(&repr) {
-                let frame = self
-                    .framer
-                    .tcp(mac, addrs.reversed(), &rst, (&[], &[]))
-                    .map(|f| f.into_bytes());
-                self.counters.resets_sent += 1;
-                self.send(port, frame);
+            // Port 53 listens: RFC 9293 §3.10.7.2 (a SYN refused gets RST as well).
+            match reset_for_listener(&repr) {
+                Some(rst) => {
+                    let frame = self
+                        .framer
+                        .tcp(mac, addrs.reversed(), &rst, (&[], &[]))
+                        .map(|f| f.into_bytes());
+                    self.counters.resets_sent += 1;
+                    self.send(port, frame);
+                }
+                None if !repr.control.rst() => self.counters.probes_dropped += 1,
+                None => {}
             }
             return;
         }
@@ -208,6 +259,7 @@ impl GuestTcp {
                 last_active: now,
                 scheduled: None,
                 closing: false,
+                reclaim_order: None,
                 stalled: false,
             },
         );
@@ -223,7 +275,7 @@ impl GuestTcp {
         id: u64,
         payload: &[u8],
         queries: &mut Vec<Query>,
-        port: &GatewayTx,
+        port: &dyn ToGuests,
     ) {
         let Some(c) = self.conns.get_mut(&id) else {
             self.counters.answers_lost += 1;
@@ -237,6 +289,48 @@ impl GuestTcp {
         self.drive(id, now, queries, port);
     }
 
+    /// The resolver dropped a query of connection `id` without answering it (see
+    /// [`dns::Disposition::Dropped`]): the answer is no longer owed.
+    pub(super) fn unanswered(
+        &mut self,
+        now: Instant,
+        id: u64,
+        queries: &mut Vec<Query>,
+        port: &dyn ToGuests,
+    ) {
+        let Some(c) = self.conns.get_mut(&id) else {
+            return;
+        };
+        c.outstanding = c.outstanding.saturating_sub(1);
+        self.counters.unanswered += 1;
+        self.drive(id, now, queries, port);
+    }
+
+    /// Ends the connection that started closing first, to make room: RST to the guest
+    /// unless it is in TIME-WAIT (whose RST would be answered by nothing).
+    fn reclaim_oldest(&mut self, now: Instant, port: &dyn ToGuests) {
+        let Some((_, id)) = self.closing.pop_first() else {
+            return;
+        };
+        if let Some(c) = self.conns.get_mut(&id) {
+            c.reclaim_order = None;
+            c.conn.abort(now);
+            let addrs = c.conn.endpoints().addrs;
+            while let Some(segment) = c.conn.poll_transmit(now) {
+                let frame = self
+                    .framer
+                    .tcp(c.mac, addrs, &segment.repr, segment.payload);
+                if let Some(frame) = frame
+                    && !port.send(frame.into_bytes())
+                {
+                    self.counters.frames_dropped += 1;
+                }
+            }
+            self.counters.reclaimed += 1;
+        }
+        self.remove(id);
+    }
+
     pub(super) fn poll_timeout(&self) -> Option<Instant> {
         self.timers.first().map(|&(at, _)| at)
     }
@@ -246,7 +340,7 @@ impl GuestTcp {
         &mut self,
         now: Instant,
         queries: &mut Vec<Query>,
-        port: &GatewayTx,
+        port: &dyn ToGuests,
     ) {
         while let Some(&(at, id)) = self.timers.first() {
             if at > now {
@@ -270,7 +364,7 @@ impl GuestTcp {
         }
     }
 
-    fn send(&mut self, port: &GatewayTx, frame: Option<Bytes>) {
+    fn send(&mut self, port: &dyn ToGuests, frame: Option<Bytes>) {
         if let Some(frame) = frame
             && !port.send(frame)
         {
@@ -279,7 +373,7 @@ impl GuestTcp {
     }
 
     /// Moves messages in, answers out and segments to the guest until nothing moves.
-    fn drive(&mut self, id: u64, now: Instant, queries: &mut Vec<Query>, port: &GatewayTx) {
+    fn drive(&mut self, id: u64, now: Instant, queries: &mut Vec<Query>, port: &dyn ToGuests) {
         let Some(c) = self.conns.get_mut(&id) else {
             return;
         };
@@ -331,9 +425,16 @@ impl GuestTcp {
         }
         if dead || c.conn.is_closed() {
             self.remove(id);
-        } else {
-            self.schedule(id);
+            return;
         }
+        // The connection stops needing its slot once it is closing.
+        if c.closing && c.reclaim_order.is_none() {
+            let order = self.next_close;
+            self.next_close = self.next_close.wrapping_add(1);
+            c.reclaim_order = Some(order);
+            self.closing.insert(order, id);
+        }
+        self.schedule(id);
     }
 
     fn schedule(&mut self, id: u64) {
@@ -378,6 +479,9 @@ impl GuestTcp {
         };
         if let Some(at) = c.scheduled {
             self.timers.remove(&(at, id));
+        }
+        if let Some(order) = c.reclaim_order {
+            self.closing.remove(&order);
         }
         if self.by_key.get(&c.key) == Some(&id) {
             self.by_key.remove(&c.key);
@@ -438,3 +542,7 @@ fn read_queries(
         }
     }
 }
+
+#[cfg(test)]
+#[path = "dns_tcp_tests.rs"]
+mod tests;

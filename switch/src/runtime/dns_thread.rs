@@ -25,7 +25,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, select};
-use dns::{Resolver, SharedZones, Transmit, Transport};
+use dns::{Disposition, Resolver, SharedZones, Transmit, Transport};
 use stack::time::Epoch;
 use stack::wire::EthernetAddress;
 
@@ -255,7 +255,7 @@ impl DnsThread {
             }
             if self.tcp.poll_timeout().is_some_and(|at| at <= now) {
                 self.tcp
-                    .handle_timeout(now, &mut self.tcp_queries, &self.port);
+                    .handle_timeout(now, &mut self.tcp_queries, &*self.port);
                 self.transmit();
             }
         }
@@ -276,7 +276,7 @@ impl DnsThread {
             }
             Input::Tcp(frame) => {
                 self.tcp
-                    .segment(now, &frame, &mut self.tcp_queries, &self.port);
+                    .segment(now, &frame, &mut self.tcp_queries, &*self.port);
             }
             Input::Response(from, bytes) => self.resolver.handle_response(now, from, &bytes),
             Input::UpstreamLost(to, ids) => self.resolver.handle_upstream_lost(now, to, &ids),
@@ -303,13 +303,17 @@ impl DnsThread {
                 let now = self.now();
                 let zones = self.zones.read();
                 for (id, q) in queries {
-                    self.resolver.handle_query_via(
+                    let disposition = self.resolver.handle_query_via(
                         now,
                         Client::Tcp(id),
                         Transport::Tcp,
                         &q,
                         &zones,
                     );
+                    if disposition == Disposition::Dropped {
+                        self.tcp
+                            .unanswered(now, id, &mut self.tcp_queries, &*self.port);
+                    }
                 }
             }
             if !self.transmit_resolver() {
@@ -338,7 +342,7 @@ impl DnsThread {
                 } => {
                     let now = self.now();
                     self.tcp
-                        .answer(now, id, &payload, &mut self.tcp_queries, &self.port);
+                        .answer(now, id, &payload, &mut self.tcp_queries, &*self.port);
                 }
                 Transmit::Client {
                     to: Client::Udp(to),

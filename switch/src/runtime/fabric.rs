@@ -358,6 +358,14 @@ impl Fabric {
         }
     }
 
+    /// The name of `port` (for logs), or its number if it is gone.
+    pub(crate) fn port_name(&self, port: PortId) -> Arc<str> {
+        self.ports
+            .lock()
+            .get(&port)
+            .map_or_else(|| Arc::from(port.to_string()), |e| e.name.clone())
+    }
+
     /// Every port's name and counters, by id.
     pub(crate) fn ports(&self) -> Vec<(PortId, Arc<str>, Arc<PortCounters>)> {
         self.ports

@@ -805,11 +805,8 @@ impl Worker {
         }
     }
 
-    fn tap_ready(&mut self, now: Instant, link: usize, failed: bool) {
-        if failed {
-            self.link_failed(link, "the TAP device reported an error");
-            return;
-        }
+    /// A TAP queue is readable, or reported an error (a deleted device: the read says which).
+    fn tap_ready(&mut self, now: Instant, link: usize, _failed: bool) {
         self.read_link(now, link);
     }
 
@@ -838,7 +835,7 @@ impl Worker {
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) => {
-                    self.link_failed(link, &e.to_string());
+                    self.link_failed(link, CloseReason::from_io(e));
                     return;
                 }
             }
@@ -850,7 +847,7 @@ impl Worker {
 
     /// A TAP queue failed (the device was deleted, `EBADFD`/`EIO`): the port goes, and with
     /// it its guests' flows.
-    fn link_failed(&mut self, link: usize, why: &str) {
+    fn link_failed(&mut self, link: usize, reason: CloseReason) {
         let Some(queue) = self.out.links.get_mut(link) else {
             return;
         };
@@ -862,12 +859,8 @@ impl Worker {
         let fd = queue.tap.as_raw_fd();
         let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
         self.ready.retain(|&l| l != link);
-        tracing::info!(
-            worker = self.index,
-            port = port.0,
-            reason = why,
-            "TAP device gone"
-        );
+        let name = self.out.fabric.port_name(port);
+        crate::link::log_close_named(&name, port, &reason);
         self.out.fabric.detach_port(port, false);
     }
 
@@ -900,7 +893,7 @@ impl Worker {
         // A completed datagram is handled like a frame that just arrived; it is no fragment,
         // so this happens at most once.
         if let Outcome::Reassembled(whole) = outcome {
-            outcome = self.gateway.handle_frame_on(now, &whole, mtu);
+            outcome = self.gateway.handle_reassembled(now, &whole);
             frame = whole;
         }
         if let Some((ip, mac)) = self.gateway.take_neighbour()

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 pub(crate) mod dnsmasq;
+pub(crate) mod served;
 pub(crate) mod stream;
 
 use switch::netns::Netns;

@@ -151,13 +151,24 @@ fn dhclient_exchange() {
 }
 
 #[test]
-fn dhclient_init_reboot_for_a_taken_address_is_naked() {
+fn dhclient_init_reboot_for_a_taken_address() {
     let mut net = Net::new(config());
-    // Someone else holds .148.
+    // Someone else holds .148 (SELECTING, naming us).
     let mut other = request(DHCLIENT, 4);
     other.chaddr = EthernetAddress([2, 0, 0, 0, 0, 9]);
+    other.client_id = None;
+    other.server_id = Some(ip(1));
     let (_, ack) = net.raw(&other.to_bytes().unwrap()).unwrap();
     assert_eq!(ack.message_type, MessageType::Ack);
+    // dhclient, of which we have no record, is not answered (RFC 2131 §4.3.2) ...
+    assert!(net.raw(fixtures::payload(DHCLIENT, 4)).is_none());
+    assert_eq!(net.dropped(DropReason::UnknownClient), 1);
+    // ... and once it holds another address, it is told off.
+    let mut known = request(DHCLIENT, 4);
+    known.requested_ip = Some(ip(150));
+    known.server_id = Some(ip(1));
+    let (_, ack) = net.raw(&known.to_bytes().unwrap()).unwrap();
+    assert_eq!((ack.message_type, ack.yiaddr), (MessageType::Ack, ip(150)));
     let (reply, nak) = net.raw(fixtures::payload(DHCLIENT, 4)).unwrap();
     assert_eq!(nak.message_type, MessageType::Nak);
     assert_eq!(reply.destination, Destination::Broadcast);

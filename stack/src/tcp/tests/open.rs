@@ -406,6 +406,33 @@ fn reset_for_unknown_follows_rfc() {
 }
 
 #[test]
+fn reset_for_listener_drops_segments_without_syn_or_ack() {
+    use super::super::{reset_for_listener, reset_for_unknown};
+    let seg = |control, ack: Option<u32>| Repr {
+        src_port: 1,
+        dst_port: 2,
+        seq_number: SeqNumber(100),
+        ack_number: ack.map(SeqNumber),
+        control,
+        ..Repr::default()
+    };
+    // RFC 9293 §3.10.7.2: FIN, NULL and Xmas probes (no SYN, ACK or RST) are dropped, and
+    // SYN+FIN as Linux does; a RST is never answered.
+    for control in [Control::Fin, Control::None, Control::SynFin, Control::Rst] {
+        assert_eq!(reset_for_listener(&seg(control, None)), None, "{control:?}");
+    }
+    // An ACK, and a SYN the listener cannot take, get the RST a closed port would send.
+    for s in [
+        seg(Control::None, Some(9)),
+        seg(Control::Fin, Some(9)),
+        seg(Control::Syn, None),
+    ] {
+        assert!(reset_for_listener(&s).is_some());
+        assert_eq!(reset_for_listener(&s), reset_for_unknown(&s), "{s:?}");
+    }
+}
+
+#[test]
 fn listen_syn_with_data_acks_only_the_syn() {
     let now = Instant::from_millis(1);
     let syn = Repr {

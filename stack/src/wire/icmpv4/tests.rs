@@ -213,14 +213,19 @@ fn unsupported_type_is_refused() {
 
 #[test]
 fn bad_code_is_refused() {
-    for (pcap, index, code) in [
-        (ECHO, 0, 1),
-        (ECHO, 1, 8),
-        (UNREACHABLE, 1, 16),
-        (TIME_EXCEEDED, 1, 2),
-    ] {
+    for (pcap, index, code) in [(UNREACHABLE, 1, 16), (TIME_EXCEEDED, 1, 2)] {
         let bytes = changed(icmp(pcap, index), |b| b[1] = code);
         assert_eq!(parse(&bytes), Err(Error::BadCode), "code {code}");
+    }
+}
+
+#[test]
+fn echo_code_is_ignored() {
+    // RFC 792 gives echo code 0 only, but Linux answers any (nmap's OS detection sends 9).
+    for (index, code) in [(0, 1), (0, 9), (1, 8)] {
+        let original = parse(icmp(ECHO, index)).unwrap();
+        let bytes = changed(icmp(ECHO, index), |b| b[1] = code);
+        assert_eq!(parse(&bytes), Ok(original), "code {code}");
     }
 }
 

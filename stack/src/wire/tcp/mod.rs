@@ -451,7 +451,9 @@ impl Layout {
 impl Repr {
     /// Reads the header and options of `packet`, a whole segment from `addrs.src()` to
     /// `addrs.dst()`, after verifying its checksum. An option that appears twice counts
-    /// once, the last one read.
+    /// once, the last one read. A malformed option never costs the segment, as in Linux:
+    /// one whose length is wrong for its kind is skipped, one whose length loses the walk's
+    /// place ends the walk (see [`OptionIter`]); the options read before it count.
     pub fn parse<T: AsRef<[u8]> + ?Sized>(
         packet: &Packet<&T>,
         addrs: &Addresses,
@@ -481,8 +483,8 @@ impl Repr {
             payload_len: packet.payload().len(),
             ..Repr::default()
         };
-        for option in packet.option_iter() {
-            match option? {
+        for option in packet.option_iter().flatten() {
+            match option {
                 TcpOption::MaxSegmentSize(mss) => repr.max_seg_size = Some(mss),
                 TcpOption::WindowScale(shift) => repr.window_scale = Some(shift),
                 TcpOption::SackPermitted => repr.sack_permitted = true,

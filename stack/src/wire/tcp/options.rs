@@ -6,8 +6,10 @@
 //! Everything is fixed-size; nothing allocates. A walk never reads past the slice it was
 //! given, which [`super::Packet`] bounds by the data offset (at most 40 bytes of options).
 //! Malformed lengths are errors (RFC 9293 §3.1, MUST-7: "be prepared to handle an illegal
-//! option length (e.g., zero)"), each with its own [`Error`] so that drops can be counted
-//! by cause.
+//! option length (e.g., zero)"), each with its own [`Error`]. As in Linux's
+//! `tcp_parse_options`, a known option whose length is wrong for its kind but sound for the
+//! walk is skipped by that length and the walk goes on; a length that loses the walk's place
+//! (below 2, or past the area) ends it.
 
 use super::{Error, SeqNumber};
 
@@ -208,8 +210,9 @@ fn kind_and_length(out: &mut [u8], kind: u8) -> &mut [u8] {
 
 /// The options of an options area, in order, up to and including an end-of-list option.
 ///
-/// Yields each option or the first error, after which it stops: a walk that lost its
-/// place cannot find the next option again.
+/// Yields each option or error. After [`Error::BadOptionLength`] (a known kind with a length
+/// wrong for it) the walk goes on past that option; after any other error it stops: a walk
+/// that lost its place cannot find the next option again.
 #[derive(Debug, Clone)]
 pub struct OptionIter<'a> {
     rest: &'a [u8],
@@ -238,6 +241,12 @@ impl<'a> Iterator for OptionIter<'a> {
                     rest
                 };
                 Some(Ok(option))
+            }
+            Err(Error::BadOptionLength) => {
+                // `parse` checked the length byte: at least 2 and within the area.
+                let length = usize::from(self.rest.get(1).copied().unwrap_or(0));
+                self.rest = self.rest.get(length.max(2)..).unwrap_or(&[]);
+                Some(Err(Error::BadOptionLength))
             }
             Err(error) => {
                 self.rest = &[];
@@ -349,6 +358,15 @@ mod tests {
         ] {
             assert_eq!(walk(area), [Err(Error::BadOptionLength)], "{area:?}");
         }
+        // The walk goes on past such an option, by its length.
+        assert_eq!(
+            walk(&[kind::MSS, 3, 0, 1, kind::WINDOW_SCALE, 3, 7]),
+            [
+                Err(Error::BadOptionLength),
+                Ok(TcpOption::NoOperation),
+                Ok(TcpOption::WindowScale(7)),
+            ]
+        );
         // Five blocks fit no options area, but a caller may hand parse a longer slice.
         let mut five = vec![kind::SACK, 42];
         five.resize(42, 0);

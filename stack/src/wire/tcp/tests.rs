@@ -291,26 +291,38 @@ fn flag_combinations() {
 }
 
 #[test]
-fn option_errors_reach_parse() {
+fn malformed_options_are_skipped_as_linux_does() {
     // The SYN's options are MSS, SACK-permitted, TS, NOP, WS at offsets 20, 24, 26, 36, 37.
     let (addrs, bytes) = segments(TCP4)[0];
     let edit = |at: usize, with: &[u8]| {
         let mut b = bytes.to_vec();
         b[at..at + with.len()].copy_from_slice(with);
-        parse(&addrs, &refilled(&addrs, b))
+        parse(&addrs, &refilled(&addrs, b)).expect("the segment is kept")
     };
-    assert_eq!(edit(21, &[0]), Err(Error::OptionTooShort));
-    assert_eq!(edit(21, &[1]), Err(Error::OptionTooShort));
-    assert_eq!(edit(27, &[15]), Err(Error::OptionOverflow));
-    assert_eq!(edit(27, &[11]), Err(Error::BadOptionLength));
-    assert_eq!(edit(38, &[4]), Err(Error::OptionOverflow));
-    assert_eq!(edit(21, &[2, 1, 1]), Err(Error::BadOptionLength));
+    let seen = |r: Repr| {
+        (
+            r.max_seg_size.is_some(),
+            r.sack_permitted,
+            r.timestamp.is_some(),
+            r.window_scale.is_some(),
+        )
+    };
+    // A length below 2 loses the walk's place: it ends there, the segment is kept.
+    assert_eq!(seen(edit(21, &[0])), (false, false, false, false));
+    assert_eq!(seen(edit(21, &[1])), (false, false, false, false));
+    // A length past the options area ends the walk too.
+    assert_eq!(seen(edit(27, &[15])), (true, true, false, false));
+    assert_eq!(seen(edit(38, &[4])), (true, true, true, false));
+    // A known kind with a wrong but sound length is skipped by it; the walk goes on.
+    assert_eq!(seen(edit(27, &[11])), (true, true, false, true));
+    assert_eq!(seen(edit(21, &[2, 1, 1])), (false, true, true, true));
+    assert_eq!(edit(27, &[11]).window_scale, Some(10));
     // An unknown kind in the MSS's place is skipped by its length.
-    let repr = edit(20, &[99]).unwrap();
+    let repr = edit(20, &[99]);
     assert_eq!(repr.max_seg_size, None);
     assert_eq!(repr.window_scale, Some(10));
     // End of list in the NOP's place hides the window scale.
-    assert_eq!(edit(36, &[0]).unwrap().window_scale, None);
+    assert_eq!(edit(36, &[0]).window_scale, None);
 }
 
 #[test]
