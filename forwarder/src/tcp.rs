@@ -40,6 +40,7 @@ use std::time::Duration;
 use mio::Token;
 use socket2::{Domain, Protocol as SockProtocol, Socket, Type};
 use stack::ingress::{FlowKey, FlowL4};
+use stack::offload::LinkOffloads;
 use stack::tcp::{Config as TcpConfig, Connection, Endpoints, Event, State, reset_for_unknown};
 use stack::time::Instant;
 use stack::wire::{EthernetAddress, IpAddresses, IpProtocol, TcpControl, TcpRepr};
@@ -56,6 +57,8 @@ use crate::worker::{FlowFrame, FrameSink};
 mod drain;
 #[path = "tcp_pump.rs"]
 mod pump;
+#[path = "tcp_tx.rs"]
+mod tx;
 
 use drain::{Cause, Frozen, owes_host, reset_host};
 use pump::{pump_api, pump_from_host, pump_to_host};
@@ -90,6 +93,9 @@ struct Flow {
     /// `tcp_teardown_completed` or `tcp_teardown_reset`.
     teardown: bool,
     guest_mac: EthernetAddress,
+    /// What the guest's link does for what we send (from its latest segment): checksums,
+    /// super-segments ([`tx`]).
+    offloads: LinkOffloads,
     /// False while an inbound flow waits for its guest's MAC: its segments are held back
     /// (the engine retransmits them) and each attempt sends an ARP request.
     resolved: bool,
@@ -216,6 +222,7 @@ impl TcpTable {
                 }
             } else if !(is_syn && flow.conn.accepts_new_syn(&repr)) {
                 flow.guest_mac = mac;
+                flow.offloads = packet.link_offloads;
                 flow.resolved = true;
                 flow.conn.handle_segment(now, &repr, payload);
                 self.drive(sh, key, now, out);
@@ -244,6 +251,9 @@ impl TcpTable {
                     Connection::syn_received(now, &self.engine_for(gateway, mtu), endpoints, &repr);
                 conn.accept(now);
                 self.insert(sh, key, conn, None, mac, Kind::Api, None, Vec::new());
+                if let Some(flow) = self.flows.get_mut(&key) {
+                    flow.offloads = packet.link_offloads;
+                }
                 Counters::bump(&sh.counters.api_requests);
                 self.drive(sh, key, now, out);
             } else {
@@ -311,6 +321,7 @@ impl TcpTable {
         match self.flows.get_mut(&key) {
             Some(flow) if inserted => {
                 flow.budget = Some(guest);
+                flow.offloads = packet.link_offloads;
                 Counters::bump(&sh.counters.tcp_connecting);
             }
             _ => {
@@ -410,6 +421,7 @@ impl TcpTable {
                 frozen: None,
                 teardown: false,
                 guest_mac,
+                offloads: LinkOffloads::NONE,
                 resolved: true,
                 kind,
                 connecting,
@@ -610,16 +622,10 @@ impl TcpTable {
                 progress |= pump_to_host(sh, &mut self.log, flow, now);
                 progress |= pump_from_host(sh, &mut self.log, flow, now, &mut self.buf);
             }
-            let addrs = flow.conn.endpoints().addrs;
             if !flow.resolved && !resolve(sh, flow, key, now, out) {
                 break;
             }
-            while let Some(segment) = flow.conn.poll_transmit(now) {
-                let frame = sh
-                    .framer
-                    .tcp(flow.guest_mac, addrs, &segment.repr, segment.payload);
-                sh.send(out, frame);
-            }
+            tx::transmit(sh, flow, now, out);
             if !progress {
                 break;
             }
