@@ -923,6 +923,7 @@ impl Worker {
                     frame,
                     packet,
                     link_mtu: mtu,
+                    link_offloads: stack::offload::LinkOffloads::NONE,
                 },
                 true,
             ),
@@ -936,6 +937,7 @@ impl Worker {
                     frame,
                     packet,
                     link_mtu: mtu,
+                    link_offloads: stack::offload::LinkOffloads::NONE,
                 };
                 if self.dns.try_send(DnsInput::Tcp(Box::new(packet))).is_err() {
                     self.dns_queue_full.fetch_add(1, Ordering::Relaxed);
