@@ -78,6 +78,18 @@ impl LinkOffloads {
     }
 }
 
+impl FinishError {
+    /// The drop it is counted as.
+    pub fn drop_reason(self) -> crate::ingress::DropReason {
+        match self {
+            FinishError::Header(e) => crate::ingress::DropReason::VirtioNet(e),
+            FinishError::Malformed | FinishError::TooManySegments => {
+                crate::ingress::DropReason::SuperSegmentRefused
+            }
+        }
+    }
+}
+
 /// Why a frame could not be finished.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
 pub enum FinishError {

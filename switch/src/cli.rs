@@ -258,6 +258,24 @@ pub struct NetworkArgs {
     /// (default: one per core); a TAP device gets one queue per worker.
     #[arg(long = "workers", default_value_t = 0)]
     pub workers: usize,
+    /// TAP offloads: checksum offload and TCP (and UDP) segmentation offload through a
+    /// virtio-net header, so 64 KiB super-segments cross the TAP whatever its MTU; `off`
+    /// opens the TAP without them.
+    #[arg(long, value_enum, default_value_t = Offload::On)]
+    pub offload: Offload,
+}
+
+/// `--offload`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Offload {
+    On,
+    Off,
+}
+
+impl Offload {
+    pub fn enabled(self) -> bool {
+        self == Offload::On
+    }
 }
 
 /// A count that must be at least 1.

@@ -83,6 +83,10 @@ pub enum DropReason {
     /// The DHCP server did not answer (its own stats say why).
     #[error("DHCP request not answered")]
     DhcpNoReply,
+    /// A super-segment that could not be cut in software for a receiver without offloads
+    /// (its headers malformed, or more segments than [`crate::offload::MAX_SEGMENTS`]).
+    #[error("super-segment refused")]
+    SuperSegmentRefused,
 }
 
 // Bases of each wrapped error's block of indices, and the counts behind them.
@@ -109,7 +113,7 @@ const TCP_N: usize = 7;
 const VIRTIO: usize = TCP + TCP_N;
 const VIRTIO_N: usize = 7;
 const SEMANTIC: usize = VIRTIO + VIRTIO_N;
-const SEMANTIC_N: usize = 14;
+const SEMANTIC_N: usize = 15;
 
 impl From<Icmpv6Error> for DropReason {
     /// Neighbor Discovery errors count as [`DropReason::Ndp`].
@@ -212,6 +216,7 @@ impl DropReason {
             D::WorkerQueueFull,
             D::NoForwarder,
             D::DhcpNoReply,
+            D::SuperSegmentRefused,
         ]
     };
 
@@ -352,6 +357,7 @@ impl DropReason {
             D::WorkerQueueFull => SEMANTIC + 11,
             D::NoForwarder => SEMANTIC + 12,
             D::DhcpNoReply => SEMANTIC + 13,
+            D::SuperSegmentRefused => SEMANTIC + 14,
         }
     }
 
@@ -445,6 +451,7 @@ impl DropReason {
             D::WorkerQueueFull => "worker_queue_full",
             D::NoForwarder => "no_forwarder",
             D::DhcpNoReply => "dhcp_no_reply",
+            D::SuperSegmentRefused => "super_segment_refused",
         }
     }
 }
