@@ -29,6 +29,8 @@ pub mod dns_thread;
 mod dns_upstream;
 mod fabric;
 #[cfg(test)]
+mod hostile_offload_tests;
+#[cfg(test)]
 mod hostile_tests;
 mod stream_link;
 #[cfg(test)]

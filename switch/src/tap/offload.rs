@@ -153,6 +153,15 @@ impl Tap {
         self.offloads
     }
 
+    /// A descriptor that stands in for a TAP queue in tests (one end of a `SOCK_SEQPACKET`
+    /// pair: one message per frame, as a queue reads and writes), taken to carry `offloads`.
+    #[cfg(test)]
+    pub(crate) fn standing_in(fd: std::os::fd::OwnedFd, offloads: TapOffloads) -> Tap {
+        let mut tap = Tap::from_fd(fd, "stand-in");
+        tap.offloads = offloads;
+        tap
+    }
+
     /// Whether the queue was opened with `IFF_VNET_HDR` (`TUNGETIFF`).
     fn has_vnet_hdr(&self) -> io::Result<bool> {
         let mut ifr =
