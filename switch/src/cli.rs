@@ -492,6 +492,22 @@ mod tests {
     }
 
     #[test]
+    fn offloads_are_on_unless_switched_off() {
+        assert_eq!(serve(&["--tap", "t"]).network.offload, Offload::On);
+        assert_eq!(
+            serve(&["--tap", "t", "--offload=off"]).network.offload,
+            Offload::Off
+        );
+        assert!(!Offload::Off.enabled() && Offload::On.enabled());
+        let cli = parse(["host-switch", "run", "--offload", "off", "--", "true"]).unwrap();
+        let Some(Command::Run(run)) = cli.command else {
+            panic!("expected run");
+        };
+        assert_eq!(run.network.offload, Offload::Off);
+        assert!(parse(["host-switch", "--tap", "t", "--offload", "maybe"]).is_err());
+    }
+
+    #[test]
     fn refused_flags_are_named() {
         for flag in [
             "-forward-sock",
