@@ -6,6 +6,7 @@
 //!   44 framed segments with checksums of their own;
 //! - the fallback: cutting one super-segment into 44 checksummed frames in software, what a
 //!   frame bound for a link without offloads costs.
+#![allow(clippy::unwrap_used)]
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use forwarder::frame::Framer;
