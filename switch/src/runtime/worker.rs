@@ -3,14 +3,18 @@
 //!
 //! ```text
 //! poll (one mio set: TAP queues, host sockets, a waker)
-//!   TAP queue readable → read a batch of frames into one arena (never zeroed)
+//!   TAP queue readable → read a batch of frames into one arena (never zeroed), each with
+//!       its virtio-net header on a queue with offloads, checked first (worker_offload.rs)
 //!     → Out::decide: the switch's decision, from this worker's caches (the shared table
 //!       only when they cannot answer)
-//!     → Gateway::handle_frame_on: ARP, ICMP echo, NDP, DHCP answered in place (one parse)
+//!     → Gateway::handle_frame_with: ARP, ICMP echo, NDP, DHCP answered in place (one parse,
+//!       the checksums the header vouched for not summed again)
 //!     → FlowHandler::handle_packet: the flow's engine, the host socket written
 //!   host socket readable → FlowHandler::ready → frames for the guest
-//!     → Out::send_frame: the destination's port, from the cache → written to its TAP queue
-//!       by this same thread
+//!     → Out::send_frame / send_offloaded: the destination's port, from the cache → written
+//!       to its TAP queue by this same thread, behind a virtio-net header on a queue with
+//!       offloads (a TCP super-segment's GSO header, or zeros), finished in software for a
+//!       link without them
 //! ```
 //!
 //! Handoffs, each bounded and counted ([`super::fabric`]): a frame for a flow another worker
