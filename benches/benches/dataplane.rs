@@ -154,6 +154,7 @@ fn udp_round_trip(c: &mut Criterion) {
                     frame: frame.clone(),
                     packet,
                     link_mtu: 1500,
+                    link_offloads: stack::offload::LinkOffloads::NONE,
                 };
                 assert_eq!(fwd.handle_packet(now, &packet, &sink), Handled::Here);
                 let before = *sink.frames.borrow();

@@ -5,18 +5,24 @@
 //! provides the room; headers are cleared before their fields are set, payloads are copied
 //! over whatever the buffer held, and frames are padded with zeros to Ethernet's minimum.
 //! Datagrams longer than their link's MTU go out as IP fragments
-//! ([`Framer::send_fragments`]; RFC 791 §3.2, RFC 8200 §4.5).
+//! ([`Framer::send_fragments`]; RFC 791 §3.2, RFC 8200 §4.5). TCP segments for a link with
+//! offloads ([`Framer::tcp_offloaded`]) leave their checksum to the link and may be
+//! super-segments it cuts to the MSS; they go with the virtio-net header that says so
+//! ([`FrameSink::send_offloaded`]).
 
 use std::net::IpAddr;
 
 use bytes::Bytes;
 use std::net::Ipv4Addr;
 
+use stack::offload::LinkOffloads;
+use stack::wire::checksum::ChecksumCapabilities;
+use stack::wire::virtio_net::{self, PartialChecksum};
 use stack::wire::{
     ArpOperation, ArpPacket, ArpRepr, EtherType, EthernetAddress, EthernetFrame, EthernetRepr,
     Icmpv4Packet, Icmpv4Repr, Icmpv6Packet, Icmpv6Repr, IpAddresses, IpProtocol, Ipv4Packet,
     Ipv4Repr, Ipv6FragmentHeader, Ipv6FragmentRepr, Ipv6Packet, Ipv6Repr, TcpPacket, TcpRepr,
-    UdpPacket, UdpRepr, ethernet, ipv4, ipv6, udp,
+    UdpPacket, UdpRepr, VirtioNetGso, VirtioNetRepr, ethernet, ipv4, ipv6, udp,
 };
 
 use crate::worker::FrameSink;
@@ -27,11 +33,14 @@ const MIN_FRAME_LEN: usize = 60;
 /// The ICMP header before an echo's identifier or an error's quote.
 const ICMP_HEADER_LEN: usize = 8;
 
-/// A frame ready to be written: `len` bytes, every one of which `fill` writes.
+/// A frame ready to be written: `len` bytes, every one of which `fill` writes, and the
+/// virtio-net header of a frame the link is to finish (a TCP segment whose checksum is
+/// partial, a super-segment).
 #[derive(Debug)]
 pub struct Built<F> {
     len: usize,
     fill: F,
+    offload: Option<VirtioNetRepr>,
 }
 
 impl<F: FnOnce(&mut [u8])> Built<F> {
@@ -50,17 +59,26 @@ impl<F: FnOnce(&mut [u8])> Built<F> {
         (self.fill)(buf);
     }
 
+    /// The virtio-net header the frame goes with, if the link is to finish it.
+    pub fn offload(&self) -> Option<&VirtioNetRepr> {
+        self.offload.as_ref()
+    }
+
     /// Sends the frame through `out`, built in the room it provides.
     pub fn send(self, out: &dyn FrameSink) -> bool {
         let mut fill = Some(self.fill);
-        out.send_with(self.len, &mut |buf| {
+        let mut fill = |buf: &mut [u8]| {
             if let Some(f) = fill.take() {
                 f(buf);
             }
-        })
+        };
+        match &self.offload {
+            Some(header) => out.send_offloaded(self.len, header, &mut fill),
+            None => out.send_with(self.len, &mut fill),
+        }
     }
 
-    /// The frame in a buffer of its own.
+    /// The frame in a buffer of its own (as it is, a partial checksum left partial).
     pub fn into_bytes(self) -> Bytes {
         let mut buf = vec![0u8; self.len];
         (self.fill)(&mut buf);
@@ -160,6 +178,7 @@ impl Framer {
         let headers = ethernet::HEADER_LEN + ip_header + l4_header.min(l4_len);
         Some(Built {
             len: len.max(MIN_FRAME_LEN),
+            offload: None,
             fill: move |buf: &mut [u8]| {
                 if let Some(h) = buf.get_mut(..headers) {
                     h.fill(0);
@@ -201,6 +220,7 @@ impl Framer {
         };
         Built {
             len: len.max(MIN_FRAME_LEN),
+            offload: None,
             fill: move |buf: &mut [u8]| {
                 buf.fill(0);
                 eth.emit(&mut EthernetFrame::new_unchecked(&mut buf[..]));
@@ -318,6 +338,7 @@ impl Framer {
             let len = ethernet::HEADER_LEN + fixed + chunk.len();
             let frame = Built {
                 len: len.max(MIN_FRAME_LEN),
+                offload: None,
                 fill: |buf: &mut [u8]| {
                     if let Some(h) = buf.get_mut(..ethernet::HEADER_LEN + fixed) {
                         h.fill(0);
@@ -383,6 +404,71 @@ impl Framer {
         repr: &'a TcpRepr,
         payload: (&'a [u8], &'a [u8]),
     ) -> Option<Built<impl FnOnce(&mut [u8]) + use<'a>>> {
+        self.tcp_with(
+            dst_mac,
+            addrs,
+            repr,
+            payload,
+            ChecksumCapabilities::default(),
+        )
+    }
+
+    /// A TCP segment for a link that takes offloads (`offloads`), whose segments are `mss`
+    /// bytes: with data, its checksum is left partial for the link to complete and, longer
+    /// than `mss` (a super-segment, [`stack::tcp::Connection::poll_transmit_max`]), it goes
+    /// with a GSO header for the link to cut it (the virtio-net header Linux expects:
+    /// `NEEDS_CSUM` at the TCP checksum, the pseudo-header's sum in the field, `gso_size` the
+    /// MSS). Without data, or on a link without offloads, it is [`Framer::tcp`]'s.
+    pub fn tcp_offloaded<'a>(
+        &mut self,
+        dst_mac: EthernetAddress,
+        addrs: IpAddresses,
+        repr: &'a TcpRepr,
+        payload: (&'a [u8], &'a [u8]),
+        offloads: LinkOffloads,
+        mss: usize,
+    ) -> Option<Built<impl FnOnce(&mut [u8]) + use<'a>>> {
+        let data = payload.0.len() + payload.1.len();
+        let gso = data > mss && offloads.tso(&addrs);
+        let partial = data > 0 && (offloads.tx_checksum || gso);
+        let caps = if partial {
+            ChecksumCapabilities::tcp_offloaded()
+        } else {
+            ChecksumCapabilities::default()
+        };
+        let mut built = self.tcp_with(dst_mac, addrs, repr, payload, caps)?;
+        if partial {
+            let start = ethernet::HEADER_LEN + ip_header_len(addrs);
+            built.offload = Some(VirtioNetRepr {
+                partial: Some(PartialChecksum {
+                    start: start as u16,
+                    offset: virtio_net::TCP_CSUM_OFFSET,
+                }),
+                gso: match (gso, addrs) {
+                    (false, _) => VirtioNetGso::None,
+                    (true, IpAddresses::V4 { .. }) => VirtioNetGso::Tcpv4,
+                    (true, IpAddresses::V6 { .. }) => VirtioNetGso::Tcpv6,
+                },
+                gso_size: if gso {
+                    mss.min(usize::from(u16::MAX)) as u16
+                } else {
+                    0
+                },
+                hdr_len: (start + repr.buffer_len()) as u16,
+                ..VirtioNetRepr::PLAIN
+            });
+        }
+        Some(built)
+    }
+
+    fn tcp_with<'a>(
+        &mut self,
+        dst_mac: EthernetAddress,
+        addrs: IpAddresses,
+        repr: &'a TcpRepr,
+        payload: (&'a [u8], &'a [u8]),
+        caps: ChecksumCapabilities,
+    ) -> Option<Built<impl FnOnce(&mut [u8]) + use<'a>>> {
         let header = repr.buffer_len();
         let l4_len = header + payload.0.len() + payload.1.len();
         self.ip(dst_mac, addrs, IpProtocol::Tcp, l4_len, header, move |l4| {
@@ -393,7 +479,7 @@ impl Framer {
             if let Some(room) = l4.get_mut(first_end..) {
                 room.copy_from_slice(payload.1);
             }
-            repr.emit(&mut TcpPacket::new_unchecked(l4), &addrs);
+            repr.emit_with(&mut TcpPacket::new_unchecked(l4), &addrs, &caps);
         })
     }
 

@@ -189,3 +189,90 @@ fn an_echo_reply_longer_than_the_mtu_leaves_in_fragments() {
         assert_eq!((ident, seq_no, got), (7, 9, data.clone()));
     }
 }
+
+#[test]
+fn tcp_for_a_link_with_offloads_leaves_its_checksum_and_cutting_to_the_link() {
+    use stack::offload::LinkOffloads;
+    use stack::wire::VirtioNetGso;
+    let data = vec![0x5au8; 5000];
+    for (addrs, ip_len, gso) in [(V4, 20, VirtioNetGso::Tcpv4), (V6, 40, VirtioNetGso::Tcpv6)] {
+        let mut f = Framer::new(GW_MAC);
+        let repr = TcpRepr {
+            src_port: 80,
+            dst_port: 4000,
+            seq_number: TcpSeqNumber(5),
+            ack_number: Some(TcpSeqNumber(9)),
+            window_len: 100,
+            payload_len: data.len(),
+            ..TcpRepr::default()
+        };
+        let tso = LinkOffloads::VIRTIO_NET;
+        let built = f
+            .tcp_offloaded(
+                GUEST_MAC,
+                addrs,
+                &repr,
+                (&data[..2000], &data[2000..]),
+                tso,
+                1460,
+            )
+            .unwrap();
+        let header = *built.offload().expect("a header for the link");
+        assert_eq!(header.gso, gso);
+        assert_eq!(header.gso_size, 1460);
+        let start = 14 + ip_len;
+        assert_eq!(
+            header.partial.map(|p| (p.start, p.offset)),
+            Some((start as u16, 16))
+        );
+        assert_eq!(usize::from(header.hdr_len), start + 20);
+        let frame = built.into_bytes();
+        // Partial: only a parse that trusts the link takes it, and finishing it makes
+        // segments of 1460 bytes whose checksums verify.
+        assert!(ingress::parse(&frame, GUEST_MAC).is_err());
+        assert!(ingress::parse_with(&frame, GUEST_MAC, &header.checksums()).is_ok());
+        let mut pieces = Vec::new();
+        stack::offload::finish(&frame, &header, &mut Vec::new(), &mut |s| {
+            pieces.push(s.to_vec());
+        })
+        .unwrap();
+        assert_eq!(pieces.len(), 4);
+        for p in &pieces {
+            assert!(ingress::parse(p, GUEST_MAC).is_ok());
+        }
+        // One MSS or less: the checksum is still the link's, nothing to cut.
+        let small = TcpRepr {
+            payload_len: 1000,
+            ..repr
+        };
+        let built = f
+            .tcp_offloaded(GUEST_MAC, addrs, &small, (&data[..1000], &[]), tso, 1460)
+            .unwrap();
+        let header = *built.offload().unwrap();
+        assert_eq!((header.gso, header.gso_size), (VirtioNetGso::None, 0));
+        assert!(header.partial.is_some());
+        // No data, or no offloads: an ordinary frame with a checksum of its own.
+        let bare = TcpRepr {
+            payload_len: 0,
+            ..repr
+        };
+        assert!(
+            f.tcp_offloaded(GUEST_MAC, addrs, &bare, (&[], &[]), tso, 1460)
+                .unwrap()
+                .offload()
+                .is_none()
+        );
+        let plain = f
+            .tcp_offloaded(
+                GUEST_MAC,
+                addrs,
+                &small,
+                (&data[..1000], &[]),
+                LinkOffloads::NONE,
+                1460,
+            )
+            .unwrap();
+        assert!(plain.offload().is_none());
+        assert!(ingress::parse(&plain.into_bytes(), GUEST_MAC).is_ok());
+    }
+}

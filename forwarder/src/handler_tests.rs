@@ -15,7 +15,9 @@ use stack::wire::{
 use crate::stats::ForwarderStats;
 use crate::worker::WorkerCounters;
 use bytes::Bytes;
+use stack::offload::LinkOffloads;
 use stack::time::Epoch;
+use stack::wire::VirtioNetRepr;
 
 const GW_MAC: EthernetAddress = EthernetAddress([0x5a, 0x94, 0xef, 0xe4, 0x0c, 0xdd]);
 const GUEST_MAC: EthernetAddress = EthernetAddress([0x5a, 0x94, 0xef, 0xe4, 0x0c, 0xee]);
@@ -31,11 +33,26 @@ impl crate::worker::Notify for WakeNotify {
 }
 
 #[derive(Default)]
-struct Sink(Mutex<Vec<Bytes>>);
+struct Sink(Mutex<Vec<Bytes>>, Mutex<Vec<(Bytes, VirtioNetRepr)>>);
 
 impl FrameSink for Sink {
     fn send_frame(&self, frame: Bytes) -> bool {
         self.0.lock().map(|mut v| v.push(frame)).is_ok()
+    }
+
+    /// Kept as sent, with its header, apart from the plain frames.
+    fn send_offloaded(
+        &self,
+        len: usize,
+        header: &VirtioNetRepr,
+        fill: &mut dyn FnMut(&mut [u8]),
+    ) -> bool {
+        let mut buf = vec![0u8; len];
+        fill(&mut buf);
+        self.1
+            .lock()
+            .map(|mut v| v.push((Bytes::from(buf), *header)))
+            .is_ok()
     }
 }
 
@@ -53,6 +70,8 @@ struct Harness {
     sink: Sink,
     guest: Framer,
     epoch: Epoch,
+    /// What the guest's link does for us, as its frames say.
+    offloads: LinkOffloads,
 }
 
 impl Harness {
@@ -82,6 +101,7 @@ impl Harness {
             // Frames "from the guest": a framer whose own MAC is the guest's.
             guest: Framer::new(GUEST_MAC),
             epoch,
+            offloads: LinkOffloads::NONE,
         }
     }
 
@@ -119,6 +139,7 @@ impl Harness {
             frame,
             packet,
             link_mtu: 1500,
+            link_offloads: self.offloads,
         };
         assert_eq!(
             self.fwd.handle_packet(now, &packet, &self.sink),
@@ -596,3 +617,6 @@ mod drain;
 
 #[path = "handler_probe_tests.rs"]
 mod probes;
+
+#[path = "handler_offload_tests.rs"]
+mod offload;

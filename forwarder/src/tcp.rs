@@ -47,6 +47,7 @@ use std::time::Duration;
 use mio::Token;
 use socket2::Socket;
 use stack::ingress::{FlowKey, FlowL4};
+use stack::offload::LinkOffloads;
 use stack::tcp::{Config as TcpConfig, Connection, Endpoints, Event, State, reset_for_listener};
 use stack::time::Instant;
 use stack::wire::{EthernetAddress, IpAddresses, TcpControl, TcpRepr};
@@ -63,6 +64,7 @@ mod drain;
 mod inbound;
 mod outbound;
 mod pump;
+mod tx;
 
 use drain::{Cause, Frozen, owes_host, reset_host};
 use inbound::resolve;
@@ -98,6 +100,9 @@ struct Flow {
     /// `tcp_teardown_completed` or `tcp_teardown_reset`.
     teardown: bool,
     guest_mac: EthernetAddress,
+    /// What the guest's link does for what we send (from its latest segment): checksums,
+    /// super-segments ([`tx`]).
+    offloads: LinkOffloads,
     /// False while an inbound flow waits for its guest's MAC: its segments are held back
     /// (the engine retransmits them) and each attempt sends an ARP request.
     resolved: bool,
@@ -138,6 +143,8 @@ struct Syn<'a> {
     frame: &'a [u8],
     /// The MTU of the link it came over (the MSS we announce).
     mtu: u16,
+    /// What that link does for what we send.
+    offloads: LinkOffloads,
 }
 
 pub(crate) struct TcpTable {
@@ -240,6 +247,7 @@ impl TcpTable {
                     Counters::bump(&sh.counters.tcp_urgent);
                 }
                 flow.guest_mac = mac;
+                flow.offloads = packet.link_offloads;
                 flow.resolved = true;
                 flow.conn.handle_segment(now, &repr, payload);
                 self.drive(sh, key, now, out);
@@ -262,6 +270,7 @@ impl TcpTable {
             addrs,
             frame: &packet.frame,
             mtu,
+            offloads: packet.link_offloads,
         };
         if key.remote.ip() == IpAddr::V4(sh.config.gateway_ip) {
             let api = sh.control.guest_api();
@@ -361,6 +370,7 @@ impl TcpTable {
                 frozen: None,
                 teardown: false,
                 guest_mac,
+                offloads: LinkOffloads::NONE,
                 resolved: true,
                 kind,
                 connecting,
@@ -566,16 +576,10 @@ impl TcpTable {
                 progress |= pump_to_host(sh, &mut self.log, flow, now);
                 progress |= pump_from_host(sh, &mut self.log, flow, now, &mut self.buf);
             }
-            let addrs = flow.conn.endpoints().addrs;
             if !flow.resolved && !resolve(sh, flow, key, now, out) {
                 break;
             }
-            while let Some(segment) = flow.conn.poll_transmit(now) {
-                let frame = sh
-                    .framer
-                    .tcp(flow.guest_mac, addrs, &segment.repr, segment.payload);
-                sh.send(out, frame);
-            }
+            tx::transmit(sh, flow, now, out);
             if !progress {
                 break;
             }

@@ -28,8 +28,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use bytes::Bytes;
 use mio::{Registry, Token};
 use stack::ingress::{DropCounters, DropReason, FlowPacket};
+use stack::offload::LinkOffloads;
 use stack::time::{Epoch, Instant};
-use stack::wire::EthernetAddress;
+use stack::wire::{EthernetAddress, VirtioNetRepr};
 
 /// Token kinds live in the top byte of a [`Token`].
 pub const KIND_SHIFT: u32 = 56;
@@ -47,6 +48,8 @@ pub struct FlowFrame {
     /// The MTU of the link the frame came in on: the guest's, for segment sizes and for
     /// whether a reply must be fragmented.
     pub link_mtu: u16,
+    /// What that link does for what we send back (checksums, TCP super-segments).
+    pub link_offloads: LinkOffloads,
 }
 
 impl FlowFrame {
@@ -74,6 +77,28 @@ pub trait FrameSink {
         let mut buf = vec![0u8; len];
         fill(&mut buf);
         self.send_frame(Bytes::from(buf))
+    }
+
+    /// Sends a frame of `len` bytes built in place, with the virtio-net `header` that says
+    /// what the link is to finish (a partial checksum, a super-segment to cut). Only a
+    /// builder whose flow's link takes these offloads ([`FlowFrame::link_offloads`]) sends
+    /// so. Sinks that write to such a link pass the header on; this default finishes the frame
+    /// in software ([`stack::offload::finish`]) and sends what results, as the frames' way
+    /// to a link without offloads must.
+    fn send_offloaded(
+        &self,
+        len: usize,
+        header: &VirtioNetRepr,
+        fill: &mut dyn FnMut(&mut [u8]),
+    ) -> bool {
+        let mut buf = vec![0u8; len];
+        fill(&mut buf);
+        let mut scratch = Vec::new();
+        let mut sent = true;
+        let finished = stack::offload::finish(&buf, header, &mut scratch, &mut |frame| {
+            sent &= self.send_frame(Bytes::copy_from_slice(frame));
+        });
+        finished.is_ok() && sent
     }
 }
 
@@ -236,6 +261,13 @@ pub struct WorkerCounters {
     handoffs_in: AtomicU64,
     /// Handoffs dropped because the other worker's inbox was full.
     handoffs_dropped: AtomicU64,
+    /// TCP (or UDP) super-segments read from links with offloads, and written to them.
+    super_in: AtomicU64,
+    super_out: AtomicU64,
+    /// Super-segments (and partial checksums) finished in software for a receiver without
+    /// offloads, and the frames that made.
+    finished: AtomicU64,
+    finished_frames: AtomicU64,
     drops: [AtomicU64; DropReason::COUNT],
 }
 
@@ -248,6 +280,10 @@ impl Default for WorkerCounters {
             handoffs_out: AtomicU64::new(0),
             handoffs_in: AtomicU64::new(0),
             handoffs_dropped: AtomicU64::new(0),
+            super_in: AtomicU64::new(0),
+            super_out: AtomicU64::new(0),
+            finished: AtomicU64::new(0),
+            finished_frames: AtomicU64::new(0),
             drops: std::array::from_fn(|_| AtomicU64::new(0)),
         }
     }
@@ -262,6 +298,14 @@ pub enum WorkerEvent {
     HandoffOut,
     HandoffIn,
     HandoffDropped,
+    /// A super-segment read from a link.
+    SuperIn,
+    /// A super-segment written to a link.
+    SuperOut,
+    /// A frame finished in software ([`stack::offload::finish`]).
+    Finished,
+    /// A frame that finishing made.
+    FinishedFrame,
 }
 
 impl WorkerCounters {
@@ -281,6 +325,10 @@ impl WorkerCounters {
             WorkerEvent::HandoffOut => &self.handoffs_out,
             WorkerEvent::HandoffIn => &self.handoffs_in,
             WorkerEvent::HandoffDropped => &self.handoffs_dropped,
+            WorkerEvent::SuperIn => &self.super_in,
+            WorkerEvent::SuperOut => &self.super_out,
+            WorkerEvent::Finished => &self.finished,
+            WorkerEvent::FinishedFrame => &self.finished_frames,
         };
         counter.fetch_add(n, Ordering::Relaxed);
     }
@@ -301,6 +349,10 @@ impl WorkerCounters {
             handoffs_out: load(&self.handoffs_out),
             handoffs_in: load(&self.handoffs_in),
             handoffs_dropped: load(&self.handoffs_dropped),
+            super_in: load(&self.super_in),
+            super_out: load(&self.super_out),
+            finished: load(&self.finished),
+            finished_frames: load(&self.finished_frames),
             drops,
         }
     }
@@ -316,6 +368,14 @@ pub struct WorkerStats {
     pub handoffs_out: u64,
     pub handoffs_in: u64,
     pub handoffs_dropped: u64,
+    /// TCP or UDP super-segments read from links with offloads (the guest's kernel sent up
+    /// to 64 KiB as one frame), and TCP super-segments written to them.
+    pub super_in: u64,
+    pub super_out: u64,
+    /// Frames with offloads finished in software for a receiver without them (another
+    /// guest's link, a guest's UDP super-datagram), and the frames that made.
+    pub finished: u64,
+    pub finished_frames: u64,
     /// Drops its handler counted.
     pub drops: DropCounters,
 }
@@ -363,6 +423,7 @@ mod tests {
                 payload: 2..6,
             },
             link_mtu: 1500,
+            link_offloads: LinkOffloads::NONE,
         }
     }
 

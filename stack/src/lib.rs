@@ -7,6 +7,7 @@
 
 pub mod frag;
 pub mod ingress;
+pub mod offload;
 pub mod tcp;
 pub mod time;
 pub mod wire;

@@ -387,11 +387,18 @@ fn stats_json(runtime: &RuntimeHandle, control: &Control, api: &ApiView) -> Valu
                 "rx_frames": w.rx_frames, "tx_frames": w.tx_frames, "handled": w.handled,
                 "handoffs_out": w.handoffs_out, "handoffs_in": w.handoffs_in,
                 "handoffs_dropped": w.handoffs_dropped,
+                "super_segments_in": w.super_in, "super_segments_out": w.super_out,
+                "finished": w.finished, "finished_frames": w.finished_frames,
             })
         })
         .collect();
     let handoffs: u64 = s.workers.iter().map(|w| w.handoffs_out).sum();
     let handoffs_dropped: u64 = s.workers.iter().map(|w| w.handoffs_dropped).sum();
+    let sum = |f: fn(&forwarder::WorkerStats) -> u64| s.workers.iter().map(f).sum::<u64>();
+    let offload = json!({
+        "super_segments_in": sum(|w| w.super_in), "super_segments_out": sum(|w| w.super_out),
+        "finished": sum(|w| w.finished), "finished_frames": sum(|w| w.finished_frames),
+    });
     let limits = limits_json(&s, runtime, &forwarder, budget, api);
     let mut all = json!({
         "frames": {"rx": rx_frames, "tx": tx_frames},
@@ -437,6 +444,7 @@ fn stats_json(runtime: &RuntimeHandle, control: &Control, api: &ApiView) -> Valu
     all["dns"]["gone_released"] = json!(s.dns.gone_released);
     if let Some(map) = all.as_object_mut() {
         map.insert("limits".to_owned(), limits);
+        map.insert("offload".to_owned(), offload);
     }
     all
 }

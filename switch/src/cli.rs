@@ -305,6 +305,24 @@ pub struct NetworkArgs {
     /// (default: one per core); a TAP device gets one queue per worker.
     #[arg(long = "workers", default_value_t = 0)]
     pub workers: usize,
+    /// TAP offloads: checksum offload and TCP (and UDP) segmentation offload through a
+    /// virtio-net header, so 64 KiB super-segments cross the TAP whatever its MTU; `off`
+    /// opens the TAP without them.
+    #[arg(long, value_enum, default_value_t = Offload::On)]
+    pub offload: Offload,
+}
+
+/// `--offload`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Offload {
+    On,
+    Off,
+}
+
+impl Offload {
+    pub fn enabled(self) -> bool {
+        self == Offload::On
+    }
 }
 
 /// A count that must be at least 1.
@@ -518,6 +536,22 @@ mod tests {
             "needs --tap"
         );
         assert!(parse(["host-switch", "--tap", "t", "--mac", "zz"]).is_err());
+    }
+
+    #[test]
+    fn offloads_are_on_unless_switched_off() {
+        assert_eq!(serve(&["--tap", "t"]).network.offload, Offload::On);
+        assert_eq!(
+            serve(&["--tap", "t", "--offload=off"]).network.offload,
+            Offload::Off
+        );
+        assert!(!Offload::Off.enabled() && Offload::On.enabled());
+        let cli = parse(["host-switch", "run", "--offload", "off", "--", "true"]).unwrap();
+        let Some(Command::Run(run)) = cli.command else {
+            panic!("expected run");
+        };
+        assert_eq!(run.network.offload, Offload::Off);
+        assert!(parse(["host-switch", "--tap", "t", "--offload", "maybe"]).is_err());
     }
 
     #[test]

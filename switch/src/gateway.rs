@@ -66,6 +66,7 @@ use parking_lot::Mutex;
 use stack::frag::{Config as FragConfig, Reassembler, Stats as FragStats};
 use stack::ingress::{self, DropCounters, DropReason, Event, FlowPacket};
 use stack::time::{Epoch, Instant};
+use stack::wire::checksum::ChecksumCapabilities;
 use stack::wire::{
     ArpOperation, ArpPacket, ArpRepr, EtherType, EthernetAddress, EthernetFrame, EthernetRepr,
     Icmpv4Repr, Icmpv6Packet, Icmpv6Repr, IpAddresses, IpProtocol, Ipv4Packet, Ipv4Repr,
@@ -336,25 +337,45 @@ impl Gateway {
     /// Handles one frame that came over a link of `mtu` (its replies fit that link, and DHCP
     /// announces it).
     pub fn handle_frame_on(&mut self, now: Instant, frame: &[u8], mtu: u16) -> Outcome {
+        self.handle_frame_with(now, frame, mtu, &ChecksumCapabilities::default())
+    }
+
+    /// [`Gateway::handle_frame_on`] for a frame whose link vouched for some of its checksums
+    /// (`caps`: a virtio-net header's `NEEDS_CSUM` or `DATA_VALID`), which are not verified
+    /// again.
+    pub fn handle_frame_with(
+        &mut self,
+        now: Instant,
+        frame: &[u8],
+        mtu: u16,
+        caps: &ChecksumCapabilities,
+    ) -> Outcome {
         self.mtu = usize::from(mtu);
-        self.handle_frame(now, frame)
+        self.handle_checked(now, frame, caps, false)
     }
 
     /// Handles one frame the switch delivered to the gateway at `now`.
     pub fn handle_frame(&mut self, now: Instant, frame: &[u8]) -> Outcome {
-        self.handle(now, frame, false)
+        self.handle_checked(now, frame, &ChecksumCapabilities::default(), false)
     }
 
     /// Handles the frame of an [`Outcome::Reassembled`], a datagram put together from
     /// fragments, as if it had just arrived; what may not come in fragments is dropped
-    /// (Neighbor Discovery, RFC 6980 §5).
+    /// (Neighbor Discovery, RFC 6980 §5). Its checksums are verified: the link vouched for
+    /// none of a reassembled datagram.
     pub fn handle_reassembled(&mut self, now: Instant, frame: &[u8]) -> Outcome {
-        self.handle(now, frame, true)
+        self.handle_checked(now, frame, &ChecksumCapabilities::default(), true)
     }
 
-    fn handle(&mut self, now: Instant, frame: &[u8], reassembled: bool) -> Outcome {
+    fn handle_checked(
+        &mut self,
+        now: Instant,
+        frame: &[u8],
+        caps: &ChecksumCapabilities,
+        reassembled: bool,
+    ) -> Outcome {
         self.counters.frames += 1;
-        let outcome = match ingress::parse(frame, self.mac) {
+        let outcome = match ingress::parse_with(frame, self.mac, caps) {
             Ok(parsed) => self.dispatch(now, &parsed, reassembled),
             Err(reason) => Outcome::Dropped(reason),
         };

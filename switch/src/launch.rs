@@ -10,7 +10,9 @@
 //! 3. creates and configures the TAP device in its new network namespace (slirp4netns
 //!    `--configure`: MAC, MTU, address, link up, default route via the gateway);
 //! 4. passes the TAP's queues to us over a unix socket pair (`SCM_RIGHTS`, on descriptor
-//!    [`CHILD_FD`]; one per worker, the device opened with `IFF_MULTI_QUEUE`) and waits for one byte from us ([`Launched::release`]) before it `exec`s
+//!    [`CHILD_FD`]; one per worker, the device opened with `IFF_MULTI_QUEUE`, and with
+//!    `IFF_VNET_HDR` unless offloads are off: we negotiate them on the queues we receive) and
+//!    waits for one byte from us ([`Launched::release`]) before it `exec`s
 //!    the command in its own place, so the command never runs before the switch serves its
 //!    TAP, and waiting for the helper is waiting for the command.
 //!
@@ -65,6 +67,9 @@ pub struct LaunchOptions {
     pub user_namespace: bool,
     /// Queues of the TAP device (one per worker), at least 1.
     pub queues: usize,
+    /// Open the queues for offloads ([`TapOptions::offload`]); we negotiate them once the
+    /// queues arrive.
+    pub offload: bool,
 }
 
 /// Why the command could not be started.
@@ -122,6 +127,7 @@ pub fn launch(
         )
         .arg(&options.resolv_conf)
         .arg(options.queues.clamp(1, MAX_QUEUES).to_string())
+        .arg(if options.offload { "1" } else { "0" })
         .arg("--")
         .args(command);
     let fd = theirs.as_raw_fd();
@@ -209,6 +215,7 @@ struct ChildSetup {
     tap: TapConfig,
     resolv: CString,
     queues: usize,
+    offload: bool,
     command: Vec<OsString>,
 }
 
@@ -231,7 +238,12 @@ impl ChildSetup {
         let resolv = args.get(7).ok_or_else(|| bad("resolv.conf path"))?;
         let resolv = CString::new(resolv.as_bytes()).map_err(|_| bad("resolv.conf path"))?;
         let queues: usize = text(8)?.parse().map_err(|_| bad("queue count"))?;
-        if args.get(9).is_none_or(|a| a != "--") {
+        let offload = match text(9)? {
+            "1" => true,
+            "0" => false,
+            _ => return Err(bad("offload switch")),
+        };
+        if args.get(10).is_none_or(|a| a != "--") {
             return Err(bad("argument list"));
         }
         Ok(ChildSetup {
@@ -247,7 +259,8 @@ impl ChildSetup {
             },
             resolv,
             queues: queues.clamp(1, MAX_QUEUES),
-            command: args.get(10..).unwrap_or_default().to_vec(),
+            offload,
+            command: args.get(11..).unwrap_or_default().to_vec(),
         })
     }
 
@@ -309,6 +322,7 @@ impl ChildSetup {
             let options = TapOptions {
                 multi_queue: true,
                 configure: (queue == 0).then(|| self.tap.clone()),
+                offload: self.offload,
             };
             let tap = Tap::open_with(&self.tap_name, &Netns::Current, &options)
                 .map_err(|e| ("creating the TAP device", io::Error::other(e.to_string())))?;

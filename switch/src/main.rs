@@ -365,6 +365,7 @@ fn start_links(
             configure: args
                 .configure
                 .then(|| addressing.tap_config(args.mac, tap_mtu)),
+            offload: args.network.offload.enabled(),
         };
         let mtu = u16::try_from(tap_mtu).map_err(|_| format!("MTU {tap_mtu} is too large"))?;
         let tap =
@@ -411,6 +412,7 @@ fn run_mode(args: RunArgs) -> Result<ExitCode, String> {
         resolv_conf,
         user_namespace: !root,
         queues: pipeline.workers(),
+        offload: args.network.offload.enabled(),
     };
     let mut launched = match launch::launch(&exe, &args.command, &options) {
         Ok(launched) => launched,

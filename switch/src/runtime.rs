@@ -31,6 +31,8 @@ mod fabric;
 #[cfg(test)]
 mod hostile_answers_tests;
 #[cfg(test)]
+mod hostile_offload_tests;
+#[cfg(test)]
 mod hostile_tests;
 mod stream_link;
 #[cfg(test)]

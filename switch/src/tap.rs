@@ -15,6 +15,9 @@
 //!
 //! Each [`Tap::read_frame`] returns exactly one frame (without FCS); the buffer must hold
 //! MTU + 14 bytes or longer frames are cut short. Each [`Tap::write_frame`] sends one frame.
+//! A queue opened for offloads ([`TapOptions::offload`]) carries a virtio-net header before
+//! each frame instead: see [`offload`] for what is negotiated and how frames are read and
+//! written then.
 //! Both block unless [`Tap::set_nonblocking`] was called; [`Tap::wait_readable`] waits with a
 //! timeout, and the raw descriptor is there for an event loop. Once the interface is deleted
 //! (`ip link del`), reads, writes and waits fail with errors [`crate::sys::is_gone`] accepts.
@@ -30,6 +33,9 @@ use libc::{c_char, c_short, c_ulong, c_ushort, c_void};
 use stack::wire::EthernetAddress;
 
 use crate::netns::{Netns, NetnsError};
+
+mod offload;
+pub use offload::{HEADER_LEN as VNET_HEADER_LEN, TapOffloads};
 
 /// MTU of a configured TAP unless told otherwise (as slirp4netns and pasta use).
 pub const DEFAULT_MTU: u32 = 65520;
@@ -80,6 +86,10 @@ pub struct TapOptions {
     pub multi_queue: bool,
     /// Configure the interface once attached.
     pub configure: Option<TapConfig>,
+    /// Open with `IFF_VNET_HDR` (on little-endian machines), so that offloads can be
+    /// negotiated ([`Tap::negotiate_offloads`]); every frame then carries a virtio-net header
+    /// ([`Tap::read_vnet_into`], [`Tap::write_vnet`]). All queues of a device must agree.
+    pub offload: bool,
 }
 
 /// Why a TAP device could not be opened.
@@ -125,6 +135,8 @@ pub enum ConfigureError {
 pub struct Tap {
     file: File,
     name: String,
+    /// What [`Tap::negotiate_offloads`] agreed with the kernel.
+    offloads: TapOffloads,
 }
 
 impl Tap {
@@ -143,7 +155,8 @@ impl Tap {
             config.validate()?;
         }
         netns.run(|| {
-            let tap = Tap::attach_here(name, options.multi_queue)?;
+            let vnet_hdr = options.offload && offload::SUPPORTED;
+            let tap = Tap::attach_here(name, options.multi_queue, vnet_hdr)?;
             if let Some(config) = &options.configure {
                 configure_here(&tap.name, config)?;
             }
@@ -151,7 +164,7 @@ impl Tap {
         })?
     }
 
-    fn attach_here(name: &str, multi_queue: bool) -> Result<Tap, TapError> {
+    fn attach_here(name: &str, multi_queue: bool, vnet_hdr: bool) -> Result<Tap, TapError> {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -162,6 +175,9 @@ impl Tap {
         if multi_queue {
             flags |= libc::IFF_MULTI_QUEUE;
         }
+        if vnet_hdr {
+            flags |= libc::IFF_VNET_HDR;
+        }
         ifr.ifr_ifru.ifru_flags = flags as c_short;
         ioctl(file.as_fd(), libc::TUNSETIFF, (&raw mut ifr).cast()).map_err(|source| {
             TapError::Attach {
@@ -171,7 +187,11 @@ impl Tap {
         })?;
         // The kernel writes back the name it used (it expands a "%d" template).
         let name = ifreq_name(&ifr);
-        Ok(Tap { file, name })
+        Ok(Tap {
+            file,
+            name,
+            offloads: TapOffloads::NONE,
+        })
     }
 
     /// Wraps a descriptor already attached to TAP interface `name` (one opened in another
@@ -180,6 +200,7 @@ impl Tap {
         Tap {
             file: File::from(fd),
             name: name.to_owned(),
+            offloads: TapOffloads::NONE,
         }
     }
 
@@ -273,6 +294,7 @@ impl Tap {
         Ok(Tap {
             file: self.file.try_clone()?,
             name: self.name.clone(),
+            offloads: self.offloads,
         })
     }
 }

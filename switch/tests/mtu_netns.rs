@@ -32,6 +32,7 @@ fn guest(rt: &Runtime, tag: &str, n: u8, mtu: u16) -> (NetnsGuard, TapLink) {
     let ns = NetnsGuard::new(tag);
     let options = TapOptions {
         multi_queue: true,
+        offload: true,
         configure: Some(TapConfig {
             mac: Some(stack::wire::EthernetAddress([2, 0, 0, 0, 0, n])),
             mtu: u32::from(mtu),

@@ -33,6 +33,7 @@ fn tap_link_carries_frames_both_ways() {
     let ns = NetnsGuard::new("tap-link");
     let options = TapOptions {
         multi_queue: true,
+        offload: true,
         configure: Some(TapConfig {
             mac: Some(stack::wire::EthernetAddress(GUEST_MAC)),
             mtu: 1500,
@@ -98,6 +99,7 @@ fn a_multi_queue_tap_spreads_flows_over_workers_and_keeps_them_there() {
     let ns = NetnsGuard::new("tap-mq");
     let options = TapOptions {
         multi_queue: true,
+        offload: true,
         configure: Some(TapConfig {
             mac: Some(stack::wire::EthernetAddress(GUEST_MAC)),
             ..TapConfig::default()
@@ -170,6 +172,7 @@ fn a_deleted_tap_detaches_its_port() {
     let ns = NetnsGuard::new("tap-gone");
     let options = TapOptions {
         multi_queue: true,
+        offload: true,
         configure: Some(TapConfig::default()),
     };
     let link = TapLink::open("hs0", &ns.netns(), &options, &rt.attacher(), 1500).unwrap();

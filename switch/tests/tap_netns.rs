@@ -102,6 +102,7 @@ fn configured_tap_in_a_namespace_by_path() {
     let before = own_netns();
     let options = TapOptions {
         multi_queue: false,
+        offload: false,
         configure: Some(TapConfig {
             mac: Some(GUEST_MAC),
             ..TapConfig::default()
@@ -192,6 +193,7 @@ fn tap_in_a_namespace_by_pid_answers_ping_with_arp() {
         &Netns::Pid(child.0.id()),
         &TapOptions {
             multi_queue: false,
+            offload: false,
             configure: Some(TapConfig::default()),
         },
     )
@@ -253,6 +255,7 @@ fn multi_queue_tap_takes_several_queues() {
     let netns = ns.netns();
     let mq = TapOptions {
         multi_queue: true,
+        offload: false,
         configure: None,
     };
     let q0 = Tap::open_with("mq0", &netns, &mq).unwrap();

@@ -296,6 +296,7 @@ fn run(loss_per_10k: u64) {
     let netns = ns.netns();
     let options = TapOptions {
         multi_queue: false,
+        offload: false,
         configure: Some(TapConfig {
             mac: Some(GUEST_MAC),
             mtu: 1500,

@@ -98,6 +98,7 @@ impl TcpTable {
         );
         match self.flows.get_mut(&syn.key) {
             Some(flow) if inserted => {
+                flow.offloads = syn.offloads;
                 flow.api = Some(Exchange::new(now + sh.config.api_header_timeout));
                 hold_budget(sh, flow, guest);
             }

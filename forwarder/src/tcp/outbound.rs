@@ -117,6 +117,7 @@ impl TcpTable {
         );
         match self.flows.get_mut(&key) {
             Some(flow) if inserted => {
+                flow.offloads = syn.offloads;
                 hold_budget(sh, flow, guest);
                 Counters::bump(&sh.counters.tcp_connecting);
             }

@@ -7,7 +7,7 @@
 
 use crate::wire::{
     ArpError, EthernetError, Icmpv4Error, Icmpv6Error, Ipv4Error, Ipv6ChainError, Ipv6Error,
-    NdpError, TcpError, UdpError,
+    NdpError, TcpError, UdpError, VirtioNetError,
 };
 
 /// Why a frame was dropped on its way into the gateway.
@@ -34,6 +34,9 @@ pub enum DropReason {
     Udp(UdpError),
     #[error(transparent)]
     Tcp(TcpError),
+    /// The virtio-net header before the frame (a TAP with offloads) was refused.
+    #[error(transparent)]
+    VirtioNet(VirtioNetError),
     /// Unicast to a MAC address that is not the gateway's (unknown unicast flooded to us).
     #[error("frame addressed to another station")]
     NotForUs,
@@ -84,6 +87,10 @@ pub enum DropReason {
     /// silently ignored).
     #[error("Neighbor Discovery message in a fragment")]
     NdpFragmented,
+    /// A super-segment that could not be cut in software for a receiver without offloads
+    /// (its headers malformed, or more segments than [`crate::offload::MAX_SEGMENTS`]).
+    #[error("super-segment refused")]
+    SuperSegmentRefused,
 }
 
 // Bases of each wrapped error's block of indices, and the counts behind them.
@@ -107,8 +114,10 @@ const UDP: usize = NDP + NDP_N;
 const UDP_N: usize = 4;
 const TCP: usize = UDP + UDP_N;
 const TCP_N: usize = 7;
-const SEMANTIC: usize = TCP + TCP_N;
-const SEMANTIC_N: usize = 15;
+const VIRTIO: usize = TCP + TCP_N;
+const VIRTIO_N: usize = 7;
+const SEMANTIC: usize = VIRTIO + VIRTIO_N;
+const SEMANTIC_N: usize = 16;
 
 impl From<Icmpv6Error> for DropReason {
     /// Neighbor Discovery errors count as [`DropReason::Ndp`].
@@ -190,6 +199,13 @@ impl DropReason {
             D::Tcp(TcpError::OptionTooShort),
             D::Tcp(TcpError::OptionOverflow),
             D::Tcp(TcpError::BadOptionLength),
+            D::VirtioNet(VirtioNetError::Truncated),
+            D::VirtioNet(VirtioNetError::UnknownFlags),
+            D::VirtioNet(VirtioNetError::UnknownGsoType),
+            D::VirtioNet(VirtioNetError::ZeroGsoSize),
+            D::VirtioNet(VirtioNetError::GsoWithoutChecksum),
+            D::VirtioNet(VirtioNetError::BadChecksumOffset),
+            D::VirtioNet(VirtioNetError::GsoMismatch),
             D::NotForUs,
             D::UnsupportedEtherType,
             D::UnsupportedProtocol,
@@ -205,6 +221,7 @@ impl DropReason {
             D::NoForwarder,
             D::DhcpNoReply,
             D::NdpFragmented,
+            D::SuperSegmentRefused,
         ]
     };
 
@@ -319,6 +336,18 @@ impl DropReason {
                     TcpError::BadOptionLength => 6,
                 }
             }
+            D::VirtioNet(e) => {
+                VIRTIO
+                    + match e {
+                        VirtioNetError::Truncated => 0,
+                        VirtioNetError::UnknownFlags => 1,
+                        VirtioNetError::UnknownGsoType => 2,
+                        VirtioNetError::ZeroGsoSize => 3,
+                        VirtioNetError::GsoWithoutChecksum => 4,
+                        VirtioNetError::BadChecksumOffset => 5,
+                        VirtioNetError::GsoMismatch => 6,
+                    }
+            }
             D::NotForUs => SEMANTIC,
             D::UnsupportedEtherType => SEMANTIC + 1,
             D::UnsupportedProtocol => SEMANTIC + 2,
@@ -334,6 +363,7 @@ impl DropReason {
             D::NoForwarder => SEMANTIC + 12,
             D::DhcpNoReply => SEMANTIC + 13,
             D::NdpFragmented => SEMANTIC + 14,
+            D::SuperSegmentRefused => SEMANTIC + 15,
         }
     }
 
@@ -406,6 +436,13 @@ impl DropReason {
             D::Tcp(TcpError::OptionTooShort) => "tcp_option_too_short",
             D::Tcp(TcpError::OptionOverflow) => "tcp_option_overflow",
             D::Tcp(TcpError::BadOptionLength) => "tcp_bad_option_length",
+            D::VirtioNet(VirtioNetError::Truncated) => "virtio_net_truncated",
+            D::VirtioNet(VirtioNetError::UnknownFlags) => "virtio_net_unknown_flags",
+            D::VirtioNet(VirtioNetError::UnknownGsoType) => "virtio_net_unknown_gso_type",
+            D::VirtioNet(VirtioNetError::ZeroGsoSize) => "virtio_net_zero_gso_size",
+            D::VirtioNet(VirtioNetError::GsoWithoutChecksum) => "virtio_net_gso_without_checksum",
+            D::VirtioNet(VirtioNetError::BadChecksumOffset) => "virtio_net_bad_checksum_offset",
+            D::VirtioNet(VirtioNetError::GsoMismatch) => "virtio_net_gso_mismatch",
             D::NotForUs => "not_for_us",
             D::UnsupportedEtherType => "unsupported_ethertype",
             D::UnsupportedProtocol => "unsupported_protocol",
@@ -421,6 +458,7 @@ impl DropReason {
             D::NoForwarder => "no_forwarder",
             D::DhcpNoReply => "dhcp_no_reply",
             D::NdpFragmented => "ndp_fragmented",
+            D::SuperSegmentRefused => "super_segment_refused",
         }
     }
 }

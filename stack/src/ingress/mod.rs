@@ -5,8 +5,9 @@
 //! ICMPv6 message (Neighbor Discovery included), a UDP datagram or TCP segment over either
 //! family ([`IpHeader`]), or an IPv4 or IPv6 fragment (reassembly is a later step, so they are
 //! events of their own). Every header on the way is validated by its wire module, checksums
-//! included, IPv6 extension headers walked with their bounds; whatever fails is a
-//! [`DropReason`] naming the layer and the cause, counted in [`DropCounters`].
+//! included (but those the link vouched for: [`parse_with`]), IPv6 extension headers walked
+//! with their bounds; whatever fails is a [`DropReason`] naming the layer and the cause,
+//! counted in [`DropCounters`].
 //!
 //! Contracts:
 //! - Nothing in the frame can make it panic (`#![forbid(unsafe_code)]`, checked views only).
@@ -34,6 +35,7 @@ pub use flow::{FlowKey, FlowL4, FlowPacket, IpHeader};
 use core::net::SocketAddr;
 use core::ops::Range;
 
+use crate::wire::checksum::ChecksumCapabilities;
 use crate::wire::{
     ArpPacket, ArpRepr, EtherType, EthernetAddress, EthernetFrame, EthernetRepr, Icmpv4Packet,
     Icmpv4Repr, Icmpv6Packet, Icmpv6Repr, IpAddresses, IpProtocol, Ipv4Packet, Ipv4Repr, Ipv6Chain,
@@ -88,6 +90,17 @@ pub struct Parsed<'a> {
 
 /// Parses `frame`, which reached the gateway whose MAC is `our_mac`.
 pub fn parse(frame: &[u8], our_mac: EthernetAddress) -> Result<Parsed<'_>, DropReason> {
+    parse_with(frame, our_mac, &ChecksumCapabilities::default())
+}
+
+/// [`parse`], verifying only the checksums `caps` says are ours to verify: a frame whose
+/// link vouched for its transport checksum (a virtio-net header's `NEEDS_CSUM` or
+/// `DATA_VALID`) is not summed again.
+pub fn parse_with<'a>(
+    frame: &'a [u8],
+    our_mac: EthernetAddress,
+    caps: &ChecksumCapabilities,
+) -> Result<Parsed<'a>, DropReason> {
     let packet = EthernetFrame::new_checked(frame).map_err(DropReason::Ethernet)?;
     let eth = EthernetRepr::parse(&packet).map_err(DropReason::Ethernet)?;
     if eth.dst_addr.is_unicast() && eth.dst_addr != our_mac {
@@ -100,8 +113,8 @@ pub fn parse(frame: &[u8], our_mac: EthernetAddress) -> Result<Parsed<'_>, DropR
             let arp = ArpPacket::new_checked(payload).map_err(DropReason::Arp)?;
             Event::Arp(ArpRepr::parse(&arp).map_err(DropReason::Arp)?)
         }
-        EtherType::Ipv4 => parse_ipv4(payload, group)?,
-        EtherType::Ipv6 => parse_ipv6(payload, group)?,
+        EtherType::Ipv4 => parse_ipv4(payload, group, caps)?,
+        EtherType::Ipv6 => parse_ipv6(payload, group, caps)?,
         EtherType::Vlan | EtherType::QinQ | EtherType::Unknown(_) => {
             return Err(DropReason::UnsupportedEtherType);
         }
@@ -109,7 +122,11 @@ pub fn parse(frame: &[u8], our_mac: EthernetAddress) -> Result<Parsed<'_>, DropR
     Ok(Parsed { eth, event, frame })
 }
 
-fn parse_ipv4(bytes: &[u8], l2_group: bool) -> Result<Event<'_>, DropReason> {
+fn parse_ipv4<'a>(
+    bytes: &'a [u8],
+    l2_group: bool,
+    caps: &ChecksumCapabilities,
+) -> Result<Event<'a>, DropReason> {
     let packet = Ipv4Packet::new_checked(bytes).map_err(DropReason::Ipv4)?;
     let ip = Ipv4Repr::parse(&packet).map_err(DropReason::Ipv4)?;
     if ip.src_addr.is_multicast() || ip.src_addr.is_broadcast() {
@@ -129,13 +146,17 @@ fn parse_ipv4(bytes: &[u8], l2_group: bool) -> Result<Event<'_>, DropReason> {
             let icmp = Icmpv4Repr::parse(&icmp_packet).map_err(DropReason::Icmpv4)?;
             Ok(Event::Icmpv4 { ip, icmp })
         }
-        protocol => transport(IpHeader::V4(ip), protocol, payload, group),
+        protocol => transport(IpHeader::V4(ip), protocol, payload, group, caps),
     }
 }
 
 /// RFC 8200: the fixed header, the extension header chain, then the upper layer. Multicast
 /// is accepted for ICMPv6 (Neighbor Discovery lives on it) and refused for the rest.
-fn parse_ipv6(bytes: &[u8], l2_group: bool) -> Result<Event<'_>, DropReason> {
+fn parse_ipv6<'a>(
+    bytes: &'a [u8],
+    l2_group: bool,
+    caps: &ChecksumCapabilities,
+) -> Result<Event<'a>, DropReason> {
     let packet = Ipv6Packet::new_checked(bytes).map_err(DropReason::Ipv6)?;
     let mut ip = Ipv6Repr::parse(&packet).map_err(DropReason::Ipv6)?;
     // RFC 4291 §2.7: multicast addresses must not be used as source addresses.
@@ -171,22 +192,23 @@ fn parse_ipv6(bytes: &[u8], l2_group: bool) -> Result<Event<'_>, DropReason> {
             }
             Ok(Event::Icmpv6 { ip, icmp })
         }
-        protocol => transport(IpHeader::V6(ip), protocol, upper, group),
+        protocol => transport(IpHeader::V6(ip), protocol, upper, group, caps),
     }
 }
 
 /// UDP and TCP over either family; `group` says the packet was broadcast or multicast.
-fn transport(
+fn transport<'a>(
     ip: IpHeader,
     protocol: IpProtocol,
-    payload: &[u8],
+    payload: &'a [u8],
     group: bool,
-) -> Result<Event<'_>, DropReason> {
+    caps: &ChecksumCapabilities,
+) -> Result<Event<'a>, DropReason> {
     let addrs = ip.addresses();
     match protocol {
         IpProtocol::Udp => {
             let udp_packet = UdpPacket::new_checked(payload).map_err(DropReason::Udp)?;
-            let udp = UdpRepr::parse(&udp_packet, &addrs).map_err(DropReason::Udp)?;
+            let udp = UdpRepr::parse_with(&udp_packet, &addrs, caps).map_err(DropReason::Udp)?;
             // Only DHCPv4 clients, which have no address yet, may broadcast to us.
             if group && (udp.dst_port != DHCP_SERVER_PORT || matches!(ip, IpHeader::V6(_))) {
                 return Err(DropReason::BroadcastToNonService);
@@ -200,7 +222,7 @@ fn transport(
         _ if group => Err(DropReason::BroadcastToNonService),
         IpProtocol::Tcp => {
             let tcp_packet = TcpPacket::new_checked(payload).map_err(DropReason::Tcp)?;
-            let tcp = TcpRepr::parse(&tcp_packet, &addrs).map_err(DropReason::Tcp)?;
+            let tcp = TcpRepr::parse_with(&tcp_packet, &addrs, caps).map_err(DropReason::Tcp)?;
             Ok(Event::Tcp {
                 ip,
                 tcp,

@@ -106,6 +106,10 @@ pub(crate) struct Congestion {
     recover: SeqNumber,
     /// Bytes acknowledged towards the next cwnd increase in congestion avoidance.
     acked_acc: usize,
+    /// The most one acknowledgment may grow cwnd in slow start (RFC 3465's L): 2·SMSS, or
+    /// the largest segment we may send when the link cuts super-segments, whose one ACK
+    /// stands for all their segments (as Linux counts a super-segment's segments).
+    burst: usize,
 }
 
 /// What the sender should do after an acknowledgment.
@@ -126,6 +130,7 @@ impl Congestion {
             recovery: None,
             recover: iss,
             acked_acc: 0,
+            burst: 2 * mss,
         }
     }
 
@@ -133,6 +138,13 @@ impl Congestion {
     pub(crate) fn set_mss(&mut self, mss: usize, initial_window: u32) {
         self.mss = mss;
         self.cwnd = initial(mss, initial_window);
+        self.burst = 2 * mss;
+    }
+
+    /// The largest segment the sender may now send (a super-segment's payload on a link
+    /// that cuts them, the MSS otherwise).
+    pub(crate) fn set_max_segment(&mut self, bytes: usize) {
+        self.burst = (2 * self.mss).max(bytes);
     }
 
     pub(crate) fn in_recovery(&self) -> bool {
@@ -162,8 +174,8 @@ impl Congestion {
             return AckAction::Retransmit;
         }
         if self.cwnd < self.ssthresh {
-            // RFC 5681 §3.1 slow start, with RFC 3465's L = 2·SMSS.
-            self.cwnd = self.cwnd.saturating_add(acked.min(2 * self.mss));
+            // RFC 5681 §3.1 slow start, with RFC 3465's L = 2·SMSS (or one super-segment).
+            self.cwnd = self.cwnd.saturating_add(acked.min(self.burst));
         } else {
             // Congestion avoidance by byte counting (RFC 5681 §3.1, RFC 3465 §2.1).
             self.acked_acc = self.acked_acc.saturating_add(acked);

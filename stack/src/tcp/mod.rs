@@ -24,6 +24,14 @@
 //! guest slows host reads. Both rings grow on demand, so an idle connection holds no buffer
 //! memory.
 //!
+//! # Super-segments
+//! For a link that cuts segments to the MSS itself (TSO/GSO), the embedder calls
+//! [`Connection::poll_transmit_max`] with the most payload one segment may carry: new data
+//! then leaves in segments of up to that size (and slow start counts the acknowledgment of
+//! one as all its segments); whatever is sent again stays one MSS
+//! ([`Connection::send_mss`]). Super-segments that arrive are ordinary segments here: they
+//! are taken, and acknowledged at once, whole.
+//!
 //! # Closing
 //! [`Connection::close`] sends FIN after the queued data (the mirror of
 //! `shutdown(SHUT_WR)`); [`Event::PeerFin`] says the guest did the same, after the bytes
@@ -262,6 +270,9 @@ pub struct Connection {
     /// The peer's window shift, applied to its window field (RFC 7323 §2.3).
     snd_shift: u8,
     send_mss: usize,
+    /// The most new data one segment may carry: the MSS, or a super-segment's payload when
+    /// the embedder's link cuts them ([`Connection::poll_transmit_max`]).
+    max_seg: usize,
     /// Bytes from the first unacknowledged one on.
     tx: Ring,
     /// The sequence number of our FIN, once `close` was called.
@@ -341,6 +352,7 @@ impl Connection {
             max_snd_wnd: 0,
             snd_shift: 0,
             send_mss: usize::from(config.mss),
+            max_seg: usize::from(config.mss),
             tx: Ring::new(config.send_buffer),
             fin_seq: None,
             close_requested: false,
@@ -474,6 +486,7 @@ impl Connection {
         };
         let mss = syn.mss.map_or(default_mss, usize::from);
         self.send_mss = mss.clamp(MIN_MSS, usize::from(self.config.mss).max(MIN_MSS));
+        self.max_seg = self.send_mss;
         self.cc.set_mss(self.send_mss, self.config.initial_window);
         self.peer_sack = syn.sack_permitted;
         // RFC 7323 §2.2: the window in a SYN is never scaled.
@@ -493,6 +506,12 @@ impl Connection {
 
     pub fn stats(&self) -> &Stats {
         &self.stats
+    }
+
+    /// The most data one segment carries on the wire (RFC 9293 §3.7.1: the peer's MSS, never
+    /// more than ours): the size a link cuts our super-segments to.
+    pub fn send_mss(&self) -> usize {
+        self.send_mss
     }
 
     /// Queues `data` for sending; returns how much fit. Nothing is taken before the

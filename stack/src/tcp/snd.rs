@@ -10,8 +10,23 @@ use crate::wire::tcp::{Control, Repr, SeqNumber};
 impl Connection {
     /// The next segment due, if any. Call until `None` to drain everything due: with bulk
     /// data queued, that is as many segments as the windows allow. The payload borrows the
-    /// send ring; copy it into the outgoing frame before calling again.
+    /// send ring; copy it into the outgoing frame before calling again. No segment carries
+    /// more than [`send_mss`](Self::send_mss) bytes.
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Segment<'_>> {
+        self.poll_transmit_max(now, 0)
+    }
+
+    /// [`poll_transmit`](Self::poll_transmit) for a link that cuts super-segments into
+    /// segments of [`send_mss`](Self::send_mss) itself (TSO/GSO): new data may go in one
+    /// segment of up to `max_payload` bytes (never less than the MSS). Everything sent again
+    /// — retransmissions, tail loss probes, what goes again after a timeout — and window
+    /// probes stay at most one MSS, so a loss costs one segment, not a super-segment.
+    pub fn poll_transmit_max(&mut self, now: Instant, max_payload: usize) -> Option<Segment<'_>> {
+        let max_seg = max_payload.max(self.send_mss);
+        if max_seg != self.max_seg {
+            self.max_seg = max_seg;
+            self.cc.set_max_segment(max_seg);
+        }
         if let Some((seq, ack)) = self.rst_due.take() {
             return Some(self.bare(Repr {
                 seq_number: seq,
@@ -138,18 +153,23 @@ impl Connection {
             .snd_wnd
             .min(self.cc.cwnd.saturating_add(extra))
             .saturating_sub(flight);
-        let len = unsent.min(usable).min(self.send_mss);
+        let len = unsent.min(usable).min(self.max_seg);
         (len > 0).then_some(len)
     }
 
     /// A segment at `seq` with up to `max_len` data bytes from the send ring (and the FIN if
-    /// it falls right after them), advancing SND.NXT and arming the retransmission timer.
+    /// it falls right after them), advancing SND.NXT and arming the retransmission timer. New
+    /// data goes in segments of up to the largest size allowed; anything sent before, in
+    /// segments of at most one MSS.
     fn segment_at(&mut self, now: Instant, seq: SeqNumber, max_len: usize) -> Option<Segment<'_>> {
         let start = self.data_start();
         let offset = seq.checked_distance_from(start)?;
-        let len = max_len
-            .min(self.send_mss)
-            .min(self.tx.len().saturating_sub(offset));
+        let cap = if seq >= self.snd_max {
+            self.max_seg
+        } else {
+            self.send_mss
+        };
+        let len = max_len.min(cap).min(self.tx.len().saturating_sub(offset));
         let end = seq + len;
         let fin = self.fin_seq == Some(end) && self.state.sends_data();
         if len == 0 && !fin {

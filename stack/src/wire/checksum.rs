@@ -1,5 +1,6 @@
-//! The Internet checksum (RFC 1071), pseudo-headers (RFC 768, RFC 9293 §3.1, RFC 8200 §8.1) and
-//! incremental update (RFC 1624).
+//! The Internet checksum (RFC 1071), pseudo-headers (RFC 768, RFC 9293 §3.1, RFC 8200 §8.1),
+//! incremental update (RFC 1624), and which checksums a link takes care of
+//! ([`ChecksumCapabilities`]).
 //!
 //! Sums are carried as [`Sum`], an unfolded 16-bit ones' complement accumulator, so a header, a
 //! pseudo-header and a payload can be summed separately and combined before the final
@@ -129,10 +130,91 @@ pub fn update_u32(checksum: u16, old: u32, new: u32) -> u16 {
     update(c, old as u16, new as u16)
 }
 
+/// Which directions of one protocol's checksum are ours to handle: verified on receive
+/// ([`Checksum::rx`]) and computed on transmit ([`Checksum::tx`]). A direction that is not
+/// ours is the link's: it vouched for the data it delivered (a virtio-net header's
+/// `NEEDS_CSUM` or `DATA_VALID`), or it completes what we send. A transport checksum left to
+/// the link on transmit holds the pseudo-header's sum, uncomplemented, as a partial checksum
+/// (Linux's `CHECKSUM_PARTIAL`) for the link to finish over the segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Checksum {
+    /// Verified on receive and computed on transmit.
+    #[default]
+    Both,
+    /// Verified on receive only.
+    Rx,
+    /// Computed on transmit only.
+    Tx,
+    /// Neither.
+    None,
+}
+
+impl Checksum {
+    /// Whether received packets are verified.
+    pub const fn rx(self) -> bool {
+        matches!(self, Checksum::Both | Checksum::Rx)
+    }
+
+    /// Whether sent packets get a complete checksum.
+    pub const fn tx(self) -> bool {
+        matches!(self, Checksum::Both | Checksum::Tx)
+    }
+}
+
+/// What a link (or one frame's virtio-net header) does about checksums, per protocol. The
+/// default handles every checksum here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct ChecksumCapabilities {
+    pub ipv4: Checksum,
+    pub udp: Checksum,
+    pub tcp: Checksum,
+    pub icmpv4: Checksum,
+    pub icmpv6: Checksum,
+}
+
+impl ChecksumCapabilities {
+    /// A frame whose TCP and UDP checksums the link vouched for: they are not verified (its
+    /// other checksums are, the IPv4 header's included).
+    pub const fn transport_vouched() -> ChecksumCapabilities {
+        ChecksumCapabilities {
+            ipv4: Checksum::Both,
+            udp: Checksum::Tx,
+            tcp: Checksum::Tx,
+            icmpv4: Checksum::Both,
+            icmpv6: Checksum::Both,
+        }
+    }
+
+    /// A link that completes the TCP checksum of what we send (checksum offload): the field
+    /// carries the pseudo-header's sum for it to finish.
+    pub const fn tcp_offloaded() -> ChecksumCapabilities {
+        ChecksumCapabilities {
+            ipv4: Checksum::Both,
+            udp: Checksum::Both,
+            tcp: Checksum::Rx,
+            icmpv4: Checksum::Both,
+            icmpv6: Checksum::Both,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn capabilities_say_which_direction_is_ours() {
+        assert!(Checksum::Both.rx() && Checksum::Both.tx());
+        assert!(Checksum::Rx.rx() && !Checksum::Rx.tx());
+        assert!(!Checksum::Tx.rx() && Checksum::Tx.tx());
+        assert!(!Checksum::None.rx() && !Checksum::None.tx());
+        let vouched = ChecksumCapabilities::transport_vouched();
+        assert!(!vouched.tcp.rx() && !vouched.udp.rx() && vouched.ipv4.rx());
+        assert!(vouched.icmpv4.rx() && vouched.icmpv6.rx());
+        assert!(!ChecksumCapabilities::tcp_offloaded().tcp.tx());
+        assert_eq!(ChecksumCapabilities::default().tcp, Checksum::Both);
+    }
 
     /// The byte-at-a-time definition of RFC 1071, as a reference.
     fn reference(data: &[u8]) -> u16 {

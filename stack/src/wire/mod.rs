@@ -18,6 +18,7 @@ pub mod ipv6;
 pub mod ndp;
 pub mod tcp;
 pub mod udp;
+pub mod virtio_net;
 
 #[cfg(test)]
 pub(crate) mod fixtures;
@@ -54,3 +55,6 @@ pub use tcp::{
     Repr as TcpRepr, SeqNumber as TcpSeqNumber, TcpOption, TimestampOption as TcpTimestampOption,
 };
 pub use udp::{Error as UdpError, Packet as UdpPacket, Repr as UdpRepr};
+pub use virtio_net::{
+    Error as VirtioNetError, Gso as VirtioNetGso, Header as VirtioNetHeader, Repr as VirtioNetRepr,
+};

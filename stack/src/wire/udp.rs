@@ -10,7 +10,7 @@
 //! refused on IPv6 (RFC 8200 §8.1). A computed checksum of zero is sent as 0xffff (RFC 768),
 //! its ones' complement twin, so it is never mistaken for "none".
 
-use super::checksum::Sum;
+use super::checksum::{ChecksumCapabilities, Sum};
 use super::ip::{Addresses, Protocol};
 
 /// Why a buffer is not a UDP datagram we accept.
@@ -187,18 +187,36 @@ impl Repr {
         packet: &Packet<&T>,
         addrs: &Addresses,
     ) -> Result<Repr, Error> {
+        Repr::parse_with(packet, addrs, &ChecksumCapabilities::default())
+    }
+
+    /// [`Repr::parse`], checking the checksum only if `caps.udp` says received checksums are
+    /// ours (the link did not vouch for this datagram).
+    pub fn parse_with<T: AsRef<[u8]> + ?Sized>(
+        packet: &Packet<&T>,
+        addrs: &Addresses,
+        caps: &ChecksumCapabilities,
+    ) -> Result<Repr, Error> {
         packet.check_len()?;
+        if !caps.udp.rx() {
+            return Ok(Repr::of(packet));
+        }
         if packet.checksum() == 0 && matches!(addrs, Addresses::V6 { .. }) {
             return Err(Error::MissingChecksum);
         }
         if !packet.verify_checksum(addrs) {
             return Err(Error::BadChecksum);
         }
-        Ok(Repr {
+        Ok(Repr::of(packet))
+    }
+
+    /// The fields of a packet whose lengths were checked.
+    fn of<T: AsRef<[u8]> + ?Sized>(packet: &Packet<&T>) -> Repr {
+        Repr {
             src_port: packet.src_port(),
             dst_port: packet.dst_port(),
-            payload_len: usize::from(packet.length()) - HEADER_LEN,
-        })
+            payload_len: usize::from(packet.length()).saturating_sub(HEADER_LEN),
+        }
     }
 
     /// The length of the header this emits; the payload goes right after it.

@@ -7,14 +7,15 @@
 //! slirp4netns `--configure` does (see [`crate::tap`]). [`TapLink::shutdown`] (or drop) detaches
 //! the port and closes every queue; the device disappears with its last descriptor. A device
 //! deleted under us (`ip link del`) is noticed by the worker reading it, which detaches the
-//! port at once.
+//! port at once. Queues opened for offloads ([`TapOptions::offload`]) get them negotiated
+//! before the port attaches ([`crate::tap::TapOffloads`]).
 
 use std::sync::Arc;
 
 use crate::mac_table::PortId;
 use crate::netns::Netns;
 use crate::port::{AttachError, Attacher, PortCounters};
-use crate::tap::{Tap, TapError, TapOptions};
+use crate::tap::{Tap, TapError, TapOffloads, TapOptions};
 
 /// Why a TAP link could not start.
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +24,8 @@ pub enum TapLinkError {
     Open(#[from] TapError),
     #[error("cannot attach the TAP port: {0}")]
     Attach(#[from] AttachError),
+    #[error("cannot set up the TAP device's offloads: {0}")]
+    Offload(std::io::Error),
 }
 
 /// A running TAP port.
@@ -30,6 +33,7 @@ pub enum TapLinkError {
 pub struct TapLink {
     name: String,
     id: PortId,
+    offloads: TapOffloads,
     counters: Arc<PortCounters>,
     attacher: Attacher,
     attached: bool,
@@ -51,6 +55,7 @@ impl TapLink {
             let more = TapOptions {
                 multi_queue: true,
                 configure: None,
+                offload: options.offload,
             };
             let name = queues[0].name().to_owned();
             for _ in 1..attacher.board().workers() {
@@ -60,20 +65,36 @@ impl TapLink {
         TapLink::start(queues, attacher, mtu)
     }
 
-    /// Serves the open queues of one TAP device.
-    pub fn start(queues: Vec<Tap>, attacher: &Attacher, mtu: u16) -> Result<TapLink, TapLinkError> {
+    /// Serves the open queues of one TAP device, with the offloads the kernel agrees to on
+    /// queues opened for them ([`Tap::negotiate_offloads`]).
+    pub fn start(
+        mut queues: Vec<Tap>,
+        attacher: &Attacher,
+        mtu: u16,
+    ) -> Result<TapLink, TapLinkError> {
         let name = queues
             .first()
             .map(|q| q.name().to_owned())
             .unwrap_or_default();
         let count = queues.len();
+        let mut offloads = TapOffloads::NONE;
+        for queue in &mut queues {
+            offloads = queue.negotiate_offloads().map_err(TapLinkError::Offload)?;
+        }
         let (id, counters) = attacher
             .board()
             .attach_tap(&format!("tap:{name}"), queues, mtu)?;
-        tracing::info!(tap = %name, id = id.0, queues = count, "TAP port attached");
+        tracing::info!(
+            tap = %name,
+            id = id.0,
+            queues = count,
+            offloads = %offloads.describe(),
+            "TAP port attached"
+        );
         Ok(TapLink {
             name,
             id,
+            offloads,
             counters,
             attacher: attacher.clone(),
             attached: true,
@@ -86,6 +107,11 @@ impl TapLink {
 
     pub fn id(&self) -> PortId {
         self.id
+    }
+
+    /// What the kernel agreed to do for this device's queues.
+    pub fn offloads(&self) -> TapOffloads {
+        self.offloads
     }
 
     pub fn counters(&self) -> &PortCounters {

@@ -82,6 +82,7 @@ impl Sim {
                         frame,
                         packet,
                         link_mtu: 1500,
+                        link_offloads: stack::offload::LinkOffloads::NONE,
                     };
                     self.tcp
                         .segment(self.now, &ff, &mut self.queries, &self.port);

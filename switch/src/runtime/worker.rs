@@ -3,14 +3,18 @@
 //!
 //! ```text
 //! poll (one mio set: TAP queues, host sockets, a waker)
-//!   TAP queue readable → read a batch of frames into one arena (never zeroed)
+//!   TAP queue readable → read a batch of frames into one arena (never zeroed), each with
+//!       its virtio-net header on a queue with offloads, checked first (worker_offload.rs)
 //!     → Out::decide: the switch's decision, from this worker's caches (the shared table
 //!       only when they cannot answer)
-//!     → Gateway::handle_frame_on: ARP, ICMP echo, NDP, DHCP answered in place (one parse)
+//!     → Gateway::handle_frame_with: ARP, ICMP echo, NDP, DHCP answered in place (one parse,
+//!       the checksums the header vouched for not summed again)
 //!     → FlowHandler::handle_packet: the flow's engine, the host socket written
 //!   host socket readable → FlowHandler::ready → frames for the guest
-//!     → Out::send_frame: the destination's port, from the cache → written to its TAP queue
-//!       by this same thread
+//!     → Out::send_frame / send_offloaded: the destination's port, from the cache → written
+//!       to its TAP queue by this same thread, behind a virtio-net header on a queue with
+//!       offloads (a TCP super-segment's GSO header, or zeros), finished in software for a
+//!       link without them
 //! ```
 //!
 //! Handoffs, each bounded and counted ([`super::fabric`]): a frame for a flow another worker
@@ -39,8 +43,9 @@ use forwarder::{
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use stack::ingress::{DropCounters, DropReason};
+use stack::offload::LinkOffloads;
 use stack::time::{Epoch, Instant};
-use stack::wire::{EthernetAddress, EthernetFrame, EthernetRepr};
+use stack::wire::{EthernetAddress, EthernetFrame, EthernetRepr, VirtioNetRepr};
 
 use super::dns_thread::Input as DnsInput;
 use super::fabric::{Fabric, FrameHandoff, WorkerControl, WorkerHandle};
@@ -51,7 +56,10 @@ use crate::link::CloseReason;
 use crate::link::stream::NativeStream;
 use crate::mac_table::PortId;
 use crate::port::{Egress, GATEWAY_PORT, PortCounters};
-use crate::tap::Tap;
+use crate::tap::{Tap, VNET_HEADER_LEN};
+
+#[path = "worker_offload.rs"]
+mod offload;
 
 /// The token kind of this worker's TAP queues (see [`forwarder::LOOP_KINDS`]).
 const KIND_TAP: usize = LOOP_KINDS;
@@ -99,6 +107,9 @@ enum LocalPort {
         link: usize,
         mtu: u16,
         counters: Arc<PortCounters>,
+        /// What the queue's kernel does for what we send (a virtio-net header: checksums
+        /// and super-segments).
+        offloads: LinkOffloads,
     },
     Channel {
         egress: Egress,
@@ -123,12 +134,28 @@ impl LocalPort {
             | LocalPort::Remote { mtu, .. } => *mtu,
         }
     }
+
+    /// What the link does for what we send. Only TAP queues opened with a virtio-net header
+    /// do anything yet. A stream link whose peer negotiated the header (the guest agent's
+    /// own stream, later) would say so here, and [`Out::transmit`] would put the header in
+    /// its framing; links served by threads of their own and other workers' links get
+    /// finished frames.
+    fn offloads(&self) -> LinkOffloads {
+        match self {
+            LocalPort::Tap { offloads, .. } => *offloads,
+            LocalPort::Channel { .. } | LocalPort::Stream { .. } | LocalPort::Remote { .. } => {
+                LinkOffloads::NONE
+            }
+        }
+    }
 }
 
 /// A TAP queue this worker serves.
 struct TapQueue {
     tap: Tap,
     port: PortId,
+    /// Every frame carries a virtio-net header.
+    vnet: bool,
     /// The link failed (the device is gone): it is being detached.
     dead: bool,
 }
@@ -165,6 +192,8 @@ struct Out {
     counters: Arc<WorkerCounters>,
     /// Where frames for guests are built ([`FrameSink::send_with`]).
     scratch: RefCell<Vec<u8>>,
+    /// Where frames with offloads are finished for a link without them.
+    finish_scratch: RefCell<Vec<u8>>,
     /// Decisions the caches took, not yet counted in the switch's own counters.
     fast_unicast: Cell<u64>,
     fast_flooded: Cell<u64>,
@@ -175,8 +204,11 @@ impl Out {
         self.fabric.epoch.instant(std::time::Instant::now())
     }
 
-    fn mtu_of(&self, port: PortId) -> u16 {
-        self.ports.get(&port).map_or(1500, LocalPort::mtu)
+    /// The MTU of the link behind `port`, and what it does for what we send.
+    fn link_of(&self, port: PortId) -> (u16, LinkOffloads) {
+        self.ports
+            .get(&port)
+            .map_or((1500, LinkOffloads::NONE), |p| (p.mtu(), p.offloads()))
     }
 
     /// The switch's decision for a frame from `ingress`: from the caches when they know the
@@ -264,21 +296,36 @@ impl Out {
     }
 
     /// Sends `frame` to the guest behind `port`: written to its TAP queue, queued for its
-    /// link's threads, or handed to the worker that serves it.
-    fn transmit(&self, port: PortId, frame: OutFrame<'_>) -> bool {
+    /// link's threads, or handed to the worker that serves it. `header` says what is left to
+    /// finish in the frame (a partial checksum, a super-segment): a TAP queue with a
+    /// virtio-net header takes it with the frame; for any other link it is finished here
+    /// first ([`Out::finish_for`]).
+    fn transmit(&self, port: PortId, frame: OutFrame<'_>, header: &VirtioNetRepr) -> bool {
         match self.ports.get(&port) {
             Some(LocalPort::Tap { link, counters, .. }) => {
+                let Some(queue) = self.links.get(*link).filter(|q| !q.dead) else {
+                    counters.tx(frame.as_slice().len(), false);
+                    return false;
+                };
+                if !queue.vnet && header.needs_finishing() {
+                    return self.finish_for(port, &frame, header);
+                }
                 let bytes = frame.as_slice();
-                let sent = self
-                    .links
-                    .get(*link)
-                    .is_some_and(|q| !q.dead && q.tap.write_frame(bytes).is_ok());
+                let sent = if queue.vnet {
+                    queue.tap.write_vnet(&header.to_bytes(), bytes).is_ok()
+                } else {
+                    queue.tap.write_frame(bytes).is_ok()
+                };
                 counters.tx(bytes.len(), sent);
                 if sent {
                     self.counters.count(WorkerEvent::Tx, 1);
+                    if header.is_gso() {
+                        self.counters.count(WorkerEvent::SuperOut, 1);
+                    }
                 }
                 sent
             }
+            Some(_) if header.needs_finishing() => self.finish_for(port, &frame, header),
             Some(LocalPort::Channel { egress, .. }) => egress.push(frame.into_bytes()),
             Some(LocalPort::Stream { link, .. }) => {
                 let Some(conn) = self.streams.get(*link) else {
@@ -307,17 +354,17 @@ impl Out {
     }
 
     /// Sends `frame` to every port but `except` (and the gateway's).
-    fn flood(&self, except: PortId, frame: &OutFrame<'_>) {
+    fn flood(&self, except: PortId, frame: &OutFrame<'_>, header: &VirtioNetRepr) {
         for &port in self.ports.keys() {
             if port != except {
-                self.transmit(port, frame.share());
+                self.transmit(port, frame.share(), header);
             }
         }
     }
 
     /// A frame from the gateway's side: switched to its destination's port (flooded if that
     /// is a group or unknown), as the switch would a frame from the gateway's port.
-    fn switch_out(&self, frame: OutFrame<'_>) -> bool {
+    fn switch_out(&self, frame: OutFrame<'_>, header: &VirtioNetRepr) -> bool {
         let bytes = frame.as_slice();
         self.capture(bytes);
         let Some(dst) = bytes.get(..6).and_then(|d| <[u8; 6]>::try_from(d).ok()) else {
@@ -332,15 +379,22 @@ impl Out {
         match to {
             Some(port) => {
                 self.fast_unicast.set(self.fast_unicast.get() + 1);
-                self.transmit(port, frame)
+                self.transmit(port, frame, header)
             }
             None => {
                 self.fast_flooded.set(self.fast_flooded.get() + 1);
-                self.flood(GATEWAY_PORT, &frame);
+                self.flood(GATEWAY_PORT, &frame, header);
                 true
             }
         }
     }
+}
+
+/// A copy of `frame` in a buffer of its own, for a frame that leaves this worker's call stack
+/// (another worker's inbox, the DNS service's queue): a slice of the receive arena kept
+/// there would keep the whole arena from being reused.
+fn unpinned(frame: &Bytes) -> Bytes {
+    Bytes::copy_from_slice(frame)
 }
 
 /// A frame on its way out: one of its own, or one built in a worker's buffer (copied only if
@@ -376,17 +430,39 @@ impl OutFrame<'_> {
 
 impl FrameSink for Out {
     fn send_frame(&self, frame: Bytes) -> bool {
-        self.switch_out(OutFrame::Owned(frame))
+        self.switch_out(OutFrame::Owned(frame), &VirtioNetRepr::PLAIN)
     }
 
     /// Built in this worker's one transmit buffer, which grows to the largest frame once and is
     /// never cleared (the builder writes every byte), then written straight to the link.
     fn send_with(&self, len: usize, fill: &mut dyn FnMut(&mut [u8])) -> bool {
+        self.build_and_send(len, &VirtioNetRepr::PLAIN, fill)
+    }
+
+    /// As [`Out::send_with`], the frame going with its virtio-net header: to a TAP queue with
+    /// offloads as it is, finished on its way to any other link.
+    fn send_offloaded(
+        &self,
+        len: usize,
+        header: &VirtioNetRepr,
+        fill: &mut dyn FnMut(&mut [u8]),
+    ) -> bool {
+        self.build_and_send(len, header, fill)
+    }
+}
+
+impl Out {
+    fn build_and_send(
+        &self,
+        len: usize,
+        header: &VirtioNetRepr,
+        fill: &mut dyn FnMut(&mut [u8]),
+    ) -> bool {
         let Ok(mut buf) = self.scratch.try_borrow_mut() else {
             // Only a builder sending from inside another's fill could get here.
             let mut own = vec![0u8; len];
             fill(&mut own);
-            return self.send_frame(Bytes::from(own));
+            return self.switch_out(OutFrame::Owned(Bytes::from(own)), header);
         };
         if buf.len() < len {
             buf.resize(len, 0);
@@ -395,7 +471,7 @@ impl FrameSink for Out {
             return false;
         };
         fill(frame);
-        self.switch_out(OutFrame::Built(frame))
+        self.switch_out(OutFrame::Built(frame), header)
     }
 }
 
@@ -466,6 +542,7 @@ impl Worker {
                 to_flush: RefCell::new(Vec::new()),
                 cache: RefCell::new(L2Cache::default()),
                 scratch: RefCell::new(Vec::new()),
+                finish_scratch: RefCell::new(Vec::new()),
                 counters,
                 fast_unicast: Cell::new(0),
                 fast_flooded: Cell::new(0),
@@ -653,9 +730,11 @@ impl Worker {
                     tracing::warn!(worker = self.index, error = %e, "cannot poll a TAP queue");
                     return;
                 }
+                let offloads = tap.offloads();
                 entry.insert(TapQueue {
                     tap,
                     port,
+                    vnet: offloads.vnet_hdr,
                     dead: false,
                 });
                 // Frames may be waiting already.
@@ -664,6 +743,7 @@ impl Worker {
                     link,
                     mtu,
                     counters,
+                    offloads: offloads.link(),
                 }
             }
             PortSpec::Stream {
@@ -757,7 +837,7 @@ impl Worker {
         for frame in frames.drain(..) {
             self.out.counters.count(WorkerEvent::Rx, 1);
             counters.rx(frame.len(), true);
-            self.ingress(now, port, frame);
+            self.ingress(now, port, frame, VirtioNetRepr::PLAIN);
         }
         self.stream_frames = frames;
         match end {
@@ -823,15 +903,31 @@ impl Worker {
             if self.rx.capacity() - self.rx.len() < self.max_frame {
                 self.rx.reserve(ARENA.max(self.max_frame));
             }
-            match queue.tap.read_frame_into(&mut self.rx, self.max_frame) {
+            let mut header = [0u8; VNET_HEADER_LEN];
+            let read = if queue.vnet {
+                queue
+                    .tap
+                    .read_vnet_into(&mut header, &mut self.rx, self.max_frame)
+            } else {
+                queue.tap.read_frame_into(&mut self.rx, self.max_frame)
+            };
+            match read {
                 Ok(0) => {}
-                Ok(_) => {
+                Ok(n) => {
                     let frame = self.rx.split().freeze();
                     self.out.counters.count(WorkerEvent::Rx, 1);
+                    let header = if queue.vnet {
+                        offload::rx_header(&header, n, &frame)
+                    } else {
+                        Ok(VirtioNetRepr::PLAIN)
+                    };
                     if let Some(LocalPort::Tap { counters, .. }) = self.out.ports.get(&port) {
-                        counters.rx(frame.len(), true);
+                        counters.rx(frame.len(), header.is_ok());
                     }
-                    self.ingress(now, port, frame);
+                    match header {
+                        Ok(header) => self.ingress(now, port, frame, header),
+                        Err(e) => self.out.counters.count_drop(DropReason::VirtioNet(e)),
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) => {
@@ -865,31 +961,45 @@ impl Worker {
     }
 
     /// A frame a guest sent on `port`: switched, then given to the gateway, another port, or
-    /// every port.
-    fn ingress(&mut self, now: Instant, port: PortId, frame: Bytes) {
+    /// every port. `header` is the frame's virtio-net header (plain for a link without one).
+    fn ingress(&mut self, now: Instant, port: PortId, frame: Bytes, header: VirtioNetRepr) {
         let decision = self.out.decide(now, port, &frame);
         if matches!(decision, Decision::Drop(_)) {
             return;
         }
         self.out.capture(&frame);
         match decision {
-            Decision::Unicast(GATEWAY_PORT) => self.gateway_frame(now, port, frame),
+            Decision::Unicast(GATEWAY_PORT) => self.gateway_frame(now, port, frame, header),
+            // Another guest's link: the frame is copied only where it must outlive this call
+            // (a queue), never left to pin the receive arena.
             Decision::Unicast(to) => {
-                self.out.transmit(to, OutFrame::Owned(frame));
+                self.out.transmit(to, OutFrame::Built(&frame), &header);
             }
             Decision::Flood => {
-                self.out.flood(port, &OutFrame::Owned(frame.clone()));
-                self.gateway_frame(now, port, frame);
+                self.out.flood(port, &OutFrame::Built(&frame), &header);
+                self.gateway_frame(now, port, frame, header);
             }
             Decision::Drop(_) => {}
         }
     }
 
-    /// The gateway's services, and the flows behind them.
-    fn gateway_frame(&mut self, now: Instant, port: PortId, frame: Bytes) {
-        let mtu = self.out.mtu_of(port);
+    /// The gateway's services, and the flows behind them. A TCP super-segment is one segment
+    /// to them; a UDP super-datagram is cut into its datagrams first.
+    fn gateway_frame(&mut self, now: Instant, port: PortId, frame: Bytes, header: VirtioNetRepr) {
+        if header.is_gso() {
+            self.out.counters.count(WorkerEvent::SuperIn, 1);
+            if header.gso == stack::wire::VirtioNetGso::Udp {
+                for datagram in self.out.finish_here(&frame, &header) {
+                    self.gateway_frame(now, port, datagram, VirtioNetRepr::PLAIN);
+                }
+                return;
+            }
+        }
+        let (mtu, offloads) = self.out.link_of(port);
         let mut frame = frame;
-        let mut outcome = self.gateway.handle_frame_on(now, &frame, mtu);
+        let mut outcome = self
+            .gateway
+            .handle_frame_with(now, &frame, mtu, &header.checksums());
         // A completed datagram is handled like a frame that just arrived; it is no fragment,
         // so this happens at most once.
         if let Outcome::Reassembled(whole) = outcome {
@@ -916,6 +1026,7 @@ impl Worker {
                     frame,
                     packet,
                     link_mtu: mtu,
+                    link_offloads: offloads,
                 },
                 true,
             ),
@@ -926,9 +1037,10 @@ impl Worker {
             }
             Outcome::DnsTcp(packet) => {
                 let packet = FlowFrame {
-                    frame,
+                    frame: unpinned(&frame),
                     packet,
                     link_mtu: mtu,
+                    link_offloads: offloads,
                 };
                 if self.dns.try_send(DnsInput::Tcp(Box::new(packet))).is_err() {
                     self.dns_queue_full.fetch_add(1, Ordering::Relaxed);
@@ -945,6 +1057,10 @@ impl Worker {
         match self.handler.handle_packet(now, &packet, &self.out) {
             Handled::Here => {}
             Handled::Elsewhere(owner) if may_hand_off && owner != self.index => {
+                let packet = FlowFrame {
+                    frame: unpinned(&packet.frame),
+                    ..packet
+                };
                 if !self.out.fabric.hand(
                     Some(&self.out.counters),
                     owner,
@@ -964,7 +1080,9 @@ impl Worker {
                 return;
             };
             match handoff {
-                FrameHandoff::Ingress { port, frame } => self.ingress(now, port, frame),
+                FrameHandoff::Ingress { port, frame } => {
+                    self.ingress(now, port, frame, VirtioNetRepr::PLAIN);
+                }
                 FrameHandoff::Flow(packet) => {
                     self.out.counters.count(WorkerEvent::HandoffIn, 1);
                     self.flow(now, *packet, false);
@@ -975,7 +1093,8 @@ impl Worker {
                         // Never bounced on: its owner would have served it.
                         continue;
                     }
-                    self.out.transmit(port, OutFrame::Owned(frame));
+                    self.out
+                        .transmit(port, OutFrame::Owned(frame), &VirtioNetRepr::PLAIN);
                 }
                 FrameHandoff::FromGateway(frame) => {
                     self.out.send_frame(frame);

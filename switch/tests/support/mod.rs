@@ -163,6 +163,7 @@ pub(crate) fn open_tap(ns: &NetnsGuard, configure: Option<TapConfig>) -> Tap {
         &ns.netns(),
         &TapOptions {
             multi_queue: false,
+            offload: false,
             configure,
         },
     )

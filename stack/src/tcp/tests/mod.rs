@@ -8,6 +8,7 @@ mod open;
 mod prop;
 mod rst;
 mod sim;
+mod super_segments;
 mod timers;
 
 use super::{Config, Connection, Endpoints, Event, State};

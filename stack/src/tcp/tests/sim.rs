@@ -4,7 +4,10 @@
 //! random loss, duplication and reordering. Engine A connects to B (B is created from
 //! A's SYN and accepts at once); both send a known byte stream, then close. The test
 //! checks that every byte arrives exactly, that both ends close cleanly, and prints the
-//! goodput in simulated time.
+//! goodput in simulated time. With [`Tso`], the ends send super-segments
+//! ([`Connection::poll_transmit_max`]) that the link either cuts to the MSS (as a NIC or the
+//! kernel's GSO does) or carries whole (a guest's kernel takes them as one), and nothing sent
+//! again may be larger than one MSS.
 
 use super::*;
 use rand::rngs::StdRng;
@@ -176,6 +179,43 @@ impl Peer {
     }
 }
 
+/// Whether the ends send super-segments, and what the link makes of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tso {
+    Off,
+    /// Cut into segments of the MSS before the wire.
+    Cut,
+    /// Carried whole, and lost whole.
+    Whole,
+}
+
+/// What the link carries for one segment the engine gave: the segment, or its MSS-sized
+/// pieces (FIN and PSH on the last).
+fn on_the_wire(repr: Repr, payload: Vec<u8>, mss: usize, tso: Tso) -> Vec<Packet> {
+    if tso != Tso::Cut || payload.len() <= mss {
+        return vec![Packet { repr, payload }];
+    }
+    let pieces = payload.len().div_ceil(mss);
+    payload
+        .chunks(mss)
+        .enumerate()
+        .map(|(i, chunk)| {
+            let last = i + 1 == pieces;
+            let control = if last { repr.control } else { Control::None };
+            Packet {
+                repr: Repr {
+                    seq_number: repr.seq_number + i * mss,
+                    control,
+                    psh: repr.psh && last,
+                    payload_len: chunk.len(),
+                    ..repr
+                },
+                payload: chunk.to_vec(),
+            }
+        })
+        .collect()
+}
+
 struct Outcome {
     goodput_mb_s: f64,
     retransmits: u64,
@@ -183,6 +223,10 @@ struct Outcome {
 }
 
 fn run(seed: u64, loss: f64, a_to_b: usize, b_to_a: usize) -> Outcome {
+    run_with(seed, loss, a_to_b, b_to_a, Tso::Off)
+}
+
+fn run_with(seed: u64, loss: f64, a_to_b: usize, b_to_a: usize, tso: Tso) -> Outcome {
     let config = Config {
         isn_secret: [seed as u8; 16],
         ..Config::default()
@@ -200,17 +244,41 @@ fn run(seed: u64, loss: f64, a_to_b: usize, b_to_a: usize) -> Outcome {
     let mut ba = Link::new(seed.wrapping_add(1), loss);
     let limit = Instant::from_millis(600_000);
     let mut steps = 0u64;
+    // The end of the highest sequence each end has sent, and its largest segment.
+    let mut sent_end = [None::<SeqNumber>; 2];
+    let mut largest = [0usize; 2];
+    let max_payload = if tso == Tso::Off { 0 } else { 65_000 };
     loop {
         steps += 1;
         assert!(steps < 50_000_000, "simulation does not converge");
         a.app(now, 2, b_to_a);
         b.app(now, 1, a_to_b);
-        for (peer, link) in [(&mut a, &mut ab), (&mut b, &mut ba)] {
+        for (i, (peer, link)) in [(&mut a, &mut ab), (&mut b, &mut ba)]
+            .into_iter()
+            .enumerate()
+        {
             if let Some(conn) = peer.conn.as_mut() {
-                while let Some(seg) = conn.poll_transmit(now) {
+                let mss = conn.send_mss();
+                while let Some(seg) = conn.poll_transmit_max(now, max_payload) {
                     let payload = [seg.payload.0, seg.payload.1].concat();
                     let repr = seg.repr;
-                    link.send(now, Packet { repr, payload });
+                    let end = repr.seq_number + payload.len();
+                    if !payload.is_empty() {
+                        if sent_end[i].is_some_and(|e| repr.seq_number < e) {
+                            assert!(
+                                payload.len() <= mss,
+                                "a retransmission of {} bytes",
+                                payload.len()
+                            );
+                        }
+                        if sent_end[i].is_none_or(|e| end > e) {
+                            sent_end[i] = Some(end);
+                        }
+                    }
+                    largest[i] = largest[i].max(payload.len());
+                    for packet in on_the_wire(repr, payload, mss, tso) {
+                        link.send(now, packet);
+                    }
                 }
                 check_invariants(conn);
             }
@@ -291,6 +359,15 @@ fn run(seed: u64, loss: f64, a_to_b: usize, b_to_a: usize) -> Outcome {
         }
     }
     let stats = |p: &Peer| p.conn.as_ref().map_or(0, |c| c.stats().retransmits);
+    let mss = usize::from(config.mss);
+    if tso == Tso::Off {
+        assert!(largest.iter().all(|&l| l <= mss));
+    } else {
+        assert!(
+            largest.iter().all(|&l| l > 8 * mss),
+            "super-segments: {largest:?}"
+        );
+    }
     Outcome {
         goodput_mb_s: bytes / 1e6 / duration.as_secs_f64(),
         retransmits: stats(&a) + stats(&b),
@@ -338,6 +415,32 @@ fn sim_one_percent_loss() {
 #[test]
 fn sim_five_percent_loss() {
     report("5% loss", 3, 0.05, 4 << 20);
+}
+
+#[test]
+fn sim_super_segments_cut_by_the_link() {
+    for (seed, loss) in [(40, 0.0), (41, 0.01), (42, 0.05)] {
+        let out = run_with(seed, loss, 4 << 20, 4 << 20, Tso::Cut);
+        println!(
+            "TSO, cut: {:.0} % loss: {:.1} MB/s, {} retransmits",
+            loss * 100.0,
+            out.goodput_mb_s,
+            out.retransmits
+        );
+    }
+}
+
+#[test]
+fn sim_super_segments_carried_whole() {
+    for (seed, loss) in [(50, 0.0), (51, 0.01), (52, 0.05)] {
+        let out = run_with(seed, loss, 4 << 20, 4 << 20, Tso::Whole);
+        println!(
+            "TSO, whole: {:.0} % loss: {:.1} MB/s, {} retransmits",
+            loss * 100.0,
+            out.goodput_mb_s,
+            out.retransmits
+        );
+    }
 }
 
 #[test]

@@ -7,7 +7,7 @@
 //! options included, in a fixed-size form; it never holds the payload, only its length.
 //!
 //! [`Repr::parse`] verifies the checksum over the pseudo-header (RFC 9293 §3.1) for the given
-//! [`Addresses`] and refuses SYN+RST; [`Repr::emit`] writes the options in the layout Linux
+//! [`Addresses`] (unless the link vouched for it: [`Repr::parse_with`]) and refuses SYN+RST; [`Repr::emit`] writes the options in the layout Linux
 //! uses, which is always a multiple of 4 bytes and needs no padding. Sequence numbers are
 //! [`SeqNumber`]s, whose arithmetic is modular (RFC 9293 §3.4) and cannot panic.
 //!
@@ -25,7 +25,7 @@ pub use options::{
 };
 pub use seq::SeqNumber;
 
-use super::checksum::Sum;
+use super::checksum::{ChecksumCapabilities, Sum};
 use super::ip::{Addresses, Protocol};
 
 /// Why a buffer is not a TCP segment we accept.
@@ -352,6 +352,15 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         let sum = addrs.pseudo_header(Protocol::Tcp, segment.len()) + Sum::of(segment);
         self.set_checksum(sum.checksum());
     }
+
+    /// Writes the partial checksum a link that offloads checksums completes (Linux's
+    /// `CHECKSUM_PARTIAL`): the uncomplemented sum of the pseudo-header for a segment filling
+    /// the whole buffer. The link sums the segment from its first byte, this field included,
+    /// and stores the complement here.
+    pub fn fill_partial_checksum(&mut self, addrs: &Addresses) {
+        let len = self.buffer.as_ref().len();
+        self.set_checksum(addrs.pseudo_header(Protocol::Tcp, len).value());
+    }
 }
 
 /// The SYN, FIN and RST bits of a segment, as the cases the engine tells apart.
@@ -458,8 +467,18 @@ impl Repr {
         packet: &Packet<&T>,
         addrs: &Addresses,
     ) -> Result<Repr, Error> {
+        Repr::parse_with(packet, addrs, &ChecksumCapabilities::default())
+    }
+
+    /// [`Repr::parse`], verifying the checksum only if `caps.tcp` says received checksums
+    /// are ours (the link did not vouch for this segment).
+    pub fn parse_with<T: AsRef<[u8]> + ?Sized>(
+        packet: &Packet<&T>,
+        addrs: &Addresses,
+        caps: &ChecksumCapabilities,
+    ) -> Result<Repr, Error> {
         packet.check_len()?;
-        if !packet.verify_checksum(addrs) {
+        if caps.tcp.rx() && !packet.verify_checksum(addrs) {
             return Err(Error::BadChecksum);
         }
         let control = match (packet.syn(), packet.fin(), packet.rst()) {
@@ -580,6 +599,18 @@ impl Repr {
     /// `buffer_len() + payload_len` bytes. The checksum covers exactly the header and
     /// those bytes; anything after them in the buffer is left alone.
     pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, packet: &mut Packet<T>, addrs: &Addresses) {
+        self.emit_with(packet, addrs, &ChecksumCapabilities::default());
+    }
+
+    /// [`Repr::emit`], with the checksum computed only if `caps.tcp` says sent checksums are
+    /// ours; otherwise the field holds the partial checksum the link completes
+    /// ([`Packet::fill_partial_checksum`]).
+    pub fn emit_with<T: AsRef<[u8]> + AsMut<[u8]>>(
+        &self,
+        packet: &mut Packet<T>,
+        addrs: &Addresses,
+        caps: &ChecksumCapabilities,
+    ) {
         let header_len = self.buffer_len();
         packet.set_src_port(self.src_port);
         packet.set_dst_port(self.dst_port);
@@ -604,7 +635,12 @@ impl Repr {
             .saturating_add(self.payload_len)
             .min(buffer.len());
         if let Some(segment) = buffer.get_mut(..end) {
-            Packet::new_unchecked(segment).fill_checksum(addrs);
+            let mut segment = Packet::new_unchecked(segment);
+            if caps.tcp.tx() {
+                segment.fill_checksum(addrs);
+            } else {
+                segment.fill_partial_checksum(addrs);
+            }
         }
     }
 }
