@@ -37,6 +37,7 @@ pub mod gateway;
 pub mod launch;
 pub mod link;
 pub mod mac_table;
+pub mod netlink;
 pub mod netns;
 pub mod pcap;
 pub mod port;
