@@ -189,6 +189,15 @@ impl Client {
         self.enter_selecting(now);
     }
 
+    /// Asks to renew a held lease at `now` rather than at T1 (the server may have restarted
+    /// and forgotten it); without a lease, nothing changes.
+    pub fn renew(&mut self, now: Instant) {
+        if self.lease().is_some() {
+            self.timer = now;
+            self.tries = 0;
+        }
+    }
+
     /// Runs what is due at `now`: a (re)transmission or a lease deadline.
     pub fn handle_timeout(&mut self, now: Instant) {
         if now < self.timer {

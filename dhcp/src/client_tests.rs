@@ -225,3 +225,26 @@ fn unanswered_requests_go_back_to_discover() {
     }
     assert_eq!(requests, MAX_REQUESTS);
 }
+
+#[test]
+fn renew_now_asks_the_server_at_once_and_keeps_the_lease() {
+    let t0 = Instant::now();
+    let mut server = Server::new(Config::default()).unwrap();
+    let mut client = Client::new(MAC, 8, t0);
+    run_until_quiet(&mut client, &mut server, t0);
+    assert!(matches!(client.poll_event(), Some(Event::Bound(_))));
+    let later = t0 + Duration::from_secs(60);
+    client.renew(later);
+    assert_eq!(client.poll_timeout(), Some(later));
+    // A fresh server (the host restarted) acknowledges the static address.
+    let mut fresh = Server::new(Config::default()).unwrap();
+    client.handle_timeout(later);
+    let tx = client.poll_transmit().unwrap();
+    assert_eq!(tx.message.ciaddr, Ipv4Addr::new(192, 168, 127, 2));
+    let reply = fresh
+        .handle(later, &tx.message.to_bytes().unwrap())
+        .unwrap();
+    client.handle_message(later, &reply.payload);
+    assert!(matches!(client.poll_event(), Some(Event::Bound(_))));
+    assert!(client.lease().is_some());
+}

@@ -30,10 +30,12 @@
 //!   each a port factory serving many guests.
 
 pub mod api;
+pub mod auto_forward;
 pub mod cli;
 pub mod forward;
 pub mod framing;
 pub mod gateway;
+pub mod guest;
 pub mod launch;
 pub mod link;
 pub mod mac_table;
