@@ -12,7 +12,10 @@
 //!   and stop being reachable within 2 s of their exit; a port already taken on the host is
 //!   listed with its error in `GET /services/forwarder/all`;
 //! - `--setup`: the namespace and veth pair with their addresses, and a server in the
-//!   isolated namespace reached from the VM's namespace through the relay.
+//!   isolated namespace reached from the VM's namespace through the relay;
+//! - vsock: where this machine has the vsock loopback transport (CID 1), the agent over
+//!   `vsock://`; where not, the test says why in `target/tmp/skipped-tests.txt`, which
+//!   `scripts/test` prints after the run (CI shows it), and on standard error.
 //!
 //! Needs root and `ip`, `curl`, `ping`, `dig`, `python3`; skips loudly otherwise (fails under
 //! CI=true). Traffic goes only to loopback and into the namespaces these tests create.
@@ -412,4 +415,82 @@ fn run_forwards_what_its_command_listens_on() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Records a skipped test where `scripts/test` prints it after the run, and says it now.
+fn report_skip(test: &str, why: &str) {
+    use std::io::Write;
+    let line = format!("{test}: SKIPPED: {why}");
+    eprintln!("\n!!!!! {line} !!!!!\n");
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("skipped-tests.txt");
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
+        let _ = writeln!(f, "{line}");
+    }
+}
+
+/// Whether a vsock connection from this machine to itself (CID 1, the loopback transport)
+/// works: the only vsock peer a test may use. Why not, otherwise.
+fn vsock_loopback() -> Result<u32, String> {
+    use socket2::{Domain, SockAddr, Socket, Type};
+    if !std::path::Path::new("/dev/vsock").exists() {
+        return Err("no /dev/vsock on this machine".into());
+    }
+    let listener = Socket::new(Domain::VSOCK, Type::STREAM, None)
+        .map_err(|e| format!("no AF_VSOCK sockets: {e}"))?;
+    listener
+        .bind(&SockAddr::vsock(
+            libc::VMADDR_CID_ANY,
+            libc::VMADDR_PORT_ANY,
+        ))
+        .map_err(|e| format!("cannot bind a vsock port: {e}"))?;
+    listener
+        .listen(1)
+        .map_err(|e| format!("vsock listen: {e}"))?;
+    let port = listener
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_vsock_address())
+        .map(|(_, port)| port)
+        .ok_or("vsock port unknown")?;
+    let client = Socket::new(Domain::VSOCK, Type::STREAM, None).map_err(|e| e.to_string())?;
+    client
+        .connect_timeout(&SockAddr::vsock(1, port), Duration::from_secs(1))
+        .map_err(|e| {
+            format!("no vsock loopback transport (module vsock_loopback) to be the peer: connecting to CID 1 failed: {e}")
+        })?;
+    drop(client);
+    drop(listener);
+    Ok(port.wrapping_add(1).max(1024))
+}
+
+#[test]
+fn guest_over_vsock_where_the_machine_has_a_vsock_peer() {
+    if !privileged("guest_over_vsock", TOOLS) {
+        return;
+    }
+    let port = match vsock_loopback() {
+        Ok(port) => port,
+        Err(why) => {
+            report_skip("guest_netns::guest_over_vsock", &why);
+            return;
+        }
+    };
+    let dir = TempDir::new("guest-vsock");
+    let sock = dir.path().join("hs.sock");
+    let mut hs = HostSwitch::start(&dir, &sock, &["-listen", &format!("vsock://:{port}")]);
+    let ns = NetnsGuard::new("vsock");
+    let mut guest =
+        guest_support::Agent::start(&ns, &dir, &["--connect", &format!("vsock://1:{port}")]);
+    await_address(&ns, "eth0", "inet 192.168.127.2/24", &mut guest);
+    let ping = ns.run(
+        "ping",
+        &["-c", "1", "-W", "2", "192.168.127.1"],
+        Duration::from_secs(10),
+    );
+    assert!(ping.status.success(), "{ping:?}\n{}", hs.log());
+    hs.stop();
 }
