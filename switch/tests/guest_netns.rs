@@ -194,7 +194,8 @@ fn listeners_in_the_guest_are_forwarded_to_host_loopback_and_withdrawn() {
     }
     let dir = TempDir::new("guest-auto");
     let sock = dir.path().join("hs.sock");
-    let hs = HostSwitch::start(&dir, &sock, &[]);
+    let ssh = free_port();
+    let hs = HostSwitch::start(&dir, &sock, &["--ssh-port", &ssh.to_string()]);
     let ns = NetnsGuard::new("auto");
     let mut guest = guest_support::Agent::start(
         &ns,
@@ -268,8 +269,10 @@ fn listeners_in_the_guest_are_forwarded_to_host_loopback_and_withdrawn() {
     );
     // The gvproxy SSH forward is still listed as before, without the auto mark.
     assert!(
-        all.iter()
-            .any(|f| f["remote"] == "192.168.127.2:22" && f.get("auto").is_none())
+        all.iter().any(|f| f["local"] == v4(ssh).to_string()
+            && f["remote"] == "192.168.127.2:22"
+            && f.get("auto").is_none()),
+        "{all:?}"
     );
 
     servers.stop();

@@ -71,11 +71,19 @@ pub(crate) struct HostSwitch {
 }
 
 impl HostSwitch {
+    /// Starts it with `extra` flags; without an `-ssh-port` among them, with none (the default
+    /// 2222 is a fixed host port other tests may hold).
     pub(crate) fn start(dir: &TempDir, sock: &Path, extra: &[&str]) -> HostSwitch {
         let log = dir.path().join(format!("host-switch-{}.log", unique()));
         let file = std::fs::File::create(&log).unwrap();
+        let ssh: &[&str] = if extra.iter().any(|a| a.contains("ssh-port")) {
+            &[]
+        } else {
+            &["--ssh-port", "-1"]
+        };
         let child = Command::new(BIN)
             .args(["-listen", &format!("unix://{}", sock.display())])
+            .args(ssh)
             .args(extra)
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
