@@ -223,7 +223,8 @@ impl Control {
         sum
     }
 
-    pub(crate) fn neighbour(&self, ip: IpAddr) -> Option<EthernetAddress> {
+    /// The MAC guest `ip` was last seen with, if it was.
+    pub fn neighbour(&self, ip: IpAddr) -> Option<EthernetAddress> {
         self.neighbours.read().get(&ip).copied()
     }
 

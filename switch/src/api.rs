@@ -68,6 +68,18 @@ impl Router {
             .push((method, path.to_owned(), Arc::new(handler)));
         self
     }
+
+    /// Mounts `handler` for `method` requests to `path` ahead of any route already there.
+    pub fn route_over(
+        &mut self,
+        method: &'static str,
+        path: &str,
+        handler: impl Fn(&Request) -> Response + Send + Sync + 'static,
+    ) -> &mut Router {
+        self.routes
+            .insert(0, (method, path.to_owned(), Arc::new(handler)));
+        self
+    }
 }
 
 impl Handler for Router {
@@ -405,8 +417,14 @@ fn stats_json(runtime: &RuntimeHandle, control: &Control, api: &ApiView) -> Valu
 /// The forwarder paths for guests, on the gateway's API port: a remote without an address
 /// is the asking guest.
 pub fn guest_api(control: &Arc<Control>) -> Arc<dyn GuestApi> {
+    guest_api_with(control, |_| {})
+}
+
+/// [`guest_api`] with further routes mounted by `more`.
+pub fn guest_api_with(control: &Arc<Control>, more: impl FnOnce(&mut Router)) -> Arc<dyn GuestApi> {
     let mut router = Router::new();
     mount_forwarder(&mut router, control, |req| req.peer.parse().ok());
+    more(&mut router);
     Arc::new(GuestHttp(router))
 }
 

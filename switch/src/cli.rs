@@ -161,10 +161,15 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+// Parsed once at start: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// Run CMD in a new network namespace (and user namespace when unprivileged), on a TAP
     /// device served by this process; exit with CMD's status.
     Run(RunArgs),
+    /// The guest side, inside a VM or a namespace: a TAP connected to host-switch, its
+    /// address by DHCP, its listening ports forwarded to the host.
+    Guest(crate::guest::GuestArgs),
 }
 
 /// The network's shape and the process's housekeeping: shared by both modes.
@@ -278,6 +283,8 @@ pub struct NetworkArgs {
     /// nameservers of the host's /etc/resolv.conf).
     #[arg(long = "dns-upstream", value_parser = dns::resolv_conf::parse_upstream)]
     pub dns_upstream: Vec<std::net::SocketAddr>,
+    #[command(flatten)]
+    pub auto_forward: crate::auto_forward::AutoForwardArgs,
 }
 
 /// A count that must be at least 1.

@@ -28,15 +28,24 @@
 //!   [`Runtime::start`], [`Runtime::attacher`], [`Runtime::stats`] and [`Runtime::shutdown`].
 //! - [`link`]: the transports (TAP, QEMU stream, HTTP `/connect`, stdio, vpnkit, vfkit, bess),
 //!   each a port factory serving many guests.
+//! - [`netlink`]: rtnetlink (links, addresses, routes, veth pairs) and sock_diag (listening
+//!   sockets) for the namespace a socket was opened in.
+//! - [`auto_forward`]: automatic port forwarding — the registry of forwards guests' listening
+//!   ports get on the host's loopback, its API, and the watcher that feeds it.
+//! - [`guest`]: `host-switch guest`, the guest side (a TAP attached to host-switch, its own
+//!   DHCP lease, `--setup`'s namespace, veth pair and relay).
 
 pub mod api;
+pub mod auto_forward;
 pub mod cli;
 pub mod forward;
 pub mod framing;
 pub mod gateway;
+pub mod guest;
 pub mod launch;
 pub mod link;
 pub mod mac_table;
+pub mod netlink;
 pub mod netns;
 pub mod pcap;
 pub mod port;

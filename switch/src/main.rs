@@ -17,6 +17,7 @@ use switch::netns::Netns;
 use switch::port::Attacher;
 use switch::tap::{self as tapdev, TapConfig, TapOptions};
 
+mod guest_mode;
 mod pipeline;
 
 use pipeline::Pipeline;
@@ -51,6 +52,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Some(Command::Run(run)) => run_mode(run),
+        Some(Command::Guest(guest)) => guest_mode::run(&guest),
         None => serve_mode(cli.serve),
     };
     match result {
@@ -65,11 +67,16 @@ fn main() -> ExitCode {
 
 /// Logs to standard error (never stdout: `-listen-stdio` owns it) or to `--log-file`.
 fn init_logging(net: &NetworkArgs) -> Result<(), String> {
-    let default = if net.debug { "debug" } else { "info" };
+    init_logging_to(net.debug, net.log_file.as_deref())
+}
+
+/// [`init_logging`] from the two settings alone.
+fn init_logging_to(debug: bool, log_file: Option<&Path>) -> Result<(), String> {
+    let default = if debug { "debug" } else { "info" };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    let done = match &net.log_file {
+    let done = match log_file {
         Some(path) => {
             let file = std::fs::File::create(path)
                 .map_err(|e| format!("cannot create log file {}: {e}", path.display()))?;
@@ -235,6 +242,13 @@ fn serve_mode(args: ServeArgs) -> Result<ExitCode, String> {
         pipeline.shutdown();
         return Err(message);
     }
+    // A TAP in another namespace: watch it for listeners ourselves (no agent there).
+    let _auto_watch = match (&args.tap, &args.netns) {
+        (Some(tap), Some(netns)) => {
+            watch_guest_namespace(&Netns::from_arg(netns), tap, &pipeline, &args.network)
+        }
+        _ => None,
+    };
     tracing::info!(
         gateway = %addressing.gateway,
         host = %addressing.host,
@@ -444,6 +458,7 @@ fn run_mode(args: RunArgs) -> Result<ExitCode, String> {
         tracing::warn!(error = %e, "cannot release the command");
     }
     tracing::info!(pid, tap = %args.tap, address = %addressing.guest, gateway = %addressing.gateway, "command started");
+    let _auto_watch = watch_guest_namespace(&Netns::Pid(pid), &args.tap, &pipeline, &args.network);
     let mut child = launched.child;
     std::thread::Builder::new()
         .name("child-wait".into())
@@ -461,6 +476,27 @@ fn run_mode(args: RunArgs) -> Result<ExitCode, String> {
     tap.shutdown();
     pipeline.shutdown();
     Ok(code)
+}
+
+/// Automatic port forwarding for a guest namespace host-switch serves without an agent;
+/// `None` when it is turned off or cannot watch there (logged).
+fn watch_guest_namespace(
+    netns: &Netns,
+    tap: &str,
+    pipeline: &Pipeline,
+    net: &NetworkArgs,
+) -> Option<switch::auto_forward::watch::Watcher> {
+    if net.auto_forward.no_auto_forward {
+        return None;
+    }
+    let interval = std::time::Duration::from_millis(net.auto_forward.interval_ms);
+    match switch::auto_forward::watch::watch_netns(netns, tap, pipeline.auto_forwards(), interval) {
+        Ok(watcher) => Some(watcher),
+        Err(e) => {
+            tracing::warn!(error = %e, "no automatic port forwarding for this guest");
+            None
+        }
+    }
 }
 
 /// Forwards SIGINT/SIGTERM to the child and returns its exit status as ours.

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use forwarder::{Control, Protocol};
 use switch::api::{self, Router};
+use switch::auto_forward::{self, AutoForwards, Policy};
 use switch::cli::NetworkArgs;
 use switch::pcap::{self, PcapConfig, PcapThread};
 use switch::port::Attacher;
@@ -21,6 +22,7 @@ pub(crate) struct Pipeline {
     runtime: Runtime,
     pcap: Option<PcapThread>,
     api: Arc<Router>,
+    auto: Arc<AutoForwards>,
 }
 
 impl Pipeline {
@@ -82,6 +84,15 @@ impl Pipeline {
         config.dns.tcp_connections = net.max_dns_tcp;
         config.dns.tcp_pipeline = net.max_dns_tcp_pipeline;
         config.use_forwarder(fwd, &control);
+        let auto = AutoForwards::new(control.clone(), Policy::from_args(&net.auto_forward));
+        if let Some(gone) = config.guest_gone.take() {
+            // A guest whose link went away loses its automatic forwards too.
+            let auto = auto.clone();
+            config.guest_gone = Some(Arc::new(move |macs| {
+                gone(macs);
+                auto.forget_macs(macs);
+            }));
+        }
         config.dns.upstreams = if net.dns_upstream.is_empty() {
             // The host's resolvers, as any program on the host would use them.
             let text = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
@@ -101,13 +112,13 @@ impl Pipeline {
         }
         let runtime =
             Runtime::start(config).map_err(|e| format!("cannot start the switch: {e}"))?;
-        control.set_guest_api(api::guest_api(&control));
-        let api = Arc::new(api::control_api_with(
-            &control,
-            runtime.handle(),
-            runtime.dns_zones(),
-            api_limits,
-        ));
+        control.set_guest_api(api::guest_api_with(&control, |router| {
+            auto_forward::http::mount(router, &control, &auto, |req| req.peer.parse().ok());
+        }));
+        let mut router =
+            api::control_api_with(&control, runtime.handle(), runtime.dns_zones(), api_limits);
+        auto_forward::http::mount(&mut router, &control, &auto, |_| None);
+        let api = Arc::new(router);
         if net.ssh_port >= 0 {
             let port = u16::try_from(net.ssh_port)
                 .map_err(|_| format!("--ssh-port {} is not a port", net.ssh_port))?;
@@ -135,11 +146,17 @@ impl Pipeline {
             runtime,
             pcap: pcap_thread,
             api,
+            auto,
         })
     }
 
     pub(crate) fn attacher(&self) -> Attacher {
         self.runtime.attacher()
+    }
+
+    /// The automatic forwards' registry.
+    pub(crate) fn auto_forwards(&self) -> Arc<AutoForwards> {
+        self.auto.clone()
     }
 
     /// The control API's handler.

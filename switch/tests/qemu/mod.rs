@@ -9,6 +9,7 @@
 //! Network safety: the VM's one NIC is a `-netdev stream` client of a unix socket the test
 //! owns; QEMU's user-mode network and default NIC are off (`-nodefaults`).
 
+pub(crate) mod agent;
 pub(crate) mod cpio;
 pub(crate) mod guest;
 pub(crate) mod scratch;
