@@ -394,24 +394,71 @@ fn stats_json(runtime: &RuntimeHandle, control: &Control, api: &ApiView) -> Valu
 /// The forwarder paths for guests, on the gateway's API port: a remote without an address
 /// is the asking guest.
 pub fn guest_api(control: &Arc<Control>) -> Arc<dyn GuestApi> {
-    let mut router = Router::new();
-    mount_forwarder(&mut router, control, |req| req.peer.parse().ok());
-    Arc::new(GuestHttp(router))
+    guest_api_within(control, forwarder::Config::default().api_max_request)
 }
 
-struct GuestHttp(Router);
+/// [`guest_api`] taking request bodies of at most `max_request` bytes: a request that
+/// declares a longer one is answered 413 at once, before its body arrives.
+pub fn guest_api_within(control: &Arc<Control>, max_request: usize) -> Arc<dyn GuestApi> {
+    let mut router = Router::new();
+    mount_forwarder(&mut router, control, |req| req.peer.parse().ok());
+    Arc::new(GuestHttp {
+        router,
+        max_request,
+    })
+}
+
+struct GuestHttp {
+    router: Router,
+    max_request: usize,
+}
 
 impl GuestApi for GuestHttp {
     fn respond(&self, request: &[u8], guest: IpAddr) -> ApiReply {
-        let response = match http::read_request(&mut &request[..], &guest.to_string()) {
-            Ok((request, _)) => self.0.handle(&request),
+        let peer = guest.to_string();
+        let response = match http::read_request_within(&mut &request[..], &peer, self.max_request) {
+            Ok((request, _)) => self.router.handle(&request),
             Err(RequestError::Incomplete) => return ApiReply::Incomplete,
-            Err(e) => Response::text(400, format!("{e}\n")),
+            // A body over the bound is 413 (RFC 9110 §15.5.14), as on the control API.
+            Err(e) => Response::text(e.status().unwrap_or(400), format!("{e}\n")),
         };
         let mut out = Vec::with_capacity(128 + response.body.len());
         if response.write_to(&mut out).is_err() {
             return ApiReply::Done(Vec::new());
         }
         ApiReply::Done(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(api: &Arc<dyn GuestApi>, request: &[u8]) -> String {
+        let guest = IpAddr::from([192, 168, 127, 2]);
+        match api.respond(request, guest) {
+            ApiReply::Done(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+            ApiReply::Incomplete => "incomplete".to_owned(),
+        }
+    }
+
+    #[test]
+    fn guest_api_body_over_the_bound_is_413_before_the_body() {
+        let control = Control::new(IpAddr::from([192, 168, 127, 2]), &[]);
+        let api = guest_api_within(&control, 1024);
+        for declared in [2000, 2 * MAX_BODY] {
+            let head = format!(
+                "POST /services/forwarder/expose HTTP/1.1\r\nHost: gw\r\nContent-Length: {declared}\r\n\r\n"
+            );
+            let reply = answer(&api, head.as_bytes());
+            assert!(reply.starts_with("HTTP/1.1 413 "), "{declared}: {reply}");
+        }
+        let head = b"POST /services/forwarder/expose HTTP/1.1\r\nContent-Length: 10\r\n\r\n";
+        assert_eq!(
+            answer(&api, head),
+            "incomplete",
+            "a body within the bound is awaited"
+        );
+        assert!(answer(&api, b"GET / HTTP/2\r\n\r\n").starts_with("HTTP/1.1 505 "));
     }
 }

@@ -94,7 +94,10 @@ impl Pipeline {
         }
         let runtime =
             Runtime::start(config).map_err(|e| format!("cannot start the switch: {e}"))?;
-        control.set_guest_api(api::guest_api(&control));
+        control.set_guest_api(api::guest_api_within(
+            &control,
+            api_limits.guest_max_request,
+        ));
         let api = Arc::new(api::control_api_with(
             &control,
             runtime.handle(),
