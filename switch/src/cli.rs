@@ -163,8 +163,8 @@ pub enum Command {
 /// The network's shape and the process's housekeeping: shared by both modes.
 #[derive(Debug, Clone, Args)]
 pub struct NetworkArgs {
-    /// The guests' MTU (default 1500 for VM links, 65520 for a TAP).
-    #[arg(long)]
+    /// The guests' MTU (default 1500 for VM links, 65520 for a TAP), 1280 to 65521.
+    #[arg(long, value_parser = mtu_in_range)]
     pub mtu: Option<u32>,
     /// The virtual network.
     #[arg(long, default_value = "192.168.127.0/24")]
@@ -249,6 +249,23 @@ pub struct NetworkArgs {
     /// nameservers of the host's /etc/resolv.conf).
     #[arg(long = "dns-upstream", value_parser = dns::resolv_conf::parse_upstream)]
     pub dns_upstream: Vec<std::net::SocketAddr>,
+}
+
+/// The smallest MTU: IPv6's minimum link MTU (RFC 8200 §5).
+pub const MIN_MTU: u32 = 1280;
+/// The largest MTU: a frame (MTU plus the 14-byte Ethernet header) must fit the 16-bit length
+/// of the vpnkit, stdio and `/connect` framings, and Linux caps a TAP there too.
+pub const MAX_MTU: u32 = 65535 - 14;
+
+/// An MTU within [`MIN_MTU`]..=[`MAX_MTU`].
+fn mtu_in_range(s: &str) -> Result<u32, String> {
+    let mtu: u32 = s.parse().map_err(|e| format!("{e}"))?;
+    if !(MIN_MTU..=MAX_MTU).contains(&mtu) {
+        return Err(format!(
+            "{mtu} is outside {MIN_MTU}..={MAX_MTU} (IPv6's minimum MTU to the largest frame a link carries)"
+        ));
+    }
+    Ok(mtu)
 }
 
 /// A count that must be at least 1.
@@ -585,6 +602,19 @@ mod tests {
             assert!(
                 err.to_string().contains("must be at least 1"),
                 "{flag}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn mtu_bounds() {
+        assert_eq!(serve(&["-mtu", "1280"]).network.mtu, Some(1280));
+        assert_eq!(serve(&["-mtu", "65521"]).network.mtu, Some(65521));
+        for bad in ["1279", "576", "0", "65522", "70000"] {
+            let err = parse(["host-switch", "-mtu", bad]).unwrap_err();
+            assert!(
+                err.to_string().contains("outside 1280..=65521"),
+                "{bad}: {err}"
             );
         }
     }

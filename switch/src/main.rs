@@ -56,10 +56,32 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(message) => {
-            tracing::error!("{message}");
-            eprintln!("host-switch: {message}");
+            report_fatal(&message);
             ExitCode::from(EXIT_FAILURE)
         }
+    }
+}
+
+/// Where the log goes, once set up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LogTarget {
+    Stderr,
+    File,
+}
+
+static LOGGING: std::sync::OnceLock<LogTarget> = std::sync::OnceLock::new();
+
+/// Tells the user of a fatal error once: as a log line when the log is standard error, on
+/// standard error alone before logging is set up, and in both places when the log is a file
+/// (which the user may not be watching).
+fn report_fatal(message: &str) {
+    match LOGGING.get() {
+        Some(LogTarget::Stderr) => tracing::error!("{message}"),
+        Some(LogTarget::File) => {
+            tracing::error!("{message}");
+            eprintln!("host-switch: {message}");
+        }
+        None => eprintln!("host-switch: {message}"),
     }
 }
 
@@ -69,21 +91,44 @@ fn init_logging(net: &NetworkArgs) -> Result<(), String> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    let done = match &net.log_file {
+    let (done, target) = match &net.log_file {
         Some(path) => {
             let file = std::fs::File::create(path)
                 .map_err(|e| format!("cannot create log file {}: {e}", path.display()))?;
-            builder
+            let done = builder
                 .with_ansi(false)
                 .with_writer(std::sync::Mutex::new(file))
-                .try_init()
+                .try_init();
+            (done, LogTarget::File)
         }
-        None => builder
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .with_writer(std::io::stderr)
-            .try_init(),
+        None => {
+            let done = builder
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .with_writer(std::io::stderr)
+                .try_init();
+            (done, LogTarget::Stderr)
+        }
     };
-    done.map_err(|e| format!("cannot set up logging: {e}"))
+    done.map_err(|e| format!("cannot set up logging: {e}"))?;
+    let _ = LOGGING.set(target);
+    Ok(())
+}
+
+/// Warns about a listener on a TCP address other than loopback: whoever reaches that address
+/// gets the API (or a guest link), with no authentication.
+fn warn_if_exposed(flag: &str, addr: &str) {
+    let Ok(Endpoint::Tcp(hostport)) = Endpoint::parse(addr) else {
+        return;
+    };
+    let addrs: Vec<std::net::SocketAddr> = std::net::ToSocketAddrs::to_socket_addrs(&hostport)
+        .map(Iterator::collect)
+        .unwrap_or_default();
+    if addrs.is_empty() || addrs.iter().any(|a| !a.ip().is_loopback()) {
+        tracing::warn!(
+            endpoint = %addr,
+            "{flag} on a non-loopback TCP address: anyone who can reach it can use it, without authentication"
+        );
+    }
 }
 
 /// Writes the PID on creation, removes the file on drop.
@@ -276,6 +321,7 @@ fn start_links(
     let endpoint = |addr: &str| Endpoint::parse(addr).map_err(|e| e.to_string());
     let started = |l: Result<Listener, link::EndpointError>| l.map_err(|e| e.to_string());
     for addr in &args.listen {
+        warn_if_exposed("-listen", addr);
         let options = http::HttpOptions {
             connect: Some(attacher.clone()),
             handler: api.clone(),
@@ -287,6 +333,7 @@ fn start_links(
         tracing::info!(endpoint = %addr, "listening (HTTP, /connect and the API)");
     }
     for addr in &args.services {
+        warn_if_exposed("-services", addr);
         let options = http::HttpOptions {
             connect: None,
             handler: api.clone(),
@@ -298,6 +345,7 @@ fn start_links(
         tracing::info!(endpoint = %addr, "listening (the API)");
     }
     for addr in &args.listen_qemu {
+        warn_if_exposed("-listen-qemu", addr);
         links.listeners.push(started(link::qemu::listen(
             &endpoint(addr)?,
             attacher.clone(),

@@ -44,3 +44,44 @@ fn unknown_flags_and_nothing_to_serve_fail() {
     let out = host_switch(&["-listen", "udp://1.2.3.4:5"]);
     assert_eq!(out.status.code(), Some(1));
 }
+
+#[test]
+fn a_fatal_error_is_told_once_and_an_exposed_listener_is_warned_about() {
+    // The first listener starts (on a kernel-chosen port of the wildcard address, which is
+    // warned about), the second cannot: the process exits with the error, said once.
+    let out = host_switch(&[
+        "-ssh-port",
+        "-1",
+        "-listen",
+        "tcp://0.0.0.0:0",
+        "-listen-qemu",
+        "udp://127.0.0.1:9",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.matches("udp://127.0.0.1:9").count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("non-loopback TCP address") && stderr.contains("tcp://0.0.0.0:0"),
+        "{stderr}"
+    );
+    // A loopback listener is not warned about.
+    let out = host_switch(&[
+        "-ssh-port",
+        "-1",
+        "-listen",
+        "tcp://127.0.0.1:0",
+        "-listen-qemu",
+        "udp://127.0.0.1:9",
+    ]);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("non-loopback"));
+}
+
+#[test]
+fn an_mtu_outside_what_links_carry_is_refused() {
+    for mtu in ["1000", "65522"] {
+        let out = host_switch(&["-mtu", mtu, "-listen-qemu", "unix:///nonexistent/q.sock"]);
+        assert_eq!(out.status.code(), Some(2), "{mtu}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("1280..=65521"), "{stderr}");
+    }
+}
