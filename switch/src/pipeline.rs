@@ -19,6 +19,7 @@ use super::{Addressing, DEFAULT_GUEST_MAC};
 /// The running pipeline, and the pcap writer if capturing.
 pub(crate) struct Pipeline {
     runtime: Runtime,
+    control: Arc<Control>,
     pcap: Option<PcapThread>,
     api: Arc<Router>,
 }
@@ -129,6 +130,7 @@ impl Pipeline {
         }
         Ok(Pipeline {
             runtime,
+            control,
             pcap: pcap_thread,
             api,
         })
@@ -144,6 +146,8 @@ impl Pipeline {
     }
 
     pub(crate) fn shutdown(self) {
+        // Forwards first: their unix socket files go, so a restart can bind them again.
+        self.control.unexpose_all();
         self.runtime.shutdown();
         if let Some(pcap) = self.pcap
             && let Err(e) = pcap.finish()
