@@ -23,6 +23,10 @@ mod tcp;
 mod udp;
 pub mod worker;
 
+#[cfg(test)]
+#[path = "../../switch/tests/skip/mod.rs"]
+mod skip;
+
 pub use budget::{BudgetUsage, MAX_GUESTS};
 pub use config::Config;
 pub use control::{ApiReply, Control, ExposeError, Forward, GuestApi, Protocol};

@@ -43,6 +43,10 @@ pub mod port;
 pub mod runtime;
 pub mod tap;
 
+#[cfg(test)]
+#[path = "../tests/skip/mod.rs"]
+mod skip;
+
 pub use forward::{Decision, DropReason, Switch, SwitchConfig};
 pub use mac_table::PortId;
 pub use runtime::{Runtime, RuntimeConfig, Stats};

@@ -31,7 +31,7 @@ impl Running {
     }
 
     /// SIGTERM, then the exit status and standard error.
-    fn terminate(mut self) -> (std::process::ExitStatus, String) {
+    fn terminate(self) -> (std::process::ExitStatus, String) {
         let pid = libc::pid_t::try_from(self.child.id()).unwrap();
         // SAFETY: kill takes integers; `pid` is our live child.
         assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
@@ -126,4 +126,50 @@ fn unix_forwards_are_removed_at_exit_and_stale_ones_reclaimed() {
     );
     let (status, body) = api_request(&api, "POST", "/services/forwarder/expose", &busy_expose);
     assert_eq!(status, 500, "{body}");
+}
+
+/// Needs root and does nothing else: [`a_skipped_test_is_listed_by_name`] runs it as nobody.
+#[test]
+fn root_probe_for_the_skip_list() {
+    if !support::privileged("root_probe_for_the_skip_list", &[]) {
+        return;
+    }
+}
+
+#[test]
+fn a_skipped_test_is_listed_by_name() {
+    if !support::privileged("a_skipped_test_is_listed_by_name", &["setpriv"]) {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new("dropin-skips");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let list = dir.path().join("skipped.txt");
+    let probe = |ci: Option<&str>| {
+        let mut cmd = Command::new("setpriv");
+        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "root_probe_for_the_skip_list",
+                "--test-threads=1",
+            ])
+            .env("HOST_SWITCH_SKIPS", &list)
+            .env_remove("CI")
+            .current_dir(dir.path());
+        if let Some(ci) = ci {
+            cmd.env("CI", ci);
+        }
+        cmd.output().unwrap()
+    };
+    let out = probe(None);
+    assert!(out.status.success(), "{out:?}");
+    let listed = std::fs::read_to_string(&list).unwrap_or_default();
+    assert_eq!(
+        listed, "root_probe_for_the_skip_list: not running as root\n",
+        "the skip is listed by name"
+    );
+    // Under CI=true the same test fails instead of skipping.
+    let out = probe(Some("true"));
+    assert!(!out.status.success(), "{out:?}");
 }

@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 pub(crate) mod dnsmasq;
+#[path = "../skip/mod.rs"]
+pub(crate) mod skip;
 
 use switch::netns::Netns;
 use switch::port::Port;
@@ -37,7 +39,7 @@ pub(crate) fn privileged(test: &str, tools: &[&str]) -> bool {
         "not running as root".to_owned()
     };
     assert!(!ci(), "{test}: cannot run under CI=true: {why}");
-    eprintln!("\n!!!!! SKIPPING {test}: {why} !!!!!\n");
+    skip::skipped(test, &why);
     false
 }
 
