@@ -139,7 +139,12 @@ fn read_command<S: HandshakeStream>(stream: &mut S) -> io::Result<[u8; COMMAND_L
             Ok(0) => break,
             Ok(n) => got += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
                 break;
             }
             Err(e) => return Err(e),
