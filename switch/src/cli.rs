@@ -58,6 +58,7 @@ const LONG_FLAGS: &[&str] = &[
     "max-dns-tcp",
     "max-mac-entries",
     "max-api-request",
+    "static-lease",
 ];
 
 /// gvproxy flags host-switch refuses, and why.
@@ -249,6 +250,14 @@ pub struct NetworkArgs {
     /// nameservers of the host's /etc/resolv.conf).
     #[arg(long = "dns-upstream", value_parser = dns::resolv_conf::parse_upstream)]
     pub dns_upstream: Vec<std::net::SocketAddr>,
+    /// A static DHCP lease, MAC=IP. Repeatable; replaces the default guest's lease
+    /// (5a:94:ef:e4:0c:ee → the subnet's second address) where it takes its MAC or address.
+    #[arg(long = "static-lease", value_parser = static_lease)]
+    pub static_lease: Vec<dhcp::StaticLease>,
+}
+
+fn static_lease(s: &str) -> Result<dhcp::StaticLease, String> {
+    crate::leases::parse(s).map_err(|e| e.to_string())
 }
 
 /// The smallest MTU: IPv6's minimum link MTU (RFC 8200 §5).

@@ -35,6 +35,7 @@ pub mod forward;
 pub mod framing;
 pub mod gateway;
 pub mod launch;
+pub mod leases;
 pub mod link;
 pub mod mac_table;
 pub mod netns;

@@ -12,6 +12,7 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use stack::wire::EthernetAddress;
 use switch::cli::{self, CliError, Command, NetworkArgs, RunArgs, ServeArgs};
 use switch::launch::{self, LaunchOptions};
+use switch::leases::{self, Leases};
 use switch::link::{self, Endpoint, LinkLimits, Listener, http, tap::TapLink};
 use switch::netns::Netns;
 use switch::port::Attacher;
@@ -167,14 +168,16 @@ fn watch_signals(events: Sender<Event>) -> Result<signal_hook::iterator::Handle,
     Ok(handle)
 }
 
-/// The network's addresses, from `--subnet`, `--gatewayIP`, `--hostIP`.
-#[derive(Debug, Clone, Copy)]
+/// The network's addresses, from `--subnet`, `--gatewayIP`, `--hostIP`, `--static-lease`.
+#[derive(Debug, Clone)]
 struct Addressing {
     prefix_len: u8,
     gateway: Ipv4Addr,
     host: Ipv4Addr,
-    /// The default guest (the static lease), which a configured TAP takes.
+    /// The default guest (the default static lease's address).
     guest: Ipv4Addr,
+    /// The static DHCP leases; a configured TAP takes its MAC's.
+    leases: Leases,
 }
 
 impl Addressing {
@@ -197,25 +200,48 @@ impl Addressing {
         let network = u32::from(addr) & mask;
         let broadcast = network | !mask;
         let nth = |n: u32| Ipv4Addr::from(network.wrapping_add(n));
+        let gateway = net.gateway_ip.unwrap_or_else(|| nth(1));
+        let host = net
+            .host_ip
+            .unwrap_or_else(|| Ipv4Addr::from(broadcast.wrapping_sub(1)));
+        let guest = nth(2);
+        let subnet = dhcp::Subnet::new(addr, prefix_len).map_err(|_| bad())?;
+        let fixed = leases::Fixed {
+            subnet,
+            gateway,
+            host,
+        };
+        let default = dhcp::StaticLease {
+            mac: DEFAULT_GUEST_MAC,
+            ip: guest,
+        };
+        let leases = Leases::new(fixed, Some(default), &net.static_lease)
+            .map_err(|e| format!("--static-lease: {e}"))?;
         Ok(Addressing {
             prefix_len,
-            gateway: net.gateway_ip.unwrap_or_else(|| nth(1)),
-            host: net
-                .host_ip
-                .unwrap_or_else(|| Ipv4Addr::from(broadcast.wrapping_sub(1))),
-            guest: nth(2),
+            gateway,
+            host,
+            guest,
+            leases,
         })
     }
 
-    fn tap_config(&self, mac: Option<EthernetAddress>, mtu: u32) -> TapConfig {
-        TapConfig {
-            mac: Some(mac.unwrap_or(DEFAULT_GUEST_MAC)),
+    /// A configured TAP: its MAC's static lease, or a free address leased to it, so no DHCP
+    /// guest is ever given the same address.
+    fn tap_config(&mut self, mac: Option<EthernetAddress>, mtu: u32) -> Result<TapConfig, String> {
+        let mac = mac.unwrap_or(DEFAULT_GUEST_MAC);
+        let address = self
+            .leases
+            .address_for(mac)
+            .map_err(|e| format!("--configure: {e}"))?;
+        Ok(TapConfig {
+            mac: Some(mac),
             mtu,
-            address: self.guest,
+            address,
             prefix_len: self.prefix_len,
             gateway: Some(self.gateway),
             loopback_up: true,
-        }
+        })
     }
 }
 
@@ -246,9 +272,13 @@ fn serve_mode(args: ServeArgs) -> Result<ExitCode, String> {
                 .to_owned(),
         );
     }
-    let addressing = Addressing::from_args(&args.network)?;
+    let mut addressing = Addressing::from_args(&args.network)?;
     let vm_mtu = args.network.mtu.unwrap_or(link::DEFAULT_MTU);
     let tap_mtu = args.network.mtu.unwrap_or(tapdev::DEFAULT_MTU);
+    let tap_config = match args.configure {
+        true => Some(addressing.tap_config(args.mac, tap_mtu)?),
+        false => None,
+    };
     let _pid_file = PidFile::create(args.network.pid_file.as_deref())?;
     let (events_tx, events) = crossbeam_channel::unbounded();
     let signals = watch_signals(events_tx.clone())?;
@@ -269,7 +299,7 @@ fn serve_mode(args: ServeArgs) -> Result<ExitCode, String> {
         &args,
         &attacher,
         &pipeline.api(),
-        &addressing,
+        tap_config,
         vm_mtu,
         tap_mtu,
         &events_tx,
@@ -308,7 +338,7 @@ fn start_links(
     args: &ServeArgs,
     attacher: &Attacher,
     api: &Arc<switch::api::Router>,
-    addressing: &Addressing,
+    tap_config: Option<TapConfig>,
     vm_mtu: u32,
     tap_mtu: u32,
     events: &Sender<Event>,
@@ -387,9 +417,7 @@ fn start_links(
             .map_or(Netns::Current, Netns::from_arg);
         let options = TapOptions {
             multi_queue: false,
-            configure: args
-                .configure
-                .then(|| addressing.tap_config(args.mac, tap_mtu)),
+            configure: tap_config,
         };
         let max_frame = switch::framing::max_frame_len(tap_mtu);
         let tap = TapLink::open(name, &netns, &options, attacher, max_frame)
@@ -416,8 +444,9 @@ fn start_links(
 
 fn run_mode(args: RunArgs) -> Result<ExitCode, String> {
     init_logging(&args.network)?;
-    let addressing = Addressing::from_args(&args.network)?;
+    let mut addressing = Addressing::from_args(&args.network)?;
     let mtu = args.network.mtu.unwrap_or(tapdev::DEFAULT_MTU);
+    let tap = addressing.tap_config(args.mac, mtu)?;
     let _pid_file = PidFile::create(args.network.pid_file.as_deref())?;
     let scratch = Scratch::create()?;
     let resolv_conf = scratch.0.join("resolv.conf");
@@ -427,7 +456,7 @@ fn run_mode(args: RunArgs) -> Result<ExitCode, String> {
     let root = unsafe { libc::geteuid() } == 0;
     let options = LaunchOptions {
         tap_name: args.tap.clone(),
-        tap: addressing.tap_config(args.mac, mtu),
+        tap,
         resolv_conf,
         user_namespace: !root,
     };
@@ -468,7 +497,7 @@ fn run_mode(args: RunArgs) -> Result<ExitCode, String> {
     if let Err(e) = launched.release() {
         tracing::warn!(error = %e, "cannot release the command");
     }
-    tracing::info!(pid, tap = %args.tap, address = %addressing.guest, gateway = %addressing.gateway, "command started");
+    tracing::info!(pid, tap = %args.tap, address = %options.tap.address, gateway = %addressing.gateway, "command started");
     let mut child = launched.child;
     std::thread::Builder::new()
         .name("child-wait".into())

@@ -14,7 +14,7 @@ use switch::pcap::{self, PcapConfig, PcapThread};
 use switch::port::Attacher;
 use switch::runtime::{Runtime, RuntimeConfig};
 
-use super::{Addressing, DEFAULT_GUEST_MAC};
+use super::Addressing;
 
 /// The running pipeline, and the pcap writer if capturing.
 pub(crate) struct Pipeline {
@@ -39,7 +39,14 @@ impl Pipeline {
         config.host_ip = addressing.host;
         config.mtu = u16::try_from(mtu).map_err(|_| format!("MTU {mtu} is larger than 65535"))?;
         let guest = IpAddr::V4(addressing.guest);
-        let control = Control::new(guest, &[(guest, DEFAULT_GUEST_MAC)]);
+        config.dhcp.static_leases = addressing.leases.all().to_vec();
+        let neighbours: Vec<(IpAddr, stack::wire::EthernetAddress)> = addressing
+            .leases
+            .all()
+            .iter()
+            .map(|l| (IpAddr::V4(l.ip), l.mac))
+            .collect();
+        let control = Control::new(guest, &neighbours);
         let fwd = forwarder::Config {
             gateway_ip: addressing.gateway,
             nat: vec![(

@@ -85,3 +85,31 @@ fn an_mtu_outside_what_links_carry_is_refused() {
         assert!(stderr.contains("1280..=65521"), "{stderr}");
     }
 }
+
+#[test]
+fn conflicting_static_leases_are_refused() {
+    let out = host_switch(&[
+        "--static-lease",
+        "02:00:00:00:00:01=192.168.127.9",
+        "-static-lease",
+        "02:00:00:00:00:02=192.168.127.9",
+        "-listen-qemu",
+        "unix:///nonexistent/q.sock",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("02:00:00:00:00:01")
+            && stderr.contains("02:00:00:00:00:02")
+            && stderr.contains("192.168.127.9"),
+        "{stderr}"
+    );
+    let out = host_switch(&[
+        "--static-lease",
+        "02:00:00:00:00:01=192.168.127.1",
+        "-listen-qemu",
+        "unix:///nonexistent/q.sock",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("gateway"));
+}
