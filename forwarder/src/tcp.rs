@@ -187,9 +187,10 @@ impl TcpTable {
         }
         let endpoints = Endpoints::of_incoming(&addrs, &repr);
         let gateway = IpAddr::V4(sh.config.gateway_ip);
-        if key.remote.ip() == gateway {
+        let api_port = sh.config.api_port == Some(key.remote.port());
+        if key.remote.ip() == gateway && (api_port || !sh.config.map_gateway) {
             let api = sh.control.guest_api();
-            if sh.config.api_port == Some(key.remote.port()) && api.is_some() {
+            if api_port && api.is_some() {
                 if !self.make_room(sh) {
                     Counters::bump(&sh.counters.tcp_flow_limit);
                     send_rst(sh, out, mac, addrs, &repr);

@@ -38,6 +38,9 @@ struct Flow {
     token: Token,
     guest_mac: EthernetAddress,
     last_active: Instant,
+    /// The virtual address the guest last sent to for the host's loopback (the host's
+    /// address, or the gateway's under `--map-gateway`): replies from loopback come from it.
+    loopback_as: Option<IpAddr>,
 }
 
 struct Listener {
@@ -101,6 +104,8 @@ impl UdpTable {
                 }
                 return;
             }
+        }
+        if key.remote.ip() == IpAddr::V4(sh.config.gateway_ip) && !sh.config.map_gateway {
             // No service of the gateway on this port (DNS has its own path).
             if let Some(addrs) = back {
                 let frame = sh
@@ -152,6 +157,9 @@ impl UdpTable {
         };
         flow.last_active = now;
         flow.guest_mac = mac;
+        if real.is_loopback() {
+            flow.loopback_as = Some(key.remote.ip());
+        }
         let dst = SocketAddr::new(real, key.remote.port());
         for _ in 0..2 {
             match flow.socket.send_to(payload, dst) {
@@ -187,7 +195,7 @@ impl UdpTable {
                 if errno != libc::ECONNREFUSED {
                     continue;
                 }
-                let virt = sh.nat.inbound(dst.ip());
+                let virt = flow.source_for(sh, dst.ip());
                 if let (Some(addrs), Some(quoted)) =
                     (addresses(virt, guest.ip()), addresses(guest.ip(), virt))
                 {
@@ -200,7 +208,7 @@ impl UdpTable {
             match flow.socket.recv_from(&mut self.buf) {
                 Ok((n, peer)) => {
                     Counters::add(&sh.counters.bytes_from_host, n as u64);
-                    let src = sh.nat.inbound(peer.ip());
+                    let src = flow.source_for(sh, peer.ip());
                     let data = self.buf.get(..n).unwrap_or_default();
                     if let Some(addrs) = addresses(src, guest.ip()) {
                         let frame =
@@ -386,5 +394,16 @@ fn open(sh: &mut Shared, guest_mac: EthernetAddress, real: IpAddr, now: Instant)
         token,
         guest_mac,
         last_active: now,
+        loopback_as: None,
     })
+}
+
+impl Flow {
+    /// The address the guest knows a host peer by.
+    fn source_for(&self, sh: &Shared, peer: IpAddr) -> IpAddr {
+        match self.loopback_as {
+            Some(alias) if peer.is_loopback() => alias,
+            _ => sh.nat.inbound(peer),
+        }
+    }
 }

@@ -59,6 +59,7 @@ const LONG_FLAGS: &[&str] = &[
     "max-mac-entries",
     "max-api-request",
     "static-lease",
+    "map-gateway",
 ];
 
 /// gvproxy flags host-switch refuses, and why.
@@ -205,6 +206,11 @@ pub struct NetworkArgs {
     /// Do not map the host's virtual address to the host's loopback.
     #[arg(long = "disable-host-loopback")]
     pub disable_host_loopback: bool,
+    /// The gateway's address is also the host's loopback, as the host's virtual address is:
+    /// guest connections to its ports other than DNS, DHCP and the API reach 127.0.0.1 (WSL's
+    /// NAT mode and pasta's --map-gw do the same).
+    #[arg(long = "map-gateway")]
+    pub map_gateway: bool,
     /// Seconds a UDP mapping lives without traffic.
     #[arg(long = "udp-idle-timeout", default_value_t = 300)]
     pub udp_idle_timeout: u64,

@@ -47,12 +47,15 @@ impl Pipeline {
             .map(|l| (IpAddr::V4(l.ip), l.mac))
             .collect();
         let control = Control::new(guest, &neighbours);
+        let loopback = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+        let mut nat = vec![(IpAddr::V4(addressing.host), loopback)];
+        if net.map_gateway {
+            nat.push((IpAddr::V4(addressing.gateway), loopback));
+        }
         let fwd = forwarder::Config {
             gateway_ip: addressing.gateway,
-            nat: vec![(
-                IpAddr::V4(addressing.host),
-                IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
-            )],
+            nat,
+            map_gateway: net.map_gateway,
             disable_host_loopback: net.disable_host_loopback,
             ec2_metadata_access: net.ec2_metadata_access,
             guest_subnet: Some((subnet.network(), subnet.prefix_len())),

@@ -8,6 +8,8 @@
 
 mod support;
 
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -134,4 +136,123 @@ fn a_configured_tap_never_shares_an_address_with_a_lease() {
     let leases = serve.leases();
     assert_eq!(leases["192.168.127.3"], "02:00:00:00:00:09", "{leases}");
     assert_eq!(leases["192.168.127.2"], "5a:94:ef:e4:0c:ee", "{leases}");
+}
+
+/// A UDP echo server on 127.0.0.1 (a bounded number of datagrams); its port.
+fn udp_echo() -> u16 {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let port = socket.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 1500];
+        for _ in 0..16 {
+            let Ok((n, peer)) = socket.recv_from(&mut buf) else {
+                return;
+            };
+            let _ = socket.send_to(&buf[..n], peer);
+        }
+    });
+    port
+}
+
+/// A DNS query for `host.containers.internal` A.
+fn dns_query() -> Vec<u8> {
+    let mut q = vec![0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+    for label in ["host", "containers", "internal"] {
+        q.push(label.len() as u8);
+        q.extend(label.as_bytes());
+    }
+    q.extend([0, 0, 1, 0, 1]);
+    q
+}
+
+/// What a guest in `ns` finds at the gateway's address: (TCP echo, UDP echo, API status line,
+/// DNS answer's last four bytes).
+fn probe_gateway(
+    ns: &NetnsGuard,
+    tcp_port: u16,
+    udp_port: u16,
+) -> (String, String, String, Vec<u8>) {
+    let gw = |port| SocketAddr::from(([192, 168, 127, 1], port));
+    ns.netns()
+        .run(move || {
+            let tcp = match TcpStream::connect_timeout(&gw(tcp_port), Duration::from_secs(3)) {
+                Ok(mut s) => {
+                    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+                    s.write_all(b"over tcp").unwrap();
+                    let mut buf = [0u8; 8];
+                    match s.read_exact(&mut buf) {
+                        Ok(()) => String::from_utf8_lossy(&buf).into_owned(),
+                        Err(e) => format!("read: {e}"),
+                    }
+                }
+                Err(e) => format!("connect: {}", e.kind()),
+            };
+            let u = UdpSocket::bind("0.0.0.0:0").unwrap();
+            u.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            u.connect(gw(udp_port)).unwrap();
+            u.send(b"over udp").unwrap();
+            let mut buf = [0u8; 64];
+            let udp = match u.recv(&mut buf) {
+                Ok(n) => String::from_utf8_lossy(&buf[..n]).into_owned(),
+                Err(e) => format!("recv: {}", e.kind()),
+            };
+            let mut api = TcpStream::connect_timeout(&gw(80), Duration::from_secs(3)).unwrap();
+            api.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+            api.write_all(b"GET /services/forwarder/all HTTP/1.1\r\nHost: gw\r\n\r\n")
+                .unwrap();
+            let mut answer = String::new();
+            let _ = api.read_to_string(&mut answer);
+            let status = answer.lines().next().unwrap_or_default().to_owned();
+            let d = UdpSocket::bind("0.0.0.0:0").unwrap();
+            d.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+            d.connect(gw(53)).unwrap();
+            d.send(&dns_query()).unwrap();
+            let n = d.recv(&mut buf).unwrap_or(0);
+            let dns = buf[..n].iter().rev().take(4).rev().copied().collect();
+            (tcp, udp, status, dns)
+        })
+        .unwrap()
+}
+
+#[test]
+fn map_gateway_reaches_the_hosts_loopback_but_not_dns_dhcp_or_the_api() {
+    if !privileged(
+        "map_gateway_reaches_the_hosts_loopback_but_not_dns_dhcp_or_the_api",
+        &["ip"],
+    ) {
+        return;
+    }
+    let tcp_port = support::echo_server();
+    let udp_port = udp_echo();
+    for mapped in [false, true] {
+        let ns = NetnsGuard::new("mapgw");
+        let dir = TempDir::new("mapgw");
+        let mut extra = vec!["--configure"];
+        if mapped {
+            extra.push("--map-gateway");
+        }
+        let _serve = Serve::start(&ns, &dir, &extra);
+        eventually(Duration::from_secs(5), || {
+            ns.ip(&["-4", "addr", "show", "tap0"])
+                .contains("192.168.127.2")
+                .then_some(())
+        })
+        .unwrap();
+        let (tcp, udp, api, dns) = probe_gateway(&ns, tcp_port, udp_port);
+        if mapped {
+            assert_eq!(tcp, "over tcp", "TCP to the gateway reaches the host");
+            assert_eq!(
+                udp, "over udp",
+                "UDP replies come from the gateway's address"
+            );
+        } else {
+            assert!(tcp.starts_with("connect: "), "{tcp}");
+            assert!(udp.starts_with("recv: "), "{udp}");
+        }
+        assert_eq!(api, "HTTP/1.1 200 OK", "port 80 stays the API");
+        assert_eq!(dns, [192, 168, 127, 254], "port 53 stays the gateway's DNS");
+    }
 }
