@@ -243,13 +243,62 @@ pub fn control_api_with(
         limits,
         too_large: router.too_large.clone(),
     };
+    let view = Arc::new((runtime, c, api));
+    let v = view.clone();
     router.route("GET", "/stats", move |_| {
-        match serde_json::to_vec_pretty(&stats_json(&runtime, &c, &api)) {
+        let (runtime, control, api) = &*v;
+        let (s, f) = (runtime.stats(), control.stats());
+        let mut stats = stats_json(runtime, control, api, &s, &f);
+        gvproxy_keys(&mut stats, &s, &f);
+        match serde_json::to_vec_pretty(&stats) {
             Ok(body) => Response::json(200, body),
             Err(e) => failure(e),
         }
     });
+    router.route("GET", "/metrics", move |_| {
+        let (runtime, control, api) = &*view;
+        let (s, f) = (runtime.stats(), control.stats());
+        let stats = stats_json(runtime, control, api, &s, &f);
+        Response {
+            status: 200,
+            content_type: crate::metrics::CONTENT_TYPE,
+            body: crate::metrics::render(&stats).into_bytes(),
+        }
+    });
     router
+}
+
+/// gvproxy's own `/stats` keys, beside ours, for clients that read them (its byte counts
+/// and the gVisor stack's TCP, UDP and ICMP groups), filled from host-switch's counters.
+/// Only the fields host-switch counts the same way are there.
+fn gvproxy_keys(stats: &mut Value, s: &Stats, f: &ForwarderStats) {
+    let guest_ports = s.ports.iter().filter(|p| p.id != crate::port::GATEWAY_PORT);
+    let (sent, received) = guest_ports.fold((0u64, 0u64), |(tx, rx), p| {
+        (tx.saturating_add(p.tx_bytes), rx.saturating_add(p.rx_bytes))
+    });
+    let dropped: u64 = s.drops.iter().map(|(_, n)| n).sum();
+    let keys = json!({
+        "BytesSent": sent,
+        "BytesReceived": received,
+        "DroppedPackets": dropped,
+        "TCP": {
+            "ActiveConnectionOpenings": f.tcp_total.saturating_sub(f.inbound_accepted),
+            "PassiveConnectionOpenings": f.inbound_accepted,
+            "CurrentEstablished": f.tcp_open,
+            "FailedConnectionAttempts": f.tcp_refused + f.tcp_connect_timeouts + f.tcp_unreachable,
+            "EstablishedResets": f.tcp_host_resets,
+            "ResetsSent": f.tcp_resets_sent,
+            "ForwardMaxInFlightDrop": f.tcp_connect_limit,
+        },
+        "UDP": {
+            "UnknownPortErrors": f.udp_port_unreachable,
+            "ReceiveBufferErrors": f.udp_send_dropped,
+        },
+        "ICMP": {"V4": {"PacketsSent": {"EchoReply": s.gateway.echo_replies}}},
+    });
+    if let (Some(map), Value::Object(add)) = (stats.as_object_mut(), keys) {
+        map.extend(add);
+    }
 }
 
 /// `POST /services/dns/add` (a zone in gvproxy's JSON, merged into the zone of that name, its
@@ -316,9 +365,13 @@ fn limits_json(
     })
 }
 
-fn stats_json(runtime: &RuntimeHandle, control: &Control, api: &ApiView) -> Value {
-    let s = runtime.stats();
-    let forwarder = control.stats();
+fn stats_json(
+    runtime: &RuntimeHandle,
+    control: &Control,
+    api: &ApiView,
+    s: &Stats,
+    forwarder: &ForwarderStats,
+) -> Value {
     let budget = control.budget_usage().unwrap_or_default();
     let mut drops = serde_json::Map::new();
     for (reason, n) in s.drops.iter() {
@@ -346,7 +399,7 @@ fn stats_json(runtime: &RuntimeHandle, control: &Control, api: &ApiView) -> Valu
         )
     });
     let queue_full: u64 = s.workers.iter().map(|w| w.queue_full).sum();
-    let limits = limits_json(&s, runtime, &forwarder, budget, api);
+    let limits = limits_json(s, runtime, forwarder, budget, api);
     let mut all = json!({
         "frames": {"rx": rx_frames, "tx": tx_frames},
         "bytes": {"rx": rx_bytes, "tx": tx_bytes},

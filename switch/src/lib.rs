@@ -38,6 +38,7 @@ pub mod launch;
 pub mod leases;
 pub mod link;
 pub mod mac_table;
+pub mod metrics;
 pub mod netns;
 pub mod pcap;
 pub mod port;

@@ -172,3 +172,99 @@ fn a_skipped_test_is_listed_by_name() {
     let out = probe(Some("true"));
     assert!(!out.status.success(), "{out:?}");
 }
+
+/// Parses Prometheus text with the Prometheus project's own Python client (Debian's
+/// python3-prometheus-client): `{type: [[sample name, labels, value], ...]}`.
+const PARSE_METRICS: &str = r#"
+import json, sys
+from prometheus_client.parser import text_string_to_metric_families
+out = {}
+for family in text_string_to_metric_families(sys.stdin.read()):
+    for s in family.samples:
+        out.setdefault(family.type, []).append([s.name, s.labels, s.value])
+print(json.dumps(out))
+"#;
+
+#[test]
+fn stats_in_gvproxys_layout_and_metrics_in_prometheus_text() {
+    // Debian's python3 (the one with Debian's modules), whatever else is on the PATH.
+    let python = "/usr/bin/python3";
+    let parser_ok = Command::new(python)
+        .args(["-c", "import prometheus_client"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !parser_ok {
+        assert!(
+            std::env::var("CI").map_or(true, |v| v != "true"),
+            "python3-prometheus-client is needed under CI=true"
+        );
+        support::skip::skipped(
+            "stats_in_gvproxys_layout_and_metrics_in_prometheus_text",
+            "python3-prometheus-client is not installed",
+        );
+        return;
+    }
+    let dir = TempDir::new("dropin-metrics");
+    let (_running, api) = serve_api(&dir, &[]);
+    let (status, body) = api_request(&api, "GET", "/stats", "");
+    assert_eq!(status, 200);
+    let stats: serde_json::Value = serde_json::from_str(&body).unwrap();
+    for key in ["BytesSent", "BytesReceived", "DroppedPackets"] {
+        assert!(stats[key].is_u64(), "{key}: {body}");
+    }
+    assert!(stats["TCP"]["CurrentEstablished"].is_u64(), "{body}");
+    assert!(stats["TCP"]["ForwardMaxInFlightDrop"].is_u64(), "{body}");
+
+    let (status, text) = api_request(&api, "GET", "/metrics", "");
+    assert_eq!(status, 200);
+    let mut child = Command::new(python)
+        .args(["-c", PARSE_METRICS])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "the parser refused it: {out:?}\n{text}"
+    );
+    let parsed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let samples = |kind: &str| parsed[kind].as_array().cloned().unwrap_or_default();
+    let find = |kind: &str, name: &str, label: Option<(&str, &str)>| {
+        samples(kind)
+            .into_iter()
+            .find(|s| s[0] == name && label.is_none_or(|(k, v)| s[1][k].as_str() == Some(v)))
+    };
+    // Every limit of /stats, with its maximum as a gauge and its refusals as a counter.
+    let limits = stats["limits"].as_object().unwrap();
+    assert!(limits.len() >= 10, "{limits:?}");
+    for (name, limit) in limits {
+        if let Some(max) = limit["max"].as_u64() {
+            let s = find("gauge", "host_switch_limit_max", Some(("limit", name)))
+                .unwrap_or_else(|| panic!("{name} max missing:\n{text}"));
+            assert_eq!(s[2].as_f64(), Some(max as f64), "{name}");
+        }
+        if limit.get("refused").is_some() {
+            assert!(
+                find(
+                    "counter",
+                    "host_switch_limit_refused_total",
+                    Some(("limit", name))
+                )
+                .is_some(),
+                "{name} refused missing:\n{text}"
+            );
+        }
+    }
+    // And the counters, forwarder's and DNS's included.
+    for name in [
+        "host_switch_forwarder_tcp_total",
+        "host_switch_dns_queries_total",
+        "host_switch_frames_rx_total",
+    ] {
+        assert!(find("counter", name, None).is_some(), "{name}:\n{text}");
+    }
+    assert!(find("gauge", "host_switch_forwarder_tcp_open", None).is_some());
+}
