@@ -256,3 +256,91 @@ fn map_gateway_reaches_the_hosts_loopback_but_not_dns_dhcp_or_the_api() {
         assert_eq!(dns, [192, 168, 127, 254], "port 53 stays the gateway's DNS");
     }
 }
+
+/// `dig` at the gateway from `ns` for a name no local zone holds: its output and how long it
+/// took.
+fn dig_timed(ns: &NetnsGuard) -> (String, Duration) {
+    let started = std::time::Instant::now();
+    let out = ns.run(
+        "dig",
+        &["@192.168.127.1", "+tries=1", "+time=9", "www.dns.test", "A"],
+        Duration::from_secs(20),
+    );
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        started.elapsed(),
+    )
+}
+
+#[test]
+fn a_refused_or_silent_dns_upstream_is_servfail_within_the_guests_patience() {
+    if !privileged(
+        "a_refused_or_silent_dns_upstream_is_servfail_within_the_guests_patience",
+        &["ip", "dig"],
+    ) {
+        return;
+    }
+    // Refused: nothing listens on the port (the test just found it free). Before, the guest
+    // waited out three 2-second attempts and nothing was logged.
+    let refused = {
+        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.local_addr().unwrap().to_string()
+    };
+    let ns = NetnsGuard::new("dnsref");
+    let dir = TempDir::new("dnsref");
+    let log = dir.path().join("log");
+    let log_arg = log.to_string_lossy().into_owned();
+    let serve = Serve::start(
+        &ns,
+        &dir,
+        &[
+            "--configure",
+            "--dns-upstream",
+            &refused,
+            "--log-file",
+            &log_arg,
+        ],
+    );
+    let (out, took) = dig_timed(&ns);
+    assert!(out.contains("status: SERVFAIL"), "{out}");
+    assert!(
+        took < Duration::from_secs(1),
+        "refused: SERVFAIL after {took:?}"
+    );
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logged.contains("refused") && logged.contains(&refused),
+        "{logged}"
+    );
+    drop(serve);
+
+    // Silent: a socket that reads and never answers. SERVFAIL comes before glibc's 5 s.
+    let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let silent_addr = silent.local_addr().unwrap().to_string();
+    let ns = NetnsGuard::new("dnssil");
+    let dir = TempDir::new("dnssil");
+    let log = dir.path().join("log");
+    let log_arg = log.to_string_lossy().into_owned();
+    let _serve = Serve::start(
+        &ns,
+        &dir,
+        &[
+            "--configure",
+            "--dns-upstream",
+            &silent_addr,
+            "--log-file",
+            &log_arg,
+        ],
+    );
+    let (out, took) = dig_timed(&ns);
+    assert!(out.contains("status: SERVFAIL"), "{out}");
+    assert!(
+        took < Duration::from_secs(5),
+        "silent: SERVFAIL after {took:?}"
+    );
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logged.contains("no DNS upstream answered in time"),
+        "{logged}"
+    );
+}
