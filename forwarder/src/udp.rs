@@ -91,19 +91,18 @@ impl UdpTable {
         let payload = packet.packet.payload(&packet.frame);
         let mac = packet.packet.eth.src_addr;
         let back = addresses(key.remote.ip(), key.guest.ip());
-        if key.remote.ip() == IpAddr::V4(sh.config.gateway_ip) {
-            if let Some((id, peer)) = self.inbound.get(&key.remote.port()).copied()
-                && let Some(l) = self.listeners.get_mut(&id)
-            {
-                if let Some(entry) = l.peers.get_mut(&peer) {
-                    entry.1 = now;
-                }
-                match l.socket.send_to(payload, peer) {
-                    Ok(n) => Counters::add(&sh.counters.bytes_to_host, n as u64),
-                    Err(_) => Counters::bump(&sh.counters.udp_send_dropped),
-                }
-                return;
+        if key.remote.ip() == IpAddr::V4(sh.config.gateway_ip)
+            && let Some((id, peer)) = self.inbound.get(&key.remote.port()).copied()
+            && let Some(l) = self.listeners.get_mut(&id)
+        {
+            if let Some(entry) = l.peers.get_mut(&peer) {
+                entry.1 = now;
             }
+            match l.socket.send_to(payload, peer) {
+                Ok(n) => Counters::add(&sh.counters.bytes_to_host, n as u64),
+                Err(_) => Counters::bump(&sh.counters.udp_send_dropped),
+            }
+            return;
         }
         if key.remote.ip() == IpAddr::V4(sh.config.gateway_ip) && !sh.config.map_gateway {
             // No service of the gateway on this port (DNS has its own path).
