@@ -13,6 +13,7 @@
 mod budget;
 pub mod config;
 pub mod control;
+mod events;
 pub mod frame;
 mod handler;
 mod icmp;

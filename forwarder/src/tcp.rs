@@ -207,29 +207,51 @@ impl TcpTable {
             }
             return;
         }
-        let Ok(real) = sh.nat.outbound(key.remote.ip()) else {
-            Counters::bump(&sh.counters.nat_refused);
-            send_rst(sh, out, mac, addrs, &repr);
-            return;
+        let real = match sh.nat.outbound(key.remote.ip()) {
+            Ok(real) => real,
+            Err(refusal) => {
+                Counters::bump(&sh.counters.nat_refused);
+                sh.flow_log.note(
+                    now,
+                    format_args!("TCP refused: {refusal}"),
+                    key.guest,
+                    key.remote,
+                );
+                send_rst(sh, out, mac, addrs, &repr);
+                return;
+            }
         };
         let guest = key.guest.ip();
         if let Err(refusal) = sh.budget.tcp.take(guest) {
-            Counters::bump(match refusal {
-                Refusal::Total => &sh.counters.tcp_flow_limit,
-                Refusal::Guest => &sh.counters.tcp_guest_limit,
-            });
+            let (counter, what) = match refusal {
+                Refusal::Total => (&sh.counters.tcp_flow_limit, "TCP over --max-tcp-flows"),
+                Refusal::Guest => (
+                    &sh.counters.tcp_guest_limit,
+                    "TCP over --max-tcp-flows-per-guest",
+                ),
+            };
+            Counters::bump(counter);
+            sh.flow_log.note(now, what, key.guest, key.remote);
             send_rst(sh, out, mac, addrs, &repr);
             return;
         }
         if !self.make_room(sh) {
             sh.budget.tcp.give(guest);
             Counters::bump(&sh.counters.tcp_flow_limit);
+            sh.flow_log
+                .note(now, "TCP table full", key.guest, key.remote);
             send_rst(sh, out, mac, addrs, &repr);
             return;
         }
         if !sh.budget.connects.take() {
             sh.budget.tcp.give(guest);
             Counters::bump(&sh.counters.tcp_connect_limit);
+            sh.flow_log.note(
+                now,
+                "TCP connect over --max-connects",
+                key.guest,
+                key.remote,
+            );
             send_rst(sh, out, mac, addrs, &repr);
             return;
         }
@@ -239,6 +261,12 @@ impl TcpTable {
             Err(e) => {
                 sh.budget.tcp.give(guest);
                 sh.budget.connects.give();
+                sh.flow_log.note(
+                    now,
+                    format_args!("TCP connect to {dst} failed: {e}"),
+                    key.guest,
+                    key.remote,
+                );
                 if is_unreachable(&e) {
                     Counters::bump(&sh.counters.tcp_unreachable);
                     let frame = sh.framer.unreachable(
@@ -438,6 +466,8 @@ impl TcpTable {
             flow.scheduled = None;
             if flow.connecting.is_some_and(|d| d <= now) {
                 Counters::bump(&sh.counters.tcp_connect_timeouts);
+                sh.flow_log
+                    .note(now, "TCP connect timed out", key.guest, key.remote);
                 flow.conn.refuse(now);
                 self.connect_done(sh, key);
             } else {
@@ -484,6 +514,14 @@ impl TcpTable {
                     Err(_) => return,
                 },
             };
+            if let Some(e) = &error {
+                sh.flow_log.note(
+                    now,
+                    format_args!("TCP connect failed: {e}"),
+                    key.guest,
+                    key.remote,
+                );
+            }
             match error {
                 None => {
                     flow.conn.accept(now);

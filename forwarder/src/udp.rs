@@ -117,8 +117,14 @@ impl UdpTable {
         }
         let real = match sh.nat.outbound(key.remote.ip()) {
             Ok(real) => real,
-            Err(_) => {
+            Err(refusal) => {
                 Counters::bump(&sh.counters.nat_refused);
+                sh.flow_log.note(
+                    now,
+                    format_args!("UDP refused: {refusal}"),
+                    key.guest,
+                    key.remote,
+                );
                 if let Some(addrs) = back {
                     let frame = sh
                         .framer
@@ -130,16 +136,23 @@ impl UdpTable {
         };
         if !self.flows.contains_key(&key.guest) {
             if let Err(refusal) = sh.budget.udp.take(key.guest.ip()) {
-                Counters::bump(match refusal {
-                    Refusal::Total => &sh.counters.udp_flow_limit,
-                    Refusal::Guest => &sh.counters.udp_guest_limit,
-                });
+                let (counter, what) = match refusal {
+                    Refusal::Total => (&sh.counters.udp_flow_limit, "UDP over --max-udp-flows"),
+                    Refusal::Guest => (
+                        &sh.counters.udp_guest_limit,
+                        "UDP over --max-udp-flows-per-guest",
+                    ),
+                };
+                Counters::bump(counter);
+                sh.flow_log.note(now, what, key.guest, key.remote);
                 return;
             }
             // The budget bounds the total already; this is the table's own safety net.
             if self.flows.len() >= self.max {
                 sh.budget.udp.give(key.guest.ip());
                 Counters::bump(&sh.counters.udp_flow_limit);
+                sh.flow_log
+                    .note(now, "UDP table full", key.guest, key.remote);
                 return;
             }
             let Some(flow) = open(sh, mac, real, now) else {

@@ -344,3 +344,62 @@ fn a_refused_or_silent_dns_upstream_is_servfail_within_the_guests_patience() {
         "{logged}"
     );
 }
+
+#[test]
+fn debug_tells_of_refused_and_failed_flows() {
+    if !privileged("debug_tells_of_refused_and_failed_flows", &["ip"]) {
+        return;
+    }
+    // A host port nothing listens on (the test just found it free).
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    for debug in [false, true] {
+        let ns = NetnsGuard::new("dbg");
+        let dir = TempDir::new("dbg");
+        let log = dir.path().join("log");
+        let log_arg = log.to_string_lossy().into_owned();
+        let mut extra = vec!["--configure", "--log-file", &log_arg];
+        if debug {
+            extra.push("--debug");
+        }
+        let _serve = Serve::start(&ns, &dir, &extra);
+        let (refused, metadata) = ns
+            .netns()
+            .run(move || {
+                let to = |addr: [u8; 4], port| {
+                    TcpStream::connect_timeout(
+                        &SocketAddr::from((addr, port)),
+                        Duration::from_secs(3),
+                    )
+                };
+                (
+                    to([192, 168, 127, 254], closed).is_err(),
+                    to([169, 254, 169, 254], 80).is_err(),
+                )
+            })
+            .unwrap();
+        assert!(refused && metadata, "both are refused to the guest");
+        let logged = std::fs::read_to_string(&log).unwrap();
+        let flows: Vec<&str> = logged.lines().filter(|l| l.contains("flow: ")).collect();
+        if !debug {
+            assert!(flows.is_empty(), "{logged}");
+            continue;
+        }
+        let target = format!("192.168.127.254:{closed}");
+        assert!(
+            flows
+                .iter()
+                .any(|l| l.contains(&target) && l.contains("Connection refused")),
+            "{logged}"
+        );
+        assert!(
+            flows
+                .iter()
+                .any(|l| l.contains("169.254.169.254:80") && l.contains("ec2-metadata-access")),
+            "{logged}"
+        );
+    }
+}
