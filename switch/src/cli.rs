@@ -60,6 +60,8 @@ const LONG_FLAGS: &[&str] = &[
     "max-api-request",
     "static-lease",
     "map-gateway",
+    "pcap-snaplen",
+    "pcap-max-size",
 ];
 
 /// gvproxy flags host-switch refuses, and why.
@@ -180,6 +182,13 @@ pub struct NetworkArgs {
     /// Capture every frame that crosses the switch to this pcap file.
     #[arg(long)]
     pub pcap: Option<PathBuf>,
+    /// Bytes of each frame the capture keeps (at least 64).
+    #[arg(long = "pcap-snaplen", default_value_t = crate::pcap::DEFAULT_SNAPLEN, value_parser = snaplen)]
+    pub pcap_snaplen: u32,
+    /// The capture file's largest size, in bytes or with a K, M or G suffix; past it the file
+    /// moves to FILE.1 (replacing an older one) and capture starts anew. 0: no limit.
+    #[arg(long = "pcap-max-size", default_value = "512M", value_parser = size)]
+    pub pcap_max_size: u64,
     /// Write the process id to this file (removed at exit).
     #[arg(long = "pid-file")]
     pub pid_file: Option<PathBuf>,
@@ -281,6 +290,33 @@ fn mtu_in_range(s: &str) -> Result<u32, String> {
         ));
     }
     Ok(mtu)
+}
+
+/// A capture snapshot length: at least an Ethernet, IP and TCP header.
+fn snaplen(s: &str) -> Result<u32, String> {
+    match s.parse::<u32>() {
+        Ok(n) if n >= 64 => Ok(n),
+        Ok(_) => Err("must be at least 64".to_owned()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A size in bytes, or with a K, M or G suffix (powers of 1024).
+fn size(s: &str) -> Result<u64, String> {
+    let (digits, unit) = match s.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (s.get(..i).unwrap_or_default(), c),
+        _ => (s, 'B'),
+    };
+    let shift = match unit.to_ascii_uppercase() {
+        'B' => 0,
+        'K' => 10,
+        'M' => 20,
+        'G' => 30,
+        _ => return Err(format!("{s:?}: expected bytes, or a K, M or G suffix")),
+    };
+    let n: u64 = digits.parse().map_err(|e| format!("{s:?}: {e}"))?;
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| format!("{s:?} is too large"))
 }
 
 /// A count that must be at least 1.
@@ -619,6 +655,28 @@ mod tests {
                 "{flag}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn pcap_limits() {
+        let d = serve(&[]);
+        assert_eq!(d.network.pcap_max_size, 512 << 20);
+        assert_eq!(d.network.pcap_snaplen, crate::pcap::DEFAULT_SNAPLEN);
+        let s = serve(&["-pcap-max-size", "2K", "--pcap-snaplen=128"]);
+        assert_eq!(
+            (s.network.pcap_max_size, s.network.pcap_snaplen),
+            (2048, 128)
+        );
+        assert_eq!(
+            serve(&["--pcap-max-size", "1g"]).network.pcap_max_size,
+            1 << 30
+        );
+        assert_eq!(
+            serve(&["--pcap-max-size", "4096"]).network.pcap_max_size,
+            4096
+        );
+        assert!(parse(["host-switch", "--pcap-max-size", "3X"]).is_err());
+        assert!(parse(["host-switch", "--pcap-snaplen", "10"]).is_err());
     }
 
     #[test]

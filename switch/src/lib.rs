@@ -41,6 +41,7 @@ pub mod mac_table;
 pub mod metrics;
 pub mod netns;
 pub mod pcap;
+pub mod pcap_rotate;
 pub mod port;
 pub mod runtime;
 pub mod tap;

@@ -98,8 +98,30 @@ impl Pipeline {
         }
         let mut pcap_thread = None;
         if let Some(path) = &net.pcap {
-            let (sink, thread) = pcap::create(path, PcapConfig::default())
-                .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+            let pcap_config = PcapConfig {
+                snaplen: net.pcap_snaplen,
+                ..PcapConfig::default()
+            };
+            let created = match net.pcap_max_size {
+                0 => pcap::create(path, pcap_config),
+                max => pcap::create_rotating(path, pcap_config, max),
+            };
+            let (sink, thread) =
+                created.map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+            match net.pcap_max_size {
+                0 => tracing::warn!(
+                    path = %path.display(),
+                    snaplen = net.pcap_snaplen,
+                    "capturing every frame with no size limit (--pcap-max-size 0)"
+                ),
+                max => tracing::info!(
+                    path = %path.display(),
+                    snaplen = net.pcap_snaplen,
+                    max_bytes = max,
+                    moved_to = %switch::pcap_rotate::RotatingFile::rotated_path(path).display(),
+                    "capturing frames (cut at snaplen bytes); at max_bytes the file is moved aside and capture starts anew"
+                ),
+            }
             config.pcap = Some(sink);
             pcap_thread = Some(thread);
         }

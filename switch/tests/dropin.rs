@@ -268,3 +268,77 @@ fn stats_in_gvproxys_layout_and_metrics_in_prometheus_text() {
     }
     assert!(find("gauge", "host_switch_forwarder_tcp_open", None).is_some());
 }
+
+/// An ARP request from the default guest for the gateway.
+fn arp_request() -> Vec<u8> {
+    let mac = [0x5a, 0x94, 0xef, 0xe4, 0x0c, 0xee];
+    let mut f = vec![0xff; 6];
+    f.extend_from_slice(&mac);
+    f.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1]);
+    f.extend_from_slice(&mac);
+    f.extend_from_slice(&[192, 168, 127, 2]);
+    f.extend_from_slice(&[0; 6]);
+    f.extend_from_slice(&[192, 168, 127, 1]);
+    f
+}
+
+#[test]
+fn the_capture_file_is_cut_at_its_size_limit() {
+    if !support::privileged("the_capture_file_is_cut_at_its_size_limit", &["tcpdump"]) {
+        return;
+    }
+    use std::io::{Read, Write};
+    let dir = TempDir::new("dropin-pcap");
+    let qemu = dir.path().join("qemu.sock");
+    let pcap = dir.path().join("cap.pcap");
+    let log = dir.path().join("log");
+    let running = Running::start(&[
+        "-listen-qemu",
+        &unix_url(&qemu),
+        "-ssh-port",
+        "-1",
+        "-pcap",
+        pcap.to_str().unwrap(),
+        "--pcap-max-size",
+        "2K",
+        "--pcap-snaplen",
+        "64",
+        "--log-file",
+        log.to_str().unwrap(),
+    ]);
+    wait_for(&qemu);
+    let mut q = std::os::unix::net::UnixStream::connect(&qemu).unwrap();
+    q.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let f = arp_request();
+    let mut msg = (f.len() as u32).to_be_bytes().to_vec();
+    msg.extend(&f);
+    // 100 requests, each answered: about 11 KiB of capture against a 2 KiB limit.
+    for _ in 0..100 {
+        q.write_all(&msg).unwrap();
+        let mut len = [0u8; 4];
+        q.read_exact(&mut len).unwrap();
+        let mut reply = vec![0; u32::from_be_bytes(len) as usize];
+        q.read_exact(&mut reply).unwrap();
+    }
+    drop(q);
+    let (status, _) = running.terminate();
+    assert!(status.success());
+    let old = dir.path().join("cap.pcap.1");
+    for file in [&pcap, &old] {
+        let len = std::fs::metadata(file).unwrap().len();
+        assert!(len <= 2048, "{}: {len} bytes", file.display());
+        let out = Command::new("tcpdump")
+            .args(["-n", "-r"])
+            .arg(file)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "tcpdump reads it whole: {out:?}");
+        assert!(String::from_utf8_lossy(&out.stdout).contains("ARP"));
+    }
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logged.contains("snaplen=64") && logged.contains("max_bytes=2048"),
+        "{logged}"
+    );
+    assert!(logged.contains("reached its size limit"), "{logged}");
+}
