@@ -198,13 +198,10 @@ pub struct NetworkArgs {
     /// Log at debug level.
     #[arg(long)]
     pub debug: bool,
-    /// Forward the host's 127.0.0.1:PORT to the guest's port 22 (-1: none).
-    #[arg(
-        long = "ssh-port",
-        default_value_t = 2222,
-        allow_negative_numbers = true
-    )]
-    pub ssh_port: i32,
+    /// Forward the host's 127.0.0.1:PORT to the guest's port 22 (-1: none; default 2222 when
+    /// serving links, none under `run`).
+    #[arg(long = "ssh-port", allow_negative_numbers = true)]
+    pub ssh_port: Option<i32>,
     /// A static port forward, PROTO/HOST_ADDR:PORT=GUEST_ADDR:PORT (PROTO tcp or udp).
     /// Repeatable.
     #[arg(long)]
@@ -392,12 +389,22 @@ impl ServeArgs {
     }
 }
 
+/// gvproxy's SSH forward port when serving links.
+pub const DEFAULT_SSH_PORT: i32 = 2222;
+
 /// `host-switch run [OPTIONS] -- CMD [ARGS...]`.
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
     /// The TAP device's name inside the new namespace.
     #[arg(long, default_value = "tap0")]
     pub tap: String,
+    /// The control API with /connect (unix://, tcp://, vsock://), as when serving links.
+    /// Repeatable.
+    #[arg(long)]
+    pub listen: Vec<String>,
+    /// The control API without /connect. Repeatable.
+    #[arg(long)]
+    pub services: Vec<String>,
     /// The TAP's MAC address (default 5a:94:ef:e4:0c:ee, the guest with the static lease).
     #[arg(long)]
     pub mac: Option<EthernetAddress>,
@@ -547,7 +554,7 @@ mod tests {
             "unix:///s",
             "-ec2-metadata-access",
         ]);
-        assert_eq!(s.network.ssh_port, -1);
+        assert_eq!(s.network.ssh_port, Some(-1));
         assert_eq!(s.services, ["unix:///s"]);
         assert!(s.network.ec2_metadata_access);
         // Unknown flags are clap errors, not silently accepted.
@@ -576,6 +583,7 @@ mod tests {
         };
         assert_eq!(run.network.mtu, Some(1500));
         assert_eq!(run.tap, "tap0");
+        assert_eq!(run.network.ssh_port, None, "no SSH forward unless asked");
         assert!(!run.network.debug, "-debug after -- belongs to the command");
         assert_eq!(
             run.command,
@@ -587,7 +595,26 @@ mod tests {
         );
         assert!(
             parse(["host-switch", "-listen", "unix:///a", "run", "--", "true"]).is_err(),
-            "serve flags and run do not mix"
+            "serve flags go after run"
+        );
+        let Some(Command::Run(run)) = parse([
+            "host-switch",
+            "run",
+            "-listen",
+            "unix:///a",
+            "-services",
+            "unix:///s",
+            "--",
+            "true",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!("expected run");
+        };
+        assert_eq!(
+            (run.listen, run.services),
+            (vec!["unix:///a".to_owned()], vec!["unix:///s".to_owned()])
         );
     }
 

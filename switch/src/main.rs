@@ -263,8 +263,9 @@ impl Links {
     }
 }
 
-fn serve_mode(args: ServeArgs) -> Result<ExitCode, String> {
+fn serve_mode(mut args: ServeArgs) -> Result<ExitCode, String> {
     init_logging(&args.network)?;
+    args.network.ssh_port.get_or_insert(cli::DEFAULT_SSH_PORT);
     if !args.has_links() {
         return Err(
             "nothing to serve: give -listen, -listen-qemu, -listen-vfkit, -listen-bess, \
@@ -333,6 +334,44 @@ fn serve_mode(args: ServeArgs) -> Result<ExitCode, String> {
     Ok(code)
 }
 
+/// The control API on `-listen` (with `/connect`, which attaches guests) and `-services`.
+fn start_http(
+    listen: &[String],
+    services: &[String],
+    attacher: &Attacher,
+    api: &Arc<switch::api::Router>,
+    limits: LinkLimits,
+    links: &mut Links,
+) -> Result<(), String> {
+    let endpoint = |addr: &str| Endpoint::parse(addr).map_err(|e| e.to_string());
+    let started = |l: Result<Listener, link::EndpointError>| l.map_err(|e| e.to_string());
+    for addr in listen {
+        warn_if_exposed("-listen", addr);
+        let options = http::HttpOptions {
+            connect: Some(attacher.clone()),
+            handler: api.clone(),
+            socket_mode: Some(0o600),
+        };
+        links
+            .listeners
+            .push(started(http::listen(&endpoint(addr)?, options, limits))?);
+        tracing::info!(endpoint = %addr, "listening (HTTP, /connect and the API)");
+    }
+    for addr in services {
+        warn_if_exposed("-services", addr);
+        let options = http::HttpOptions {
+            connect: None,
+            handler: api.clone(),
+            socket_mode: Some(0o600),
+        };
+        links
+            .listeners
+            .push(started(http::listen(&endpoint(addr)?, options, limits))?);
+        tracing::info!(endpoint = %addr, "listening (the API)");
+    }
+    Ok(())
+}
+
 #[allow(clippy::too_many_arguments)]
 fn start_links(
     args: &ServeArgs,
@@ -350,30 +389,7 @@ fn start_links(
     };
     let endpoint = |addr: &str| Endpoint::parse(addr).map_err(|e| e.to_string());
     let started = |l: Result<Listener, link::EndpointError>| l.map_err(|e| e.to_string());
-    for addr in &args.listen {
-        warn_if_exposed("-listen", addr);
-        let options = http::HttpOptions {
-            connect: Some(attacher.clone()),
-            handler: api.clone(),
-            socket_mode: Some(0o600),
-        };
-        links
-            .listeners
-            .push(started(http::listen(&endpoint(addr)?, options, limits))?);
-        tracing::info!(endpoint = %addr, "listening (HTTP, /connect and the API)");
-    }
-    for addr in &args.services {
-        warn_if_exposed("-services", addr);
-        let options = http::HttpOptions {
-            connect: None,
-            handler: api.clone(),
-            socket_mode: Some(0o600),
-        };
-        links
-            .listeners
-            .push(started(http::listen(&endpoint(addr)?, options, limits))?);
-        tracing::info!(endpoint = %addr, "listening (the API)");
-    }
+    start_http(&args.listen, &args.services, attacher, api, limits, links)?;
     for addr in &args.listen_qemu {
         warn_if_exposed("-listen-qemu", addr);
         links.listeners.push(started(link::qemu::listen(
@@ -442,8 +458,10 @@ fn start_links(
     Ok(())
 }
 
-fn run_mode(args: RunArgs) -> Result<ExitCode, String> {
+fn run_mode(mut args: RunArgs) -> Result<ExitCode, String> {
     init_logging(&args.network)?;
+    // No SSH forward unless asked for: a pasta-style command is no VM with an sshd.
+    args.network.ssh_port.get_or_insert(-1);
     let mut addressing = Addressing::from_args(&args.network)?;
     let mtu = args.network.mtu.unwrap_or(tapdev::DEFAULT_MTU);
     let tap = addressing.tap_config(args.mac, mtu)?;
@@ -465,9 +483,27 @@ fn run_mode(args: RunArgs) -> Result<ExitCode, String> {
     let (events_tx, events) = crossbeam_channel::unbounded();
     let signals = watch_signals(events_tx.clone())?;
     let pipeline = Pipeline::start(&args.network, &addressing, mtu)?;
+    // The API is up before the command runs.
+    let mut links = Links::default();
+    let limits = LinkLimits::for_mtu(mtu);
+    let api = pipeline.api();
+    let http = start_http(
+        &args.listen,
+        &args.services,
+        &pipeline.attacher(),
+        &api,
+        limits,
+        &mut links,
+    );
+    if let Err(message) = http {
+        links.shutdown();
+        pipeline.shutdown();
+        return Err(message);
+    }
     let mut launched = match launch::launch(&exe, &args.command, &options) {
         Ok(launched) => launched,
         Err(e) => {
+            links.shutdown();
             pipeline.shutdown();
             return Err(e.to_string());
         }
@@ -489,6 +525,7 @@ fn run_mode(args: RunArgs) -> Result<ExitCode, String> {
         Err(message) => {
             let _ = launched.child.kill();
             let _ = launched.child.wait();
+            links.shutdown();
             pipeline.shutdown();
             return Err(message);
         }
@@ -510,6 +547,7 @@ fn run_mode(args: RunArgs) -> Result<ExitCode, String> {
     let code = wait_for_child(&events, pid);
     signals.close();
     tap.shutdown();
+    links.shutdown();
     pipeline.shutdown();
     Ok(code)
 }

@@ -137,9 +137,10 @@ impl Pipeline {
             runtime.dns_zones(),
             api_limits,
         ));
-        if net.ssh_port >= 0 {
-            let port = u16::try_from(net.ssh_port)
-                .map_err(|_| format!("--ssh-port {} is not a port", net.ssh_port))?;
+        let ssh_port = net.ssh_port.unwrap_or(-1);
+        if ssh_port >= 0 {
+            let port = u16::try_from(ssh_port)
+                .map_err(|_| format!("--ssh-port {ssh_port} is not a port"))?;
             let local = SocketAddr::from(([127, 0, 0, 1], port)).to_string();
             let remote = SocketAddr::new(guest, 22).to_string();
             if let Err(e) = control.expose(Protocol::Tcp, &local, &remote, None) {

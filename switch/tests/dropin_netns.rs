@@ -403,3 +403,44 @@ fn debug_tells_of_refused_and_failed_flows() {
         );
     }
 }
+
+#[test]
+fn run_serves_the_api_and_takes_no_ssh_port() {
+    if !privileged("run_serves_the_api_and_takes_no_ssh_port", &["ip"]) {
+        return;
+    }
+    let dir = TempDir::new("runapi");
+    let api = dir.path().join("api.sock");
+    let done = dir.path().join("done");
+    let script = format!(
+        "i=0; while [ ! -e {} ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done; exit 3",
+        done.display()
+    );
+    let mut child = Command::new(BIN)
+        .args(["run", "-listen"])
+        .arg(format!("unix://{}", api.display()))
+        .args(["--", "sh", "-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let up = eventually(Duration::from_secs(10), || api.exists().then_some(()));
+    assert!(up.is_some(), "the API socket never appeared");
+    let (status, all) = api_request(&api, "GET", "/services/forwarder/all", "");
+    assert_eq!(
+        (status, all.as_str()),
+        (200, "[]"),
+        "no SSH forward under run"
+    );
+    let (status, stats) = api_request(&api, "GET", "/stats", "");
+    assert_eq!(status, 200, "{stats}");
+    std::fs::write(&done, "").unwrap();
+    let exited = eventually(Duration::from_secs(10), || child.try_wait().unwrap());
+    assert_eq!(
+        exited.and_then(|s| s.code()),
+        Some(3),
+        "the command's status"
+    );
+    assert!(!api.exists(), "the API socket is removed");
+}
