@@ -62,6 +62,8 @@ const LONG_FLAGS: &[&str] = &[
     "map-gateway",
     "pcap-snaplen",
     "pcap-max-size",
+    "exit-fd",
+    "ready-fd",
 ];
 
 /// gvproxy flags host-switch refuses, and why.
@@ -198,6 +200,14 @@ pub struct NetworkArgs {
     /// Log at debug level.
     #[arg(long)]
     pub debug: bool,
+    /// Exit when this inherited descriptor is closed by its other end (slirp4netns
+    /// --exit-fd); under `run`, the command is sent SIGTERM.
+    #[arg(long = "exit-fd")]
+    pub exit_fd: Option<i32>,
+    /// Write "1" to this inherited descriptor and close it once serving (slirp4netns
+    /// --ready-fd).
+    #[arg(long = "ready-fd")]
+    pub ready_fd: Option<i32>,
     /// Forward the host's 127.0.0.1:PORT to the guest's port 22 (-1: none; default 2222 when
     /// serving links, none under `run`).
     #[arg(long = "ssh-port", allow_negative_numbers = true)]

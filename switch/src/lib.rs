@@ -45,6 +45,7 @@ pub mod pcap_rotate;
 pub mod port;
 pub mod runtime;
 pub mod tap;
+pub mod watch;
 
 #[cfg(test)]
 #[path = "../tests/skip/mod.rs"]

@@ -35,6 +35,70 @@ enum Event {
     Signal(i32),
     StdioClosed,
     ChildExited(std::process::ExitStatus),
+    /// The process whose network namespace we serve (`--netns PID`) exited.
+    NetnsHolderExited(u32),
+    /// `--exit-fd` was closed.
+    ExitFd,
+}
+
+/// `--exit-fd` and `--ready-fd`, taken at start.
+struct Handshakes {
+    exit: Option<std::os::fd::OwnedFd>,
+    ready: Option<std::os::fd::OwnedFd>,
+}
+
+impl Handshakes {
+    fn take(net: &NetworkArgs) -> Result<Handshakes, String> {
+        let take = |flag: &str, fd: Option<i32>| {
+            fd.map(|fd| switch::watch::inherited_fd(fd).map_err(|e| format!("{flag} {fd}: {e}")))
+                .transpose()
+        };
+        Ok(Handshakes {
+            exit: take("--exit-fd", net.exit_fd)?,
+            ready: take("--ready-fd", net.ready_fd)?,
+        })
+    }
+
+    /// Watches `--exit-fd`.
+    fn watch_exit(&mut self, events: &Sender<Event>) -> Result<(), String> {
+        if let Some(fd) = self.exit.take() {
+            let events = events.clone();
+            switch::watch::spawn("exit-fd", fd, move || {
+                let _ = events.send(Event::ExitFd);
+            })
+            .map_err(|e| format!("cannot watch --exit-fd: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// Says "ready" on `--ready-fd`.
+    fn ready(&mut self) {
+        if let Some(fd) = self.ready.take()
+            && let Err(e) = switch::watch::notify_ready(fd)
+        {
+            tracing::warn!(error = %e, "cannot write to --ready-fd");
+        }
+    }
+}
+
+/// Ends serving when the process holding the namespace exits (`--netns PID`).
+fn watch_netns_holder(netns: &Netns, events: &Sender<Event>) {
+    let Netns::Pid(pid) = *netns else {
+        return;
+    };
+    let fd = match switch::watch::pidfd_open(pid) {
+        Ok(fd) => fd,
+        Err(e) => {
+            tracing::warn!(pid, error = %e, "cannot watch the namespace's process; serving on after it exits");
+            return;
+        }
+    };
+    let events = events.clone();
+    if let Err(e) = switch::watch::spawn("netns-watch", fd, move || {
+        let _ = events.send(Event::NetnsHolderExited(pid));
+    }) {
+        tracing::warn!(pid, error = %e, "cannot watch the namespace's process");
+    }
 }
 
 fn main() -> ExitCode {
@@ -280,9 +344,11 @@ fn serve_mode(mut args: ServeArgs) -> Result<ExitCode, String> {
         true => Some(addressing.tap_config(args.mac, tap_mtu)?),
         false => None,
     };
+    let mut handshakes = Handshakes::take(&args.network)?;
     let _pid_file = PidFile::create(args.network.pid_file.as_deref())?;
     let (events_tx, events) = crossbeam_channel::unbounded();
     let signals = watch_signals(events_tx.clone())?;
+    handshakes.watch_exit(&events_tx)?;
 
     // The DHCP MTU is the VM links'; a TAP-only network announces the TAP's.
     let only_tap = args.tap.is_some()
@@ -311,12 +377,16 @@ fn serve_mode(mut args: ServeArgs) -> Result<ExitCode, String> {
         pipeline.shutdown();
         return Err(message);
     }
+    if let Some(netns) = &args.netns {
+        watch_netns_holder(&Netns::from_arg(netns), &events_tx);
+    }
     tracing::info!(
         gateway = %addressing.gateway,
         host = %addressing.host,
         "host-switch {} serving",
         env!("CARGO_PKG_VERSION")
     );
+    handshakes.ready();
     let code = match events.recv() {
         Ok(Event::Signal(signal)) => {
             tracing::info!(signal, "shutting down");
@@ -324,6 +394,14 @@ fn serve_mode(mut args: ServeArgs) -> Result<ExitCode, String> {
         }
         Ok(Event::StdioClosed) => {
             tracing::info!("standard input closed; shutting down");
+            ExitCode::SUCCESS
+        }
+        Ok(Event::NetnsHolderExited(pid)) => {
+            tracing::info!(pid, "the namespace's process exited; shutting down");
+            ExitCode::SUCCESS
+        }
+        Ok(Event::ExitFd) => {
+            tracing::info!("--exit-fd closed; shutting down");
             ExitCode::SUCCESS
         }
         Ok(Event::ChildExited(_)) | Err(_) => ExitCode::SUCCESS,
@@ -465,6 +543,7 @@ fn run_mode(mut args: RunArgs) -> Result<ExitCode, String> {
     let mut addressing = Addressing::from_args(&args.network)?;
     let mtu = args.network.mtu.unwrap_or(tapdev::DEFAULT_MTU);
     let tap = addressing.tap_config(args.mac, mtu)?;
+    let mut handshakes = Handshakes::take(&args.network)?;
     let _pid_file = PidFile::create(args.network.pid_file.as_deref())?;
     let scratch = Scratch::create()?;
     let resolv_conf = scratch.0.join("resolv.conf");
@@ -482,6 +561,7 @@ fn run_mode(mut args: RunArgs) -> Result<ExitCode, String> {
 
     let (events_tx, events) = crossbeam_channel::unbounded();
     let signals = watch_signals(events_tx.clone())?;
+    handshakes.watch_exit(&events_tx)?;
     let pipeline = Pipeline::start(&args.network, &addressing, mtu)?;
     // The API is up before the command runs.
     let mut links = Links::default();
@@ -535,6 +615,7 @@ fn run_mode(mut args: RunArgs) -> Result<ExitCode, String> {
         tracing::warn!(error = %e, "cannot release the command");
     }
     tracing::info!(pid, tap = %args.tap, address = %options.tap.address, gateway = %addressing.gateway, "command started");
+    handshakes.ready();
     let mut child = launched.child;
     std::thread::Builder::new()
         .name("child-wait".into())
@@ -555,7 +636,14 @@ fn run_mode(mut args: RunArgs) -> Result<ExitCode, String> {
 /// Forwards SIGINT/SIGTERM to the child and returns its exit status as ours.
 fn wait_for_child(events: &Receiver<Event>, pid: u32) -> ExitCode {
     loop {
-        match events.recv() {
+        let event = match events.recv() {
+            Ok(Event::ExitFd) => {
+                tracing::info!(pid, "--exit-fd closed; stopping the command");
+                Ok(Event::Signal(libc::SIGTERM))
+            }
+            other => other,
+        };
+        match event {
             Ok(Event::Signal(signal)) => {
                 tracing::info!(signal, pid, "forwarding signal to the command");
                 if let Ok(pid) = libc::pid_t::try_from(pid) {
@@ -574,7 +662,7 @@ fn wait_for_child(events: &Receiver<Event>, pid: u32) -> ExitCode {
                 tracing::info!(code, "command exited");
                 return ExitCode::from(u8::try_from(code).unwrap_or(EXIT_FAILURE));
             }
-            Ok(Event::StdioClosed) => {}
+            Ok(Event::StdioClosed | Event::NetnsHolderExited(_) | Event::ExitFd) => {}
             Err(_) => return ExitCode::from(EXIT_FAILURE),
         }
     }

@@ -444,3 +444,109 @@ fn run_serves_the_api_and_takes_no_ssh_port() {
     );
     assert!(!api.exists(), "the API socket is removed");
 }
+
+/// A process holding a network namespace of its own (`unshare -n sleep`), killed on drop.
+struct Holder(Child);
+
+impl Holder {
+    fn start() -> Holder {
+        let child = Command::new("unshare")
+            .args(["-n", "sleep", "60"])
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let ours = std::fs::read_link("/proc/self/ns/net").unwrap();
+        let moved = eventually(Duration::from_secs(5), || {
+            let theirs = std::fs::read_link(format!("/proc/{pid}/ns/net")).ok()?;
+            (theirs != ours).then_some(())
+        });
+        assert!(moved.is_some(), "unshare -n never took its namespace");
+        Holder(child)
+    }
+}
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// host-switch on a TAP in `holder`'s namespace, `--ready-fd 3` and `--exit-fd 4` on pipes;
+/// the child, the ready pipe's read end and the exit pipe's write end.
+fn serve_holder(holder: &Holder) -> (Child, std::io::PipeReader, std::io::PipeWriter) {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let (ready_r, ready_w) = std::io::pipe().unwrap();
+    let (exit_r, exit_w) = std::io::pipe().unwrap();
+    let (ready_fd, exit_fd) = (ready_w.as_raw_fd(), exit_r.as_raw_fd());
+    let mut cmd = Command::new(BIN);
+    cmd.args(["--netns", &holder.0.id().to_string()])
+        .args(["--tap", "tap0", "--configure", "--ssh-port", "-1"])
+        .args(["--ready-fd", "3", "--exit-fd", "4"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    // SAFETY: dup2 is async-signal-safe; both descriptors are open in the child, and dup2
+    // leaves the copies without FD_CLOEXEC.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::dup2(ready_fd, 3) < 0 || libc::dup2(exit_fd, 4) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().unwrap();
+    drop((ready_w, exit_r));
+    (child, ready_r, exit_w)
+}
+
+#[test]
+fn slirp4netns_lifetimes_ready_fd_exit_fd_and_the_namespaces_process() {
+    if !privileged(
+        "slirp4netns_lifetimes_ready_fd_exit_fd_and_the_namespaces_process",
+        &["ip", "unshare", "nsenter"],
+    ) {
+        return;
+    }
+    // --ready-fd says "1" once serving, then closes; closing --exit-fd ends host-switch.
+    let holder = Holder::start();
+    let (mut child, mut ready, exit) = serve_holder(&holder);
+    let mut said = String::new();
+    ready.read_to_string(&mut said).unwrap();
+    assert_eq!(said, "1");
+    let ns_has_tap = Command::new("nsenter")
+        .args(["-t", &holder.0.id().to_string(), "-n", "ip", "-br", "addr"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&ns_has_tap.stdout).contains("192.168.127.2"),
+        "serving when ready: {ns_has_tap:?}"
+    );
+    assert!(child.try_wait().unwrap().is_none());
+    drop(exit);
+    let status = eventually(Duration::from_secs(5), || child.try_wait().unwrap());
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "exit on --exit-fd: {status:?}"
+    );
+
+    // The namespace's process exits: so does host-switch.
+    let holder = Holder::start();
+    let (mut child, mut ready, _exit) = serve_holder(&holder);
+    let mut said = String::new();
+    ready.read_to_string(&mut said).unwrap();
+    assert_eq!(said, "1");
+    drop(holder);
+    let status = eventually(Duration::from_secs(5), || child.try_wait().unwrap());
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "exit with the holder: {status:?}"
+    );
+}
