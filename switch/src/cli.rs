@@ -64,32 +64,18 @@ const LONG_FLAGS: &[&str] = &[
     "pcap-max-size",
     "exit-fd",
     "ready-fd",
+    "forward-sock",
+    "forward-dest",
+    "forward-user",
+    "forward-identity",
+    "deviceIP",
 ];
 
 /// gvproxy flags host-switch refuses, and why.
-const REFUSED: &[(&str, &str)] = &[
-    (
-        "forward-sock",
-        "SSH unix-socket forwarding is not supported",
-    ),
-    (
-        "forward-dest",
-        "SSH unix-socket forwarding is not supported",
-    ),
-    (
-        "forward-user",
-        "SSH unix-socket forwarding is not supported",
-    ),
-    (
-        "forward-identity",
-        "SSH unix-socket forwarding is not supported",
-    ),
-    ("config", "YAML configuration files are not supported"),
-    (
-        "notification",
-        "network-ready notifications are not supported",
-    ),
-];
+const REFUSED: &[(&str, &str)] = &[(
+    "notification",
+    "network-ready notifications are not supported",
+)];
 
 /// A gvproxy flag we do not implement.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -181,6 +167,10 @@ pub struct NetworkArgs {
     /// The host's virtual address (default: the subnet's last host).
     #[arg(long = "hostIP")]
     pub host_ip: Option<Ipv4Addr>,
+    /// The default guest's address: its static lease, and where the SSH forward goes
+    /// (default: the subnet's second host).
+    #[arg(long = "deviceIP")]
+    pub device_ip: Option<Ipv4Addr>,
     /// Capture every frame that crosses the switch to this pcap file.
     #[arg(long)]
     pub pcap: Option<PathBuf>,
@@ -381,6 +371,20 @@ pub struct ServeArgs {
     /// Ports served at once per listener.
     #[arg(long = "max-ports", default_value_t = crate::link::DEFAULT_MAX_PORTS)]
     pub max_ports: usize,
+    /// A unix socket on the host whose connections are carried over SSH to the guest.
+    /// Repeatable; the n-th goes with the n-th -forward-dest, -forward-user and
+    /// -forward-identity.
+    #[arg(long = "forward-sock")]
+    pub forward_sock: Vec<String>,
+    /// The unix socket in the guest a -forward-sock reaches. Repeatable.
+    #[arg(long = "forward-dest")]
+    pub forward_dest: Vec<String>,
+    /// The guest user a -forward-sock logs in as. Repeatable.
+    #[arg(long = "forward-user")]
+    pub forward_user: Vec<String>,
+    /// The private key a -forward-sock logs in with. Repeatable.
+    #[arg(long = "forward-identity")]
+    pub forward_identity: Vec<PathBuf>,
     #[command(flatten)]
     pub network: NetworkArgs,
 }
@@ -542,14 +546,7 @@ mod tests {
 
     #[test]
     fn refused_flags_are_named() {
-        for flag in [
-            "-forward-sock",
-            "-forward-dest",
-            "-forward-user",
-            "-forward-identity",
-            "-config",
-            "-notification",
-        ] {
+        for flag in ["-notification", "--notification"] {
             let err = parse(["host-switch", flag, "x"]).unwrap_err();
             let name = flag.trim_start_matches('-');
             assert!(
@@ -714,6 +711,28 @@ mod tests {
         );
         assert!(parse(["host-switch", "--pcap-max-size", "3X"]).is_err());
         assert!(parse(["host-switch", "--pcap-snaplen", "10"]).is_err());
+    }
+
+    #[test]
+    fn ssh_forward_flags_repeat() {
+        let s = serve(&[
+            "-forward-sock",
+            "/run/a.sock",
+            "-forward-dest",
+            "/run/podman/podman.sock",
+            "-forward-user",
+            "core",
+            "-forward-identity",
+            "/k",
+            "-forward-sock=/run/b.sock",
+            "-deviceIP",
+            "192.168.127.3",
+        ]);
+        assert_eq!(s.forward_sock, ["/run/a.sock", "/run/b.sock"]);
+        assert_eq!(s.forward_dest, ["/run/podman/podman.sock"]);
+        assert_eq!(s.forward_user, ["core"]);
+        assert_eq!(s.forward_identity, [PathBuf::from("/k")]);
+        assert_eq!(s.network.device_ip, Some(Ipv4Addr::new(192, 168, 127, 3)));
     }
 
     #[test]

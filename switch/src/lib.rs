@@ -44,6 +44,7 @@ pub mod pcap;
 pub mod pcap_rotate;
 pub mod port;
 pub mod runtime;
+pub mod ssh_forward;
 pub mod tap;
 pub mod watch;
 

@@ -16,6 +16,7 @@ use switch::leases::{self, Leases};
 use switch::link::{self, Endpoint, LinkLimits, Listener, http, tap::TapLink};
 use switch::netns::Netns;
 use switch::port::Attacher;
+use switch::ssh_forward;
 use switch::tap::{self as tapdev, TapConfig, TapOptions};
 
 mod pipeline;
@@ -268,7 +269,7 @@ impl Addressing {
         let host = net
             .host_ip
             .unwrap_or_else(|| Ipv4Addr::from(broadcast.wrapping_sub(1)));
-        let guest = nth(2);
+        let guest = net.device_ip.unwrap_or_else(|| nth(2));
         let subnet = dhcp::Subnet::new(addr, prefix_len).map_err(|_| bad())?;
         let fixed = leases::Fixed {
             subnet,
@@ -344,6 +345,13 @@ fn serve_mode(mut args: ServeArgs) -> Result<ExitCode, String> {
         true => Some(addressing.tap_config(args.mac, tap_mtu)?),
         false => None,
     };
+    let forwards = ssh_forward::pair(
+        &args.forward_sock,
+        &args.forward_dest,
+        &args.forward_user,
+        &args.forward_identity,
+    )
+    .map_err(|e| e.to_string())?;
     let mut handshakes = Handshakes::take(&args.network)?;
     let _pid_file = PidFile::create(args.network.pid_file.as_deref())?;
     let (events_tx, events) = crossbeam_channel::unbounded();
@@ -372,11 +380,15 @@ fn serve_mode(mut args: ServeArgs) -> Result<ExitCode, String> {
         &events_tx,
         &mut links,
     );
-    if let Err(message) = started {
-        links.shutdown();
-        pipeline.shutdown();
-        return Err(message);
-    }
+    let ssh = started.and_then(|()| start_ssh_forwards(forwards, &pipeline, &addressing));
+    let ssh = match ssh {
+        Ok(ssh) => ssh,
+        Err(message) => {
+            links.shutdown();
+            pipeline.shutdown();
+            return Err(message);
+        }
+    };
     if let Some(netns) = &args.netns {
         watch_netns_holder(&Netns::from_arg(netns), &events_tx);
     }
@@ -407,9 +419,29 @@ fn serve_mode(mut args: ServeArgs) -> Result<ExitCode, String> {
         Ok(Event::ChildExited(_)) | Err(_) => ExitCode::SUCCESS,
     };
     signals.close();
+    if let Some((forwards, _private)) = ssh {
+        forwards.shutdown();
+    }
     links.shutdown();
     pipeline.shutdown();
     Ok(code)
+}
+
+/// The `-forward-sock` forwards, if any, and the private way to the guest's sshd they use
+/// when there is no `-ssh-port` forward.
+fn start_ssh_forwards(
+    forwards: Vec<ssh_forward::Forward>,
+    pipeline: &Pipeline,
+    addressing: &Addressing,
+) -> Result<Option<(ssh_forward::SshForwards, Option<ssh_forward::PrivateTarget>)>, String> {
+    if forwards.is_empty() {
+        return Ok(None);
+    }
+    let (target, private) = pipeline.ssh_target(addressing.guest)?;
+    let sockets: Vec<String> = forwards.iter().map(|f| f.socket.clone()).collect();
+    let started = ssh_forward::start(forwards, target.clone()).map_err(|e| e.to_string())?;
+    tracing::info!(sockets = ?sockets, via = ?target, "SSH forwards listening");
+    Ok(Some((started, private)))
 }
 
 /// The control API on `-listen` (with `/connect`, which attaches guests) and `-services`.

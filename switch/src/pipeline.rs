@@ -13,6 +13,7 @@ use switch::cli::NetworkArgs;
 use switch::pcap::{self, PcapConfig, PcapThread};
 use switch::port::Attacher;
 use switch::runtime::{Runtime, RuntimeConfig};
+use switch::ssh_forward::{PrivateTarget, SshTarget};
 
 use super::Addressing;
 
@@ -167,6 +168,44 @@ impl Pipeline {
             pcap: pcap_thread,
             api,
         })
+    }
+
+    /// Where `-forward-sock` reaches the guest's sshd at `guest`: the `-ssh-port` forward
+    /// if there is one, else a private unix forward (kept alive by the returned guard).
+    pub(crate) fn ssh_target(
+        &self,
+        guest: std::net::Ipv4Addr,
+    ) -> Result<(SshTarget, Option<PrivateTarget>), String> {
+        let sshd = SocketAddr::new(IpAddr::V4(guest), 22);
+        for f in self.control.all() {
+            let Ok(local) = f.local.parse::<SocketAddr>() else {
+                continue;
+            };
+            if f.protocol == Protocol::Tcp && f.remote == sshd.to_string() {
+                let ip = match local.ip() {
+                    IpAddr::V4(a) if a.is_unspecified() => {
+                        IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
+                    }
+                    IpAddr::V6(a) if a.is_unspecified() => {
+                        IpAddr::V6(std::net::Ipv6Addr::LOCALHOST)
+                    }
+                    ip => ip,
+                };
+                return Ok((SshTarget::Tcp(SocketAddr::new(ip, local.port())), None));
+            }
+        }
+        let private = PrivateTarget::create()
+            .map_err(|e| format!("cannot make the SSH forward's directory: {e}"))?;
+        let socket = private.socket();
+        self.control
+            .expose(
+                Protocol::Unix,
+                &format!("unix://{}", socket.display()),
+                &sshd.to_string(),
+                None,
+            )
+            .map_err(|e| format!("cannot reach the guest's sshd: {e}"))?;
+        Ok((SshTarget::Unix(socket), Some(private)))
     }
 
     pub(crate) fn attacher(&self) -> Attacher {

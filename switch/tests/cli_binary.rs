@@ -13,8 +13,8 @@ fn host_switch(args: &[&str]) -> std::process::Output {
 #[test]
 fn unsupported_gvproxy_flags_are_refused_by_name() {
     for (args, flag) in [
-        (&["--forward-sock", "/tmp/x"][..], "-forward-sock"),
-        (&["-forward-user", "core"][..], "-forward-user"),
+        (&["--notification", "unix:///tmp/x"][..], "-notification"),
+        (&["-notification=unix:///tmp/x"][..], "-notification"),
     ] {
         let out = host_switch(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
