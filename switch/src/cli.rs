@@ -69,6 +69,7 @@ const LONG_FLAGS: &[&str] = &[
     "forward-user",
     "forward-identity",
     "deviceIP",
+    "config",
 ];
 
 /// gvproxy flags host-switch refuses, and why.
@@ -266,6 +267,12 @@ pub struct NetworkArgs {
     /// (5a:94:ef:e4:0c:ee → the subnet's second address) where it takes its MAC or address.
     #[arg(long = "static-lease", value_parser = static_lease)]
     pub static_lease: Vec<dhcp::StaticLease>,
+    /// No lease for the default guest's MAC (a -config file gives every lease itself).
+    #[arg(skip)]
+    pub no_default_lease: bool,
+    /// What a -config file says that no flag carries.
+    #[arg(skip)]
+    pub gvproxy: Option<std::sync::Arc<crate::gvconfig::Extras>>,
 }
 
 fn static_lease(s: &str) -> Result<dhcp::StaticLease, String> {
@@ -371,6 +378,9 @@ pub struct ServeArgs {
     /// Ports served at once per listener.
     #[arg(long = "max-ports", default_value_t = crate::link::DEFAULT_MAX_PORTS)]
     pub max_ports: usize,
+    /// gvproxy's YAML configuration file; the flags given beside it win where gvproxy's do.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
     /// A unix socket on the host whose connections are carried over SSH to the guest.
     /// Repeatable; the n-th goes with the n-th -forward-dest, -forward-user and
     /// -forward-identity.

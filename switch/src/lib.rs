@@ -34,6 +34,7 @@ pub mod cli;
 pub mod forward;
 pub mod framing;
 pub mod gateway;
+pub mod gvconfig;
 pub mod launch;
 pub mod leases;
 pub mod link;

@@ -117,7 +117,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Some(Command::Run(run)) => run_mode(run),
-        None => serve_mode(cli.serve),
+        None => with_config(cli.serve).and_then(serve_mode),
     };
     match result {
         Ok(code) => code,
@@ -151,9 +151,35 @@ fn report_fatal(message: &str) {
     }
 }
 
+/// The command line with `-config`'s file applied (`switch::gvconfig`).
+fn with_config(mut args: ServeArgs) -> Result<ServeArgs, String> {
+    if let Some(path) = args.config.clone() {
+        switch::gvconfig::load(&path)
+            .and_then(|config| config.apply(&mut args, &path))
+            .map_err(|e| format!("-config {e}"))?;
+    }
+    Ok(args)
+}
+
+/// gvproxy's log level names (logrus) as tracing's.
+fn log_level(name: &str) -> &'static str {
+    match name.to_ascii_lowercase().as_str() {
+        "trace" => "trace",
+        "debug" => "debug",
+        "warn" | "warning" => "warn",
+        "error" | "fatal" | "panic" => "error",
+        _ => "info",
+    }
+}
+
 /// Logs to standard error (never stdout: `-listen-stdio` owns it) or to `--log-file`.
 fn init_logging(net: &NetworkArgs) -> Result<(), String> {
-    let default = if net.debug { "debug" } else { "info" };
+    let from_config = switch::gvconfig::extras(net).and_then(|x| x.log_level.as_deref());
+    let default = match (net.debug, from_config) {
+        (true, _) => "debug",
+        (false, Some(level)) => log_level(level),
+        (false, None) => "info",
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
@@ -177,6 +203,9 @@ fn init_logging(net: &NetworkArgs) -> Result<(), String> {
     };
     done.map_err(|e| format!("cannot set up logging: {e}"))?;
     let _ = LOGGING.set(target);
+    for warning in switch::gvconfig::extras(net).map_or(&[][..], |x| &x.warnings) {
+        tracing::warn!("{warning}");
+    }
     Ok(())
 }
 
@@ -280,7 +309,8 @@ impl Addressing {
             mac: DEFAULT_GUEST_MAC,
             ip: guest,
         };
-        let leases = Leases::new(fixed, Some(default), &net.static_lease)
+        let default = (!net.no_default_lease).then_some(default);
+        let leases = Leases::new(fixed, default, &net.static_lease)
             .map_err(|e| format!("--static-lease: {e}"))?;
         Ok(Addressing {
             prefix_len,
@@ -528,11 +558,15 @@ fn start_links(
     for addr in &args.listen_vpnkit {
         let mtu =
             u16::try_from(vm_mtu).map_err(|_| format!("MTU {vm_mtu} too large for vpnkit"))?;
+        let mut vpnkit = link::vpnkit::VpnkitConfig::with_mtu(mtu);
+        if let Some(x) = switch::gvconfig::extras(&args.network) {
+            vpnkit.uuid_macs = x.vpnkit_macs.iter().cloned().collect();
+        }
         links.listeners.push(started(link::vpnkit::listen(
             &endpoint(addr)?,
             attacher.clone(),
             limits,
-            link::vpnkit::VpnkitConfig::with_mtu(mtu),
+            vpnkit,
         ))?);
         tracing::info!(endpoint = %addr, "listening (vpnkit)");
     }

@@ -49,7 +49,24 @@ impl Pipeline {
             .collect();
         let control = Control::new(guest, &neighbours);
         let loopback = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
-        let mut nat = vec![(IpAddr::V4(addressing.host), loopback)];
+        let extras = switch::gvconfig::extras(net);
+        let mut nat = match extras {
+            Some(x) if !x.nat.is_empty() => x.nat.clone(),
+            _ => vec![(IpAddr::V4(addressing.host), loopback)],
+        };
+        if let Some(x) = extras {
+            config.dns.zones = Some(x.zones.clone().shared());
+            config.virtual_ips = x
+                .virtual_ips
+                .iter()
+                .copied()
+                .filter(|ip| *ip != addressing.host)
+                .collect();
+            if let Some(mac) = x.gateway_mac {
+                config.gateway_mac = mac;
+            }
+            config.dhcp.search_domains = x.search_domains.clone();
+        }
         if net.map_gateway {
             nat.push((IpAddr::V4(addressing.gateway), loopback));
         }

@@ -175,10 +175,29 @@ fn probe_gateway(
     tcp_port: u16,
     udp_port: u16,
 ) -> (String, String, String, Vec<u8>) {
+    probe(ns, [192, 168, 127, 1], tcp_port, udp_port)
+}
+
+/// [`probe_gateway`] with TCP to `tcp_at` (and UDP to the gateway's discard port, 9).
+fn probe_gateway_at(
+    ns: &NetnsGuard,
+    tcp_at: [u8; 4],
+    tcp_port: u16,
+) -> (String, String, String, Vec<u8>) {
+    probe(ns, tcp_at, tcp_port, 9)
+}
+
+fn probe(
+    ns: &NetnsGuard,
+    tcp_at: [u8; 4],
+    tcp_port: u16,
+    udp_port: u16,
+) -> (String, String, String, Vec<u8>) {
     let gw = |port| SocketAddr::from(([192, 168, 127, 1], port));
+    let tcp_to = SocketAddr::from((tcp_at, tcp_port));
     ns.netns()
         .run(move || {
-            let tcp = match TcpStream::connect_timeout(&gw(tcp_port), Duration::from_secs(3)) {
+            let tcp = match TcpStream::connect_timeout(&tcp_to, Duration::from_secs(3)) {
                 Ok(mut s) => {
                     s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
                     s.write_all(b"over tcp").unwrap();
@@ -549,4 +568,78 @@ fn slirp4netns_lifetimes_ready_fd_exit_fd_and_the_namespaces_process() {
         status.is_some_and(|s| s.success()),
         "exit with the holder: {status:?}"
     );
+}
+
+#[test]
+fn gvproxys_example_configuration_serves_the_guest() {
+    if !privileged("gvproxys_example_configuration_serves_the_guest", &["ip"]) {
+        return;
+    }
+    let ns = NetnsGuard::new("gvcfg");
+    let dir = TempDir::new("gvcfg");
+    // The example unchanged but for its SSH forward's host port: a free one, not 2222.
+    let ssh = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let example = include_str!("fixtures/gvproxy-config.yaml");
+    assert!(example.contains("127.0.0.1:2222: 192.168.127.2:22"));
+    let yaml = example.replace("127.0.0.1:2222:", &format!("127.0.0.1:{ssh}:"));
+    let config = dir.path().join("config.yaml");
+    std::fs::write(&config, yaml).unwrap();
+    let log = dir.path().join("log");
+    let (config_arg, log_arg) = (
+        config.to_string_lossy().into_owned(),
+        log.to_string_lossy().into_owned(),
+    );
+    let serve = Serve::start(
+        &ns,
+        &dir,
+        &[
+            "--configure",
+            "-config",
+            &config_arg,
+            "--log-file",
+            &log_arg,
+        ],
+    );
+    let addr = eventually(Duration::from_secs(5), || {
+        let a = ns.ip(&["-4", "-br", "addr", "show", "tap0"]);
+        a.contains("192.168.127.").then_some(a)
+    })
+    .unwrap();
+    assert!(
+        addr.contains("192.168.127.2/24"),
+        "the file's static lease: {addr}"
+    );
+    // The guest's port 22 (a listener in the namespace) through the file's forward.
+    let guest22 = ns
+        .netns()
+        .run(|| std::net::TcpListener::bind("0.0.0.0:22"))
+        .unwrap()
+        .unwrap();
+    std::thread::spawn(move || {
+        if let Ok((mut c, _)) = guest22.accept() {
+            let _ = c.write_all(b"SSH-2.0-guest\r\n");
+        }
+    });
+    let mut to_guest = TcpStream::connect(("127.0.0.1", ssh)).unwrap();
+    to_guest
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut banner = [0u8; 15];
+    to_guest.read_exact(&mut banner).unwrap();
+    assert_eq!(&banner, b"SSH-2.0-guest\r\n");
+    // The file's NAT (the host's address is loopback) and DNS zones, from the guest.
+    let echo = support::echo_server();
+    let (tcp, _, api, dns) = probe_gateway_at(&ns, [192, 168, 127, 254], echo);
+    assert_eq!(tcp, "over tcp");
+    assert_eq!(api, "HTTP/1.1 200 OK");
+    assert_eq!(dns, [192, 168, 127, 254]);
+    let (status, all) = api_request(&serve.api, "GET", "/services/forwarder/all", "");
+    assert_eq!(status, 200);
+    assert!(all.contains(&format!("127.0.0.1:{ssh}")), "{all}");
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(logged.contains("-ssh-port is ignored"), "{logged}");
 }
