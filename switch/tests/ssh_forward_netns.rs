@@ -12,16 +12,14 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use support::sshd::{SSHD, ask, free_port, guest_api, sshd_files};
 use support::{Background, NetnsGuard, TempDir, eventually, privileged};
 
 const BIN: &str = env!("CARGO_BIN_EXE_host-switch");
-const SSHD: &str = "/usr/sbin/sshd";
 
 /// Kills the process on drop.
 struct Killed(Child);
@@ -42,82 +40,6 @@ impl Drop for Killed {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn keygen(path: &Path) {
-    let out = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-        .arg(path)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "ssh-keygen: {out:?}");
-}
-
-/// Writes sshd's config, host key and authorized key (for `dir/id`) into `dir`.
-fn sshd_files(dir: &Path) -> PathBuf {
-    keygen(&dir.join("host_key"));
-    keygen(&dir.join("id"));
-    std::fs::copy(dir.join("id.pub"), dir.join("authorized_keys")).unwrap();
-    let config = dir.join("sshd_config");
-    std::fs::write(
-        &config,
-        format!(
-            "Port 22\nListenAddress 0.0.0.0\nHostKey {d}/host_key\nPidFile {d}/sshd.pid\n\
-             AuthorizedKeysFile {d}/authorized_keys\nPermitRootLogin prohibit-password\n\
-             PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n\
-             StrictModes no\nAllowStreamLocalForwarding yes\nLogLevel DEBUG1\n",
-            d = dir.display()
-        ),
-    )
-    .unwrap();
-    // sshd's privilege separation directory.
-    std::fs::create_dir_all("/run/sshd").unwrap();
-    config
-}
-
-/// A unix socket server standing in for the guest's API: answers each line with "guest: "
-/// and the line. Serves a bounded number of connections.
-fn guest_api(path: &Path) {
-    let listener = UnixListener::bind(path).unwrap();
-    std::thread::spawn(move || {
-        for conn in listener.incoming().take(16) {
-            let Ok(mut conn) = conn else { return };
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 256];
-                while let Ok(n) = conn.read(&mut buf) {
-                    if n == 0 {
-                        break;
-                    }
-                    let mut answer = b"guest: ".to_vec();
-                    answer.extend_from_slice(&buf[..n]);
-                    if conn.write_all(&answer).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-    });
-}
-
-/// Asks through the host socket; the answer (empty if it never came).
-fn ask(host_sock: &Path, line: &str) -> String {
-    let Ok(mut s) = UnixStream::connect(host_sock) else {
-        return String::new();
-    };
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    s.write_all(line.as_bytes()).unwrap();
-    let mut buf = [0u8; 256];
-    let n = s.read(&mut buf).unwrap_or(0);
-    String::from_utf8_lossy(&buf[..n]).into_owned()
-}
-
-/// A free port on 127.0.0.1, as the kernel picks one.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// host-switch serving `ns` the way podman machine starts gvproxy, plus the TAP.

@@ -16,6 +16,7 @@ use bytes::Bytes;
 pub(crate) mod dnsmasq;
 #[path = "../skip/mod.rs"]
 pub(crate) mod skip;
+pub(crate) mod sshd;
 
 use switch::netns::Netns;
 use switch::port::Port;
