@@ -20,8 +20,12 @@ use switch::ssh_forward;
 use switch::tap::{self as tapdev, TapConfig, TapOptions};
 
 mod pipeline;
+mod setup;
 
 use pipeline::Pipeline;
+use setup::{
+    Handshakes, log_level, start_ssh_forwards, warn_if_exposed, watch_netns_holder, with_config,
+};
 
 /// The guest that gets the static DHCP lease (gvproxy's default).
 pub(crate) const DEFAULT_GUEST_MAC: EthernetAddress =
@@ -40,66 +44,6 @@ enum Event {
     NetnsHolderExited(u32),
     /// `--exit-fd` was closed.
     ExitFd,
-}
-
-/// `--exit-fd` and `--ready-fd`, taken at start.
-struct Handshakes {
-    exit: Option<std::os::fd::OwnedFd>,
-    ready: Option<std::os::fd::OwnedFd>,
-}
-
-impl Handshakes {
-    fn take(net: &NetworkArgs) -> Result<Handshakes, String> {
-        let take = |flag: &str, fd: Option<i32>| {
-            fd.map(|fd| switch::watch::inherited_fd(fd).map_err(|e| format!("{flag} {fd}: {e}")))
-                .transpose()
-        };
-        Ok(Handshakes {
-            exit: take("--exit-fd", net.exit_fd)?,
-            ready: take("--ready-fd", net.ready_fd)?,
-        })
-    }
-
-    /// Watches `--exit-fd`.
-    fn watch_exit(&mut self, events: &Sender<Event>) -> Result<(), String> {
-        if let Some(fd) = self.exit.take() {
-            let events = events.clone();
-            switch::watch::spawn("exit-fd", fd, move || {
-                let _ = events.send(Event::ExitFd);
-            })
-            .map_err(|e| format!("cannot watch --exit-fd: {e}"))?;
-        }
-        Ok(())
-    }
-
-    /// Says "ready" on `--ready-fd`.
-    fn ready(&mut self) {
-        if let Some(fd) = self.ready.take()
-            && let Err(e) = switch::watch::notify_ready(fd)
-        {
-            tracing::warn!(error = %e, "cannot write to --ready-fd");
-        }
-    }
-}
-
-/// Ends serving when the process holding the namespace exits (`--netns PID`).
-fn watch_netns_holder(netns: &Netns, events: &Sender<Event>) {
-    let Netns::Pid(pid) = *netns else {
-        return;
-    };
-    let fd = match switch::watch::pidfd_open(pid) {
-        Ok(fd) => fd,
-        Err(e) => {
-            tracing::warn!(pid, error = %e, "cannot watch the namespace's process; serving on after it exits");
-            return;
-        }
-    };
-    let events = events.clone();
-    if let Err(e) = switch::watch::spawn("netns-watch", fd, move || {
-        let _ = events.send(Event::NetnsHolderExited(pid));
-    }) {
-        tracing::warn!(pid, error = %e, "cannot watch the namespace's process");
-    }
 }
 
 fn main() -> ExitCode {
@@ -151,27 +95,6 @@ fn report_fatal(message: &str) {
     }
 }
 
-/// The command line with `-config`'s file applied (`switch::gvconfig`).
-fn with_config(mut args: ServeArgs) -> Result<ServeArgs, String> {
-    if let Some(path) = args.config.clone() {
-        switch::gvconfig::load(&path)
-            .and_then(|config| config.apply(&mut args, &path))
-            .map_err(|e| format!("-config {e}"))?;
-    }
-    Ok(args)
-}
-
-/// gvproxy's log level names (logrus) as tracing's.
-fn log_level(name: &str) -> &'static str {
-    match name.to_ascii_lowercase().as_str() {
-        "trace" => "trace",
-        "debug" => "debug",
-        "warn" | "warning" => "warn",
-        "error" | "fatal" | "panic" => "error",
-        _ => "info",
-    }
-}
-
 /// Logs to standard error (never stdout: `-listen-stdio` owns it) or to `--log-file`.
 fn init_logging(net: &NetworkArgs) -> Result<(), String> {
     let from_config = switch::gvconfig::extras(net).and_then(|x| x.log_level.as_deref());
@@ -207,23 +130,6 @@ fn init_logging(net: &NetworkArgs) -> Result<(), String> {
         tracing::warn!("{warning}");
     }
     Ok(())
-}
-
-/// Warns about a listener on a TCP address other than loopback: whoever reaches that address
-/// gets the API (or a guest link), with no authentication.
-fn warn_if_exposed(flag: &str, addr: &str) {
-    let Ok(Endpoint::Tcp(hostport)) = Endpoint::parse(addr) else {
-        return;
-    };
-    let addrs: Vec<std::net::SocketAddr> = std::net::ToSocketAddrs::to_socket_addrs(&hostport)
-        .map(Iterator::collect)
-        .unwrap_or_default();
-    if addrs.is_empty() || addrs.iter().any(|a| !a.ip().is_loopback()) {
-        tracing::warn!(
-            endpoint = %addr,
-            "{flag} on a non-loopback TCP address: anyone who can reach it can use it, without authentication"
-        );
-    }
 }
 
 /// Writes the PID on creation, removes the file on drop.
@@ -455,23 +361,6 @@ fn serve_mode(mut args: ServeArgs) -> Result<ExitCode, String> {
     links.shutdown();
     pipeline.shutdown();
     Ok(code)
-}
-
-/// The `-forward-sock` forwards, if any, and the private way to the guest's sshd they use
-/// when there is no `-ssh-port` forward.
-fn start_ssh_forwards(
-    forwards: Vec<ssh_forward::Forward>,
-    pipeline: &Pipeline,
-    addressing: &Addressing,
-) -> Result<Option<(ssh_forward::SshForwards, Option<ssh_forward::PrivateTarget>)>, String> {
-    if forwards.is_empty() {
-        return Ok(None);
-    }
-    let (target, private) = pipeline.ssh_target(addressing.guest)?;
-    let sockets: Vec<String> = forwards.iter().map(|f| f.socket.clone()).collect();
-    let started = ssh_forward::start(forwards, target.clone()).map_err(|e| e.to_string())?;
-    tracing::info!(sockets = ?sockets, via = ?target, "SSH forwards listening");
-    Ok(Some((started, private)))
 }
 
 /// The control API on `-listen` (with `/connect`, which attaches guests) and `-services`.
