@@ -282,8 +282,10 @@ fn gvproxy_keys(stats: &mut Value, s: &Stats, f: &ForwarderStats) {
         "BytesReceived": received,
         "DroppedPackets": dropped,
         "TCP": {
-            "ActiveConnectionOpenings": f.tcp_total.saturating_sub(f.inbound_accepted),
-            "PassiveConnectionOpenings": f.inbound_accepted,
+            // As gVisor's stack counts them: the guest's connects are passive opens on its
+            // side, port forwards into the guest active ones.
+            "ActiveConnectionOpenings": f.inbound_accepted,
+            "PassiveConnectionOpenings": f.tcp_total.saturating_sub(f.inbound_accepted),
             "CurrentEstablished": f.tcp_open,
             "FailedConnectionAttempts": f.tcp_refused + f.tcp_connect_timeouts + f.tcp_unreachable,
             "EstablishedResets": f.tcp_host_resets,

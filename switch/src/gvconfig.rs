@@ -24,7 +24,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use stack::wire::EthernetAddress;
 
-use crate::cli::{NetworkArgs, ServeArgs};
+use crate::cli::{self, NetworkArgs, ServeArgs};
 
 /// The file, as gvproxy reads it.
 #[derive(Debug, Default, Deserialize)]
@@ -229,6 +229,15 @@ impl GvproxyConfig {
         net.gateway_ip = s.gateway_ip.or(net.gateway_ip);
         net.device_ip = s.device_ip.or(net.device_ip);
         net.host_ip = s.host_ip.or(net.host_ip);
+        if let Some(mtu) = s.mtu.filter(|m| *m != 0)
+            && !(cli::MIN_MTU..=cli::MAX_MTU).contains(&mtu)
+        {
+            return Err(value(format!(
+                "stack.mtu {mtu} is outside {}..={}",
+                cli::MIN_MTU,
+                cli::MAX_MTU
+            )));
+        }
         net.mtu = net.mtu.or(s.mtu.filter(|m| *m != 0));
         net.pcap = net.pcap.take().or(s.capture_file);
         net.pid_file = net.pid_file.take().or(self.pid_file);

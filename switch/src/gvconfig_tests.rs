@@ -122,6 +122,11 @@ interfaces:
     assert_eq!(x.warnings.len(), 1, "-ssh-port is ignored, with a warning");
     assert_eq!(args.network.ssh_port, Some(-1));
 
+    let err = parse("stack:\n    mtu: 576\n")
+        .unwrap()
+        .apply(&mut serve_args(&[]), Path::new("m.yaml"))
+        .unwrap_err();
+    assert!(err.to_string().contains("stack.mtu 576"), "{err}");
     let err = parse("notification: unix:///n.sock\n")
         .unwrap()
         .apply(&mut serve_args(&[]), Path::new("n.yaml"))
