@@ -60,6 +60,8 @@ pub(crate) struct Shared {
     next_id: usize,
     /// Guest addresses (and their MACs) this worker has told the control plane about.
     known: std::collections::HashMap<IpAddr, EthernetAddress>,
+    /// Refused and failed flows, told at debug level.
+    pub flow_log: crate::events::FlowLog,
 }
 
 impl Shared {
@@ -211,6 +213,7 @@ impl Forwarder {
             seed: ctx.seed,
             next_id: 0,
             known: std::collections::HashMap::new(),
+            flow_log: crate::events::FlowLog::default(),
         };
         let now = ctx.epoch.instant(std::time::Instant::now());
         Ok(Forwarder {

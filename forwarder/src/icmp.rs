@@ -98,9 +98,18 @@ impl IcmpTable {
             return;
         };
         let key = packet.packet.key;
-        let Ok(real) = sh.nat.outbound(key.remote.ip()) else {
-            Counters::bump(&sh.counters.nat_refused);
-            return;
+        let real = match sh.nat.outbound(key.remote.ip()) {
+            Ok(real) => real,
+            Err(refusal) => {
+                Counters::bump(&sh.counters.nat_refused);
+                sh.flow_log.note(
+                    now,
+                    format_args!("ICMP echo refused: {refusal}"),
+                    key.guest,
+                    key.remote,
+                );
+                return;
+            }
         };
         // Ping sockets (one per guest identifier) outlive their requests (`PING_IDLE`):
         // bounded like the requests, or new identifiers could use up our descriptors.
@@ -108,6 +117,8 @@ impl IcmpTable {
             self.mode != Mode::Raw && !self.pings.contains_key(&(key.guest.ip(), ident));
         if self.pending.len() >= self.max || (new_socket && self.pings.len() >= self.max) {
             Counters::bump(&sh.counters.icmp_limit);
+            sh.flow_log
+                .note(now, "ICMP echo over its bound", key.guest, key.remote);
             return;
         }
         let data = packet.packet.payload(&packet.frame);

@@ -13,6 +13,7 @@
 mod budget;
 pub mod config;
 pub mod control;
+mod events;
 pub mod frame;
 mod handler;
 mod icmp;
@@ -22,6 +23,10 @@ mod sys;
 mod tcp;
 mod udp;
 pub mod worker;
+
+#[cfg(test)]
+#[path = "../../switch/tests/skip/mod.rs"]
+mod skip;
 
 pub use budget::{BudgetUsage, MAX_GUESTS};
 pub use config::{Config, DEFAULT_DRAIN_TIMEOUT};

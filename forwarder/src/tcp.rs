@@ -228,9 +228,10 @@ impl TcpTable {
         }
         let endpoints = Endpoints::of_incoming(&addrs, &repr);
         let gateway = IpAddr::V4(sh.config.gateway_ip);
-        if key.remote.ip() == gateway {
+        let api_port = sh.config.api_port == Some(key.remote.port());
+        if key.remote.ip() == gateway && (api_port || !sh.config.map_gateway) {
             let api = sh.control.guest_api();
-            if sh.config.api_port == Some(key.remote.port()) && api.is_some() {
+            if api_port && api.is_some() {
                 if !self.make_room(sh) {
                     Counters::bump(&sh.counters.tcp_flow_limit);
                     send_rst(sh, out, mac, addrs, &repr);
@@ -247,29 +248,51 @@ impl TcpTable {
             }
             return;
         }
-        let Ok(real) = sh.nat.outbound(key.remote.ip()) else {
-            Counters::bump(&sh.counters.nat_refused);
-            send_rst(sh, out, mac, addrs, &repr);
-            return;
+        let real = match sh.nat.outbound(key.remote.ip()) {
+            Ok(real) => real,
+            Err(refusal) => {
+                Counters::bump(&sh.counters.nat_refused);
+                sh.flow_log.note(
+                    now,
+                    format_args!("TCP refused: {refusal}"),
+                    key.guest,
+                    key.remote,
+                );
+                send_rst(sh, out, mac, addrs, &repr);
+                return;
+            }
         };
         let guest = key.guest.ip();
         if let Err(refusal) = sh.budget.tcp.take(guest) {
-            Counters::bump(match refusal {
-                Refusal::Total => &sh.counters.tcp_flow_limit,
-                Refusal::Guest => &sh.counters.tcp_guest_limit,
-            });
+            let (counter, what) = match refusal {
+                Refusal::Total => (&sh.counters.tcp_flow_limit, "TCP over --max-tcp-flows"),
+                Refusal::Guest => (
+                    &sh.counters.tcp_guest_limit,
+                    "TCP over --max-tcp-flows-per-guest",
+                ),
+            };
+            Counters::bump(counter);
+            sh.flow_log.note(now, what, key.guest, key.remote);
             send_rst(sh, out, mac, addrs, &repr);
             return;
         }
         if !self.make_room(sh) {
             sh.budget.tcp.give(guest);
             Counters::bump(&sh.counters.tcp_flow_limit);
+            sh.flow_log
+                .note(now, "TCP table full", key.guest, key.remote);
             send_rst(sh, out, mac, addrs, &repr);
             return;
         }
         if !sh.budget.connects.take() {
             sh.budget.tcp.give(guest);
             Counters::bump(&sh.counters.tcp_connect_limit);
+            sh.flow_log.note(
+                now,
+                "TCP connect over --max-connects",
+                key.guest,
+                key.remote,
+            );
             send_rst(sh, out, mac, addrs, &repr);
             return;
         }
@@ -279,6 +302,12 @@ impl TcpTable {
             Err(e) => {
                 sh.budget.tcp.give(guest);
                 sh.budget.connects.give();
+                sh.flow_log.note(
+                    now,
+                    format_args!("TCP connect to {dst} failed: {e}"),
+                    key.guest,
+                    key.remote,
+                );
                 if is_unreachable(&e) {
                     Counters::bump(&sh.counters.tcp_unreachable);
                     let frame = sh.framer.unreachable(
@@ -491,6 +520,8 @@ impl TcpTable {
             }
             if flow.connecting.is_some_and(|d| d <= now) {
                 Counters::bump(&sh.counters.tcp_connect_timeouts);
+                sh.flow_log
+                    .note(now, "TCP connect timed out", key.guest, key.remote);
                 flow.conn.refuse(now);
                 self.connect_done(sh, key);
             } else {
@@ -541,6 +572,14 @@ impl TcpTable {
                     Err(_) => return,
                 },
             };
+            if let Some(e) = &error {
+                sh.flow_log.note(
+                    now,
+                    format_args!("TCP connect failed: {e}"),
+                    key.guest,
+                    key.remote,
+                );
+            }
             match error {
                 None => {
                     flow.host_connected = true;

@@ -46,6 +46,9 @@ struct Flow {
     /// after NAT), overwritten round robin.
     sent: [Option<(SocketAddr, Quote)>; QUOTED],
     next_sent: usize,
+    /// The virtual address the guest last sent to for the host's loopback (the host's
+    /// address, or the gateway's under `--map-gateway`): replies from loopback come from it.
+    loopback_as: Option<IpAddr>,
 }
 
 impl Flow {
@@ -75,6 +78,14 @@ impl Flow {
             .flatten()
             .find(|(d, _)| *d == dst)
             .map(|(_, q)| *q)
+    }
+
+    /// The address the guest knows a host peer by.
+    fn source_for(&self, sh: &Shared, peer: IpAddr) -> IpAddr {
+        match self.loopback_as {
+            Some(alias) if peer.is_loopback() => alias,
+            _ => sh.nat.inbound(peer),
+        }
     }
 }
 
@@ -126,19 +137,20 @@ impl UdpTable {
         let payload = packet.packet.payload(&packet.frame);
         let mac = packet.packet.eth.src_addr;
         let back = addresses(key.remote.ip(), key.guest.ip());
-        if key.remote.ip() == IpAddr::V4(sh.config.gateway_ip) {
-            if let Some((id, peer)) = self.inbound.get(&key.remote.port()).copied()
-                && let Some(l) = self.listeners.get_mut(&id)
-            {
-                if let Some(entry) = l.peers.get_mut(&peer) {
-                    entry.1 = now;
-                }
-                match l.socket.send_to(payload, peer) {
-                    Ok(n) => Counters::add(&sh.counters.bytes_to_host, n as u64),
-                    Err(_) => Counters::bump(&sh.counters.udp_send_dropped),
-                }
-                return;
+        if key.remote.ip() == IpAddr::V4(sh.config.gateway_ip)
+            && let Some((id, peer)) = self.inbound.get(&key.remote.port()).copied()
+            && let Some(l) = self.listeners.get_mut(&id)
+        {
+            if let Some(entry) = l.peers.get_mut(&peer) {
+                entry.1 = now;
             }
+            match l.socket.send_to(payload, peer) {
+                Ok(n) => Counters::add(&sh.counters.bytes_to_host, n as u64),
+                Err(_) => Counters::bump(&sh.counters.udp_send_dropped),
+            }
+            return;
+        }
+        if key.remote.ip() == IpAddr::V4(sh.config.gateway_ip) && !sh.config.map_gateway {
             // No service of the gateway on this port (DNS has its own path).
             if let Some(addrs) = back {
                 let frame = sh
@@ -151,8 +163,14 @@ impl UdpTable {
         }
         let real = match sh.nat.outbound(key.remote.ip()) {
             Ok(real) => real,
-            Err(_) => {
+            Err(refusal) => {
                 Counters::bump(&sh.counters.nat_refused);
+                sh.flow_log.note(
+                    now,
+                    format_args!("UDP refused: {refusal}"),
+                    key.guest,
+                    key.remote,
+                );
                 if let Some(addrs) = back {
                     let frame = sh
                         .framer
@@ -164,16 +182,23 @@ impl UdpTable {
         };
         if !self.flows.contains_key(&key.guest) {
             if let Err(refusal) = sh.budget.udp.take(key.guest.ip()) {
-                Counters::bump(match refusal {
-                    Refusal::Total => &sh.counters.udp_flow_limit,
-                    Refusal::Guest => &sh.counters.udp_guest_limit,
-                });
+                let (counter, what) = match refusal {
+                    Refusal::Total => (&sh.counters.udp_flow_limit, "UDP over --max-udp-flows"),
+                    Refusal::Guest => (
+                        &sh.counters.udp_guest_limit,
+                        "UDP over --max-udp-flows-per-guest",
+                    ),
+                };
+                Counters::bump(counter);
+                sh.flow_log.note(now, what, key.guest, key.remote);
                 return;
             }
             // The budget bounds the total already; this is the table's own safety net.
             if self.flows.len() >= self.max {
                 sh.budget.udp.give(key.guest.ip());
                 Counters::bump(&sh.counters.udp_flow_limit);
+                sh.flow_log
+                    .note(now, "UDP table full", key.guest, key.remote);
                 return;
             }
             let Some(flow) = open(sh, mac, real, now) else {
@@ -190,6 +215,9 @@ impl UdpTable {
         };
         flow.last_active = now;
         flow.guest_mac = mac;
+        if real.is_loopback() {
+            flow.loopback_as = Some(key.remote.ip());
+        }
         let dst = SocketAddr::new(real, key.remote.port());
         flow.remember(dst, &packet.frame);
         for _ in 0..2 {
@@ -226,7 +254,7 @@ impl UdpTable {
                 if errno != libc::ECONNREFUSED {
                     continue;
                 }
-                let virt = sh.nat.inbound(dst.ip());
+                let virt = flow.source_for(sh, dst.ip());
                 if let (Some(addrs), Some(quoted)) =
                     (addresses(virt, guest.ip()), addresses(guest.ip(), virt))
                 {
@@ -249,7 +277,7 @@ impl UdpTable {
             match flow.socket.recv_from(&mut self.buf) {
                 Ok((n, peer)) => {
                     Counters::add(&sh.counters.bytes_from_host, n as u64);
-                    let src = sh.nat.inbound(peer.ip());
+                    let src = flow.source_for(sh, peer.ip());
                     let data = self.buf.get(..n).unwrap_or_default();
                     if let Some(addrs) = addresses(src, guest.ip()) {
                         let frame =
@@ -437,5 +465,6 @@ fn open(sh: &mut Shared, guest_mac: EthernetAddress, real: IpAddr, now: Instant)
         last_active: now,
         sent: [None; QUOTED],
         next_sent: 0,
+        loopback_as: None,
     })
 }

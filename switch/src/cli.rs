@@ -65,32 +65,25 @@ const LONG_FLAGS: &[&str] = &[
     "max-icmp-requests",
     "max-dhcp-offers",
     "max-dhcp-offers-per-mac",
+    "static-lease",
+    "map-gateway",
+    "pcap-snaplen",
+    "pcap-max-size",
+    "exit-fd",
+    "ready-fd",
+    "forward-sock",
+    "forward-dest",
+    "forward-user",
+    "forward-identity",
+    "deviceIP",
+    "config",
 ];
 
 /// gvproxy flags host-switch refuses, and why.
-const REFUSED: &[(&str, &str)] = &[
-    (
-        "forward-sock",
-        "SSH unix-socket forwarding is not supported",
-    ),
-    (
-        "forward-dest",
-        "SSH unix-socket forwarding is not supported",
-    ),
-    (
-        "forward-user",
-        "SSH unix-socket forwarding is not supported",
-    ),
-    (
-        "forward-identity",
-        "SSH unix-socket forwarding is not supported",
-    ),
-    ("config", "YAML configuration files are not supported"),
-    (
-        "notification",
-        "network-ready notifications are not supported",
-    ),
-];
+const REFUSED: &[(&str, &str)] = &[(
+    "notification",
+    "network-ready notifications are not supported",
+)];
 
 /// A gvproxy flag we do not implement.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -175,8 +168,8 @@ pub enum Command {
 /// The network's shape and the process's housekeeping: shared by both modes.
 #[derive(Debug, Clone, Args)]
 pub struct NetworkArgs {
-    /// The guests' MTU (default 1500 for VM links, 65520 for a TAP).
-    #[arg(long)]
+    /// The guests' MTU (default 1500 for VM links, 65520 for a TAP), 1280 to 65521.
+    #[arg(long, value_parser = mtu_in_range)]
     pub mtu: Option<u32>,
     /// The virtual network.
     #[arg(long, default_value = "192.168.127.0/24")]
@@ -187,9 +180,20 @@ pub struct NetworkArgs {
     /// The host's virtual address (default: the subnet's last host).
     #[arg(long = "hostIP")]
     pub host_ip: Option<Ipv4Addr>,
+    /// The default guest's address: its static lease, and where the SSH forward goes
+    /// (default: the subnet's second host).
+    #[arg(long = "deviceIP")]
+    pub device_ip: Option<Ipv4Addr>,
     /// Capture every frame that crosses the switch to this pcap file.
     #[arg(long)]
     pub pcap: Option<PathBuf>,
+    /// Bytes of each frame the capture keeps (at least 64).
+    #[arg(long = "pcap-snaplen", default_value_t = crate::pcap::DEFAULT_SNAPLEN, value_parser = snaplen)]
+    pub pcap_snaplen: u32,
+    /// The capture file's largest size, in bytes or with a K, M or G suffix; past it the file
+    /// moves to FILE.1 (replacing an older one) and capture starts anew. 0: no limit.
+    #[arg(long = "pcap-max-size", default_value = "512M", value_parser = size)]
+    pub pcap_max_size: u64,
     /// Write the process id to this file (removed at exit).
     #[arg(long = "pid-file")]
     pub pid_file: Option<PathBuf>,
@@ -199,13 +203,18 @@ pub struct NetworkArgs {
     /// Log at debug level.
     #[arg(long)]
     pub debug: bool,
-    /// Forward the host's 127.0.0.1:PORT to the guest's port 22 (-1: none).
-    #[arg(
-        long = "ssh-port",
-        default_value_t = 2222,
-        allow_negative_numbers = true
-    )]
-    pub ssh_port: i32,
+    /// Exit when this inherited descriptor is closed by its other end (slirp4netns
+    /// --exit-fd); under `run`, the command is sent SIGTERM.
+    #[arg(long = "exit-fd")]
+    pub exit_fd: Option<i32>,
+    /// Write "1" to this inherited descriptor and close it once serving (slirp4netns
+    /// --ready-fd).
+    #[arg(long = "ready-fd")]
+    pub ready_fd: Option<i32>,
+    /// Forward the host's 127.0.0.1:PORT to the guest's port 22 (-1: none; default 2222 when
+    /// serving links, none under `run`).
+    #[arg(long = "ssh-port", allow_negative_numbers = true)]
+    pub ssh_port: Option<i32>,
     /// A static port forward, PROTO/HOST_ADDR:PORT=GUEST_ADDR:PORT (PROTO tcp or udp).
     /// Repeatable.
     #[arg(long)]
@@ -216,6 +225,11 @@ pub struct NetworkArgs {
     /// Do not map the host's virtual address to the host's loopback.
     #[arg(long = "disable-host-loopback")]
     pub disable_host_loopback: bool,
+    /// The gateway's address is also the host's loopback, as the host's virtual address is:
+    /// guest connections to its ports other than DNS, DHCP and the API reach 127.0.0.1 (WSL's
+    /// NAT mode and pasta's --map-gw do the same).
+    #[arg(long = "map-gateway")]
+    pub map_gateway: bool,
     /// Seconds a UDP mapping lives without traffic.
     #[arg(long = "udp-idle-timeout", default_value_t = 300)]
     pub udp_idle_timeout: u64,
@@ -285,6 +299,64 @@ pub struct NetworkArgs {
     pub dns_upstream: Vec<std::net::SocketAddr>,
     #[command(flatten)]
     pub auto_forward: crate::auto_forward::AutoForwardArgs,
+    /// A static DHCP lease, MAC=IP. Repeatable; replaces the default guest's lease
+    /// (5a:94:ef:e4:0c:ee → the subnet's second address) where it takes its MAC or address.
+    #[arg(long = "static-lease", value_parser = static_lease)]
+    pub static_lease: Vec<dhcp::StaticLease>,
+    /// No lease for the default guest's MAC (a -config file gives every lease itself).
+    #[arg(skip)]
+    pub no_default_lease: bool,
+    /// What a -config file says that no flag carries.
+    #[arg(skip)]
+    pub gvproxy: Option<std::sync::Arc<crate::gvconfig::Extras>>,
+}
+
+fn static_lease(s: &str) -> Result<dhcp::StaticLease, String> {
+    crate::leases::parse(s).map_err(|e| e.to_string())
+}
+
+/// The smallest MTU: IPv6's minimum link MTU (RFC 8200 §5).
+pub const MIN_MTU: u32 = 1280;
+/// The largest MTU: a frame (MTU plus the 14-byte Ethernet header) must fit the 16-bit length
+/// of the vpnkit, stdio and `/connect` framings, and Linux caps a TAP there too.
+pub const MAX_MTU: u32 = 65535 - 14;
+
+/// An MTU within [`MIN_MTU`]..=[`MAX_MTU`].
+fn mtu_in_range(s: &str) -> Result<u32, String> {
+    let mtu: u32 = s.parse().map_err(|e| format!("{e}"))?;
+    if !(MIN_MTU..=MAX_MTU).contains(&mtu) {
+        return Err(format!(
+            "{mtu} is outside {MIN_MTU}..={MAX_MTU} (IPv6's minimum MTU to the largest frame a link carries)"
+        ));
+    }
+    Ok(mtu)
+}
+
+/// A capture snapshot length: at least an Ethernet, IP and TCP header.
+fn snaplen(s: &str) -> Result<u32, String> {
+    match s.parse::<u32>() {
+        Ok(n) if n >= 64 => Ok(n),
+        Ok(_) => Err("must be at least 64".to_owned()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A size in bytes, or with a K, M or G suffix (powers of 1024).
+fn size(s: &str) -> Result<u64, String> {
+    let (digits, unit) = match s.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (s.get(..i).unwrap_or_default(), c),
+        _ => (s, 'B'),
+    };
+    let shift = match unit.to_ascii_uppercase() {
+        'B' => 0,
+        'K' => 10,
+        'M' => 20,
+        'G' => 30,
+        _ => return Err(format!("{s:?}: expected bytes, or a K, M or G suffix")),
+    };
+    let n: u64 = digits.parse().map_err(|e| format!("{s:?}: {e}"))?;
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| format!("{s:?} is too large"))
 }
 
 /// A count that must be at least 1.
@@ -351,6 +423,23 @@ pub struct ServeArgs {
     /// Ports served at once per listener.
     #[arg(long = "max-ports", default_value_t = crate::link::DEFAULT_MAX_PORTS)]
     pub max_ports: usize,
+    /// gvproxy's YAML configuration file; the flags given beside it win where gvproxy's do.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// A unix socket on the host whose connections are carried over SSH to the guest.
+    /// Repeatable; the n-th goes with the n-th -forward-dest, -forward-user and
+    /// -forward-identity.
+    #[arg(long = "forward-sock")]
+    pub forward_sock: Vec<String>,
+    /// The unix socket in the guest a -forward-sock reaches. Repeatable.
+    #[arg(long = "forward-dest")]
+    pub forward_dest: Vec<String>,
+    /// The guest user a -forward-sock logs in as. Repeatable.
+    #[arg(long = "forward-user")]
+    pub forward_user: Vec<String>,
+    /// The private key a -forward-sock logs in with. Repeatable.
+    #[arg(long = "forward-identity")]
+    pub forward_identity: Vec<PathBuf>,
     #[command(flatten)]
     pub network: NetworkArgs,
 }
@@ -369,12 +458,22 @@ impl ServeArgs {
     }
 }
 
+/// gvproxy's SSH forward port when serving links.
+pub const DEFAULT_SSH_PORT: i32 = 2222;
+
 /// `host-switch run [OPTIONS] -- CMD [ARGS...]`.
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
     /// The TAP device's name inside the new namespace.
     #[arg(long, default_value = "tap0")]
     pub tap: String,
+    /// The control API with /connect (unix://, tcp://, vsock://), as when serving links.
+    /// Repeatable.
+    #[arg(long)]
+    pub listen: Vec<String>,
+    /// The control API without /connect. Repeatable.
+    #[arg(long)]
+    pub services: Vec<String>,
     /// The TAP's MAC address (default 5a:94:ef:e4:0c:ee, the guest with the static lease).
     #[arg(long)]
     pub mac: Option<EthernetAddress>,
@@ -502,14 +601,7 @@ mod tests {
 
     #[test]
     fn refused_flags_are_named() {
-        for flag in [
-            "-forward-sock",
-            "-forward-dest",
-            "-forward-user",
-            "-forward-identity",
-            "-config",
-            "-notification",
-        ] {
+        for flag in ["-notification", "--notification"] {
             let err = parse(["host-switch", flag, "x"]).unwrap_err();
             let name = flag.trim_start_matches('-');
             assert!(
@@ -524,7 +616,7 @@ mod tests {
             "unix:///s",
             "-ec2-metadata-access",
         ]);
-        assert_eq!(s.network.ssh_port, -1);
+        assert_eq!(s.network.ssh_port, Some(-1));
         assert_eq!(s.services, ["unix:///s"]);
         assert!(s.network.ec2_metadata_access);
         // Unknown flags are clap errors, not silently accepted.
@@ -553,6 +645,7 @@ mod tests {
         };
         assert_eq!(run.network.mtu, Some(1500));
         assert_eq!(run.tap, "tap0");
+        assert_eq!(run.network.ssh_port, None, "no SSH forward unless asked");
         assert!(!run.network.debug, "-debug after -- belongs to the command");
         assert_eq!(
             run.command,
@@ -564,7 +657,26 @@ mod tests {
         );
         assert!(
             parse(["host-switch", "-listen", "unix:///a", "run", "--", "true"]).is_err(),
-            "serve flags and run do not mix"
+            "serve flags go after run"
+        );
+        let Some(Command::Run(run)) = parse([
+            "host-switch",
+            "run",
+            "-listen",
+            "unix:///a",
+            "-services",
+            "unix:///s",
+            "--",
+            "true",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!("expected run");
+        };
+        assert_eq!(
+            (run.listen, run.services),
+            (vec!["unix:///a".to_owned()], vec!["unix:///s".to_owned()])
         );
     }
 
@@ -691,6 +803,63 @@ mod tests {
             assert!(
                 err.to_string().contains("must be at least 1"),
                 "{flag}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn pcap_limits() {
+        let d = serve(&[]);
+        assert_eq!(d.network.pcap_max_size, 512 << 20);
+        assert_eq!(d.network.pcap_snaplen, crate::pcap::DEFAULT_SNAPLEN);
+        let s = serve(&["-pcap-max-size", "2K", "--pcap-snaplen=128"]);
+        assert_eq!(
+            (s.network.pcap_max_size, s.network.pcap_snaplen),
+            (2048, 128)
+        );
+        assert_eq!(
+            serve(&["--pcap-max-size", "1g"]).network.pcap_max_size,
+            1 << 30
+        );
+        assert_eq!(
+            serve(&["--pcap-max-size", "4096"]).network.pcap_max_size,
+            4096
+        );
+        assert!(parse(["host-switch", "--pcap-max-size", "3X"]).is_err());
+        assert!(parse(["host-switch", "--pcap-snaplen", "10"]).is_err());
+    }
+
+    #[test]
+    fn ssh_forward_flags_repeat() {
+        let s = serve(&[
+            "-forward-sock",
+            "/run/a.sock",
+            "-forward-dest",
+            "/run/podman/podman.sock",
+            "-forward-user",
+            "core",
+            "-forward-identity",
+            "/k",
+            "-forward-sock=/run/b.sock",
+            "-deviceIP",
+            "192.168.127.3",
+        ]);
+        assert_eq!(s.forward_sock, ["/run/a.sock", "/run/b.sock"]);
+        assert_eq!(s.forward_dest, ["/run/podman/podman.sock"]);
+        assert_eq!(s.forward_user, ["core"]);
+        assert_eq!(s.forward_identity, [PathBuf::from("/k")]);
+        assert_eq!(s.network.device_ip, Some(Ipv4Addr::new(192, 168, 127, 3)));
+    }
+
+    #[test]
+    fn mtu_bounds() {
+        assert_eq!(serve(&["-mtu", "1280"]).network.mtu, Some(1280));
+        assert_eq!(serve(&["-mtu", "65521"]).network.mtu, Some(65521));
+        for bad in ["1279", "576", "0", "65522", "70000"] {
+            let err = parse(["host-switch", "-mtu", bad]).unwrap_err();
+            assert!(
+                err.to_string().contains("outside 1280..=65521"),
+                "{bad}: {err}"
             );
         }
     }

@@ -9,7 +9,8 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use switch::guest::{self, GuestArgs};
 
 pub(crate) fn run(args: &GuestArgs) -> Result<ExitCode, String> {
-    super::init_logging_to(args.debug, args.log_file.as_deref())?;
+    let level = if args.debug { "debug" } else { "info" };
+    super::init_logging_to(level, args.log_file.as_deref())?;
     if !args.command.is_empty() && !args.setup {
         return Err("a command to start is taken with --setup only".to_owned());
     }

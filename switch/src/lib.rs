@@ -42,15 +42,25 @@ pub mod forward;
 pub mod framing;
 pub mod gateway;
 pub mod guest;
+pub mod gvconfig;
 pub mod launch;
+pub mod leases;
 pub mod link;
 pub mod mac_table;
+pub mod metrics;
 pub mod netlink;
 pub mod netns;
 pub mod pcap;
+pub mod pcap_rotate;
 pub mod port;
 pub mod runtime;
+pub mod ssh_forward;
 pub mod tap;
+pub mod watch;
+
+#[cfg(test)]
+#[path = "../tests/skip/mod.rs"]
+mod skip;
 
 pub use forward::{Decision, DropReason, Switch, SwitchConfig};
 pub use mac_table::PortId;

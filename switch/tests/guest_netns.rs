@@ -14,8 +14,9 @@
 //! - `--setup`: the namespace and veth pair with their addresses, and a server in the
 //!   isolated namespace reached from the VM's namespace through the relay;
 //! - vsock: where this machine has the vsock loopback transport (CID 1), the agent over
-//!   `vsock://`; where not, the test says why in `target/tmp/skipped-tests.txt`, which
-//!   `scripts/test` prints after the run (CI shows it), and on standard error.
+//!   `vsock://`; where not, the test says why on standard error and in the skip list
+//!   (`target/tmp/skipped-tests.txt`, see `tests/skip`), which `scripts/test` prints after
+//!   the run; the only skip CI allows, since no package brings a vsock peer.
 //!
 //! Needs root and `ip`, `curl`, `ping`, `dig`, `python3`; skips loudly otherwise (fails under
 //! CI=true). Traffic goes only to loopback and into the namespaces these tests create.
@@ -420,21 +421,6 @@ fn run_forwards_what_its_command_listens_on() {
     );
 }
 
-/// Records a skipped test where `scripts/test` prints it after the run, and says it now.
-fn report_skip(test: &str, why: &str) {
-    use std::io::Write;
-    let line = format!("{test}: SKIPPED: {why}");
-    eprintln!("\n!!!!! {line} !!!!!\n");
-    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("skipped-tests.txt");
-    if let Ok(mut f) = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-    {
-        let _ = writeln!(f, "{line}");
-    }
-}
-
 /// Whether a vsock connection from this machine to itself (CID 1, the loopback transport)
 /// works: the only vsock peer a test may use. Why not, otherwise.
 fn vsock_loopback() -> Result<u32, String> {
@@ -478,7 +464,7 @@ fn guest_over_vsock_where_the_machine_has_a_vsock_peer() {
     let port = match vsock_loopback() {
         Ok(port) => port,
         Err(why) => {
-            report_skip("guest_netns::guest_over_vsock", &why);
+            support::skip::unavailable("guest_netns::guest_over_vsock", &why);
             return;
         }
     };

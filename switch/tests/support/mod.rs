@@ -14,6 +14,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 pub(crate) mod dnsmasq;
+#[path = "../skip/mod.rs"]
+pub(crate) mod skip;
+pub(crate) mod sshd;
 pub(crate) mod stream;
 
 use switch::netns::Netns;
@@ -38,7 +41,7 @@ pub(crate) fn privileged(test: &str, tools: &[&str]) -> bool {
         "not running as root".to_owned()
     };
     assert!(!ci(), "{test}: cannot run under CI=true: {why}");
-    eprintln!("\n!!!!! SKIPPING {test}: {why} !!!!!\n");
+    skip::skipped(test, &why);
     false
 }
 
