@@ -34,6 +34,12 @@
 //!   ports get on the host's loopback, its API, and the watcher that feeds it.
 //! - [`guest`]: `host-switch guest`, the guest side (a TAP attached to host-switch, its own
 //!   DHCP lease, `--setup`'s namespace, veth pair and relay).
+//! - [`gvconfig`]: gvproxy's `-config` YAML file, with gvproxy's meaning; [`leases`]: the
+//!   static DHCP leases and the address a configured TAP takes, never two guests on one.
+//! - [`ssh_forward`]: `-forward-sock`, unix sockets carried over SSH into the guest.
+//! - [`metrics`]: `GET /metrics`, every `/stats` number in Prometheus text.
+//! - [`pcap_rotate`]: the capture file's size limit; [`watch`]: `--netns PID`'s holder,
+//!   `--exit-fd` and `--ready-fd`.
 
 pub mod api;
 pub mod auto_forward;
