@@ -30,8 +30,13 @@ pub struct Config {
     pub icmp_timeout: Duration,
     pub tcp_connect_timeout: Duration,
     /// Host connects in progress at once, over all workers (counted exactly, in the shared
-    /// [`crate::budget`]).
+    /// [`crate::budget`]). Each guest and each destination holds at most a fair share of
+    /// them (see [`crate::budget`]), and at most the two caps below.
     pub max_connects_in_flight: usize,
+    /// Connects in flight of one guest (source address), at most.
+    pub max_connects_per_guest: usize,
+    /// Connects in flight to one destination (address and port), at most.
+    pub max_connects_per_destination: usize,
     /// Live TCP connections, over all workers (TIME-WAIT not counted; each worker's table
     /// holds at most this many entries, TIME-WAIT included, and reclaims the oldest
     /// TIME-WAIT flow when full).
@@ -52,6 +57,15 @@ pub struct Config {
     /// answering) may take to write what the guest had been acknowledged to the host, before
     /// its host peer is reset (`--drain-timeout`; exit uses the same grace).
     pub drain_timeout: Duration,
+    /// In-guest API connections open at once, over all workers (each is a TCP flow too).
+    pub max_api_connections: usize,
+    /// An in-guest API connection must have sent its whole request this long after its SYN,
+    /// and taken the whole answer this long after the request; otherwise it is reset.
+    pub api_header_timeout: Duration,
+    /// Host sockets (descriptors) every flow together may hold: what the open-file limit
+    /// leaves once descriptors are set aside for everything else (see
+    /// [`crate::descriptors`]). A TCP flow, UDP mapping or echo request beyond it is refused.
+    pub max_host_sockets: usize,
     /// Guests known before they send anything (static DHCP leases): where inbound forwards
     /// send their frames.
     pub static_neighbours: Vec<(IpAddr, EthernetAddress)>,
@@ -79,7 +93,9 @@ impl Default for Config {
             udp_idle_timeout: Duration::from_secs(300),
             icmp_timeout: Duration::from_secs(10),
             tcp_connect_timeout: Duration::from_secs(30),
-            max_connects_in_flight: 512,
+            max_connects_in_flight: 1024,
+            max_connects_per_guest: 1024,
+            max_connects_per_destination: 1024,
             max_tcp_flows: 16384,
             max_tcp_flows_per_guest: 16384,
             max_udp_flows: 4096,
@@ -88,6 +104,9 @@ impl Default for Config {
             tcp_buffer: 1 << 20,
             api_max_request: 64 * 1024,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+            max_api_connections: 64,
+            api_header_timeout: Duration::from_secs(10),
+            max_host_sockets: usize::MAX,
             static_neighbours: Vec::new(),
             map_gateway: false,
         }

@@ -266,6 +266,10 @@ impl Forwarder {
 impl FlowHandler for Forwarder {
     fn handle_packet(&mut self, now: Instant, packet: FlowFrame, out: &dyn FrameSink) {
         let guest_ip = packet.packet.key.guest.ip();
+        if !self.shared.nat.source_allowed(guest_ip) {
+            Counters::bump(&self.shared.counters.foreign_source);
+            return;
+        }
         self.shared.learn(guest_ip, packet.packet.eth.src_addr);
         match packet.packet.l4 {
             FlowL4::Tcp(_) => self.tcp.handle(&mut self.shared, now, &packet, out),
@@ -287,6 +291,7 @@ impl FlowHandler for Forwarder {
         if now >= self.next_sweep {
             self.udp.sweep(&mut self.shared, now);
             self.icmp.sweep(&mut self.shared, now);
+            self.tcp.shrink();
             self.next_sweep = now + SWEEP;
         }
     }

@@ -22,6 +22,7 @@ use stack::wire::{
 };
 
 use crate::config::Config;
+use crate::descriptors::{self, Unit};
 use crate::frame::addresses;
 use crate::handler::{KIND_ICMP, Shared};
 use crate::stats::Counters;
@@ -34,6 +35,8 @@ struct PingFlow {
     socket: UdpSocket,
     ident: u16,
     last_active: Instant,
+    /// The socket's unit of the descriptor budget, given back when it closes.
+    _unit: Unit,
 }
 
 struct Pending {
@@ -167,6 +170,10 @@ impl IcmpTable {
     ) -> Option<&UdpSocket> {
         if matches!(self.mode, Mode::Unknown | Mode::Ping) {
             if !self.pings.contains_key(&(guest, ident)) {
+                let Some(unit) = Unit::take(&sh.budget) else {
+                    Counters::bump(&sh.counters.descriptor_limit);
+                    return None;
+                };
                 match open(Type::DGRAM, v6) {
                     Ok(socket) => {
                         let token = sh.token(KIND_ICMP);
@@ -179,8 +186,14 @@ impl IcmpTable {
                                 socket,
                                 ident,
                                 last_active: now,
+                                _unit: unit,
                             },
                         );
+                    }
+                    // Out of descriptors says nothing about whether ping sockets work.
+                    Err(e) if descriptors::is_exhausted(&e) => {
+                        descriptors::note_exhausted(&sh.counters, now, "an echo request", &e);
+                        return None;
                     }
                     Err(_) if self.mode == Mode::Unknown => self.mode = Mode::Raw,
                     Err(_) => return None,

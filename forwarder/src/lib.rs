@@ -13,6 +13,7 @@
 mod budget;
 pub mod config;
 pub mod control;
+pub mod descriptors;
 mod events;
 pub mod frame;
 mod handler;

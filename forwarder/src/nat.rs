@@ -7,6 +7,9 @@
 //! the guest subnet's own addresses, and addresses no host could answer from (loopback,
 //! unspecified, multicast, broadcast). Inbound, [`Nat::inbound`] maps a host peer's address
 //! back to the virtual one the guest knows, so replies carry the address it talked to.
+//! [`Nat::source_allowed`] is the ingress filter of BCP 38 (RFC 2827 §3): an IPv4 flow whose
+//! source is outside the guest subnet is not forwarded, so a guest cannot pose as thousands
+//! of guests (each with its own per-guest bounds) by spoofing its source address.
 
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -102,6 +105,15 @@ impl Nat {
             .map_or(src, |(from, _)| *from)
     }
 
+    /// Whether a guest may send from `src`: any IPv6 address (the guests' prefixes are
+    /// theirs to pick), an IPv4 one only inside the guest subnet when one is configured.
+    pub fn source_allowed(&self, src: IpAddr) -> bool {
+        match src {
+            IpAddr::V4(v4) => self.subnet.is_none() || self.in_subnet(v4),
+            IpAddr::V6(_) => true,
+        }
+    }
+
     fn in_subnet(&self, addr: Ipv4Addr) -> bool {
         self.subnet
             .is_some_and(|(net, mask)| u32::from(addr) & mask == net)
@@ -150,5 +162,20 @@ mod tests {
             nat.outbound(v4(169, 254, 169, 254)),
             Ok(v4(169, 254, 169, 254))
         );
+    }
+
+    #[test]
+    fn only_the_guest_subnet_may_be_a_source() {
+        let nat = Nat::new(&Config::default());
+        assert!(nat.source_allowed(v4(192, 168, 127, 2)));
+        assert!(nat.source_allowed(v4(192, 168, 127, 77)));
+        assert!(!nat.source_allowed(v4(10, 9, 9, 9)));
+        assert!(!nat.source_allowed(v4(192, 168, 128, 2)));
+        assert!(nat.source_allowed("fd00::2".parse().unwrap()));
+        let nat = Nat::new(&Config {
+            guest_subnet: None,
+            ..Config::default()
+        });
+        assert!(nat.source_allowed(v4(10, 9, 9, 9)));
     }
 }

@@ -40,7 +40,9 @@ macro_rules! counters {
 counters! {
     /// TCP connections opened (outbound, inbound and API), ever.
     tcp_total,
-    /// TCP connections open now.
+    /// TCP connections live now (outbound, inbound and API; those in TIME-WAIT are in
+    /// `tcp_time_wait` instead; those still handing their host what a gone or finished guest
+    /// sent count until done): what `limits.tcp_flows.open` counts.
     tcp_open,
     /// Host connects in progress now.
     tcp_connecting,
@@ -52,6 +54,10 @@ counters! {
     tcp_unreachable,
     /// SYNs refused because too many connects were in flight.
     tcp_connect_limit,
+    /// SYNs refused because their guest held its share of the connects in flight.
+    tcp_connect_guest_share,
+    /// SYNs refused because their destination held its share of the connects in flight.
+    tcp_connect_destination_share,
     /// SYNs refused because the TCP table was full (live flows at the bound, no TIME-WAIT
     /// flow to reclaim).
     tcp_flow_limit,
@@ -123,6 +129,9 @@ counters! {
     flows_guest_gone,
     /// Flows refused by NAT policy.
     nat_refused,
+    /// Packets dropped because their IPv4 source was outside the guest subnet (BCP 38
+    /// ingress filtering).
+    foreign_source,
     /// Packets of a kind the forwarder does not forward (ICMP errors from guests, …).
     unsupported,
     /// Frames sent to guests.
@@ -150,6 +159,16 @@ counters! {
     api_requests,
     /// In-guest API requests refused for being larger than `api_max_request` (413).
     api_too_large,
+    /// In-guest API connections refused (RST) because `max_api_connections` were open.
+    api_connection_limit,
+    /// In-guest API connections reset for not finishing within `api_header_timeout`.
+    api_timeouts,
+    /// Host sockets refused because flows held every descriptor set aside for them
+    /// (`max_host_sockets`): TCP SYNs get RST, UDP datagrams and echo requests are dropped.
+    descriptor_limit,
+    /// `socket()` or `accept()` calls that failed for want of descriptors (`EMFILE`,
+    /// `ENFILE`) although the budget allowed one.
+    no_descriptors,
 }
 
 impl Counters {

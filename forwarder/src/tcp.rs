@@ -1,27 +1,35 @@
 //! TCP: each guest connection ends in a TCP engine [`Connection`], paired with a host
-//! socket.
+//! socket. This module holds the table (flows, their timers, driving one flow); opening
+//! flows is [`outbound`]'s, [`inbound`]'s and [`api`]'s, moving their bytes [`pump`]'s, and
+//! winding them down [`drain`]'s.
 //!
-//! - Outbound: a guest SYN starts a non-blocking connect; the guest gets SYN-ACK only once
-//!   it completes ([`Connection::accept`]). Refused → RST; unreachable → ICMP host
-//!   unreachable; no answer within the connect timeout → RST. Connects in flight and live
-//!   connections, in total and per guest, are bounded across workers by the shared
+//! - Outbound ([`outbound`]): a guest SYN starts a non-blocking connect; the guest gets
+//!   SYN-ACK only once it completes ([`Connection::accept`]). Refused → RST; unreachable →
+//!   ICMP host unreachable; no answer within the connect timeout → RST. Connects in flight
+//!   (in total, and a fair share per guest and per destination), live connections (in total
+//!   and per guest) and host sockets are bounded across workers by the shared
 //!   [`crate::budget`] (beyond any, the SYN gets RST and a counter moves); a black-holed
-//!   destination only holds its own slot, never the worker.
+//!   destination only holds its own slot, never the worker. A `socket()` that fails for want
+//!   of descriptors is counted as such ([`crate::descriptors`]), not as a refusal by the host.
 //! - TIME-WAIT: a flow entering it gives its live-flow unit back and joins a queue, oldest
 //!   first. The table holds at most `max_tcp_flows` entries, TIME-WAIT included; when it is
 //!   full, the oldest TIME-WAIT flow is closed to make room (as Linux does past
 //!   `tcp_max_tw_buckets`), and only with none to reclaim is a SYN refused.
-//! - Data with backpressure both ways: the host socket is read only while the engine has
-//!   send capacity, and the engine's receive ring is consumed only as far as the host socket
-//!   took it (one `writev` of the ring's two slices). The guest's FIN becomes
+//! - Data with backpressure both ways ([`pump`]): the host socket is read only while the
+//!   engine has send capacity, and the engine's receive ring is consumed only as far as the
+//!   host socket took it (one `writev` of the ring's two slices). The guest's FIN becomes
 //!   `shutdown(SHUT_WR)` once the ring is drained; the host's EOF becomes our FIN. A guest
 //!   RST closes the host socket with `SO_LINGER 0`, so the host peer sees RST too; a host
 //!   error resets the guest. When the engine gives up on the guest (retransmissions), what
 //!   the guest sent before is still written out first (see [`drain`]).
-//! - Inbound forwards: an accepted host connection opens into the guest with
+//! - Inbound forwards ([`inbound`]): an accepted host connection opens into the guest with
 //!   [`Connection::connect`], from the gateway's address and a port that hashes back here.
-//! - The in-guest API: a connection to the gateway's API port is accepted at once and its
-//!   request handed to the [`crate::control::GuestApi`].
+//! - The in-guest API ([`api`]): a connection to the gateway's API port is accepted at once
+//!   and its request handed to the [`crate::control::GuestApi`]; bounded and timed.
+//! - `tcp_open` counts the flows that hold a unit of the live-flow budget, so it always
+//!   agrees with the budget's `tcp_flows` (TIME-WAIT flows are in `tcp_time_wait`). A flow
+//!   being wound down ([`drain`]) keeps its unit, and its host socket its descriptor, until
+//!   it ends.
 //!
 //! Every host socket is closed when its flow ends: on both FINs, on RST, or when the engine
 //! reports the connection closed and nothing more is owed to the host. A host socket is
@@ -33,31 +41,31 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
-use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use mio::Token;
-use socket2::{Domain, Protocol as SockProtocol, Socket, Type};
+use socket2::Socket;
 use stack::ingress::{FlowKey, FlowL4};
 use stack::tcp::{Config as TcpConfig, Connection, Endpoints, Event, State, reset_for_listener};
 use stack::time::Instant;
-use stack::wire::{EthernetAddress, IpAddresses, IpProtocol, TcpControl, TcpRepr};
+use stack::wire::{EthernetAddress, IpAddresses, TcpControl, TcpRepr};
 
-use crate::budget::Refusal;
 use crate::config::Config;
-use crate::frame::quote_of;
-use crate::handler::{KIND_TCP, KIND_TCP_LISTEN, Shared};
+use crate::descriptors::HostSocket;
+use crate::handler::{KIND_TCP, Shared};
 use crate::stats::Counters;
 use crate::worker::{FlowFrame, FrameSink};
 
-#[path = "tcp_drain.rs"]
+mod api;
 mod drain;
-#[path = "tcp_pump.rs"]
+mod inbound;
+mod outbound;
 mod pump;
 
 use drain::{Cause, Frozen, owes_host, reset_host};
-use pump::{pump_api, pump_from_host, pump_to_host};
+use inbound::resolve;
+use pump::{pump_from_host, pump_to_host};
 
 /// The most bytes read from a host socket in one call.
 const READ_CHUNK: usize = 256 * 1024;
@@ -75,7 +83,7 @@ struct Flow {
     key: FlowKey,
     conn: Connection,
     token: Token,
-    host: Option<Socket>,
+    host: Option<HostSocket>,
     /// The host socket is connected (an accepted one, or its connect succeeded): from then
     /// on it is owed the guest's stream.
     host_connected: bool,
@@ -102,12 +110,10 @@ struct Flow {
     host_eof: bool,
     shut_wr: bool,
     scheduled: Option<Instant>,
-    api_in: Vec<u8>,
-    api_out: Vec<u8>,
-    api_sent: usize,
-    api_done: bool,
+    /// The in-guest API's exchange, for [`Kind::Api`] flows.
+    api: Option<api::Exchange>,
     /// The guest whose live-flow unit this flow holds in the shared budget, until it is
-    /// given back (at TIME-WAIT or removal).
+    /// given back (at TIME-WAIT or removal); such a flow counts in `tcp_open`.
     budget: Option<IpAddr>,
     /// In TIME-WAIT, and queued in [`TcpTable::time_wait`].
     time_wait: bool,
@@ -117,6 +123,18 @@ struct Listener {
     socket: Socket,
     token: Token,
     remote: SocketAddr,
+}
+
+/// What a guest's SYN of no flow brings, for the path that opens its flow ([`api`] or
+/// [`outbound`]).
+struct Syn<'a> {
+    key: FlowKey,
+    endpoints: Endpoints,
+    repr: &'a TcpRepr,
+    mac: EthernetAddress,
+    addrs: IpAddresses,
+    /// The whole frame, for an ICMP error's quote.
+    frame: &'a [u8],
 }
 
 pub(crate) struct TcpTable {
@@ -226,128 +244,29 @@ impl TcpTable {
             send_rst(sh, out, mac, addrs, &repr);
             return;
         }
-        let endpoints = Endpoints::of_incoming(&addrs, &repr);
-        let gateway = IpAddr::V4(sh.config.gateway_ip);
+        let syn = Syn {
+            key,
+            endpoints: Endpoints::of_incoming(&addrs, &repr),
+            repr: &repr,
+            mac,
+            addrs,
+            frame: &packet.frame,
+        };
         let api_port = sh.config.api_port == Some(key.remote.port());
-        if key.remote.ip() == gateway && (api_port || !sh.config.map_gateway) {
+        // Under --map-gateway, the gateway's other ports are the host's loopback (the NAT
+        // rule the caller added), opened as any outbound flow.
+        if key.remote.ip() == IpAddr::V4(sh.config.gateway_ip)
+            && (api_port || !sh.config.map_gateway)
+        {
             let api = sh.control.guest_api();
             if api_port && api.is_some() {
-                if !self.make_room(sh) {
-                    Counters::bump(&sh.counters.tcp_flow_limit);
-                    send_rst(sh, out, mac, addrs, &repr);
-                    return;
-                }
-                let mut conn =
-                    Connection::syn_received(now, self.engine_for(gateway), endpoints, &repr);
-                conn.accept(now);
-                self.insert(sh, key, conn, None, mac, Kind::Api, None, Vec::new());
-                Counters::bump(&sh.counters.api_requests);
-                self.drive(sh, key, now, out);
+                self.open_api(sh, now, &syn, out);
             } else {
                 send_rst(sh, out, mac, addrs, &repr);
             }
             return;
         }
-        let real = match sh.nat.outbound(key.remote.ip()) {
-            Ok(real) => real,
-            Err(refusal) => {
-                Counters::bump(&sh.counters.nat_refused);
-                sh.flow_log.note(
-                    now,
-                    format_args!("TCP refused: {refusal}"),
-                    key.guest,
-                    key.remote,
-                );
-                send_rst(sh, out, mac, addrs, &repr);
-                return;
-            }
-        };
-        let guest = key.guest.ip();
-        if let Err(refusal) = sh.budget.tcp.take(guest) {
-            let (counter, what) = match refusal {
-                Refusal::Total => (&sh.counters.tcp_flow_limit, "TCP over --max-tcp-flows"),
-                Refusal::Guest => (
-                    &sh.counters.tcp_guest_limit,
-                    "TCP over --max-tcp-flows-per-guest",
-                ),
-            };
-            Counters::bump(counter);
-            sh.flow_log.note(now, what, key.guest, key.remote);
-            send_rst(sh, out, mac, addrs, &repr);
-            return;
-        }
-        if !self.make_room(sh) {
-            sh.budget.tcp.give(guest);
-            Counters::bump(&sh.counters.tcp_flow_limit);
-            sh.flow_log
-                .note(now, "TCP table full", key.guest, key.remote);
-            send_rst(sh, out, mac, addrs, &repr);
-            return;
-        }
-        if !sh.budget.connects.take() {
-            sh.budget.tcp.give(guest);
-            Counters::bump(&sh.counters.tcp_connect_limit);
-            sh.flow_log.note(
-                now,
-                "TCP connect over --max-connects",
-                key.guest,
-                key.remote,
-            );
-            send_rst(sh, out, mac, addrs, &repr);
-            return;
-        }
-        let dst = SocketAddr::new(real, key.remote.port());
-        let socket = match start_connect(dst) {
-            Ok(s) => s,
-            Err(e) => {
-                sh.budget.tcp.give(guest);
-                sh.budget.connects.give();
-                sh.flow_log.note(
-                    now,
-                    format_args!("TCP connect to {dst} failed: {e}"),
-                    key.guest,
-                    key.remote,
-                );
-                if is_unreachable(&e) {
-                    Counters::bump(&sh.counters.tcp_unreachable);
-                    let frame = sh.framer.unreachable(
-                        mac,
-                        addrs.reversed(),
-                        false,
-                        &quote_of(&packet.frame),
-                    );
-                    sh.send(out, frame);
-                } else {
-                    Counters::bump(&sh.counters.tcp_refused);
-                    send_rst(sh, out, mac, addrs, &repr);
-                }
-                return;
-            }
-        };
-        let conn = Connection::syn_received(now, self.engine_for(key.guest.ip()), endpoints, &repr);
-        let deadline = now + self.connect_timeout;
-        let inserted = self.insert(
-            sh,
-            key,
-            conn,
-            Some(socket),
-            mac,
-            Kind::Outbound,
-            Some(deadline),
-            quote_of(&packet.frame),
-        );
-        match self.flows.get_mut(&key) {
-            Some(flow) if inserted => {
-                flow.budget = Some(guest);
-                Counters::bump(&sh.counters.tcp_connecting);
-            }
-            _ => {
-                sh.budget.tcp.give(guest);
-                sh.budget.connects.give();
-                return;
-            }
-        }
-        self.schedule(key);
+        self.open_outbound(sh, now, &syn, out);
     }
 
     /// Whether the table has room for one more flow, closing the oldest flow in TIME-WAIT
@@ -381,9 +300,7 @@ impl TcpTable {
             return;
         }
         flow.time_wait = true;
-        if let Some(guest) = flow.budget.take() {
-            sh.budget.tcp.give(guest);
-        }
+        give_budget(sh, flow);
         Counters::bump(&sh.counters.tcp_time_wait);
         self.time_wait.push_back((key, flow.token));
         if self.time_wait.len() > 2 * self.max_flows + 64 {
@@ -399,7 +316,7 @@ impl TcpTable {
         sh: &mut Shared,
         key: FlowKey,
         conn: Connection,
-        host: Option<Socket>,
+        host: Option<HostSocket>,
         guest_mac: EthernetAddress,
         kind: Kind,
         connecting: Option<Instant>,
@@ -434,16 +351,12 @@ impl TcpTable {
                 host_eof: false,
                 shut_wr: false,
                 scheduled: None,
-                api_in: Vec::new(),
-                api_out: Vec::new(),
-                api_sent: 0,
-                api_done: false,
+                api: None,
                 budget: None,
                 time_wait: false,
             },
         );
         Counters::bump(&sh.counters.tcp_total);
-        Counters::bump(&sh.counters.tcp_open);
         true
     }
 
@@ -455,29 +368,35 @@ impl TcpTable {
         };
         self.by_token.remove(&flow.token);
         if flow.connecting.take().is_some() {
-            sh.budget.connects.give();
+            sh.budget.connects.give(key.guest.ip(), key.remote);
             Counters::dec(&sh.counters.tcp_connecting);
         }
-        if let Some(guest) = flow.budget.take() {
-            sh.budget.tcp.give(guest);
+        give_budget(sh, &mut flow);
+        if flow.kind == Kind::Api {
+            sh.budget.api.give();
         }
         if flow.time_wait {
             Counters::dec(&sh.counters.tcp_time_wait);
         }
         drain::close_host(sh, &mut self.log, &mut flow, Cause::Linger);
-        Counters::dec(&sh.counters.tcp_open);
     }
 
     fn schedule(&mut self, key: FlowKey) {
         let Some(flow) = self.flows.get_mut(&key) else {
             return;
         };
+        // A frozen flow's engine is done: only its own deadline (and the host's progress)
+        // matter. Otherwise the engine's timers, the connect's and the API exchange's.
         let next = match &flow.frozen {
             Some(frozen) => Some(frozen.next()),
-            None => [flow.conn.poll_timeout(), flow.connecting]
-                .into_iter()
-                .flatten()
-                .min(),
+            None => [
+                flow.conn.poll_timeout(),
+                flow.connecting,
+                api::deadline(flow),
+            ]
+            .into_iter()
+            .flatten()
+            .min(),
         };
         if next != flow.scheduled {
             flow.scheduled = next;
@@ -491,6 +410,44 @@ impl TcpTable {
                 .values()
                 .filter_map(|f| f.scheduled.map(|at| Reverse((at, f.token.0))))
                 .collect();
+        }
+    }
+
+    /// Gives back the memory a burst of flows left behind: a table at a quarter of its
+    /// capacity or less shrinks to twice its size (run once a sweep, so a table that fills
+    /// and empties again does not shrink and grow on every flow).
+    pub(crate) fn shrink(&mut self) {
+        fn shrink<K: std::hash::Hash + Eq, V>(map: &mut HashMap<K, V>) {
+            if map.capacity() > 64 && map.len() < map.capacity() / 4 {
+                map.shrink_to(map.len() * 2);
+            }
+        }
+        shrink(&mut self.flows);
+        shrink(&mut self.by_token);
+        if self.timers.capacity() > 64 && self.timers.len() < self.timers.capacity() / 4 {
+            self.timers.shrink_to(self.timers.len() * 2);
+        }
+        if self.time_wait.capacity() > 64 && self.time_wait.len() < self.time_wait.capacity() / 4 {
+            self.time_wait.shrink_to(self.time_wait.len() * 2);
+        }
+    }
+
+    /// Flows the table has room for without growing.
+    #[cfg(test)]
+    pub(crate) fn capacity(&self) -> usize {
+        self.flows.capacity()
+    }
+
+    /// Tries every flow's host socket again as a writable wake-up would: the kernel may
+    /// make room below the wake-up's threshold, and tests need to know what it will take.
+    #[cfg(test)]
+    pub(crate) fn retry_writes(&mut self, sh: &mut Shared, now: Instant, out: &dyn FrameSink) {
+        let keys: Vec<FlowKey> = self.flows.keys().copied().collect();
+        for key in keys {
+            if let Some(flow) = self.flows.get_mut(&key) {
+                flow.writable = true;
+            }
+            self.drive(sh, key, now, out);
         }
     }
 
@@ -524,20 +481,14 @@ impl TcpTable {
                     .note(now, "TCP connect timed out", key.guest, key.remote);
                 flow.conn.refuse(now);
                 self.connect_done(sh, key);
+            } else if api::overdue(flow, now) {
+                Counters::bump(&sh.counters.api_timeouts);
+                flow.api = None;
+                flow.conn.abort(now);
             } else {
                 flow.conn.handle_timeout(now);
             }
             self.drive(sh, key, now, out);
-        }
-    }
-
-    fn connect_done(&mut self, sh: &mut Shared, key: FlowKey) {
-        if let Some(flow) = self.flows.get_mut(&key)
-            && flow.connecting.take().is_some()
-        {
-            flow.quote = Vec::new();
-            sh.budget.connects.give();
-            Counters::dec(&sh.counters.tcp_connecting);
         }
     }
 
@@ -562,45 +513,8 @@ impl TcpTable {
             self.flush(sh, key, now);
             return;
         }
-        if flow.connecting.is_some() {
-            let Some(host) = &flow.host else { return };
-            let error = match host.take_error() {
-                Ok(Some(e)) | Err(e) => Some(e),
-                Ok(None) => match host.peer_addr() {
-                    Ok(_) => None,
-                    // Not connected yet: a spurious wake-up.
-                    Err(_) => return,
-                },
-            };
-            if let Some(e) = &error {
-                sh.flow_log.note(
-                    now,
-                    format_args!("TCP connect failed: {e}"),
-                    key.guest,
-                    key.remote,
-                );
-            }
-            match error {
-                None => {
-                    flow.host_connected = true;
-                    flow.conn.accept(now);
-                    self.connect_done(sh, key);
-                }
-                Some(e) if is_unreachable(&e) => {
-                    Counters::bump(&sh.counters.tcp_unreachable);
-                    let quote = std::mem::take(&mut flow.quote);
-                    let addrs = flow.conn.endpoints().addrs;
-                    let frame = sh.framer.unreachable(flow.guest_mac, addrs, false, &quote);
-                    sh.send(out, frame);
-                    self.remove(sh, key);
-                    return;
-                }
-                Some(_) => {
-                    Counters::bump(&sh.counters.tcp_refused);
-                    flow.conn.refuse(now);
-                    self.connect_done(sh, key);
-                }
-            }
+        if flow.connecting.is_some() && !self.connect_ready(sh, now, key, out) {
+            return;
         }
         self.drive(sh, key, now, out);
     }
@@ -629,7 +543,7 @@ impl TcpTable {
                 }
             }
             if flow.kind == Kind::Api {
-                progress |= pump_api(sh, flow, key, now);
+                progress |= api::pump(sh, flow, key, now);
             } else if flow.connecting.is_none() {
                 progress |= pump_to_host(sh, &mut self.log, flow, now);
                 progress |= pump_from_host(sh, &mut self.log, flow, now, &mut self.buf);
@@ -673,143 +587,20 @@ impl TcpTable {
             self.schedule(key);
         }
     }
-
-    pub(crate) fn listen(&mut self, sh: &mut Shared, id: u64, socket: Socket, remote: SocketAddr) {
-        if self.draining {
-            return;
-        }
-        let token = sh.token(KIND_TCP_LISTEN);
-        if sh.register(&socket, token).is_err() {
-            return;
-        }
-        self.listen_tokens.insert(token, id);
-        self.listeners.insert(
-            id,
-            Listener {
-                socket,
-                token,
-                remote,
-            },
-        );
-    }
-
-    pub(crate) fn unlisten(&mut self, sh: &Shared, id: u64) {
-        if let Some(l) = self.listeners.remove(&id) {
-            sh.deregister_fd(&l.socket);
-            self.listen_tokens.remove(&l.token);
-        }
-    }
-
-    pub(crate) fn accept(
-        &mut self,
-        sh: &mut Shared,
-        now: Instant,
-        token: Token,
-        out: &dyn FrameSink,
-    ) {
-        let Some(id) = self.listen_tokens.get(&token).copied() else {
-            return;
-        };
-        loop {
-            let Some(l) = self.listeners.get(&id) else {
-                return;
-            };
-            let remote = l.remote;
-            let socket = match l.socket.accept() {
-                Ok((s, _)) => s,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => return,
-            };
-            let ours = IpAddr::V4(sh.config.gateway_ip);
-            let mac = sh.control.neighbour(remote.ip());
-            let flows = &self.flows;
-            let port = sh.pick_port(IpProtocol::Tcp, remote, ours, now.as_micros(), |p| {
-                flows.contains_key(&FlowKey {
-                    protocol: IpProtocol::Tcp,
-                    guest: remote,
-                    remote: SocketAddr::new(ours, p),
-                })
-            });
-            let (Some(port), Some(addrs)) = (port, crate::frame::addresses(ours, remote.ip()))
-            else {
-                Counters::bump(&sh.counters.inbound_dropped);
-                continue;
-            };
-            if let Err(refusal) = sh.budget.tcp.take(remote.ip()) {
-                Counters::bump(match refusal {
-                    Refusal::Total => &sh.counters.tcp_flow_limit,
-                    Refusal::Guest => &sh.counters.tcp_guest_limit,
-                });
-                Counters::bump(&sh.counters.inbound_dropped);
-                continue;
-            }
-            if !self.make_room(sh) || socket.set_nonblocking(true).is_err() {
-                sh.budget.tcp.give(remote.ip());
-                Counters::bump(&sh.counters.inbound_dropped);
-                continue;
-            }
-            let _ = socket.set_nodelay(true);
-            let endpoints = Endpoints {
-                addrs,
-                local_port: port,
-                remote_port: remote.port(),
-            };
-            let conn = Connection::connect(now, self.engine_for(remote.ip()), endpoints);
-            let key = FlowKey {
-                protocol: IpProtocol::Tcp,
-                guest: remote,
-                remote: SocketAddr::new(ours, port),
-            };
-            Counters::bump(&sh.counters.inbound_accepted);
-            let inserted = self.insert(
-                sh,
-                key,
-                conn,
-                Some(socket),
-                mac.unwrap_or(EthernetAddress::BROADCAST),
-                Kind::Inbound,
-                None,
-                Vec::new(),
-            );
-            match self.flows.get_mut(&key) {
-                Some(flow) if inserted => {
-                    flow.budget = Some(remote.ip());
-                    // Not seen yet: the SYN waits for its MAC (see `resolve`).
-                    flow.resolved = mac.is_some();
-                }
-                _ => {
-                    sh.budget.tcp.give(remote.ip());
-                    continue;
-                }
-            }
-            self.drive(sh, key, now, out);
-        }
-    }
 }
 
-/// An inbound flow whose guest MAC was unknown: true once the control plane knows it (from
-/// the guest's flows or its ARP to the gateway). Until then every segment the engine sends
-/// is held back (counted) and an ARP request asks for the guest; the engine's SYN
-/// retransmission (RFC 6298 §5, RFC 9293 §3.8.1) brings the next attempt.
-fn resolve(sh: &Shared, flow: &mut Flow, key: FlowKey, now: Instant, out: &dyn FrameSink) -> bool {
-    if let Some(mac) = sh.control.neighbour(key.guest.ip()) {
-        flow.guest_mac = mac;
-        flow.resolved = true;
-        return true;
+/// Notes that `flow` holds a unit of the live-flow budget for `guest` (it counts as open).
+fn hold_budget(sh: &Shared, flow: &mut Flow, guest: IpAddr) {
+    flow.budget = Some(guest);
+    Counters::bump(&sh.counters.tcp_open);
+}
+
+/// Gives back the live-flow unit `flow` holds, if any (it no longer counts as open).
+fn give_budget(sh: &Shared, flow: &mut Flow) {
+    if let Some(guest) = flow.budget.take() {
+        sh.budget.tcp.give(guest);
+        Counters::dec(&sh.counters.tcp_open);
     }
-    let mut held = false;
-    while flow.conn.poll_transmit(now).is_some() {
-        held = true;
-    }
-    if held {
-        Counters::bump(&sh.counters.inbound_unresolved);
-        if let (IpAddr::V4(target), IpAddr::V4(ours)) = (key.guest.ip(), key.remote.ip()) {
-            Counters::bump(&sh.counters.arp_requests);
-            sh.send(out, Some(sh.framer.arp_request(ours, target)));
-        }
-    }
-    false
 }
 
 fn send_rst(
@@ -829,28 +620,6 @@ fn send_rst(
         }
         None if !repr.control.rst() => Counters::bump(&sh.counters.tcp_probes_dropped),
         None => {}
-    }
-}
-
-fn is_unreachable(e: &io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(libc::ENETUNREACH | libc::EHOSTUNREACH)
-    )
-}
-
-fn start_connect(dst: SocketAddr) -> io::Result<Socket> {
-    let socket = Socket::new(
-        Domain::for_address(dst),
-        Type::STREAM,
-        Some(SockProtocol::TCP),
-    )?;
-    socket.set_nonblocking(true)?;
-    socket.set_nodelay(true)?;
-    match socket.connect(&dst.into()) {
-        Ok(()) => Ok(socket),
-        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => Ok(socket),
-        Err(e) => Err(e),
     }
 }
 

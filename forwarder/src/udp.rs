@@ -24,6 +24,7 @@ use stack::wire::{EthernetAddress, IpProtocol};
 
 use crate::budget::Refusal;
 use crate::config::Config;
+use crate::descriptors::{self, Unit};
 use crate::frame::{Quote, addresses, quote_of, synth_quote};
 use crate::handler::{KIND_UDP, KIND_UDP_LISTEN, Shared};
 use crate::stats::Counters;
@@ -49,6 +50,8 @@ struct Flow {
     /// The virtual address the guest last sent to for the host's loopback (the host's
     /// address, or the gateway's under `--map-gateway`): replies from loopback come from it.
     loopback_as: Option<IpAddr>,
+    /// The socket's unit of the descriptor budget, given back with the mapping.
+    _unit: Unit,
 }
 
 impl Flow {
@@ -203,6 +206,8 @@ impl UdpTable {
             }
             let Some(flow) = open(sh, mac, real, now) else {
                 sh.budget.udp.give(key.guest.ip());
+                sh.flow_log
+                    .note(now, "UDP socket not opened", key.guest, key.remote);
                 return;
             };
             self.by_token.insert(flow.token, key.guest);
@@ -447,7 +452,19 @@ fn open(sh: &mut Shared, guest_mac: EthernetAddress, real: IpAddr, now: Instant)
     } else {
         Domain::IPV6
     };
-    let socket = Socket::new(domain, Type::DGRAM, Some(SockProtocol::UDP)).ok()?;
+    let Some(unit) = Unit::take(&sh.budget) else {
+        Counters::bump(&sh.counters.descriptor_limit);
+        return None;
+    };
+    let socket = match Socket::new(domain, Type::DGRAM, Some(SockProtocol::UDP)) {
+        Ok(socket) => socket,
+        Err(e) => {
+            if descriptors::is_exhausted(&e) {
+                descriptors::note_exhausted(&sh.counters, now, "a UDP mapping", &e);
+            }
+            return None;
+        }
+    };
     socket.set_nonblocking(true).ok()?;
     let any: SocketAddr = if real.is_ipv4() {
         SocketAddr::from(([0u8; 4], 0))
@@ -466,5 +483,6 @@ fn open(sh: &mut Shared, guest_mac: EthernetAddress, real: IpAddr, now: Instant)
         sent: [None; QUOTED],
         next_sent: 0,
         loopback_as: None,
+        _unit: unit,
     })
 }

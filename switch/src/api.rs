@@ -199,7 +199,9 @@ fn mount_forwarder(
     );
 }
 
-/// The request size bounds of the two HTTP APIs.
+/// The bounds `/stats` shows that are not in the runtime's or the forwarder's budget: the
+/// request size bounds of the two HTTP APIs, the in-guest API's deadline, and how the
+/// open-file limit was shared out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ApiLimits {
     /// The largest request body of the control API.
@@ -207,13 +209,20 @@ pub struct ApiLimits {
     /// The largest request (head and body) of the in-guest API
     /// (`forwarder::Config::api_max_request`), shown in `/stats`.
     pub guest_max_request: usize,
+    /// `forwarder::Config::api_header_timeout`.
+    pub api_header_timeout: std::time::Duration,
+    /// The open-file limit's plan, where one was made.
+    pub descriptors: Option<forwarder::descriptors::DescriptorPlan>,
 }
 
 impl Default for ApiLimits {
     fn default() -> ApiLimits {
+        let fwd = forwarder::Config::default();
         ApiLimits {
             max_request: MAX_BODY,
-            guest_max_request: forwarder::Config::default().api_max_request,
+            guest_max_request: fwd.api_max_request,
+            api_header_timeout: fwd.api_header_timeout,
+            descriptors: None,
         }
     }
 }
@@ -360,6 +369,16 @@ fn limits_json(
                                 "guests": budget.udp_guests, "refused": f.udp_guest_limit},
         "connects": {"max": budget.max_connects, "open": budget.connects,
                      "refused": f.tcp_connect_limit},
+        "connects_per_guest": {"max": budget.max_connects_per_guest,
+                               "guests": budget.connects_guests,
+                               "refused": f.tcp_connect_guest_share},
+        "connects_per_destination": {"max": budget.max_connects_per_destination,
+                                     "destinations": budget.connects_destinations,
+                                     "refused": f.tcp_connect_destination_share},
+        "descriptors": {"max": budget.max_host_sockets, "open": budget.host_sockets,
+                        "refused": f.descriptor_limit, "exhausted": f.no_descriptors,
+                        "limit": api.limits.descriptors.map(|p| p.limit),
+                        "reserved": api.limits.descriptors.map(|p| p.reserved)},
         "reassembly_bytes": {"max": l.reassembly.max_bytes, "held": s.reassembly.bytes_held,
                              "peak": s.reassembly.peak_bytes_held,
                              "refused": s.reassembly.dropped(FragDropReason::MemoryLimit)},
@@ -386,6 +405,11 @@ fn limits_json(
         "api_request": {"max": api.limits.max_request,
                         "refused": api.too_large.load(Ordering::Relaxed)},
         "guest_api_request": {"max": api.limits.guest_max_request, "refused": f.api_too_large},
+        "guest_api_connections": {"max": budget.max_api_connections,
+                                  "open": budget.api_connections,
+                                  "refused": f.api_connection_limit},
+        "guest_api_header_timeout": {"secs": api.limits.api_header_timeout.as_secs(),
+                                     "expired": f.api_timeouts},
     })
 }
 

@@ -77,6 +77,10 @@ const LONG_FLAGS: &[&str] = &[
     "forward-identity",
     "deviceIP",
     "config",
+    "max-connects-per-guest",
+    "max-connects-per-destination",
+    "max-api-connections",
+    "api-header-timeout",
 ];
 
 /// gvproxy flags host-switch refuses, and why.
@@ -236,10 +240,21 @@ pub struct NetworkArgs {
     /// Seconds a host connect may take before the guest gets RST.
     #[arg(long = "tcp-connect-timeout", default_value_t = 30)]
     pub tcp_connect_timeout: u64,
-    /// Host connects in progress at once (beyond: the guest's SYN gets RST).
-    #[arg(long = "max-connects", default_value_t = 512, value_parser = at_least_one)]
+    /// Host connects in progress at once (beyond: the guest's SYN gets RST). One guest, or
+    /// one destination, holds at most a fair share: half while it is alone, a third of them
+    /// once two hold some, and so on.
+    #[arg(long = "max-connects", default_value_t = forwarder::Config::default().max_connects_in_flight, value_parser = at_least_one)]
     pub max_connects: usize,
+    /// Host connects in progress of one guest address, at most (below its fair share;
+    /// default: --max-connects).
+    #[arg(long = "max-connects-per-guest", value_parser = at_least_one)]
+    pub max_connects_per_guest: Option<usize>,
+    /// Host connects in progress to one destination address and port, at most (below its
+    /// fair share; default: --max-connects).
+    #[arg(long = "max-connects-per-destination", value_parser = at_least_one)]
+    pub max_connects_per_destination: Option<usize>,
     /// Live TCP connections of all guests (beyond: RST; TIME-WAIT flows are reclaimed).
+    /// Lowered to what the open-file limit leaves for flows.
     #[arg(long = "max-tcp-flows", default_value_t = 16384, value_parser = at_least_one)]
     pub max_tcp_flows: usize,
     /// Live TCP connections of one guest address (default: --max-tcp-flows).
@@ -293,6 +308,14 @@ pub struct NetworkArgs {
     /// guest was acknowledged; what is left then is reset. A second signal exits at once.
     #[arg(long = "drain-timeout", default_value = "3", value_parser = seconds)]
     pub drain_timeout: std::time::Duration,
+    /// Guest connections to the in-guest API (the gateway's port 80) open at once; each is a
+    /// TCP flow too (beyond: RST).
+    #[arg(long = "max-api-connections", default_value_t = forwarder::Config::default().max_api_connections, value_parser = at_least_one)]
+    pub max_api_connections: usize,
+    /// Seconds a guest connection to the in-guest API has to send its request, and then to
+    /// take the answer (beyond: RST).
+    #[arg(long = "api-header-timeout", default_value_t = forwarder::Config::default().api_header_timeout.as_secs(), value_parser = at_least_one_u64)]
+    pub api_header_timeout: u64,
     /// An upstream DNS resolver, IP or IP:PORT; repeat for failover, in order (default: the
     /// nameservers of the host's /etc/resolv.conf).
     #[arg(long = "dns-upstream", value_parser = dns::resolv_conf::parse_upstream)]

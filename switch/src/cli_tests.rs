@@ -360,6 +360,43 @@ fn mtu_bounds() {
 }
 
 #[test]
+fn guest_fairness_flags() {
+    let s = serve(&[
+        "-max-connects-per-guest",
+        "7",
+        "--max-connects-per-destination=8",
+        "-max-api-connections",
+        "9",
+        "-api-header-timeout",
+        "3",
+    ]);
+    let n = &s.network;
+    assert_eq!(
+        (n.max_connects_per_guest, n.max_connects_per_destination),
+        (Some(7), Some(8))
+    );
+    assert_eq!((n.max_api_connections, n.api_header_timeout), (9, 3));
+    let d = serve(&[]);
+    assert_eq!(d.network.max_connects_per_guest, None);
+    assert_eq!(
+        (d.network.max_api_connections, d.network.api_header_timeout),
+        (64, 10)
+    );
+    for flag in [
+        "--max-connects-per-guest",
+        "--max-connects-per-destination",
+        "--max-api-connections",
+        "--api-header-timeout",
+    ] {
+        let err = parse(["host-switch", flag, "0"]).unwrap_err();
+        assert!(
+            err.to_string().contains("must be at least 1"),
+            "{flag}: {err}"
+        );
+    }
+}
+
+#[test]
 fn version_single_dash() {
     let err = parse(["host-switch", "-version"]).unwrap_err();
     let CliError::Clap(e) = err else {

@@ -121,9 +121,12 @@ pub fn launch(
         .args(command);
     let fd = theirs.as_raw_fd();
     // SAFETY: the closure runs in the child between fork and exec and makes only
-    // async-signal-safe calls (dup2, fcntl) on a descriptor that is open in the child.
+    // async-signal-safe calls (dup2, fcntl, getrlimit, setrlimit) on a descriptor that is
+    // open in the child.
     unsafe {
         cmd.pre_exec(move || {
+            // The command gets the open-file limit it would have had without us.
+            crate::sys::restore_nofile_limit()?;
             if fd == CHILD_FD {
                 let flags = libc::fcntl(fd, libc::F_GETFD);
                 if flags < 0 || libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {

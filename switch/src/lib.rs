@@ -26,6 +26,8 @@
 //!   advertisements, DHCPv4 — over one parse per frame; everything else leaves as a flow.
 //! - [`runtime`]: the running pipeline — switch thread, gateway thread, worker pool — behind
 //!   [`Runtime::start`], [`Runtime::attacher`], [`Runtime::stats`] and [`Runtime::shutdown`].
+//! - [`sys`]: the one `poll(2)` links wait in (a hang-up is the link gone, never "not ready"),
+//!   and the open-file limit.
 //! - [`link`]: the transports (TAP, QEMU stream, HTTP `/connect`, stdio, vpnkit, vfkit, bess),
 //!   each a port factory serving many guests.
 //! - [`netlink`]: rtnetlink (links, addresses, routes, veth pairs) and sock_diag (listening
@@ -61,6 +63,7 @@ pub mod pcap_rotate;
 pub mod port;
 pub mod runtime;
 pub mod ssh_forward;
+pub mod sys;
 pub mod tap;
 pub mod watch;
 

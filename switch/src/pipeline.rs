@@ -7,6 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use forwarder::descriptors::{self, DescriptorPlan};
 use forwarder::{Control, Protocol};
 use switch::api::{self, Router};
 use switch::auto_forward::{self, AutoForwards, Policy};
@@ -72,7 +73,7 @@ impl Pipeline {
         if net.map_gateway {
             nat.push((IpAddr::V4(addressing.gateway), loopback));
         }
-        let fwd = forwarder::Config {
+        let mut fwd = forwarder::Config {
             gateway_ip: addressing.gateway,
             nat,
             map_gateway: net.map_gateway,
@@ -82,6 +83,12 @@ impl Pipeline {
             udp_idle_timeout: Duration::from_secs(net.udp_idle_timeout),
             tcp_connect_timeout: Duration::from_secs(net.tcp_connect_timeout),
             max_connects_in_flight: net.max_connects,
+            max_connects_per_guest: net.max_connects_per_guest.unwrap_or(net.max_connects),
+            max_connects_per_destination: net
+                .max_connects_per_destination
+                .unwrap_or(net.max_connects),
+            max_api_connections: net.max_api_connections,
+            api_header_timeout: Duration::from_secs(net.api_header_timeout),
             max_tcp_flows: net.max_tcp_flows,
             max_tcp_flows_per_guest: net.max_tcp_flows_per_guest.unwrap_or(net.max_tcp_flows),
             max_udp_flows: net.max_udp_flows,
@@ -93,9 +100,12 @@ impl Pipeline {
             max_icmp_requests: net.max_icmp_requests,
             ..forwarder::Config::default()
         };
+        let descriptors = plan_descriptors(&mut fwd);
         let api_limits = api::ApiLimits {
             max_request: net.max_api_request.unwrap_or(switch::link::http::MAX_BODY),
             guest_max_request: fwd.api_max_request,
+            api_header_timeout: fwd.api_header_timeout,
+            descriptors,
         };
         config.mac_table_size = net.max_mac_entries;
         let fragment_timeout = Duration::from_secs(net.fragment_timeout);
@@ -278,4 +288,33 @@ impl Pipeline {
             tracing::warn!(error = %e, "pcap capture incomplete");
         }
     }
+}
+
+/// Raises the open-file limit to the hard one and gives flows what it leaves once the
+/// reserve is set aside (`forwarder::descriptors`), lowering the flow bounds that asked for
+/// more.
+fn plan_descriptors(fwd: &mut forwarder::Config) -> Option<DescriptorPlan> {
+    let limit = match switch::sys::raise_nofile_limit() {
+        Ok(limit) => limit,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the open-file limit; flows are not sized to it");
+            return None;
+        }
+    };
+    if limit.soft > limit.was {
+        tracing::info!(from = limit.was, to = limit.soft, "open-file limit raised");
+    }
+    let in_use = switch::sys::open_descriptors().unwrap_or(0);
+    let plan = DescriptorPlan::new(limit.soft, in_use);
+    for lowered in descriptors::fit(fwd, &plan) {
+        tracing::warn!(
+            bound = lowered.bound,
+            asked = lowered.asked,
+            now = lowered.now,
+            limit = plan.limit,
+            reserved = plan.reserved,
+            "the open-file limit leaves fewer host sockets than this bound; lowered"
+        );
+    }
+    Some(plan)
 }

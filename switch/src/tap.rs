@@ -16,7 +16,8 @@
 //! Each [`Tap::read_frame`] returns exactly one frame (without FCS); the buffer must hold
 //! MTU + 14 bytes or longer frames are cut short. Each [`Tap::write_frame`] sends one frame.
 //! Both block unless [`Tap::set_nonblocking`] was called; [`Tap::wait_readable`] waits with a
-//! timeout, and the raw descriptor is there for an event loop.
+//! timeout, and the raw descriptor is there for an event loop. Once the interface is deleted
+//! (`ip link del`), reads, writes and waits fail with errors [`crate::sys::is_gone`] accepts.
 
 use std::ffi::CString;
 use std::fs::{File, OpenOptions};
@@ -236,29 +237,9 @@ impl Tap {
     }
 
     /// Waits until a frame can be read, at most `timeout` (`None`: forever). Returns whether
-    /// one can, or a read would report an error (the device was deleted: `POLLERR`).
+    /// one can; an error [`crate::sys::is_gone`] accepts once the interface is deleted.
     pub fn wait_readable(&self, timeout: Option<Duration>) -> io::Result<bool> {
-        let timeout_ms = match timeout {
-            None => -1,
-            Some(t) => i32::try_from(t.as_millis()).unwrap_or(i32::MAX),
-        };
-        let mut pfd = libc::pollfd {
-            fd: self.file.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        loop {
-            // SAFETY: `pfd` is one valid pollfd that lives across the call, matching nfds = 1.
-            let rc = unsafe { libc::poll(&raw mut pfd, 1, timeout_ms) };
-            if rc >= 0 {
-                let ready = libc::POLLIN | libc::POLLERR | libc::POLLHUP | libc::POLLNVAL;
-                return Ok(rc > 0 && pfd.revents & ready != 0);
-            }
-            let err = io::Error::last_os_error();
-            if err.kind() != io::ErrorKind::Interrupted {
-                return Err(err);
-            }
-        }
+        crate::sys::wait_readable(self.file.as_fd(), timeout)
     }
 
     /// A second descriptor on the same queue (for a reader and a writer thread).

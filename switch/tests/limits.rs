@@ -212,16 +212,18 @@ print(json.dumps({"echoed": echoed}), flush=True)
 "#;
 
 /// Guest side of the connects-in-flight test: two connects that never complete (their SYNs
-/// are dropped by a host listener with a full backlog), a third refused at once, then after
-/// the first two gave up, a connect to the echo server.
+/// are dropped by host listeners with a full backlog), from two guest addresses to two
+/// listeners (one guest, or one destination, holds only its fair share of the connects), a
+/// third refused at once, then after the first two gave up, a connect to the echo server.
 const CONNECTS: &str = r#"
 import json, socket, sys, time
-stuck, echo = int(sys.argv[1]), int(sys.argv[2])
+stuck, echo, stuck2 = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 pending = []
-for _ in range(2):
+for src, port in (("192.168.127.2", stuck), ("192.168.127.3", stuck2)):
     s = socket.socket()
+    s.bind((src, 0))
     s.setblocking(False)
-    s.connect_ex(("192.168.127.254", stuck))
+    s.connect_ex(("192.168.127.254", port))
     pending.append(s)
 time.sleep(1)
 s = socket.socket()
@@ -301,22 +303,26 @@ fn tcp_flows_in_total_and_per_guest_and_connects_in_flight() {
 
     // Connects in flight: a listener whose backlog is full drops SYNs, so the host connects
     // hang until --tcp-connect-timeout.
-    let stuck = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    stuck
-        .bind(
-            &"127.0.0.1:0"
-                .parse::<std::net::SocketAddr>()
-                .unwrap()
-                .into(),
-        )
-        .unwrap();
-    stuck.listen(0).unwrap();
-    let stuck_port = stuck.local_addr().unwrap().as_socket().unwrap().port();
-    let _filler = std::net::TcpStream::connect(("127.0.0.1", stuck_port)).unwrap();
+    let stuck_listener = || {
+        let stuck =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        let any: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+        stuck.bind(&any.into()).unwrap();
+        stuck.listen(0).unwrap();
+        let port = stuck.local_addr().unwrap().as_socket().unwrap().port();
+        let filler = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        (stuck, filler, port)
+    };
+    let (_stuck, _filler, stuck_port) = stuck_listener();
+    let (_stuck2, _filler2, stuck2_port) = stuck_listener();
     let mut script = served.python(
         "connects.py",
         CONNECTS,
-        &[&stuck_port.to_string(), &echo.to_string()],
+        &[
+            &stuck_port.to_string(),
+            &echo.to_string(),
+            &stuck2_port.to_string(),
+        ],
     );
     assert_eq!(script.line()["third"], "ConnectionRefusedError");
     let connects = served.limit("connects");

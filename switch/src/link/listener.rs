@@ -5,10 +5,17 @@
 //! [`Listener::shutdown`] is noticed promptly whatever the socket family. Shutdown stops the
 //! loop, shuts down every connection still open (their threads see end of stream and close
 //! their ports), and removes the socket file the listener created.
+//!
+//! An `accept` that fails for want of descriptors (`EMFILE`, `ENFILE`), or an accepted
+//! connection that cannot get the second descriptor it needs (it is closed), is counted in
+//! [`LinkCounters::out_of_descriptors`] and warned about once when it starts and once when it
+//! ends, never once per retry; the loop backs off [`STOP_POLL`] between tries. (The flows'
+//! bounds leave descriptors in reserve for the listeners, so this takes a process that is
+//! short of them for another reason.)
 
 use std::collections::HashMap;
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
@@ -186,6 +193,7 @@ fn accept_loop<H>(
     H: Fn(Conn) + Send + Sync + 'static,
 {
     let handler = Arc::new(handler);
+    let mut starved = false;
     while !shared.stop.load(Ordering::Acquire) {
         match wait_readable(socket, STOP_POLL) {
             Ok(true) => {}
@@ -198,6 +206,10 @@ fn accept_loop<H>(
         let (conn, peer) = match socket.accept() {
             Ok(accepted) => accepted,
             Err(e) if transient_accept_error(&e) => continue,
+            Err(e) if out_of_descriptors(&e) => {
+                starve(name, &e, &mut starved, counters);
+                continue;
+            }
             Err(e) => {
                 tracing::error!(link = name, error = %e, "accept failed; backing off");
                 std::thread::sleep(STOP_POLL);
@@ -214,10 +226,19 @@ fn accept_loop<H>(
             Ok(clone) => {
                 shared.conns.lock().insert(id, clone);
             }
+            // The connection closes (dropped here): shed, not left waiting in the backlog.
+            Err(e) if out_of_descriptors(&e) => {
+                starve(name, &e, &mut starved, counters);
+                continue;
+            }
             Err(e) => {
                 tracing::warn!(link = name, error = %e, "cannot register connection");
                 continue;
             }
+        }
+        if starved {
+            tracing::info!(link = name, "accepting again");
+            starved = false;
         }
         let registration = Registration {
             id,
@@ -237,6 +258,22 @@ fn accept_loop<H>(
             tracing::warn!(link = name, error = %e, "cannot start a connection thread");
         }
     }
+}
+
+/// Whether `e` says this process (`EMFILE`) or the system (`ENFILE`) has no descriptor left.
+fn out_of_descriptors(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+}
+
+/// Counts a connection lost for want of descriptors, warns when that starts (not on every
+/// retry), and backs off.
+fn starve(name: &str, e: &io::Error, starved: &mut bool, counters: &LinkCounters) {
+    LinkCounters::bump(&counters.out_of_descriptors);
+    if !*starved {
+        tracing::warn!(link = name, error = %e, "cannot accept: out of descriptors; retrying");
+        *starved = true;
+    }
+    std::thread::sleep(STOP_POLL);
 }
 
 /// Errors after which accepting again is right (the peer gave up, or a signal).
@@ -261,23 +298,8 @@ pub(crate) fn describe_peer(addr: &SockAddr, id: u64) -> String {
     format!("unix#{id}")
 }
 
-/// Waits until `fd` is readable, at most `timeout`. Returns whether it is.
-pub(crate) fn wait_readable(fd: &impl AsRawFd, timeout: Duration) -> io::Result<bool> {
-    let timeout_ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
-    let mut pfd = libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: `pfd` is one valid pollfd that lives across the call, matching nfds = 1; the
-    // descriptor is borrowed from a live owner for the call's duration.
-    let rc = unsafe { libc::poll(&raw mut pfd, 1, timeout_ms) };
-    if rc < 0 {
-        let err = io::Error::last_os_error();
-        if err.kind() == io::ErrorKind::Interrupted {
-            return Ok(false);
-        }
-        return Err(err);
-    }
-    Ok(rc > 0)
+/// Waits until `fd` is readable, at most `timeout`. Returns whether it is; an error once the
+/// socket can never become readable (see [`crate::sys::wait_readable`]).
+pub(crate) fn wait_readable(fd: &impl AsFd, timeout: Duration) -> io::Result<bool> {
+    crate::sys::wait_readable(fd.as_fd(), Some(timeout))
 }

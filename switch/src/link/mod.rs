@@ -84,7 +84,8 @@ pub struct LinkCounters {
     pub refused_full: AtomicU64,
     /// Ports closed because of malformed framing or an oversize frame.
     pub closed_framing: AtomicU64,
-    /// Ports closed because the peer went away (end of stream, peer socket gone).
+    /// Ports closed because the peer went away (end of stream, peer socket gone, a deleted
+    /// TAP).
     pub closed_peer: AtomicU64,
     /// Ports closed because of an I/O error or because the switch stopped.
     pub closed_error: AtomicU64,
@@ -94,6 +95,8 @@ pub struct LinkCounters {
     pub tx_errors: AtomicU64,
     /// Datagrams dropped before reaching a port (no reply address, unknown peer at the limit).
     pub rx_dropped: AtomicU64,
+    /// Accepts that failed for want of descriptors (`EMFILE`, `ENFILE`).
+    pub out_of_descriptors: AtomicU64,
 }
 
 impl LinkCounters {
@@ -126,7 +129,7 @@ impl LinkCounters {
     pub(crate) fn record_close(&self, reason: &CloseReason) {
         let counter = match reason {
             CloseReason::Framing(_) => &self.closed_framing,
-            CloseReason::PeerClosed => &self.closed_peer,
+            CloseReason::PeerClosed | CloseReason::Gone(_) => &self.closed_peer,
             CloseReason::Io(_) | CloseReason::SwitchStopped | CloseReason::Shutdown => {
                 &self.closed_error
             }
@@ -154,12 +157,27 @@ pub enum CloseReason {
     Framing(String),
     #[error("peer closed the connection")]
     PeerClosed,
+    /// The link itself went away (a deleted TAP, a descriptor that hung up): see
+    /// [`crate::sys::is_gone`].
+    #[error("the link went away ({0})")]
+    Gone(std::io::Error),
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
     #[error("the switch has stopped")]
     SwitchStopped,
     #[error("the link is shutting down")]
     Shutdown,
+}
+
+impl CloseReason {
+    /// A read or poll error: [`CloseReason::Gone`] where it means the link is gone for good.
+    pub(crate) fn from_io(e: std::io::Error) -> CloseReason {
+        if crate::sys::is_gone(&e) {
+            CloseReason::Gone(e)
+        } else {
+            CloseReason::Io(e)
+        }
+    }
 }
 
 /// Logs a port's end at a level fitting its reason.

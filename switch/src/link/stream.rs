@@ -121,7 +121,7 @@ fn receive<R: Read>(
             }
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return CloseReason::Io(e),
+            Err(e) => return CloseReason::from_io(e),
         }
     }
 }

@@ -640,3 +640,18 @@ fn ports_per_listener_are_bounded() {
     c.write_all(&be32(&frame(60, 2))).unwrap();
     assert_eq!(board.frame(), (pc, frame(60, 2)));
 }
+
+#[test]
+fn a_link_gone_says_so_whichever_side_saw_it_first() {
+    // The receive side sees the poll's hang-up, the transmit side a write's EBADFD: either
+    // way the port's close reason says the link went away.
+    let fresh = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    let hangup =
+        crate::sys::wait_readable(std::os::fd::AsFd::as_fd(&fresh), Some(WAIT)).unwrap_err();
+    let write = std::io::Error::from_raw_os_error(libc::EBADFD);
+    for e in [hangup, write] {
+        let reason = CloseReason::from_io(e);
+        assert!(matches!(reason, CloseReason::Gone(_)), "{reason:?}");
+        assert!(reason.to_string().contains("went away"), "{reason}");
+    }
+}

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 pub(crate) mod dnsmasq;
+pub(crate) mod served;
 #[path = "../skip/mod.rs"]
 pub(crate) mod skip;
 pub(crate) mod sshd;

@@ -1,22 +1,17 @@
-//! The pumps that move one flow's bytes between its engine and the outside: guest → host
-//! ([`pump_to_host`]: the receive ring to the host socket, the guest's FIN behind its last
-//! byte), host → guest ([`pump_from_host`], read only as far as the engine can take), and
-//! the in-guest API ([`pump_api`]: gather the request, answer, close).
+//! The pumps that move one flow's bytes between its engine and its host socket: guest →
+//! host ([`pump_to_host`]: the receive ring to the host socket, the guest's FIN behind its
+//! last byte) and host → guest ([`pump_from_host`], read only as far as the engine can
+//! take). The in-guest API has its own pump (`api::pump`): it has no host socket.
 
 use std::io::{self, IoSlice, Read};
 use std::net::Shutdown;
 
-use stack::ingress::FlowKey;
 use stack::time::Instant;
 
 use super::Flow;
 use super::drain::{self, Cause, reset_host};
-use crate::control::ApiReply;
 use crate::handler::Shared;
 use crate::stats::Counters;
-
-/// The in-guest API's answer to a request over `api_max_request` bytes (RFC 9110 §15.5.14).
-const API_TOO_LARGE: &[u8] = b"HTTP/1.1 413 Content Too Large\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 18\r\nConnection: close\r\n\r\nrequest too large\n";
 
 /// Guest → host: the receive ring to the host socket, then the guest's FIN →
 /// `shutdown(SHUT_WR)`, only once every byte before it was written. A host socket that fails
@@ -79,7 +74,7 @@ pub(super) fn pump_from_host(
         let Some(chunk) = buf.get_mut(..room) else {
             break;
         };
-        match (&*host).read(chunk) {
+        match (&**host).read(chunk) {
             Ok(0) => {
                 flow.host_eof = true;
                 flow.conn.close(now);
@@ -97,60 +92,6 @@ pub(super) fn pump_from_host(
                 reset_host(sh, log, flow, Cause::HostError);
                 return true;
             }
-        }
-    }
-    progress
-}
-
-/// The in-guest API: gather the request, answer, close.
-pub(super) fn pump_api(sh: &Shared, flow: &mut Flow, key: FlowKey, now: Instant) -> bool {
-    let mut progress = false;
-    let queued = flow.conn.recv_queued();
-    if queued > 0 {
-        if !flow.api_done {
-            let (a, b) = flow.conn.recv_slices();
-            if flow.api_in.len() + a.len() + b.len() > sh.config.api_max_request {
-                // Too large: 413 and close; whatever else the guest sends is discarded.
-                Counters::bump(&sh.counters.api_too_large);
-                flow.api_in = Vec::new();
-                flow.api_out = API_TOO_LARGE.to_vec();
-                flow.api_done = true;
-            } else {
-                flow.api_in.extend_from_slice(a);
-                flow.api_in.extend_from_slice(b);
-            }
-        }
-        flow.conn.consume(queued);
-        progress = true;
-        if !flow.api_done
-            && let Some(api) = sh.control.guest_api()
-            && let ApiReply::Done(response) = api.respond(&flow.api_in, key.guest.ip())
-        {
-            flow.api_out = response;
-            flow.api_done = true;
-        }
-    }
-    if !flow.api_done && flow.conn.peer_finished() && !flow.host_eof {
-        flow.host_eof = true;
-        flow.conn.close(now);
-        return true;
-    }
-    if flow.api_done && !flow.host_eof {
-        while let Some(rest) = flow.api_out.get(flow.api_sent..) {
-            if rest.is_empty() {
-                break;
-            }
-            let n = flow.conn.send(rest);
-            if n == 0 {
-                break;
-            }
-            flow.api_sent += n;
-            progress = true;
-        }
-        if flow.api_sent >= flow.api_out.len() {
-            flow.host_eof = true;
-            flow.conn.close(now);
-            progress = true;
         }
     }
     progress

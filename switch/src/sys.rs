@@ -1,0 +1,209 @@
+//! OS plumbing the links and the binary share: waiting on a descriptor, telling an error that
+//! means "this link is gone" from one worth going on after, and the open-file limit.
+//!
+//! - [`wait_readable`] is the one `poll(2)` every polled link waits in. `POLLERR`, `POLLHUP` or
+//!   `POLLNVAL` without `POLLIN` is an error ([`is_gone`] says true for it), never "not ready
+//!   yet": a TAP whose interface was deleted reports only `POLLERR`, forever, and a loop that
+//!   waited for `POLLIN` alone would spin on it.
+//! - [`is_gone`]: `EBADFD` (a TAP whose interface was deleted answers every read and write so),
+//!   `EIO` on a read, `ENXIO`, `ENODEV`, `EBADF`, and the hang-up above. A TAP *write* that
+//!   fails with `EIO` only means the interface is down (the guest may bring it up again): the
+//!   TAP link counts that and goes on.
+//! - [`raise_nofile_limit`] lifts the soft `RLIMIT_NOFILE` to the hard one (as gvproxy does at
+//!   start: the soft default of 1024 would cap a guest at about a thousand connections while
+//!   the hard limit allows far more); [`restore_nofile_limit`] puts the soft limit back in a
+//!   child between fork and exec, so a command `host-switch run` starts sees the limit it
+//!   would have had; [`open_descriptors`] counts what is open now.
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// The error [`wait_readable`] returns when the descriptor can never become readable.
+#[derive(Debug, thiserror::Error)]
+#[error("poll reported {0}")]
+pub struct Hangup(&'static str);
+
+/// Waits until `fd` is readable, at most `timeout` (`None`: forever). `Ok(false)` when the
+/// time ran out or a signal came; an error [`is_gone`] accepts when the descriptor reports an
+/// error or hang-up with nothing left to read.
+pub fn wait_readable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> io::Result<bool> {
+    let timeout_ms = match timeout {
+        None => -1,
+        Some(t) => i32::try_from(t.as_millis()).unwrap_or(i32::MAX),
+    };
+    let mut pfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: `pfd` is one valid pollfd that lives across the call, matching nfds = 1; the
+    // descriptor is borrowed from a live owner for the call's duration.
+    let rc = unsafe { libc::poll(&raw mut pfd, 1, timeout_ms) };
+    if rc < 0 {
+        let err = io::Error::last_os_error();
+        if err.kind() == io::ErrorKind::Interrupted {
+            return Ok(false);
+        }
+        return Err(err);
+    }
+    if rc == 0 {
+        return Ok(false);
+    }
+    if pfd.revents & libc::POLLIN != 0 {
+        // Readable, perhaps with a hang-up too: the read drains what is left, then ends.
+        return Ok(true);
+    }
+    let what = if pfd.revents & libc::POLLNVAL != 0 {
+        "POLLNVAL"
+    } else if pfd.revents & libc::POLLERR != 0 {
+        "POLLERR"
+    } else if pfd.revents & libc::POLLHUP != 0 {
+        "POLLHUP"
+    } else {
+        return Ok(false);
+    };
+    Err(io::Error::new(io::ErrorKind::BrokenPipe, Hangup(what)))
+}
+
+/// Whether `e`, from a link's poll or read (or a TAP write), means the link is gone for good.
+pub fn is_gone(e: &io::Error) -> bool {
+    if e.get_ref().is_some_and(|inner| inner.is::<Hangup>()) {
+        return true;
+    }
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EBADFD | libc::EIO | libc::ENXIO | libc::ENODEV | libc::EBADF)
+    )
+}
+
+/// The open-file limit after [`raise_nofile_limit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NofileLimit {
+    /// The soft limit before.
+    pub was: u64,
+    /// The soft limit now.
+    pub soft: u64,
+    pub hard: u64,
+}
+
+/// The soft limit before [`raise_nofile_limit`] raised it, plus one (0: never raised).
+static SOFT_BEFORE: AtomicU64 = AtomicU64::new(0);
+
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit. The limit is left as it was when it
+/// cannot be raised (the result says so: `soft == was`).
+pub fn raise_nofile_limit() -> io::Result<NofileLimit> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a live rlimit the call fills.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut lim) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let was = lim.rlim_cur;
+    if lim.rlim_cur < lim.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: lim.rlim_max,
+            rlim_max: lim.rlim_max,
+        };
+        // SAFETY: `raised` is a live rlimit the call only reads.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raw const raised) } == 0 {
+            let _ = SOFT_BEFORE.compare_exchange(
+                0,
+                was.saturating_add(1),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            );
+            lim = raised;
+        }
+    }
+    Ok(NofileLimit {
+        was,
+        soft: lim.rlim_cur,
+        hard: lim.rlim_max,
+    })
+}
+
+/// Puts back the soft `RLIMIT_NOFILE` [`raise_nofile_limit`] raised, if it did. Only
+/// async-signal-safe calls: fit for a `pre_exec` hook.
+pub fn restore_nofile_limit() -> io::Result<()> {
+    let before = SOFT_BEFORE.load(Ordering::Acquire);
+    if before == 0 {
+        return Ok(());
+    }
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a live rlimit; getrlimit and setrlimit are plain system calls.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut lim) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    lim.rlim_cur = (before - 1).min(lim.rlim_max);
+    // SAFETY: as above.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raw const lim) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Descriptors this process has open now (the entries of `/proc/self/fd`, less the one the
+/// listing itself holds).
+pub fn open_descriptors() -> io::Result<usize> {
+    Ok(std::fs::read_dir("/proc/self/fd")?
+        .count()
+        .saturating_sub(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+
+    #[test]
+    fn a_hangup_without_data_is_gone_and_data_first_is_readable() {
+        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        assert!(!wait_readable(a.as_fd(), Some(Duration::from_millis(1))).unwrap());
+        std::io::Write::write_all(&mut &b, b"x").unwrap();
+        drop(b);
+        // Data and hang-up: readable first, so the last bytes are read.
+        assert!(wait_readable(a.as_fd(), Some(Duration::ZERO)).unwrap());
+        let mut buf = [0u8; 4];
+        assert_eq!(std::io::Read::read(&mut &a, &mut buf).unwrap(), 1);
+        // A stream at its end is readable (read returns 0); that ends a stream link anyway.
+        assert!(wait_readable(a.as_fd(), Some(Duration::ZERO)).unwrap());
+    }
+
+    #[test]
+    fn a_hangup_alone_is_gone() {
+        // A TCP socket never connected reports POLLHUP and nothing else (tcp_poll in
+        // TCP_CLOSE); a deleted TAP reports POLLERR alone in the same way.
+        let fresh =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        let err = wait_readable(fresh.as_fd(), Some(Duration::from_secs(1))).unwrap_err();
+        assert!(is_gone(&err), "{err}");
+        assert!(err.to_string().contains("POLLHUP"), "{err}");
+    }
+
+    #[test]
+    fn gone_errors() {
+        assert!(is_gone(&io::Error::from_raw_os_error(libc::EBADFD)));
+        assert!(is_gone(&io::Error::from_raw_os_error(libc::EIO)));
+        assert!(!is_gone(&io::Error::from_raw_os_error(libc::EAGAIN)));
+        assert!(!is_gone(&io::Error::from_raw_os_error(libc::EINTR)));
+        assert!(is_gone(&io::Error::new(
+            io::ErrorKind::BrokenPipe,
+            Hangup("POLLERR")
+        )));
+    }
+
+    #[test]
+    fn the_soft_limit_is_raised_to_the_hard_one() {
+        let lim = raise_nofile_limit().unwrap();
+        assert_eq!(lim.soft, lim.hard);
+        assert!(lim.soft >= lim.was);
+        assert!(open_descriptors().unwrap() >= 3);
+    }
+}
