@@ -1,5 +1,7 @@
-//! Outbound TCP: a guest's SYN to anywhere but the gateway becomes a non-blocking connect
-//! from a host socket, and the guest gets its SYN-ACK only once that connect completes.
+//! Outbound TCP: a guest's SYN to anywhere but the gateway (under `--map-gateway`, to any of
+//! the gateway's ports but the API's, through its NAT rule to the host's loopback) becomes a
+//! non-blocking connect from a host socket, and the guest gets its SYN-ACK only once that
+//! connect completes.
 //!
 //! Before the connect starts, the SYN must get past, in order: NAT policy, the live-flow
 //! budget (in total and for its guest), room in the table (the oldest TIME-WAIT flow is
