@@ -1,4 +1,5 @@
-//! host-switch's DHCPv4 server: a sans-IO core that turns a request payload into a reply.
+//! host-switch's DHCPv4 server: a sans-IO core that turns a request payload into a reply; and
+//! the matching client ([`client`]) that `host-switch guest` leases its address with.
 //!
 //! The caller owns the socket (or the stack's UDP demux) and the clock. It hands
 //! [`Server::handle`] the UDP payload of each datagram that reached port 67, with the current
@@ -17,11 +18,12 @@
 //!   options of RFC 2132 (and RFC 3397's search list) the client asks for, and are at least
 //!   300 bytes long.
 //!
-//! Modules: [`message`] is the wire format (a `Packet` view and a `Repr`), [`options`] the
+//! Modules: [`client`] is the client's state machine (RFC 2131 §4.4), [`message`] is the wire format (a `Packet` view and a `Repr`), [`options`] the
 //! bounded option walk, [`search`] the RFC 3397 domain list, [`config`] the configuration,
 //! [`server`] the state machine, [`stats`] its counters.
 #![forbid(unsafe_code)]
 
+pub mod client;
 pub mod config;
 pub mod message;
 pub mod options;
@@ -34,6 +36,7 @@ mod pool;
 #[cfg(test)]
 pub(crate) mod fixtures;
 
+pub use client::{Client as DhcpClient, Event as ClientEvent, Lease as ClientLease};
 pub use config::{Config, ConfigError, StaticLease, Subnet};
 pub use message::{
     EmitError as DhcpEmitError, Error as DhcpError, MessageType, Op as DhcpOp,

@@ -139,6 +139,8 @@ pub struct ResolverCounters {
     pub tcp_forwarded: u64,
     /// Times an upstream's TCP connection failed or closed with queries on it.
     pub tcp_upstream_down: u64,
+    /// Times an upstream refused UDP queries (ICMP port unreachable: nothing listens there).
+    pub upstream_refused: u64,
 }
 
 #[derive(Debug)]
@@ -466,6 +468,30 @@ impl<C: Clone> Resolver<C> {
         self.out
             .retain(|t| !matches!(t, Transmit::Client { to, .. } if gone(to)));
         ids.len()
+    }
+
+    /// Upstream `to` refused UDP (the host's ICMP port unreachable came back): every query
+    /// waiting on it over UDP fails over now, to the next upstream or (out of attempts) to
+    /// SERVFAIL, instead of waiting out its timeout.
+    pub fn handle_upstream_refused(&mut self, now: Instant, to: SocketAddr) {
+        let Some(index) = self.config.upstreams.iter().position(|u| *u == to) else {
+            return;
+        };
+        let waiting: Vec<u16> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.transport == Transport::Udp && p.upstream == index)
+            .map(|(id, _)| *id)
+            .collect();
+        self.counters.upstream_refused += 1;
+        for id in waiting {
+            if let Some(p) = self.pending.get_mut(&id) {
+                self.timers.remove(&(p.deadline, id));
+                p.deadline = now;
+                self.timers.insert((now, id));
+            }
+        }
+        self.handle_timeout(now);
     }
 
     /// The next message to send.

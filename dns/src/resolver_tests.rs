@@ -399,3 +399,26 @@ fn every_query_says_whether_an_answer_comes() {
     );
     assert_eq!(r.counters().dropped, 2);
 }
+
+#[test]
+fn a_refusing_upstream_fails_over_at_once() {
+    let mut r = resolver(&[A, B]);
+    r.handle_query(t(0), 1, &query(9, "example.com.", rtype::A), &zones());
+    assert_eq!(upstream_sent(&mut r).0, addr(A));
+    // A refusal from an upstream that has nothing waiting, or is not ours, changes nothing.
+    r.handle_upstream_refused(t(1), addr(B));
+    r.handle_upstream_refused(t(1), addr("127.0.0.9:53"));
+    assert!(drain(&mut r).is_empty());
+    r.handle_upstream_refused(t(5), addr(A));
+    assert_eq!(upstream_sent(&mut r).0, addr(B), "no wait for the timeout");
+    r.handle_upstream_refused(t(6), addr(B));
+    assert_eq!(upstream_sent(&mut r).0, addr(A));
+    r.handle_upstream_refused(t(7), addr(A));
+    let out = drain(&mut r);
+    assert!(
+        out.iter().any(|o| matches!(o, Transmit::Client { to: 1, payload } if rcode(payload) == Rcode::ServFail as u16)),
+        "SERVFAIL after the last attempt, 7 ms after the query: {out:?}"
+    );
+    assert_eq!(r.pending(), 0);
+    assert_eq!(r.counters().upstream_refused, 4);
+}

@@ -69,6 +69,10 @@ pub struct Config {
     /// Guests known before they send anything (static DHCP leases): where inbound forwards
     /// send their frames.
     pub static_neighbours: Vec<(IpAddr, EthernetAddress)>,
+    /// The gateway's address is also the host (`--map-gateway`, as pasta's `--map-gw`): TCP
+    /// and UDP to its ports other than the API port (DNS and DHCP never reach the forwarder)
+    /// follow the NAT rule for [`Config::gateway_ip`], which the caller adds to [`Config::nat`].
+    pub map_gateway: bool,
 }
 
 /// The default grace for writing out acknowledged guest data at exit or on teardown.
@@ -104,6 +108,7 @@ impl Default for Config {
             api_header_timeout: Duration::from_secs(10),
             max_host_sockets: usize::MAX,
             static_neighbours: Vec::new(),
+            map_gateway: false,
         }
     }
 }

@@ -234,7 +234,8 @@ impl Control {
         sum
     }
 
-    pub(crate) fn neighbour(&self, ip: IpAddr) -> Option<EthernetAddress> {
+    /// The MAC guest `ip` was last seen with, if it was.
+    pub fn neighbour(&self, ip: IpAddr) -> Option<EthernetAddress> {
         self.neighbours.read().get(&ip).copied()
     }
 
@@ -319,6 +320,7 @@ impl Control {
             }
             Protocol::Unix => {
                 let path = PathBuf::from(local.strip_prefix("unix://").unwrap_or(local));
+                reclaim_stale(&path);
                 let listener = UnixListener::bind(&path).map_err(bind_err)?;
                 listener.set_nonblocking(true).map_err(bind_err)?;
                 (
@@ -355,6 +357,20 @@ impl Control {
         Ok(())
     }
 
+    /// Removes every forward: their host sockets stop listening and unix socket files are
+    /// removed (done at exit, so a restart can bind the same paths).
+    pub fn unexpose_all(&self) {
+        let all: Vec<(Protocol, String)> = self
+            .forwards
+            .lock()
+            .iter()
+            .map(|e| (e.forward.protocol, e.forward.local.clone()))
+            .collect();
+        for (protocol, local) in all {
+            let _ = self.unexpose(protocol, &local);
+        }
+    }
+
     /// Removes the forward on `local`.
     pub fn unexpose(&self, protocol: Protocol, local: &str) -> Result<(), ExposeError> {
         let mut forwards = self.forwards.lock();
@@ -379,6 +395,23 @@ impl Control {
             link.notify.notify();
         }
         Ok(())
+    }
+}
+
+/// Removes `path` if it is a socket nobody listens on any more (connecting is refused): one
+/// left behind by a process that did not exit cleanly. Anything else is left for the bind to
+/// report.
+fn reclaim_stale(path: &std::path::Path) {
+    use std::os::unix::fs::FileTypeExt;
+    let is_socket = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket());
+    if !is_socket {
+        return;
+    }
+    if let Err(e) = std::os::unix::net::UnixStream::connect(path)
+        && e.kind() == std::io::ErrorKind::ConnectionRefused
+    {
+        tracing::info!(path = %path.display(), "replacing stale socket");
+        let _ = std::fs::remove_file(path);
     }
 }
 

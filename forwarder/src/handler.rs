@@ -65,6 +65,8 @@ pub(crate) struct Shared {
     next_id: usize,
     /// Guest addresses (and their MACs) this worker has told the control plane about.
     known: crate::FastMap<IpAddr, EthernetAddress>,
+    /// Refused and failed flows, told at debug level.
+    pub flow_log: crate::events::FlowLog,
 }
 
 impl Shared {
@@ -229,6 +231,7 @@ impl Forwarder {
             seed: ctx.seed,
             next_id: 0,
             known: crate::FastMap::default(),
+            flow_log: crate::events::FlowLog::default(),
         };
         let now = ctx.epoch.instant(std::time::Instant::now());
         Ok(Forwarder {
@@ -304,7 +307,10 @@ impl FlowHandler for Forwarder {
             self.udp.sweep(&mut self.shared, now);
             self.icmp.sweep(&mut self.shared, now);
             self.tcp.sweep_buffers();
-            self.tcp.shrink();
+            // A burst's tables shrink back; what they freed goes back to the system.
+            if self.tcp.shrink() | self.udp.shrink() | self.icmp.shrink() {
+                crate::sys::release_free_memory();
+            }
             self.next_sweep = now + SWEEP;
         }
     }

@@ -182,7 +182,10 @@ fn forwarded_echo_of_any_code_is_answered_with_the_requests_tos() {
         .into_bytes();
     h.input(frame);
     if h.stats().icmp_no_socket > 0 {
-        eprintln!("SKIP: neither ping sockets nor raw sockets here");
+        crate::skip::skipped(
+            "forwarder::forwarded_echo_of_any_code_is_answered_with_the_requests_tos",
+            "neither ping sockets nor raw sockets here",
+        );
         return;
     }
     let frames = h.next_frames();

@@ -492,7 +492,10 @@ fn echo_requests_are_bounded_and_replies_keep_the_guests_identifier() {
     });
     h.echo_request(0x4242, 1, b"first");
     if h.stats().icmp_no_socket > 0 {
-        eprintln!("SKIP: neither ping sockets nor raw sockets here");
+        crate::skip::skipped(
+            "forwarder::echo_requests_are_bounded_and_replies_keep_the_guests_identifier",
+            "neither ping sockets nor raw sockets here",
+        );
         return;
     }
     // The first still waits (nothing ran the poller): the second is over the bound.
@@ -519,7 +522,10 @@ fn icmpv6_echo_goes_through_the_nat_and_back() {
     let guest6: std::net::Ipv6Addr = "fd00::2".parse().unwrap();
     let host6: std::net::Ipv6Addr = "fd00::254".parse().unwrap();
     if std::net::UdpSocket::bind("[::1]:0").is_err() {
-        eprintln!("SKIP: no IPv6 loopback here");
+        crate::skip::skipped(
+            "forwarder::icmpv6_echo_goes_through_the_nat_and_back",
+            "no IPv6 loopback here",
+        );
         return;
     }
     let mut h = Harness::new(Config {
@@ -549,7 +555,10 @@ fn icmpv6_echo_goes_through_the_nat_and_back() {
         .into_bytes();
     h.input(frame);
     if h.stats().icmp_no_socket > 0 {
-        eprintln!("SKIP: neither ping sockets nor raw sockets here");
+        crate::skip::skipped(
+            "forwarder::icmpv6_echo_goes_through_the_nat_and_back",
+            "neither ping sockets nor raw sockets here",
+        );
         return;
     }
     assert_eq!(h.stats().icmp_total, 1, "{:?}", h.stats());

@@ -103,9 +103,18 @@ impl IcmpTable {
             return;
         };
         let key = packet.packet.key;
-        let Ok(real) = sh.nat.outbound(key.remote.ip()) else {
-            Counters::bump(&sh.counters.nat_refused);
-            return;
+        let real = match sh.nat.outbound(key.remote.ip()) {
+            Ok(real) => real,
+            Err(refusal) => {
+                Counters::bump(&sh.counters.nat_refused);
+                sh.flow_log.note(
+                    now,
+                    format_args!("ICMP echo refused: {refusal}"),
+                    key.guest,
+                    key.remote,
+                );
+                return;
+            }
         };
         // Ping sockets (one per guest identifier) outlive their requests (`PING_IDLE`):
         // bounded like the requests, or new identifiers could use up our descriptors.
@@ -113,6 +122,8 @@ impl IcmpTable {
             self.mode != Mode::Raw && !self.pings.contains_key(&(key.guest.ip(), ident));
         if self.pending.len() >= self.max || (new_socket && self.pings.len() >= self.max) {
             Counters::bump(&sh.counters.icmp_limit);
+            sh.flow_log
+                .note(now, "ICMP echo over its bound", key.guest, key.remote);
             return;
         }
         let data = packet.packet.payload(&packet.frame);
@@ -357,6 +368,13 @@ impl IcmpTable {
             Counters::dec(&sh.counters.icmp_open);
         }
         gone
+    }
+
+    /// Gives back the memory a burst of echo requests left behind (see [`crate::shrink_map`]).
+    pub(crate) fn shrink(&mut self) -> bool {
+        let shrank = crate::shrink_map(&mut self.pings) | crate::shrink_map(&mut self.pending);
+        crate::shrink_map(&mut self.ping_tokens);
+        shrank
     }
 
     pub(crate) fn sweep(&mut self, sh: &mut Shared, now: Instant) {

@@ -12,11 +12,24 @@
 /// faster than the standard SipHash and still not predictable by a guest.
 pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
+/// Gives back the memory a burst left behind in a table: one at a quarter of its capacity or
+/// less shrinks to twice its size. Called from the periodic sweeps, so a table that fills
+/// and empties again does not shrink and grow on every flow.
+/// Returns whether it shrank.
+pub(crate) fn shrink_map<K: std::hash::Hash + Eq, V>(map: &mut FastMap<K, V>) -> bool {
+    if map.capacity() > 64 && map.len() < map.capacity() / 4 {
+        map.shrink_to(map.len() * 2);
+        return true;
+    }
+    false
+}
+
 mod budget;
 pub mod config;
 pub mod control;
 pub mod descriptors;
 mod directory;
+mod events;
 pub mod frame;
 mod handler;
 mod icmp;
@@ -26,6 +39,10 @@ mod sys;
 mod tcp;
 mod udp;
 pub mod worker;
+
+#[cfg(test)]
+#[path = "../../switch/tests/skip/mod.rs"]
+mod skip;
 
 pub use budget::{BudgetUsage, MAX_GUESTS};
 pub use config::{Config, DEFAULT_DRAIN_TIMEOUT};

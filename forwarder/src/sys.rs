@@ -111,3 +111,14 @@ pub(crate) fn take_queued_error(socket: &impl AsRawFd) -> Option<(SocketAddr, i3
     let addr = unsafe { SockAddr::new(name, msg.msg_namelen) };
     addr.as_socket().map(|a| (a, errno))
 }
+
+/// Hands the allocator's free memory back to the system: the pages of freed blocks in every
+/// thread's heap, not only the top of each (glibc's `malloc_trim`). Meant for after a burst's
+/// tables were shrunk, not for the per-packet path.
+pub(crate) fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim takes an integer and only walks the allocator's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}

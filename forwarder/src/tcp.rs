@@ -272,9 +272,14 @@ impl TcpTable {
             mtu,
             offloads: packet.link_offloads,
         };
-        if key.remote.ip() == IpAddr::V4(sh.config.gateway_ip) {
+        let api_port = sh.config.api_port == Some(key.remote.port());
+        // Under --map-gateway, the gateway's other ports are the host's loopback (the NAT
+        // rule the caller added), opened as any outbound flow.
+        if key.remote.ip() == IpAddr::V4(sh.config.gateway_ip)
+            && (api_port || !sh.config.map_gateway)
+        {
             let api = sh.control.guest_api();
-            if sh.config.api_port == Some(key.remote.port()) && api.is_some() {
+            if api_port && api.is_some() {
                 self.open_api(sh, now, &syn, out);
             } else {
                 send_rst(sh, out, mac, addrs, &repr);
@@ -446,20 +451,16 @@ impl TcpTable {
     /// Gives back the memory a burst of flows left behind: a table at a quarter of its
     /// capacity or less shrinks to twice its size (run once a sweep, so a table that fills
     /// and empties again does not shrink and grow on every flow).
-    pub(crate) fn shrink(&mut self) {
-        fn shrink<K: std::hash::Hash + Eq, V>(map: &mut HashMap<K, V>) {
-            if map.capacity() > 64 && map.len() < map.capacity() / 4 {
-                map.shrink_to(map.len() * 2);
-            }
-        }
-        shrink(&mut self.flows);
-        shrink(&mut self.by_token);
+    pub(crate) fn shrink(&mut self) -> bool {
+        let shrank = crate::shrink_map(&mut self.flows);
+        crate::shrink_map(&mut self.by_token);
         if self.timers.capacity() > 64 && self.timers.len() < self.timers.capacity() / 4 {
             self.timers.shrink_to(self.timers.len() * 2);
         }
         if self.time_wait.capacity() > 64 && self.time_wait.len() < self.time_wait.capacity() / 4 {
             self.time_wait.shrink_to(self.time_wait.len() * 2);
         }
+        shrank
     }
 
     /// Flows the table has room for without growing.
@@ -507,6 +508,8 @@ impl TcpTable {
             }
             if flow.connecting.is_some_and(|d| d <= now) {
                 Counters::bump(&sh.counters.tcp_connect_timeouts);
+                sh.flow_log
+                    .note(now, "TCP connect timed out", key.guest, key.remote);
                 flow.conn.refuse(now);
                 self.connect_done(sh, key);
             } else if api::overdue(flow, now) {

@@ -49,6 +49,9 @@ struct Flow {
     /// after NAT), overwritten round robin.
     sent: [Option<(SocketAddr, Quote)>; QUOTED],
     next_sent: usize,
+    /// The virtual address the guest last sent to for the host's loopback (the host's
+    /// address, or the gateway's under `--map-gateway`): replies from loopback come from it.
+    loopback_as: Option<IpAddr>,
     /// The socket's unit of the descriptor budget, given back with the mapping.
     _unit: Unit,
 }
@@ -80,6 +83,14 @@ impl Flow {
             .flatten()
             .find(|(d, _)| *d == dst)
             .map(|(_, q)| *q)
+    }
+
+    /// The address the guest knows a host peer by.
+    fn source_for(&self, sh: &Shared, peer: IpAddr) -> IpAddr {
+        match self.loopback_as {
+            Some(alias) if peer.is_loopback() => alias,
+            _ => sh.nat.inbound(peer),
+        }
     }
 }
 
@@ -131,22 +142,25 @@ impl UdpTable {
         let payload = packet.packet.payload(&packet.frame);
         let mac = packet.packet.eth.src_addr;
         let back = addresses(key.remote.ip(), key.guest.ip());
-        if key.remote.ip() == IpAddr::V4(sh.config.gateway_ip) {
-            if let Some((id, peer)) = self.inbound.get(&key.remote.port()).copied()
-                && let Some(l) = self.listeners.get_mut(&id)
-            {
-                if let Some(entry) = l.peers.get_mut(&peer) {
-                    entry.1 = now;
-                }
-                match l.socket.send_to(payload, peer) {
-                    Ok(n) => Counters::add(&sh.counters.bytes_to_host, n as u64),
-                    Err(_) => Counters::bump(&sh.counters.udp_send_dropped),
-                }
-                return None;
+        if key.remote.ip() == IpAddr::V4(sh.config.gateway_ip)
+            && let Some((id, peer)) = self.inbound.get(&key.remote.port()).copied()
+            && let Some(l) = self.listeners.get_mut(&id)
+        {
+            if let Some(entry) = l.peers.get_mut(&peer) {
+                entry.1 = now;
             }
-            if let Some(owner) = sh.elsewhere(&key) {
-                return Some(owner);
+            match l.socket.send_to(payload, peer) {
+                Ok(n) => Counters::add(&sh.counters.bytes_to_host, n as u64),
+                Err(_) => Counters::bump(&sh.counters.udp_send_dropped),
             }
+            return None;
+        }
+        if key.remote.ip() == IpAddr::V4(sh.config.gateway_ip)
+            && let Some(owner) = sh.elsewhere(&key)
+        {
+            return Some(owner);
+        }
+        if key.remote.ip() == IpAddr::V4(sh.config.gateway_ip) && !sh.config.map_gateway {
             // No service of the gateway on this port (DNS has its own path).
             if let Some(addrs) = back {
                 let quote = quote_of(&packet.frame);
@@ -158,8 +172,14 @@ impl UdpTable {
         }
         let real = match sh.nat.outbound(key.remote.ip()) {
             Ok(real) => real,
-            Err(_) => {
+            Err(refusal) => {
                 Counters::bump(&sh.counters.nat_refused);
+                sh.flow_log.note(
+                    now,
+                    format_args!("UDP refused: {refusal}"),
+                    key.guest,
+                    key.remote,
+                );
                 if let Some(addrs) = back {
                     let quote = quote_of(&packet.frame);
                     let frame = sh.framer.unreachable(mac, addrs, false, &quote);
@@ -173,16 +193,23 @@ impl UdpTable {
                 return Some(owner);
             }
             if let Err(refusal) = sh.budget.udp.take(key.guest.ip()) {
-                Counters::bump(match refusal {
-                    Refusal::Total => &sh.counters.udp_flow_limit,
-                    Refusal::Guest => &sh.counters.udp_guest_limit,
-                });
+                let (counter, what) = match refusal {
+                    Refusal::Total => (&sh.counters.udp_flow_limit, "UDP over --max-udp-flows"),
+                    Refusal::Guest => (
+                        &sh.counters.udp_guest_limit,
+                        "UDP over --max-udp-flows-per-guest",
+                    ),
+                };
+                Counters::bump(counter);
+                sh.flow_log.note(now, what, key.guest, key.remote);
                 return None;
             }
             // The budget bounds the total already; this is the table's own safety net.
             if self.flows.len() >= self.max {
                 sh.budget.udp.give(key.guest.ip());
                 Counters::bump(&sh.counters.udp_flow_limit);
+                sh.flow_log
+                    .note(now, "UDP table full", key.guest, key.remote);
                 return None;
             }
             if !sh.claim(mapping_key(key.guest)) {
@@ -193,6 +220,8 @@ impl UdpTable {
             let Some(flow) = open(sh, mac, packet.link_mtu, real, now) else {
                 sh.release(&mapping_key(key.guest));
                 sh.budget.udp.give(key.guest.ip());
+                sh.flow_log
+                    .note(now, "UDP socket not opened", key.guest, key.remote);
                 return None;
             };
             self.by_token.insert(flow.token, key.guest);
@@ -204,6 +233,9 @@ impl UdpTable {
         flow.last_active = now;
         flow.guest_mac = mac;
         flow.mtu = packet.link_mtu;
+        if real.is_loopback() {
+            flow.loopback_as = Some(key.remote.ip());
+        }
         let dst = SocketAddr::new(real, key.remote.port());
         flow.remember(dst, &packet.frame);
         for _ in 0..2 {
@@ -241,7 +273,7 @@ impl UdpTable {
                 if errno != libc::ECONNREFUSED {
                     continue;
                 }
-                let virt = sh.nat.inbound(dst.ip());
+                let virt = flow.source_for(sh, dst.ip());
                 if let (Some(addrs), Some(quoted)) =
                     (addresses(virt, guest.ip()), addresses(guest.ip(), virt))
                 {
@@ -264,7 +296,7 @@ impl UdpTable {
             match flow.socket.recv_from(&mut self.buf) {
                 Ok((n, peer)) => {
                     Counters::add(&sh.counters.bytes_from_host, n as u64);
-                    let src = sh.nat.inbound(peer.ip());
+                    let src = flow.source_for(sh, peer.ip());
                     let data = self.buf.get(..n).unwrap_or_default();
                     if let Some(addrs) = addresses(src, guest.ip()) {
                         let mtu = usize::from(flow.mtu);
@@ -280,6 +312,14 @@ impl UdpTable {
                 Err(_) => break,
             }
         }
+    }
+
+    /// Gives back the memory a burst of mappings left behind (see [`crate::shrink_map`]).
+    pub(crate) fn shrink(&mut self) -> bool {
+        let shrank = crate::shrink_map(&mut self.flows);
+        crate::shrink_map(&mut self.by_token);
+        crate::shrink_map(&mut self.inbound);
+        shrank
     }
 
     /// Closes mappings and forward peers idle for longer than the timeout.
@@ -509,6 +549,7 @@ fn open(
         last_active: now,
         sent: [None; QUOTED],
         next_sent: 0,
+        loopback_as: None,
         _unit: unit,
     })
 }

@@ -68,6 +68,18 @@ impl Router {
             .push((method, path.to_owned(), Arc::new(handler)));
         self
     }
+
+    /// Mounts `handler` for `method` requests to `path` ahead of any route already there.
+    pub fn route_over(
+        &mut self,
+        method: &'static str,
+        path: &str,
+        handler: impl Fn(&Request) -> Response + Send + Sync + 'static,
+    ) -> &mut Router {
+        self.routes
+            .insert(0, (method, path.to_owned(), Arc::new(handler)));
+        self
+    }
 }
 
 impl Handler for Router {
@@ -252,13 +264,64 @@ pub fn control_api_with(
         limits,
         too_large: router.too_large.clone(),
     };
+    let view = Arc::new((runtime, c, api));
+    let v = view.clone();
     router.route("GET", "/stats", move |_| {
-        match serde_json::to_vec_pretty(&stats_json(&runtime, &c, &api)) {
+        let (runtime, control, api) = &*v;
+        let (s, f) = (runtime.stats(), control.stats());
+        let mut stats = stats_json(runtime, control, api, &s, &f);
+        gvproxy_keys(&mut stats, &s, &f);
+        match serde_json::to_vec_pretty(&stats) {
             Ok(body) => Response::json(200, body),
             Err(e) => failure(e),
         }
     });
+    router.route("GET", "/metrics", move |_| {
+        let (runtime, control, api) = &*view;
+        let (s, f) = (runtime.stats(), control.stats());
+        let stats = stats_json(runtime, control, api, &s, &f);
+        Response {
+            status: 200,
+            content_type: crate::metrics::CONTENT_TYPE,
+            body: crate::metrics::render(&stats).into_bytes(),
+        }
+    });
     router
+}
+
+/// gvproxy's own `/stats` keys, beside ours, for clients that read them (its byte counts
+/// and the gVisor stack's TCP, UDP and ICMP groups), filled from host-switch's counters.
+/// Only the fields host-switch counts the same way are there.
+fn gvproxy_keys(stats: &mut Value, s: &Stats, f: &ForwarderStats) {
+    let guest_ports = s.ports.iter().filter(|p| p.id != crate::port::GATEWAY_PORT);
+    let (sent, received) = guest_ports.fold((0u64, 0u64), |(tx, rx), p| {
+        (tx.saturating_add(p.tx_bytes), rx.saturating_add(p.rx_bytes))
+    });
+    let dropped: u64 = s.drops.iter().map(|(_, n)| n).sum();
+    let keys = json!({
+        "BytesSent": sent,
+        "BytesReceived": received,
+        "DroppedPackets": dropped,
+        "TCP": {
+            // As gVisor's stack counts them: the guest's connects are passive opens on its
+            // side, port forwards into the guest active ones.
+            "ActiveConnectionOpenings": f.inbound_accepted,
+            "PassiveConnectionOpenings": f.tcp_total.saturating_sub(f.inbound_accepted),
+            "CurrentEstablished": f.tcp_open,
+            "FailedConnectionAttempts": f.tcp_refused + f.tcp_connect_timeouts + f.tcp_unreachable,
+            "EstablishedResets": f.tcp_host_resets,
+            "ResetsSent": f.tcp_resets_sent,
+            "ForwardMaxInFlightDrop": f.tcp_connect_limit,
+        },
+        "UDP": {
+            "UnknownPortErrors": f.udp_port_unreachable,
+            "ReceiveBufferErrors": f.udp_send_dropped,
+        },
+        "ICMP": {"V4": {"PacketsSent": {"EchoReply": s.gateway.echo_replies}}},
+    });
+    if let (Some(map), Value::Object(add)) = (stats.as_object_mut(), keys) {
+        map.extend(add);
+    }
 }
 
 /// `POST /services/dns/add` (a zone in gvproxy's JSON, merged into the zone of that name, its
@@ -350,9 +413,13 @@ fn limits_json(
     })
 }
 
-fn stats_json(runtime: &RuntimeHandle, control: &Control, api: &ApiView) -> Value {
-    let s = runtime.stats();
-    let forwarder = control.stats();
+fn stats_json(
+    runtime: &RuntimeHandle,
+    control: &Control,
+    api: &ApiView,
+    s: &Stats,
+    forwarder: &ForwarderStats,
+) -> Value {
     let budget = control.budget_usage().unwrap_or_default();
     let mut drops = serde_json::Map::new();
     for (reason, n) in s.drops.iter() {
@@ -399,7 +466,7 @@ fn stats_json(runtime: &RuntimeHandle, control: &Control, api: &ApiView) -> Valu
         "super_segments_in": sum(|w| w.super_in), "super_segments_out": sum(|w| w.super_out),
         "finished": sum(|w| w.finished), "finished_frames": sum(|w| w.finished_frames),
     });
-    let limits = limits_json(&s, runtime, &forwarder, budget, api);
+    let limits = limits_json(s, runtime, forwarder, budget, api);
     let mut all = json!({
         "frames": {"rx": rx_frames, "tx": tx_frames},
         "bytes": {"rx": rx_bytes, "tx": tx_bytes},
@@ -452,24 +519,81 @@ fn stats_json(runtime: &RuntimeHandle, control: &Control, api: &ApiView) -> Valu
 /// The forwarder paths for guests, on the gateway's API port: a remote without an address
 /// is the asking guest.
 pub fn guest_api(control: &Arc<Control>) -> Arc<dyn GuestApi> {
-    let mut router = Router::new();
-    mount_forwarder(&mut router, control, |req| req.peer.parse().ok());
-    Arc::new(GuestHttp(router))
+    guest_api_within(control, forwarder::Config::default().api_max_request)
 }
 
-struct GuestHttp(Router);
+/// [`guest_api`] taking request bodies of at most `max_request` bytes: a request that
+/// declares a longer one is answered 413 at once, before its body arrives.
+pub fn guest_api_within(control: &Arc<Control>, max_request: usize) -> Arc<dyn GuestApi> {
+    guest_api_with(control, max_request, |_| {})
+}
+
+/// [`guest_api_within`] with further routes mounted by `more`.
+pub fn guest_api_with(
+    control: &Arc<Control>,
+    max_request: usize,
+    more: impl FnOnce(&mut Router),
+) -> Arc<dyn GuestApi> {
+    let mut router = Router::new();
+    mount_forwarder(&mut router, control, |req| req.peer.parse().ok());
+    more(&mut router);
+    Arc::new(GuestHttp {
+        router,
+        max_request,
+    })
+}
+
+struct GuestHttp {
+    router: Router,
+    max_request: usize,
+}
 
 impl GuestApi for GuestHttp {
     fn respond(&self, request: &[u8], guest: IpAddr) -> ApiReply {
-        let response = match http::read_request(&mut &request[..], &guest.to_string()) {
-            Ok((request, _)) => self.0.handle(&request),
+        let peer = guest.to_string();
+        let response = match http::read_request_within(&mut &request[..], &peer, self.max_request) {
+            Ok((request, _)) => self.router.handle(&request),
             Err(RequestError::Incomplete) => return ApiReply::Incomplete,
-            Err(e) => Response::text(400, format!("{e}\n")),
+            // A body over the bound is 413 (RFC 9110 §15.5.14), as on the control API.
+            Err(e) => Response::text(e.status().unwrap_or(400), format!("{e}\n")),
         };
         let mut out = Vec::with_capacity(128 + response.body.len());
         if response.write_to(&mut out).is_err() {
             return ApiReply::Done(Vec::new());
         }
         ApiReply::Done(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(api: &Arc<dyn GuestApi>, request: &[u8]) -> String {
+        let guest = IpAddr::from([192, 168, 127, 2]);
+        match api.respond(request, guest) {
+            ApiReply::Done(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+            ApiReply::Incomplete => "incomplete".to_owned(),
+        }
+    }
+
+    #[test]
+    fn guest_api_body_over_the_bound_is_413_before_the_body() {
+        let control = Control::new(IpAddr::from([192, 168, 127, 2]), &[]);
+        let api = guest_api_within(&control, 1024);
+        for declared in [2000, 2 * MAX_BODY] {
+            let head = format!(
+                "POST /services/forwarder/expose HTTP/1.1\r\nHost: gw\r\nContent-Length: {declared}\r\n\r\n"
+            );
+            let reply = answer(&api, head.as_bytes());
+            assert!(reply.starts_with("HTTP/1.1 413 "), "{declared}: {reply}");
+        }
+        let head = b"POST /services/forwarder/expose HTTP/1.1\r\nContent-Length: 10\r\n\r\n";
+        assert_eq!(
+            answer(&api, head),
+            "incomplete",
+            "a body within the bound is awaited"
+        );
+        assert!(answer(&api, b"GET / HTTP/2\r\n\r\n").starts_with("HTTP/1.1 505 "));
     }
 }

@@ -65,6 +65,18 @@ const LONG_FLAGS: &[&str] = &[
     "max-icmp-requests",
     "max-dhcp-offers",
     "max-dhcp-offers-per-mac",
+    "static-lease",
+    "map-gateway",
+    "pcap-snaplen",
+    "pcap-max-size",
+    "exit-fd",
+    "ready-fd",
+    "forward-sock",
+    "forward-dest",
+    "forward-user",
+    "forward-identity",
+    "deviceIP",
+    "config",
     "max-connects-per-guest",
     "max-connects-per-destination",
     "max-api-connections",
@@ -72,29 +84,10 @@ const LONG_FLAGS: &[&str] = &[
 ];
 
 /// gvproxy flags host-switch refuses, and why.
-const REFUSED: &[(&str, &str)] = &[
-    (
-        "forward-sock",
-        "SSH unix-socket forwarding is not supported",
-    ),
-    (
-        "forward-dest",
-        "SSH unix-socket forwarding is not supported",
-    ),
-    (
-        "forward-user",
-        "SSH unix-socket forwarding is not supported",
-    ),
-    (
-        "forward-identity",
-        "SSH unix-socket forwarding is not supported",
-    ),
-    ("config", "YAML configuration files are not supported"),
-    (
-        "notification",
-        "network-ready notifications are not supported",
-    ),
-];
+const REFUSED: &[(&str, &str)] = &[(
+    "notification",
+    "network-ready notifications are not supported",
+)];
 
 /// A gvproxy flag we do not implement.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -165,17 +158,22 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+// Parsed once at start: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// Run CMD in a new network namespace (and user namespace when unprivileged), on a TAP
     /// device served by this process; exit with CMD's status.
     Run(RunArgs),
+    /// The guest side, inside a VM or a namespace: a TAP connected to host-switch, its
+    /// address by DHCP, its listening ports forwarded to the host.
+    Guest(crate::guest::GuestArgs),
 }
 
 /// The network's shape and the process's housekeeping: shared by both modes.
 #[derive(Debug, Clone, Args)]
 pub struct NetworkArgs {
-    /// The guests' MTU (default 1500 for VM links, 65520 for a TAP).
-    #[arg(long)]
+    /// The guests' MTU (default 1500 for VM links, 65520 for a TAP), 1280 to 65521.
+    #[arg(long, value_parser = mtu_in_range)]
     pub mtu: Option<u32>,
     /// The virtual network.
     #[arg(long, default_value = "192.168.127.0/24")]
@@ -186,9 +184,20 @@ pub struct NetworkArgs {
     /// The host's virtual address (default: the subnet's last host).
     #[arg(long = "hostIP")]
     pub host_ip: Option<Ipv4Addr>,
+    /// The default guest's address: its static lease, and where the SSH forward goes
+    /// (default: the subnet's second host).
+    #[arg(long = "deviceIP")]
+    pub device_ip: Option<Ipv4Addr>,
     /// Capture every frame that crosses the switch to this pcap file.
     #[arg(long)]
     pub pcap: Option<PathBuf>,
+    /// Bytes of each frame the capture keeps (at least 64).
+    #[arg(long = "pcap-snaplen", default_value_t = crate::pcap::DEFAULT_SNAPLEN, value_parser = snaplen)]
+    pub pcap_snaplen: u32,
+    /// The capture file's largest size, in bytes or with a K, M or G suffix; past it the file
+    /// moves to FILE.1 (replacing an older one) and capture starts anew. 0: no limit.
+    #[arg(long = "pcap-max-size", default_value = "512M", value_parser = size)]
+    pub pcap_max_size: u64,
     /// Write the process id to this file (removed at exit).
     #[arg(long = "pid-file")]
     pub pid_file: Option<PathBuf>,
@@ -198,13 +207,18 @@ pub struct NetworkArgs {
     /// Log at debug level.
     #[arg(long)]
     pub debug: bool,
-    /// Forward the host's 127.0.0.1:PORT to the guest's port 22 (-1: none).
-    #[arg(
-        long = "ssh-port",
-        default_value_t = 2222,
-        allow_negative_numbers = true
-    )]
-    pub ssh_port: i32,
+    /// Exit when this inherited descriptor is closed by its other end (slirp4netns
+    /// --exit-fd); under `run`, the command is sent SIGTERM.
+    #[arg(long = "exit-fd")]
+    pub exit_fd: Option<i32>,
+    /// Write "1" to this inherited descriptor and close it once serving (slirp4netns
+    /// --ready-fd).
+    #[arg(long = "ready-fd")]
+    pub ready_fd: Option<i32>,
+    /// Forward the host's 127.0.0.1:PORT to the guest's port 22 (-1: none; default 2222 when
+    /// serving links, none under `run`).
+    #[arg(long = "ssh-port", allow_negative_numbers = true)]
+    pub ssh_port: Option<i32>,
     /// A static port forward, PROTO/HOST_ADDR:PORT=GUEST_ADDR:PORT (PROTO tcp or udp).
     /// Repeatable.
     #[arg(long)]
@@ -215,6 +229,11 @@ pub struct NetworkArgs {
     /// Do not map the host's virtual address to the host's loopback.
     #[arg(long = "disable-host-loopback")]
     pub disable_host_loopback: bool,
+    /// The gateway's address is also the host's loopback, as the host's virtual address is:
+    /// guest connections to its ports other than DNS, DHCP and the API reach 127.0.0.1 (WSL's
+    /// NAT mode and pasta's --map-gw do the same).
+    #[arg(long = "map-gateway")]
+    pub map_gateway: bool,
     /// Seconds a UDP mapping lives without traffic.
     #[arg(long = "udp-idle-timeout", default_value_t = 300)]
     pub udp_idle_timeout: u64,
@@ -310,6 +329,18 @@ pub struct NetworkArgs {
     /// opens the TAP without them.
     #[arg(long, value_enum, default_value_t = Offload::On)]
     pub offload: Offload,
+    #[command(flatten)]
+    pub auto_forward: crate::auto_forward::AutoForwardArgs,
+    /// A static DHCP lease, MAC=IP. Repeatable; replaces the default guest's lease
+    /// (5a:94:ef:e4:0c:ee → the subnet's second address) where it takes its MAC or address.
+    #[arg(long = "static-lease", value_parser = static_lease)]
+    pub static_lease: Vec<dhcp::StaticLease>,
+    /// No lease for the default guest's MAC (a -config file gives every lease itself).
+    #[arg(skip)]
+    pub no_default_lease: bool,
+    /// What a -config file says that no flag carries.
+    #[arg(skip)]
+    pub gvproxy: Option<std::sync::Arc<crate::gvconfig::Extras>>,
 }
 
 /// `--offload`.
@@ -323,6 +354,54 @@ impl Offload {
     pub fn enabled(self) -> bool {
         self == Offload::On
     }
+}
+
+fn static_lease(s: &str) -> Result<dhcp::StaticLease, String> {
+    crate::leases::parse(s).map_err(|e| e.to_string())
+}
+
+/// The smallest MTU: IPv6's minimum link MTU (RFC 8200 §5).
+pub const MIN_MTU: u32 = 1280;
+/// The largest MTU: a frame (MTU plus the 14-byte Ethernet header) must fit the 16-bit length
+/// of the vpnkit, stdio and `/connect` framings, and Linux caps a TAP there too.
+pub const MAX_MTU: u32 = 65535 - 14;
+
+/// An MTU within [`MIN_MTU`]..=[`MAX_MTU`].
+fn mtu_in_range(s: &str) -> Result<u32, String> {
+    let mtu: u32 = s.parse().map_err(|e| format!("{e}"))?;
+    if !(MIN_MTU..=MAX_MTU).contains(&mtu) {
+        return Err(format!(
+            "{mtu} is outside {MIN_MTU}..={MAX_MTU} (IPv6's minimum MTU to the largest frame a link carries)"
+        ));
+    }
+    Ok(mtu)
+}
+
+/// A capture snapshot length: at least an Ethernet, IP and TCP header.
+fn snaplen(s: &str) -> Result<u32, String> {
+    match s.parse::<u32>() {
+        Ok(n) if n >= 64 => Ok(n),
+        Ok(_) => Err("must be at least 64".to_owned()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A size in bytes, or with a K, M or G suffix (powers of 1024).
+fn size(s: &str) -> Result<u64, String> {
+    let (digits, unit) = match s.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (s.get(..i).unwrap_or_default(), c),
+        _ => (s, 'B'),
+    };
+    let shift = match unit.to_ascii_uppercase() {
+        'B' => 0,
+        'K' => 10,
+        'M' => 20,
+        'G' => 30,
+        _ => return Err(format!("{s:?}: expected bytes, or a K, M or G suffix")),
+    };
+    let n: u64 = digits.parse().map_err(|e| format!("{s:?}: {e}"))?;
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| format!("{s:?} is too large"))
 }
 
 /// A count that must be at least 1.
@@ -389,6 +468,23 @@ pub struct ServeArgs {
     /// Ports served at once per listener.
     #[arg(long = "max-ports", default_value_t = crate::link::DEFAULT_MAX_PORTS)]
     pub max_ports: usize,
+    /// gvproxy's YAML configuration file; the flags given beside it win where gvproxy's do.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// A unix socket on the host whose connections are carried over SSH to the guest.
+    /// Repeatable; the n-th goes with the n-th -forward-dest, -forward-user and
+    /// -forward-identity.
+    #[arg(long = "forward-sock")]
+    pub forward_sock: Vec<String>,
+    /// The unix socket in the guest a -forward-sock reaches. Repeatable.
+    #[arg(long = "forward-dest")]
+    pub forward_dest: Vec<String>,
+    /// The guest user a -forward-sock logs in as. Repeatable.
+    #[arg(long = "forward-user")]
+    pub forward_user: Vec<String>,
+    /// The private key a -forward-sock logs in with. Repeatable.
+    #[arg(long = "forward-identity")]
+    pub forward_identity: Vec<PathBuf>,
     #[command(flatten)]
     pub network: NetworkArgs,
 }
@@ -407,12 +503,22 @@ impl ServeArgs {
     }
 }
 
+/// gvproxy's SSH forward port when serving links.
+pub const DEFAULT_SSH_PORT: i32 = 2222;
+
 /// `host-switch run [OPTIONS] -- CMD [ARGS...]`.
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
     /// The TAP device's name inside the new namespace.
     #[arg(long, default_value = "tap0")]
     pub tap: String,
+    /// The control API with /connect (unix://, tcp://, vsock://), as when serving links.
+    /// Repeatable.
+    #[arg(long)]
+    pub listen: Vec<String>,
+    /// The control API without /connect. Repeatable.
+    #[arg(long)]
+    pub services: Vec<String>,
     /// The TAP's MAC address (default 5a:94:ef:e4:0c:ee, the guest with the static lease).
     #[arg(long)]
     pub mac: Option<EthernetAddress>,
@@ -443,355 +549,5 @@ where
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn serve(args: &[&str]) -> ServeArgs {
-        let mut all = vec!["host-switch"];
-        all.extend_from_slice(args);
-        let cli = parse(all).unwrap();
-        assert!(cli.command.is_none());
-        cli.serve
-    }
-
-    #[test]
-    fn single_and_double_dash_are_the_same() {
-        let one = serve(&[
-            "-listen",
-            "unix:///tmp/a.sock",
-            "-listen-qemu=tcp://127.0.0.1:5555",
-            "-mtu",
-            "9000",
-            "-debug",
-            "-pcap",
-            "/tmp/x.pcap",
-            "-gatewayIP",
-            "10.0.0.1",
-        ]);
-        let two = serve(&[
-            "--listen",
-            "unix:///tmp/a.sock",
-            "--listen-qemu=tcp://127.0.0.1:5555",
-            "--mtu",
-            "9000",
-            "--debug",
-            "--pcap",
-            "/tmp/x.pcap",
-            "--gatewayIP",
-            "10.0.0.1",
-        ]);
-        for s in [&one, &two] {
-            assert_eq!(s.listen, ["unix:///tmp/a.sock"]);
-            assert_eq!(s.listen_qemu, ["tcp://127.0.0.1:5555"]);
-            assert_eq!(s.network.mtu, Some(9000));
-            assert!(s.network.debug);
-            assert_eq!(s.network.gateway_ip, Some(Ipv4Addr::new(10, 0, 0, 1)));
-            assert_eq!(s.network.subnet, "192.168.127.0/24");
-        }
-    }
-
-    #[test]
-    fn listeners_repeat() {
-        let s = serve(&[
-            "-listen",
-            "unix:///a",
-            "-listen",
-            "tcp://127.0.0.1:1",
-            "-listen-vfkit",
-            "unixgram:///v",
-            "-listen-bess",
-            "unixpacket:///b",
-            "-listen-vpnkit",
-            "unix:///k",
-            "-listen-stdio",
-            "accept",
-        ]);
-        assert_eq!(s.listen.len(), 2);
-        assert_eq!(s.listen_vfkit, ["unixgram:///v"]);
-        assert_eq!(s.listen_bess, ["unixpacket:///b"]);
-        assert_eq!(s.listen_vpnkit, ["unix:///k"]);
-        assert_eq!(s.listen_stdio.as_deref(), Some("accept"));
-        assert!(s.has_links());
-    }
-
-    #[test]
-    fn tap_flags() {
-        let s = serve(&[
-            "--netns",
-            "1234",
-            "--tap",
-            "tap0",
-            "--configure",
-            "--mac",
-            "02:00:00:00:00:01",
-            "--mtu",
-            "1500",
-        ]);
-        assert_eq!(s.netns.as_deref(), Some("1234"));
-        assert_eq!(s.tap.as_deref(), Some("tap0"));
-        assert!(s.configure);
-        assert_eq!(s.mac.unwrap().to_string(), "02:00:00:00:00:01");
-        assert!(
-            parse(["host-switch", "--configure"]).is_err(),
-            "needs --tap"
-        );
-        assert!(parse(["host-switch", "--tap", "t", "--mac", "zz"]).is_err());
-    }
-
-    #[test]
-    fn offloads_are_on_unless_switched_off() {
-        assert_eq!(serve(&["--tap", "t"]).network.offload, Offload::On);
-        assert_eq!(
-            serve(&["--tap", "t", "--offload=off"]).network.offload,
-            Offload::Off
-        );
-        assert!(!Offload::Off.enabled() && Offload::On.enabled());
-        let cli = parse(["host-switch", "run", "--offload", "off", "--", "true"]).unwrap();
-        let Some(Command::Run(run)) = cli.command else {
-            panic!("expected run");
-        };
-        assert_eq!(run.network.offload, Offload::Off);
-        assert!(parse(["host-switch", "--tap", "t", "--offload", "maybe"]).is_err());
-    }
-
-    #[test]
-    fn refused_flags_are_named() {
-        for flag in [
-            "-forward-sock",
-            "-forward-dest",
-            "-forward-user",
-            "-forward-identity",
-            "-config",
-            "-notification",
-        ] {
-            let err = parse(["host-switch", flag, "x"]).unwrap_err();
-            let name = flag.trim_start_matches('-');
-            assert!(
-                matches!(&err, CliError::Refused(r) if r.flag == name),
-                "{flag}: {err}"
-            );
-            assert!(err.to_string().contains(&format!("-{name}")), "{err}");
-        }
-        let s = serve(&[
-            "-ssh-port=-1",
-            "-services",
-            "unix:///s",
-            "-ec2-metadata-access",
-        ]);
-        assert_eq!(s.network.ssh_port, -1);
-        assert_eq!(s.services, ["unix:///s"]);
-        assert!(s.network.ec2_metadata_access);
-        // Unknown flags are clap errors, not silently accepted.
-        assert!(matches!(
-            parse(["host-switch", "--bogus"]),
-            Err(CliError::Clap(_))
-        ));
-    }
-
-    #[test]
-    fn run_takes_the_command_verbatim() {
-        let cli = parse([
-            "host-switch",
-            "run",
-            "-mtu",
-            "1500",
-            "--",
-            "sh",
-            "-c",
-            "ping -c1 -W2 192.168.127.1; exit 7",
-            "-debug",
-        ])
-        .unwrap();
-        let Some(Command::Run(run)) = cli.command else {
-            panic!("expected run");
-        };
-        assert_eq!(run.network.mtu, Some(1500));
-        assert_eq!(run.tap, "tap0");
-        assert!(!run.network.debug, "-debug after -- belongs to the command");
-        assert_eq!(
-            run.command,
-            ["sh", "-c", "ping -c1 -W2 192.168.127.1; exit 7", "-debug"].map(OsString::from)
-        );
-        assert!(
-            parse(["host-switch", "run"]).is_err(),
-            "a command is needed"
-        );
-        assert!(
-            parse(["host-switch", "-listen", "unix:///a", "run", "--", "true"]).is_err(),
-            "serve flags and run do not mix"
-        );
-    }
-
-    #[test]
-    fn dns_upstreams_repeat() {
-        let s = serve(&["-dns-upstream", "127.0.0.1:5353", "--dns-upstream=::1"]);
-        let want: Vec<std::net::SocketAddr> = ["127.0.0.1:5353", "[::1]:53"]
-            .iter()
-            .map(|a| a.parse().unwrap())
-            .collect();
-        assert_eq!(s.network.dns_upstream, want);
-    }
-
-    #[test]
-    fn limits_single_dash_and_zero_refused() {
-        let s = serve(&[
-            "-max-tcp-flows",
-            "4",
-            "-max-tcp-flows-per-guest=3",
-            "-max-udp-flows",
-            "2",
-            "-max-udp-flows-per-guest",
-            "1",
-            "-max-connects",
-            "2",
-            "-max-reassembly-bytes",
-            "3000",
-            "-fragment-timeout",
-            "2",
-            "-max-dns-pending",
-            "1",
-            "-max-dns-tcp",
-            "5",
-            "-max-mac-entries",
-            "3",
-            "-max-api-request",
-            "1024",
-        ]);
-        let n = &s.network;
-        assert_eq!((n.max_tcp_flows, n.max_tcp_flows_per_guest), (4, Some(3)));
-        assert_eq!((n.max_udp_flows, n.max_udp_flows_per_guest), (2, Some(1)));
-        assert_eq!(n.max_connects, 2);
-        assert_eq!((n.max_reassembly_bytes, n.fragment_timeout), (3000, 2));
-        assert_eq!((n.max_dns_pending, n.max_dns_tcp), (1, 5));
-        assert_eq!((n.max_mac_entries, n.max_api_request), (3, Some(1024)));
-        let d = serve(&[]);
-        assert_eq!(d.network.max_tcp_flows, 16384);
-        assert_eq!(d.network.max_tcp_flows_per_guest, None);
-        for flag in [
-            "--max-tcp-flows",
-            "--max-tcp-flows-per-guest",
-            "--max-udp-flows",
-            "--max-udp-flows-per-guest",
-            "--max-connects",
-            "--max-reassembly-bytes",
-            "--fragment-timeout",
-            "--max-dns-pending",
-            "--max-dns-tcp",
-            "--max-mac-entries",
-            "--max-api-request",
-        ] {
-            let err = parse(["host-switch", flag, "0"]).unwrap_err();
-            assert!(
-                err.to_string().contains("must be at least 1"),
-                "{flag}: {err}"
-            );
-        }
-    }
-
-    #[test]
-    fn drain_timeout_takes_fractions_and_defaults_to_the_forwarders() {
-        let d = serve(&[]);
-        assert_eq!(d.network.drain_timeout, forwarder::DEFAULT_DRAIN_TIMEOUT);
-        let s = serve(&["-drain-timeout", "0.25"]);
-        assert_eq!(
-            s.network.drain_timeout,
-            std::time::Duration::from_millis(250)
-        );
-        assert_eq!(
-            serve(&["--drain-timeout=0"])
-                .network
-                .drain_timeout
-                .as_secs(),
-            0
-        );
-        for bad in ["-1", "x", "1e9"] {
-            assert!(
-                parse(["host-switch", "--drain-timeout", bad]).is_err(),
-                "{bad}"
-            );
-        }
-    }
-
-    #[test]
-    fn every_guest_facing_bound_has_a_flag() {
-        let s = serve(&[
-            "--max-dns-tcp-pipeline=7",
-            "--max-fragments-per-datagram=300",
-            "-max-reassembly-datagrams",
-            "9",
-            "--max-icmp-requests=11",
-            "--max-dhcp-offers=12",
-            "--max-dhcp-offers-per-mac=2",
-        ]);
-        let n = &s.network;
-        assert_eq!(
-            (n.max_dns_tcp_pipeline, n.max_fragments_per_datagram),
-            (7, 300)
-        );
-        assert_eq!((n.max_reassembly_datagrams, n.max_icmp_requests), (9, 11));
-        assert_eq!((n.max_dhcp_offers, n.max_dhcp_offers_per_mac), (12, 2));
-        let d = serve(&[]).network;
-        assert_eq!(d.max_fragments_per_datagram, 8192);
-        assert_eq!((d.max_dhcp_offers, d.max_dhcp_offers_per_mac), (64, 4));
-        for flag in [
-            "--max-dns-tcp-pipeline",
-            "--max-fragments-per-datagram",
-            "--max-reassembly-datagrams",
-            "--max-icmp-requests",
-            "--max-dhcp-offers",
-            "--max-dhcp-offers-per-mac",
-        ] {
-            let err = parse(["host-switch", flag, "0"]).unwrap_err();
-            assert!(
-                err.to_string().contains("must be at least 1"),
-                "{flag}: {err}"
-            );
-        }
-    }
-
-    #[test]
-    fn guest_fairness_flags() {
-        let s = serve(&[
-            "-max-connects-per-guest",
-            "7",
-            "--max-connects-per-destination=8",
-            "-max-api-connections",
-            "9",
-            "-api-header-timeout",
-            "3",
-        ]);
-        let n = &s.network;
-        assert_eq!(
-            (n.max_connects_per_guest, n.max_connects_per_destination),
-            (Some(7), Some(8))
-        );
-        assert_eq!((n.max_api_connections, n.api_header_timeout), (9, 3));
-        let d = serve(&[]);
-        assert_eq!(d.network.max_connects_per_guest, None);
-        assert_eq!(
-            (d.network.max_api_connections, d.network.api_header_timeout),
-            (64, 10)
-        );
-        for flag in [
-            "--max-connects-per-guest",
-            "--max-connects-per-destination",
-            "--max-api-connections",
-            "--api-header-timeout",
-        ] {
-            let err = parse(["host-switch", flag, "0"]).unwrap_err();
-            assert!(
-                err.to_string().contains("must be at least 1"),
-                "{flag}: {err}"
-            );
-        }
-    }
-
-    #[test]
-    fn version_single_dash() {
-        let err = parse(["host-switch", "-version"]).unwrap_err();
-        let CliError::Clap(e) = err else {
-            panic!("expected clap's version display")
-        };
-        assert_eq!(e.kind(), clap::error::ErrorKind::DisplayVersion);
-    }
-}
+#[path = "cli_tests.rs"]
+mod tests;

@@ -30,21 +30,46 @@
 //!   and the open-file limit.
 //! - [`link`]: the transports (TAP, QEMU stream, HTTP `/connect`, stdio, vpnkit, vfkit, bess),
 //!   each a port factory serving many guests.
+//! - [`netlink`]: rtnetlink (links, addresses, routes, veth pairs) and sock_diag (listening
+//!   sockets) for the namespace a socket was opened in.
+//! - [`auto_forward`]: automatic port forwarding — the registry of forwards guests' listening
+//!   ports get on the host's loopback, its API, and the watcher that feeds it.
+//! - [`guest`]: `host-switch guest`, the guest side (a TAP attached to host-switch, its own
+//!   DHCP lease, `--setup`'s namespace, veth pair and relay).
+//! - [`gvconfig`]: gvproxy's `-config` YAML file, with gvproxy's meaning; [`leases`]: the
+//!   static DHCP leases and the address a configured TAP takes, never two guests on one.
+//! - [`ssh_forward`]: `-forward-sock`, unix sockets carried over SSH into the guest.
+//! - [`metrics`]: `GET /metrics`, every `/stats` number in Prometheus text.
+//! - [`pcap_rotate`]: the capture file's size limit; [`watch`]: `--netns PID`'s holder,
+//!   `--exit-fd` and `--ready-fd`.
 
 pub mod api;
+pub mod auto_forward;
 pub mod cli;
 pub mod forward;
 pub mod framing;
 pub mod gateway;
+pub mod guest;
+pub mod gvconfig;
 pub mod launch;
+pub mod leases;
 pub mod link;
 pub mod mac_table;
+pub mod metrics;
+pub mod netlink;
 pub mod netns;
 pub mod pcap;
+pub mod pcap_rotate;
 pub mod port;
 pub mod runtime;
+pub mod ssh_forward;
 pub mod sys;
 pub mod tap;
+pub mod watch;
+
+#[cfg(test)]
+#[path = "../tests/skip/mod.rs"]
+mod skip;
 
 pub use forward::{Decision, DropReason, Switch, SwitchConfig};
 pub use mac_table::PortId;

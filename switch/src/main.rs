@@ -12,14 +12,21 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use stack::wire::EthernetAddress;
 use switch::cli::{self, CliError, Command, NetworkArgs, RunArgs, ServeArgs};
 use switch::launch::{self, LaunchOptions};
+use switch::leases::{self, Leases};
 use switch::link::{self, Endpoint, LinkLimits, Listener, http, tap::TapLink};
 use switch::netns::Netns;
 use switch::port::Attacher;
+use switch::ssh_forward;
 use switch::tap::{self as tapdev, TapConfig, TapOptions};
 
+mod guest_mode;
 mod pipeline;
+mod setup;
 
 use pipeline::Pipeline;
+use setup::{
+    Handshakes, log_level, start_ssh_forwards, warn_if_exposed, watch_netns_holder, with_config,
+};
 
 /// The guest that gets the static DHCP lease (gvproxy's default).
 pub(crate) const DEFAULT_GUEST_MAC: EthernetAddress =
@@ -34,6 +41,10 @@ enum Event {
     Signal(i32),
     StdioClosed,
     ChildExited(std::process::ExitStatus),
+    /// The process whose network namespace we serve (`--netns PID`) exited.
+    NetnsHolderExited(u32),
+    /// `--exit-fd` was closed.
+    ExitFd,
 }
 
 fn main() -> ExitCode {
@@ -51,39 +62,83 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Some(Command::Run(run)) => run_mode(run),
-        None => serve_mode(cli.serve),
+        Some(Command::Guest(guest)) => guest_mode::run(&guest),
+        None => with_config(cli.serve).and_then(serve_mode),
     };
     match result {
         Ok(code) => code,
         Err(message) => {
-            tracing::error!("{message}");
-            eprintln!("host-switch: {message}");
+            report_fatal(&message);
             ExitCode::from(EXIT_FAILURE)
         }
     }
 }
 
+/// Where the log goes, once set up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LogTarget {
+    Stderr,
+    File,
+}
+
+static LOGGING: std::sync::OnceLock<LogTarget> = std::sync::OnceLock::new();
+
+/// Tells the user of a fatal error once: as a log line when the log is standard error, on
+/// standard error alone before logging is set up, and in both places when the log is a file
+/// (which the user may not be watching).
+fn report_fatal(message: &str) {
+    match LOGGING.get() {
+        Some(LogTarget::Stderr) => tracing::error!("{message}"),
+        Some(LogTarget::File) => {
+            tracing::error!("{message}");
+            eprintln!("host-switch: {message}");
+        }
+        None => eprintln!("host-switch: {message}"),
+    }
+}
+
 /// Logs to standard error (never stdout: `-listen-stdio` owns it) or to `--log-file`.
 fn init_logging(net: &NetworkArgs) -> Result<(), String> {
-    let default = if net.debug { "debug" } else { "info" };
+    let from_config = switch::gvconfig::extras(net).and_then(|x| x.log_level.as_deref());
+    let default = match (net.debug, from_config) {
+        (true, _) => "debug",
+        (false, Some(level)) => log_level(level),
+        (false, None) => "info",
+    };
+    init_logging_to(default, net.log_file.as_deref())?;
+    for warning in switch::gvconfig::extras(net).map_or(&[][..], |x| &x.warnings) {
+        tracing::warn!("{warning}");
+    }
+    Ok(())
+}
+
+/// Logs to standard error or to `log_file`, at `default` (a level or filter) unless
+/// `RUST_LOG` says otherwise.
+fn init_logging_to(default: &str, log_file: Option<&Path>) -> Result<(), String> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    let done = match &net.log_file {
+    let (done, target) = match log_file {
         Some(path) => {
             let file = std::fs::File::create(path)
                 .map_err(|e| format!("cannot create log file {}: {e}", path.display()))?;
-            builder
+            let done = builder
                 .with_ansi(false)
                 .with_writer(std::sync::Mutex::new(file))
-                .try_init()
+                .try_init();
+            (done, LogTarget::File)
         }
-        None => builder
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .with_writer(std::io::stderr)
-            .try_init(),
+        None => {
+            let done = builder
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .with_writer(std::io::stderr)
+                .try_init();
+            (done, LogTarget::Stderr)
+        }
     };
-    done.map_err(|e| format!("cannot set up logging: {e}"))
+    done.map_err(|e| format!("cannot set up logging: {e}"))?;
+    let _ = LOGGING.set(target);
+    Ok(())
 }
 
 /// Writes the PID on creation, removes the file on drop.
@@ -122,14 +177,16 @@ fn watch_signals(events: Sender<Event>) -> Result<signal_hook::iterator::Handle,
     Ok(handle)
 }
 
-/// The network's addresses, from `--subnet`, `--gatewayIP`, `--hostIP`.
-#[derive(Debug, Clone, Copy)]
+/// The network's addresses, from `--subnet`, `--gatewayIP`, `--hostIP`, `--static-lease`.
+#[derive(Debug, Clone)]
 struct Addressing {
     prefix_len: u8,
     gateway: Ipv4Addr,
     host: Ipv4Addr,
-    /// The default guest (the static lease), which a configured TAP takes.
+    /// The default guest (the default static lease's address).
     guest: Ipv4Addr,
+    /// The static DHCP leases; a configured TAP takes its MAC's.
+    leases: Leases,
 }
 
 impl Addressing {
@@ -152,25 +209,49 @@ impl Addressing {
         let network = u32::from(addr) & mask;
         let broadcast = network | !mask;
         let nth = |n: u32| Ipv4Addr::from(network.wrapping_add(n));
+        let gateway = net.gateway_ip.unwrap_or_else(|| nth(1));
+        let host = net
+            .host_ip
+            .unwrap_or_else(|| Ipv4Addr::from(broadcast.wrapping_sub(1)));
+        let guest = net.device_ip.unwrap_or_else(|| nth(2));
+        let subnet = dhcp::Subnet::new(addr, prefix_len).map_err(|_| bad())?;
+        let fixed = leases::Fixed {
+            subnet,
+            gateway,
+            host,
+        };
+        let default = dhcp::StaticLease {
+            mac: DEFAULT_GUEST_MAC,
+            ip: guest,
+        };
+        let default = (!net.no_default_lease).then_some(default);
+        let leases = Leases::new(fixed, default, &net.static_lease)
+            .map_err(|e| format!("--static-lease: {e}"))?;
         Ok(Addressing {
             prefix_len,
-            gateway: net.gateway_ip.unwrap_or_else(|| nth(1)),
-            host: net
-                .host_ip
-                .unwrap_or_else(|| Ipv4Addr::from(broadcast.wrapping_sub(1))),
-            guest: nth(2),
+            gateway,
+            host,
+            guest,
+            leases,
         })
     }
 
-    fn tap_config(&self, mac: Option<EthernetAddress>, mtu: u32) -> TapConfig {
-        TapConfig {
-            mac: Some(mac.unwrap_or(DEFAULT_GUEST_MAC)),
+    /// A configured TAP: its MAC's static lease, or a free address leased to it, so no DHCP
+    /// guest is ever given the same address.
+    fn tap_config(&mut self, mac: Option<EthernetAddress>, mtu: u32) -> Result<TapConfig, String> {
+        let mac = mac.unwrap_or(DEFAULT_GUEST_MAC);
+        let address = self
+            .leases
+            .address_for(mac)
+            .map_err(|e| format!("--configure: {e}"))?;
+        Ok(TapConfig {
+            mac: Some(mac),
             mtu,
-            address: self.guest,
+            address,
             prefix_len: self.prefix_len,
             gateway: Some(self.gateway),
             loopback_up: true,
-        }
+        })
     }
 }
 
@@ -192,8 +273,9 @@ impl Links {
     }
 }
 
-fn serve_mode(args: ServeArgs) -> Result<ExitCode, String> {
+fn serve_mode(mut args: ServeArgs) -> Result<ExitCode, String> {
     init_logging(&args.network)?;
+    args.network.ssh_port.get_or_insert(cli::DEFAULT_SSH_PORT);
     if !args.has_links() {
         return Err(
             "nothing to serve: give -listen, -listen-qemu, -listen-vfkit, -listen-bess, \
@@ -201,12 +283,25 @@ fn serve_mode(args: ServeArgs) -> Result<ExitCode, String> {
                 .to_owned(),
         );
     }
-    let addressing = Addressing::from_args(&args.network)?;
+    let mut addressing = Addressing::from_args(&args.network)?;
     let vm_mtu = args.network.mtu.unwrap_or(link::DEFAULT_MTU);
     let tap_mtu = args.network.mtu.unwrap_or(tapdev::DEFAULT_MTU);
+    let tap_config = match args.configure {
+        true => Some(addressing.tap_config(args.mac, tap_mtu)?),
+        false => None,
+    };
+    let forwards = ssh_forward::pair(
+        &args.forward_sock,
+        &args.forward_dest,
+        &args.forward_user,
+        &args.forward_identity,
+    )
+    .map_err(|e| e.to_string())?;
+    let mut handshakes = Handshakes::take(&args.network)?;
     let _pid_file = PidFile::create(args.network.pid_file.as_deref())?;
     let (events_tx, events) = crossbeam_channel::unbounded();
     let signals = watch_signals(events_tx.clone())?;
+    handshakes.watch_exit(&events_tx)?;
 
     // The DHCP MTU is the VM links'; a TAP-only network announces the TAP's.
     let only_tap = args.tap.is_some()
@@ -224,23 +319,38 @@ fn serve_mode(args: ServeArgs) -> Result<ExitCode, String> {
         &args,
         &attacher,
         &pipeline.api(),
-        &addressing,
+        tap_config,
         vm_mtu,
         tap_mtu,
         &events_tx,
         &mut links,
     );
-    if let Err(message) = started {
-        links.shutdown();
-        pipeline.shutdown();
-        return Err(message);
+    let ssh = started.and_then(|()| start_ssh_forwards(forwards, &pipeline, &addressing));
+    let ssh = match ssh {
+        Ok(ssh) => ssh,
+        Err(message) => {
+            links.shutdown();
+            pipeline.shutdown();
+            return Err(message);
+        }
+    };
+    if let Some(netns) = &args.netns {
+        watch_netns_holder(&Netns::from_arg(netns), &events_tx);
     }
+    // A TAP in another namespace: watch it for listeners ourselves (no agent there).
+    let _auto_watch = match (&args.tap, &args.netns) {
+        (Some(tap), Some(netns)) => {
+            watch_guest_namespace(&Netns::from_arg(netns), tap, &pipeline, &args.network)
+        }
+        _ => None,
+    };
     tracing::info!(
         gateway = %addressing.gateway,
         host = %addressing.host,
         "host-switch {} serving",
         env!("CARGO_PKG_VERSION")
     );
+    handshakes.ready();
     let code = match events.recv() {
         Ok(Event::Signal(signal)) => {
             tracing::info!(signal, "shutting down");
@@ -250,8 +360,20 @@ fn serve_mode(args: ServeArgs) -> Result<ExitCode, String> {
             tracing::info!("standard input closed; shutting down");
             ExitCode::SUCCESS
         }
+        Ok(Event::NetnsHolderExited(pid)) => {
+            tracing::info!(pid, "the namespace's process exited; shutting down");
+            ExitCode::SUCCESS
+        }
+        Ok(Event::ExitFd) => {
+            tracing::info!("--exit-fd closed; shutting down");
+            ExitCode::SUCCESS
+        }
         Ok(Event::ChildExited(_)) | Err(_) => ExitCode::SUCCESS,
     };
+    // The SSH forwards' sessions end first, so the drain need not wait out their streams.
+    if let Some((forwards, _private)) = ssh {
+        forwards.shutdown();
+    }
     drain(&mut pipeline, &args.network, &events);
     signals.close();
     links.shutdown();
@@ -281,12 +403,50 @@ fn drain(pipeline: &mut Pipeline, net: &NetworkArgs, events: &Receiver<Event>) {
     }
 }
 
+/// The control API on `-listen` (with `/connect`, which attaches guests) and `-services`.
+fn start_http(
+    listen: &[String],
+    services: &[String],
+    attacher: &Attacher,
+    api: &Arc<switch::api::Router>,
+    limits: LinkLimits,
+    links: &mut Links,
+) -> Result<(), String> {
+    let endpoint = |addr: &str| Endpoint::parse(addr).map_err(|e| e.to_string());
+    let started = |l: Result<Listener, link::EndpointError>| l.map_err(|e| e.to_string());
+    for addr in listen {
+        warn_if_exposed("-listen", addr);
+        let options = http::HttpOptions {
+            connect: Some(attacher.clone()),
+            handler: api.clone(),
+            socket_mode: Some(0o600),
+        };
+        links
+            .listeners
+            .push(started(http::listen(&endpoint(addr)?, options, limits))?);
+        tracing::info!(endpoint = %addr, "listening (HTTP, /connect and the API)");
+    }
+    for addr in services {
+        warn_if_exposed("-services", addr);
+        let options = http::HttpOptions {
+            connect: None,
+            handler: api.clone(),
+            socket_mode: Some(0o600),
+        };
+        links
+            .listeners
+            .push(started(http::listen(&endpoint(addr)?, options, limits))?);
+        tracing::info!(endpoint = %addr, "listening (the API)");
+    }
+    Ok(())
+}
+
 #[allow(clippy::too_many_arguments)]
 fn start_links(
     args: &ServeArgs,
     attacher: &Attacher,
     api: &Arc<switch::api::Router>,
-    addressing: &Addressing,
+    tap_config: Option<TapConfig>,
     vm_mtu: u32,
     tap_mtu: u32,
     events: &Sender<Event>,
@@ -298,29 +458,9 @@ fn start_links(
     };
     let endpoint = |addr: &str| Endpoint::parse(addr).map_err(|e| e.to_string());
     let started = |l: Result<Listener, link::EndpointError>| l.map_err(|e| e.to_string());
-    for addr in &args.listen {
-        let options = http::HttpOptions {
-            connect: Some(attacher.clone()),
-            handler: api.clone(),
-            socket_mode: Some(0o600),
-        };
-        links
-            .listeners
-            .push(started(http::listen(&endpoint(addr)?, options, limits))?);
-        tracing::info!(endpoint = %addr, "listening (HTTP, /connect and the API)");
-    }
-    for addr in &args.services {
-        let options = http::HttpOptions {
-            connect: None,
-            handler: api.clone(),
-            socket_mode: Some(0o600),
-        };
-        links
-            .listeners
-            .push(started(http::listen(&endpoint(addr)?, options, limits))?);
-        tracing::info!(endpoint = %addr, "listening (the API)");
-    }
+    start_http(&args.listen, &args.services, attacher, api, limits, links)?;
     for addr in &args.listen_qemu {
+        warn_if_exposed("-listen-qemu", addr);
         links.listeners.push(started(link::qemu::listen(
             &endpoint(addr)?,
             attacher.clone(),
@@ -347,11 +487,15 @@ fn start_links(
     for addr in &args.listen_vpnkit {
         let mtu =
             u16::try_from(vm_mtu).map_err(|_| format!("MTU {vm_mtu} too large for vpnkit"))?;
+        let mut vpnkit = link::vpnkit::VpnkitConfig::with_mtu(mtu);
+        if let Some(x) = switch::gvconfig::extras(&args.network) {
+            vpnkit.uuid_macs = x.vpnkit_macs.iter().cloned().collect();
+        }
         links.listeners.push(started(link::vpnkit::listen(
             &endpoint(addr)?,
             attacher.clone(),
             limits,
-            link::vpnkit::VpnkitConfig::with_mtu(mtu),
+            vpnkit,
         ))?);
         tracing::info!(endpoint = %addr, "listening (vpnkit)");
     }
@@ -362,9 +506,7 @@ fn start_links(
             .map_or(Netns::Current, Netns::from_arg);
         let options = TapOptions {
             multi_queue: true,
-            configure: args
-                .configure
-                .then(|| addressing.tap_config(args.mac, tap_mtu)),
+            configure: tap_config,
             offload: args.network.offload.enabled(),
         };
         let mtu = u16::try_from(tap_mtu).map_err(|_| format!("MTU {tap_mtu} is too large"))?;
@@ -390,10 +532,14 @@ fn start_links(
     Ok(())
 }
 
-fn run_mode(args: RunArgs) -> Result<ExitCode, String> {
+fn run_mode(mut args: RunArgs) -> Result<ExitCode, String> {
     init_logging(&args.network)?;
-    let addressing = Addressing::from_args(&args.network)?;
+    // No SSH forward unless asked for: a pasta-style command is no VM with an sshd.
+    args.network.ssh_port.get_or_insert(-1);
+    let mut addressing = Addressing::from_args(&args.network)?;
     let mtu = args.network.mtu.unwrap_or(tapdev::DEFAULT_MTU);
+    let tap = addressing.tap_config(args.mac, mtu)?;
+    let mut handshakes = Handshakes::take(&args.network)?;
     let _pid_file = PidFile::create(args.network.pid_file.as_deref())?;
     let scratch = Scratch::create()?;
     let resolv_conf = scratch.0.join("resolv.conf");
@@ -405,10 +551,28 @@ fn run_mode(args: RunArgs) -> Result<ExitCode, String> {
 
     let (events_tx, events) = crossbeam_channel::unbounded();
     let signals = watch_signals(events_tx.clone())?;
+    handshakes.watch_exit(&events_tx)?;
     let mut pipeline = Pipeline::start(&args.network, &addressing, mtu)?;
+    // The API is up before the command runs.
+    let mut links = Links::default();
+    let limits = LinkLimits::for_mtu(mtu);
+    let api = pipeline.api();
+    let http = start_http(
+        &args.listen,
+        &args.services,
+        &pipeline.attacher(),
+        &api,
+        limits,
+        &mut links,
+    );
+    if let Err(message) = http {
+        links.shutdown();
+        pipeline.shutdown();
+        return Err(message);
+    }
     let options = LaunchOptions {
         tap_name: args.tap.clone(),
-        tap: addressing.tap_config(args.mac, mtu),
+        tap,
         resolv_conf,
         user_namespace: !root,
         queues: pipeline.workers(),
@@ -417,6 +581,7 @@ fn run_mode(args: RunArgs) -> Result<ExitCode, String> {
     let mut launched = match launch::launch(&exe, &args.command, &options) {
         Ok(launched) => launched,
         Err(e) => {
+            links.shutdown();
             pipeline.shutdown();
             return Err(e.to_string());
         }
@@ -432,6 +597,7 @@ fn run_mode(args: RunArgs) -> Result<ExitCode, String> {
         Err(message) => {
             let _ = launched.child.kill();
             let _ = launched.child.wait();
+            links.shutdown();
             pipeline.shutdown();
             return Err(message);
         }
@@ -440,7 +606,9 @@ fn run_mode(args: RunArgs) -> Result<ExitCode, String> {
     if let Err(e) = launched.release() {
         tracing::warn!(error = %e, "cannot release the command");
     }
-    tracing::info!(pid, tap = %args.tap, address = %addressing.guest, gateway = %addressing.gateway, "command started");
+    tracing::info!(pid, tap = %args.tap, address = %options.tap.address, gateway = %addressing.gateway, "command started");
+    handshakes.ready();
+    let _auto_watch = watch_guest_namespace(&Netns::Pid(pid), &args.tap, &pipeline, &args.network);
     let mut child = launched.child;
     std::thread::Builder::new()
         .name("child-wait".into())
@@ -456,14 +624,43 @@ fn run_mode(args: RunArgs) -> Result<ExitCode, String> {
     drain(&mut pipeline, &args.network, &events);
     signals.close();
     tap.shutdown();
+    links.shutdown();
     pipeline.shutdown();
     Ok(code)
+}
+
+/// Automatic port forwarding for a guest namespace host-switch serves without an agent;
+/// `None` when it is turned off or cannot watch there (logged).
+fn watch_guest_namespace(
+    netns: &Netns,
+    tap: &str,
+    pipeline: &Pipeline,
+    net: &NetworkArgs,
+) -> Option<switch::auto_forward::watch::Watcher> {
+    if net.auto_forward.no_auto_forward {
+        return None;
+    }
+    let interval = std::time::Duration::from_millis(net.auto_forward.interval_ms);
+    match switch::auto_forward::watch::watch_netns(netns, tap, pipeline.auto_forwards(), interval) {
+        Ok(watcher) => Some(watcher),
+        Err(e) => {
+            tracing::warn!(error = %e, "no automatic port forwarding for this guest");
+            None
+        }
+    }
 }
 
 /// Forwards SIGINT/SIGTERM to the child and returns its exit status as ours.
 fn wait_for_child(events: &Receiver<Event>, pid: u32) -> ExitCode {
     loop {
-        match events.recv() {
+        let event = match events.recv() {
+            Ok(Event::ExitFd) => {
+                tracing::info!(pid, "--exit-fd closed; stopping the command");
+                Ok(Event::Signal(libc::SIGTERM))
+            }
+            other => other,
+        };
+        match event {
             Ok(Event::Signal(signal)) => {
                 tracing::info!(signal, pid, "forwarding signal to the command");
                 if let Ok(pid) = libc::pid_t::try_from(pid) {
@@ -482,7 +679,7 @@ fn wait_for_child(events: &Receiver<Event>, pid: u32) -> ExitCode {
                 tracing::info!(code, "command exited");
                 return ExitCode::from(u8::try_from(code).unwrap_or(EXIT_FAILURE));
             }
-            Ok(Event::StdioClosed) => {}
+            Ok(Event::StdioClosed | Event::NetnsHolderExited(_) | Event::ExitFd) => {}
             Err(_) => return ExitCode::from(EXIT_FAILURE),
         }
     }

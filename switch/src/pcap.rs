@@ -260,6 +260,19 @@ pub fn create(path: &Path, config: PcapConfig) -> io::Result<(PcapSink, PcapThre
     spawn(BufWriter::with_capacity(64 * 1024, file), config)
 }
 
+/// Creates (truncating) the pcap file at `path`, moved aside to `path.1` whenever it would
+/// grow past `max_bytes` ([`crate::pcap_rotate`]), and starts its writer thread.
+pub fn create_rotating(
+    path: &Path,
+    config: PcapConfig,
+    max_bytes: u64,
+) -> io::Result<(PcapSink, PcapThread)> {
+    spawn(
+        crate::pcap_rotate::RotatingFile::create(path, max_bytes)?,
+        config,
+    )
+}
+
 /// Writes the pcap header to `out` and starts a thread writing captured frames to it.
 pub fn spawn<W: Write + Send + 'static>(
     out: W,

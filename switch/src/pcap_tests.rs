@@ -109,7 +109,10 @@ fn tcpdump_reads_the_capture() {
     let has_tcpdump = Command::new("tcpdump").arg("--version").output().is_ok();
     if !has_tcpdump {
         assert!(!ci, "tcpdump is required under CI=true");
-        eprintln!("SKIPPED: tcpdump is not installed");
+        crate::skip::skipped(
+            "pcap::tests::tcpdump_reads_the_capture",
+            "tcpdump is not installed",
+        );
         return;
     }
     let path = temp_path("tcpdump");

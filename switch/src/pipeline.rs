@@ -10,18 +10,22 @@ use std::time::Duration;
 use forwarder::descriptors::{self, DescriptorPlan};
 use forwarder::{Control, Protocol};
 use switch::api::{self, Router};
+use switch::auto_forward::{self, AutoForwards, Policy};
 use switch::cli::NetworkArgs;
 use switch::pcap::{self, PcapConfig, PcapThread};
 use switch::port::Attacher;
 use switch::runtime::{Runtime, RuntimeConfig};
+use switch::ssh_forward::{PrivateTarget, SshTarget};
 
-use super::{Addressing, DEFAULT_GUEST_MAC};
+use super::Addressing;
 
 /// The running pipeline, and the pcap writer if capturing.
 pub(crate) struct Pipeline {
     runtime: Runtime,
+    control: Arc<Control>,
     pcap: Option<PcapThread>,
     api: Arc<Router>,
+    auto: Arc<AutoForwards>,
 }
 
 impl Pipeline {
@@ -39,13 +43,40 @@ impl Pipeline {
         config.host_ip = addressing.host;
         config.mtu = u16::try_from(mtu).map_err(|_| format!("MTU {mtu} is larger than 65535"))?;
         let guest = IpAddr::V4(addressing.guest);
-        let control = Control::new(guest, &[(guest, DEFAULT_GUEST_MAC)]);
+        config.dhcp.static_leases = addressing.leases.all().to_vec();
+        let neighbours: Vec<(IpAddr, stack::wire::EthernetAddress)> = addressing
+            .leases
+            .all()
+            .iter()
+            .map(|l| (IpAddr::V4(l.ip), l.mac))
+            .collect();
+        let control = Control::new(guest, &neighbours);
+        let loopback = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+        let extras = switch::gvconfig::extras(net);
+        let mut nat = match extras {
+            Some(x) if !x.nat.is_empty() => x.nat.clone(),
+            _ => vec![(IpAddr::V4(addressing.host), loopback)],
+        };
+        if let Some(x) = extras {
+            config.dns.zones = Some(x.zones.clone().shared());
+            config.virtual_ips = x
+                .virtual_ips
+                .iter()
+                .copied()
+                .filter(|ip| *ip != addressing.host)
+                .collect();
+            if let Some(mac) = x.gateway_mac {
+                config.gateway_mac = mac;
+            }
+            config.dhcp.search_domains = x.search_domains.clone();
+        }
+        if net.map_gateway {
+            nat.push((IpAddr::V4(addressing.gateway), loopback));
+        }
         let mut fwd = forwarder::Config {
             gateway_ip: addressing.gateway,
-            nat: vec![(
-                IpAddr::V4(addressing.host),
-                IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
-            )],
+            nat,
+            map_gateway: net.map_gateway,
             disable_host_loopback: net.disable_host_loopback,
             ec2_metadata_access: net.ec2_metadata_access,
             guest_subnet: Some((subnet.network(), subnet.prefix_len())),
@@ -93,6 +124,15 @@ impl Pipeline {
         config.dns.tcp_connections = net.max_dns_tcp;
         config.dns.tcp_pipeline = net.max_dns_tcp_pipeline;
         config.use_forwarder(fwd, &control);
+        let auto = AutoForwards::new(control.clone(), Policy::from_args(&net.auto_forward));
+        if let Some(gone) = config.guest_gone.take() {
+            // A guest whose link went away loses its automatic forwards too.
+            let auto = auto.clone();
+            config.guest_gone = Some(Arc::new(move |macs| {
+                gone(macs);
+                auto.forget_macs(macs);
+            }));
+        }
         config.dns.upstreams = if net.dns_upstream.is_empty() {
             // The host's resolvers, as any program on the host would use them.
             let text = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
@@ -105,23 +145,50 @@ impl Pipeline {
         }
         let mut pcap_thread = None;
         if let Some(path) = &net.pcap {
-            let (sink, thread) = pcap::create(path, PcapConfig::default())
-                .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+            let pcap_config = PcapConfig {
+                snaplen: net.pcap_snaplen,
+                ..PcapConfig::default()
+            };
+            let created = match net.pcap_max_size {
+                0 => pcap::create(path, pcap_config),
+                max => pcap::create_rotating(path, pcap_config, max),
+            };
+            let (sink, thread) =
+                created.map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+            match net.pcap_max_size {
+                0 => tracing::warn!(
+                    path = %path.display(),
+                    snaplen = net.pcap_snaplen,
+                    "capturing every frame with no size limit (--pcap-max-size 0)"
+                ),
+                max => tracing::info!(
+                    path = %path.display(),
+                    snaplen = net.pcap_snaplen,
+                    max_bytes = max,
+                    moved_to = %switch::pcap_rotate::RotatingFile::rotated_path(path).display(),
+                    "capturing frames (cut at snaplen bytes); at max_bytes the file is moved aside and capture starts anew"
+                ),
+            }
             config.pcap = Some(sink);
             pcap_thread = Some(thread);
         }
         let runtime =
             Runtime::start(config).map_err(|e| format!("cannot start the switch: {e}"))?;
-        control.set_guest_api(api::guest_api(&control));
-        let api = Arc::new(api::control_api_with(
+        control.set_guest_api(api::guest_api_with(
             &control,
-            runtime.handle(),
-            runtime.dns_zones(),
-            api_limits,
+            api_limits.guest_max_request,
+            |router| {
+                auto_forward::http::mount(router, &control, &auto, |req| req.peer.parse().ok());
+            },
         ));
-        if net.ssh_port >= 0 {
-            let port = u16::try_from(net.ssh_port)
-                .map_err(|_| format!("--ssh-port {} is not a port", net.ssh_port))?;
+        let mut router =
+            api::control_api_with(&control, runtime.handle(), runtime.dns_zones(), api_limits);
+        auto_forward::http::mount(&mut router, &control, &auto, |_| None);
+        let api = Arc::new(router);
+        let ssh_port = net.ssh_port.unwrap_or(-1);
+        if ssh_port >= 0 {
+            let port = u16::try_from(ssh_port)
+                .map_err(|_| format!("--ssh-port {ssh_port} is not a port"))?;
             let local = SocketAddr::from(([127, 0, 0, 1], port)).to_string();
             let remote = SocketAddr::new(guest, 22).to_string();
             if let Err(e) = control.expose(Protocol::Tcp, &local, &remote, None) {
@@ -144,8 +211,10 @@ impl Pipeline {
         }
         Ok(Pipeline {
             runtime,
+            control,
             pcap: pcap_thread,
             api,
+            auto,
         })
     }
 
@@ -154,8 +223,51 @@ impl Pipeline {
         self.runtime.workers()
     }
 
+    /// Where `-forward-sock` reaches the guest's sshd at `guest`: the `-ssh-port` forward
+    /// if there is one, else a private unix forward (kept alive by the returned guard).
+    pub(crate) fn ssh_target(
+        &self,
+        guest: std::net::Ipv4Addr,
+    ) -> Result<(SshTarget, Option<PrivateTarget>), String> {
+        let sshd = SocketAddr::new(IpAddr::V4(guest), 22);
+        for f in self.control.all() {
+            let Ok(local) = f.local.parse::<SocketAddr>() else {
+                continue;
+            };
+            if f.protocol == Protocol::Tcp && f.remote == sshd.to_string() {
+                let ip = match local.ip() {
+                    IpAddr::V4(a) if a.is_unspecified() => {
+                        IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
+                    }
+                    IpAddr::V6(a) if a.is_unspecified() => {
+                        IpAddr::V6(std::net::Ipv6Addr::LOCALHOST)
+                    }
+                    ip => ip,
+                };
+                return Ok((SshTarget::Tcp(SocketAddr::new(ip, local.port())), None));
+            }
+        }
+        let private = PrivateTarget::create()
+            .map_err(|e| format!("cannot make the SSH forward's directory: {e}"))?;
+        let socket = private.socket();
+        self.control
+            .expose(
+                Protocol::Unix,
+                &format!("unix://{}", socket.display()),
+                &sshd.to_string(),
+                None,
+            )
+            .map_err(|e| format!("cannot reach the guest's sshd: {e}"))?;
+        Ok((SshTarget::Unix(socket), Some(private)))
+    }
+
     pub(crate) fn attacher(&self) -> Attacher {
         self.runtime.attacher()
+    }
+
+    /// The automatic forwards' registry.
+    pub(crate) fn auto_forwards(&self) -> Arc<AutoForwards> {
+        self.auto.clone()
     }
 
     /// The control API's handler.
@@ -173,6 +285,8 @@ impl Pipeline {
     }
 
     pub(crate) fn shutdown(self) {
+        // Forwards first: their unix socket files go, so a restart can bind them again.
+        self.control.unexpose_all();
         self.runtime.shutdown();
         if let Some(pcap) = self.pcap
             && let Err(e) = pcap.finish()

@@ -159,7 +159,9 @@ impl Default for DnsConfig {
         let r = dns::ResolverConfig::default();
         DnsConfig {
             upstreams: Vec::new(),
-            timeout: r.timeout,
+            // Three attempts of 1.5 s: SERVFAIL within 4.5 s, before glibc's resolver gives
+            // up on its first try (5 s, resolv.conf(5)) and while the guest still waits.
+            timeout: Duration::from_millis(1500),
             attempts: r.attempts,
             max_pending: r.max_pending,
             queue: 4096,

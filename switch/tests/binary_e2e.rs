@@ -16,16 +16,19 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+#[path = "skip/mod.rs"]
+mod skip;
+
 const BIN: &str = env!("CARGO_BIN_EXE_host-switch");
 const GUEST_MAC: [u8; 6] = [0x5a, 0x94, 0xef, 0xe4, 0x0c, 0xee];
 const GATEWAY_MAC: [u8; 6] = [0x5a, 0x94, 0xef, 0xe4, 0x0c, 0xdd];
 
-fn can_run_as_root() -> bool {
+fn can_run_as_root(test: &str) -> bool {
     let ci = std::env::var("CI").is_ok_and(|v| v == "true");
     // SAFETY: geteuid has no preconditions and cannot fail.
     let root = unsafe { libc::geteuid() } == 0;
     if !root && !ci {
-        eprintln!("SKIPPED: needs root (namespaces and a TAP device)");
+        skip::skipped(test, "needs root (namespaces and a TAP device)");
         return false;
     }
     true
@@ -33,7 +36,7 @@ fn can_run_as_root() -> bool {
 
 #[test]
 fn run_configures_pings_the_gateway_and_passes_the_exit_status() {
-    if !can_run_as_root() {
+    if !can_run_as_root("run_configures_pings_the_gateway_and_passes_the_exit_status") {
         return;
     }
     let out = Command::new(BIN)
@@ -74,7 +77,7 @@ fn run_configures_pings_the_gateway_and_passes_the_exit_status() {
 
 #[test]
 fn run_reports_a_command_that_cannot_start() {
-    if !can_run_as_root() {
+    if !can_run_as_root("run_reports_a_command_that_cannot_start") {
         return;
     }
     let out = Command::new(BIN)

@@ -2,8 +2,11 @@
 //! is `-netdev stream` to a unix socket. See `qemu/mod.rs` for what it needs and when it skips.
 //!
 //! One test checks the harness against a peer of its own (the VM boots, the NIC works, QEMU's
-//! 4-byte framing carries udhcpc's DISCOVER); the other runs the guest against the
-//! `host-switch` binary's `-listen-qemu`: lease by DHCP, then `ping` to the gateway.
+//! 4-byte framing carries udhcpc's DISCOVER); another runs the guest against the
+//! `host-switch` binary's `-listen-qemu`: lease by DHCP, then `ping` to the gateway. The third
+//! has no NIC at all: `host-switch guest` inside the VM reaches host-switch's `-listen` socket
+//! over a virtio-serial port, leases its address, fetches from the host, and serves a web
+//! page that the host reaches on its own loopback with no further step.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod qemu;
@@ -257,5 +260,164 @@ fn vm_gets_its_lease_and_pings_the_gateway_through_listen_qemu() {
         lease_at.as_secs_f64(),
         ping_at.as_secs_f64(),
         vm.elapsed().as_secs_f64()
+    );
+}
+
+/// A free TCP port on the host's loopback (IPv4 and IPv6), right now.
+fn free_port() -> u16 {
+    loop {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = probe.local_addr().unwrap().port();
+        drop(probe);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && std::net::TcpListener::bind(("::1", port)).is_ok()
+        {
+            return port;
+        }
+    }
+}
+
+/// An HTTP server on the host's 127.0.0.1 answering one fixed body, for the guest's fetch.
+fn host_http(body: &'static str) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut c in listener.incoming().flatten() {
+            use std::io::Write;
+            let _ = c.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut buf = [0u8; 4096];
+            let _ = c.read(&mut buf);
+            let _ = write!(
+                c,
+                "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    port
+}
+
+/// One HTTP GET to 127.0.0.1:`port`; the body.
+fn http_get(port: u16) -> Option<String> {
+    use std::io::Write;
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(s, "GET / HTTP/1.0\r\nHost: vm\r\n\r\n").ok()?;
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).ok()?;
+    answer.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())
+}
+
+/// The guest agent in a real VM: `host-switch guest --connect /dev/vportNp1` over a
+/// virtio-serial port whose host end QEMU connects to host-switch's `-listen` socket. The VM
+/// gets its lease, fetches from the host through 192.168.127.254, and the web server it then
+/// starts is reached on the host's 127.0.0.1 by automatic port forwarding.
+#[test]
+fn vm_runs_the_guest_agent_over_virtio_serial() {
+    let Some((image, _one_vm)) = qemu::setup() else {
+        return;
+    };
+    let dir = ScratchDir::new("hs-vm-agent").unwrap();
+    let socket = dir.path().join("hs.sock");
+    let deadline = Instant::now() + Duration::from_secs(VM_TIMEOUT_SECS);
+    let initramfs = qemu::agent::initramfs(
+        &image,
+        Path::new(env!("CARGO_BIN_EXE_host-switch")),
+        dir.path(),
+    )
+    .unwrap_or_else(|e| panic!("building the agent's initramfs: {e}"));
+    let mut hs = HostSwitch::start(
+        &[
+            "-listen",
+            &format!("unix://{}", socket.display()),
+            "--ssh-port",
+            "-1",
+        ],
+        dir.path().join("host-switch.log"),
+    );
+    hs.await_path(&socket, deadline);
+    let fetch = host_http("hello from the host");
+    let (web, done) = (free_port(), free_port());
+    let path = socket.to_str().unwrap();
+    assert!(
+        !path.contains(','),
+        "QEMU option values cannot hold a comma"
+    );
+    let devices = [
+        // reconnect=1: host-switch closes a connection whose request is slow to come (the
+        // guest boots for seconds under TCG); QEMU connects again a second later and the
+        // agent, seeing the port's end of file, attaches again.
+        "-chardev".to_owned(),
+        format!("socket,id=hs,path={path},reconnect=1"),
+        "-device".to_owned(),
+        "virtio-serial-pci".to_owned(),
+        "-device".to_owned(),
+        format!("virtserialport,chardev=hs,name={}", qemu::agent::PORT_NAME),
+    ];
+    let append = format!("hs.fetch={fetch} hs.web={web} hs.done={done}");
+    let mut vm = Vm::boot_with(&image.kernel, &initramfs, 512, &append, &devices).unwrap();
+    let fail = |vm: &Vm, hs: &HostSwitch, e: String| -> ! {
+        panic!(
+            "{e}\nconsole:\n{}\nhost-switch log:\n{}",
+            vm.transcript(),
+            hs.log()
+        )
+    };
+    let (_, port) = vm
+        .wait_for_line(|l| l.starts_with("PORT "), deadline)
+        .unwrap_or_else(|e| fail(&vm, &hs, e));
+    assert!(port.starts_with("PORT dev=/dev/vport"), "{port}");
+    let (lease_at, lease) = vm
+        .wait_for_line(|l| l.starts_with("LEASE "), deadline)
+        .unwrap_or_else(|e| fail(&vm, &hs, e));
+    assert!(
+        lease.contains("inet 192.168.127.2/24"),
+        "{lease}\n{}\n{}",
+        vm.transcript(),
+        hs.log()
+    );
+    let (_, resolv) = vm
+        .wait_for_line(|l| l.starts_with("RESOLV "), deadline)
+        .unwrap_or_else(|e| fail(&vm, &hs, e));
+    assert_eq!(resolv, "RESOLV nameserver 192.168.127.1");
+    let (_, fetched) = vm
+        .wait_for_line(|l| l.starts_with("FETCH "), deadline)
+        .unwrap_or_else(|e| fail(&vm, &hs, e));
+    assert_eq!(fetched, "FETCH hello from the host", "{}", hs.log());
+    let (serving_at, _) = vm
+        .wait_for_line(|l| l == "SERVING", deadline)
+        .unwrap_or_else(|e| fail(&vm, &hs, e));
+    // The VM's web server, on the host's loopback, with nothing asked of anyone.
+    let mut page = None;
+    while page.is_none() && Instant::now() < deadline {
+        page = http_get(web).filter(|b| b == "from the vm\n");
+        if page.is_none() {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    let reached_at = vm.elapsed();
+    if page.is_none() {
+        fail(
+            &vm,
+            &hs,
+            "the VM's web server never reached the host".into(),
+        );
+    }
+    // Tell the VM to finish, through its other forwarded port.
+    let mut told = false;
+    while !told && Instant::now() < deadline {
+        told = std::net::TcpStream::connect(("127.0.0.1", done)).is_ok();
+        if !told {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    let status = vm.wait_exit(deadline).unwrap_or_else(|e| fail(&vm, &hs, e));
+    assert!(status.success(), "QEMU: {status}\n{}", vm.transcript());
+    eprintln!(
+        "under TCG: lease at {:.1}s, serving at {:.1}s, reached from the host at {:.1}s",
+        lease_at.as_secs_f64(),
+        serving_at.as_secs_f64(),
+        reached_at.as_secs_f64()
     );
 }

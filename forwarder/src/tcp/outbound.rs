@@ -1,15 +1,17 @@
-//! Outbound TCP: a guest's SYN to anywhere but the gateway becomes a non-blocking connect
-//! from a host socket, and the guest gets its SYN-ACK only once that connect completes.
+//! Outbound TCP: a guest's SYN to anywhere but the gateway (under `--map-gateway`, to any of
+//! the gateway's ports but the API's, through its NAT rule to the host's loopback) becomes a
+//! non-blocking connect from a host socket, and the guest gets its SYN-ACK only once that
+//! connect completes.
 //!
 //! Before the connect starts, the SYN must get past, in order: NAT policy, the live-flow
 //! budget (in total and for its guest), room in the table (the oldest TIME-WAIT flow is
 //! reclaimed if need be), a fair share of the connects in flight (for its guest and its
 //! destination, [`crate::budget::Connects`]) and a unit of the descriptor budget
-//! ([`crate::descriptors`]). Each refusal is an RST to the guest and its own counter; a
-//! `socket()` that fails for want of descriptors is counted as such, not as a refusal by the
-//! host. Refused by the host → RST; unreachable → ICMP host unreachable quoting the guest's
-//! SYN; no answer within the connect timeout → RST. Every unit taken is given back on every
-//! path that does not end in a flow.
+//! ([`crate::descriptors`]). Each refusal is an RST to the guest, its own counter and a
+//! debug line ([`crate::events`]); a `socket()` that fails for want of descriptors is
+//! counted as such, not as a refusal by the host. Refused by the host → RST; unreachable →
+//! ICMP host unreachable quoting the guest's SYN; no answer within the connect timeout →
+//! RST. Every unit taken is given back on every path that does not end in a flow.
 
 use std::io;
 use std::net::SocketAddr;
@@ -37,34 +39,61 @@ impl TcpTable {
         syn: &Syn<'_>,
         out: &dyn FrameSink,
     ) {
-        let Ok(real) = sh.nat.outbound(syn.key.remote.ip()) else {
-            Counters::bump(&sh.counters.nat_refused);
-            send_rst(sh, out, syn.mac, syn.addrs, syn.repr);
-            return;
-        };
         let key = syn.key;
+        let real = match sh.nat.outbound(key.remote.ip()) {
+            Ok(real) => real,
+            Err(refusal) => {
+                Counters::bump(&sh.counters.nat_refused);
+                sh.flow_log.note(
+                    now,
+                    format_args!("TCP refused: {refusal}"),
+                    key.guest,
+                    key.remote,
+                );
+                send_rst(sh, out, syn.mac, syn.addrs, syn.repr);
+                return;
+            }
+        };
         let guest = key.guest.ip();
         if let Err(refusal) = sh.budget.tcp.take(guest) {
-            Counters::bump(match refusal {
-                Refusal::Total => &sh.counters.tcp_flow_limit,
-                Refusal::Guest => &sh.counters.tcp_guest_limit,
-            });
+            let (counter, what) = match refusal {
+                Refusal::Total => (&sh.counters.tcp_flow_limit, "TCP over --max-tcp-flows"),
+                Refusal::Guest => (
+                    &sh.counters.tcp_guest_limit,
+                    "TCP over --max-tcp-flows-per-guest",
+                ),
+            };
+            Counters::bump(counter);
+            sh.flow_log.note(now, what, key.guest, key.remote);
             send_rst(sh, out, syn.mac, syn.addrs, syn.repr);
             return;
         }
         if !self.make_room(sh) {
             sh.budget.tcp.give(guest);
             Counters::bump(&sh.counters.tcp_flow_limit);
+            sh.flow_log
+                .note(now, "TCP table full", key.guest, key.remote);
             send_rst(sh, out, syn.mac, syn.addrs, syn.repr);
             return;
         }
         if let Err(refusal) = sh.budget.connects.take(guest, key.remote) {
             sh.budget.tcp.give(guest);
-            Counters::bump(match refusal {
-                ConnectRefusal::Total => &sh.counters.tcp_connect_limit,
-                ConnectRefusal::Guest => &sh.counters.tcp_connect_guest_share,
-                ConnectRefusal::Destination => &sh.counters.tcp_connect_destination_share,
-            });
+            let (counter, what) = match refusal {
+                ConnectRefusal::Total => (
+                    &sh.counters.tcp_connect_limit,
+                    "TCP connect over --max-connects",
+                ),
+                ConnectRefusal::Guest => (
+                    &sh.counters.tcp_connect_guest_share,
+                    "TCP connect over its guest's share of --max-connects",
+                ),
+                ConnectRefusal::Destination => (
+                    &sh.counters.tcp_connect_destination_share,
+                    "TCP connect over its destination's share of --max-connects",
+                ),
+            };
+            Counters::bump(counter);
+            sh.flow_log.note(now, what, key.guest, key.remote);
             send_rst(sh, out, syn.mac, syn.addrs, syn.repr);
             return;
         }
@@ -72,6 +101,12 @@ impl TcpTable {
             sh.budget.tcp.give(guest);
             sh.budget.connects.give(guest, key.remote);
             Counters::bump(&sh.counters.descriptor_limit);
+            sh.flow_log.note(
+                now,
+                "TCP over the host sockets the open-file limit leaves",
+                key.guest,
+                key.remote,
+            );
             send_rst(sh, out, syn.mac, syn.addrs, syn.repr);
             return;
         };
@@ -81,6 +116,12 @@ impl TcpTable {
             Err(e) => {
                 sh.budget.tcp.give(guest);
                 sh.budget.connects.give(guest, key.remote);
+                sh.flow_log.note(
+                    now,
+                    format_args!("TCP connect to {dst} failed: {e}"),
+                    key.guest,
+                    key.remote,
+                );
                 if descriptors::is_exhausted(&e) {
                     descriptors::note_exhausted(&sh.counters, now, "a guest connection", &e);
                     send_rst(sh, out, syn.mac, syn.addrs, syn.repr);
@@ -154,6 +195,14 @@ impl TcpTable {
                 Err(_) => return false,
             },
         };
+        if let Some(e) = &error {
+            sh.flow_log.note(
+                now,
+                format_args!("TCP connect failed: {e}"),
+                key.guest,
+                key.remote,
+            );
+        }
         match error {
             None => {
                 flow.host_connected = true;

@@ -249,7 +249,7 @@ pub enum RequestError {
 
 impl RequestError {
     /// The status to answer with, if an answer makes sense.
-    fn status(&self) -> Option<u16> {
+    pub fn status(&self) -> Option<u16> {
         match self {
             RequestError::HeadTooLarge | RequestError::TooManyHeaders => Some(431),
             RequestError::Malformed(_) => Some(400),

@@ -497,6 +497,33 @@ fn vpnkit_handshake_then_frames() {
     b.write_all(&le16(&frame(80, 3))).unwrap();
     assert_eq!(board.frame(), (pb, frame(80, 3)));
 
+    // HyperKit's own 37-byte ethernet command (no padding) is answered at once, and the
+    // first frame after it arrives whole.
+    let mut e = unix_client(&path);
+    let mut init = b"VMN3T".to_vec();
+    init.extend(22u32.to_le_bytes());
+    init.extend([b'0'; 40]);
+    e.write_all(&init).unwrap();
+    let mut echo = [0u8; vpnkit::INIT_LEN];
+    e.read_exact(&mut echo).unwrap();
+    let mut cmd = vec![vpnkit::CMD_ETHERNET];
+    cmd.extend(other.as_bytes());
+    assert_eq!(cmd.len(), vpnkit::ETHERNET_COMMAND_LEN);
+    let asked = std::time::Instant::now();
+    e.write_all(&cmd).unwrap();
+    let mut resp = [0u8; vpnkit::RESPONSE_LEN];
+    e.read_exact(&mut resp).unwrap();
+    assert!(
+        asked.elapsed() < Duration::from_secs(2),
+        "answered without waiting for the handshake timeout"
+    );
+    assert_eq!(resp[0], vpnkit::RESP_VIF);
+    let pe = board.attached(3);
+    e.write_all(&le16(&frame(70, 5))).unwrap();
+    assert_eq!(board.frame(), (pe, frame(70, 5)));
+    drop(e);
+    board.wait_detached(pe);
+
     // A bad magic fails the handshake and attaches nothing.
     let mut c = unix_client(&path);
     c.write_all(&[b'X'; vpnkit::INIT_LEN]).unwrap();

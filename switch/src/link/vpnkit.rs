@@ -4,9 +4,13 @@
 //! little-endian:
 //! 1. The client sends a 49-byte init message: the magic `VMN3T`, a u32 protocol version (22)
 //!    and a 40-byte commit id. We check the magic and echo the message back.
-//! 2. The client sends a 41-byte command: one command byte, then a 36-character UUID (and, for
-//!    command 8 "preferred IPv4", a u32 address, which we ignore: DHCP decides). Command 1 is
-//!    "ethernet".
+//! 2. The client sends a command: one command byte, then a 36-character UUID, and for command
+//!    8 ("preferred IPv4") a u32 address, which we ignore (DHCP decides). Command 1
+//!    ("ethernet") comes in two forms: HyperKit's own 37 bytes (byte and UUID), and 41 bytes
+//!    padded with four more, which gvproxy reads whatever the command. We take 37 bytes, then
+//!    the four padding bytes if they arrive within [`PADDING_WAIT`] (a padding client sends
+//!    all 41 at once, a 37-byte one waits for our answer), so neither form hangs or leaves
+//!    stray bytes in front of the first frame.
 //! 3. We answer with a 258-byte response: type 1 ("vif"), then the MTU (u16), the largest
 //!    packet (u16, MTU + 14) and the guest's MAC (6 bytes), zero-padded. To anything else we
 //!    answer type 2 ("disconnect") with a length-prefixed reason, and close.
@@ -35,6 +39,8 @@ use crate::port::Attacher;
 pub const MAGIC: &[u8; 5] = b"VMN3T";
 pub const INIT_LEN: usize = 49;
 pub const COMMAND_LEN: usize = 41;
+/// HyperKit's ethernet command: the command byte and the UUID, nothing after.
+pub const ETHERNET_COMMAND_LEN: usize = 37;
 pub const RESPONSE_LEN: usize = 258;
 pub const CMD_ETHERNET: u8 = 1;
 pub const CMD_PREFERRED_IPV4: u8 = 8;
@@ -43,6 +49,8 @@ pub const RESP_DISCONNECT: u8 = 2;
 const UUID_LEN: usize = 36;
 /// Time allowed for the handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a 37-byte ethernet command may be followed by the 41-byte form's padding.
+pub const PADDING_WAIT: Duration = Duration::from_millis(200);
 /// The UUID gvproxy ties to the default guest's MAC.
 pub const DEFAULT_UUID: &str = "c3d68012-0208-11ea-9fd7-f2189899ab08";
 pub const DEFAULT_GUEST_MAC: EthernetAddress =
@@ -97,8 +105,57 @@ pub struct Handshake {
     pub mac: EthernetAddress,
 }
 
+/// A handshake's stream: reads and writes, and a read timeout it can change.
+pub trait HandshakeStream: Read + Write {
+    /// Sets the read timeout (`None`: block).
+    fn set_read_wait(&mut self, wait: Option<Duration>) -> io::Result<()>;
+}
+
+impl HandshakeStream for &socket2::Socket {
+    fn set_read_wait(&mut self, wait: Option<Duration>) -> io::Result<()> {
+        self.set_read_timeout(wait)
+    }
+}
+
+impl HandshakeStream for &std::os::unix::net::UnixStream {
+    fn set_read_wait(&mut self, wait: Option<Duration>) -> io::Result<()> {
+        self.set_read_timeout(wait)
+    }
+}
+
+/// Reads the command, in the form the client sent it (see the module docs).
+fn read_command<S: HandshakeStream>(stream: &mut S) -> io::Result<[u8; COMMAND_LEN]> {
+    let mut command = [0u8; COMMAND_LEN];
+    let (head, padding) = command.split_at_mut(ETHERNET_COMMAND_LEN);
+    stream.read_exact(head)?;
+    if head.first() == Some(&CMD_PREFERRED_IPV4) {
+        stream.read_exact(padding)?;
+        return Ok(command);
+    }
+    stream.set_read_wait(Some(PADDING_WAIT))?;
+    let mut got = 0;
+    while got < padding.len() {
+        match stream.read(padding.get_mut(got..).unwrap_or_default()) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                break;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    stream.set_read_wait(Some(HANDSHAKE_TIMEOUT))?;
+    Ok(command)
+}
+
 /// Runs the server side of the handshake on `stream`.
-pub fn handshake<S: Read + Write>(
+pub fn handshake<S: HandshakeStream>(
     stream: &mut S,
     config: &VpnkitConfig,
 ) -> Result<Handshake, HandshakeError> {
@@ -109,8 +166,7 @@ pub fn handshake<S: Read + Write>(
         return Err(HandshakeError::Magic(magic));
     }
     stream.write_all(&init)?;
-    let mut command = [0u8; COMMAND_LEN];
-    stream.read_exact(&mut command)?;
+    let command = read_command(stream)?;
     let uuid = command
         .get(1..1 + UUID_LEN)
         .filter(|u| u.is_ascii())

@@ -2,10 +2,15 @@
 //! sockets, so that waiting on upstreams never blocks the gateway thread.
 //!
 //! The gateway thread hands each query over a bounded channel (full → dropped and counted
-//! in [`DnsStats::queue_full`]; the guest's resolver retries). One UDP socket per address
-//! family in use (bound to the wildcard address, a kernel-chosen port) sends to the
-//! upstreams; a reader thread per socket blocks in `recv_from` and hands each datagram over
-//! the same bounded channel (full → dropped, counted in [`DnsStats::responses_dropped`]).
+//! in [`DnsStats::queue_full`]; the guest's resolver retries). One UDP socket per upstream
+//! (bound to the wildcard address, a kernel-chosen port, and connected to the upstream, so
+//! the kernel reports its ICMP port unreachable) sends to it; a reader thread per socket
+//! blocks in `recv` and hands each datagram over the same bounded channel (full → dropped,
+//! counted in [`DnsStats::responses_dropped`]). A refusal (`ECONNREFUSED`, on a read or a
+//! send) fails the queries waiting on that upstream over at once
+//! ([`dns::Resolver::handle_upstream_refused`]) rather than after their timeout. Upstream
+//! refusals and queries that ran out of attempts are logged, at most once per
+//! [`WARN_EVERY`] for each upstream.
 //! The DNS thread waits on that channel and the resolver's next timeout, reads the zones
 //! under their read lock for one query at a time (never across I/O), and sends answers to
 //! guests into the switch through the gateway's port, framed by [`dns_reply_frame`].
@@ -18,6 +23,7 @@
 //! When a guest's link goes away ([`Input::GuestGone`]), its TCP connections and its queries
 //! waiting upstream are released at once (counted in [`DnsStats::gone_released`]).
 
+use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -41,6 +47,8 @@ const IDLE_WAIT: Duration = Duration::from_secs(60);
 const READ_TIMEOUT: Duration = Duration::from_millis(200);
 /// The largest datagram read from an upstream (RFC 6891's maximum UDP payload).
 const MAX_DATAGRAM: usize = 65535;
+/// The least time between two warnings about one upstream.
+const WARN_EVERY: Duration = Duration::from_secs(30);
 
 /// The DNS service's counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -96,6 +104,8 @@ pub(crate) enum Input {
     UpstreamLost(SocketAddr, Vec<u16>),
     /// The guests with these MACs are gone (their link detached).
     GuestGone(Vec<EthernetAddress>),
+    /// This upstream refused UDP (ICMP port unreachable).
+    UpstreamRefused(SocketAddr),
 }
 
 pub(super) struct DnsThread {
@@ -112,8 +122,12 @@ pub(super) struct DnsThread {
     queries: Receiver<Query<DnsStats>>,
     stop: Receiver<()>,
     epoch: Epoch,
-    v4: Option<Arc<UdpSocket>>,
-    v6: Option<Arc<UdpSocket>>,
+    /// One connected socket per upstream.
+    upstream_udp: HashMap<SocketAddr, Arc<UdpSocket>>,
+    /// When each upstream was last warned about (the unspecified address: timeouts).
+    warned: HashMap<SocketAddr, std::time::Instant>,
+    /// Queries that had run out of attempts when last looked at.
+    timeouts_seen: u64,
     readers: Vec<JoinHandle<()>>,
     readers_stop: Arc<AtomicBool>,
     ident: u16,
@@ -140,23 +154,25 @@ pub(super) struct DnsParts {
 
 fn reader(
     socket: Arc<UdpSocket>,
+    upstream: SocketAddr,
     to: Sender<Input>,
     stop: Arc<AtomicBool>,
     dropped: Arc<std::sync::atomic::AtomicU64>,
 ) {
     let mut buf = vec![0u8; MAX_DATAGRAM];
     while !stop.load(Ordering::Relaxed) {
-        match socket.recv_from(&mut buf) {
-            Ok((n, from)) => {
+        match socket.recv(&mut buf) {
+            Ok(n) => {
                 let datagram = buf.get(..n).unwrap_or_default().to_vec();
-                if to.try_send(Input::Response(from, datagram)).is_err() {
+                if to.try_send(Input::Response(upstream, datagram)).is_err() {
                     dropped.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            // An ICMP port unreachable from a down upstream is reported on the next read; the
-            // attempt's timeout handles it.
-            Err(e)
-                if super::nothing_yet(&e) || e.kind() == std::io::ErrorKind::ConnectionRefused => {}
+            // The upstream's ICMP port unreachable, reported on the connected socket.
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                let _ = to.try_send(Input::UpstreamRefused(upstream));
+            }
+            Err(e) if super::nothing_yet(&e) => {}
             Err(_) => return,
         }
     }
@@ -169,8 +185,18 @@ impl DnsThread {
         let readers_stop = Arc::new(AtomicBool::new(false));
         let responses_dropped = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let mut readers = Vec::new();
-        let mut open = |wildcard: &str| -> std::io::Result<Arc<UdpSocket>> {
+        let mut upstream_udp = HashMap::new();
+        for &upstream in &upstreams {
+            if upstream_udp.contains_key(&upstream) {
+                continue;
+            }
+            let wildcard = if upstream.is_ipv4() {
+                "0.0.0.0:0"
+            } else {
+                "[::]:0"
+            };
             let socket = Arc::new(UdpSocket::bind(wildcard)?);
+            socket.connect(upstream)?;
             socket.set_read_timeout(Some(READ_TIMEOUT))?;
             let (s, tx, stop, dropped) = (
                 socket.clone(),
@@ -181,18 +207,10 @@ impl DnsThread {
             readers.push(
                 std::thread::Builder::new()
                     .name("dns-upstream".into())
-                    .spawn(move || reader(s, tx, stop, dropped))?,
+                    .spawn(move || reader(s, upstream, tx, stop, dropped))?,
             );
-            Ok(socket)
-        };
-        let v4 = match upstreams.iter().any(SocketAddr::is_ipv4) {
-            true => Some(open("0.0.0.0:0")?),
-            false => None,
-        };
-        let v6 = match upstreams.iter().any(SocketAddr::is_ipv6) {
-            true => Some(open("[::]:0")?),
-            false => None,
-        };
+            upstream_udp.insert(upstream, socket);
+        }
         Ok(DnsThread {
             resolver: parts.resolver,
             tcp: GuestTcp::new(parts.mac, parts.tcp_limits),
@@ -206,8 +224,9 @@ impl DnsThread {
             queries: parts.queries,
             stop: parts.stop,
             epoch: parts.epoch,
-            v4,
-            v6,
+            upstream_udp,
+            warned: HashMap::new(),
+            timeouts_seen: 0,
             readers,
             readers_stop,
             ident: 0,
@@ -252,6 +271,7 @@ impl DnsThread {
             if self.resolver.poll_timeout().is_some_and(|at| at <= now) {
                 self.resolver.handle_timeout(now);
                 self.transmit();
+                self.warn_timeouts();
             }
             if self.tcp.poll_timeout().is_some_and(|at| at <= now) {
                 self.tcp
@@ -279,7 +299,14 @@ impl DnsThread {
                     .segment(now, &frame, &mut self.tcp_queries, &*self.port);
             }
             Input::Response(from, bytes) => self.resolver.handle_response(now, from, &bytes),
-            Input::UpstreamLost(to, ids) => self.resolver.handle_upstream_lost(now, to, &ids),
+            Input::UpstreamLost(to, ids) => {
+                self.resolver.handle_upstream_lost(now, to, &ids);
+                self.warn(
+                    to,
+                    "DNS upstream over TCP failed or closed with queries on it; failing over",
+                );
+            }
+            Input::UpstreamRefused(to) => self.refused(to),
             Input::GuestGone(macs) => {
                 let macs: std::collections::HashSet<EthernetAddress> = macs.into_iter().collect();
                 let conns = self.tcp.remove_guest(&macs);
@@ -292,6 +319,50 @@ impl DnsThread {
             }
         }
         self.transmit();
+        self.warn_timeouts();
+    }
+
+    /// Upstream `to` refused UDP: its queries fail over now.
+    fn refused(&mut self, to: SocketAddr) {
+        let now = self.now();
+        self.resolver.handle_upstream_refused(now, to);
+        self.warn(
+            to,
+            "DNS upstream refused the query (nothing listens there?); failing over",
+        );
+    }
+
+    /// Warns about queries that ran out of attempts since last time.
+    fn warn_timeouts(&mut self) {
+        let timeouts = self.resolver.counters().timeouts;
+        if timeouts > self.timeouts_seen {
+            let n = timeouts - self.timeouts_seen;
+            self.timeouts_seen = timeouts;
+            let any = SocketAddr::from(([0, 0, 0, 0], 0));
+            let upstreams = format!("{:?}", self.resolver.config().upstreams);
+            if self.may_warn(any) {
+                tracing::warn!(queries = n, %upstreams, "no DNS upstream answered in time: SERVFAIL");
+            }
+        }
+    }
+
+    fn warn(&mut self, upstream: SocketAddr, message: &str) {
+        if self.may_warn(upstream) {
+            tracing::warn!(%upstream, "{message}");
+        }
+    }
+
+    /// Whether a warning about `key` is due (at most one per [`WARN_EVERY`]).
+    fn may_warn(&mut self, key: SocketAddr) -> bool {
+        let now = std::time::Instant::now();
+        let due = self
+            .warned
+            .get(&key)
+            .is_none_or(|at| now.duration_since(*at) >= WARN_EVERY);
+        if due {
+            self.warned.insert(key, now);
+        }
+        due
     }
 
     /// Sends what the resolver has for upstreams and guests; hands TCP queries to the
@@ -327,12 +398,19 @@ impl DnsThread {
         while let Some(t) = self.resolver.poll_transmit() {
             match t {
                 Transmit::Upstream { to, payload } => {
-                    let socket = if to.is_ipv4() { &self.v4 } else { &self.v6 };
-                    if socket
-                        .as_ref()
-                        .is_none_or(|s| s.send_to(&payload, to).is_err())
-                    {
-                        self.stats.send_errors += 1;
+                    let sent = match self.upstream_udp.get(&to) {
+                        Some(s) => s.send(&payload),
+                        None => Err(std::io::ErrorKind::NotFound.into()),
+                    };
+                    match sent {
+                        Ok(_) => {}
+                        // An earlier query's refusal, reported here: this one was not sent
+                        // either; both fail over.
+                        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                            self.stats.send_errors += 1;
+                            self.refused(to);
+                        }
+                        Err(_) => self.stats.send_errors += 1,
                     }
                 }
                 Transmit::UpstreamTcp { to, payload } => self.upstream_tcp.send(to, &payload),

@@ -17,8 +17,21 @@ use super::scratch::ScratchDir;
 const KERNEL_META: &str = "linux-image-amd64";
 const BUSYBOX: &str = "busybox-static";
 
-/// The modules the NIC needs. Their dependencies are read from the modules themselves.
-const WANTED_MODULES: [&str; 2] = ["virtio_pci", "virtio_net"];
+/// The modules the NIC needs, and the virtio-serial port, TAP device and socket listing
+/// (sock_diag) `host-switch guest` uses; nothing in the guest loads modules on demand. Their
+/// dependencies are read from the modules themselves.
+const WANTED_MODULES: [&str; 7] = [
+    "virtio_pci",
+    "virtio_net",
+    "virtio_console",
+    "tun",
+    "inet_diag",
+    "tcp_diag",
+    "udp_diag",
+];
+/// Bumped when what the image holds changes, so a cached image of the same packages is
+/// rebuilt.
+const IMAGE_VERSION: u32 = 3;
 
 /// PID 1 inside the guest. Every line the test looks for starts in column one on the console.
 const INIT: &str = r#"#!/bin/sh
@@ -82,7 +95,7 @@ pub(crate) struct GuestImage {
 /// Builds the image, or returns the one cached for the current package versions.
 pub(crate) fn prepare(cache_root: &Path) -> Result<GuestImage, String> {
     let (kernel_pkg, kernel_version, busybox_version) = packages()?;
-    let key = format!("{kernel_pkg}_{kernel_version}_{BUSYBOX}_{busybox_version}")
+    let key = format!("v{IMAGE_VERSION}_{kernel_pkg}_{kernel_version}_{BUSYBOX}_{busybox_version}")
         .replace([':', '/', ' '], "_");
     let dir = cache_root.join(key);
     let image = GuestImage {
@@ -288,6 +301,8 @@ fn build_initramfs(busybox: &[u8], modules: &[Module]) -> Result<Vec<u8>, String
         );
     }
     let names: Vec<&str> = modules.iter().map(|m| m.name.as_str()).collect();
+    // The load order, for an init laid over this one (`agent.rs`).
+    archive.file("lib/modules/order", 0o644, names.join("\n").as_bytes());
     archive.file(
         "init",
         0o755,

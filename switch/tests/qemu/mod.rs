@@ -9,9 +9,12 @@
 //! Network safety: the VM's one NIC is a `-netdev stream` client of a unix socket the test
 //! owns; QEMU's user-mode network and default NIC are off (`-nodefaults`).
 
+pub(crate) mod agent;
 pub(crate) mod cpio;
 pub(crate) mod guest;
 pub(crate) mod scratch;
+#[path = "../skip/mod.rs"]
+mod skip;
 pub(crate) mod vm;
 
 use std::path::PathBuf;
@@ -52,7 +55,7 @@ pub(crate) fn setup() -> Option<(GuestImage, MutexGuard<'static, ()>)> {
     if !missing.is_empty() {
         let msg = format!("needs {missing:?} (apt-get install qemu-system-x86)");
         assert!(!ci(), "{msg}");
-        eprintln!("SKIPPED: {msg}");
+        skip::skipped("qemu_vm (every test)", &msg);
         return None;
     }
     let image = IMAGE.get_or_init(|| {
@@ -67,7 +70,7 @@ pub(crate) fn setup() -> Option<(GuestImage, MutexGuard<'static, ()>)> {
         Err(e) => {
             let msg = format!("could not build the guest image: {e}");
             assert!(!ci(), "{msg}");
-            eprintln!("SKIPPED: {msg}");
+            skip::skipped("qemu_vm (every test)", &msg);
             None
         }
     }

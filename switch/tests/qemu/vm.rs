@@ -1,7 +1,8 @@
 //! One QEMU guest under software emulation, its serial console read line by line.
 //!
-//! The VM's only network device is a virtio NIC on `-netdev stream` connected, as a client, to
-//! the unix socket the test names. QEMU is killed by its PID on drop, so a test that fails or
+//! [`Vm::boot`]: the VM's only network device is a virtio NIC on `-netdev stream` connected,
+//! as a client, to the unix socket the test names. [`Vm::boot_with`]: the devices the test
+//! gives (a virtio-serial port, for the guest agent). QEMU is killed by its PID on drop, so a test that fails or
 //! times out leaves nothing behind.
 
 use std::io::{BufRead, BufReader, Read};
@@ -35,22 +36,35 @@ impl Vm {
             !socket.contains(','),
             "QEMU option values cannot hold a comma"
         );
+        let nic = [
+            "-netdev".to_owned(),
+            format!("stream,id=n0,server=off,addr.type=unix,addr.path={socket}"),
+            // No option ROM: the kernel is loaded directly, nothing boots from the network.
+            "-device".to_owned(),
+            format!("virtio-net-pci,netdev=n0,mac={GUEST_MAC},romfile="),
+        ];
+        Vm::boot_with(&image.kernel, &image.initramfs, 256, "", &nic)
+    }
+
+    /// Starts QEMU with `initramfs`, `memory_mib` of memory, `append` added to the kernel
+    /// command line and `devices` (the VM's only devices besides its serial console).
+    pub(crate) fn boot_with(
+        kernel: &Path,
+        initramfs: &Path,
+        memory_mib: u32,
+        append: &str,
+        devices: &[String],
+    ) -> Result<Vm, String> {
         let mut child = Command::new("qemu-system-x86_64")
-            .args(["-accel", "tcg", "-m", "256", "-smp", "1"])
+            .args(["-accel", "tcg", "-m", &memory_mib.to_string(), "-smp", "1"])
             .args(["-nodefaults", "-no-user-config", "-display", "none"])
             .args(["-no-reboot", "-serial", "stdio"])
             .arg("-kernel")
-            .arg(&image.kernel)
+            .arg(kernel)
             .arg("-initrd")
-            .arg(&image.initramfs)
-            .args(["-append", "console=ttyS0 quiet panic=-1"])
-            .arg("-netdev")
-            .arg(format!(
-                "stream,id=n0,server=off,addr.type=unix,addr.path={socket}"
-            ))
-            // No option ROM: the kernel is loaded directly, nothing boots from the network.
-            .arg("-device")
-            .arg(format!("virtio-net-pci,netdev=n0,mac={GUEST_MAC},romfile="))
+            .arg(initramfs)
+            .args(["-append", &format!("console=ttyS0 quiet panic=-1 {append}")])
+            .args(devices)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -15,6 +15,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 pub(crate) mod dnsmasq;
 pub(crate) mod served;
+#[path = "../skip/mod.rs"]
+pub(crate) mod skip;
+pub(crate) mod sshd;
 pub(crate) mod stream;
 
 use switch::netns::Netns;
@@ -39,7 +42,7 @@ pub(crate) fn privileged(test: &str, tools: &[&str]) -> bool {
         "not running as root".to_owned()
     };
     assert!(!ci(), "{test}: cannot run under CI=true: {why}");
-    eprintln!("\n!!!!! SKIPPING {test}: {why} !!!!!\n");
+    skip::skipped(test, &why);
     false
 }
 
