@@ -1,14 +1,22 @@
-//! host-switch's L2 learning switch, its links and control API.
+//! host-switch's L2 learning switch, its links, its data plane and control API.
 //!
-//! The frame pipeline this crate builds, one thread per box, bounded crossbeam channels between
-//! them (a full channel drops and counts, never blocks) and no lock on the per-frame path:
+//! The data plane this crate runs ([`runtime`]) is one worker thread per core, each running a
+//! frame from the link it was read on to the host socket it is written to, and back, in one
+//! call stack (run to completion):
 //!
 //! ```text
-//! link rx threads ──► switch thread ──► gateway ingress ──► workers (by flow hash)
-//!  (tap, framing)     (forward::Switch,   (one parse)          │
-//!        ▲             pcap::PcapSink)                          │
-//!        └──────────── link tx ◄────────────────────────────────┘
+//! worker k (one thread, one mio set: TAP queue k, its stream links, its flows' host sockets)
+//!   TAP queue k readable → frames read into one arena (never zeroed; virtio-net header first)
+//!     → Out::decide: forward::Switch's decision from this worker's caches
+//!     → gateway::Gateway (one parse): ARP, echo, NDP, DHCP answered in place
+//!     → forwarder::FlowHandler: the flow's TCP engine / UDP mapping / echo → host socket write
+//!   host socket readable → the engine → frame::Framer builds the frame in the worker's own
+//!     transmit buffer → written to TAP queue k (super-segments with a GSO header)
 //! ```
+//!
+//! A flow lives on the worker whose queue its first packet came on (the kernel keeps its
+//! frames there); handoffs between workers (a frame of a flow another worker owns, a link
+//! another worker serves, the DNS service's answers) are bounded, counted and rare.
 //!
 //! The pieces so far, each sans-IO where it can be:
 //! - [`netns`]: run code inside another network namespace without moving the process.
@@ -18,14 +26,17 @@
 //!   a bounded decoder fed arbitrary chunks and a `writev` encoder.
 //! - [`mac_table`]: the bounded, aged MAC learning table ([`PortId`]s, counters).
 //! - [`forward`]: the forwarding decision — [`Switch::handle_frame`] learns the source and says
-//!   unicast / flood / drop; one thread owns the `Switch`, the gateway is a port with a static MAC.
-//! - [`port`]: the contract between links and the switch thread: a link attaches one
-//!   [`port::Port`] per guest, sends its frames in and drains the frames for it.
+//!   unicast / flood / drop; the workers share one `Switch` behind a lock their caches spare
+//!   them, the gateway is a port with a static MAC.
+//! - [`port`]: the contract between links that run threads of their own (stdio, vfkit, bess)
+//!   and the data plane: a link attaches one [`port::Port`] per guest, sends its frames in and
+//!   drains the frames for it; TAP devices and stream sockets are served inside the loops.
 //! - [`pcap`]: capture to a pcap file from any thread, bounded and lock-free per frame.
 //! - [`gateway`]: the gateway's own services, sans-IO — ARP, ICMP/ICMPv6 echo, neighbour
 //!   advertisements, DHCPv4 — over one parse per frame; everything else leaves as a flow.
-//! - [`runtime`]: the running pipeline — switch thread, gateway thread, worker pool — behind
-//!   [`Runtime::start`], [`Runtime::attacher`], [`Runtime::stats`] and [`Runtime::shutdown`].
+//! - [`runtime`]: the running data plane — the workers and the DNS service — behind
+//!   [`Runtime::start`], [`Runtime::attacher`], [`Runtime::stats`], [`Runtime::drain`] and
+//!   [`Runtime::shutdown`].
 //! - [`sys`]: the one `poll(2)` links wait in (a hang-up is the link gone, never "not ready"),
 //!   and the open-file limit.
 //! - [`link`]: the transports (TAP, QEMU stream, HTTP `/connect`, stdio, vpnkit, vfkit, bess),
