@@ -182,9 +182,12 @@ impl Guest {
                 let sock: PathBuf = dir.join(format!("gvproxy-{mtu}.sock"));
                 let _ = std::fs::remove_file(&sock);
                 let url = format!("unix://{}", sock.display());
+                // No SSH forward: gvproxy would otherwise bind the fixed host port 2222.
                 let p = Proc::spawn(
                     "gvproxy",
-                    Command::new("gvproxy").args(["-listen", &url, "-mtu", &mtu_s]),
+                    Command::new("gvproxy")
+                        .args(["-listen", &url, "-mtu", &mtu_s])
+                        .args(["-ssh-port", "-1"]),
                     &log,
                 )?;
                 sys::wait_for(Duration::from_secs(10), || {
@@ -192,9 +195,14 @@ impl Guest {
                         .then_some(())
                         .ok_or("no gvproxy socket".into())
                 })?;
+                // `-preexisting`: gvforwarder only opens tap0 and moves frames; we configure the
+                // link ourselves below. Without it, it runs dhclient or udhcpc in the guest (which
+                // would share this machine's /etc) and reconnects whenever neither is installed.
                 helpers.push(Proc::spawn(
                     "gvforwarder",
-                    sys::in_netns(ns, "gvforwarder").args(["-url", &url, "-mtu", &mtu_s]),
+                    sys::in_netns(ns, "gvforwarder")
+                        .args(["-url", &url, "-mtu", &mtu_s])
+                        .arg("-preexisting"),
                     &log,
                 )?);
                 sys::wait_for(Duration::from_secs(10), || {
@@ -205,6 +213,8 @@ impl Guest {
                     .map(drop)
                 })?;
                 for args in [
+                    // gvforwarder's default MAC, which it sets itself without `-preexisting`.
+                    vec!["link", "set", "tap0", "address", "5a:94:ef:e4:0c:ee"],
                     vec!["link", "set", "tap0", "mtu", &mtu_s, "up"],
                     vec!["addr", "replace", "192.168.127.2/24", "dev", "tap0"],
                     vec!["route", "replace", "default", "via", "192.168.127.1"],
