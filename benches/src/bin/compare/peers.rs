@@ -167,7 +167,8 @@ impl Guest {
                 cmd.arg("--netns")
                     .arg(ns)
                     .args(["--tap", "tap0", "--configure"])
-                    .args(["--mtu", &mtu_s]);
+                    .args(["--mtu", &mtu_s])
+                    .args(["--ssh-port", "-1"]);
                 if let Some(n) = workers {
                     cmd.args(["--workers", &n.to_string()]);
                 }
@@ -204,7 +205,7 @@ impl Guest {
                 let sock: PathBuf = dir.join(format!("gvproxy-{mtu}.sock"));
                 let _ = std::fs::remove_file(&sock);
                 let url = format!("unix://{}", sock.display());
-                // No SSH forward: gvproxy would otherwise bind the fixed host port 2222.
+                // No SSH forward (as for host-switch): it would bind the fixed host port 2222.
                 let p = Proc::spawn(
                     "gvproxy",
                     Command::new("gvproxy")
