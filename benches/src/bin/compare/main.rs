@@ -6,6 +6,9 @@
 //! the peer's memory per idle connection; for every run, the peer's CPU time per unit of work and
 //! its peak RSS. Figures are medians over `--runs`. Writes the "Against peers" section of
 //! `benches/RESULTS.md`. `--quick` is the CI smoke: host-switch only, one short run per figure.
+//! `--streams N` adds throughput with N iperf3 clients at once (one stream each, to N servers);
+//! `--mtus` and `--skip` narrow what is measured. The tools are whatever `iperf3`, `ip`, … PATH
+//! finds, so wrappers around brought binaries work where no packages are installed.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -17,7 +20,7 @@ mod report;
 mod servers;
 
 use host_switch_benches::sys;
-use measure::{FIGURES, Sample};
+use measure::{FIGURES, Fig, Group, Sample};
 use peers::{Guest, Peer};
 use servers::Servers;
 
@@ -25,12 +28,18 @@ const PACKAGES: &str = "iperf3 sockperf wrk nginx-light slirp4netns passt";
 
 const USAGE: &str = "\
 usage: compare [--quick] [--runs N] [--secs N] [--peers host-switch,slirp4netns,pasta,gvproxy]
+               [--mtus 65520,1500] [--streams N] [--skip GROUPS] [--workers N]
                [--host-switch PATH] [--out PATH] [--no-write]
 
   --quick        CI smoke: host-switch only, 1 run of 1 s per figure, prints, writes nothing
   --runs N       runs per figure, the median is reported (default 3)
   --secs N       seconds per iperf3/sockperf/wrk run (default 5)
   --peers LIST   which peers (default: every one present)
+  --mtus LIST    the guests' MTUs (default 65520,1500); all but throughput is measured at 65520
+  --streams N    also measure throughput with N iperf3 clients at once, one stream each, to N
+                 servers (figures of their own; default 1: not measured)
+  --skip GROUPS  leave out figure groups: throughput, parallel, pingpong, http, rss, idle
+  --workers N    pass `--workers N` to host-switch
   --host-switch  the host-switch binary (default: $CARGO_TARGET_DIR or target/, release/host-switch)
   --out PATH     the results file whose \"## Against peers\" section is replaced
                  (default benches/RESULTS.md)
@@ -45,6 +54,10 @@ pub(crate) struct Options {
     pub(crate) runs: usize,
     pub(crate) secs: u32,
     pub(crate) peers: Vec<Peer>,
+    pub(crate) mtus: Vec<u32>,
+    pub(crate) streams: usize,
+    pub(crate) skip: Vec<Group>,
+    pub(crate) workers: Option<usize>,
     pub(crate) host_switch: PathBuf,
     pub(crate) out: PathBuf,
     pub(crate) write: bool,
@@ -71,6 +84,10 @@ fn parse_options() -> Result<Options, String> {
         runs: 3,
         secs: 5,
         peers: Peer::ALL.to_vec(),
+        mtus: vec![65520, 1500],
+        streams: 1,
+        skip: Vec::new(),
+        workers: None,
         host_switch: target.join("release/host-switch"),
         out: manifest.join("RESULTS.md"),
         write: true,
@@ -87,6 +104,31 @@ fn parse_options() -> Result<Options, String> {
             "--host-switch" => o.host_switch = value()?.into(),
             "--out" => o.out = value()?.into(),
             "--no-write" => o.write = false,
+            "--streams" => o.streams = value()?.parse().map_err(|e| format!("--streams: {e}"))?,
+            "--workers" => {
+                o.workers = Some(value()?.parse().map_err(|e| format!("--workers: {e}"))?)
+            }
+            "--mtus" => {
+                o.mtus = value()?
+                    .split(',')
+                    .map(|m| match m {
+                        "65520" => Ok(65520),
+                        "1500" => Ok(1500),
+                        _ => Err(format!("--mtus: {m}: only 65520 and 1500")),
+                    })
+                    .collect::<Result<_, _>>()?;
+            }
+            "--skip" => {
+                o.skip = value()?
+                    .split(',')
+                    .map(|name| {
+                        Group::ALL
+                            .into_iter()
+                            .find(|g| g.name() == name)
+                            .ok_or(format!("--skip: unknown group {name}"))
+                    })
+                    .collect::<Result<_, _>>()?;
+            }
             "--peers" => {
                 peers_given = true;
                 o.peers = value()?
@@ -111,10 +153,28 @@ fn parse_options() -> Result<Options, String> {
             o.peers = vec![Peer::HostSwitch];
         }
     }
-    if o.runs == 0 || o.secs == 0 {
-        return Err("--runs and --secs must be at least 1".into());
+    if o.runs == 0 || o.secs == 0 || o.streams == 0 {
+        return Err("--runs, --secs and --streams must be at least 1".into());
     }
     Ok(o)
+}
+
+impl Options {
+    /// Whether figures of `group` are measured for guests at `mtu`.
+    pub(crate) fn wants(&self, group: Group, mtu: u32) -> bool {
+        let at_mtu = match group {
+            Group::Throughput | Group::Parallel => true,
+            _ => mtu == 65520,
+        };
+        at_mtu
+            && self.mtus.contains(&mtu)
+            && !self.skip.contains(&group)
+            && (group != Group::Parallel || self.streams > 1)
+    }
+
+    pub(crate) fn wants_fig(&self, f: &Fig) -> bool {
+        self.wants(f.group, f.mtu)
+    }
 }
 
 /// Every run of every figure for every peer: the samples, and why runs failed.
@@ -134,6 +194,13 @@ impl Results {
         match outcome {
             Ok(samples) => {
                 for (id, s) in samples {
+                    let cost = s.cost.map(|c| format!(", cost {c:.3}")).unwrap_or_default();
+                    eprintln!(
+                        "compare: sample {} {id} = {:.3}{cost}, peak {} KiB",
+                        peer.name(),
+                        s.value,
+                        s.peak_kib
+                    );
                     self.samples.entry((id, peer.name())).or_default().push(s);
                 }
             }
@@ -260,7 +327,20 @@ fn run_all(
     tools: &Tools,
     dir: &std::path::Path,
 ) -> Result<(Results, Vec<(Peer, String)>), String> {
-    let servers = Servers::start(dir, tools)?;
+    // Only the servers some wanted figure needs: a server that cannot start stops the whole run.
+    let wanted = |group| o.mtus.iter().any(|&m| o.wants(group, m));
+    let parallel = if wanted(Group::Parallel) {
+        o.streams
+    } else {
+        0
+    };
+    let needed = Tools {
+        iperf3: tools.iperf3 && (wanted(Group::Throughput) || wanted(Group::Parallel)),
+        sockperf: tools.sockperf && wanted(Group::PingPong),
+        wrk: tools.wrk,
+        nginx: tools.nginx && wanted(Group::Http),
+    };
+    let servers = Servers::start(dir, &needed, parallel)?;
     let mut results = Results::default();
     let mut present = Vec::new();
     for &peer in &o.peers {
@@ -272,7 +352,7 @@ fn run_all(
             continue;
         }
         present.push((peer, peer.version(&o.host_switch)));
-        for mtu in [65520, 1500] {
+        for &mtu in &o.mtus {
             eprintln!("compare: {} at MTU {mtu}", peer.name());
             run_peer(o, tools, &servers, dir, peer, mtu, &mut results);
         }
@@ -289,24 +369,15 @@ fn run_peer(
     mtu: u32,
     results: &mut Results,
 ) {
-    let full = mtu == 65520;
-    let (up, down) = if full {
-        ("tcp_up_65520", "tcp_down_65520")
-    } else {
-        ("tcp_up_1500", "tcp_down_1500")
-    };
-    let mut guest = match Guest::start(peer, mtu, &o.host_switch, dir, servers.idle.port) {
+    let start = || Guest::start(peer, mtu, &o.host_switch, o.workers, dir, servers.idle.port);
+    let mut guest = match start() {
         Ok(g) => g,
         Err(e) => {
-            let ids: Vec<&'static str> = if full {
-                FIGURES
-                    .iter()
-                    .map(|f| f.id)
-                    .filter(|id| !id.ends_with("_1500"))
-                    .collect()
-            } else {
-                vec![up, down]
-            };
+            let ids: Vec<&'static str> = FIGURES
+                .iter()
+                .filter(|f| f.mtu == mtu && o.wants_fig(f))
+                .map(|f| f.id)
+                .collect();
             results.add(peer, Err(e), &ids);
             return;
         }
@@ -316,7 +387,7 @@ fn run_peer(
             "{tool} not installed (apt-get install {tool}) — SKIPPED"
         ))
     };
-    if full {
+    if o.wants(Group::Rss, mtu) {
         let pid = guest.peer_pid();
         let fresh = sys::status_kib(pid, "VmRSS").and_then(|rss| {
             Ok(vec![(
@@ -331,52 +402,73 @@ fn run_peer(
         results.add(peer, fresh, &["idle_rss"]);
     }
     for _ in 0..o.runs {
-        for (reverse, id) in [(false, up), (true, down)] {
-            let r = match servers.iperf3 {
-                Some(port) => measure::with_cost(&mut guest, |g| {
-                    measure::iperf3(g, port, o.secs, reverse, id)
-                }),
-                None => missing("iperf3"),
-            };
-            results.add(peer, r, &[id]);
+        for (reverse, id, par_id) in measure::throughput_ids(mtu) {
+            if o.wants(Group::Throughput, mtu) {
+                let r = match servers.iperf3 {
+                    Some(port) => measure::with_cost(&mut guest, |g| {
+                        measure::iperf3(g, port, o.secs, reverse, id)
+                    }),
+                    None => missing("iperf3"),
+                };
+                results.add(peer, r, &[id]);
+            }
+            if o.wants(Group::Parallel, mtu) {
+                let r = match servers.iperf3_parallel.len() {
+                    0 => missing("iperf3"),
+                    _ => measure::with_cost(&mut guest, |g| {
+                        measure::iperf3_parallel(
+                            g,
+                            &servers.iperf3_parallel,
+                            o.secs,
+                            reverse,
+                            par_id,
+                        )
+                    }),
+                };
+                results.add(peer, r, &[par_id]);
+            }
         }
-    }
-    if !full {
-        return;
     }
     for _ in 0..o.runs {
-        for (tcp, port, ids) in [
-            (true, servers.sockperf_tcp, ["tcp_p50", "tcp_p99"]),
-            (false, servers.sockperf_udp, ["udp_p50", "udp_p99"]),
-        ] {
-            let r = match port {
-                Some(port) => {
-                    measure::with_cost(&mut guest, |g| measure::sockperf(g, port, o.secs, tcp))
-                }
-                None => missing("sockperf"),
-            };
-            results.add(peer, r, &ids);
+        if o.wants(Group::PingPong, mtu) {
+            for (tcp, port, ids) in [
+                (true, servers.sockperf_tcp, ["tcp_p50", "tcp_p99"]),
+                (false, servers.sockperf_udp, ["udp_p50", "udp_p99"]),
+            ] {
+                let r = match port {
+                    Some(port) => {
+                        measure::with_cost(&mut guest, |g| measure::sockperf(g, port, o.secs, tcp))
+                    }
+                    None => missing("sockperf"),
+                };
+                results.add(peer, r, &ids);
+            }
         }
-        for (close, id) in [(false, "http_ka"), (true, "http_close")] {
-            let r = match (servers.nginx, tools.wrk) {
-                (Some(port), true) => {
-                    measure::with_cost(&mut guest, |g| measure::wrk(g, port, o.secs, close))
-                }
-                (None, _) => missing("nginx-light"),
-                (_, false) => missing("wrk"),
-            };
-            results.add(peer, r, &[id]);
+        if o.wants(Group::Http, mtu) {
+            for (close, id) in [(false, "http_ka"), (true, "http_close")] {
+                let r = match (servers.nginx, tools.wrk) {
+                    (Some(port), true) => {
+                        measure::with_cost(&mut guest, |g| measure::wrk(g, port, o.secs, close))
+                    }
+                    (None, _) => missing("nginx-light"),
+                    (_, false) => missing("wrk"),
+                };
+                results.add(peer, r, &[id]);
+            }
         }
     }
     // Each idle-connection run gets a fresh guest: after wrk's tens of thousands of short
     // connections a peer may still hold closing flows, and memory freed by earlier runs would
     // hide the cost of new connections. The figure is (VmRSS with n open − fresh VmRSS) / n.
     drop(guest);
+    if !o.wants(Group::Idle, mtu) {
+        return;
+    }
     for _ in 0..o.runs {
         for (n, id) in [(1000, "idle_1000"), (10_000, "idle_10000")] {
-            let r = Guest::start(peer, mtu, &o.host_switch, dir, servers.idle.port).and_then(
-                |mut guest| measure::with_cost(&mut guest, |g| measure::idle(g, servers, n, id)),
-            );
+            let r = start().and_then(|mut guest| {
+                measure::with_cost(&mut guest, |g| measure::idle(g, servers, n, id))
+            });
             results.add(peer, r, &[id]);
         }
     }

@@ -15,6 +15,45 @@ pub(crate) enum Better {
     Lower,
 }
 
+/// Which measurement a figure comes from (`--skip` leaves groups out).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Group {
+    /// iperf3, one stream.
+    Throughput,
+    /// `--streams` iperf3 clients at once, one stream each.
+    Parallel,
+    /// sockperf, TCP and UDP.
+    PingPong,
+    /// wrk against nginx.
+    Http,
+    /// The peer's resident memory when fresh.
+    Rss,
+    /// The peer's memory per idle connection.
+    Idle,
+}
+
+impl Group {
+    pub(crate) const ALL: [Group; 6] = [
+        Group::Throughput,
+        Group::Parallel,
+        Group::PingPong,
+        Group::Http,
+        Group::Rss,
+        Group::Idle,
+    ];
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Group::Throughput => "throughput",
+            Group::Parallel => "parallel",
+            Group::PingPong => "pingpong",
+            Group::Http => "http",
+            Group::Rss => "rss",
+            Group::Idle => "idle",
+        }
+    }
+}
+
 /// A row of the report.
 #[derive(Debug)]
 pub(crate) struct Fig {
@@ -24,6 +63,9 @@ pub(crate) struct Fig {
     pub(crate) better: Better,
     /// The unit of the peer's CPU cost for this figure ("" when not measured).
     pub(crate) cost_unit: &'static str,
+    pub(crate) group: Group,
+    /// The guest's MTU when it is measured.
+    pub(crate) mtu: u32,
 }
 
 const fn fig(
@@ -32,6 +74,8 @@ const fn fig(
     unit: &'static str,
     better: Better,
     cost_unit: &'static str,
+    group: Group,
+    mtu: u32,
 ) -> Fig {
     Fig {
         id,
@@ -39,6 +83,23 @@ const fn fig(
         unit,
         better,
         cost_unit,
+        group,
+        mtu,
+    }
+}
+
+/// The throughput figure ids at `mtu`: (reverse, one stream, parallel streams).
+pub(crate) fn throughput_ids(mtu: u32) -> [(bool, &'static str, &'static str); 2] {
+    if mtu == 1500 {
+        [
+            (false, "tcp_up_1500", "tcp_up_1500_par"),
+            (true, "tcp_down_1500", "tcp_down_1500_par"),
+        ]
+    } else {
+        [
+            (false, "tcp_up_65520", "tcp_up_65520_par"),
+            (true, "tcp_down_65520", "tcp_down_65520_par"),
+        ]
     }
 }
 
@@ -49,6 +110,8 @@ pub(crate) const FIGURES: &[Fig] = &[
         "Gbit/s",
         Better::Higher,
         "CPU s/GB",
+        Group::Throughput,
+        65520,
     ),
     fig(
         "tcp_down_65520",
@@ -56,6 +119,8 @@ pub(crate) const FIGURES: &[Fig] = &[
         "Gbit/s",
         Better::Higher,
         "CPU s/GB",
+        Group::Throughput,
+        65520,
     ),
     fig(
         "tcp_up_1500",
@@ -63,6 +128,8 @@ pub(crate) const FIGURES: &[Fig] = &[
         "Gbit/s",
         Better::Higher,
         "CPU s/GB",
+        Group::Throughput,
+        1500,
     ),
     fig(
         "tcp_down_1500",
@@ -70,6 +137,44 @@ pub(crate) const FIGURES: &[Fig] = &[
         "Gbit/s",
         Better::Higher,
         "CPU s/GB",
+        Group::Throughput,
+        1500,
+    ),
+    fig(
+        "tcp_up_65520_par",
+        "TCP guest→host, MTU 65520",
+        "Gbit/s",
+        Better::Higher,
+        "CPU s/GB",
+        Group::Parallel,
+        65520,
+    ),
+    fig(
+        "tcp_down_65520_par",
+        "TCP host→guest, MTU 65520",
+        "Gbit/s",
+        Better::Higher,
+        "CPU s/GB",
+        Group::Parallel,
+        65520,
+    ),
+    fig(
+        "tcp_up_1500_par",
+        "TCP guest→host, MTU 1500",
+        "Gbit/s",
+        Better::Higher,
+        "CPU s/GB",
+        Group::Parallel,
+        1500,
+    ),
+    fig(
+        "tcp_down_1500_par",
+        "TCP host→guest, MTU 1500",
+        "Gbit/s",
+        Better::Higher,
+        "CPU s/GB",
+        Group::Parallel,
+        1500,
     ),
     fig(
         "tcp_p50",
@@ -77,22 +182,44 @@ pub(crate) const FIGURES: &[Fig] = &[
         "µs",
         Better::Lower,
         "CPU µs/round trip",
+        Group::PingPong,
+        65520,
     ),
-    fig("tcp_p99", "TCP ping-pong p99", "µs", Better::Lower, ""),
+    fig(
+        "tcp_p99",
+        "TCP ping-pong p99",
+        "µs",
+        Better::Lower,
+        "",
+        Group::PingPong,
+        65520,
+    ),
     fig(
         "udp_p50",
         "UDP ping-pong p50",
         "µs",
         Better::Lower,
         "CPU µs/round trip",
+        Group::PingPong,
+        65520,
     ),
-    fig("udp_p99", "UDP ping-pong p99", "µs", Better::Lower, ""),
+    fig(
+        "udp_p99",
+        "UDP ping-pong p99",
+        "µs",
+        Better::Lower,
+        "",
+        Group::PingPong,
+        65520,
+    ),
     fig(
         "http_ka",
         "HTTP keep-alive",
         "req/s",
         Better::Higher,
         "CPU µs/request",
+        Group::Http,
+        65520,
     ),
     fig(
         "http_close",
@@ -100,6 +227,8 @@ pub(crate) const FIGURES: &[Fig] = &[
         "req/s",
         Better::Higher,
         "CPU µs/request",
+        Group::Http,
+        65520,
     ),
     fig(
         "idle_rss",
@@ -107,6 +236,8 @@ pub(crate) const FIGURES: &[Fig] = &[
         "MiB",
         Better::Lower,
         "",
+        Group::Rss,
+        65520,
     ),
     fig(
         "idle_1000",
@@ -114,6 +245,8 @@ pub(crate) const FIGURES: &[Fig] = &[
         "KiB",
         Better::Lower,
         "",
+        Group::Idle,
+        65520,
     ),
     fig(
         "idle_10000",
@@ -121,6 +254,8 @@ pub(crate) const FIGURES: &[Fig] = &[
         "KiB",
         Better::Lower,
         "",
+        Group::Idle,
+        65520,
     ),
 ];
 
@@ -179,9 +314,66 @@ pub(crate) fn iperf3(
     reverse: bool,
     id: &'static str,
 ) -> Result<Vec<Raw>, String> {
-    let mut cmd = sys::in_netns(g.ns(), "iperf3");
-    cmd.args(["-c", &g.host, "-p", &port.to_string(), "-J"])
-        .args(["-t", &secs.to_string(), "--connect-timeout", "5000"]);
+    let (bps, bytes) = iperf3_once(g.ns(), &g.host, port, secs, reverse)?;
+    Ok(vec![Raw {
+        id,
+        value: bps / 1e9,
+        work: Some(bytes / 1e9),
+    }])
+}
+
+/// One iperf3 client per port, all at once, each one stream to a server of its own; the figure
+/// is their sum. Separate processes, because iperf3 before 3.16 runs all of `-P`'s streams in one
+/// thread, which would measure iperf3 rather than the peer.
+pub(crate) fn iperf3_parallel(
+    g: &Guest,
+    ports: &[u16],
+    secs: u32,
+    reverse: bool,
+    id: &'static str,
+) -> Result<Vec<Raw>, String> {
+    let (ns, host) = (g.ns(), g.host.as_str());
+    let runs: Vec<Result<(f64, f64), String>> = std::thread::scope(|s| {
+        let clients: Vec<_> = ports
+            .iter()
+            .map(|&port| s.spawn(move || iperf3_once(ns, host, port, secs, reverse)))
+            .collect();
+        clients
+            .into_iter()
+            .map(|c| {
+                c.join()
+                    .unwrap_or_else(|_| Err("iperf3 thread panicked".into()))
+            })
+            .collect()
+    });
+    let (mut bps, mut bytes) = (0.0, 0.0);
+    for (i, run) in runs.into_iter().enumerate() {
+        let (b, n) = run.map_err(|e| format!("client {} of {}: {e}", i + 1, ports.len()))?;
+        bps += b;
+        bytes += n;
+    }
+    Ok(vec![Raw {
+        id,
+        value: bps / 1e9,
+        work: Some(bytes / 1e9),
+    }])
+}
+
+/// One iperf3 client run in the namespace `ns`: received bits per second and bytes.
+fn iperf3_once(
+    ns: &std::path::Path,
+    host: &str,
+    port: u16,
+    secs: u32,
+    reverse: bool,
+) -> Result<(f64, f64), String> {
+    let mut cmd = sys::in_netns(ns, "iperf3");
+    cmd.args(["-c", host, "-p", &port.to_string(), "-J"]).args([
+        "-t",
+        &secs.to_string(),
+        "--connect-timeout",
+        "5000",
+    ]);
     if reverse {
         cmd.arg("-R");
     }
@@ -196,11 +388,7 @@ pub(crate) fn iperf3(
         .as_f64()
         .ok_or("iperf3: no end.sum_received")?;
     let bytes = sum["bytes"].as_f64().ok_or("iperf3: no bytes")?;
-    Ok(vec![Raw {
-        id,
-        value: bps / 1e9,
-        work: Some(bytes / 1e9),
-    }])
+    Ok((bps, bytes))
 }
 
 /// sockperf ping-pong with 64-byte messages: p50 and p99 one-way latency in µs.

@@ -62,6 +62,21 @@ impl Peer {
             .ok()
             .filter(|v| !v.is_empty())
         };
+        // Where the program is no Debian package here: the first line of `PROG --version` that
+        // names a version (standard output first), else its first line.
+        let own = |program: &Path| {
+            let (_, out, err) = sys::output(
+                Command::new(program).arg("--version"),
+                Duration::from_secs(5),
+            )
+            .ok()?;
+            let mut lines = out.lines().chain(err.lines()).map(str::trim);
+            let first = lines.clone().find(|l| !l.is_empty());
+            lines
+                .find(|l| l.contains("version"))
+                .or(first)
+                .map(str::to_owned)
+        };
         match self {
             Peer::HostSwitch => {
                 let dir = host_switch.parent().unwrap_or(Path::new("."));
@@ -71,12 +86,18 @@ impl Peer {
                         .args(["describe", "--always", "--dirty"]),
                     Duration::from_secs(5),
                 )
-                .map(|s| s.trim().to_owned())
-                .unwrap_or_else(|_| "?".into());
-                format!("release build, git {rev}")
+                .map(|s| s.trim().to_owned());
+                match rev {
+                    Ok(rev) => format!("release build, git {rev}"),
+                    Err(_) => own(host_switch).unwrap_or_else(|| "?".into()),
+                }
             }
-            Peer::Slirp4netns => dpkg("slirp4netns").unwrap_or_else(|| "?".into()),
-            Peer::Pasta => dpkg("passt").unwrap_or_else(|| "?".into()),
+            Peer::Slirp4netns => dpkg("slirp4netns")
+                .or_else(|| own(Path::new("slirp4netns")))
+                .unwrap_or_else(|| "?".into()),
+            Peer::Pasta => dpkg("passt")
+                .or_else(|| own(Path::new("pasta")))
+                .unwrap_or_else(|| "?".into()),
             Peer::Gvproxy => sys::run(
                 Command::new("gvproxy").arg("-version"),
                 Duration::from_secs(5),
@@ -122,6 +143,7 @@ impl Guest {
         peer: Peer,
         mtu: u32,
         host_switch: &Path,
+        workers: Option<usize>,
         dir: &Path,
         probe_port: u16,
     ) -> Result<Guest, String> {
@@ -141,15 +163,16 @@ impl Guest {
         let mut helpers = Vec::new();
         let (served_by, host) = match peer {
             Peer::HostSwitch => {
-                let p = Proc::spawn(
-                    "host-switch",
-                    Command::new(host_switch)
-                        .arg("--netns")
-                        .arg(ns)
-                        .args(["--tap", "tap0", "--configure"])
-                        .args(["--mtu", &mtu_s]),
-                    &log,
-                )?;
+                let mut cmd = Command::new(host_switch);
+                cmd.arg("--netns")
+                    .arg(ns)
+                    .args(["--tap", "tap0", "--configure"])
+                    .args(["--mtu", &mtu_s])
+                    .args(["--ssh-port", "-1"]);
+                if let Some(n) = workers {
+                    cmd.args(["--workers", &n.to_string()]);
+                }
+                let p = Proc::spawn("host-switch", &mut cmd, &log)?;
                 (p, "192.168.127.254".to_owned())
             }
             Peer::Slirp4netns => {
@@ -182,9 +205,12 @@ impl Guest {
                 let sock: PathBuf = dir.join(format!("gvproxy-{mtu}.sock"));
                 let _ = std::fs::remove_file(&sock);
                 let url = format!("unix://{}", sock.display());
+                // No SSH forward (as for host-switch): it would bind the fixed host port 2222.
                 let p = Proc::spawn(
                     "gvproxy",
-                    Command::new("gvproxy").args(["-listen", &url, "-mtu", &mtu_s]),
+                    Command::new("gvproxy")
+                        .args(["-listen", &url, "-mtu", &mtu_s])
+                        .args(["-ssh-port", "-1"]),
                     &log,
                 )?;
                 sys::wait_for(Duration::from_secs(10), || {
@@ -192,9 +218,14 @@ impl Guest {
                         .then_some(())
                         .ok_or("no gvproxy socket".into())
                 })?;
+                // `-preexisting`: gvforwarder only opens tap0 and moves frames; we configure the
+                // link ourselves below. Without it, it runs dhclient or udhcpc in the guest (which
+                // would share this machine's /etc) and reconnects whenever neither is installed.
                 helpers.push(Proc::spawn(
                     "gvforwarder",
-                    sys::in_netns(ns, "gvforwarder").args(["-url", &url, "-mtu", &mtu_s]),
+                    sys::in_netns(ns, "gvforwarder")
+                        .args(["-url", &url, "-mtu", &mtu_s])
+                        .arg("-preexisting"),
                     &log,
                 )?);
                 sys::wait_for(Duration::from_secs(10), || {
@@ -205,6 +236,8 @@ impl Guest {
                     .map(drop)
                 })?;
                 for args in [
+                    // gvforwarder's default MAC, which it sets itself without `-preexisting`.
+                    vec!["link", "set", "tap0", "address", "5a:94:ef:e4:0c:ee"],
                     vec!["link", "set", "tap0", "mtu", &mtu_s, "up"],
                     vec!["addr", "replace", "192.168.127.2/24", "dev", "tap0"],
                     vec!["route", "replace", "default", "via", "192.168.127.1"],

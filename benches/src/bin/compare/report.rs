@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::measure::{Better, FIGURES, Fig, Sample};
+use crate::measure::{Better, FIGURES, Fig, Group, Sample};
 use crate::peers::Peer;
 use crate::{Options, Results, sys};
 
@@ -86,6 +86,15 @@ fn cell(r: &Results, f: &Fig, peer: &str, runs: usize) -> (String, Option<Summar
     }
 }
 
+/// The row's label; the parallel-streams figures name their number of streams.
+fn label(o: &Options, f: &Fig) -> String {
+    if f.group == Group::Parallel {
+        format!("{}, {} streams", f.label, o.streams)
+    } else {
+        f.label.to_owned()
+    }
+}
+
 fn short(e: &str) -> String {
     let e = e.replace('|', "/").replace('\n', " ");
     if e.chars().count() > 90 {
@@ -142,9 +151,21 @@ pub(crate) fn section(o: &Options, r: &Results, present: &[(Peer, String)]) -> S
         "Each figure is the median of {} run(s) of {} s (iperf3 `-t`, sockperf `-t`, wrk `-d`), written by \
          `benches/src/bin/compare`. A guest is a fresh network namespace served by the peer; the servers \
          listen on the host's 127.0.0.1. sockperf: 64-byte ping-pong, one-way latency. wrk: 1 thread, \
-         32 connections, nginx serving a 6-byte file.\n",
+         32 connections, nginx serving a 6-byte file.",
         o.runs, o.secs
     );
+    if o.streams > 1 {
+        let _ = writeln!(
+            s,
+            "The {} streams figures are {} iperf3 clients at once, one stream each, to as many \
+             servers, summed.",
+            o.streams, o.streams
+        );
+    }
+    if let Some(n) = o.workers {
+        let _ = writeln!(s, "host-switch ran with `--workers {n}`.");
+    }
+    let _ = writeln!(s);
     let _ = writeln!(s, "Peers:");
     for (p, v) in present {
         let _ = writeln!(s, "- {}: {v}", p.name());
@@ -177,13 +198,13 @@ pub(crate) fn section(o: &Options, r: &Results, present: &[(Peer, String)]) -> S
         }
     }
     let _ = writeln!(s);
-    for f in FIGURES {
+    for f in FIGURES.iter().filter(|f| o.wants_fig(f)) {
         let arrow = if f.better == Better::Higher {
             "↑"
         } else {
             "↓"
         };
-        let _ = write!(s, "| {} ({}, {arrow}) |", f.label, f.unit);
+        let _ = write!(s, "| {} ({}, {arrow}) |", label(o, f), f.unit);
         for (p, _) in present {
             let _ = write!(s, " {} |", cell(r, f, p.name(), o.runs).0);
         }
@@ -223,9 +244,12 @@ pub(crate) fn section(o: &Options, r: &Results, present: &[(Peer, String)]) -> S
         let _ = write!(s, "---|");
     }
     let _ = writeln!(s);
-    for f in FIGURES.iter().filter(|f| !f.id.ends_with("_p99")) {
+    for f in FIGURES
+        .iter()
+        .filter(|f| !f.id.ends_with("_p99") && o.wants_fig(f))
+    {
         let unit = f.cost_unit.strip_prefix("CPU ").unwrap_or("—");
-        let _ = write!(s, "| {} | {unit} |", f.label);
+        let _ = write!(s, "| {} | {unit} |", label(o, f));
         for (p, _) in present {
             let c = match summary(r.samples.get(&(f.id, p.name()))) {
                 Some(x) => {
@@ -242,9 +266,47 @@ pub(crate) fn section(o: &Options, r: &Results, present: &[(Peer, String)]) -> S
         let _ = writeln!(s);
     }
     let _ = writeln!(s);
+    if o.streams > 1 {
+        s.push_str(&scaling(o, r, present));
+    }
     if has_hs {
         s.push_str(&targets(r, o.runs));
     }
+    s
+}
+
+/// Each peer's throughput with `--streams` clients over that with one (medians).
+fn scaling(o: &Options, r: &Results, present: &[(Peer, String)]) -> String {
+    let mut s = format!("### {} streams ÷ 1 stream\n\n| throughput |", o.streams);
+    for (p, _) in present {
+        let _ = write!(s, " {} |", p.name());
+    }
+    let _ = write!(s, "\n|---|");
+    for _ in present {
+        let _ = write!(s, "---|");
+    }
+    let _ = writeln!(s);
+    for &mtu in &o.mtus {
+        for (_, one, par) in crate::measure::throughput_ids(mtu) {
+            let Some(f) = FIGURES.iter().find(|f| f.id == one) else {
+                continue;
+            };
+            let _ = write!(s, "| {} |", f.label);
+            for (p, _) in present {
+                let get = |id| summary(r.samples.get(&(id, p.name()))).map(|x| x.value);
+                match (get(par), get(one)) {
+                    (Some(a), Some(b)) if b > 0.0 => {
+                        let _ = write!(s, " {} ÷ {} = {:.2}× |", num(a), num(b), a / b);
+                    }
+                    _ => {
+                        let _ = write!(s, " — |");
+                    }
+                }
+            }
+            let _ = writeln!(s);
+        }
+    }
+    let _ = writeln!(s);
     s
 }
 

@@ -15,6 +15,9 @@ pub(crate) const HTTP_PATH: &str = "/hello.txt";
 #[derive(Debug)]
 pub(crate) struct Servers {
     pub(crate) iperf3: Option<u16>,
+    /// One iperf3 server per client of the parallel-streams figures (an iperf3 server runs one
+    /// test at a time).
+    pub(crate) iperf3_parallel: Vec<u16>,
     pub(crate) sockperf_udp: Option<u16>,
     pub(crate) sockperf_tcp: Option<u16>,
     pub(crate) nginx: Option<u16>,
@@ -23,19 +26,31 @@ pub(crate) struct Servers {
 }
 
 impl Servers {
-    pub(crate) fn start(dir: &Path, tools: &crate::Tools) -> Result<Servers, String> {
+    /// Starts the servers, with `parallel` extra iperf3 servers for the parallel-streams figures.
+    pub(crate) fn start(
+        dir: &Path,
+        tools: &crate::Tools,
+        parallel: usize,
+    ) -> Result<Servers, String> {
         let log = dir.join("servers.log");
         let mut procs = Vec::new();
         let mut iperf3 = None;
+        let mut iperf3_parallel = Vec::new();
         if tools.iperf3 {
-            let port = sys::free_port()?;
-            procs.push(Proc::spawn(
-                "iperf3 -s",
-                Command::new("iperf3").args(["-s", "-B", "127.0.0.1", "-p", &port.to_string()]),
-                &log,
-            )?);
-            wait_tcp(port)?;
-            iperf3 = Some(port);
+            for i in 0..=parallel {
+                let port = sys::free_port()?;
+                procs.push(Proc::spawn(
+                    "iperf3 -s",
+                    Command::new("iperf3").args(["-s", "-B", "127.0.0.1", "-p", &port.to_string()]),
+                    &log,
+                )?);
+                wait_tcp(port)?;
+                if i == 0 {
+                    iperf3 = Some(port);
+                } else {
+                    iperf3_parallel.push(port);
+                }
+            }
         }
         let (mut sockperf_udp, mut sockperf_tcp) = (None, None);
         if tools.sockperf {
@@ -80,6 +95,7 @@ impl Servers {
         }
         Ok(Servers {
             iperf3,
+            iperf3_parallel,
             sockperf_udp,
             sockperf_tcp,
             nginx,
