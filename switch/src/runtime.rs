@@ -88,6 +88,15 @@ pub type NeighbourHook = Arc<dyn Fn(std::net::IpAddr, stack::wire::EthernetAddre
 /// it: the guests behind it are gone, and so may be their flows. It must not block.
 pub type GuestGoneHook = Arc<dyn Fn(&[EthernetAddress]) + Send + Sync>;
 
+pub use self::switch_thread::mcast::GroupHook;
+
+/// IGMP/MLD snooping: the group table's bounds and the querier's timers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MulticastConfig {
+    pub limits: crate::snoop::Limits,
+    pub timing: crate::snoop::Timing,
+}
+
 /// How to run host-switch's pipeline.
 #[derive(Clone)]
 pub struct RuntimeConfig {
@@ -127,6 +136,11 @@ pub struct RuntimeConfig {
     pub dns: DnsConfig,
     /// IP fragment reassembly's limits (datagrams, bytes held, timeouts).
     pub reassembly: stack::frag::Config,
+    /// IGMP/MLD snooping with the gateway as querier; `None` floods every group.
+    pub multicast: Option<MulticastConfig>,
+    /// Told of every group that gains its first guest member or loses its last: the
+    /// multicast relay, which joins and leaves it on the host.
+    pub group_hook: Option<GroupHook>,
 }
 
 /// The DNS service's configuration.
@@ -186,6 +200,7 @@ impl std::fmt::Debug for RuntimeConfig {
             .field("forwarder", &self.forwarder.is_some())
             .field("dns", &self.dns)
             .field("reassembly", &self.reassembly)
+            .field("multicast", &self.multicast)
             .finish()
     }
 }
@@ -238,6 +253,8 @@ impl RuntimeConfig {
             guest_gone: None,
             dns: DnsConfig::default(),
             reassembly: stack::frag::Config::default(),
+            multicast: Some(MulticastConfig::default()),
+            group_hook: None,
         }
     }
 
@@ -298,6 +315,17 @@ impl RuntimeConfig {
         }));
     }
 
+    fn snooper(&self) -> Option<crate::snoop::Snooper> {
+        let m = self.multicast?;
+        Some(crate::snoop::Snooper::new(crate::snoop::SnoopConfig {
+            mac: self.gateway_mac,
+            ipv4: self.gateway_ip,
+            ipv6: Some(crate::gateway::link_local(self.gateway_mac)),
+            limits: m.limits,
+            timing: m.timing,
+        }))
+    }
+
     fn worker_count(&self) -> usize {
         match self.workers {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -336,6 +364,8 @@ pub struct SwitchStats {
     pub mac_table: MacTableCounters,
     /// Live MAC table entries, the gateway's static one included.
     pub mac_entries: usize,
+    /// IGMP/MLD snooping, when on.
+    pub multicast: Option<crate::snoop::SnoopCounters>,
 }
 
 /// The gateway thread's part of [`Stats`].
@@ -380,6 +410,8 @@ pub struct Stats {
     /// IP fragment reassembly (its drops by [`stack::frag::FragDropReason`]; every refused
     /// fragment is also a [`DropReason::Fragment`](stack::ingress::DropReason::Fragment)).
     pub reassembly: stack::frag::Stats,
+    /// IGMP/MLD snooping and the querier, when on.
+    pub multicast: Option<crate::snoop::SnoopCounters>,
 }
 
 /// A question to the switch or gateway thread, with where to answer.
@@ -420,6 +452,7 @@ impl RuntimeHandle {
             switch: switch.counters,
             mac_table: switch.mac_table,
             mac_entries: switch.mac_entries,
+            multicast: switch.multicast,
             gateway: gateway.counters,
             drops,
             workers,
@@ -517,7 +550,8 @@ impl Runtime {
             config.pcap.clone(),
             epoch,
         )
-        .with_guest_gone(config.guest_gone.clone());
+        .with_guest_gone(config.guest_gone.clone())
+        .with_snooper(config.snooper(), config.group_hook.clone());
         runtime.threads.push(
             std::thread::Builder::new()
                 .name("switch".into())

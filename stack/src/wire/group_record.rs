@@ -12,7 +12,26 @@
 //! emitting) are the same types; they compare equal when their contents are.
 
 use core::fmt;
-use core::net::{Ipv4Addr, Ipv6Addr};
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use super::ethernet::Address as EthernetAddress;
+
+/// The Ethernet address frames to an IP multicast group go to: 01:00:5e and the group's low
+/// 23 bits for IPv4 (RFC 1112 §6.4), 33:33 and its low 32 bits for IPv6 (RFC 2464 §7).
+/// `None` for an address that is not multicast.
+pub fn multicast_mac(group: IpAddr) -> Option<EthernetAddress> {
+    match group {
+        IpAddr::V4(g) if g.is_multicast() => {
+            let [_, b, c, d] = g.octets();
+            Some(EthernetAddress([0x01, 0x00, 0x5e, b & 0x7f, c, d]))
+        }
+        IpAddr::V6(g) if g.is_multicast() => {
+            let [.., a, b, c, d] = g.octets();
+            Some(EthernetAddress([0x33, 0x33, a, b, c, d]))
+        }
+        _ => None,
+    }
+}
 
 /// An address of a multicast group or a source: IPv4 for IGMP, IPv6 for MLD.
 pub trait GroupAddr: Copy + Eq + fmt::Debug {
@@ -427,6 +446,21 @@ pub fn decode_code16(code: u16) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn group_macs() {
+        let v4 = IpAddr::V4(Ipv4Addr::new(239, 129, 2, 3));
+        assert_eq!(
+            multicast_mac(v4),
+            Some(EthernetAddress([0x01, 0, 0x5e, 0x01, 2, 3]))
+        );
+        let v6 = IpAddr::V6(Ipv6Addr::new(0xff15, 0, 0, 0, 0, 0, 0x1234, 0x5678));
+        assert_eq!(
+            multicast_mac(v6),
+            Some(EthernetAddress([0x33, 0x33, 0x12, 0x34, 0x56, 0x78]))
+        );
+        assert_eq!(multicast_mac(IpAddr::V4(Ipv4Addr::LOCALHOST)), None);
+    }
 
     #[test]
     fn codes_decode_as_the_rfcs_say() {

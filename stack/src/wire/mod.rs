@@ -30,7 +30,7 @@ pub use ethernet::{
     Address as EthernetAddress, Error as EthernetError, EtherType, Packet as EthernetFrame,
     Repr as EthernetRepr,
 };
-pub use group_record::{GroupAddr, GroupRecord, RecordType as GroupRecordType};
+pub use group_record::{GroupAddr, GroupRecord, RecordType as GroupRecordType, multicast_mac};
 pub use icmpv4::{
     DstUnreachable as Icmpv4DstUnreachable, Error as Icmpv4Error, Message as Icmpv4Message,
     Packet as Icmpv4Packet, Repr as Icmpv4Repr, TimeExceeded as Icmpv4TimeExceeded,
