@@ -1,4 +1,5 @@
-//! host-switch's DHCPv4 server: a sans-IO core that turns a request payload into a reply.
+//! host-switch's DHCP servers: DHCPv4, and DHCPv6 in [`v6`]; sans-IO cores that turn a
+//! request payload into a reply.
 //!
 //! The caller owns the socket (or the stack's UDP demux) and the clock. It hands
 //! [`Server::handle`] the UDP payload of each datagram that reached port 67, with the current
@@ -27,6 +28,7 @@ pub mod options;
 pub mod search;
 pub mod server;
 pub mod stats;
+pub mod v6;
 
 mod pool;
 
