@@ -13,9 +13,20 @@
 //!   identifier, sequence number and data, TTL 64; ICMPv6 echo requests to one of its IPv6
 //!   addresses (its link-local one, derived from its MAC, and any configured) likewise
 //!   (RFC 4443 §4.2).
-//! - Neighbour solicitations for those IPv6 addresses get a neighbour advertisement
-//!   (RFC 4861 §7.2.4) once they pass RFC 4861's checks (hop limit 255 and so on); other
-//!   Neighbor Discovery messages are dropped and counted (no router advertisements yet).
+//! - Neighbour solicitations for those IPv6 addresses, and for the virtual ones (the host's),
+//!   get a neighbour advertisement (RFC 4861 §7.2.4) once they pass RFC 4861's checks (hop
+//!   limit 255 and so on).
+//! - With IPv6 services on ([`GatewayConfig::v6`]): router solicitations get a router
+//!   advertisement and periodic ones go to all nodes (`ra`: the prefix for SLAAC, the MTU,
+//!   RDNSS and DNSSL); UDP to port 547 of ff02::1:2 or of the gateway goes to the DHCPv6
+//!   server ([`dhcp::v6::Server`], `v6`); DNS is served on the gateway's IPv6 addresses as on
+//!   its IPv4 one. Other Neighbor Discovery messages are dropped and counted. With IPv6
+//!   off ([`GatewayConfig::disable_ipv6`]) every IPv6 frame is dropped.
+//! - UDP to an IP multicast group is a flow for the multicast relay when
+//!   [`GatewayConfig::multicast_relay`] is on and the group is not one of the link's own
+//!   (`mcast`), dropped otherwise.
+//! - A flow whose TTL or hop limit would run out here (1 or less, to an address beyond the
+//!   gateway) is answered with Time Exceeded, code 0, instead (`hop_limit`).
 //! - UDP to port 67 of the gateway or of the limited broadcast goes to the [`dhcp::Server`];
 //!   its reply is framed per its [`Destination`] (RFC 2131 §4.1): broadcast to ff:ff:ff:ff:ff:ff
 //!   and 255.255.255.255, unicast to `chaddr`/`yiaddr` without ARP, or to a relay agent at
@@ -51,7 +62,7 @@
 //! The DHCP server wants `std::time::Instant`s; the gateway converts with its [`Epoch`].
 
 use std::collections::HashSet;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use bytes::Bytes;
 use dhcp::{Destination, Lease};
@@ -113,6 +124,13 @@ pub struct GatewayConfig {
     pub mtu: u16,
     /// IP fragment reassembly's limits.
     pub reassembly: FragConfig,
+    /// IPv6 services: router advertisements, DHCPv6, DNS on IPv6, the host's virtual IPv6
+    /// address. `None`: only link-local Neighbor Discovery and echo.
+    pub v6: Option<V6Config>,
+    /// Drop every IPv6 frame (`--disable-ipv6`).
+    pub disable_ipv6: bool,
+    /// Guests' UDP to multicast groups becomes flows for the relay to the host.
+    pub multicast_relay: bool,
 }
 
 impl Default for GatewayConfig {
@@ -126,6 +144,9 @@ impl Default for GatewayConfig {
             dhcp,
             mtu: 1500,
             reassembly: FragConfig::default(),
+            v6: None,
+            disable_ipv6: false,
+            multicast_relay: false,
         }
     }
 }
@@ -139,6 +160,8 @@ pub enum GatewayError {
     BadMac(EthernetAddress),
     #[error(transparent)]
     Dhcp(#[from] dhcp::ConfigError),
+    #[error("DHCPv6: {0}")]
+    Dhcpv6(#[from] dhcp::v6::ConfigError),
 }
 
 /// What to do with a frame.
@@ -170,11 +193,14 @@ pub enum Outcome {
 /// The DNS port (RFC 1035 §4.2).
 pub const DNS_PORT: u16 = 53;
 
-/// Who asked a DNS question over UDP: where its answer goes.
+/// Who asked a DNS question over UDP: where its answer goes, and from which of the
+/// gateway's addresses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct DnsClient {
     pub mac: EthernetAddress,
-    pub addr: std::net::SocketAddrV4,
+    pub addr: SocketAddr,
+    /// The address the query was sent to: the answer's source.
+    pub server: IpAddr,
 }
 
 /// A guest's DNS query to the gateway.
@@ -205,6 +231,15 @@ pub struct GatewayCounters {
     pub reassembled: u64,
     /// ICMP and ICMPv6 Time Exceeded (fragment reassembly) messages sent.
     pub time_exceeded_sent: u64,
+    /// Time Exceeded (code 0) sent for packets whose TTL or hop limit ran out here.
+    pub hop_limit_exceeded: u64,
+    /// Router solicitations taken, router advertisements sent (solicited or not).
+    pub router_solicits: u64,
+    pub router_adverts: u64,
+    /// DHCPv6 replies and advertises sent.
+    pub dhcpv6_replies: u64,
+    /// Datagrams to multicast groups handed to the relay.
+    pub multicast_flows: u64,
 }
 
 /// The gateway's services. One thread owns it. See the module docs.
@@ -229,6 +264,12 @@ pub struct Gateway {
     neighbour: Option<(Ipv4Addr, EthernetAddress)>,
     /// IP fragment reassembly, bounded in datagrams and bytes (`stack::frag`).
     frag: Reassembler,
+    /// Virtual IPv6 addresses: answered in Neighbor Discovery, their traffic is flows.
+    virtual6: HashSet<Ipv6Addr>,
+    /// Router advertisements and DHCPv6.
+    v6: Option<v6::V6>,
+    disable_ipv6: bool,
+    multicast_relay: bool,
 }
 
 impl Gateway {
@@ -246,6 +287,15 @@ impl Gateway {
         owned.insert(config.ip);
         let mut owned6: HashSet<Ipv6Addr> = config.ipv6.iter().copied().collect();
         owned6.insert(link_local(config.mac));
+        let mut virtual6 = HashSet::new();
+        let v6 = match config.v6 {
+            Some(v6) => {
+                owned6.insert(v6.address);
+                virtual6.extend(v6.virtual_ips.iter().copied());
+                Some(v6::V6::new(v6)?)
+            }
+            None => None,
+        };
         let subnet = config.dhcp.subnet;
         Ok(Gateway {
             mac: config.mac,
@@ -263,6 +313,10 @@ impl Gateway {
             drops: DropCounters::default(),
             neighbour: None,
             frag: Reassembler::new(config.reassembly),
+            virtual6,
+            v6,
+            disable_ipv6: config.disable_ipv6,
+            multicast_relay: config.multicast_relay,
         })
     }
 
@@ -289,13 +343,20 @@ impl Gateway {
     /// Handles one frame the switch delivered to the gateway at `now`.
     pub fn handle_frame(&mut self, now: Instant, frame: &[u8]) -> Outcome {
         self.counters.frames += 1;
+        let is_ipv6 = frame.get(12..14) == Some(&[0x86, 0xdd]);
         let outcome = match ingress::parse(frame, self.mac) {
+            _ if self.disable_ipv6 && is_ipv6 => Outcome::Dropped(DropReason::Ipv6Disabled),
             Ok(parsed) => self.dispatch(now, &parsed),
             Err(reason) => Outcome::Dropped(reason),
         };
         match &outcome {
             Outcome::Dropped(reason) => self.drops.count(*reason),
-            Outcome::Flow(_) => self.counters.flows += 1,
+            Outcome::Flow(flow) => {
+                self.counters.flows += 1;
+                if flow.key.remote.ip().is_multicast() {
+                    self.counters.multicast_flows += 1;
+                }
+            }
             Outcome::Dns(_) => self.counters.dns_queries += 1,
             Outcome::DnsTcp(_) => self.counters.dns_tcp_segments += 1,
             Outcome::Held => self.counters.fragments += 1,
@@ -330,24 +391,27 @@ impl Gateway {
             {
                 self.dhcp(now, eth, payload)
             }
+            Event::Udp { ip, udp, payload } if self.is_dhcpv6(&ip, udp.dst_port) => {
+                self.dhcpv6(now, eth, &ip, udp.src_port, payload)
+            }
             Event::Udp { ip, udp, payload }
-                if udp.dst_port == DNS_PORT
-                    && matches!(ip.addresses().dst(), std::net::IpAddr::V4(d) if d == self.ip) =>
+                if udp.dst_port == DNS_PORT && self.serves_dns(ip.addresses().dst()) =>
             {
-                match ip.addresses().src() {
-                    std::net::IpAddr::V4(src) if !src.is_unspecified() => Outcome::Dns(DnsQuery {
-                        client: DnsClient {
-                            mac: eth.src_addr,
-                            addr: std::net::SocketAddrV4::new(src, udp.src_port),
-                        },
-                        payload: Bytes::copy_from_slice(payload),
-                    }),
-                    _ => Outcome::Dropped(DropReason::InvalidSource),
+                let src = ip.addresses().src();
+                if src.is_unspecified() {
+                    return Outcome::Dropped(DropReason::InvalidSource);
                 }
+                Outcome::Dns(DnsQuery {
+                    client: DnsClient {
+                        mac: eth.src_addr,
+                        addr: SocketAddr::new(src, udp.src_port),
+                        server: ip.addresses().dst(),
+                    },
+                    payload: Bytes::copy_from_slice(payload),
+                })
             }
             Event::Tcp { ip, tcp, .. }
-                if tcp.dst_port == DNS_PORT
-                    && ip.addresses().dst() == std::net::IpAddr::V4(self.ip) =>
+                if tcp.dst_port == DNS_PORT && self.serves_dns(ip.addresses().dst()) =>
             {
                 match self.flow(parsed) {
                     Outcome::Flow(flow) => Outcome::DnsTcp(flow),
@@ -355,7 +419,7 @@ impl Gateway {
                 }
             }
             Event::Icmpv6 { ip, icmp } => match icmp {
-                Icmpv6Repr::Ndp(message) => self.ndp(eth, &ip, &message),
+                Icmpv6Repr::Ndp(message) => self.ndp(now, eth, &ip, &message),
                 Icmpv6Repr::EchoRequest {
                     ident,
                     seq_no,
@@ -405,12 +469,30 @@ impl Gateway {
         self.frag.stats()
     }
 
+    /// Whether DNS is served on `addr`: the gateway's IPv4 address, and its IPv6 ones when
+    /// IPv6 services are on.
+    fn serves_dns(&self, addr: IpAddr) -> bool {
+        match addr {
+            IpAddr::V4(a) => a == self.ip,
+            IpAddr::V6(a) => self.v6.is_some() && self.owned6.contains(&a),
+        }
+    }
+
     /// RFC 4861 §7.2.3-4: a valid solicitation for one of our addresses gets an advertisement
     /// with our link-layer address; after duplicate address detection (unspecified source)
-    /// to all nodes, otherwise solicited, to the sender.
-    fn ndp(&mut self, eth: EthernetRepr, ip: &Ipv6Repr, message: &NdpRepr<'_>) -> Outcome {
+    /// to all nodes, otherwise solicited, to the sender. A router solicitation goes to `ra`.
+    fn ndp(
+        &mut self,
+        now: Instant,
+        eth: EthernetRepr,
+        ip: &Ipv6Repr,
+        message: &NdpRepr<'_>,
+    ) -> Outcome {
         if let Err(e) = message.validate(ip.src_addr, ip.dst_addr, ip.hop_limit) {
             return Outcome::Dropped(DropReason::Ndp(e));
+        }
+        if let NdpRepr::RouterSolicit { options } = message {
+            return self.router_solicit(now, eth, ip, options);
         }
         let NdpRepr::NeighborSolicit {
             target_addr,
@@ -419,7 +501,7 @@ impl Gateway {
         else {
             return Outcome::Dropped(DropReason::NdpUnhandled);
         };
-        if !self.owned6.contains(&target_addr) {
+        if !self.owned6.contains(&target_addr) && !self.virtual6.contains(&target_addr) {
             return Outcome::Dropped(DropReason::NdpNotOurs);
         }
         let dad = ip.src_addr.is_unspecified();
@@ -471,7 +553,7 @@ impl Gateway {
         })
     }
 
-    fn flow(&self, parsed: &ingress::Parsed<'_>) -> Outcome {
+    fn flow(&mut self, parsed: &ingress::Parsed<'_>) -> Outcome {
         let Some(flow) = parsed.flow() else {
             return Outcome::Dropped(DropReason::UnsupportedProtocol);
         };
@@ -484,6 +566,12 @@ impl Gateway {
         }
         if src.is_unspecified() {
             return Outcome::Dropped(DropReason::InvalidSource);
+        }
+        if dst.is_multicast() {
+            return self.multicast_flow(flow);
+        }
+        if let Some(reply) = self.hop_limit_exceeded(parsed.frame(), &flow) {
+            return reply;
         }
         Outcome::Flow(flow)
     }
@@ -610,10 +698,14 @@ impl Gateway {
         Bytes::copy_from_slice(&self.tx)
     }
 
-    /// When [`Gateway::handle_timeout`] next has work (the DHCP server's timers).
+    /// When [`Gateway::handle_timeout`] next has work (the DHCP servers', reassembly's and
+    /// router advertisements' timers).
     pub fn poll_timeout(&self) -> Option<Instant> {
         let dhcp = self.dhcp.poll_timeout().map(|at| self.epoch.instant(at));
-        [dhcp, self.frag.poll_timeout()].into_iter().flatten().min()
+        [dhcp, self.frag.poll_timeout(), self.v6_timeout()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Runs the timers due at `now`; the Time Exceeded messages of datagrams given up are
@@ -621,6 +713,7 @@ impl Gateway {
     pub fn handle_timeout(&mut self, now: Instant) {
         self.dhcp.handle_timeout(self.epoch.std(now));
         self.frag.handle_timeout(now);
+        self.v6_handle_timeout(now);
     }
 
     /// Counts a drop decided outside (a full worker queue).
@@ -645,21 +738,22 @@ impl Gateway {
     }
 }
 
-/// The frame carrying a DNS answer from the gateway (`mac`, `ip`, port 53) to `client`, with
-/// IPv4 identification `ident`; padded to [`MIN_FRAME_LEN`].
+/// The frame carrying a DNS answer from the gateway (`mac`, the address `client` asked, port
+/// 53) to `client`, with IPv4 identification `ident` for IPv4; padded to [`MIN_FRAME_LEN`].
 pub fn dns_reply_frame(
     mac: EthernetAddress,
-    ip: Ipv4Addr,
     client: &DnsClient,
     ident: u16,
     payload: &[u8],
 ) -> Bytes {
+    let (IpAddr::V4(ip), IpAddr::V4(dst)) = (client.server, client.addr.ip()) else {
+        return v6::dns6_reply_frame(mac, client, payload);
+    };
     let udp = UdpRepr {
         src_port: DNS_PORT,
         dst_port: client.addr.port(),
         payload_len: payload.len(),
     };
-    let dst = *client.addr.ip();
     let ipr = Ipv4Repr {
         src_addr: ip,
         dst_addr: dst,
@@ -697,6 +791,13 @@ pub fn dns_reply_frame(
 
 mod echo;
 mod frag_errors;
+mod hop_limit;
+pub mod mcast;
+pub mod ra;
+pub mod v6;
+
+pub use self::ra::RaConfig;
+pub use self::v6::V6Config;
 
 #[cfg(test)]
 #[path = "gateway_tests.rs"]
@@ -705,3 +806,7 @@ pub(crate) mod tests;
 #[cfg(test)]
 #[path = "gateway_frag_tests.rs"]
 mod frag_tests;
+
+#[cfg(test)]
+#[path = "gateway_v6_tests.rs"]
+mod v6_tests;

@@ -136,6 +136,13 @@ pub struct RuntimeConfig {
     pub dns: DnsConfig,
     /// IP fragment reassembly's limits (datagrams, bytes held, timeouts).
     pub reassembly: stack::frag::Config,
+    /// IPv6 services: router advertisements (SLAAC), DHCPv6, DNS on the gateway's IPv6
+    /// addresses, the host's virtual IPv6 address; `None`: link-local only.
+    pub ipv6: Option<crate::gateway::V6Config>,
+    /// Drop every IPv6 frame (`--disable-ipv6`).
+    pub disable_ipv6: bool,
+    /// Guests' UDP to multicast groups goes to the forwarder, which relays it to the host.
+    pub multicast_relay: bool,
     /// IGMP/MLD snooping with the gateway as querier; `None` floods every group.
     pub multicast: Option<MulticastConfig>,
     /// Told of every group that gains its first guest member or loses its last: the
@@ -205,6 +212,9 @@ impl std::fmt::Debug for RuntimeConfig {
     }
 }
 
+/// The guests' IPv6 prefix by default: a unique local /64 (RFC 4193).
+pub const DEFAULT_PREFIX6: Ipv6Addr = Ipv6Addr::new(0xfd9d, 0xb9a2, 0xe1c4, 0x127, 0, 0, 0, 0);
+
 /// The guest that gets a static lease by default (gvproxy's).
 pub const DEFAULT_GUEST_MAC: EthernetAddress =
     EthernetAddress([0x5a, 0x94, 0xef, 0xe4, 0x0c, 0xee]);
@@ -253,6 +263,13 @@ impl RuntimeConfig {
             guest_gone: None,
             dns: DnsConfig::default(),
             reassembly: stack::frag::Config::default(),
+            ipv6: Some(crate::gateway::V6Config::for_prefix(
+                DEFAULT_PREFIX6,
+                DEFAULT_GATEWAY_MAC,
+                DEFAULT_GUEST_MAC,
+            )),
+            disable_ipv6: false,
+            multicast_relay: true,
             multicast: Some(MulticastConfig::default()),
             group_hook: None,
         }
@@ -287,7 +304,21 @@ impl RuntimeConfig {
             dhcp: self.dhcp_config(),
             mtu: self.mtu,
             reassembly: self.reassembly,
+            v6: self.ipv6_services(),
+            disable_ipv6: self.disable_ipv6,
+            multicast_relay: self.multicast_relay,
         }
+    }
+
+    /// The IPv6 services as they take effect: none with IPv6 off; the gateway's MAC and the
+    /// MTU filled in.
+    fn ipv6_services(&self) -> Option<crate::gateway::V6Config> {
+        if self.disable_ipv6 {
+            return None;
+        }
+        let mut v6 = self.ipv6.clone()?;
+        v6.dhcp.server_duid = dhcp::v6::duid_ll(self.gateway_mac);
+        Some(v6)
     }
 
     /// The bounds the pipeline enforces, as they take effect.
@@ -320,7 +351,7 @@ impl RuntimeConfig {
         Some(crate::snoop::Snooper::new(crate::snoop::SnoopConfig {
             mac: self.gateway_mac,
             ipv4: self.gateway_ip,
-            ipv6: Some(crate::gateway::link_local(self.gateway_mac)),
+            ipv6: (!self.disable_ipv6).then(|| crate::gateway::link_local(self.gateway_mac)),
             limits: m.limits,
             timing: m.timing,
         }))
@@ -525,7 +556,15 @@ impl Runtime {
         let (gateway_query, gateway_queries) = crossbeam_channel::bounded(4);
         let (dns_query, dns_queries) = crossbeam_channel::bounded(4);
         let dns_zones = config.dns.zones.clone().unwrap_or_else(|| {
-            dns::Zones::gvproxy_defaults(config.gateway_ip, config.host_ip).shared()
+            let zones = dns::Zones::gvproxy_defaults(config.gateway_ip, config.host_ip);
+            match config.ipv6_services() {
+                Some(v6) => match v6.virtual_ips.first() {
+                    Some(&host6) => zones.with_ipv6(v6.address, host6),
+                    None => zones,
+                },
+                None => zones,
+            }
+            .shared()
         });
         let mut runtime = Runtime {
             attacher: attacher.clone(),
@@ -585,8 +624,12 @@ impl Runtime {
             timeout: config.dns.timeout,
             attempts: config.dns.attempts,
             max_pending: config.dns.max_pending,
-            // One frame: the MTU less the IPv4 and UDP headers.
-            max_reply: usize::from(config.mtu).saturating_sub(28),
+            // One frame: the MTU less the IP (IPv6 when it is on) and UDP headers.
+            max_reply: usize::from(config.mtu).saturating_sub(if config.disable_ipv6 {
+                28
+            } else {
+                48
+            }),
             seed: seed.rotate_left(17),
         });
         let dns = dns_thread::DnsThread::new(dns_thread::DnsParts {
@@ -599,7 +642,6 @@ impl Runtime {
             zones: dns_zones,
             port: gateway_port.clone(),
             mac: config.gateway_mac,
-            ip: config.gateway_ip,
             inputs: dns_inputs,
             queries: dns_queries,
             stop: stop_rx.clone(),

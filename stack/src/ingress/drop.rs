@@ -80,6 +80,12 @@ pub enum DropReason {
     /// The DHCP server did not answer (its own stats say why).
     #[error("DHCP request not answered")]
     DhcpNoReply,
+    /// IPv6 is turned off (`--disable-ipv6`).
+    #[error("IPv6 is disabled")]
+    Ipv6Disabled,
+    /// A guest's TTL or hop limit ran out at the gateway (answered with Time Exceeded).
+    #[error("TTL or hop limit exceeded")]
+    HopLimitExceeded,
 }
 
 // Bases of each wrapped error's block of indices, and the counts behind them.
@@ -104,7 +110,7 @@ const UDP_N: usize = 4;
 const TCP: usize = UDP + UDP_N;
 const TCP_N: usize = 7;
 const SEMANTIC: usize = TCP + TCP_N;
-const SEMANTIC_N: usize = 14;
+const SEMANTIC_N: usize = 16;
 
 impl From<Icmpv6Error> for DropReason {
     /// Neighbor Discovery errors count as [`DropReason::Ndp`].
@@ -200,6 +206,8 @@ impl DropReason {
             D::WorkerQueueFull,
             D::NoForwarder,
             D::DhcpNoReply,
+            D::Ipv6Disabled,
+            D::HopLimitExceeded,
         ]
     };
 
@@ -328,6 +336,8 @@ impl DropReason {
             D::WorkerQueueFull => SEMANTIC + 11,
             D::NoForwarder => SEMANTIC + 12,
             D::DhcpNoReply => SEMANTIC + 13,
+            D::Ipv6Disabled => SEMANTIC + 14,
+            D::HopLimitExceeded => SEMANTIC + 15,
         }
     }
 
@@ -414,6 +424,8 @@ impl DropReason {
             D::WorkerQueueFull => "worker_queue_full",
             D::NoForwarder => "no_forwarder",
             D::DhcpNoReply => "dhcp_no_reply",
+            D::Ipv6Disabled => "ipv6_disabled",
+            D::HopLimitExceeded => "hop_limit_exceeded",
         }
     }
 }

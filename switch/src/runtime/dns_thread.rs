@@ -15,7 +15,7 @@
 //! and cuts them into queries for the same resolver, and [`super::dns_upstream`] carries the
 //! queries the resolver forwards over TCP on one pooled connection per upstream.
 
-use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -99,7 +99,6 @@ pub(super) struct DnsThread {
     zones: SharedZones,
     port: Arc<Port>,
     mac: EthernetAddress,
-    ip: Ipv4Addr,
     inputs: Receiver<Input>,
     queries: Receiver<Query<DnsStats>>,
     stop: Receiver<()>,
@@ -122,7 +121,6 @@ pub(super) struct DnsParts {
     pub(super) zones: SharedZones,
     pub(super) port: Arc<Port>,
     pub(super) mac: EthernetAddress,
-    pub(super) ip: Ipv4Addr,
     pub(super) inputs: (Sender<Input>, Receiver<Input>),
     pub(super) queries: Receiver<Query<DnsStats>>,
     pub(super) stop: Receiver<()>,
@@ -193,7 +191,6 @@ impl DnsThread {
             zones: parts.zones,
             port: parts.port,
             mac: parts.mac,
-            ip: parts.ip,
             inputs: parts.inputs.1,
             queries: parts.queries,
             stop: parts.stop,
@@ -327,7 +324,7 @@ impl DnsThread {
                     payload,
                 } => {
                     self.ident = self.ident.wrapping_add(1);
-                    let frame = dns_reply_frame(self.mac, self.ip, &to, self.ident, &payload);
+                    let frame = dns_reply_frame(self.mac, &to, self.ident, &payload);
                     if !self.port.send(frame) {
                         self.stats.answers_dropped += 1;
                     }
