@@ -3,7 +3,11 @@
 //! the guest, from the address the guest knows for that peer ([`crate::nat::Nat::inbound`]).
 //! A mapping idle for the configured timeout is closed (RFC 4787 §4.3, REQ-5: at least
 //! 2 minutes). `ECONNREFUSED` (the peer's ICMP port unreachable, read from the socket's
-//! error queue) becomes ICMP port unreachable to the guest. Mappings are bounded in total
+//! error queue) becomes ICMP port unreachable to the guest, and every other ICMP error the
+//! host's network sends about a datagram (host unreachable, TTL exceeded, too big) reaches
+//! the guest likewise, from the router that sent it ([`crate::icmp_errors`]); the guest's TTL
+//! goes with each datagram ([`crate::hops`]). A datagram to a multicast group leaves to that
+//! group ([`crate::mcast`]). Mappings are bounded in total
 //! and per guest address across workers (the shared [`crate::budget`]); a datagram that
 //! would need a mapping beyond either is dropped and counted.
 //!
@@ -24,6 +28,8 @@ use crate::budget::Refusal;
 use crate::config::Config;
 use crate::frame::{addresses, quote_of, synth_quote};
 use crate::handler::{KIND_UDP, KIND_UDP_LISTEN, Shared};
+use crate::hops::Hops;
+use crate::icmp_errors::{self, GuestError};
 use crate::stats::Counters;
 use crate::sys;
 use crate::worker::{FlowFrame, FrameSink};
@@ -38,6 +44,7 @@ struct Flow {
     token: Token,
     guest_mac: EthernetAddress,
     last_active: Instant,
+    hops: Hops,
 }
 
 struct Listener {
@@ -111,7 +118,13 @@ impl UdpTable {
             }
             return;
         }
-        let real = match sh.nat.outbound(key.remote.ip()) {
+        let multicast = key.remote.ip().is_multicast();
+        let route = if multicast {
+            Ok(key.remote.ip())
+        } else {
+            sh.nat.outbound(key.remote.ip())
+        };
+        let real = match route {
             Ok(real) => real,
             Err(_) => {
                 Counters::bump(&sh.counters.nat_refused);
@@ -152,6 +165,18 @@ impl UdpTable {
         };
         flow.last_active = now;
         flow.guest_mac = mac;
+        if multicast {
+            match crate::mcast::send(sh, &flow.socket, &mut flow.hops, &packet.packet, payload) {
+                Ok(n) => {
+                    Counters::add(&sh.counters.bytes_to_host, n as u64);
+                    Counters::bump(&sh.counters.mcast_to_host);
+                }
+                Err(_) => Counters::bump(&sh.counters.udp_send_dropped),
+            }
+            return;
+        }
+        flow.hops
+            .carry(&flow.socket, real.is_ipv6(), &packet.packet, false);
         let dst = SocketAddr::new(real, key.remote.port());
         for _ in 0..2 {
             match flow.socket.send_to(payload, dst) {
@@ -183,18 +208,30 @@ impl UdpTable {
         };
         flow.last_active = now;
         loop {
-            while let Some((dst, errno)) = sys::take_queued_error(&flow.socket) {
-                if errno != libc::ECONNREFUSED {
+            while let Some(err) = sys::take_queued_error(&flow.socket) {
+                let Some(kind) =
+                    icmp_errors::classify(err.origin, err.icmp_type, err.icmp_code, err.info)
+                else {
                     continue;
-                }
-                let virt = sh.nat.inbound(dst.ip());
-                if let (Some(addrs), Some(quoted)) =
-                    (addresses(virt, guest.ip()), addresses(guest.ip(), virt))
-                {
-                    let quote = synth_quote(quoted, IpProtocol::Udp, guest.port(), dst.port());
-                    let frame = sh.framer.unreachable(flow.guest_mac, addrs, true, &quote);
+                };
+                let virt = sh.nat.inbound(err.dst.ip());
+                let from = err.offender.map_or(virt, |o| sh.nat.inbound(o.ip()));
+                if let Some(quoted) = addresses(guest.ip(), virt) {
+                    let quote = synth_quote(quoted, IpProtocol::Udp, guest.port(), err.dst.port());
+                    let frame = icmp_errors::error_frame(
+                        &mut sh.framer,
+                        flow.guest_mac,
+                        from,
+                        guest.ip(),
+                        kind,
+                        &quote,
+                    );
                     sh.send(out, frame);
-                    Counters::bump(&sh.counters.udp_port_unreachable);
+                    Counters::bump(if kind == GuestError::PortUnreachable {
+                        &sh.counters.udp_port_unreachable
+                    } else {
+                        &sh.counters.icmp_errors_relayed
+                    });
                 }
             }
             match flow.socket.recv_from(&mut self.buf) {
@@ -386,5 +423,6 @@ fn open(sh: &mut Shared, guest_mac: EthernetAddress, real: IpAddr, now: Instant)
         token,
         guest_mac,
         last_active: now,
+        hops: Hops::default(),
     })
 }

@@ -328,12 +328,13 @@ impl RuntimeConfig {
             reassembly: self.reassembly,
             dns_pending: self.dns.max_pending.min(dns::resolver::MAX_PENDING),
             dns_tcp: self.dns.tcp_connections.max(1),
+            multicast: self.multicast.map(|m| m.limits),
         }
     }
 
-    /// Plugs in host-switch's forwarder: its workers' handler, and the two hooks through which
-    /// the gateway and switch threads tell its control plane where guests are (ARP) and which
-    /// are gone (a detached port).
+    /// Plugs in host-switch's forwarder: its workers' handler, and the hooks through which
+    /// the gateway and switch threads tell its control plane where guests are (ARP), which
+    /// are gone (a detached port), and which multicast groups guests joined (the relay).
     pub fn use_forwarder(&mut self, config: forwarder::Config, control: &Arc<forwarder::Control>) {
         self.forwarder = Some(forwarder::Forwarder::factory(config, control.clone()));
         let neighbours = control.clone();
@@ -343,6 +344,16 @@ impl RuntimeConfig {
         let gone = control.clone();
         self.guest_gone = Some(Arc::new(move |macs| {
             let _ = gone.guest_gone(macs);
+        }));
+        let groups = control.clone();
+        self.group_hook = Some(Arc::new(move |event| {
+            let (group, joined) = match event {
+                crate::snoop::GroupEvent::Joined(g) => (g, true),
+                crate::snoop::GroupEvent::Left(g) => (g, false),
+            };
+            if !groups.multicast_group(group, joined) {
+                tracing::warn!(%group, joined, "the multicast relay could not be told");
+            }
         }));
     }
 
@@ -407,6 +418,8 @@ pub struct GatewayStats {
     pub dhcp: dhcp::Stats,
     pub leases: Vec<Lease>,
     pub reassembly: stack::frag::Stats,
+    /// The DHCPv6 server, when IPv6 services are on.
+    pub dhcpv6: Option<dhcp::v6::Stats>,
 }
 
 /// The bounds of the pipeline's tables, as configured (see [`RuntimeConfig`]).
@@ -420,6 +433,8 @@ pub struct RuntimeLimits {
     pub dns_pending: usize,
     /// Guest TCP connections to the DNS service.
     pub dns_tcp: usize,
+    /// IGMP/MLD snooping's group table, when on.
+    pub multicast: Option<crate::snoop::Limits>,
 }
 
 /// A snapshot of every counter of the pipeline.
@@ -443,6 +458,8 @@ pub struct Stats {
     pub reassembly: stack::frag::Stats,
     /// IGMP/MLD snooping and the querier, when on.
     pub multicast: Option<crate::snoop::SnoopCounters>,
+    /// The DHCPv6 server, when IPv6 services are on.
+    pub dhcpv6: Option<dhcp::v6::Stats>,
 }
 
 /// A question to the switch or gateway thread, with where to answer.
@@ -490,6 +507,7 @@ impl RuntimeHandle {
             dhcp: gateway.dhcp,
             leases: gateway.leases,
             reassembly: gateway.reassembly,
+            dhcpv6: gateway.dhcpv6,
             pcap: self.pcap.as_ref().map(|p| p.counters()),
             dns: Runtime::ask(&self.dns_query),
         }
