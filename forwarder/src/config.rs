@@ -56,9 +56,10 @@ pub struct Config {
     /// The UDP ports on which a multicast group a guest joined is received on the host and
     /// relayed in (see `mcast`).
     pub multicast_ports: Vec<u16>,
-    /// The interface (index) multicast is sent from and joined on; 0: the kernel's choice by
-    /// route (the default route's interface).
-    pub multicast_interface: u32,
+    /// The interface (index) IPv4 and IPv6 multicast is sent from and joined on; 0: the
+    /// kernel's choice by route (the default route's interface).
+    pub multicast_interface_v4: u32,
+    pub multicast_interface_v6: u32,
     /// Groups joined on the host at once at most.
     pub max_multicast_groups: usize,
 }
@@ -92,7 +93,8 @@ impl Default for Config {
             api_max_request: 64 * 1024,
             static_neighbours: Vec::new(),
             multicast_ports: DEFAULT_MULTICAST_PORTS.to_vec(),
-            multicast_interface: 0,
+            multicast_interface_v4: 0,
+            multicast_interface_v6: 0,
             max_multicast_groups: 256,
         }
     }

@@ -3,14 +3,16 @@
 //! Guest → host: a guest's UDP datagram to a group (the gateway hands these on as flows)
 //! leaves from the guest's own UDP mapping socket (so unicast answers come back to it) to the
 //! same group and port, with the guest's TTL, looped back to the host's own listeners, out of
-//! [`Config::multicast_interface`] or the interface the kernel's routes pick
+//! [`Config::multicast_interface_v4`] (`_v6`) or the interface the kernel's routes pick
 //! ([`send`]). Each such socket's port is remembered in the control plane, bounded, so the
 //! host side does not relay the datagram back in.
 //!
 //! Host → guest: when the switch's snooper reports a group's first guest member, the relay
 //! worker joins it on the host ([`McastTable::join`]): one UDP socket per port of
 //! [`Config::multicast_ports`], bound to the group and the port (address reuse on, beside
-//! host programs on the same port), with the membership added on the same interface. What
+//! host programs on the same port), with the membership added on the same interface — and,
+//! when one is configured, bound to it, so a copy of a datagram that arrives on another
+//! interface (where some other program joined the group) is not taken twice. What
 //! arrives goes to the group's Ethernet address from the gateway, source address as the guest
 //! knows the sender ([`crate::nat::Nat::inbound`]); the switch hands it to the ports whose
 //! guests joined. When the last member leaves or ages out, the sockets close
@@ -19,7 +21,7 @@
 //! sending ports are not relayed back ([`crate::control::Control::is_relay_sender`]).
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 
 use mio::Token;
 use socket2::{Domain, InterfaceIndexOrAddress, Protocol as SockProtocol, Socket, Type};
@@ -47,7 +49,12 @@ pub(crate) fn send(
 ) -> std::io::Result<usize> {
     let dst = packet.key.remote;
     let v6 = dst.is_ipv6();
-    sys::set_multicast_out(socket, v6, sh.config.multicast_interface)?;
+    let interface = if v6 {
+        sh.config.multicast_interface_v6
+    } else {
+        sh.config.multicast_interface_v4
+    };
+    sys::set_multicast_out(socket, v6, interface)?;
     hops.carry(socket, v6, packet, true);
     if let Ok(local) = socket.local_addr()
         && !sh.control.add_relay_sender(local.port())
@@ -68,7 +75,7 @@ pub(crate) struct McastTable {
     by_token: HashMap<Token, (IpAddr, u16)>,
     max_groups: usize,
     ports: Vec<u16>,
-    interface: u32,
+    interfaces: (u32, u32),
     mtu: usize,
     buf: Vec<u8>,
 }
@@ -80,7 +87,7 @@ impl McastTable {
             by_token: HashMap::new(),
             max_groups: config.max_multicast_groups,
             ports: config.multicast_ports.clone(),
-            interface: config.multicast_interface,
+            interfaces: (config.multicast_interface_v4, config.multicast_interface_v6),
             mtu: usize::from(mtu),
             buf: Vec::new(),
         }
@@ -96,8 +103,13 @@ impl McastTable {
             return;
         }
         let mut members = Vec::new();
+        let interface = if group.is_ipv6() {
+            self.interfaces.1
+        } else {
+            self.interfaces.0
+        };
         for &port in &self.ports {
-            match open(group, port, self.interface) {
+            match open(group, port, interface) {
                 Ok(socket) => {
                     let token = sh.token(KIND_MCAST);
                     if sh.register(&socket, token).is_err() {
@@ -191,6 +203,9 @@ fn open(group: IpAddr, port: u16, interface: u32) -> std::io::Result<UdpSocket> 
     socket.set_reuse_address(true)?;
     socket.set_reuse_port(true)?;
     socket.set_nonblocking(true)?;
+    if interface != 0 {
+        sys::bind_to_interface(&socket, interface)?;
+    }
     match group {
         IpAddr::V4(g) => {
             socket.bind(&SocketAddr::new(IpAddr::V4(g), port).into())?;
@@ -207,6 +222,5 @@ fn open(group: IpAddr, port: u16, interface: u32) -> std::io::Result<UdpSocket> 
             socket.join_multicast_v6(&g, interface)?;
         }
     }
-    let _ = Ipv6Addr::UNSPECIFIED;
     Ok(UdpSocket::from(socket))
 }

@@ -247,3 +247,10 @@ pub(crate) fn set_multicast_out(socket: &impl AsRawFd, v6: bool, ifindex: u32) -
     }
     Ok(())
 }
+
+/// Binds a socket to interface `ifindex` (`SO_BINDTOIFINDEX`, socket(7)): it only receives
+/// what arrives there.
+pub(crate) fn bind_to_interface(socket: &impl AsRawFd, ifindex: u32) -> io::Result<()> {
+    let index = libc::c_int::try_from(ifindex).map_err(|_| io::ErrorKind::InvalidInput)?;
+    set_int(socket, libc::SOL_SOCKET, libc::SO_BINDTOIFINDEX, index)
+}

@@ -211,7 +211,9 @@ fn ipv6_and_multicast(
         config.ipv6 = Some(v6);
     }
     config.multicast_relay = !net.disable_multicast_relay;
-    fwd.multicast_interface = interface_index(net.multicast_interface.as_deref())?;
+    let interface = interface_index(net.multicast_interface.as_deref())?;
+    fwd.multicast_interface_v4 = interface;
+    fwd.multicast_interface_v6 = interface;
     for &port in &net.multicast_port {
         if !fwd.multicast_ports.contains(&port) {
             fwd.multicast_ports.push(port);
