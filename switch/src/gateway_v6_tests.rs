@@ -151,7 +151,7 @@ fn solicitation_from_the_unspecified_address_is_answered_to_all_nodes_rate_limit
     let t = Instant::from_millis(1000);
     assert_eq!(
         gw.handle_frame(t, &router_solicit(Ipv6Addr::UNSPECIFIED, false)),
-        Outcome::Replies(Vec::new())
+        Outcome::Dropped(DropReason::NdpRateLimited)
     );
     assert_eq!(gw.poll_timeout(), Some(Instant::from_millis(3000)));
     gw.handle_timeout(Instant::from_millis(3000));

@@ -34,6 +34,8 @@ pub mod dns_thread;
 mod dns_upstream;
 mod gateway_thread;
 #[cfg(test)]
+mod hostile_mcast_tests;
+#[cfg(test)]
 mod hostile_tests;
 mod switch_thread;
 #[cfg(test)]
@@ -318,6 +320,10 @@ impl RuntimeConfig {
         }
         let mut v6 = self.ipv6.clone()?;
         v6.dhcp.server_duid = dhcp::v6::duid_ll(self.gateway_mac);
+        if v6.ra.search_domains.is_empty() && v6.dhcp.search_domains.is_empty() {
+            // The DHCPv4 server's search list, in router advertisements and DHCPv6 too.
+            v6 = v6.with_search_domains(&self.dhcp.search_domains);
+        }
         Some(v6)
     }
 

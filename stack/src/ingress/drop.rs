@@ -86,6 +86,10 @@ pub enum DropReason {
     /// A guest's TTL or hop limit ran out at the gateway (answered with Time Exceeded).
     #[error("TTL or hop limit exceeded")]
     HopLimitExceeded,
+    /// A router solicitation from the unspecified address within 3 s of the last multicast
+    /// advertisement (RFC 4861 §6.2.6): not answered alone, the next one is brought forward.
+    #[error("router solicitation rate-limited")]
+    NdpRateLimited,
 }
 
 // Bases of each wrapped error's block of indices, and the counts behind them.
@@ -110,7 +114,7 @@ const UDP_N: usize = 4;
 const TCP: usize = UDP + UDP_N;
 const TCP_N: usize = 7;
 const SEMANTIC: usize = TCP + TCP_N;
-const SEMANTIC_N: usize = 16;
+const SEMANTIC_N: usize = 17;
 
 impl From<Icmpv6Error> for DropReason {
     /// Neighbor Discovery errors count as [`DropReason::Ndp`].
@@ -208,6 +212,7 @@ impl DropReason {
             D::DhcpNoReply,
             D::Ipv6Disabled,
             D::HopLimitExceeded,
+            D::NdpRateLimited,
         ]
     };
 
@@ -338,6 +343,7 @@ impl DropReason {
             D::DhcpNoReply => SEMANTIC + 13,
             D::Ipv6Disabled => SEMANTIC + 14,
             D::HopLimitExceeded => SEMANTIC + 15,
+            D::NdpRateLimited => SEMANTIC + 16,
         }
     }
 
@@ -426,6 +432,7 @@ impl DropReason {
             D::DhcpNoReply => "dhcp_no_reply",
             D::Ipv6Disabled => "ipv6_disabled",
             D::HopLimitExceeded => "hop_limit_exceeded",
+            D::NdpRateLimited => "ndp_rate_limited",
         }
     }
 }

@@ -187,7 +187,7 @@ impl Gateway {
         if ip.src_addr.is_unspecified() {
             if !v6.ra.multicast_now(now) {
                 // Brought forward instead; nothing to send now.
-                return Outcome::Replies(Vec::new());
+                return Outcome::Dropped(stack::ingress::DropReason::NdpRateLimited);
             }
             let frame = self.router_advert(ALL_NODES_MAC, ALL_NODES);
             return Outcome::Reply(frame);

@@ -32,7 +32,7 @@
 //! hash lookup; nothing scans.
 
 mod classify;
-mod query;
+pub(crate) mod query;
 pub mod table;
 
 #[cfg(test)]
