@@ -265,7 +265,6 @@ impl Forwarder {
                 } else {
                     self.mcast.leave(&mut self.shared, group);
                 }
-                let _ = self.mcast.len();
             }
         }
         let _ = (now, out);

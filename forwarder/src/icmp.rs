@@ -130,7 +130,12 @@ impl IcmpTable {
         let sent = match self.socket_for(sh, key.guest.ip(), v6, ident, now) {
             Some((socket, hops)) => {
                 hops.carry(socket, v6, &packet.packet, false);
-                socket.send_to(&msg, dst).is_ok()
+                // An earlier request's ICMP error (its copy is in the error queue) may fail
+                // this send once: then send again.
+                match socket.send_to(&msg, dst) {
+                    Err(e) if sys::is_icmp_error(&e) => socket.send_to(&msg, dst).is_ok(),
+                    sent => sent.is_ok(),
+                }
             }
             None => {
                 Counters::bump(&sh.counters.icmp_no_socket);

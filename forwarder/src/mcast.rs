@@ -61,7 +61,11 @@ pub(crate) fn send(
     {
         Counters::bump(&sh.counters.mcast_senders_full);
     }
-    socket.send_to(payload, dst)
+    match socket.send_to(payload, dst) {
+        // An earlier datagram's ICMP error, reported once: send again.
+        Err(e) if sys::is_icmp_error(&e) => socket.send_to(payload, dst),
+        sent => sent,
+    }
 }
 
 struct Member {
@@ -184,11 +188,6 @@ impl McastTable {
                 sh.send(out, frame);
             }
         }
-    }
-
-    /// Groups joined on the host now.
-    pub(crate) fn len(&self) -> usize {
-        self.groups.len()
     }
 }
 

@@ -254,3 +254,21 @@ pub(crate) fn bind_to_interface(socket: &impl AsRawFd, ifindex: u32) -> io::Resu
     let index = libc::c_int::try_from(ifindex).map_err(|_| io::ErrorKind::InvalidInput)?;
     set_int(socket, libc::SOL_SOCKET, libc::SO_BINDTOIFINDEX, index)
 }
+
+/// Whether a send failed with the error an ICMP message about an earlier datagram left on
+/// the socket (`sk_err`, reported once by the next call): not this datagram's fault.
+pub(crate) fn is_icmp_error(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(
+            libc::ECONNREFUSED
+                | libc::EHOSTUNREACH
+                | libc::ENETUNREACH
+                | libc::EHOSTDOWN
+                | libc::ENETDOWN
+                | libc::EMSGSIZE
+                | libc::EACCES
+                | libc::EPROTO
+        )
+    )
+}

@@ -186,7 +186,7 @@ impl UdpTable {
                 }
                 // An earlier datagram's error surfaced here: it is in the error queue, which
                 // the readiness handler reads; send again.
-                Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) => continue,
+                Err(e) if sys::is_icmp_error(&e) => continue,
                 Err(_) => break,
             }
         }

@@ -13,6 +13,9 @@ pub mod message;
 pub mod server;
 pub mod stats;
 
+#[cfg(test)]
+mod fixture_tests;
+
 pub use config::{Config, ConfigError, StaticLease, duid_ll};
 pub use message::{
     CLIENT_PORT, DhcpOption, Error, MessageType, Options, Packet, Repr, SERVER_PORT,
