@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 fuzz_target!(|data: &[u8]| {
     let gateway = EthernetAddress([0x5a, 0x94, 0xef, 0xe4, 0x0c, 0xdd]);
     let guest = EthernetAddress([0x5a, 0x94, 0xef, 0xe4, 0x0c, 0xee]);
-    let prefix = "fd9d:b9a2:e1c4:127::".parse().unwrap_or(std::net::Ipv6Addr::UNSPECIFIED);
+    let prefix = "fd9d:b9a2:e1c4:127::"
+        .parse()
+        .unwrap_or(std::net::Ipv6Addr::UNSPECIFIED);
     let mut config = Config::for_prefix(prefix, gateway, guest);
     config.pool_end = dhcp::v6::config::nth(config.prefix, 0x10f);
     config.search_domains = vec!["containers.internal".to_owned()];
@@ -46,7 +48,10 @@ fuzz_target!(|data: &[u8]| {
             let asked = Repr::parse(&Packet::new_checked(request).expect("it was answered"))
                 .expect("it was answered");
             assert_eq!(repr.transaction_id, asked.transaction_id);
-            assert!(repr.options.iter().all(|o| o.is_ok()), "every option parses");
+            assert!(
+                repr.options.iter().all(|o| o.is_ok()),
+                "every option parses"
+            );
             assert_eq!(
                 repr.options.find(dhcp::v6::message::code::SERVERID),
                 Some(DhcpOption::ServerId(&duid))

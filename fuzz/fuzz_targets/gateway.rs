@@ -190,7 +190,9 @@ fuzz_target!(|data: &[u8]| {
         ..GatewayConfig::default()
     };
     if selector & 8 != 0 {
-        let prefix = "fd9d:b9a2:e1c4:127::".parse().unwrap_or(std::net::Ipv6Addr::UNSPECIFIED);
+        let prefix = "fd9d:b9a2:e1c4:127::"
+            .parse()
+            .unwrap_or(std::net::Ipv6Addr::UNSPECIFIED);
         let guest = EthernetAddress([0x5a, 0x94, 0xef, 0xe4, 0x0c, 0xee]);
         config.v6 = Some(V6Config::for_prefix(prefix, config.mac, guest));
     }

@@ -29,7 +29,10 @@ fuzz_target!(|data: &[u8]| {
     let _ = repr.max_resp_delay();
     let mut out = vec![0u8; repr.buffer_len()];
     repr.emit(&mut MldPacket::new_unchecked(&mut out[..]), &addrs);
-    let again = MldRepr::parse(&MldPacket::new_checked(&out[..]).expect("emitted length"), &addrs)
-        .expect("an emitted message parses");
+    let again = MldRepr::parse(
+        &MldPacket::new_checked(&out[..]).expect("emitted length"),
+        &addrs,
+    )
+    .expect("an emitted message parses");
     assert_eq!(again, repr);
 });

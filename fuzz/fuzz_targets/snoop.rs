@@ -32,7 +32,9 @@ fuzz_target!(|data: &[u8]| {
     let mut s = Snooper::new(SnoopConfig {
         mac: GW_MAC,
         ipv4: Ipv4Addr::new(192, 168, 127, 1),
-        ipv6: Some(Ipv6Addr::new(0xfe80, 0, 0, 0, 0x5894, 0xefff, 0xfee4, 0x0cdd)),
+        ipv6: Some(Ipv6Addr::new(
+            0xfe80, 0, 0, 0, 0x5894, 0xefff, 0xfee4, 0x0cdd,
+        )),
         limits,
         timing: Timing::default(),
     });
@@ -68,7 +70,10 @@ fuzz_target!(|data: &[u8]| {
             _ => {
                 s.remove_port(port);
                 for (group, _) in s.table().list() {
-                    assert!(!s.table().is_member(group, port), "a detached port stays out");
+                    assert!(
+                        !s.table().is_member(group, port),
+                        "a detached port stays out"
+                    );
                 }
             }
         }
