@@ -24,6 +24,7 @@ use crate::config::Config;
 use crate::control::{Command, Control, MAX_NEIGHBOURS, Protocol};
 use crate::frame::Framer;
 use crate::icmp::IcmpTable;
+use crate::mcast::McastTable;
 use crate::nat::Nat;
 use crate::stats::Counters;
 use crate::tcp::TcpTable;
@@ -40,6 +41,7 @@ pub(crate) const KIND_ICMP: usize = 2;
 pub(crate) const KIND_TCP: usize = 3;
 pub(crate) const KIND_TCP_LISTEN: usize = 4;
 pub(crate) const KIND_UDP_LISTEN: usize = 5;
+pub(crate) const KIND_MCAST: usize = 6;
 
 /// How often idle UDP mappings and expired echo requests are looked for.
 const SWEEP: Duration = Duration::from_secs(1);
@@ -162,6 +164,8 @@ pub struct Forwarder {
     udp: UdpTable,
     icmp: IcmpTable,
     tcp: TcpTable,
+    /// The host side of the multicast relay (only the relay worker gets its commands).
+    mcast: McastTable,
     next_sweep: Instant,
 }
 
@@ -225,6 +229,7 @@ impl Forwarder {
             udp: UdpTable::new(&config),
             icmp: IcmpTable::new(&config, workers),
             tcp: TcpTable::new(&config, ctx.mtu),
+            mcast: McastTable::new(&config, ctx.mtu),
             shared,
             next_sweep: now + SWEEP,
         })
@@ -257,6 +262,13 @@ impl Forwarder {
                     + self.udp.remove_guest(&mut self.shared, &macs)
                     + self.icmp.remove_guest(&mut self.shared, &macs);
                 Counters::add(&self.shared.counters.flows_guest_gone, gone as u64);
+            }
+            Command::Group { group, joined } => {
+                if joined {
+                    self.mcast.join(&mut self.shared, group);
+                } else {
+                    self.mcast.leave(&mut self.shared, group);
+                }
             }
         }
         let _ = out;
@@ -340,6 +352,7 @@ impl FlowHandler for Forwarder {
                     .tcp
                     .ready(&mut self.shared, now, token, readable, writable, out),
                 KIND_TCP_LISTEN => self.tcp.accept(&mut self.shared, now, token, out),
+                KIND_MCAST => self.mcast.ready(&mut self.shared, token, out),
                 _ => {}
             }
         }

@@ -39,6 +39,8 @@ mod gateway_thread;
 #[cfg(test)]
 mod hostile_answers_tests;
 #[cfg(test)]
+mod hostile_mcast_tests;
+#[cfg(test)]
 mod hostile_tests;
 mod switch_thread;
 #[cfg(test)]
@@ -95,6 +97,15 @@ pub type NeighbourHook = Arc<dyn Fn(std::net::IpAddr, stack::wire::EthernetAddre
 /// it: the guests behind it are gone, and so may be their flows. It must not block.
 pub type GuestGoneHook = Arc<dyn Fn(&[EthernetAddress]) + Send + Sync>;
 
+pub use self::switch_thread::mcast::GroupHook;
+
+/// IGMP/MLD snooping: the group table's bounds and the querier's timers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MulticastConfig {
+    pub limits: crate::snoop::Limits,
+    pub timing: crate::snoop::Timing,
+}
+
 /// How to run host-switch's pipeline.
 #[derive(Clone)]
 pub struct RuntimeConfig {
@@ -134,6 +145,18 @@ pub struct RuntimeConfig {
     pub dns: DnsConfig,
     /// IP fragment reassembly's limits (datagrams, bytes held, timeouts).
     pub reassembly: stack::frag::Config,
+    /// IPv6 services: router advertisements (SLAAC), DHCPv6, DNS on the gateway's IPv6
+    /// addresses, the host's virtual IPv6 address; `None`: link-local only.
+    pub ipv6: Option<crate::gateway::V6Config>,
+    /// Drop every IPv6 frame (`--disable-ipv6`).
+    pub disable_ipv6: bool,
+    /// Guests' UDP to multicast groups goes to the forwarder, which relays it to the host.
+    pub multicast_relay: bool,
+    /// IGMP/MLD snooping with the gateway as querier; `None` floods every group.
+    pub multicast: Option<MulticastConfig>,
+    /// Told of every group that gains its first guest member or loses its last: the
+    /// multicast relay, which joins and leaves it on the host.
+    pub group_hook: Option<GroupHook>,
 }
 
 /// The DNS service's configuration.
@@ -198,9 +221,13 @@ impl std::fmt::Debug for RuntimeConfig {
             .field("forwarder", &self.forwarder.is_some())
             .field("dns", &self.dns)
             .field("reassembly", &self.reassembly)
+            .field("multicast", &self.multicast)
             .finish()
     }
 }
+
+/// The guests' IPv6 prefix by default: a unique local /64 (RFC 4193).
+pub const DEFAULT_PREFIX6: Ipv6Addr = Ipv6Addr::new(0xfd9d, 0xb9a2, 0xe1c4, 0x127, 0, 0, 0, 0);
 
 /// The guest that gets a static lease by default (gvproxy's).
 pub const DEFAULT_GUEST_MAC: EthernetAddress =
@@ -250,6 +277,15 @@ impl RuntimeConfig {
             guest_gone: None,
             dns: DnsConfig::default(),
             reassembly: stack::frag::Config::default(),
+            ipv6: Some(crate::gateway::V6Config::for_prefix(
+                DEFAULT_PREFIX6,
+                DEFAULT_GATEWAY_MAC,
+                DEFAULT_GUEST_MAC,
+            )),
+            disable_ipv6: false,
+            multicast_relay: true,
+            multicast: Some(MulticastConfig::default()),
+            group_hook: None,
         }
     }
 
@@ -282,7 +318,25 @@ impl RuntimeConfig {
             dhcp: self.dhcp_config(),
             mtu: self.mtu,
             reassembly: self.reassembly,
+            v6: self.ipv6_services(),
+            disable_ipv6: self.disable_ipv6,
+            multicast_relay: self.multicast_relay,
         }
+    }
+
+    /// The IPv6 services as they take effect: none with IPv6 off; the gateway's MAC and the
+    /// MTU filled in.
+    fn ipv6_services(&self) -> Option<crate::gateway::V6Config> {
+        if self.disable_ipv6 {
+            return None;
+        }
+        let mut v6 = self.ipv6.clone()?;
+        v6.dhcp.server_duid = dhcp::v6::duid_ll(self.gateway_mac);
+        if v6.ra.search_domains.is_empty() && v6.dhcp.search_domains.is_empty() {
+            // The DHCPv4 server's search list, in router advertisements and DHCPv6 too.
+            v6 = v6.with_search_domains(&self.dhcp.search_domains);
+        }
+        Some(v6)
     }
 
     /// The bounds the pipeline enforces, as they take effect.
@@ -295,12 +349,13 @@ impl RuntimeConfig {
             dns_tcp_pipeline: self.dns.tcp_pipeline.max(1),
             dhcp_offers: self.dhcp.max_offers,
             dhcp_offers_per_mac: self.dhcp.max_offers_per_mac,
+            multicast: self.multicast.map(|m| m.limits),
         }
     }
 
-    /// Plugs in host-switch's forwarder: its workers' handler, and the two hooks through which
-    /// the gateway and switch threads tell its control plane where guests are (ARP) and which
-    /// are gone (a detached port).
+    /// Plugs in host-switch's forwarder: its workers' handler, and the hooks through which
+    /// the gateway and switch threads tell its control plane where guests are (ARP), which
+    /// are gone (a detached port), and which multicast groups guests joined (the relay).
     pub fn use_forwarder(&mut self, config: forwarder::Config, control: &Arc<forwarder::Control>) {
         self.forwarder = Some(forwarder::Forwarder::factory(config, control.clone()));
         let neighbours = control.clone();
@@ -311,6 +366,27 @@ impl RuntimeConfig {
         self.guest_gone = Some(Arc::new(move |macs| {
             let _ = gone.guest_gone(macs);
         }));
+        let groups = control.clone();
+        self.group_hook = Some(Arc::new(move |event| {
+            let (group, joined) = match event {
+                crate::snoop::GroupEvent::Joined(g) => (g, true),
+                crate::snoop::GroupEvent::Left(g) => (g, false),
+            };
+            if !groups.multicast_group(group, joined) {
+                tracing::warn!(%group, joined, "the multicast relay could not be told");
+            }
+        }));
+    }
+
+    fn snooper(&self) -> Option<crate::snoop::Snooper> {
+        let m = self.multicast?;
+        Some(crate::snoop::Snooper::new(crate::snoop::SnoopConfig {
+            mac: self.gateway_mac,
+            ipv4: self.gateway_ip,
+            ipv6: (!self.disable_ipv6).then(|| crate::gateway::link_local(self.gateway_mac)),
+            limits: m.limits,
+            timing: m.timing,
+        }))
     }
 
     fn worker_count(&self) -> usize {
@@ -351,6 +427,8 @@ pub struct SwitchStats {
     pub mac_table: MacTableCounters,
     /// Live MAC table entries, the gateway's static one included.
     pub mac_entries: usize,
+    /// IGMP/MLD snooping, when on.
+    pub multicast: Option<crate::snoop::SnoopCounters>,
 }
 
 /// The gateway thread's part of [`Stats`].
@@ -361,6 +439,8 @@ pub struct GatewayStats {
     pub dhcp: dhcp::Stats,
     pub leases: Vec<Lease>,
     pub reassembly: stack::frag::Stats,
+    /// The DHCPv6 server, when IPv6 services are on.
+    pub dhcpv6: Option<dhcp::v6::Stats>,
 }
 
 /// The bounds of the pipeline's tables, as configured (see [`RuntimeConfig`]).
@@ -379,6 +459,8 @@ pub struct RuntimeLimits {
     /// Outstanding DHCP offers, in all and per client MAC.
     pub dhcp_offers: usize,
     pub dhcp_offers_per_mac: usize,
+    /// IGMP/MLD snooping's group table, when on.
+    pub multicast: Option<crate::snoop::Limits>,
 }
 
 /// A snapshot of every counter of the pipeline.
@@ -400,6 +482,10 @@ pub struct Stats {
     /// IP fragment reassembly (its drops by [`stack::frag::FragDropReason`]; every refused
     /// fragment is also a [`DropReason::Fragment`](stack::ingress::DropReason::Fragment)).
     pub reassembly: stack::frag::Stats,
+    /// IGMP/MLD snooping and the querier, when on.
+    pub multicast: Option<crate::snoop::SnoopCounters>,
+    /// The DHCPv6 server, when IPv6 services are on.
+    pub dhcpv6: Option<dhcp::v6::Stats>,
 }
 
 /// A question to the switch or gateway thread, with where to answer.
@@ -440,12 +526,14 @@ impl RuntimeHandle {
             switch: switch.counters,
             mac_table: switch.mac_table,
             mac_entries: switch.mac_entries,
+            multicast: switch.multicast,
             gateway: gateway.counters,
             drops,
             workers,
             dhcp: gateway.dhcp,
             leases: gateway.leases,
             reassembly: gateway.reassembly,
+            dhcpv6: gateway.dhcpv6,
             pcap: self.pcap.as_ref().map(|p| p.counters()),
             dns: Runtime::ask(&self.dns_query),
         }
@@ -512,7 +600,15 @@ impl Runtime {
         let (gateway_query, gateway_queries) = crossbeam_channel::bounded(4);
         let (dns_query, dns_queries) = crossbeam_channel::bounded(4);
         let dns_zones = config.dns.zones.clone().unwrap_or_else(|| {
-            dns::Zones::gvproxy_defaults(config.gateway_ip, config.host_ip).shared()
+            let zones = dns::Zones::gvproxy_defaults(config.gateway_ip, config.host_ip);
+            match config.ipv6_services() {
+                Some(v6) => match v6.virtual_ips.first() {
+                    Some(&host6) => zones.with_ipv6(v6.address, host6),
+                    None => zones,
+                },
+                None => zones,
+            }
+            .shared()
         });
         let mut runtime = Runtime {
             attacher: attacher.clone(),
@@ -552,7 +648,8 @@ impl Runtime {
             config.pcap.clone(),
             epoch,
         )
-        .with_guest_gone(Some(guest_gone));
+        .with_guest_gone(Some(guest_gone))
+        .with_snooper(config.snooper(), config.group_hook.clone());
         runtime.threads.push(
             std::thread::Builder::new()
                 .name("switch".into())
@@ -584,8 +681,12 @@ impl Runtime {
             timeout: config.dns.timeout,
             attempts: config.dns.attempts,
             max_pending: config.dns.max_pending,
-            // One frame: the MTU less the IPv4 and UDP headers.
-            max_reply: usize::from(config.mtu).saturating_sub(28),
+            // One frame: the MTU less the IP (IPv6 when it is on) and UDP headers.
+            max_reply: usize::from(config.mtu).saturating_sub(if config.disable_ipv6 {
+                28
+            } else {
+                48
+            }),
             seed: seed.rotate_left(17),
         });
         let dns = dns_thread::DnsThread::new(dns_thread::DnsParts {
@@ -599,7 +700,6 @@ impl Runtime {
             zones: dns_zones,
             port: gateway_port.clone(),
             mac: config.gateway_mac,
-            ip: config.gateway_ip,
             inputs: dns_inputs,
             queries: dns_queries,
             stop: stop_rx.clone(),

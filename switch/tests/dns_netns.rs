@@ -209,14 +209,14 @@ fn local_zones_and_api_adds() {
     assert_eq!(short("host.containers.internal", "A"), "192.168.127.254\n");
     assert_eq!(short("gateway.containers.internal", "A"), "192.168.127.1\n");
     assert_eq!(short("host.docker.internal", "A"), "192.168.127.254\n");
-    let aaaa = dig_gateway(&ns, &["host.containers.internal", "AAAA"]);
-    assert!(
-        aaaa.contains("status: NOERROR") && aaaa.contains("ANSWER: 0"),
-        "{aaaa}"
+    // The host and the gateway have IPv6 addresses too.
+    assert_eq!(
+        short("host.containers.internal", "AAAA"),
+        "fd9d:b9a2:e1c4:127::254\n"
     );
-    assert!(
-        aaaa.contains("AUTHORITY: 1"),
-        "NODATA carries the SOA:\n{aaaa}"
+    assert_eq!(
+        short("gateway.docker.internal", "AAAA"),
+        "fd9d:b9a2:e1c4:127::1\n"
     );
     let nx = dig_gateway(&ns, &["nope.containers.internal", "A"]);
     assert!(nx.contains("status: NXDOMAIN"), "{nx}");
@@ -228,6 +228,16 @@ fn local_zones_and_api_adds() {
     )
     .unwrap();
     assert_eq!(short("test.dynamic.internal", "A"), "192.168.127.253\n");
+    // An IPv4-only name asked for AAAA: NODATA, with the SOA.
+    let aaaa = dig_gateway(&ns, &["test.dynamic.internal", "AAAA"]);
+    assert!(
+        aaaa.contains("status: NOERROR") && aaaa.contains("ANSWER: 0"),
+        "{aaaa}"
+    );
+    assert!(
+        aaaa.contains("AUTHORITY: 1"),
+        "NODATA carries the SOA:\n{aaaa}"
+    );
     dns::api::add(
         &zones,
         br#"{"Name":"dynamic.internal.","Records":[{"Name":"test","IP":"192.168.127.252"}]}"#,
@@ -332,8 +342,10 @@ fn getent_inside_host_switch_run() {
             .args([
                 "sh",
                 "-c",
-                "getent hosts host.containers.internal; getent hosts gateway.containers.internal; \
-                 getent ahostsv4 www.dns.test | head -n1",
+                "getent ahostsv4 host.containers.internal | head -n1; \
+                 getent ahostsv4 gateway.containers.internal | head -n1; \
+                 getent ahostsv4 www.dns.test | head -n1; \
+                 getent ahostsv6 host.containers.internal | head -n1",
             ])
             .stdin(std::process::Stdio::null()),
         Duration::from_secs(60),
@@ -345,19 +357,9 @@ fn getent_inside_host_switch_run() {
         .collect();
     let ctx = format!("{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{ctx}");
-    assert_eq!(
-        lines.first().map(|l| l[..2].to_vec()),
-        Some(vec!["192.168.127.254", "host.containers.internal"]),
-        "{ctx}"
-    );
-    assert_eq!(
-        lines.get(1).map(|l| l[..2].to_vec()),
-        Some(vec!["192.168.127.1", "gateway.containers.internal"]),
-        "{ctx}"
-    );
-    assert_eq!(
-        lines.get(2).and_then(|l| l.first().copied()),
-        Some("10.1.2.3"),
-        "{ctx}"
-    );
+    let first = |i: usize| lines.get(i).and_then(|l| l.first().copied());
+    assert_eq!(first(0), Some("192.168.127.254"), "{ctx}");
+    assert_eq!(first(1), Some("192.168.127.1"), "{ctx}");
+    assert_eq!(first(2), Some("10.1.2.3"), "{ctx}");
+    assert_eq!(first(3), Some("fd9d:b9a2:e1c4:127::254"), "{ctx}");
 }

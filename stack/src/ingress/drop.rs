@@ -84,6 +84,16 @@ pub enum DropReason {
     /// silently ignored).
     #[error("Neighbor Discovery message in a fragment")]
     NdpFragmented,
+    /// IPv6 is turned off (`--disable-ipv6`).
+    #[error("IPv6 is disabled")]
+    Ipv6Disabled,
+    /// A guest's TTL or hop limit ran out at the gateway (answered with Time Exceeded).
+    #[error("TTL or hop limit exceeded")]
+    HopLimitExceeded,
+    /// A router solicitation from the unspecified address within 3 s of the last multicast
+    /// advertisement (RFC 4861 §6.2.6): not answered alone, the next one is brought forward.
+    #[error("router solicitation rate-limited")]
+    NdpRateLimited,
 }
 
 // Bases of each wrapped error's block of indices, and the counts behind them.
@@ -108,7 +118,7 @@ const UDP_N: usize = 4;
 const TCP: usize = UDP + UDP_N;
 const TCP_N: usize = 7;
 const SEMANTIC: usize = TCP + TCP_N;
-const SEMANTIC_N: usize = 15;
+const SEMANTIC_N: usize = 18;
 
 impl From<Icmpv6Error> for DropReason {
     /// Neighbor Discovery errors count as [`DropReason::Ndp`].
@@ -205,6 +215,9 @@ impl DropReason {
             D::NoForwarder,
             D::DhcpNoReply,
             D::NdpFragmented,
+            D::Ipv6Disabled,
+            D::HopLimitExceeded,
+            D::NdpRateLimited,
         ]
     };
 
@@ -334,6 +347,9 @@ impl DropReason {
             D::NoForwarder => SEMANTIC + 12,
             D::DhcpNoReply => SEMANTIC + 13,
             D::NdpFragmented => SEMANTIC + 14,
+            D::Ipv6Disabled => SEMANTIC + 15,
+            D::HopLimitExceeded => SEMANTIC + 16,
+            D::NdpRateLimited => SEMANTIC + 17,
         }
     }
 
@@ -421,6 +437,9 @@ impl DropReason {
             D::NoForwarder => "no_forwarder",
             D::DhcpNoReply => "dhcp_no_reply",
             D::NdpFragmented => "ndp_fragmented",
+            D::Ipv6Disabled => "ipv6_disabled",
+            D::HopLimitExceeded => "hop_limit_exceeded",
+            D::NdpRateLimited => "ndp_rate_limited",
         }
     }
 }

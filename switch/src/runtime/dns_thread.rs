@@ -24,7 +24,7 @@
 //! waiting upstream are released at once (counted in [`DnsStats::gone_released`]).
 
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -117,7 +117,6 @@ pub(super) struct DnsThread {
     zones: SharedZones,
     port: Arc<Port>,
     mac: EthernetAddress,
-    ip: Ipv4Addr,
     inputs: Receiver<Input>,
     queries: Receiver<Query<DnsStats>>,
     stop: Receiver<()>,
@@ -144,7 +143,6 @@ pub(super) struct DnsParts {
     pub(super) zones: SharedZones,
     pub(super) port: Arc<Port>,
     pub(super) mac: EthernetAddress,
-    pub(super) ip: Ipv4Addr,
     pub(super) inputs: (Sender<Input>, Receiver<Input>),
     pub(super) queries: Receiver<Query<DnsStats>>,
     pub(super) stop: Receiver<()>,
@@ -219,7 +217,6 @@ impl DnsThread {
             zones: parts.zones,
             port: parts.port,
             mac: parts.mac,
-            ip: parts.ip,
             inputs: parts.inputs.1,
             queries: parts.queries,
             stop: parts.stop,
@@ -427,7 +424,7 @@ impl DnsThread {
                     payload,
                 } => {
                     self.ident = self.ident.wrapping_add(1);
-                    let frame = dns_reply_frame(self.mac, self.ip, &to, self.ident, &payload);
+                    let frame = dns_reply_frame(self.mac, &to, self.ident, &payload);
                     if !self.port.send(frame) {
                         self.stats.answers_dropped += 1;
                     }

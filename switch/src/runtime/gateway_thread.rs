@@ -165,6 +165,7 @@ impl GatewayThread {
             dhcp: self.gateway.dhcp_stats(),
             leases: self.gateway.leases(),
             reassembly: self.gateway.frag_stats(),
+            dhcpv6: self.gateway.dhcpv6_stats(),
         }
     }
 }

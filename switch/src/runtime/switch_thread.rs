@@ -8,6 +8,9 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, select};
 use stack::time::Epoch;
 
+#[path = "switch_mcast.rs"]
+pub(super) mod mcast;
+
 use super::{PortStats, Query, SwitchStats};
 use crate::forward::{Decision, Switch, SwitchConfig};
 use crate::mac_table::PortId;
@@ -34,6 +37,8 @@ pub(super) struct SwitchThread {
     pcap: Option<PcapSink>,
     epoch: Epoch,
     guest_gone: Option<super::GuestGoneHook>,
+    /// IGMP/MLD snooping; `None` floods every group.
+    mcast: Option<mcast::Mcast>,
 }
 
 impl SwitchThread {
@@ -54,7 +59,18 @@ impl SwitchThread {
             pcap,
             epoch,
             guest_gone: None,
+            mcast: None,
         }
+    }
+
+    /// Routes multicast by IGMP/MLD snooping, telling `hook` of group events.
+    pub(super) fn with_snooper(
+        mut self,
+        snooper: Option<crate::snoop::Snooper>,
+        hook: Option<mcast::GroupHook>,
+    ) -> SwitchThread {
+        self.mcast = snooper.map(|snooper| mcast::Mcast { snooper, hook });
+        self
     }
 
     /// Tells `hook` which addresses were learned on each port that detaches.
@@ -84,6 +100,7 @@ impl SwitchThread {
                 recv(ageing) -> _ => {
                     let now = self.epoch.instant(std::time::Instant::now());
                     self.switch.expire(now);
+                    self.multicast_timers(now);
                 },
                 recv(self.stop) -> _ => return,
             }
@@ -99,6 +116,7 @@ impl SwitchThread {
                 counters,
             } => {
                 self.switch.add_port(id);
+                let now = self.epoch.instant(std::time::Instant::now());
                 let egress = Egress::new(egress, counters.clone());
                 self.ports.insert(
                     id,
@@ -108,11 +126,14 @@ impl SwitchThread {
                         counters,
                     },
                 );
+                self.multicast_port(now, id, true);
             }
             Control::Detach { id } => {
                 let gone = self.switch.detach(id);
                 // The gateway's port stays in the switch; its queue goes with the port.
                 self.ports.remove(&id);
+                let now = self.epoch.instant(std::time::Instant::now());
+                self.multicast_port(now, id, false);
                 if let (Some(macs), Some(hook)) = (gone, &self.guest_gone)
                     && !macs.is_empty()
                 {
@@ -150,6 +171,9 @@ impl SwitchThread {
                 }
             }
             Decision::Flood => {
+                if self.multicast(now, port, &frame) {
+                    return;
+                }
                 self.capture(&frame);
                 for to in self.switch.flood_ports(port) {
                     if let Some(entry) = self.ports.get(&to) {
@@ -189,6 +213,7 @@ impl SwitchThread {
             counters: self.switch.counters().clone(),
             mac_table: self.switch.table().counters().clone(),
             mac_entries: self.switch.table().entries(now).count(),
+            multicast: self.mcast.as_ref().map(|m| m.snooper.counters()),
         }
     }
 }
