@@ -35,6 +35,7 @@
 pub mod dns_tcp;
 pub mod dns_thread;
 mod dns_upstream;
+mod dns_upstream_udp;
 mod gateway_thread;
 #[cfg(test)]
 mod hostile_answers_tests;
@@ -705,7 +706,7 @@ impl Runtime {
             stop: stop_rx.clone(),
             epoch,
             queue_full: queue_full.clone(),
-        })?;
+        });
         runtime.threads.push(
             std::thread::Builder::new()
                 .name("dns".into())
