@@ -492,7 +492,7 @@ fn stats_json(
         map.insert("ipv6".to_owned(), v6::ipv6_json(s));
         map.insert("multicast".to_owned(), v6::multicast_json(s, forwarder));
         if let Some(Value::Object(limits)) = map.get_mut("limits") {
-            v6::add_limits(limits, s, runtime, forwarder);
+            v6::add_limits(limits, s, runtime, forwarder, &budget);
         }
     }
     all

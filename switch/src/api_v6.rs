@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value, json};
 
-use forwarder::ForwarderStats;
+use forwarder::{BudgetUsage, ForwarderStats};
 
 use crate::runtime::{RuntimeHandle, Stats};
 
@@ -74,6 +74,7 @@ pub(super) fn add_limits(
     s: &Stats,
     runtime: &RuntimeHandle,
     f: &ForwarderStats,
+    budget: &BudgetUsage,
 ) {
     if let (Some(l), Some(m)) = (runtime.limits().multicast, s.multicast) {
         limits.insert(
@@ -85,6 +86,7 @@ pub(super) fn add_limits(
     }
     limits.insert(
         "multicast_host_groups".to_owned(),
-        json!({"open": f.mcast_groups, "refused": f.mcast_group_limit}),
+        json!({"max": budget.max_multicast_groups, "open": f.mcast_groups,
+               "refused": f.mcast_group_limit}),
     );
 }
