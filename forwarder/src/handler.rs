@@ -265,7 +265,7 @@ impl Forwarder {
             }
             Command::Group { group, joined } => {
                 if joined {
-                    self.mcast.join(&mut self.shared, group);
+                    self.mcast.join(&mut self.shared, group, now);
                 } else {
                     self.mcast.leave(&mut self.shared, group);
                 }

@@ -17,8 +17,11 @@
 //! knows the sender ([`crate::nat::Nat::inbound`]); the switch hands it to the ports whose
 //! guests joined. When the last member leaves or ages out, the sockets close
 //! ([`McastTable::leave`]). At most [`Config::max_multicast_groups`] groups are joined at
-//! once; beyond, a join is refused and counted. Datagrams from one of the relay's own
-//! sending ports are not relayed back ([`crate::control::Control::is_relay_sender`]).
+//! once; beyond, a join is refused and counted. Each group socket holds a unit of the
+//! descriptor budget, as a flow's socket does ([`crate::descriptors`]): a port whose socket
+//! the budget has no room for is not listened on, counted under `descriptor_limit`.
+//! Datagrams from one of the relay's own sending ports are not relayed back
+//! ([`crate::control::Control::is_relay_sender`]).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
@@ -26,9 +29,11 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use mio::Token;
 use socket2::{Domain, InterfaceIndexOrAddress, Protocol as SockProtocol, Socket, Type};
 use stack::ingress::FlowPacket;
+use stack::time::Instant;
 use stack::wire::multicast_mac;
 
 use crate::config::Config;
+use crate::descriptors::{self, Unit};
 use crate::frame::addresses;
 use crate::handler::{KIND_MCAST, Shared};
 use crate::hops::Hops;
@@ -71,6 +76,8 @@ pub(crate) fn send(
 struct Member {
     socket: UdpSocket,
     token: Token,
+    /// The socket's unit of the descriptor budget, given back when it closes.
+    _unit: Unit,
 }
 
 /// The host side of the relay: the groups joined on the host. See the module docs.
@@ -98,7 +105,7 @@ impl McastTable {
     }
 
     /// A guest joined `group`: listen for it on the host.
-    pub(crate) fn join(&mut self, sh: &mut Shared, group: IpAddr) {
+    pub(crate) fn join(&mut self, sh: &mut Shared, group: IpAddr, now: Instant) {
         if self.groups.contains_key(&group) || !group.is_multicast() {
             return;
         }
@@ -113,6 +120,10 @@ impl McastTable {
             self.interfaces.0
         };
         for &port in &self.ports {
+            let Some(unit) = Unit::take(&sh.budget) else {
+                Counters::bump(&sh.counters.descriptor_limit);
+                continue;
+            };
             match open(group, port, interface) {
                 Ok(socket) => {
                     let token = sh.token(KIND_MCAST);
@@ -121,7 +132,15 @@ impl McastTable {
                         continue;
                     }
                     self.by_token.insert(token, (group, port));
-                    members.push(Member { socket, token });
+                    members.push(Member {
+                        socket,
+                        token,
+                        _unit: unit,
+                    });
+                }
+                Err(e) if descriptors::is_exhausted(&e) => {
+                    descriptors::note_exhausted(&sh.counters, now, "a multicast group", &e);
+                    Counters::bump(&sh.counters.mcast_join_failed);
                 }
                 Err(e) => {
                     tracing::debug!(%group, port, error = %e, "cannot join a multicast group on the host");
