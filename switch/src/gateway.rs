@@ -498,15 +498,6 @@ impl Gateway {
         self.frag.stats()
     }
 
-    /// Whether DNS is served on `addr`: the gateway's IPv4 address, and its IPv6 ones when
-    /// IPv6 services are on.
-    fn serves_dns(&self, addr: IpAddr) -> bool {
-        match addr {
-            IpAddr::V4(a) => a == self.ip,
-            IpAddr::V6(a) => self.v6.is_some() && self.owned6.contains(&a),
-        }
-    }
-
     /// RFC 4861 §7.2.3-4: a valid solicitation for one of our addresses gets an advertisement
     /// with our link-layer address; after duplicate address detection (unspecified source)
     /// to all nodes, otherwise solicited, to the sender. A router solicitation goes to `ra`.

@@ -46,6 +46,7 @@ mod hostile_tests;
 mod switch_thread;
 #[cfg(test)]
 mod tests;
+mod v6;
 
 use std::hash::BuildHasher;
 use std::io;
@@ -99,13 +100,7 @@ pub type NeighbourHook = Arc<dyn Fn(std::net::IpAddr, stack::wire::EthernetAddre
 pub type GuestGoneHook = Arc<dyn Fn(&[EthernetAddress]) + Send + Sync>;
 
 pub use self::switch_thread::mcast::GroupHook;
-
-/// IGMP/MLD snooping: the group table's bounds and the querier's timers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct MulticastConfig {
-    pub limits: crate::snoop::Limits,
-    pub timing: crate::snoop::Timing,
-}
+pub use self::v6::{DEFAULT_PREFIX6, MulticastConfig};
 
 /// How to run host-switch's pipeline.
 #[derive(Clone)]
@@ -227,9 +222,6 @@ impl std::fmt::Debug for RuntimeConfig {
     }
 }
 
-/// The guests' IPv6 prefix by default: a unique local /64 (RFC 4193).
-pub const DEFAULT_PREFIX6: Ipv6Addr = Ipv6Addr::new(0xfd9d, 0xb9a2, 0xe1c4, 0x127, 0, 0, 0, 0);
-
 /// The guest that gets a static lease by default (gvproxy's).
 pub const DEFAULT_GUEST_MAC: EthernetAddress =
     EthernetAddress([0x5a, 0x94, 0xef, 0xe4, 0x0c, 0xee]);
@@ -325,21 +317,6 @@ impl RuntimeConfig {
         }
     }
 
-    /// The IPv6 services as they take effect: none with IPv6 off; the gateway's MAC and the
-    /// MTU filled in.
-    fn ipv6_services(&self) -> Option<crate::gateway::V6Config> {
-        if self.disable_ipv6 {
-            return None;
-        }
-        let mut v6 = self.ipv6.clone()?;
-        v6.dhcp.server_duid = dhcp::v6::duid_ll(self.gateway_mac);
-        if v6.ra.search_domains.is_empty() && v6.dhcp.search_domains.is_empty() {
-            // The DHCPv4 server's search list, in router advertisements and DHCPv6 too.
-            v6 = v6.with_search_domains(&self.dhcp.search_domains);
-        }
-        Some(v6)
-    }
-
     /// The bounds the pipeline enforces, as they take effect.
     fn limits(&self) -> RuntimeLimits {
         RuntimeLimits {
@@ -367,27 +344,7 @@ impl RuntimeConfig {
         self.guest_gone = Some(Arc::new(move |macs| {
             let _ = gone.guest_gone(macs);
         }));
-        let groups = control.clone();
-        self.group_hook = Some(Arc::new(move |event| {
-            let (group, joined) = match event {
-                crate::snoop::GroupEvent::Joined(g) => (g, true),
-                crate::snoop::GroupEvent::Left(g) => (g, false),
-            };
-            if !groups.multicast_group(group, joined) {
-                tracing::warn!(%group, joined, "the multicast relay could not be told");
-            }
-        }));
-    }
-
-    fn snooper(&self) -> Option<crate::snoop::Snooper> {
-        let m = self.multicast?;
-        Some(crate::snoop::Snooper::new(crate::snoop::SnoopConfig {
-            mac: self.gateway_mac,
-            ipv4: self.gateway_ip,
-            ipv6: (!self.disable_ipv6).then(|| crate::gateway::link_local(self.gateway_mac)),
-            limits: m.limits,
-            timing: m.timing,
-        }))
+        self.group_hook = Some(v6::relay_hook(control));
     }
 
     fn worker_count(&self) -> usize {
@@ -600,17 +557,11 @@ impl Runtime {
         let (switch_query, switch_queries) = crossbeam_channel::bounded(4);
         let (gateway_query, gateway_queries) = crossbeam_channel::bounded(4);
         let (dns_query, dns_queries) = crossbeam_channel::bounded(4);
-        let dns_zones = config.dns.zones.clone().unwrap_or_else(|| {
-            let zones = dns::Zones::gvproxy_defaults(config.gateway_ip, config.host_ip);
-            match config.ipv6_services() {
-                Some(v6) => match v6.virtual_ips.first() {
-                    Some(&host6) => zones.with_ipv6(v6.address, host6),
-                    None => zones,
-                },
-                None => zones,
-            }
-            .shared()
-        });
+        let dns_zones = config
+            .dns
+            .zones
+            .clone()
+            .unwrap_or_else(|| config.default_zones().shared());
         let mut runtime = Runtime {
             attacher: attacher.clone(),
             stop: Some(stop_tx),
@@ -682,12 +633,7 @@ impl Runtime {
             timeout: config.dns.timeout,
             attempts: config.dns.attempts,
             max_pending: config.dns.max_pending,
-            // One frame: the MTU less the IP (IPv6 when it is on) and UDP headers.
-            max_reply: usize::from(config.mtu).saturating_sub(if config.disable_ipv6 {
-                28
-            } else {
-                48
-            }),
+            max_reply: config.dns_max_reply(),
             seed: seed.rotate_left(17),
         });
         let dns = dns_thread::DnsThread::new(dns_thread::DnsParts {

@@ -130,6 +130,15 @@ impl Gateway {
         Outcome::Reply(frame)
     }
 
+    /// Whether DNS is served on `addr`: the gateway's IPv4 address, and its IPv6 ones when
+    /// IPv6 services are on.
+    pub(super) fn serves_dns(&self, addr: IpAddr) -> bool {
+        match addr {
+            IpAddr::V4(a) => a == self.ip,
+            IpAddr::V6(a) => self.v6.is_some() && self.owned6.contains(&a),
+        }
+    }
+
     /// The DHCPv6 server's counters, when IPv6 services are on.
     pub fn dhcpv6_stats(&self) -> Option<dhcp::v6::Stats> {
         self.v6.as_ref().map(|v6| v6.dhcp.stats())
