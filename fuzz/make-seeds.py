@@ -5,7 +5,8 @@ Every frame seeds `frame` and `ethernet`; each layer inside it seeds that layer'
 (ARP payloads, IPv4/IPv6 packets, ICMP messages, UDP datagrams and TCP segments, these two
 after a byte that selects the address family for the pseudo-header). Beyond the per-layer
 targets: the captured fragments seed `frag_v4` and `frag_v6` (as raw-packet records, in order,
-reversed and with a duplicate), the DHCP clients' requests seed `dhcp_server`, streams of real
+reversed and with a duplicate), the DHCP clients' requests seed `dhcp_server`, crafted
+DHCPv6 exchanges `dhcpv6_server`, the captured IGMP and MLD messages `snoop`, streams of real
 frames behind each length prefix seed `framing`, real control API requests seed
 `http_request`, and the guest's side of every capture, as a sequence of frames, seeds
 `gateway`. Run it again after adding a fixture: `python3 fuzz/make-seeds.py`.
@@ -61,13 +62,16 @@ def layers(frame):
         total = struct.unpack(">H", payload[2:4])[0]
         upper = payload[ihl:total]
         if frag == 0:
-            target = {1: "icmpv4", 6: "tcp", 17: "udp"}.get(payload[9], "other")
+            target = {1: "icmpv4", 2: "igmp", 6: "tcp", 17: "udp"}.get(payload[9], "other")
             # The transport targets take a family selector byte first (0: IPv4).
             yield target, (b"\x00" + upper if target in ("tcp", "udp") else upper)
     elif ethertype == 0x86DD and len(payload) >= 40:
         yield "ipv6", payload
         nh, upper = ipv6_upper(payload)
-        if nh == 58 and upper:
+        if nh == 58 and upper and upper[0] in (130, 131, 132, 143):
+            # The mld target takes the source and destination, then a byte (0: as captured).
+            yield "mld", payload[8:40] + b"\x00" + upper
+        elif nh == 58 and upper:
             yield ("ndp" if 133 <= upper[0] <= 137 else "icmpv6"), upper
         elif nh in (6, 17):
             yield {6: "tcp", 17: "udp"}[nh], b"\x01" + upper
@@ -218,6 +222,45 @@ def gateway_seeds(fixtures):
     return count
 
 
+def snoop_seeds(fixtures):
+    """The captured IGMP and MLD messages as `snoop` records from port 1 (op 0), then a clock
+    step of 400 s (past the membership interval)."""
+    count = 0
+    for path in fixtures:
+        name = os.path.splitext(os.path.basename(path))[0]
+        if not name.startswith(("igmp", "mld", "ipv6_hopbyhop")):
+            continue
+        frames = list(pcap_frames(path))
+        records = b"".join(b"\x00" + struct.pack("<H", len(f)) + f for f in frames)
+        write("snoop", name, records + b"\x02" + struct.pack("<H", 4000))
+        count += 1
+    return count
+
+
+def dhcpv6_seeds():
+    """Crafted DHCPv6 exchanges (`dhcpv6_server` records: MAC byte, length, message, seconds):
+    an Information-request, and a Solicit then a Request for the default guest's MAC."""
+    def option(code, data):
+        return struct.pack(">HH", code, len(data)) + data
+
+    client = option(1, bytes.fromhex("000300015a94efe40cee"))
+    server = option(2, bytes.fromhex("000300015a94efe40cdd"))
+    oro = option(6, struct.pack(">HHH", 23, 24, 32))
+    ia = option(3, struct.pack(">III", 1, 0, 0))
+    messages = {
+        "information-request": [bytes([11, 1, 2, 3]) + client + oro + option(8, b"\x00\x00")],
+        "solicit-request": [
+            bytes([1, 4, 5, 6]) + client + oro + ia,
+            bytes([3, 7, 8, 9]) + client + server + oro + ia,
+            bytes([5, 7, 8, 10]) + client + server + ia,
+        ],
+    }
+    for name, msgs in messages.items():
+        data = b"".join(b"\xee" + struct.pack("<H", len(m)) + m + b"\x01" for m in msgs)
+        write("dhcpv6_server", name, data)
+    return len(messages)
+
+
 def curl_post(path, body):
     """A request as curl sends it with `-d BODY`."""
     return (
@@ -269,6 +312,8 @@ def main():
     count += framing_seeds(fixtures)
     count += http_seeds()
     count += gateway_seeds(fixtures)
+    count += snoop_seeds(fixtures)
+    count += dhcpv6_seeds()
     print(f"{count} seeds from {len(fixtures)} fixtures", file=sys.stderr)
 
 

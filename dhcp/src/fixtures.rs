@@ -8,6 +8,9 @@ use stack::wire::EthernetFrame;
 pub(crate) const UDHCPC: &[u8] = include_bytes!("fixtures/udhcpc.pcap");
 /// ISC dhclient with a pool MAC: DISCOVER, OFFER, REQUEST, ACK, init-reboot REQUEST, ACK.
 pub(crate) const DHCLIENT: &[u8] = include_bytes!("fixtures/dhclient.pcap");
+/// ISC dhclient -6 and dnsmasq: Information-request, Reply, Solicit, Advertise, Request,
+/// Reply, Release, Reply.
+pub(crate) const DHCLIENT6: &[u8] = include_bytes!("fixtures/dhclient6.pcap");
 
 /// The frames of a classic little-endian, microsecond pcap file of Ethernet frames.
 pub(crate) fn frames(pcap: &'static [u8]) -> Vec<&'static [u8]> {
@@ -39,4 +42,19 @@ pub(crate) fn payload(pcap: &'static [u8], index: usize) -> &'static [u8] {
     let udp = &ip[usize::from(ip[0] & 0x0f) * 4..];
     let len = usize::from(u16::from_be_bytes([udp[4], udp[5]]));
     &udp[8..len]
+}
+
+/// The UDP payload (the DHCPv6 message) of frame `index` of an IPv6 fixture (no extension
+/// headers), with the frame's source MAC.
+pub(crate) fn payload6(
+    pcap: &'static [u8],
+    index: usize,
+) -> (stack::wire::EthernetAddress, &'static [u8]) {
+    let frame = EthernetFrame::new_checked(frames(pcap)[index]).unwrap();
+    let ip = frame.payload();
+    assert_eq!(ip[0] >> 4, 6, "not IPv6");
+    assert_eq!(ip[6], 17, "not UDP");
+    let udp = &ip[40..];
+    let len = usize::from(u16::from_be_bytes([udp[4], udp[5]]));
+    (frame.source(), &udp[8..len])
 }

@@ -1,5 +1,6 @@
-//! host-switch's DHCPv4 server: a sans-IO core that turns a request payload into a reply; and
-//! the matching client ([`client`]) that `host-switch guest` leases its address with.
+//! host-switch's DHCP servers: DHCPv4, and DHCPv6 in [`v6`]; sans-IO cores that turn a
+//! request payload into a reply; and the DHCPv4 client ([`client`]) that `host-switch guest`
+//! leases its address with.
 //!
 //! The caller owns the socket (or the stack's UDP demux) and the clock. It hands
 //! [`Server::handle`] the UDP payload of each datagram that reached port 67, with the current
@@ -18,9 +19,10 @@
 //!   options of RFC 2132 (and RFC 3397's search list) the client asks for, and are at least
 //!   300 bytes long.
 //!
-//! Modules: [`client`] is the client's state machine (RFC 2131 §4.4), [`message`] is the wire format (a `Packet` view and a `Repr`), [`options`] the
-//! bounded option walk, [`search`] the RFC 3397 domain list, [`config`] the configuration,
-//! [`server`] the state machine, [`stats`] its counters.
+//! Modules: [`client`] is the client's state machine (RFC 2131 §4.4), [`message`] is the wire
+//! format (a `Packet` view and a `Repr`), [`options`] the bounded option walk, [`search`] the
+//! RFC 3397 domain list, [`config`] the configuration, [`server`] the state machine, [`stats`]
+//! its counters; [`v6`] is the DHCPv6 server (RFC 8415) with the same contracts.
 #![forbid(unsafe_code)]
 
 pub mod client;
@@ -30,6 +32,7 @@ pub mod options;
 pub mod search;
 pub mod server;
 pub mod stats;
+pub mod v6;
 
 mod pool;
 

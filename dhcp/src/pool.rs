@@ -1,25 +1,36 @@
-//! The free addresses of the dynamic pool, handed out least recently freed first.
+//! The free addresses of a dynamic pool (IPv4 or IPv6), handed out least recently freed first.
 //!
 //! Never-used addresses come first, in address order; a freed address goes to the back. A
 //! client coming back after its lease ended therefore usually finds its old address still free
 //! (RFC 2131 §4.3.1 asks the server to prefer it). Every operation is O(log n); the pool's size
 //! is bounded by [`MAX_POOL_SIZE`](crate::config::MAX_POOL_SIZE).
 
+use core::hash::Hash;
 use core::net::Ipv4Addr;
 use std::collections::{BTreeMap, HashMap};
 
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Pool {
+#[derive(Debug, Clone)]
+pub(crate) struct Pool<A = Ipv4Addr> {
     /// Free addresses by the order they are handed out in.
-    order: BTreeMap<u64, Ipv4Addr>,
+    order: BTreeMap<u64, A>,
     /// Each free address's key in `order`.
-    index: HashMap<Ipv4Addr, u64>,
+    index: HashMap<A, u64>,
     next: u64,
 }
 
-impl Pool {
+impl<A> Default for Pool<A> {
+    fn default() -> Pool<A> {
+        Pool {
+            order: BTreeMap::new(),
+            index: HashMap::new(),
+            next: 0,
+        }
+    }
+}
+
+impl<A: Copy + Eq + Hash> Pool<A> {
     /// A pool holding `addrs`, handed out in the order given.
-    pub(crate) fn new(addrs: impl IntoIterator<Item = Ipv4Addr>) -> Pool {
+    pub(crate) fn new(addrs: impl IntoIterator<Item = A>) -> Pool<A> {
         let mut pool = Pool::default();
         for addr in addrs {
             pool.put(addr);
@@ -31,17 +42,17 @@ impl Pool {
         self.index.len()
     }
 
-    pub(crate) fn contains(&self, addr: Ipv4Addr) -> bool {
+    pub(crate) fn contains(&self, addr: A) -> bool {
         self.index.contains_key(&addr)
     }
 
     /// The address [`Pool::take`] would prefer next.
-    pub(crate) fn first(&self) -> Option<Ipv4Addr> {
+    pub(crate) fn first(&self) -> Option<A> {
         self.order.first_key_value().map(|(_, &a)| a)
     }
 
     /// Removes `addr`; false if it was not free.
-    pub(crate) fn take(&mut self, addr: Ipv4Addr) -> bool {
+    pub(crate) fn take(&mut self, addr: A) -> bool {
         match self.index.remove(&addr) {
             Some(key) => {
                 self.order.remove(&key);
@@ -52,7 +63,7 @@ impl Pool {
     }
 
     /// Adds `addr` at the back; an address already free keeps its place.
-    pub(crate) fn put(&mut self, addr: Ipv4Addr) {
+    pub(crate) fn put(&mut self, addr: A) {
         if self.index.contains_key(&addr) {
             return;
         }

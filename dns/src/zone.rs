@@ -4,14 +4,16 @@
 //! Contract ([`Zones::answer`]): a question whose name ends in `.` + a zone's name is owned
 //! by the first such zone and answered here, never forwarded. Inside it the first record
 //! whose name equals the relative part (ASCII case-insensitively) or whose regular
-//! expression matches it wins — newer records come first, so a later add for the same name
-//! wins — else the zone's default address, else NXDOMAIN. An owned name asked for a type it
+//! expression matches it, and whose address is of the family the question asks for (IPv4
+//! for A, IPv6 for AAAA, either for ANY), wins — newer records come first, so a later add
+//! for the same name wins — so a name may have an IPv4 and an IPv6 record. A name no record
+//! matches gets the zone's default address, else NXDOMAIN. An owned name asked for a type it
 //! has no record of (AAAA of an IPv4-only name, MX, …) gets NOERROR with no answers
 //! (NODATA); both negative answers carry the zone's SOA in the authority section
 //! (RFC 2308 §2.1-2.2). The zone's own name (its apex) exists and has only the SOA.
 //! Answers have TTL 0 and the SOA's minimum is 0, so nothing caches what the API may change.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
@@ -96,8 +98,23 @@ pub enum AddError {
 /// What a zone says about a name.
 enum Found {
     Address(IpAddr),
+    /// The name exists, without an address of the family asked for.
+    NoData,
     Apex,
     NxDomain,
+}
+
+/// The address family a question type asks for; `None`: either.
+fn family(qtype: u16) -> Option<bool> {
+    match qtype {
+        rtype::A => Some(false),
+        rtype::AAAA => Some(true),
+        _ => None,
+    }
+}
+
+fn of_family(ip: IpAddr, v6: Option<bool>) -> bool {
+    v6.is_none_or(|v6| ip.is_ipv6() == v6)
 }
 
 impl Zones {
@@ -117,6 +134,16 @@ impl Zones {
         Zones {
             zones: vec![zone("containers.internal."), zone("docker.internal.")],
         }
+    }
+
+    /// Adds IPv6 addresses for `gateway` and `host` to every zone (AAAA records next to
+    /// gvproxy's A records).
+    pub fn with_ipv6(mut self, gateway: Ipv6Addr, host: Ipv6Addr) -> Zones {
+        for zone in &mut self.zones {
+            zone.records.push(Record::exact("gateway", gateway));
+            zone.records.push(Record::exact("host", host));
+        }
+        self
     }
 
     pub fn shared(self) -> SharedZones {
@@ -150,7 +177,7 @@ impl Zones {
         Ok(())
     }
 
-    fn lookup(&self, name: &str) -> Option<(&Zone, Found)> {
+    fn lookup(&self, name: &str, v6: Option<bool>) -> Option<(&Zone, Found)> {
         for zone in &self.zones {
             if name == zone.name {
                 return Some((zone, Found::Apex));
@@ -161,9 +188,21 @@ impl Zones {
             else {
                 continue;
             };
-            let found = match zone.records.iter().find(|r| r.matches(relative)) {
-                Some(r) => Found::Address(r.ip),
-                None => zone.default_ip.map_or(Found::NxDomain, Found::Address),
+            let mut named = zone
+                .records
+                .iter()
+                .filter(|r| r.matches(relative))
+                .peekable();
+            let found = if named.peek().is_some() {
+                named
+                    .find(|r| of_family(r.ip, v6))
+                    .map_or(Found::NoData, |r| Found::Address(r.ip))
+            } else {
+                match zone.default_ip {
+                    Some(ip) if of_family(ip, v6) => Found::Address(ip),
+                    Some(_) => Found::NoData,
+                    None => Found::NxDomain,
+                }
             };
             return Some((zone, found));
         }
@@ -176,7 +215,7 @@ impl Zones {
         if q.qclass != CLASS_IN {
             return None;
         }
-        let (zone, found) = self.lookup(q.name.as_deref()?)?;
+        let (zone, found) = self.lookup(q.name.as_deref()?, family(q.qtype))?;
         let question = query.bytes().get(q.range.clone())?;
         let record = match found {
             Found::Address(ip) => match (ip, q.qtype) {
@@ -191,7 +230,7 @@ impl Zones {
                 push_soa(&mut out, zone);
                 return Some(out);
             }
-            Found::Apex => None,
+            Found::Apex | Found::NoData => None,
             Found::NxDomain => {
                 let mut out = reply(query, Rcode::NxDomain, [1, 0, 1, 0], question);
                 push_soa(&mut out, zone);

@@ -143,3 +143,37 @@ fn bounds() {
         Err(AddError::TooManyRecords(_))
     ));
 }
+
+#[test]
+fn aaaa_records_beside_a_records() {
+    let gw6: Ipv6Addr = "fd00:127::1".parse().unwrap();
+    let host6: Ipv6Addr = "fd00:127::254".parse().unwrap();
+    let z = defaults().with_ipv6(gw6, host6);
+    for zone in ["containers.internal.", "docker.internal."] {
+        let host = ask(&z, &format!("host.{zone}"), rtype::AAAA).unwrap();
+        assert_eq!(host, (0, true, 1, 0, host6.octets().to_vec()));
+        let gw = ask(&z, &format!("gateway.{zone}"), rtype::AAAA).unwrap();
+        assert_eq!(gw, (0, true, 1, 0, gw6.octets().to_vec()));
+        // The A records are still the first answer for A.
+        let host = ask(&z, &format!("host.{zone}"), rtype::A).unwrap();
+        assert_eq!(host, (0, true, 1, 0, HOST.octets().to_vec()));
+    }
+    // Without IPv6 records, AAAA of an existing name is NODATA, not NXDOMAIN.
+    let (rcode, _, an, ns, _) = ask(&defaults(), "host.containers.internal.", rtype::AAAA).unwrap();
+    assert_eq!((rcode, an, ns), (0, 0, 1));
+    // A name with only an IPv6 record: NODATA for A.
+    let mut only6 = Zones::default();
+    only6
+        .add(Zone::new("v6.test", vec![Record::exact("x", gw6)], None))
+        .unwrap();
+    let (rcode, _, an, ns, _) = ask(&only6, "x.v6.test.", rtype::A).unwrap();
+    assert_eq!((rcode, an, ns), (0, 0, 1));
+    // A default address of the other family is NODATA too.
+    let mut dflt = Zones::default();
+    dflt.add(Zone::new("d.test", Vec::new(), Some(IpAddr::V6(gw6))))
+        .unwrap();
+    let (rcode, _, an, _, _) = ask(&dflt, "any.d.test.", rtype::A).unwrap();
+    assert_eq!((rcode, an), (0, 0));
+    let (rcode, _, an, _, data) = ask(&dflt, "any.d.test.", rtype::AAAA).unwrap();
+    assert_eq!((rcode, an, data), (0, 1, gw6.octets().to_vec()));
+}

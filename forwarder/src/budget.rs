@@ -271,6 +271,8 @@ pub(crate) struct Budget {
     pub descriptors: Gauge,
     /// Echo requests awaiting replies, over all workers (each holds its share; shown only).
     pub max_icmp_requests: usize,
+    /// Multicast groups joined on the host (the relay keeps the count; shown only).
+    pub max_multicast_groups: usize,
 }
 
 impl Budget {
@@ -286,6 +288,7 @@ impl Budget {
             api: Gauge::new(config.max_api_connections),
             descriptors: Gauge::new(config.max_host_sockets),
             max_icmp_requests: config.max_icmp_requests,
+            max_multicast_groups: config.max_multicast_groups,
         }
     }
 
@@ -310,6 +313,7 @@ impl Budget {
             max_host_sockets: self.descriptors.max,
             host_sockets: self.descriptors.get(),
             max_icmp_requests: self.max_icmp_requests,
+            max_multicast_groups: self.max_multicast_groups,
         }
     }
 }
@@ -341,6 +345,7 @@ pub struct BudgetUsage {
     pub max_host_sockets: usize,
     pub host_sockets: usize,
     pub max_icmp_requests: usize,
+    pub max_multicast_groups: usize,
 }
 
 #[cfg(test)]

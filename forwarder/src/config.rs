@@ -4,7 +4,7 @@
 //! numbers elsewhere: a UDP mapping lives 300 s without traffic (RFC 4787 §4.3 asks for at
 //! least 2 minutes), a host connect gets 30 s.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use stack::wire::EthernetAddress;
@@ -24,6 +24,8 @@ pub struct Config {
     /// Destinations guests may never reach besides the defaults (the guest subnet itself is
     /// always refused apart from NAT rules: those addresses are ours, not the host's).
     pub guest_subnet: Option<(Ipv4Addr, u8)>,
+    /// The guests' IPv6 prefix, refused like the IPv4 subnet (NAT rules aside).
+    pub guest_subnet6: Option<(Ipv6Addr, u8)>,
     /// The gateway's port serving the forwarder API to guests; `None` disables it.
     pub api_port: Option<u16>,
     pub udp_idle_timeout: Duration,
@@ -73,10 +75,22 @@ pub struct Config {
     /// and UDP to its ports other than the API port (DNS and DHCP never reach the forwarder)
     /// follow the NAT rule for [`Config::gateway_ip`], which the caller adds to [`Config::nat`].
     pub map_gateway: bool,
+    /// The UDP ports on which a multicast group a guest joined is received on the host and
+    /// relayed in (see `mcast`).
+    pub multicast_ports: Vec<u16>,
+    /// The interface (index) IPv4 and IPv6 multicast is sent from and joined on; 0: the
+    /// kernel's choice by route (the default route's interface).
+    pub multicast_interface_v4: u32,
+    pub multicast_interface_v6: u32,
+    /// Groups joined on the host at once at most.
+    pub max_multicast_groups: usize,
 }
 
 /// The default grace for writing out acknowledged guest data at exit or on teardown.
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The ports multicast groups are received on by default: mDNS, SSDP, WS-Discovery, LLMNR.
+pub const DEFAULT_MULTICAST_PORTS: [u16; 4] = [5353, 1900, 3702, 5355];
 
 /// gvproxy's host address in its default subnet.
 pub const DEFAULT_HOST_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 127, 254);
@@ -89,6 +103,7 @@ impl Default for Config {
             disable_host_loopback: false,
             ec2_metadata_access: false,
             guest_subnet: Some((Ipv4Addr::new(192, 168, 127, 0), 24)),
+            guest_subnet6: None,
             api_port: Some(80),
             udp_idle_timeout: Duration::from_secs(300),
             icmp_timeout: Duration::from_secs(10),
@@ -109,6 +124,10 @@ impl Default for Config {
             max_host_sockets: usize::MAX,
             static_neighbours: Vec::new(),
             map_gateway: false,
+            multicast_ports: DEFAULT_MULTICAST_PORTS.to_vec(),
+            multicast_interface_v4: 0,
+            multicast_interface_v6: 0,
+            max_multicast_groups: 256,
         }
     }
 }

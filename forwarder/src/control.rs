@@ -109,6 +109,11 @@ pub(crate) enum Command {
     GuestGone {
         macs: Arc<[EthernetAddress]>,
     },
+    /// A multicast group gained its first guest member (`true`) or lost its last.
+    Group {
+        group: IpAddr,
+        joined: bool,
+    },
 }
 
 struct WorkerLink {
@@ -142,7 +147,14 @@ pub struct Control {
     directory: OnceLock<Arc<Directory>>,
     default_guest: IpAddr,
     next_id: AtomicU64,
+    /// Host ports the multicast relay sends guests' datagrams from (see `mcast`).
+    relay_senders: RwLock<std::collections::HashSet<u16>>,
 }
+
+/// Relay sending ports remembered at most.
+pub const MAX_RELAY_SENDERS: usize = 4096;
+/// The worker that joins multicast groups on the host.
+const RELAY_WORKER: usize = 0;
 
 impl std::fmt::Debug for Control {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -170,7 +182,44 @@ impl Control {
             directory: OnceLock::new(),
             default_guest,
             next_id: AtomicU64::new(1),
+            relay_senders: RwLock::new(std::collections::HashSet::new()),
         })
+    }
+
+    /// A multicast group gained its first guest member (`joined`) or lost its last: the
+    /// relay worker joins or leaves it on the host. Never waits; false if the worker could
+    /// not be told (its queue full, or no worker).
+    pub fn multicast_group(&self, group: IpAddr, joined: bool) -> bool {
+        let workers = self.workers.lock();
+        let Some(link) = workers.get(RELAY_WORKER) else {
+            return false;
+        };
+        match link.commands.try_send(Command::Group { group, joined }) {
+            Ok(()) => {
+                link.notify.notify();
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Remembers a host port the relay sends guests' multicast from; false when the set is
+    /// full ([`MAX_RELAY_SENDERS`]).
+    pub(crate) fn add_relay_sender(&self, port: u16) -> bool {
+        if self.relay_senders.read().contains(&port) {
+            return true;
+        }
+        let mut set = self.relay_senders.write();
+        if set.len() >= MAX_RELAY_SENDERS {
+            return false;
+        }
+        set.insert(port);
+        true
+    }
+
+    /// Whether the relay sends from `port`.
+    pub(crate) fn is_relay_sender(&self, port: u16) -> bool {
+        self.relay_senders.read().contains(&port)
     }
 
     /// Registers a worker (done by its factory); returns its command receiver.

@@ -1,10 +1,11 @@
 //! Descriptors: how many host sockets flows may hold, and the socket that gives its unit of
 //! that budget back when it closes.
 //!
-//! Every TCP flow to or from the host, UDP mapping and ping socket is one descriptor. The
-//! open-file limit is shared out once, at start ([`DescriptorPlan`]): what is open already,
-//! a reserve that flows never touch — for the control API's connections, the links, DNS
-//! upstream sockets and the like — and the rest for flows ([`Config::max_host_sockets`]).
+//! Every TCP flow to or from the host, UDP mapping, ping socket and multicast group socket (the
+//! relay's, `mcast`) is one descriptor. The open-file limit is shared out once, at start
+//! ([`DescriptorPlan`]): what is open already, a reserve that flows never touch — for the
+//! control API's connections, the links, DNS upstream sockets and the like — and the rest for
+//! flows ([`Config::max_host_sockets`]).
 //! The flow bounds are lowered to that rest where they asked for more ([`fit`]), so a guest
 //! that opens more connections than descriptors allow meets a bound that says so in `/stats`,
 //! not a failing `socket()`.

@@ -26,6 +26,7 @@ use crate::control::{Command, Control, MAX_NEIGHBOURS, Protocol};
 use crate::directory::{Directory, Taken};
 use crate::frame::{Built, Framer};
 use crate::icmp::IcmpTable;
+use crate::mcast::McastTable;
 use crate::nat::Nat;
 use crate::stats::Counters;
 use crate::tcp::TcpTable;
@@ -42,6 +43,7 @@ pub(crate) const KIND_ICMP: usize = 2;
 pub(crate) const KIND_TCP: usize = 3;
 pub(crate) const KIND_TCP_LISTEN: usize = 4;
 pub(crate) const KIND_UDP_LISTEN: usize = 5;
+pub(crate) const KIND_MCAST: usize = 6;
 
 /// How often idle UDP mappings and expired echo requests are looked for.
 const SWEEP: Duration = Duration::from_secs(1);
@@ -122,6 +124,17 @@ impl Shared {
         }
     }
 
+    /// Sends a frame of its own to the guests, counting it.
+    pub(crate) fn send_bytes(&self, out: &dyn FrameSink, frame: Option<bytes::Bytes>) {
+        let Some(frame) = frame else { return };
+        let len = frame.len() as u64;
+        if out.send_frame(frame) {
+            self.count_sent(1, len);
+        } else {
+            Counters::bump(&self.counters.frames_to_guest_dropped);
+        }
+    }
+
     /// Counts `frames` (of `bytes` in all) sent to the guests.
     pub(crate) fn count_sent(&self, frames: usize, bytes: u64) {
         Counters::add(&self.counters.frames_to_guest, frames as u64);
@@ -181,6 +194,8 @@ pub struct Forwarder {
     udp: UdpTable,
     icmp: IcmpTable,
     tcp: TcpTable,
+    /// The host side of the multicast relay (only the relay worker gets its commands).
+    mcast: McastTable,
     next_sweep: Instant,
 }
 
@@ -239,6 +254,7 @@ impl Forwarder {
             udp: UdpTable::new(&config),
             icmp: IcmpTable::new(&config, workers),
             tcp: TcpTable::new(&config, ctx.mtu),
+            mcast: McastTable::new(&config, ctx.mtu),
             shared,
             next_sweep: now + SWEEP,
         })
@@ -267,6 +283,13 @@ impl Forwarder {
                     + self.udp.remove_guest(&mut self.shared, &macs)
                     + self.icmp.remove_guest(&mut self.shared, &macs);
                 Counters::add(&self.shared.counters.flows_guest_gone, gone as u64);
+            }
+            Command::Group { group, joined } => {
+                if joined {
+                    self.mcast.join(&mut self.shared, group, now);
+                } else {
+                    self.mcast.leave(&mut self.shared, group);
+                }
             }
         }
         let _ = out;
@@ -331,6 +354,7 @@ impl FlowHandler for Forwarder {
                 .tcp
                 .ready(&mut self.shared, now, token, readable, writable, out),
             KIND_TCP_LISTEN => self.tcp.accept(&mut self.shared, now, token, out),
+            KIND_MCAST => self.mcast.ready(&mut self.shared, token, out),
             _ => {}
         }
     }

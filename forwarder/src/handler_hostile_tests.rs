@@ -1,7 +1,7 @@
 //! What a hostile guest could take from others, one worker's [`Forwarder`] driven directly:
 //! the in-guest API's connection bound and deadline, the fair share of connects in flight,
-//! the descriptor budget, `tcp_open` agreeing with the flow budget, spoofed sources, and the
-//! TCP table giving back the memory of a burst.
+//! the descriptor budget (the multicast relay's group sockets too), `tcp_open` agreeing with
+//! the flow budget, spoofed sources, and the TCP table giving back the memory of a burst.
 
 use super::*;
 
@@ -220,6 +220,50 @@ fn host_sockets_beyond_the_descriptor_budget_are_refused_and_counted() {
     assert_eq!(h.fwd.shared.control.budget_usage().unwrap().host_sockets, 0);
     h.udp(4700, udp_dst, b"y");
     assert_eq!(h.stats().udp_open, 1);
+}
+
+/// The multicast relay's group sockets take units of the descriptor budget like flows, and
+/// give them back when the group is left. Groups are joined on the loopback interface only.
+#[test]
+fn multicast_group_sockets_hold_descriptor_units() {
+    // SAFETY: the name is a NUL-terminated literal.
+    let lo = unsafe { libc::if_nametoindex(c"lo".as_ptr()) };
+    assert_ne!(lo, 0);
+    let ports: Vec<u16> = (0..2)
+        .map(|_| {
+            UdpSocket::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        })
+        .collect();
+    let mut h = Harness::new(Config {
+        max_host_sockets: 3,
+        multicast_ports: ports,
+        multicast_interface_v4: lo,
+        multicast_interface_v6: lo,
+        ..Config::default()
+    });
+    let host_sockets = |h: &Harness| h.fwd.shared.control.budget_usage().unwrap().host_sockets;
+    let first: IpAddr = "239.255.77.1".parse().unwrap();
+    let second: IpAddr = "239.255.77.2".parse().unwrap();
+    let now = h.now();
+    h.fwd.mcast.join(&mut h.fwd.shared, first, now);
+    assert_eq!(host_sockets(&h), 2);
+    // One unit is left: the second group gets one port, the other is refused and counted.
+    h.fwd.mcast.join(&mut h.fwd.shared, second, now);
+    assert_eq!(host_sockets(&h), 3);
+    let stats = h.stats();
+    assert_eq!(
+        (stats.descriptor_limit, stats.mcast_groups),
+        (1, 2),
+        "{stats:?}"
+    );
+    h.fwd.mcast.leave(&mut h.fwd.shared, first);
+    assert_eq!(host_sockets(&h), 1);
+    h.fwd.mcast.leave(&mut h.fwd.shared, second);
+    assert_eq!(host_sockets(&h), 0);
 }
 
 #[test]

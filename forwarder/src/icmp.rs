@@ -7,6 +7,12 @@
 //! most the configured timeout, and the number waiting is bounded. ICMPv6 echo (RFC 4443
 //! §4) goes the same way through `IPPROTO_ICMPV6` sockets, whose checksum the kernel
 //! computes (RFC 3542 §3.1).
+//!
+//! Each request leaves with the guest's TTL less one ([`crate::hops`]), and an ICMP error
+//! about it (time exceeded, unreachable) — from a ping socket's error queue
+//! (`IP_RECVERR`), or read whole by the raw socket — reaches the guest from the router that
+//! sent it, quoting the guest's request ([`crate::icmp_errors`]), so `traceroute -I` works
+//! through us.
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::time::Duration;
@@ -25,7 +31,10 @@ use crate::config::Config;
 use crate::descriptors::{self, Unit};
 use crate::frame::addresses;
 use crate::handler::{KIND_ICMP, Shared};
+use crate::hops::Hops;
+use crate::icmp_errors::{self, GuestError};
 use crate::stats::Counters;
+use crate::sys;
 use crate::worker::{FlowFrame, FrameSink};
 
 /// A ping socket idle this long is closed.
@@ -35,6 +44,7 @@ struct PingFlow {
     socket: UdpSocket,
     ident: u16,
     last_active: Instant,
+    hops: Hops,
     /// The socket's unit of the descriptor budget, given back when it closes.
     _unit: Unit,
 }
@@ -65,6 +75,7 @@ pub(crate) struct IcmpTable {
     ping_tokens: HashMap<Token, (IpAddr, u16)>,
     raw: Option<(UdpSocket, Token)>,
     raw6: Option<(UdpSocket, Token)>,
+    raw_hops: (Hops, Hops),
     /// (real remote, guest identifier, sequence) → the request.
     pending: HashMap<(IpAddr, u16, u16), Pending>,
     max: usize,
@@ -80,6 +91,7 @@ impl IcmpTable {
             ping_tokens: HashMap::default(),
             raw: None,
             raw6: None,
+            raw_hops: (Hops::default(), Hops::default()),
             pending: HashMap::default(),
             max: Config::share(config.max_icmp_requests, workers),
             timeout: config.icmp_timeout,
@@ -132,8 +144,17 @@ impl IcmpTable {
             return;
         };
         let dst = SocketAddr::new(real, 0);
-        let sent = match self.socket_for(sh, key.guest.ip(), real.is_ipv6(), ident, now) {
-            Some(socket) => socket.send_to(&msg, dst).is_ok(),
+        let v6 = real.is_ipv6();
+        let sent = match self.socket_for(sh, key.guest.ip(), v6, ident, now) {
+            Some((socket, hops)) => {
+                hops.carry(socket, v6, &packet.packet, false);
+                // An earlier request's ICMP error (its copy is in the error queue) may fail
+                // this send once: then send again.
+                match socket.send_to(&msg, dst) {
+                    Err(e) if sys::is_icmp_error(&e) => socket.send_to(&msg, dst).is_ok(),
+                    sent => sent.is_ok(),
+                }
+            }
             None => {
                 Counters::bump(&sh.counters.icmp_no_socket);
                 return;
@@ -170,7 +191,7 @@ impl IcmpTable {
         v6: bool,
         ident: u16,
         now: Instant,
-    ) -> Option<&UdpSocket> {
+    ) -> Option<(&UdpSocket, &mut Hops)> {
         if matches!(self.mode, Mode::Unknown | Mode::Ping) {
             if !self.pings.contains_key(&(guest, ident)) {
                 let Some(unit) = Unit::take(&sh.budget) else {
@@ -181,6 +202,7 @@ impl IcmpTable {
                     Ok(socket) => {
                         let token = sh.token(KIND_ICMP);
                         sh.register(&socket, token).ok()?;
+                        let _ = sys::set_recverr(&socket, v6);
                         self.mode = Mode::Ping;
                         self.ping_tokens.insert(token, (guest, ident));
                         self.pings.insert(
@@ -189,6 +211,7 @@ impl IcmpTable {
                                 socket,
                                 ident,
                                 last_active: now,
+                                hops: Hops::default(),
                                 _unit: unit,
                             },
                         );
@@ -204,7 +227,7 @@ impl IcmpTable {
             }
             if let Some(flow) = self.pings.get_mut(&(guest, ident)) {
                 flow.last_active = now;
-                return Some(&flow.socket);
+                return Some((&flow.socket, &mut flow.hops));
             }
         }
         let raw = if v6 { &mut self.raw6 } else { &mut self.raw };
@@ -221,7 +244,68 @@ impl IcmpTable {
                 }
             }
         }
-        raw.as_ref().map(|(s, _)| s)
+        let hops = if v6 {
+            &mut self.raw_hops.1
+        } else {
+            &mut self.raw_hops.0
+        };
+        raw.as_ref().map(|(s, _)| (s, hops))
+    }
+
+    /// Passes the errors queued on a ping socket (`IP_RECVERR`) on to their guests.
+    fn ping_errors(&mut self, sh: &mut Shared, token: Token, out: &dyn FrameSink) {
+        let Some(&(guest, ident)) = self.ping_tokens.get(&token) else {
+            return;
+        };
+        loop {
+            let Some(err) = self
+                .pings
+                .get(&(guest, ident))
+                .and_then(|f| sys::take_queued_error(&f.socket))
+            else {
+                return;
+            };
+            let Some(kind) =
+                icmp_errors::classify(err.origin, err.icmp_type, err.icmp_code, err.info)
+            else {
+                continue;
+            };
+            // What was sent: the echo header, its sequence number at bytes 6-7.
+            let Some(&[hi, lo]) = err.data.get(6..8).filter(|_| err.data_len >= 8) else {
+                continue;
+            };
+            let seq_no = u16::from_be_bytes([hi, lo]);
+            let from = err.offender.map(|o| o.ip());
+            self.relay_error(sh, kind, err.dst.ip(), from, ident, seq_no, out);
+        }
+    }
+
+    /// The error `kind` from `from` (the reporting router; `None`: the destination) about the
+    /// guest's request to `real` with `ident` and `seq_no`, to its guest.
+    #[allow(clippy::too_many_arguments)]
+    fn relay_error(
+        &mut self,
+        sh: &mut Shared,
+        kind: GuestError,
+        real: IpAddr,
+        from: Option<IpAddr>,
+        ident: u16,
+        seq_no: u16,
+        out: &dyn FrameSink,
+    ) {
+        let Some(p) = self.pending.remove(&(real, ident, seq_no)) else {
+            return;
+        };
+        Counters::dec(&sh.counters.icmp_open);
+        let from = from.map_or(p.remote, |o| sh.nat.inbound(o));
+        let Some(quoted) = addresses(p.guest, p.remote) else {
+            return;
+        };
+        let quote = icmp_errors::echo_quote(quoted, ident, seq_no);
+        let frame =
+            icmp_errors::error_frame(&mut sh.framer, p.guest_mac, from, p.guest, kind, &quote);
+        Counters::bump(&sh.counters.icmp_errors_relayed);
+        sh.send_bytes(out, frame);
     }
 
     pub(crate) fn ready(
@@ -234,6 +318,9 @@ impl IcmpTable {
         let raw4 = self.raw.as_ref().is_some_and(|(_, t)| *t == token);
         let raw6 = self.raw6.as_ref().is_some_and(|(_, t)| *t == token);
         let raw = raw4 || raw6;
+        if !raw {
+            self.ping_errors(sh, token, out);
+        }
         loop {
             let socket = if raw4 {
                 self.raw.as_ref().map(|(s, _)| s)
@@ -260,6 +347,13 @@ impl IcmpTable {
                 echo_reply_v4(bytes, raw4)
             };
             let Some((ident, seq_no, data)) = reply else {
+                // A raw socket reads every ICMP error too: one about a request we sent?
+                if raw
+                    && let Some((kind, real, ident, seq_no)) =
+                        icmp_errors::quoted_echo(bytes, peer.is_ipv6())
+                {
+                    self.relay_error(sh, kind, real, Some(peer.ip()), ident, seq_no, out);
+                }
                 continue;
             };
             let ident = if raw {

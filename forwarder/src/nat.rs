@@ -1,17 +1,18 @@
 //! Where a guest's destination really goes: the NAT table of virtual addresses, and the
 //! destinations a guest may not reach.
 //!
-//! Outbound, [`Nat::outbound`] maps a virtual address (192.168.127.254 by default) to its
-//! target (127.0.0.1) and refuses what must not leave: loopback targets when host loopback
-//! is disabled, link-local 169.254.0.0/16 (cloud metadata services, RFC 3927) unless allowed,
-//! the guest subnet's own addresses, and addresses no host could answer from (loopback,
-//! unspecified, multicast, broadcast). Inbound, [`Nat::inbound`] maps a host peer's address
+//! Outbound, [`Nat::outbound`] maps a virtual address (192.168.127.254 by default, and the
+//! host's IPv6 one) to its target (127.0.0.1, ::1) and refuses what must not leave: loopback
+//! targets when host loopback is disabled, link-local 169.254.0.0/16 (cloud metadata
+//! services, RFC 3927) unless allowed, the guest subnet's and IPv6 prefix's own addresses,
+//! and addresses no host could answer from (loopback, unspecified, multicast, broadcast,
+//! IPv6 link-local). Inbound, [`Nat::inbound`] maps a host peer's address
 //! back to the virtual one the guest knows, so replies carry the address it talked to.
 //! [`Nat::source_allowed`] is the ingress filter of BCP 38 (RFC 2827 §3): an IPv4 flow whose
 //! source is outside the guest subnet is not forwarded, so a guest cannot pose as thousands
 //! of guests (each with its own per-guest bounds) by spoofing its source address.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::config::Config;
 
@@ -35,6 +36,7 @@ pub struct Nat {
     disable_host_loopback: bool,
     ec2: bool,
     subnet: Option<(u32, u32)>,
+    subnet6: Option<(u128, u128)>,
 }
 
 impl Nat {
@@ -45,7 +47,14 @@ impl Nat {
                 .unwrap_or(0);
             (u32::from(addr) & mask, mask)
         });
+        let subnet6 = config.guest_subnet6.map(|(addr, len)| {
+            let mask = u128::MAX
+                .checked_shl(128 - u32::from(len.min(128)))
+                .unwrap_or(0);
+            (addr.to_bits() & mask, mask)
+        });
         Nat {
+            subnet6,
             rules: config.nat.clone(),
             disable_host_loopback: config.disable_host_loopback,
             ec2: config.ec2_metadata_access,
@@ -87,6 +96,9 @@ impl Nat {
                 {
                     return Err(Refusal::NotRoutable);
                 }
+                if self.in_subnet6(v6) {
+                    return Err(Refusal::GuestSubnet);
+                }
                 Ok(dst)
             }
         }
@@ -112,6 +124,11 @@ impl Nat {
             IpAddr::V4(v4) => self.subnet.is_none() || self.in_subnet(v4),
             IpAddr::V6(_) => true,
         }
+    }
+
+    fn in_subnet6(&self, addr: Ipv6Addr) -> bool {
+        self.subnet6
+            .is_some_and(|(net, mask)| addr.to_bits() & mask == net)
     }
 
     fn in_subnet(&self, addr: Ipv4Addr) -> bool {
@@ -177,5 +194,41 @@ mod tests {
             ..Config::default()
         });
         assert!(nat.source_allowed(v4(10, 9, 9, 9)));
+    }
+
+    #[test]
+    fn the_hosts_ipv6_address_maps_to_loopback_unless_disabled() {
+        let host6: Ipv6Addr = "fd00:127::254".parse().unwrap();
+        let mut config = Config {
+            guest_subnet6: Some(("fd00:127::".parse().unwrap(), 64)),
+            ..Config::default()
+        };
+        config
+            .nat
+            .push((IpAddr::V6(host6), IpAddr::V6(Ipv6Addr::LOCALHOST)));
+        let nat = Nat::new(&config);
+        assert_eq!(
+            nat.outbound(IpAddr::V6(host6)),
+            Ok(IpAddr::V6(Ipv6Addr::LOCALHOST))
+        );
+        assert_eq!(
+            nat.inbound(IpAddr::V6(Ipv6Addr::LOCALHOST)),
+            IpAddr::V6(host6)
+        );
+        // The rest of the guests' prefix is theirs, not the host's.
+        let other: Ipv6Addr = "fd00:127::99".parse().unwrap();
+        assert_eq!(nat.outbound(IpAddr::V6(other)), Err(Refusal::GuestSubnet));
+        let far: Ipv6Addr = "2001:db8::1".parse().unwrap();
+        assert_eq!(nat.outbound(IpAddr::V6(far)), Ok(IpAddr::V6(far)));
+        assert_eq!(
+            nat.outbound(IpAddr::V6(Ipv6Addr::LOCALHOST)),
+            Err(Refusal::NotRoutable)
+        );
+        config.disable_host_loopback = true;
+        let nat = Nat::new(&config);
+        assert_eq!(
+            nat.outbound(IpAddr::V6(host6)),
+            Err(Refusal::HostLoopbackDisabled)
+        );
     }
 }

@@ -169,6 +169,26 @@ counters! {
     /// `socket()` or `accept()` calls that failed for want of descriptors (`EMFILE`,
     /// `ENFILE`) although the budget allowed one.
     no_descriptors,
+    /// ICMP errors from the host's network (unreachable, time exceeded, too big) passed on
+    /// to the guest whose datagram or echo request drew them.
+    icmp_errors_relayed,
+    /// Guest datagrams to multicast groups sent on the host.
+    mcast_to_host,
+    /// Datagrams received on the host for a group guests joined, relayed to them.
+    mcast_to_guest,
+    /// Groups joined on the host (ever, and now).
+    mcast_joins,
+    mcast_groups,
+    /// Joins refused because `max_multicast_groups` groups were joined.
+    mcast_group_limit,
+    /// Group sockets that could not be opened or joined on the host.
+    mcast_join_failed,
+    /// Host datagrams not relayed in: they came from one of the relay's own sending ports.
+    mcast_looped,
+    /// Host datagrams not relayed in: too large for the guests' MTU.
+    mcast_too_big,
+    /// Sending ports not remembered (the bounded set was full).
+    mcast_senders_full,
 }
 
 impl Counters {

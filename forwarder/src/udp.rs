@@ -3,9 +3,13 @@
 //! the guest, from the address the guest knows for that peer ([`crate::nat::Nat::inbound`]).
 //! A mapping idle for the configured timeout is closed (RFC 4787 §4.3, REQ-5: at least
 //! 2 minutes). `ECONNREFUSED` (the peer's ICMP port unreachable, read from the socket's
-//! error queue) becomes ICMP port unreachable to the guest, quoting the guest's own datagram
-//! to that destination (each mapping keeps the IP header and first 8 bytes of its last
-//! datagrams to [`QUOTED`] destinations, in fixed space). Mappings are bounded in total
+//! error queue) becomes ICMP port unreachable to the guest, and every other ICMP error the
+//! host's network sends about a datagram (host unreachable, TTL exceeded, too big) reaches
+//! the guest likewise, from the router that sent it ([`crate::icmp_errors`]). Each quotes the
+//! guest's own datagram to that destination (each mapping keeps the IP header and first 8
+//! bytes of its last datagrams to [`QUOTED`] destinations, in fixed space), or one rebuilt
+//! from the ports. The guest's TTL goes with each datagram ([`crate::hops`]). A datagram to a
+//! multicast group leaves to that group ([`crate::mcast`]). Mappings are bounded in total
 //! and per guest address across workers (the shared [`crate::budget`]); a datagram that
 //! would need a mapping beyond either is dropped and counted.
 //!
@@ -27,6 +31,8 @@ use crate::config::Config;
 use crate::descriptors::{self, Unit};
 use crate::frame::{Quote, addresses, quote_of, synth_quote};
 use crate::handler::{KIND_UDP, KIND_UDP_LISTEN, Shared};
+use crate::hops::Hops;
+use crate::icmp_errors::{self, GuestError};
 use crate::stats::Counters;
 use crate::sys;
 use crate::worker::{FlowFrame, FrameSink};
@@ -52,6 +58,7 @@ struct Flow {
     /// The virtual address the guest last sent to for the host's loopback (the host's
     /// address, or the gateway's under `--map-gateway`): replies from loopback come from it.
     loopback_as: Option<IpAddr>,
+    hops: Hops,
     /// The socket's unit of the descriptor budget, given back with the mapping.
     _unit: Unit,
 }
@@ -170,7 +177,13 @@ impl UdpTable {
             }
             return None;
         }
-        let real = match sh.nat.outbound(key.remote.ip()) {
+        let multicast = key.remote.ip().is_multicast();
+        let route = if multicast {
+            Ok(key.remote.ip())
+        } else {
+            sh.nat.outbound(key.remote.ip())
+        };
+        let real = match route {
             Ok(real) => real,
             Err(refusal) => {
                 Counters::bump(&sh.counters.nat_refused);
@@ -236,6 +249,18 @@ impl UdpTable {
         if real.is_loopback() {
             flow.loopback_as = Some(key.remote.ip());
         }
+        if multicast {
+            match crate::mcast::send(sh, &flow.socket, &mut flow.hops, &packet.packet, payload) {
+                Ok(n) => {
+                    Counters::add(&sh.counters.bytes_to_host, n as u64);
+                    Counters::bump(&sh.counters.mcast_to_host);
+                }
+                Err(_) => Counters::bump(&sh.counters.udp_send_dropped),
+            }
+            return None;
+        }
+        flow.hops
+            .carry(&flow.socket, real.is_ipv6(), &packet.packet, false);
         let dst = SocketAddr::new(real, key.remote.port());
         flow.remember(dst, &packet.frame);
         for _ in 0..2 {
@@ -246,7 +271,7 @@ impl UdpTable {
                 }
                 // An earlier datagram's error surfaced here: it is in the error queue, which
                 // the readiness handler reads; send again.
-                Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) => continue,
+                Err(e) if sys::is_icmp_error(&e) => continue,
                 Err(_) => break,
             }
         }
@@ -269,28 +294,40 @@ impl UdpTable {
         };
         flow.last_active = now;
         loop {
-            while let Some((dst, errno)) = sys::take_queued_error(&flow.socket) {
-                if errno != libc::ECONNREFUSED {
+            while let Some(err) = sys::take_queued_error(&flow.socket) {
+                let Some(kind) =
+                    icmp_errors::classify(err.origin, err.icmp_type, err.icmp_code, err.info)
+                else {
                     continue;
-                }
-                let virt = flow.source_for(sh, dst.ip());
-                if let (Some(addrs), Some(quoted)) =
-                    (addresses(virt, guest.ip()), addresses(guest.ip(), virt))
-                {
+                };
+                let virt = flow.source_for(sh, err.dst.ip());
+                let from = err.offender.map_or(virt, |o| flow.source_for(sh, o.ip()));
+                if let Some(quoted) = addresses(guest.ip(), virt) {
                     // The guest's own datagram when kept; else one rebuilt from the ports.
-                    let kept = flow.quote_for(dst);
-                    let rebuilt;
+                    let kept = flow.quote_for(err.dst);
+                    let synth;
                     let quote = match &kept {
-                        Some(quote) => quote.bytes(),
+                        Some(kept) => kept.bytes(),
                         None => {
-                            rebuilt =
-                                synth_quote(quoted, IpProtocol::Udp, guest.port(), dst.port());
-                            &rebuilt[..]
+                            synth =
+                                synth_quote(quoted, IpProtocol::Udp, guest.port(), err.dst.port());
+                            &synth[..]
                         }
                     };
-                    let frame = sh.framer.unreachable(flow.guest_mac, addrs, true, quote);
-                    sh.send(out, frame);
-                    Counters::bump(&sh.counters.udp_port_unreachable);
+                    let frame = icmp_errors::error_frame(
+                        &mut sh.framer,
+                        flow.guest_mac,
+                        from,
+                        guest.ip(),
+                        kind,
+                        quote,
+                    );
+                    sh.send_bytes(out, frame);
+                    Counters::bump(if kind == GuestError::PortUnreachable {
+                        &sh.counters.udp_port_unreachable
+                    } else {
+                        &sh.counters.icmp_errors_relayed
+                    });
                 }
             }
             match flow.socket.recv_from(&mut self.buf) {
@@ -550,6 +587,7 @@ fn open(
         sent: [None; QUOTED],
         next_sent: 0,
         loopback_as: None,
+        hops: Hops::default(),
         _unit: unit,
     })
 }

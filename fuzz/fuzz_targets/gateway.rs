@@ -4,8 +4,8 @@
 //! thread does: a reassembled datagram goes round once more, flows go to a fake forwarder that
 //! checks the flow's payload lies inside its frame, DNS queries are answered with their own
 //! bytes through `dns_reply_frame`; what it sends unasked (Time Exceeded for abandoned
-//! reassembly) is drained after every step. Neighbor Discovery that came in fragments is never
-//! answered (RFC 6980).
+//! reassembly, periodic router advertisements) is drained after every step. Neighbor Discovery
+//! that came in fragments is never answered (RFC 6980).
 //!
 //! Oracles: nothing panics; every reply, unasked ones included, parses as an Ethernet frame
 //! from the gateway's MAC no longer than MTU + 14; every drop is counted once under its
@@ -13,8 +13,10 @@
 //! under the configured bounds after every step, and all of it is released once every timeout
 //! has run.
 //!
-//! Input: a first byte picks the MTU (576, 1280, 1500, 9000) and the reassembly limits (the
-//! defaults, or small ones that are hit quickly). Then records, repeated: an op byte, then
+//! Input: a first byte picks the MTU (576, 1280, 1500, 9000), the reassembly limits (the
+//! defaults, or small ones that are hit quickly), whether the IPv6 services (router
+//! advertisements, DHCPv6, DNS over IPv6) and the multicast relay are on. Then records,
+//! repeated: an op byte, then
 //! - op % 4 == 0: a frame: length (2 bytes, little-endian), then that many bytes;
 //! - op % 4 == 1: the same, its destination MAC made the gateway's (captured frames were
 //!   addressed to other hosts);
@@ -28,7 +30,7 @@ use stack::ingress::{DropReason, FlowPacket};
 use stack::time::{Epoch, Instant};
 use stack::wire::{EthernetAddress, EthernetFrame, EthernetRepr, ethernet};
 use std::time::Duration;
-use switch::gateway::{Gateway, GatewayConfig, Outcome, dns_reply_frame};
+use switch::gateway::{Gateway, GatewayConfig, Outcome, V6Config, dns_reply_frame};
 
 /// At most this many records per input, so one input stays fast.
 const MAX_STEPS: usize = 512;
@@ -126,9 +128,9 @@ impl Harness {
                 assert!(query.payload.len() <= frame.len());
                 // Answered with its own bytes, cut to what one datagram may carry, as the
                 // DNS thread cuts its answers.
-                let room = self.mtu.saturating_sub(28);
+                let room = self.mtu.saturating_sub(48);
                 let answer = query.payload.get(..room).unwrap_or(&query.payload);
-                let reply = dns_reply_frame(self.mac, self.gateway.ip(), &query.client, 1, answer);
+                let reply = dns_reply_frame(self.mac, &query.client, 1, answer);
                 self.reply(&reply);
                 self.seen.dns += 1;
             }
@@ -188,8 +190,16 @@ fuzz_target!(|data: &[u8]| {
     let mut config = GatewayConfig {
         mtu,
         reassembly: frag,
+        multicast_relay: selector & 16 != 0,
         ..GatewayConfig::default()
     };
+    if selector & 8 != 0 {
+        let prefix = "fd9d:b9a2:e1c4:127::"
+            .parse()
+            .unwrap_or(std::net::Ipv6Addr::UNSPECIFIED);
+        let guest = EthernetAddress([0x5a, 0x94, 0xef, 0xe4, 0x0c, 0xee]);
+        config.v6 = Some(V6Config::for_prefix(prefix, config.mac, guest));
+    }
     // As the runtime configures its DHCP server.
     config.dhcp.mtu = Some(mtu);
     config.dhcp.routers = vec![config.ip];
@@ -240,6 +250,10 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(counters.frames, h.seen.frames);
     assert_eq!(h.seen.flows, counters.flows + counters.dns_tcp_segments);
     assert_eq!(h.seen.dns, counters.dns_queries);
-    assert_eq!(h.seen.unasked, counters.time_exceeded_sent);
-    assert!(h.seen.replies <= h.seen.frames * 64);
+    // Unasked: every Time Exceeded, and the periodic advertisements among all of them.
+    assert!(h.seen.unasked >= counters.time_exceeded_sent);
+    assert!(h.seen.unasked <= counters.time_exceeded_sent + counters.router_adverts);
+    // Answers are bounded by what was asked; unasked frames by the steps (one advertisement
+    // per clock step at most) and the reassembler's bounds.
+    assert!(h.seen.replies - h.seen.unasked <= h.seen.frames * 64);
 });

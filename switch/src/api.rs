@@ -512,9 +512,17 @@ fn stats_json(
     if let Some(map) = all.as_object_mut() {
         map.insert("limits".to_owned(), limits);
         map.insert("offload".to_owned(), offload);
+        map.insert("ipv6".to_owned(), v6::ipv6_json(s));
+        map.insert("multicast".to_owned(), v6::multicast_json(s, forwarder));
+        if let Some(Value::Object(limits)) = map.get_mut("limits") {
+            v6::add_limits(limits, s, runtime, forwarder, &budget);
+        }
     }
     all
 }
+
+#[path = "api_v6.rs"]
+mod v6;
 
 /// The forwarder paths for guests, on the gateway's API port: a remote without an address
 /// is the asking guest.

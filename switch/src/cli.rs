@@ -81,6 +81,12 @@ const LONG_FLAGS: &[&str] = &[
     "max-connects-per-destination",
     "max-api-connections",
     "api-header-timeout",
+    "subnet6",
+    "disable-ipv6",
+    "multicast-interface",
+    "multicast-port",
+    "disable-multicast-relay",
+    "max-multicast-groups",
 ];
 
 /// gvproxy flags host-switch refuses, and why.
@@ -329,6 +335,26 @@ pub struct NetworkArgs {
     /// opens the TAP without them.
     #[arg(long, value_enum, default_value_t = Offload::On)]
     pub offload: Offload,
+    /// The guests' IPv6 prefix, a /64 announced for SLAAC (default: a unique local prefix).
+    #[arg(long, default_value = "fd9d:b9a2:e1c4:127::/64")]
+    pub subnet6: String,
+    /// No IPv6: no router advertisements, DHCPv6 or IPv6 DNS, and every IPv6 frame dropped.
+    #[arg(long = "disable-ipv6")]
+    pub disable_ipv6: bool,
+    /// The host interface multicast is relayed through (default: the one the host's routes
+    /// pick, usually the default route's).
+    #[arg(long = "multicast-interface")]
+    pub multicast_interface: Option<String>,
+    /// A UDP port on which groups that guests join are received on the host, besides mDNS,
+    /// SSDP, WS-Discovery and LLMNR's (repeatable).
+    #[arg(long = "multicast-port")]
+    pub multicast_port: Vec<u16>,
+    /// Do not relay multicast between guests and the host (guests still reach each other).
+    #[arg(long = "disable-multicast-relay")]
+    pub disable_multicast_relay: bool,
+    /// Multicast groups joined on the host at once (beyond: not joined, counted).
+    #[arg(long = "max-multicast-groups", default_value_t = 256, value_parser = at_least_one)]
+    pub max_multicast_groups: usize,
     #[command(flatten)]
     pub auto_forward: crate::auto_forward::AutoForwardArgs,
     /// A static DHCP lease, MAC=IP. Repeatable; replaces the default guest's lease

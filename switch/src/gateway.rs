@@ -15,18 +15,28 @@
 //!   (RFC 4443 §4.2).
 //!   Echo replies carry the request's TOS or traffic class, and any echo code is answered
 //!   (as Linux does).
-//! - Neighbour solicitations for those IPv6 addresses get a neighbour advertisement
-//!   (RFC 4861 §7.2.4) once they pass RFC 4861's checks (hop limit 255 and so on); other
-//!   Neighbor Discovery messages are dropped and counted (no router advertisements yet), and
-//!   so is Neighbor Discovery in a fragment (RFC 6980 §5), atomic or reassembled
-//!   ([`Gateway::handle_reassembled`]).
-//! - UDP to the gateway's IPv6 addresses, where it offers no service, gets ICMPv6 port
-//!   unreachable (RFC 4443 §3.1, code 4) quoting the guest's packet.
+//! - Neighbour solicitations for those IPv6 addresses, and for the virtual ones (the host's),
+//!   get a neighbour advertisement (RFC 4861 §7.2.4) once they pass RFC 4861's checks (hop
+//!   limit 255 and so on). Neighbor Discovery in a fragment (RFC 6980 §5), atomic or
+//!   reassembled ([`Gateway::handle_reassembled`]), is dropped and counted.
+//! - With IPv6 services on ([`GatewayConfig::v6`]): router solicitations get a router
+//!   advertisement and periodic ones go to all nodes (`ra`: the prefix for SLAAC, the MTU,
+//!   RDNSS and DNSSL); UDP to port 547 of ff02::1:2 or of the gateway goes to the DHCPv6
+//!   server ([`dhcp::v6::Server`], `v6`); DNS is served on the gateway's IPv6 addresses as on
+//!   its IPv4 one. Other Neighbor Discovery messages are dropped and counted. With IPv6
+//!   off ([`GatewayConfig::disable_ipv6`]) every IPv6 frame is dropped.
+//! - UDP to the gateway's IPv6 addresses on a port where it offers no service gets ICMPv6
+//!   port unreachable (RFC 4443 §3.1, code 4) quoting the guest's packet.
+//! - UDP to an IP multicast group is a flow for the multicast relay when
+//!   [`GatewayConfig::multicast_relay`] is on and the group is not one of the link's own
+//!   (`mcast`), dropped otherwise.
+//! - A flow whose TTL or hop limit would run out here (1 or less, to an address beyond the
+//!   gateway) is answered with Time Exceeded, code 0, instead (`hop_limit`).
 //! - UDP to port 67 of the gateway or of the limited broadcast goes to the [`dhcp::Server`];
 //!   its reply is framed per its [`Destination`] (RFC 2131 §4.1): broadcast to ff:ff:ff:ff:ff:ff
 //!   and 255.255.255.255, unicast to `chaddr`/`yiaddr` without ARP, or to a relay agent at
 //!   the L2 address its request came from.
-//! - UDP to port 53 of the gateway's IPv4 address is a DNS query: [`Outcome::Dns`] carries
+//! - UDP to port 53 of the gateway's addresses is a DNS query: [`Outcome::Dns`] carries
 //!   the guest's address and payload to the runtime's DNS thread, which answers it (local
 //!   zones) or forwards it (the `dns` crate); [`dns_reply_frame`] frames its answers.
 //!   TCP to that port is [`Outcome::DnsTcp`]: the DNS thread terminates it (RFC 7766).
@@ -41,12 +51,12 @@
 //!   answered with an ICMP Time Exceeded, code 1 (RFC 792, RFC 1122 §3.3.2), or ICMPv6 Time
 //!   Exceeded, code 1 (RFC 8200 §4.5, RFC 4443 §3.3), quoting that fragment, from the
 //!   datagram's destination to the L2 source of the first fragment, as an echo reply would
-//!   be. These are the only frames the gateway sends unasked: [`Gateway::poll_transmit`]
-//!   hands them out after [`Gateway::handle_timeout`] and [`Gateway::handle_frame`]. None
-//!   goes to a source the gateway does not serve (outside the subnet, one of its own
-//!   addresses, unspecified, from a multicast MAC), about a datagram to a broadcast address,
-//!   or about an ICMP error (RFC 1122 §3.2.2, RFC 4443 §2.4(e)). The reassembler's bound on
-//!   datagrams and on pending notices bounds them.
+//!   be. These and periodic router advertisements are the only frames the gateway sends
+//!   unasked: [`Gateway::poll_transmit`] hands them out after [`Gateway::handle_timeout`] and
+//!   [`Gateway::handle_frame`]. No Time Exceeded goes to a source the gateway does not serve
+//!   (outside the subnet, one of its own addresses, unspecified, from a multicast MAC), about
+//!   a datagram to a broadcast address, or about an ICMP error (RFC 1122 §3.2.2, RFC 4443
+//!   §2.4(e)). The reassembler's bound on datagrams and on pending notices bounds them.
 //!
 //! No reply carries an IP packet longer than [`GatewayConfig::mtu`]: an echo reply that would
 //! (to a request reassembled from fragments, or one sent in an oversized frame) goes out as
@@ -57,7 +67,7 @@
 //! The DHCP server wants `std::time::Instant`s; the gateway converts with its [`Epoch`].
 
 use std::collections::HashSet;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -122,6 +132,13 @@ pub struct GatewayConfig {
     pub mtu: u16,
     /// IP fragment reassembly's limits.
     pub reassembly: FragConfig,
+    /// IPv6 services: router advertisements, DHCPv6, DNS on IPv6, the host's virtual IPv6
+    /// address. `None`: only link-local Neighbor Discovery and echo.
+    pub v6: Option<V6Config>,
+    /// Drop every IPv6 frame (`--disable-ipv6`).
+    pub disable_ipv6: bool,
+    /// Guests' UDP to multicast groups becomes flows for the relay to the host.
+    pub multicast_relay: bool,
 }
 
 impl Default for GatewayConfig {
@@ -135,6 +152,9 @@ impl Default for GatewayConfig {
             dhcp,
             mtu: 1500,
             reassembly: FragConfig::default(),
+            v6: None,
+            disable_ipv6: false,
+            multicast_relay: false,
         }
     }
 }
@@ -148,6 +168,8 @@ pub enum GatewayError {
     BadMac(EthernetAddress),
     #[error(transparent)]
     Dhcp(#[from] dhcp::ConfigError),
+    #[error("DHCPv6: {0}")]
+    Dhcpv6(#[from] dhcp::v6::ConfigError),
 }
 
 /// What to do with a frame.
@@ -179,11 +201,14 @@ pub enum Outcome {
 /// The DNS port (RFC 1035 §4.2).
 pub const DNS_PORT: u16 = 53;
 
-/// Who asked a DNS question over UDP: where its answer goes.
+/// Who asked a DNS question over UDP: where its answer goes, and from which of the
+/// gateway's addresses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct DnsClient {
     pub mac: EthernetAddress,
-    pub addr: std::net::SocketAddrV4,
+    pub addr: SocketAddr,
+    /// The address the query was sent to: the answer's source.
+    pub server: IpAddr,
 }
 
 /// A guest's DNS query to the gateway.
@@ -216,6 +241,15 @@ pub struct GatewayCounters {
     pub time_exceeded_sent: u64,
     /// ICMPv6 port unreachable sent for UDP to a port of the gateway's IPv6 addresses.
     pub port_unreachable_sent: u64,
+    /// Time Exceeded (code 0) sent for packets whose TTL or hop limit ran out here.
+    pub hop_limit_exceeded: u64,
+    /// Router solicitations taken, router advertisements sent (solicited or not).
+    pub router_solicits: u64,
+    pub router_adverts: u64,
+    /// DHCPv6 replies and advertises sent.
+    pub dhcpv6_replies: u64,
+    /// Datagrams to multicast groups handed to the relay.
+    pub multicast_flows: u64,
 }
 
 impl GatewayCounters {
@@ -232,6 +266,12 @@ impl GatewayCounters {
         self.fragments += other.fragments;
         self.reassembled += other.reassembled;
         self.time_exceeded_sent += other.time_exceeded_sent;
+        self.port_unreachable_sent += other.port_unreachable_sent;
+        self.hop_limit_exceeded += other.hop_limit_exceeded;
+        self.router_solicits += other.router_solicits;
+        self.router_adverts += other.router_adverts;
+        self.dhcpv6_replies += other.dhcpv6_replies;
+        self.multicast_flows += other.multicast_flows;
     }
 }
 
@@ -245,7 +285,7 @@ pub struct Gateway {
     owned: HashSet<Ipv4Addr>,
     owned6: HashSet<Ipv6Addr>,
     /// The DHCP server, shared by every worker's gateway: its leases are the network's.
-    dhcp: SharedDhcp,
+    dhcp: Arc<Mutex<dhcp::Server>>,
     /// When the DHCP server's next timer is due, as last seen here (so that asking needs no
     /// lock); whichever gateway finds it due runs it.
     dhcp_due: Option<Instant>,
@@ -262,23 +302,70 @@ pub struct Gateway {
     neighbour: Option<(Ipv4Addr, EthernetAddress)>,
     /// IP fragment reassembly, bounded in datagrams and bytes (`stack::frag`).
     frag: Reassembler,
+    /// Virtual IPv6 addresses: answered in Neighbor Discovery, their traffic is flows.
+    virtual6: HashSet<Ipv6Addr>,
+    /// Router advertisements and DHCPv6, shared by every gateway of the network.
+    v6: Option<Arc<Mutex<v6::V6>>>,
+    /// The gateway's address in the link's prefix, when IPv6 services are on.
+    v6_address: Option<Ipv6Addr>,
+    /// Whether this gateway runs the IPv6 services' timers (one of a network's gateways does).
+    v6_timers: bool,
+    disable_ipv6: bool,
+    multicast_relay: bool,
 }
 
-/// The DHCP server, shared by every gateway of one network.
-pub type SharedDhcp = Arc<Mutex<dhcp::Server>>;
+/// What every gateway of one network shares: the DHCP server, and the IPv6 services' state
+/// (router advertisements, the DHCPv6 server). One gateway per worker; one set of leases.
+#[derive(Debug, Clone)]
+pub struct SharedServices {
+    dhcp: Arc<Mutex<dhcp::Server>>,
+    v6: Option<Arc<Mutex<v6::V6>>>,
+}
 
-impl Gateway {
-    /// A gateway with a DHCP server of its own.
-    pub fn new(config: GatewayConfig, epoch: Epoch) -> Result<Gateway, GatewayError> {
-        let dhcp = Arc::new(Mutex::new(dhcp::Server::new(config.dhcp.clone())?));
-        Gateway::with_dhcp(config, epoch, dhcp)
+impl SharedServices {
+    /// The servers `config` describes.
+    pub fn new(config: &GatewayConfig) -> Result<SharedServices, GatewayError> {
+        let v6 = match &config.v6 {
+            Some(v6) => Some(Arc::new(Mutex::new(v6::V6::new(v6.clone())?))),
+            None => None,
+        };
+        Ok(SharedServices {
+            dhcp: Arc::new(Mutex::new(dhcp::Server::new(config.dhcp.clone())?)),
+            v6,
+        })
     }
 
-    /// A gateway that shares `dhcp` (made from `config.dhcp`) with others: one per worker.
-    pub fn with_dhcp(
+    pub fn dhcp_stats(&self) -> dhcp::Stats {
+        self.dhcp.lock().stats()
+    }
+
+    /// The DHCP server's leases (bound, and every static one).
+    pub fn leases(&self) -> Vec<Lease> {
+        self.dhcp.lock().leases()
+    }
+
+    /// The DHCPv6 server's counters, when IPv6 services are on.
+    pub fn dhcpv6_stats(&self) -> Option<dhcp::v6::Stats> {
+        self.v6.as_ref().map(|v6| v6.lock().dhcp.stats())
+    }
+}
+
+impl Gateway {
+    /// A gateway with servers of its own.
+    pub fn new(config: GatewayConfig, epoch: Epoch) -> Result<Gateway, GatewayError> {
+        let shared = SharedServices::new(&config)?;
+        Gateway::with_shared(config, epoch, shared, true)
+    }
+
+    /// A gateway that shares `shared` (made from the same `config`) with others: one per
+    /// worker. Only the one with `timers` runs the shared timers (periodic router
+    /// advertisements, DHCPv6 expiry), so the others never touch the IPv6 state's lock
+    /// outside the rare messages that need it.
+    pub fn with_shared(
         config: GatewayConfig,
         epoch: Epoch,
-        dhcp: SharedDhcp,
+        shared: SharedServices,
+        timers: bool,
     ) -> Result<Gateway, GatewayError> {
         if config.dhcp.server_addr != config.ip {
             return Err(GatewayError::ServerAddress {
@@ -293,6 +380,11 @@ impl Gateway {
         owned.insert(config.ip);
         let mut owned6: HashSet<Ipv6Addr> = config.ipv6.iter().copied().collect();
         owned6.insert(link_local(config.mac));
+        let mut virtual6 = HashSet::new();
+        if let Some(v6) = &config.v6 {
+            owned6.insert(v6.address);
+            virtual6.extend(v6.virtual_ips.iter().copied());
+        }
         let subnet = config.dhcp.subnet;
         Ok(Gateway {
             mac: config.mac,
@@ -300,7 +392,7 @@ impl Gateway {
             subnet,
             owned,
             owned6,
-            dhcp,
+            dhcp: shared.dhcp,
             dhcp_due: None,
             epoch,
             tx: Vec::with_capacity(2048),
@@ -311,6 +403,12 @@ impl Gateway {
             drops: DropCounters::default(),
             neighbour: None,
             frag: Reassembler::new(config.reassembly),
+            virtual6,
+            v6_address: config.v6.as_ref().map(|v6| v6.address),
+            v6: shared.v6,
+            v6_timers: timers,
+            disable_ipv6: config.disable_ipv6,
+            multicast_relay: config.multicast_relay,
         })
     }
 
@@ -375,13 +473,20 @@ impl Gateway {
         reassembled: bool,
     ) -> Outcome {
         self.counters.frames += 1;
+        let is_ipv6 = frame.get(12..14) == Some(&[0x86, 0xdd]);
         let outcome = match ingress::parse_with(frame, self.mac, caps) {
+            _ if self.disable_ipv6 && is_ipv6 => Outcome::Dropped(DropReason::Ipv6Disabled),
             Ok(parsed) => self.dispatch(now, &parsed, reassembled),
             Err(reason) => Outcome::Dropped(reason),
         };
         match &outcome {
             Outcome::Dropped(reason) => self.drops.count(*reason),
-            Outcome::Flow(_) => self.counters.flows += 1,
+            Outcome::Flow(flow) => {
+                self.counters.flows += 1;
+                if flow.key.remote.ip().is_multicast() {
+                    self.counters.multicast_flows += 1;
+                }
+            }
             Outcome::Dns(_) => self.counters.dns_queries += 1,
             Outcome::DnsTcp(_) => self.counters.dns_tcp_segments += 1,
             Outcome::Held => self.counters.fragments += 1,
@@ -421,24 +526,27 @@ impl Gateway {
             {
                 self.dhcp(now, eth, payload)
             }
+            Event::Udp { ip, udp, payload } if self.is_dhcpv6(&ip, udp.dst_port) => {
+                self.dhcpv6(now, eth, &ip, udp.src_port, payload)
+            }
             Event::Udp { ip, udp, payload }
-                if udp.dst_port == DNS_PORT
-                    && matches!(ip.addresses().dst(), std::net::IpAddr::V4(d) if d == self.ip) =>
+                if udp.dst_port == DNS_PORT && self.serves_dns(ip.addresses().dst()) =>
             {
-                match ip.addresses().src() {
-                    std::net::IpAddr::V4(src) if !src.is_unspecified() => Outcome::Dns(DnsQuery {
-                        client: DnsClient {
-                            mac: eth.src_addr,
-                            addr: std::net::SocketAddrV4::new(src, udp.src_port),
-                        },
-                        payload: Bytes::copy_from_slice(payload),
-                    }),
-                    _ => Outcome::Dropped(DropReason::InvalidSource),
+                let src = ip.addresses().src();
+                if src.is_unspecified() {
+                    return Outcome::Dropped(DropReason::InvalidSource);
                 }
+                Outcome::Dns(DnsQuery {
+                    client: DnsClient {
+                        mac: eth.src_addr,
+                        addr: SocketAddr::new(src, udp.src_port),
+                        server: ip.addresses().dst(),
+                    },
+                    payload: Bytes::copy_from_slice(payload),
+                })
             }
             Event::Tcp { ip, tcp, .. }
-                if tcp.dst_port == DNS_PORT
-                    && ip.addresses().dst() == std::net::IpAddr::V4(self.ip) =>
+                if tcp.dst_port == DNS_PORT && self.serves_dns(ip.addresses().dst()) =>
             {
                 match self.flow(parsed) {
                     Outcome::Flow(flow) => Outcome::DnsTcp(flow),
@@ -447,7 +555,7 @@ impl Gateway {
             }
             Event::Icmpv6 { ip, icmp } => match icmp {
                 Icmpv6Repr::Ndp(_) if reassembled => Outcome::Dropped(DropReason::NdpFragmented),
-                Icmpv6Repr::Ndp(message) => self.ndp(eth, &ip, &message),
+                Icmpv6Repr::Ndp(message) => self.ndp(now, eth, &ip, &message),
                 Icmpv6Repr::EchoRequest {
                     ident,
                     seq_no,
@@ -504,10 +612,19 @@ impl Gateway {
 
     /// RFC 4861 §7.2.3-4: a valid solicitation for one of our addresses gets an advertisement
     /// with our link-layer address; after duplicate address detection (unspecified source)
-    /// to all nodes, otherwise solicited, to the sender.
-    fn ndp(&mut self, eth: EthernetRepr, ip: &Ipv6Repr, message: &NdpRepr<'_>) -> Outcome {
+    /// to all nodes, otherwise solicited, to the sender. A router solicitation goes to `ra`.
+    fn ndp(
+        &mut self,
+        now: Instant,
+        eth: EthernetRepr,
+        ip: &Ipv6Repr,
+        message: &NdpRepr<'_>,
+    ) -> Outcome {
         if let Err(e) = message.validate(ip.src_addr, ip.dst_addr, ip.hop_limit) {
             return Outcome::Dropped(DropReason::Ndp(e));
+        }
+        if let NdpRepr::RouterSolicit { options } = message {
+            return self.router_solicit(now, eth, ip, options);
         }
         let NdpRepr::NeighborSolicit {
             target_addr,
@@ -516,7 +633,7 @@ impl Gateway {
         else {
             return Outcome::Dropped(DropReason::NdpUnhandled);
         };
-        if !self.owned6.contains(&target_addr) {
+        if !self.owned6.contains(&target_addr) && !self.virtual6.contains(&target_addr) {
             return Outcome::Dropped(DropReason::NdpNotOurs);
         }
         let dad = ip.src_addr.is_unspecified();
@@ -580,7 +697,7 @@ impl Gateway {
         })
     }
 
-    fn flow(&self, parsed: &ingress::Parsed<'_>) -> Outcome {
+    fn flow(&mut self, parsed: &ingress::Parsed<'_>) -> Outcome {
         let Some(flow) = parsed.flow() else {
             return Outcome::Dropped(DropReason::UnsupportedProtocol);
         };
@@ -593,6 +710,12 @@ impl Gateway {
         }
         if src.is_unspecified() {
             return Outcome::Dropped(DropReason::InvalidSource);
+        }
+        if dst.is_multicast() {
+            return self.multicast_flow(flow);
+        }
+        if let Some(reply) = self.hop_limit_exceeded(parsed.frame(), &flow) {
+            return reply;
         }
         Outcome::Flow(flow)
     }
@@ -726,9 +849,10 @@ impl Gateway {
         Bytes::copy_from_slice(&self.tx)
     }
 
-    /// When [`Gateway::handle_timeout`] next has work (the DHCP server's timers).
+    /// When [`Gateway::handle_timeout`] next has work (the DHCP servers', reassembly's and
+    /// router advertisements' timers).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        [self.dhcp_due, self.frag.poll_timeout()]
+        [self.dhcp_due, self.frag.poll_timeout(), self.v6_timeout()]
             .into_iter()
             .flatten()
             .min()
@@ -743,6 +867,7 @@ impl Gateway {
             self.dhcp_due = server.poll_timeout().map(|at| self.epoch.instant(at));
         }
         self.frag.handle_timeout(now);
+        self.v6_handle_timeout(now);
     }
 
     /// Counts a drop decided outside (a full worker queue).
@@ -767,59 +892,18 @@ impl Gateway {
     }
 }
 
-/// The frame carrying a DNS answer from the gateway (`mac`, `ip`, port 53) to `client`, with
-/// IPv4 identification `ident`; padded to [`MIN_FRAME_LEN`].
-pub fn dns_reply_frame(
-    mac: EthernetAddress,
-    ip: Ipv4Addr,
-    client: &DnsClient,
-    ident: u16,
-    payload: &[u8],
-) -> Bytes {
-    let udp = UdpRepr {
-        src_port: DNS_PORT,
-        dst_port: client.addr.port(),
-        payload_len: payload.len(),
-    };
-    let dst = *client.addr.ip();
-    let ipr = Ipv4Repr {
-        src_addr: ip,
-        dst_addr: dst,
-        next_header: IpProtocol::Udp,
-        payload_len: udp::HEADER_LEN + payload.len(),
-        hop_limit: DEFAULT_TTL,
-        ident,
-        dont_frag: false,
-        more_frags: false,
-        frag_offset: 0,
-        dscp: 0,
-        ecn: 0,
-    };
-    let addrs = IpAddresses::V4 { src: ip, dst };
-    let body_len = ipr.total_len();
-    let len = (ethernet::HEADER_LEN + body_len).max(MIN_FRAME_LEN);
-    let mut tx = vec![0u8; len];
-    EthernetRepr {
-        src_addr: mac,
-        dst_addr: client.mac,
-        ethertype: EtherType::Ipv4,
-    }
-    .emit(&mut EthernetFrame::new_unchecked(&mut tx[..]));
-    if let Some(body) = tx.get_mut(ethernet::HEADER_LEN..ethernet::HEADER_LEN + body_len)
-        && let Some((header, datagram)) = body.split_at_mut_checked(ipv4::HEADER_LEN)
-    {
-        if let Some(room) = datagram.get_mut(udp::HEADER_LEN..) {
-            room.copy_from_slice(payload);
-        }
-        udp.emit(&mut UdpPacket::new_unchecked(datagram), &addrs);
-        ipr.emit(&mut Ipv4Packet::new_unchecked(header));
-    }
-    Bytes::from(tx)
-}
-
+mod dns_frame;
 mod echo;
 mod frag_errors;
+mod hop_limit;
+pub mod mcast;
+pub mod ra;
 mod unreachable;
+pub mod v6;
+
+pub use self::dns_frame::dns_reply_frame;
+pub use self::ra::RaConfig;
+pub use self::v6::V6Config;
 
 #[cfg(test)]
 #[path = "gateway_tests.rs"]
@@ -832,3 +916,7 @@ mod frag_tests;
 #[cfg(test)]
 #[path = "gateway_answers_tests.rs"]
 mod answers_tests;
+
+#[cfg(test)]
+#[path = "gateway_v6_tests.rs"]
+mod v6_tests;

@@ -11,7 +11,7 @@ pub(crate) const GUEST: Ipv4Addr = Ipv4Addr::new(192, 168, 127, 2);
 pub(crate) const HOST: Ipv4Addr = Ipv4Addr::new(192, 168, 127, 254);
 const T0: Instant = Instant::ZERO;
 
-fn gateway() -> Gateway {
+pub(crate) fn gateway() -> Gateway {
     Gateway::new(
         GatewayConfig::default(),
         Epoch::new(std::time::Instant::now()),
@@ -90,7 +90,7 @@ pub(crate) fn arp_request(target: Ipv4Addr, sender: Ipv4Addr) -> Vec<u8> {
     frame(GUEST_MAC, EthernetAddress::BROADCAST, EtherType::Arp, &b)
 }
 
-fn reply(outcome: Outcome) -> Bytes {
+pub(crate) fn reply(outcome: Outcome) -> Bytes {
     match outcome {
         Outcome::Reply(f) => f,
         other => panic!("expected a reply, got {other:?}"),
@@ -554,7 +554,7 @@ pub(crate) fn solicitation(src: Ipv6Addr, target: Ipv6Addr, hop_limit: u8) -> Ve
 }
 
 /// The reply's Ethernet header, IPv6 header and ICMPv6 message, checksums verified.
-fn parse_icmpv6(f: &[u8], check: impl FnOnce(EthernetRepr, Ipv6Repr, Icmpv6Repr<'_>)) {
+pub(crate) fn parse_icmpv6(f: &[u8], check: impl FnOnce(EthernetRepr, Ipv6Repr, Icmpv6Repr<'_>)) {
     let (eth, body) = split(f);
     let packet = Ipv6Packet::new_checked(body).unwrap();
     let ip = Ipv6Repr::parse(&packet).unwrap();
@@ -763,7 +763,8 @@ fn dns_to_the_gateway_is_for_the_dns_service_and_its_answer_is_framed() {
         panic!("not a DNS query");
     };
     assert_eq!(query.client.mac, GUEST_MAC);
-    assert_eq!(query.client.addr, std::net::SocketAddrV4::new(GUEST, 5353));
+    assert_eq!(query.client.addr, SocketAddr::new(IpAddr::V4(GUEST), 5353));
+    assert_eq!(query.client.server, IpAddr::V4(GW));
     assert_eq!(&query.payload[..], b"query");
     assert_eq!(gw.counters().dns_queries, 1);
     // DNS to anyone else is an ordinary flow.
@@ -772,7 +773,7 @@ fn dns_to_the_gateway_is_for_the_dns_service_and_its_answer_is_framed() {
         Outcome::Flow(_)
     ));
 
-    let answer = dns_reply_frame(GW_MAC, GW, &query.client, 7, b"answer");
+    let answer = dns_reply_frame(GW_MAC, &query.client, 7, b"answer");
     let (eth, body) = split(&answer);
     assert_eq!((eth.src_addr, eth.dst_addr), (GW_MAC, GUEST_MAC));
     let ip = Ipv4Packet::new_checked(body).unwrap();

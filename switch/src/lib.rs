@@ -34,6 +34,8 @@
 //! - [`pcap`]: capture to a pcap file from any thread, bounded and lock-free per frame.
 //! - [`gateway`]: the gateway's own services, sans-IO — ARP, ICMP/ICMPv6 echo, neighbour
 //!   advertisements, DHCPv4 — over one parse per frame; everything else leaves as a flow.
+//! - [`snoop`]: IGMP and MLD snooping, sans-IO — which ports a multicast frame goes to, a
+//!   bounded group table, and the gateway as the link's querier.
 //! - [`runtime`]: the running data plane — the workers and the DNS service — behind
 //!   [`Runtime::start`], [`Runtime::attacher`], [`Runtime::stats`], [`Runtime::drain`] and
 //!   [`Runtime::shutdown`].
@@ -73,6 +75,7 @@ pub mod pcap;
 pub mod pcap_rotate;
 pub mod port;
 pub mod runtime;
+pub mod snoop;
 pub mod ssh_forward;
 pub mod sys;
 pub mod tap;

@@ -543,7 +543,11 @@ fn run_mode(mut args: RunArgs) -> Result<ExitCode, String> {
     let _pid_file = PidFile::create(args.network.pid_file.as_deref())?;
     let scratch = Scratch::create()?;
     let resolv_conf = scratch.0.join("resolv.conf");
-    std::fs::write(&resolv_conf, format!("nameserver {}\n", addressing.gateway))
+    let mut resolv = format!("nameserver {}\n", addressing.gateway);
+    if let Some(gateway6) = Pipeline::gateway6(&args.network) {
+        resolv.push_str(&format!("nameserver {gateway6}\n"));
+    }
+    std::fs::write(&resolv_conf, resolv)
         .map_err(|e| format!("cannot write {}: {e}", resolv_conf.display()))?;
     // SAFETY: geteuid cannot fail and touches no memory.
     let root = unsafe { libc::geteuid() } == 0;

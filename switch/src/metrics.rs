@@ -3,8 +3,9 @@
 //!
 //! How the JSON maps onto metrics: a path of object keys becomes the name
 //! (`{"dns": {"tcp": {"accepted": 3}}}` → `host_switch_dns_tcp_accepted_total 3`); the entries
-//! of `ports` are told apart by a `port` label, those of `drops` by a `reason` label and those
-//! of `limits` by a `limit` label (`host_switch_limit_refused_total{limit="tcp_flows"}`).
+//! of `ports` are told apart by a `port` label, those of `drops` (and of an object named
+//! `dropped`, as DHCPv6's) by a `reason` label and those of `limits` by a `limit` label
+//! (`host_switch_limit_refused_total{limit="tcp_flows"}`).
 //! A leaf is a gauge when it says how much there is now (see [`GAUGES`]) and a counter,
 //! named to end in `_total`, otherwise. Booleans and strings are left out; every metric gets one
 //! `# HELP` and one `# TYPE` line before its samples, and label values are escaped as the
@@ -43,10 +44,21 @@ pub const GAUGES: &[&str] = &[
     "tcp_time_wait",
     "limit",
     "reserved",
+    // IPv6 and multicast: free DHCPv6 addresses, groups and memberships now.
+    "pool_free",
+    "groups",
+    "memberships",
+    "host_groups",
+    "mcast_groups",
+    "max_per_port",
 ];
 
 /// Objects whose entries become a label rather than part of the name.
-const LABELLED: &[(&str, &str)] = &[("drops", "reason"), ("limits", "limit")];
+const LABELLED: &[(&str, &str)] = &[
+    ("drops", "reason"),
+    ("dropped", "reason"),
+    ("limits", "limit"),
+];
 
 #[derive(Default)]
 struct Family {
@@ -190,10 +202,16 @@ mod tests {
             "limits": {"tcp_flows": {"max": 10, "open": 2, "refused": 1},
                        "fragment_timeout": {"secs": 30, "expired": 0},
                        "dns_tcp": {"max": 4, "closing": 1},
+                       "multicast_memberships": {"max": 4096, "max_per_port": 512, "open": 3},
                        "connects_per_destination": {"max": 8, "destinations": 3, "refused": 2},
                        "descriptors": {"max": 900, "open": 5, "refused": 0, "exhausted": 1,
                                        "limit": 1024, "reserved": 128}},
-            "dns": {"tcp": {"accepted": 7}, "pending": 0},
+            "dns": {"tcp": {"accepted": 7}, "pending": 0, "dropped": 2},
+            "ipv6": {"enabled": true, "router_adverts": 3,
+                     "dhcpv6": {"leases": 1, "pool_free": 255, "dropped": {"no_server_id": 4}}},
+            "multicast": {"relay": {"to_guest": 5, "host_groups": 1},
+                          "snooping": {"groups": 2, "memberships": 3, "joined": 6}},
+            "forwarder": {"mcast_groups": 1, "mcast_to_host": 8},
             "version": "x",
             "leases": 1,
         });
@@ -221,6 +239,20 @@ mod tests {
             "host_switch_dns_tcp_accepted_total 7",
             "# TYPE host_switch_dns_pending gauge",
             "host_switch_leases 1",
+            "host_switch_dns_dropped_total 2",
+            "host_switch_ipv6_router_adverts_total 3",
+            "# TYPE host_switch_ipv6_dhcpv6_pool_free gauge",
+            "host_switch_ipv6_dhcpv6_pool_free 255",
+            "host_switch_ipv6_dhcpv6_dropped_total{reason=\"no_server_id\"} 4",
+            "host_switch_multicast_relay_to_guest_total 5",
+            "# TYPE host_switch_multicast_relay_host_groups gauge",
+            "# TYPE host_switch_multicast_snooping_groups gauge",
+            "# TYPE host_switch_multicast_snooping_memberships gauge",
+            "host_switch_multicast_snooping_joined_total 6",
+            "# TYPE host_switch_forwarder_mcast_groups gauge",
+            "host_switch_forwarder_mcast_to_host_total 8",
+            "# TYPE host_switch_limit_max_per_port gauge",
+            "host_switch_limit_max_per_port{limit=\"multicast_memberships\"} 512",
         ] {
             assert!(text.lines().any(|l| l == line), "{line}\n{text}");
         }

@@ -17,7 +17,7 @@ use switch::port::Attacher;
 use switch::runtime::{Runtime, RuntimeConfig};
 use switch::ssh_forward::{PrivateTarget, SshTarget};
 
-use super::Addressing;
+use super::{Addressing, DEFAULT_GUEST_MAC};
 
 /// The running pipeline, and the pcap writer if capturing.
 pub(crate) struct Pipeline {
@@ -123,6 +123,7 @@ impl Pipeline {
         config.dns.max_pending = net.max_dns_pending;
         config.dns.tcp_connections = net.max_dns_tcp;
         config.dns.tcp_pipeline = net.max_dns_tcp_pipeline;
+        ipv6_and_multicast(net, &mut config, &mut fwd)?;
         config.use_forwarder(fwd, &control);
         let auto = AutoForwards::new(control.clone(), Policy::from_args(&net.auto_forward));
         if let Some(gone) = config.guest_gone.take() {
@@ -261,6 +262,18 @@ impl Pipeline {
         Ok((SshTarget::Unix(socket), Some(private)))
     }
 
+    /// The gateway's IPv6 address, when IPv6 is on.
+    pub(crate) fn gateway6(net: &NetworkArgs) -> Option<std::net::Ipv6Addr> {
+        if net.disable_ipv6 {
+            return None;
+        }
+        let prefix = parse_prefix6(&net.subnet6).ok()?;
+        Some(dhcp::v6::config::nth(
+            prefix,
+            switch::gateway::v6::GATEWAY_HOST,
+        ))
+    }
+
     pub(crate) fn attacher(&self) -> Attacher {
         self.runtime.attacher()
     }
@@ -323,4 +336,63 @@ fn plan_descriptors(fwd: &mut forwarder::Config) -> Option<DescriptorPlan> {
         );
     }
     Some(plan)
+}
+
+/// `--subnet6`: an IPv6 /64 (SLAAC needs 64 bits of interface identifier, RFC 4862 §5.5.3).
+fn parse_prefix6(text: &str) -> Result<std::net::Ipv6Addr, String> {
+    let bad = || format!("--subnet6 {text}: expected an IPv6 prefix of length 64, as fd00:1::/64");
+    let (addr, len) = text.split_once('/').ok_or_else(bad)?;
+    let addr: std::net::Ipv6Addr = addr.parse().map_err(|_| bad())?;
+    if len != "64" || addr.is_multicast() || addr.is_loopback() || addr.is_unspecified() {
+        return Err(bad());
+    }
+    Ok(std::net::Ipv6Addr::from_bits(
+        addr.to_bits() & !u128::from(u64::MAX),
+    ))
+}
+
+/// The interface index of `--multicast-interface` (0: none given).
+fn interface_index(name: Option<&str>) -> Result<u32, String> {
+    let Some(name) = name else { return Ok(0) };
+    let c = std::ffi::CString::new(name).map_err(|_| format!("--multicast-interface {name:?}"))?;
+    // SAFETY: `c` is a NUL-terminated string that lives across the call.
+    let index = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    if index == 0 {
+        return Err(format!("--multicast-interface {name}: no such interface"));
+    }
+    Ok(index)
+}
+
+/// IPv6 (on by default: `--subnet6`, `--disable-ipv6`) and multicast (`--multicast-*`):
+/// the gateway's services, the host's virtual IPv6 address (NAT to ::1), the relay.
+fn ipv6_and_multicast(
+    net: &NetworkArgs,
+    config: &mut RuntimeConfig,
+    fwd: &mut forwarder::Config,
+) -> Result<(), String> {
+    let prefix = parse_prefix6(&net.subnet6)?;
+    if net.disable_ipv6 {
+        config.disable_ipv6 = true;
+        config.ipv6 = None;
+    } else {
+        let v6 =
+            switch::gateway::V6Config::for_prefix(prefix, config.gateway_mac, DEFAULT_GUEST_MAC);
+        for &host6 in &v6.virtual_ips {
+            fwd.nat
+                .push((IpAddr::V6(host6), IpAddr::V6(std::net::Ipv6Addr::LOCALHOST)));
+        }
+        fwd.guest_subnet6 = Some((prefix, 64));
+        config.ipv6 = Some(v6);
+    }
+    config.multicast_relay = !net.disable_multicast_relay;
+    let interface = interface_index(net.multicast_interface.as_deref())?;
+    fwd.multicast_interface_v4 = interface;
+    fwd.multicast_interface_v6 = interface;
+    for &port in &net.multicast_port {
+        if !fwd.multicast_ports.contains(&port) {
+            fwd.multicast_ports.push(port);
+        }
+    }
+    fwd.max_multicast_groups = net.max_multicast_groups;
+    Ok(())
 }

@@ -27,16 +27,21 @@
 pub mod dns_tcp;
 pub mod dns_thread;
 mod dns_upstream;
+mod dns_upstream_udp;
 mod fabric;
 #[cfg(test)]
 mod hostile_answers_tests;
 #[cfg(test)]
+mod hostile_mcast_tests;
+#[cfg(test)]
 mod hostile_offload_tests;
 #[cfg(test)]
 mod hostile_tests;
+mod mcast;
 mod stream_link;
 #[cfg(test)]
 mod tests;
+mod v6;
 mod worker;
 
 use std::hash::BuildHasher;
@@ -58,7 +63,7 @@ use stack::wire::EthernetAddress;
 use self::dns_thread::DnsStats;
 use self::fabric::{Fabric, GatewayTx, WorkerControl, WorkerHandle};
 use crate::forward::{DEFAULT_GATEWAY_MAC, Switch, SwitchConfig, SwitchCounters};
-use crate::gateway::{Gateway, GatewayConfig, GatewayCounters, SharedDhcp};
+use crate::gateway::{Gateway, GatewayConfig, GatewayCounters, SharedServices};
 use crate::mac_table::{DEFAULT_MAX_AGE, DEFAULT_MAX_ENTRIES, MacTableCounters, PortId};
 use crate::pcap::{PcapCounters, PcapSink};
 use crate::port::{self, Attacher};
@@ -88,6 +93,9 @@ pub type NeighbourHook = Arc<dyn Fn(std::net::IpAddr, stack::wire::EthernetAddre
 /// Called when a port detaches, with the MACs that had been learned on it: the guests behind
 /// it are gone, and so may be their flows. It must not block.
 pub type GuestGoneHook = Arc<dyn Fn(&[EthernetAddress]) + Send + Sync>;
+
+pub use self::mcast::GroupHook;
+pub use self::v6::{DEFAULT_PREFIX6, MulticastConfig};
 
 /// How to run host-switch's pipeline.
 #[derive(Clone)]
@@ -129,6 +137,18 @@ pub struct RuntimeConfig {
     pub dns: DnsConfig,
     /// IP fragment reassembly's limits (datagrams, bytes held, timeouts).
     pub reassembly: stack::frag::Config,
+    /// IPv6 services: router advertisements (SLAAC), DHCPv6, DNS on the gateway's IPv6
+    /// addresses, the host's virtual IPv6 address; `None`: link-local only.
+    pub ipv6: Option<crate::gateway::V6Config>,
+    /// Drop every IPv6 frame (`--disable-ipv6`).
+    pub disable_ipv6: bool,
+    /// Guests' UDP to multicast groups goes to the forwarder, which relays it to the host.
+    pub multicast_relay: bool,
+    /// IGMP/MLD snooping with the gateway as querier; `None` floods every group.
+    pub multicast: Option<MulticastConfig>,
+    /// Told of every group that gains its first guest member or loses its last: the
+    /// multicast relay, which joins and leaves it on the host.
+    pub group_hook: Option<GroupHook>,
 }
 
 /// The DNS service's configuration.
@@ -193,6 +213,7 @@ impl std::fmt::Debug for RuntimeConfig {
             .field("forwarder", &self.forwarder.is_some())
             .field("dns", &self.dns)
             .field("reassembly", &self.reassembly)
+            .field("multicast", &self.multicast)
             .finish()
     }
 }
@@ -245,6 +266,15 @@ impl RuntimeConfig {
             guest_gone: None,
             dns: DnsConfig::default(),
             reassembly: stack::frag::Config::default(),
+            ipv6: Some(crate::gateway::V6Config::for_prefix(
+                DEFAULT_PREFIX6,
+                DEFAULT_GATEWAY_MAC,
+                DEFAULT_GUEST_MAC,
+            )),
+            disable_ipv6: false,
+            multicast_relay: true,
+            multicast: Some(MulticastConfig::default()),
+            group_hook: None,
         }
     }
 
@@ -277,6 +307,9 @@ impl RuntimeConfig {
             dhcp: self.dhcp_config(),
             mtu: self.mtu,
             reassembly: self.reassembly,
+            v6: self.ipv6_services(),
+            disable_ipv6: self.disable_ipv6,
+            multicast_relay: self.multicast_relay,
         }
     }
 
@@ -290,12 +323,13 @@ impl RuntimeConfig {
             dns_tcp_pipeline: self.dns.tcp_pipeline.max(1),
             dhcp_offers: self.dhcp.max_offers,
             dhcp_offers_per_mac: self.dhcp.max_offers_per_mac,
+            multicast: self.multicast.map(|m| m.limits),
         }
     }
 
-    /// Plugs in host-switch's forwarder: its workers' handler, and the two hooks through which
-    /// the gateway and switch threads tell its control plane where guests are (ARP) and which
-    /// are gone (a detached port).
+    /// Plugs in host-switch's forwarder: its workers' handler, and the hooks through which
+    /// the gateway and switch threads tell its control plane where guests are (ARP), which
+    /// are gone (a detached port), and which multicast groups guests joined (the relay).
     pub fn use_forwarder(&mut self, config: forwarder::Config, control: &Arc<forwarder::Control>) {
         self.forwarder = Some(forwarder::Forwarder::factory(config, control.clone()));
         let neighbours = control.clone();
@@ -306,6 +340,7 @@ impl RuntimeConfig {
         self.guest_gone = Some(Arc::new(move |macs| {
             let _ = gone.guest_gone(macs);
         }));
+        self.group_hook = Some(v6::relay_hook(control));
     }
 
     fn worker_count(&self) -> usize {
@@ -354,6 +389,8 @@ pub struct RuntimeLimits {
     /// Outstanding DHCP offers, in all and per client MAC.
     pub dhcp_offers: usize,
     pub dhcp_offers_per_mac: usize,
+    /// IGMP/MLD snooping's group table, when on.
+    pub multicast: Option<crate::snoop::Limits>,
 }
 
 /// A snapshot of every counter of the pipeline.
@@ -375,6 +412,10 @@ pub struct Stats {
     /// IP fragment reassembly (its drops by [`stack::frag::FragDropReason`]; every refused
     /// fragment is also a [`DropReason::Fragment`](stack::ingress::DropReason::Fragment)).
     pub reassembly: stack::frag::Stats,
+    /// IGMP/MLD snooping and the querier, when on.
+    pub multicast: Option<crate::snoop::SnoopCounters>,
+    /// The DHCPv6 server, when IPv6 services are on.
+    pub dhcpv6: Option<dhcp::v6::Stats>,
 }
 
 /// A question to the DNS thread, with where to answer.
@@ -390,7 +431,7 @@ const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
 #[derive(Debug, Clone)]
 pub struct RuntimeHandle {
     fabric: Arc<Fabric>,
-    dhcp: SharedDhcp,
+    services: SharedServices,
     dns_query: Sender<Sender<DnsStats>>,
     limits: RuntimeLimits,
 }
@@ -407,18 +448,21 @@ impl RuntimeHandle {
         let mut replies = Vec::new();
         for worker in self.fabric.workers() {
             let (tx, rx) = crossbeam_channel::bounded(1);
-            if worker.tell(WorkerControl::Stats(tx)) {
-                replies.push(rx);
-            }
-            stats.workers.push(worker.counters.snapshot());
+            let asked = worker.tell(WorkerControl::Stats(tx));
+            replies.push((worker, asked.then_some(rx)));
         }
         let deadline = std::time::Instant::now() + QUERY_TIMEOUT;
-        for reply in replies {
+        for (worker, reply) in replies {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
-            if let Ok(w) = reply.recv_timeout(left) {
-                stats.gateway.merge(&w.gateway);
-                stats.drops.merge(&w.drops);
-                stats.reassembly.merge(&w.reassembly);
+            match reply.and_then(|r| r.recv_timeout(left).ok()) {
+                // The worker's counters and its gateway's, from one point of its loop.
+                Some(w) => {
+                    stats.gateway.merge(&w.gateway);
+                    stats.drops.merge(&w.drops);
+                    stats.reassembly.merge(&w.reassembly);
+                    stats.workers.push(w.counters);
+                }
+                None => stats.workers.push(worker.counters.snapshot()),
             }
         }
         for w in &stats.workers {
@@ -448,11 +492,10 @@ impl RuntimeHandle {
                 }
             })
             .collect();
-        {
-            let dhcp = self.dhcp.lock();
-            stats.dhcp = dhcp.stats();
-            stats.leases = dhcp.leases();
-        }
+        stats.dhcp = self.services.dhcp_stats();
+        stats.leases = self.services.leases();
+        stats.dhcpv6 = self.services.dhcpv6_stats();
+        stats.multicast = self.fabric.multicast_counters();
         stats.pcap = self.fabric.pcap.as_ref().map(|p| p.counters());
         stats.dns = ask(&self.dns_query);
         stats
@@ -460,7 +503,7 @@ impl RuntimeHandle {
 
     /// The DHCP server's leases (bound, and every static one).
     pub fn leases(&self) -> Vec<Lease> {
-        self.dhcp.lock().leases()
+        self.services.leases()
     }
 }
 
@@ -502,11 +545,10 @@ impl Runtime {
     pub fn start(config: RuntimeConfig) -> io::Result<Runtime> {
         let epoch = Epoch::new(std::time::Instant::now());
         let gateway_config = config.gateway_config();
-        let dhcp: SharedDhcp = Arc::new(parking_lot::Mutex::new(
-            dhcp::Server::new(gateway_config.dhcp.clone()).map_err(invalid)?,
-        ));
+        let services = SharedServices::new(&gateway_config).map_err(invalid)?;
         // Validate once, before any thread starts.
-        Gateway::with_dhcp(gateway_config.clone(), epoch, dhcp.clone()).map_err(invalid)?;
+        Gateway::with_shared(gateway_config.clone(), epoch, services.clone(), false)
+            .map_err(invalid)?;
         let switch = Switch::new(&SwitchConfig {
             gateway_port: port::GATEWAY_PORT,
             gateway_mac: config.gateway_mac,
@@ -534,6 +576,9 @@ impl Runtime {
             Some(guest_gone),
             config.gateway_mac,
             epoch,
+            config
+                .snooper()
+                .map(|snooper| mcast::Multicast::new(snooper, config.group_hook.clone())),
         ));
         let workers = config.worker_count().max(1);
         let mut polls = Vec::with_capacity(workers);
@@ -555,9 +600,11 @@ impl Runtime {
 
         let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
         let (dns_query, dns_queries) = crossbeam_channel::bounded(4);
-        let dns_zones = config.dns.zones.clone().unwrap_or_else(|| {
-            dns::Zones::gvproxy_defaults(config.gateway_ip, config.host_ip).shared()
-        });
+        let dns_zones = config
+            .dns
+            .zones
+            .clone()
+            .unwrap_or_else(|| config.default_zones().shared());
         let seed = std::collections::hash_map::RandomState::new().hash_one(0x5eed_u64);
         let dns_sender = dns_inputs.0.clone();
         let resolver = dns::Resolver::new(dns::ResolverConfig {
@@ -565,8 +612,7 @@ impl Runtime {
             timeout: config.dns.timeout,
             attempts: config.dns.attempts,
             max_pending: config.dns.max_pending,
-            // One frame: the MTU less the IPv4 and UDP headers.
-            max_reply: usize::from(config.mtu).saturating_sub(28),
+            max_reply: config.dns_max_reply(),
             seed: seed.rotate_left(17),
         });
         let dns = dns_thread::DnsThread::new(dns_thread::DnsParts {
@@ -580,18 +626,17 @@ impl Runtime {
             zones: dns_zones.clone(),
             port: Arc::new(GatewayTx::new(fabric.clone())),
             mac: config.gateway_mac,
-            ip: config.gateway_ip,
             inputs: dns_inputs,
             queries: dns_queries,
             stop: stop_rx,
             epoch,
             queue_full: queue_full.clone(),
-        })?;
+        });
         let mut runtime = Runtime {
             attacher: Attacher::new(fabric.clone(), config.queues.port_egress, config.mtu),
             handle: RuntimeHandle {
                 fabric: fabric.clone(),
-                dhcp: dhcp.clone(),
+                services: services.clone(),
                 dns_query,
                 limits: config.limits(),
             },
@@ -627,7 +672,8 @@ impl Runtime {
             };
             let handler = factory(&ctx, poll.registry());
             let gateway =
-                Gateway::with_dhcp(gateway_config.clone(), epoch, dhcp.clone()).map_err(invalid)?;
+                Gateway::with_shared(gateway_config.clone(), epoch, services.clone(), index == 0)
+                    .map_err(invalid)?;
             let worker = worker::Worker::new(worker::WorkerParts {
                 index,
                 poll,

@@ -209,14 +209,14 @@ fn local_zones_and_api_adds() {
     assert_eq!(short("host.containers.internal", "A"), "192.168.127.254\n");
     assert_eq!(short("gateway.containers.internal", "A"), "192.168.127.1\n");
     assert_eq!(short("host.docker.internal", "A"), "192.168.127.254\n");
-    let aaaa = dig_gateway(&ns, &["host.containers.internal", "AAAA"]);
-    assert!(
-        aaaa.contains("status: NOERROR") && aaaa.contains("ANSWER: 0"),
-        "{aaaa}"
+    // The host and the gateway have IPv6 addresses too.
+    assert_eq!(
+        short("host.containers.internal", "AAAA"),
+        "fd9d:b9a2:e1c4:127::254\n"
     );
-    assert!(
-        aaaa.contains("AUTHORITY: 1"),
-        "NODATA carries the SOA:\n{aaaa}"
+    assert_eq!(
+        short("gateway.docker.internal", "AAAA"),
+        "fd9d:b9a2:e1c4:127::1\n"
     );
     let nx = dig_gateway(&ns, &["nope.containers.internal", "A"]);
     assert!(nx.contains("status: NXDOMAIN"), "{nx}");
@@ -228,6 +228,16 @@ fn local_zones_and_api_adds() {
     )
     .unwrap();
     assert_eq!(short("test.dynamic.internal", "A"), "192.168.127.253\n");
+    // An IPv4-only name asked for AAAA: NODATA, with the SOA.
+    let aaaa = dig_gateway(&ns, &["test.dynamic.internal", "AAAA"]);
+    assert!(
+        aaaa.contains("status: NOERROR") && aaaa.contains("ANSWER: 0"),
+        "{aaaa}"
+    );
+    assert!(
+        aaaa.contains("AUTHORITY: 1"),
+        "NODATA carries the SOA:\n{aaaa}"
+    );
     dns::api::add(
         &zones,
         br#"{"Name":"dynamic.internal.","Records":[{"Name":"test","IP":"192.168.127.252"}]}"#,
@@ -332,8 +342,10 @@ fn getent_inside_host_switch_run() {
             .args([
                 "sh",
                 "-c",
-                "getent hosts host.containers.internal; getent hosts gateway.containers.internal; \
-                 getent ahostsv4 www.dns.test | head -n1",
+                "getent ahostsv4 host.containers.internal | head -n1; \
+                 getent ahostsv4 gateway.containers.internal | head -n1; \
+                 getent ahostsv4 www.dns.test | head -n1; \
+                 getent ahostsv6 host.containers.internal | head -n1",
             ])
             .stdin(std::process::Stdio::null()),
         Duration::from_secs(60),
@@ -345,19 +357,106 @@ fn getent_inside_host_switch_run() {
         .collect();
     let ctx = format!("{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{ctx}");
-    assert_eq!(
-        lines.first().map(|l| l[..2].to_vec()),
-        Some(vec!["192.168.127.254", "host.containers.internal"]),
-        "{ctx}"
+    let first = |i: usize| lines.get(i).and_then(|l| l.first().copied());
+    assert_eq!(first(0), Some("192.168.127.254"), "{ctx}");
+    assert_eq!(first(1), Some("192.168.127.1"), "{ctx}");
+    assert_eq!(first(2), Some("10.1.2.3"), "{ctx}");
+    assert_eq!(first(3), Some("fd9d:b9a2:e1c4:127::254"), "{ctx}");
+}
+
+/// Upstreams with no route — host-switch runs in a sandbox namespace whose only interface is
+/// loopback, and the upstreams are TEST-NET addresses (RFC 5737, RFC 3849) — never keep it
+/// from starting: the local zones answer, other names get SERVFAIL at once (not after the
+/// attempts' timeouts), the log tells of the upstream once, not per query; and once an
+/// upstream's address is reachable (the test puts it on the sandbox's loopback, with a dnsmasq
+/// there), queries reach it.
+#[test]
+fn unreachable_upstreams_fail_over_at_once_and_are_retried() {
+    if !privileged(
+        "unreachable_upstreams_fail_over_at_once_and_are_retried",
+        &["ip", "dig", "dnsmasq"],
+    ) {
+        return;
+    }
+    const UPSTREAM: &str = "192.0.2.53";
+    let sandbox = support::NetnsGuard::new("dnsnr-sbx");
+    sandbox.ip(&["link", "set", "lo", "up"]);
+    // A port free in the sandbox (its loopback is ours alone).
+    let port = sandbox
+        .netns()
+        .run(|| {
+            let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            udp.local_addr().unwrap().port()
+        })
+        .unwrap();
+    let v4 = format!("{UPSTREAM}:{port}");
+    let v6 = format!("[2001:db8::53]:{port}");
+    let served = support::served::Served::start_in(
+        "dnsnr",
+        sandbox,
+        &["--dns-upstream", &v4, "--dns-upstream", &v6],
+        &support::served::Options::default(),
     );
-    assert_eq!(
-        lines.get(1).map(|l| l[..2].to_vec()),
-        Some(vec!["192.168.127.1", "gateway.containers.internal"]),
-        "{ctx}"
+    let dig = |args: &[&str]| {
+        let mut all = vec!["@192.168.127.1", "+time=8", "+tries=1"];
+        all.extend_from_slice(args);
+        let started = std::time::Instant::now();
+        let out = served.guest.run("dig", &all, Duration::from_secs(20));
+        (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            started.elapsed(),
+        )
+    };
+    let (local, _) = dig(&["+short", "host.containers.internal", "A"]);
+    assert_eq!(local.trim(), "192.168.127.254", "{}", served.log());
+    for _ in 0..3 {
+        let (other, took) = dig(&["www.dns.test", "A"]);
+        assert!(
+            other.contains("status: SERVFAIL"),
+            "{other}\n{}",
+            served.log()
+        );
+        // Three attempts of 1.5 s would take 4.5 s; failing over at once takes next to none.
+        assert!(took < Duration::from_millis(1500), "{took:?}\n{other}");
+    }
+    let log = served.log();
+    let told = |upstream: &str| {
+        log.lines()
+            .filter(|l| l.contains(upstream) && l.contains("unreachable"))
+            .count()
+    };
+    assert_eq!(told(&v4), 1, "{log}");
+    assert_eq!(told("2001:db8::53"), 1, "{log}");
+
+    // The address comes up in the sandbox, a server behind it: the next queries get there.
+    let sandbox = served.sandbox.as_ref().unwrap();
+    sandbox.ip(&["addr", "add", &format!("{UPSTREAM}/32"), "dev", "lo"]);
+    let dir = support::TempDir::new("dnsnr-dnsmasq");
+    let listen = format!("--listen-address={UPSTREAM}");
+    let port_arg = format!("--port={port}");
+    let pid_file = format!("--pid-file={}", dir.path().join("pid").display());
+    let _dnsmasq = sandbox.spawn(
+        "dnsmasq",
+        &[
+            "--keep-in-foreground",
+            "--conf-file=/dev/null",
+            "--no-resolv",
+            "--no-hosts",
+            "--bind-interfaces",
+            &listen,
+            "--user=root",
+            &port_arg,
+            "--host-record=www.dns.test,10.1.2.3",
+            &pid_file,
+        ],
     );
-    assert_eq!(
-        lines.get(2).and_then(|l| l.first().copied()),
-        Some("10.1.2.3"),
-        "{ctx}"
+    let answered = support::eventually(Duration::from_secs(20), || {
+        let (out, _) = dig(&["+short", "www.dns.test", "A"]);
+        (out.trim() == "10.1.2.3").then_some(())
+    });
+    assert!(
+        answered.is_some(),
+        "never reached the upstream:\n{}",
+        served.log()
     );
 }

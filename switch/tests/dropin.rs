@@ -267,6 +267,22 @@ fn stats_in_gvproxys_layout_and_metrics_in_prometheus_text() {
         assert!(find("counter", name, None).is_some(), "{name}:\n{text}");
     }
     assert!(find("gauge", "host_switch_forwarder_tcp_open", None).is_some());
+    // IPv6 and multicast: events are counters, what is joined or free now are gauges.
+    for name in [
+        "host_switch_ipv6_router_adverts_total",
+        "host_switch_multicast_snooping_queries_sent_total",
+        "host_switch_multicast_relay_to_guest_total",
+    ] {
+        assert!(find("counter", name, None).is_some(), "{name}:\n{text}");
+    }
+    for name in [
+        "host_switch_ipv6_dhcpv6_pool_free",
+        "host_switch_multicast_snooping_memberships",
+        "host_switch_multicast_relay_host_groups",
+        "host_switch_forwarder_mcast_groups",
+    ] {
+        assert!(find("gauge", name, None).is_some(), "{name}:\n{text}");
+    }
 }
 
 /// An ARP request from the default guest for the gateway.

@@ -91,6 +91,16 @@ pub enum DropReason {
     /// (its headers malformed, or more segments than [`crate::offload::MAX_SEGMENTS`]).
     #[error("super-segment refused")]
     SuperSegmentRefused,
+    /// IPv6 is turned off (`--disable-ipv6`).
+    #[error("IPv6 is disabled")]
+    Ipv6Disabled,
+    /// A guest's TTL or hop limit ran out at the gateway (answered with Time Exceeded).
+    #[error("TTL or hop limit exceeded")]
+    HopLimitExceeded,
+    /// A router solicitation from the unspecified address within 3 s of the last multicast
+    /// advertisement (RFC 4861 §6.2.6): not answered alone, the next one is brought forward.
+    #[error("router solicitation rate-limited")]
+    NdpRateLimited,
 }
 
 // Bases of each wrapped error's block of indices, and the counts behind them.
@@ -117,7 +127,7 @@ const TCP_N: usize = 7;
 const VIRTIO: usize = TCP + TCP_N;
 const VIRTIO_N: usize = 7;
 const SEMANTIC: usize = VIRTIO + VIRTIO_N;
-const SEMANTIC_N: usize = 16;
+const SEMANTIC_N: usize = 19;
 
 impl From<Icmpv6Error> for DropReason {
     /// Neighbor Discovery errors count as [`DropReason::Ndp`].
@@ -222,6 +232,9 @@ impl DropReason {
             D::DhcpNoReply,
             D::NdpFragmented,
             D::SuperSegmentRefused,
+            D::Ipv6Disabled,
+            D::HopLimitExceeded,
+            D::NdpRateLimited,
         ]
     };
 
@@ -364,6 +377,9 @@ impl DropReason {
             D::DhcpNoReply => SEMANTIC + 13,
             D::NdpFragmented => SEMANTIC + 14,
             D::SuperSegmentRefused => SEMANTIC + 15,
+            D::Ipv6Disabled => SEMANTIC + 16,
+            D::HopLimitExceeded => SEMANTIC + 17,
+            D::NdpRateLimited => SEMANTIC + 18,
         }
     }
 
@@ -459,6 +475,9 @@ impl DropReason {
             D::DhcpNoReply => "dhcp_no_reply",
             D::NdpFragmented => "ndp_fragmented",
             D::SuperSegmentRefused => "super_segment_refused",
+            D::Ipv6Disabled => "ipv6_disabled",
+            D::HopLimitExceeded => "hop_limit_exceeded",
+            D::NdpRateLimited => "ndp_rate_limited",
         }
     }
 }

@@ -14,13 +14,13 @@
 //! - Each byte is looked at by one parser, once; the event's slices point into the frame.
 //! - Ingress enforces what needs no configuration beyond the MAC: unicast frames for another
 //!   station are [`DropReason::NotForUs`] (the switch floods unknown unicast to every port);
-//!   IPv4 broadcast or multicast, at L2 or L3, is only accepted as UDP to the DHCP server port
-//!   (RFC 2131 §4.1: clients without an address broadcast to port 67), IPv6 multicast only as
-//!   ICMPv6 Neighbor Discovery (RFC 4861 sends solicitations to multicast groups); a
-//!   multicast or broadcast source is refused (RFC 1122 §3.2.1.3, RFC 4291 §2.7); Neighbor
-//!   Discovery in an atomic fragment is refused (RFC 6980 §5; the gateway refuses it in a
-//!   reassembled packet too). Which
-//!   addresses the gateway owns is the gateway's business.
+//!   IPv4 broadcast, at L2 or L3, is only accepted as UDP to the DHCP server port (RFC 2131
+//!   §4.1: clients without an address broadcast to port 67); IP multicast only as UDP to the
+//!   group (DHCPv6 clients send to ff02::1:2, RFC 8415 §7.1; the gateway relays the rest or
+//!   drops it) and as ICMPv6 Neighbor Discovery (RFC 4861 sends solicitations to multicast
+//!   groups); a multicast or broadcast source is refused (RFC 1122 §3.2.1.3, RFC 4291 §2.7);
+//!   Neighbor Discovery in an atomic fragment is refused (RFC 6980 §5; the gateway refuses it
+//!   in a reassembled packet too). Which addresses the gateway owns is the gateway's business.
 //! - [`Parsed::flow`] turns a TCP, UDP, ICMP or ICMPv6 event into an owned [`FlowPacket`] keyed by
 //!   [`FlowKey`], to hand to a worker together with the frame's bytes.
 
@@ -209,8 +209,12 @@ fn transport<'a>(
         IpProtocol::Udp => {
             let udp_packet = UdpPacket::new_checked(payload).map_err(DropReason::Udp)?;
             let udp = UdpRepr::parse_with(&udp_packet, &addrs, caps).map_err(DropReason::Udp)?;
-            // Only DHCPv4 clients, which have no address yet, may broadcast to us.
-            if group && (udp.dst_port != DHCP_SERVER_PORT || matches!(ip, IpHeader::V6(_))) {
+            // Only DHCPv4 clients, which have no address yet, may broadcast to us; a datagram
+            // to an IP multicast group (DHCPv6's ff02::1:2 among them) is the gateway's to
+            // answer, relay or drop.
+            let to_group = ip.addresses().dst().is_multicast();
+            let dhcpv4 = udp.dst_port == DHCP_SERVER_PORT && matches!(ip, IpHeader::V4(_));
+            if group && !to_group && !dhcpv4 {
                 return Err(DropReason::BroadcastToNonService);
             }
             Ok(Event::Udp {

@@ -231,12 +231,25 @@ fn broadcast_only_reaches_dhcp() {
         err(&udp_frame(GW_MAC, bcast, 137)),
         DropReason::BroadcastToNonService
     );
+    // L3 multicast UDP is the gateway's to relay or drop: it comes through, as a flow
+    // to the group.
     let mdns = udp_frame(
         EthernetAddress([0x01, 0, 0x5e, 0, 0, 0xfb]),
         Ipv4Addr::new(224, 0, 0, 251),
         5353,
     );
-    assert_eq!(err(&mdns), DropReason::BroadcastToNonService);
+    let flow = parse(&mdns, GW_MAC).unwrap().flow().unwrap();
+    assert_eq!(
+        flow.key.remote,
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::new(224, 0, 0, 251)), 5353)
+    );
+    // L2 multicast carrying a unicast IP destination is not.
+    let odd = udp_frame(
+        EthernetAddress([0x01, 0, 0x5e, 0, 0, 0xfb]),
+        Ipv4Addr::new(10, 0, 0, 1),
+        5353,
+    );
+    assert_eq!(err(&odd), DropReason::BroadcastToNonService);
     let icmp = icmp_bytes(&Icmpv4Repr::EchoRequest {
         ident: 1,
         seq_no: 1,
@@ -509,7 +522,7 @@ fn udp_and_tcp_over_ipv6() {
     assert_eq!(flow.key.remote, SocketAddr::new(IpAddr::V6(REMOTE6), 53));
     assert_eq!(flow.payload(&f), data);
     assert!(matches!(flow.ip, IpHeader::V6(ip) if ip.next_header == IpProtocol::Udp));
-    // mDNS over IPv6 multicast is refused.
+    // mDNS over IPv6 multicast comes through for the gateway to relay or drop.
     let mdns = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0xfb);
     let mut m = vec![0u8; udp::HEADER_LEN + data.len()];
     m[udp::HEADER_LEN..].copy_from_slice(data);
@@ -530,7 +543,8 @@ fn udp_and_tcp_over_ipv6() {
         EtherType::Ipv6,
         &ipv6(GUEST6, mdns, IpProtocol::Udp, 255, &m),
     );
-    assert_eq!(err(&f), DropReason::BroadcastToNonService);
+    let flow = parse(&f, GW_MAC).unwrap().flow().unwrap();
+    assert_eq!(flow.key.remote, SocketAddr::new(IpAddr::V6(mdns), 5353));
 }
 
 #[test]

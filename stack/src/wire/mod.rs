@@ -10,11 +10,14 @@
 pub mod arp;
 pub mod checksum;
 pub mod ethernet;
+pub mod group_record;
 pub mod icmpv4;
 pub mod icmpv6;
+pub mod igmp;
 pub mod ip;
 pub mod ipv4;
 pub mod ipv6;
+pub mod mld;
 pub mod ndp;
 pub mod tcp;
 pub mod udp;
@@ -28,6 +31,7 @@ pub use ethernet::{
     Address as EthernetAddress, Error as EthernetError, EtherType, Packet as EthernetFrame,
     Repr as EthernetRepr,
 };
+pub use group_record::{GroupAddr, GroupRecord, RecordType as GroupRecordType, multicast_mac};
 pub use icmpv4::{
     DstUnreachable as Icmpv4DstUnreachable, Error as Icmpv4Error, Message as Icmpv4Message,
     Packet as Icmpv4Packet, Repr as Icmpv4Repr, TimeExceeded as Icmpv4TimeExceeded,
@@ -37,6 +41,7 @@ pub use icmpv6::{
     Packet as Icmpv6Packet, ParamProblem as Icmpv6ParamProblem, Repr as Icmpv6Repr,
     TimeExceeded as Icmpv6TimeExceeded,
 };
+pub use igmp::{Error as IgmpError, Packet as IgmpPacket, Repr as IgmpRepr};
 pub use ip::{Addresses as IpAddresses, Protocol as IpProtocol};
 pub use ipv4::{Error as Ipv4Error, Packet as Ipv4Packet, Repr as Ipv4Repr};
 pub use ipv6::{
@@ -45,6 +50,7 @@ pub use ipv6::{
     FragmentHeader as Ipv6FragmentHeader, FragmentRepr as Ipv6FragmentRepr, Packet as Ipv6Packet,
     Repr as Ipv6Repr,
 };
+pub use mld::{Error as MldError, Packet as MldPacket, Repr as MldRepr};
 pub use ndp::{
     Domains as NdpDomains, Error as NdpError, NdpOption, Options as NdpOptions,
     Packet as NdpPacket, PrefixInfo as NdpPrefixInfo, Repr as NdpRepr,

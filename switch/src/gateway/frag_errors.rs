@@ -56,6 +56,10 @@ impl Gateway {
     /// `None`, after every [`Gateway::handle_timeout`] and [`Gateway::handle_frame`] (which
     /// expires datagrams too).
     pub fn poll_transmit(&mut self) -> Option<Bytes> {
+        // And the periodic router advertisement, when one is due (`ra`).
+        if let Some(advert) = self.poll_router_advert() {
+            return Some(advert);
+        }
         while let Some(expired) = self.frag.poll_expired() {
             if let Some(frame) = self.time_exceeded(&expired) {
                 self.counters.time_exceeded_sent += 1;

@@ -30,7 +30,7 @@
 //! port 53) and by id; timers sit in an ordered set keyed by deadline.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::net::{SocketAddr, SocketAddrV4};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -117,7 +117,7 @@ pub struct TcpDnsCounters {
 
 struct Conn {
     conn: Connection,
-    key: SocketAddrV4,
+    key: SocketAddr,
     mac: EthernetAddress,
     decoder: Decoder,
     outstanding: usize,
@@ -133,7 +133,7 @@ struct Conn {
 /// The guest side of DNS over TCP. See the module docs.
 pub(super) struct GuestTcp {
     conns: HashMap<u64, Conn>,
-    by_key: HashMap<SocketAddrV4, u64>,
+    by_key: HashMap<SocketAddr, u64>,
     timers: BTreeSet<(Instant, u64)>,
     /// The connections closing, which hold no slot, oldest first: order → id.
     closing: BTreeMap<u64, u64>,
@@ -197,9 +197,7 @@ impl GuestTcp {
         let FlowL4::Tcp(repr) = packet.packet.l4 else {
             return;
         };
-        let SocketAddr::V4(key) = packet.packet.key.guest else {
-            return;
-        };
+        let key = packet.packet.key.guest;
         let payload = packet.packet.payload(&packet.frame);
         let mac = packet.packet.eth.src_addr;
         let addrs = packet.packet.ip.addresses();

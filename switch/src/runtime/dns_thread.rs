@@ -2,15 +2,15 @@
 //! sockets, so that waiting on upstreams never blocks the gateway thread.
 //!
 //! The gateway thread hands each query over a bounded channel (full → dropped and counted
-//! in [`DnsStats::queue_full`]; the guest's resolver retries). One UDP socket per upstream
-//! (bound to the wildcard address, a kernel-chosen port, and connected to the upstream, so
-//! the kernel reports its ICMP port unreachable) sends to it; a reader thread per socket
-//! blocks in `recv` and hands each datagram over the same bounded channel (full → dropped,
-//! counted in [`DnsStats::responses_dropped`]). A refusal (`ECONNREFUSED`, on a read or a
-//! send) fails the queries waiting on that upstream over at once
-//! ([`dns::Resolver::handle_upstream_refused`]) rather than after their timeout. Upstream
-//! refusals and queries that ran out of attempts are logged, at most once per
-//! [`WARN_EVERY`] for each upstream.
+//! in [`DnsStats::queue_full`]; the guest's resolver retries). One connected UDP socket per
+//! upstream sends to it ([`super::dns_upstream_udp`]); its reader thread hands each datagram
+//! over the same bounded channel (full → dropped, counted in [`DnsStats::responses_dropped`]).
+//! A refusal (`ECONNREFUSED`, on a read or a send) and an upstream with no route to it (at
+//! start or later; it is connected again when a query wants it, at most once a second) fail
+//! the queries waiting on that upstream over at once
+//! ([`dns::Resolver::handle_upstream_refused`]) rather than after their timeout: starting
+//! never waits for, or fails on, an upstream. Upstream failures and queries that ran out of
+//! attempts are logged, at most once per [`WARN_EVERY`] for each upstream.
 //! The DNS thread waits on that channel and the resolver's next timeout, reads the zones
 //! under their read lock for one query at a time (never across I/O), and sends answers to
 //! guests into the switch through the gateway's port, framed by [`dns_reply_frame`].
@@ -24,10 +24,9 @@
 //! waiting upstream are released at once (counted in [`DnsStats::gone_released`]).
 
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, select};
@@ -38,15 +37,12 @@ use stack::wire::EthernetAddress;
 use super::Query;
 use super::dns_tcp::{GuestTcp, Limits, TcpDnsCounters};
 use super::dns_upstream::UpstreamTcp;
+use super::dns_upstream_udp::{SendError, UpstreamUdp};
 use super::fabric::GatewayTx;
 use crate::gateway::{DnsClient, DnsQuery, dns_reply_frame};
 
 /// How long the thread sleeps when no query waits upstream.
 const IDLE_WAIT: Duration = Duration::from_secs(60);
-/// How often a reader thread looks at the stop flag.
-const READ_TIMEOUT: Duration = Duration::from_millis(200);
-/// The largest datagram read from an upstream (RFC 6891's maximum UDP payload).
-const MAX_DATAGRAM: usize = 65535;
 /// The least time between two warnings about one upstream.
 const WARN_EVERY: Duration = Duration::from_secs(30);
 
@@ -61,7 +57,8 @@ pub struct DnsStats {
     pub queue_full: u64,
     /// Upstream datagrams dropped because the queue was full.
     pub responses_dropped: u64,
-    /// Sends to an upstream that failed (no route, …); the attempt times out and fails over.
+    /// Sends to an upstream that failed: refused or unreachable ones fail over at once,
+    /// others when the attempt times out.
     pub send_errors: u64,
     /// Answers dropped because the switch's queue was full.
     pub answers_dropped: u64,
@@ -106,6 +103,8 @@ pub(crate) enum Input {
     GuestGone(Vec<EthernetAddress>),
     /// This upstream refused UDP (ICMP port unreachable).
     UpstreamRefused(SocketAddr),
+    /// The network has no way to this upstream (ICMP host or network unreachable).
+    UpstreamUnreachable(SocketAddr),
 }
 
 pub(super) struct DnsThread {
@@ -117,24 +116,20 @@ pub(super) struct DnsThread {
     zones: SharedZones,
     port: Arc<GatewayTx>,
     mac: EthernetAddress,
-    ip: Ipv4Addr,
     inputs: Receiver<Input>,
     queries: Receiver<Query<DnsStats>>,
     stop: Receiver<()>,
     epoch: Epoch,
-    /// One connected socket per upstream.
-    upstream_udp: HashMap<SocketAddr, Arc<UdpSocket>>,
+    /// One connected socket per upstream, and their readers.
+    upstream_udp: UpstreamUdp,
     /// When each upstream was last warned about (the unspecified address: timeouts).
     warned: HashMap<SocketAddr, std::time::Instant>,
     /// Queries that had run out of attempts when last looked at.
     timeouts_seen: u64,
-    readers: Vec<JoinHandle<()>>,
-    readers_stop: Arc<AtomicBool>,
     ident: u16,
     stats: DnsStats,
     /// The gateway thread's count of queries it could not queue.
     queue_full: Arc<std::sync::atomic::AtomicU64>,
-    responses_dropped: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Where the parts of the DNS service meet.
@@ -144,7 +139,6 @@ pub(super) struct DnsParts {
     pub(super) zones: SharedZones,
     pub(super) port: Arc<GatewayTx>,
     pub(super) mac: EthernetAddress,
-    pub(super) ip: Ipv4Addr,
     pub(super) inputs: (Sender<Input>, Receiver<Input>),
     pub(super) queries: Receiver<Query<DnsStats>>,
     pub(super) stop: Receiver<()>,
@@ -152,66 +146,13 @@ pub(super) struct DnsParts {
     pub(super) queue_full: Arc<std::sync::atomic::AtomicU64>,
 }
 
-fn reader(
-    socket: Arc<UdpSocket>,
-    upstream: SocketAddr,
-    to: Sender<Input>,
-    stop: Arc<AtomicBool>,
-    dropped: Arc<std::sync::atomic::AtomicU64>,
-) {
-    let mut buf = vec![0u8; MAX_DATAGRAM];
-    while !stop.load(Ordering::Relaxed) {
-        match socket.recv(&mut buf) {
-            Ok(n) => {
-                let datagram = buf.get(..n).unwrap_or_default().to_vec();
-                if to.try_send(Input::Response(upstream, datagram)).is_err() {
-                    dropped.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-            // The upstream's ICMP port unreachable, reported on the connected socket.
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-                let _ = to.try_send(Input::UpstreamRefused(upstream));
-            }
-            Err(e) if super::nothing_yet(&e) => {}
-            Err(_) => return,
-        }
-    }
-}
-
 impl DnsThread {
-    /// Opens the upstream sockets and starts their readers.
-    pub(super) fn new(parts: DnsParts) -> std::io::Result<DnsThread> {
-        let upstreams = parts.resolver.config().upstreams.clone();
-        let readers_stop = Arc::new(AtomicBool::new(false));
-        let responses_dropped = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let mut readers = Vec::new();
-        let mut upstream_udp = HashMap::new();
-        for &upstream in &upstreams {
-            if upstream_udp.contains_key(&upstream) {
-                continue;
-            }
-            let wildcard = if upstream.is_ipv4() {
-                "0.0.0.0:0"
-            } else {
-                "[::]:0"
-            };
-            let socket = Arc::new(UdpSocket::bind(wildcard)?);
-            socket.connect(upstream)?;
-            socket.set_read_timeout(Some(READ_TIMEOUT))?;
-            let (s, tx, stop, dropped) = (
-                socket.clone(),
-                parts.inputs.0.clone(),
-                readers_stop.clone(),
-                responses_dropped.clone(),
-            );
-            readers.push(
-                std::thread::Builder::new()
-                    .name("dns-upstream".into())
-                    .spawn(move || reader(s, upstream, tx, stop, dropped))?,
-            );
-            upstream_udp.insert(upstream, socket);
-        }
-        Ok(DnsThread {
+    /// Opens the upstream sockets and starts their readers; an upstream that cannot be
+    /// reached now is told of (rate-limited) and tried again later.
+    pub(super) fn new(parts: DnsParts) -> DnsThread {
+        let (upstream_udp, unreachable) =
+            UpstreamUdp::new(&parts.resolver.config().upstreams, parts.inputs.0.clone());
+        let mut thread = DnsThread {
             resolver: parts.resolver,
             tcp: GuestTcp::new(parts.mac, parts.tcp_limits),
             upstream_tcp: UpstreamTcp::new(parts.inputs.0.clone()),
@@ -219,7 +160,6 @@ impl DnsThread {
             zones: parts.zones,
             port: parts.port,
             mac: parts.mac,
-            ip: parts.ip,
             inputs: parts.inputs.1,
             queries: parts.queries,
             stop: parts.stop,
@@ -227,13 +167,14 @@ impl DnsThread {
             upstream_udp,
             warned: HashMap::new(),
             timeouts_seen: 0,
-            readers,
-            readers_stop,
             ident: 0,
             stats: DnsStats::default(),
             queue_full: parts.queue_full,
-            responses_dropped,
-        })
+        };
+        for (upstream, error) in unreachable {
+            thread.warn_unreachable(upstream, &error);
+        }
+        thread
     }
 
     fn now(&self) -> stack::time::Instant {
@@ -280,10 +221,7 @@ impl DnsThread {
             }
         }
         self.upstream_tcp.stop();
-        self.readers_stop.store(true, Ordering::Relaxed);
-        for r in self.readers.drain(..) {
-            let _ = r.join();
-        }
+        self.upstream_udp.stop();
     }
 
     fn input(&mut self, input: Input) {
@@ -307,6 +245,10 @@ impl DnsThread {
                 );
             }
             Input::UpstreamRefused(to) => self.refused(to),
+            Input::UpstreamUnreachable(to) => {
+                let error = std::io::Error::from(std::io::ErrorKind::HostUnreachable);
+                self.unreachable(to, &error);
+            }
             Input::GuestGone(macs) => {
                 let macs: std::collections::HashSet<EthernetAddress> = macs.into_iter().collect();
                 let conns = self.tcp.remove_guest(&macs);
@@ -330,6 +272,20 @@ impl DnsThread {
             to,
             "DNS upstream refused the query (nothing listens there?); failing over",
         );
+    }
+
+    /// Upstream `to` cannot be reached (no route, or its host is unreachable): its queries
+    /// fail over now.
+    fn unreachable(&mut self, to: SocketAddr, error: &std::io::Error) {
+        let now = self.now();
+        self.resolver.handle_upstream_refused(now, to);
+        self.warn_unreachable(to, error);
+    }
+
+    fn warn_unreachable(&mut self, upstream: SocketAddr, error: &std::io::Error) {
+        if self.may_warn(upstream) {
+            tracing::warn!(%upstream, %error, "DNS upstream unreachable; failing over, trying it again later");
+        }
     }
 
     /// Warns about queries that ran out of attempts since last time.
@@ -397,22 +353,23 @@ impl DnsThread {
     fn transmit_resolver(&mut self) -> bool {
         while let Some(t) = self.resolver.poll_transmit() {
             match t {
-                Transmit::Upstream { to, payload } => {
-                    let sent = match self.upstream_udp.get(&to) {
-                        Some(s) => s.send(&payload),
-                        None => Err(std::io::ErrorKind::NotFound.into()),
-                    };
-                    match sent {
-                        Ok(_) => {}
-                        // An earlier query's refusal, reported here: this one was not sent
-                        // either; both fail over.
-                        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-                            self.stats.send_errors += 1;
-                            self.refused(to);
-                        }
-                        Err(_) => self.stats.send_errors += 1,
+                Transmit::Upstream { to, payload } => match self.upstream_udp.send(to, &payload) {
+                    Ok(()) => {}
+                    // An earlier query's refusal, reported here: this one was not sent
+                    // either; both fail over.
+                    Err(SendError::Refused) => {
+                        self.stats.send_errors += 1;
+                        self.refused(to);
                     }
-                }
+                    Err(SendError::Unreachable(e)) => {
+                        self.stats.send_errors += 1;
+                        self.unreachable(to, &e);
+                    }
+                    Err(SendError::Other(error)) => {
+                        self.stats.send_errors += 1;
+                        tracing::debug!(upstream = %to, %error, "DNS query not sent upstream");
+                    }
+                },
                 Transmit::UpstreamTcp { to, payload } => self.upstream_tcp.send(to, &payload),
                 Transmit::Client {
                     to: Client::Tcp(id),
@@ -427,7 +384,7 @@ impl DnsThread {
                     payload,
                 } => {
                     self.ident = self.ident.wrapping_add(1);
-                    let frame = dns_reply_frame(self.mac, self.ip, &to, self.ident, &payload);
+                    let frame = dns_reply_frame(self.mac, &to, self.ident, &payload);
                     if !self.port.send(frame) {
                         self.stats.answers_dropped += 1;
                     }
@@ -442,7 +399,7 @@ impl DnsThread {
             resolver: self.resolver.counters(),
             pending: self.resolver.pending(),
             queue_full: self.queue_full.load(Ordering::Relaxed),
-            responses_dropped: self.responses_dropped.load(Ordering::Relaxed),
+            responses_dropped: self.upstream_udp.responses_dropped.load(Ordering::Relaxed),
             tcp: self.tcp.counters(),
             upstream_tcp: {
                 let c = &self.upstream_tcp.counters;

@@ -1,5 +1,5 @@
-//! What the workers share: the switch's MAC table, the ports, each worker's inbox, the
-//! capture.
+//! What the workers share: the switch's MAC table, IGMP/MLD snooping, the ports, each
+//! worker's inbox, the capture.
 //!
 //! Nothing here is touched on the common per-frame path. A worker decides where a frame goes
 //! from its own caches ([`super::worker`]); the [`Switch`] behind its lock is asked only when
@@ -29,6 +29,7 @@ use stack::time::Epoch;
 use stack::wire::EthernetAddress;
 
 use super::GuestGoneHook;
+use super::mcast::Multicast;
 use super::worker::{PortSpec, WorkerSnapshot};
 use crate::forward::Switch;
 use crate::link::stream::NativeStream;
@@ -172,6 +173,8 @@ pub(crate) struct Fabric {
     stopped: AtomicBool,
     pub(crate) gateway_mac: EthernetAddress,
     pub(crate) epoch: Epoch,
+    /// IGMP/MLD snooping; `None` floods every group.
+    pub(crate) multicast: Option<Multicast>,
 }
 
 impl std::fmt::Debug for Fabric {
@@ -190,6 +193,7 @@ impl Fabric {
         guest_gone: Option<GuestGoneHook>,
         gateway_mac: EthernetAddress,
         epoch: Epoch,
+        multicast: Option<Multicast>,
     ) -> Fabric {
         Fabric {
             switch: Mutex::new(switch),
@@ -203,6 +207,7 @@ impl Fabric {
             stopped: AtomicBool::new(false),
             gateway_mac,
             epoch,
+            multicast,
         }
     }
 
@@ -270,6 +275,9 @@ impl Fabric {
                 counters,
             },
         );
+        if let Some(multicast) = &self.multicast {
+            multicast.port_attached(self.epoch.instant(std::time::Instant::now()));
+        }
         Ok(id)
     }
 
@@ -337,6 +345,9 @@ impl Fabric {
         if self.ports.lock().remove(&port).is_none() {
             return;
         }
+        if let Some(multicast) = &self.multicast {
+            multicast.port_detached(port);
+        }
         let mut acks: Vec<Receiver<()>> = Vec::new();
         for worker in self.workers() {
             let done = wait.then(|| {
@@ -373,6 +384,11 @@ impl Fabric {
             .iter()
             .map(|(id, e)| (*id, e.name.clone(), e.counters.clone()))
             .collect()
+    }
+
+    /// IGMP/MLD snooping's counters, when on.
+    pub(crate) fn multicast_counters(&self) -> Option<crate::snoop::SnoopCounters> {
+        self.multicast.as_ref().map(Multicast::counters)
     }
 
     /// Stops accepting ports and tells every worker to stop.

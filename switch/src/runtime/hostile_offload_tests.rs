@@ -43,10 +43,10 @@ struct Rig {
 
 impl Rig {
     fn start() -> Rig {
-        let rt = Runtime::start(RuntimeConfig {
+        let rt = Runtime::start(super::tests::quiet(RuntimeConfig {
             workers: 1,
             ..RuntimeConfig::default()
-        })
+        }))
         .unwrap();
         let (ours, peer) = Socket::pair(Domain::UNIX, Type::SEQPACKET, None).unwrap();
         peer.set_read_timeout(Some(WAIT)).unwrap();

@@ -43,10 +43,10 @@ impl Rig {
     }
 
     pub(super) fn with(config: RuntimeConfig) -> Rig {
-        let rt = Runtime::start(RuntimeConfig {
+        let rt = Runtime::start(super::tests::quiet(RuntimeConfig {
             workers: 1,
             ..config
-        })
+        }))
         .unwrap();
         let port = rt.attacher().attach("guest").unwrap();
         Rig { rt, port }

@@ -49,6 +49,7 @@ use stack::wire::{EthernetAddress, EthernetFrame, EthernetRepr, VirtioNetRepr};
 
 use super::dns_thread::Input as DnsInput;
 use super::fabric::{Fabric, FrameHandoff, WorkerControl, WorkerHandle};
+use super::mcast::Route;
 use super::stream_link::{ReadEnd, StreamConn};
 use crate::forward::Decision;
 use crate::gateway::{Gateway, GatewayCounters, Outcome};
@@ -166,6 +167,8 @@ pub(crate) struct WorkerSnapshot {
     pub(crate) gateway: GatewayCounters,
     pub(crate) drops: DropCounters,
     pub(crate) reassembly: stack::frag::Stats,
+    /// The worker's own counters, taken at the same point as the gateway's.
+    pub(crate) counters: forwarder::WorkerStats,
 }
 
 /// The switch's answers this worker remembers.
@@ -383,9 +386,28 @@ impl Out {
             }
             None => {
                 self.fast_flooded.set(self.fast_flooded.get() + 1);
-                self.flood(GATEWAY_PORT, &frame, header);
+                match self.group_route(self.now(), GATEWAY_PORT, bytes) {
+                    Route::Flood => self.flood(GATEWAY_PORT, &frame, header),
+                    Route::Nowhere => {}
+                    Route::Ports(to) => {
+                        for to in to {
+                            self.transmit(to, frame.share(), header);
+                        }
+                    }
+                }
                 true
             }
+        }
+    }
+
+    /// Where a frame the switch would flood goes: to a group's members when IGMP/MLD
+    /// snooping knows them, else everywhere.
+    fn group_route(&self, now: Instant, ingress: PortId, frame: &[u8]) -> Route {
+        match &self.fabric.multicast {
+            Some(multicast) if frame.first().is_some_and(|b| b & 1 == 1) => {
+                multicast.route(now, ingress, frame)
+            }
+            _ => Route::Flood,
         }
     }
 }
@@ -516,6 +538,8 @@ pub(crate) struct Worker {
     /// This turn's events, copied out of `events`.
     turn: Vec<(Token, bool, bool, bool)>,
     next_ageing: Option<Instant>,
+    /// When the IGMP/MLD querier's timers are next due (worker 0 runs them).
+    next_multicast: Option<Instant>,
     draining: bool,
     stopping: bool,
 }
@@ -558,6 +582,7 @@ impl Worker {
             stream_frames: Vec::new(),
             turn: Vec::with_capacity(256),
             next_ageing: (parts.index == 0).then_some(now + AGEING),
+            next_multicast: (parts.index == 0).then_some(now),
             draining: false,
             stopping: false,
         }
@@ -656,6 +681,7 @@ impl Worker {
             self.gateway.poll_timeout(),
             self.handler.poll_timeout(),
             self.next_ageing,
+            self.next_multicast,
         ]
         .into_iter()
         .flatten()
@@ -677,6 +703,27 @@ impl Worker {
         {
             self.out.fabric.with_switch(|s| s.expire(now));
             self.next_ageing = Some(now + AGEING);
+        }
+        self.multicast_timers(now);
+    }
+
+    /// Worker 0 runs the IGMP/MLD querier: its timers, and its queries to every guest port.
+    fn multicast_timers(&mut self, now: Instant) {
+        if self.index != 0 {
+            return;
+        }
+        let Some(multicast) = &self.out.fabric.multicast else {
+            return;
+        };
+        if !multicast.due(now, self.next_multicast) {
+            return;
+        }
+        let (queries, next) = multicast.timers(now);
+        self.next_multicast = next;
+        for query in queries {
+            self.out.capture(&query);
+            self.out
+                .flood(GATEWAY_PORT, &OutFrame::Owned(query), &VirtioNetRepr::PLAIN);
         }
     }
 
@@ -882,6 +929,7 @@ impl Worker {
             gateway: self.gateway.counters(),
             drops: *self.gateway.drops(),
             reassembly: self.gateway.frag_stats(),
+            counters: self.out.counters.snapshot(),
         }
     }
 
@@ -975,10 +1023,21 @@ impl Worker {
             Decision::Unicast(to) => {
                 self.out.transmit(to, OutFrame::Built(&frame), &header);
             }
-            Decision::Flood => {
-                self.out.flood(port, &OutFrame::Built(&frame), &header);
-                self.gateway_frame(now, port, frame, header);
-            }
+            Decision::Flood => match self.out.group_route(now, port, &frame) {
+                Route::Flood => {
+                    self.out.flood(port, &OutFrame::Built(&frame), &header);
+                    self.gateway_frame(now, port, frame, header);
+                }
+                Route::Nowhere => {}
+                Route::Ports(to) => {
+                    for &to in to.iter().filter(|&&to| to != GATEWAY_PORT) {
+                        self.out.transmit(to, OutFrame::Built(&frame), &header);
+                    }
+                    if to.contains(&GATEWAY_PORT) {
+                        self.gateway_frame(now, port, frame, header);
+                    }
+                }
+            },
             Decision::Drop(_) => {}
         }
     }
