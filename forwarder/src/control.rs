@@ -289,7 +289,7 @@ impl Control {
     }
 
     /// Learns (or updates) where guest `ip` is: from its flows (the workers) and from the
-    /// ARP it sends the gateway (the gateway thread). False when the table is full
+    /// ARP it sends the gateway (a worker's gateway). False when the table is full
     /// ([`MAX_NEIGHBOURS`] addresses) and `ip` is new.
     pub fn learn_neighbour(&self, ip: IpAddr, mac: EthernetAddress) -> bool {
         if self.neighbours.read().get(&ip) == Some(&mac) {

@@ -328,7 +328,7 @@ impl RuntimeConfig {
     }
 
     /// Plugs in host-switch's forwarder: its workers' handler, and the hooks through which
-    /// the gateway and switch threads tell its control plane where guests are (ARP), which
+    /// the workers tell its control plane where guests are (ARP), which
     /// are gone (a detached port), and which multicast groups guests joined (the relay).
     pub fn use_forwarder(&mut self, config: forwarder::Config, control: &Arc<forwarder::Control>) {
         self.forwarder = Some(forwarder::Forwarder::factory(config, control.clone()));

@@ -1,7 +1,7 @@
 //! The DNS thread: the gateway's DNS service, owning the [`dns::Resolver`] and the upstream
-//! sockets, so that waiting on upstreams never blocks the gateway thread.
+//! sockets, so that waiting on upstreams never blocks a worker.
 //!
-//! The gateway thread hands each query over a bounded channel (full → dropped and counted
+//! A worker's gateway hands each query over a bounded channel (full → dropped and counted
 //! in [`DnsStats::queue_full`]; the guest's resolver retries). One connected UDP socket per
 //! upstream sends to it ([`super::dns_upstream_udp`]); its reader thread hands each datagram
 //! over the same bounded channel (full → dropped, counted in [`DnsStats::responses_dropped`]).
@@ -15,7 +15,7 @@
 //! under their read lock for one query at a time (never across I/O), and sends answers to
 //! guests into the switch through the gateway's port, framed by [`dns_reply_frame`].
 //!
-//! DNS over TCP terminates here too: the gateway thread hands over every TCP segment to its
+//! DNS over TCP terminates here too: a worker's gateway hands over every TCP segment to its
 //! port 53 ([`Input::Tcp`]); [`super::dns_tcp`] runs the guest connections in the TCP engine
 //! and cuts them into queries for the same resolver, and [`super::dns_upstream`] carries the
 //! queries the resolver forwards over TCP on one pooled connection per upstream.
@@ -52,8 +52,8 @@ pub struct DnsStats {
     pub resolver: dns::ResolverCounters,
     /// Queries waiting upstream now.
     pub pending: usize,
-    /// Queries (UDP) and segments (TCP) the gateway thread dropped, and guest-gone notices
-    /// the switch thread dropped, because the DNS thread's queue was full.
+    /// Queries (UDP) and segments (TCP) the workers' gateways dropped, and guest-gone notices
+    /// a port's detach dropped, because the DNS thread's queue was full.
     pub queue_full: u64,
     /// Upstream datagrams dropped because the queue was full.
     pub responses_dropped: u64,
@@ -128,7 +128,7 @@ pub(super) struct DnsThread {
     timeouts_seen: u64,
     ident: u16,
     stats: DnsStats,
-    /// The gateway thread's count of queries it could not queue.
+    /// The workers' count of queries it could not queue.
     queue_full: Arc<std::sync::atomic::AtomicU64>,
 }
 

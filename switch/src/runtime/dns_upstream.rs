@@ -13,7 +13,7 @@
 //! hands each answer to the DNS thread as [`Input::Response`]; when the connection ends
 //! (or the connect fails) with queries unanswered, their IDs go back as
 //! [`Input::UpstreamLost`] so those queries fail over at once instead of waiting for their
-//! timeout. A reader whose upstream stays silent for [`IDLE`] gives up on the connection. Nothing here blocks the DNS thread, let alone the gateway thread.
+//! timeout. A reader whose upstream stays silent for [`IDLE`] gives up on the connection. Nothing here blocks the DNS thread, let alone a worker.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::{Read, Write};
