@@ -59,6 +59,8 @@ struct Flow {
     /// address, or the gateway's under `--map-gateway`): replies from loopback come from it.
     loopback_as: Option<IpAddr>,
     hops: Hops,
+    /// A send reported an ICMP error (`sk_err`) whose details wait in the error queue.
+    errors_waiting: bool,
     /// The socket's unit of the descriptor budget, given back with the mapping.
     _unit: Unit,
 }
@@ -271,7 +273,10 @@ impl UdpTable {
                 }
                 // An earlier datagram's error surfaced here: it is in the error queue, which
                 // the readiness handler reads; send again.
-                Err(e) if sys::is_icmp_error(&e) => continue,
+                Err(e) if sys::is_icmp_error(&e) => {
+                    flow.errors_waiting = true;
+                    continue;
+                }
                 Err(_) => break,
             }
         }
@@ -293,8 +298,14 @@ impl UdpTable {
             return;
         };
         flow.last_active = now;
+        // The error queue is read only when something says it holds an entry: a send or a
+        // receive reported an ICMP error, or the wake-up brought no datagram (an error's own
+        // wake-up). A datagram's wake-up costs its read and the read that finds no more.
+        let mut check_errors = std::mem::take(&mut flow.errors_waiting);
+        let mut received = false;
+        let mut checked_idle = false;
         loop {
-            while let Some(err) = sys::take_queued_error(&flow.socket) {
+            while check_errors && let Some(err) = sys::take_queued_error(&flow.socket) {
                 let Some(kind) =
                     icmp_errors::classify(err.origin, err.icmp_type, err.icmp_code, err.info)
                 else {
@@ -330,8 +341,10 @@ impl UdpTable {
                     });
                 }
             }
+            check_errors = false;
             match flow.socket.recv_from(&mut self.buf) {
                 Ok((n, peer)) => {
+                    received = true;
                     Counters::add(&sh.counters.bytes_from_host, n as u64);
                     let src = flow.source_for(sh, peer.ip());
                     let data = self.buf.get(..n).unwrap_or_default();
@@ -344,8 +357,14 @@ impl UdpTable {
                         sh.count_sent(sent, data.len() as u64);
                     }
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if received || checked_idle {
+                        break;
+                    }
+                    checked_idle = true;
+                    check_errors = true;
+                }
+                Err(e) if sys::is_icmp_error(&e) => check_errors = true,
                 Err(_) => break,
             }
         }
@@ -588,6 +607,7 @@ fn open(
         next_sent: 0,
         loopback_as: None,
         hops: Hops::default(),
+        errors_waiting: false,
         _unit: unit,
     })
 }
