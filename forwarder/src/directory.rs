@@ -76,10 +76,26 @@ impl Directory {
         }
     }
 
+    /// Gives back what a burst of flows left in the shards (see [`crate::shrink_map`]);
+    /// returns whether any shrank.
+    pub(crate) fn shrink(&self) -> bool {
+        let mut shrank = false;
+        for shard in &self.shards {
+            shrank |= crate::shrink_map(&mut shard.lock());
+        }
+        shrank
+    }
+
     /// Entries, for tests and stats.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.shards.iter().map(|s| s.lock().len()).sum()
+    }
+
+    /// Entries the shards have room for, for tests.
+    #[cfg(test)]
+    fn capacity(&self) -> usize {
+        self.shards.iter().map(|s| s.lock().capacity()).sum()
     }
 }
 
@@ -111,5 +127,22 @@ mod tests {
         assert_eq!(d.owner(&key(1)), None);
         assert_eq!(d.claim(key(1), 1), Ok(()));
         assert_eq!(d.len(), 1);
+    }
+
+    #[test]
+    fn a_burst_of_flows_gives_its_room_back() {
+        let d = Directory::new();
+        for port in 0..20_000 {
+            assert_eq!(d.claim(key(port), 0), Ok(()));
+        }
+        let grown = d.capacity();
+        assert!(grown >= 20_000);
+        assert!(!d.shrink(), "a full directory keeps its room");
+        for port in 0..20_000 {
+            d.release(&key(port), 0);
+        }
+        assert!(d.shrink());
+        assert_eq!(d.len(), 0);
+        assert!(d.capacity() < grown / 8, "{} of {grown} left", d.capacity());
     }
 }

@@ -331,7 +331,8 @@ impl FlowHandler for Forwarder {
             self.icmp.sweep(&mut self.shared, now);
             self.tcp.sweep_buffers();
             // A burst's tables shrink back; what they freed goes back to the system.
-            if self.tcp.shrink() | self.udp.shrink() | self.icmp.shrink() {
+            let directory = self.shared.directory.as_ref().is_some_and(|d| d.shrink());
+            if self.tcp.shrink() | self.udp.shrink() | self.icmp.shrink() | directory {
                 crate::sys::release_free_memory();
             }
             self.next_sweep = now + SWEEP;

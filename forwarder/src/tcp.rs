@@ -148,7 +148,10 @@ struct Syn<'a> {
 }
 
 pub(crate) struct TcpTable {
-    flows: HashMap<FlowKey, Flow>,
+    /// Boxed: the table's own allocation stays a few words per bucket, so a burst that grows
+    /// it to thousands of flows leaves little behind once it shrinks, and a resize moves
+    /// pointers, not flows.
+    flows: HashMap<FlowKey, Box<Flow>>,
     by_token: HashMap<Token, FlowKey>,
     timers: BinaryHeap<Reverse<(Instant, usize)>>,
     /// The engine's settings but the segment size, which comes from each flow's link.
@@ -364,7 +367,7 @@ impl TcpTable {
         self.by_token.insert(token, key);
         self.flows.insert(
             key,
-            Flow {
+            Box::new(Flow {
                 key,
                 conn,
                 token,
@@ -388,7 +391,7 @@ impl TcpTable {
                 api: None,
                 budget: None,
                 time_wait: false,
-            },
+            }),
         );
         Counters::bump(&sh.counters.tcp_total);
         true

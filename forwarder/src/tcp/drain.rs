@@ -348,7 +348,12 @@ impl TcpTable {
             sh.deregister_fd(&listener.socket);
         }
         self.listen_tokens.clear();
-        let owing: Vec<&Flow> = self.flows.values().filter(|f| owes_host(f)).collect();
+        let owing: Vec<&Flow> = self
+            .flows
+            .values()
+            .map(|f| &**f)
+            .filter(|f| owes_host(f))
+            .collect();
         tracing::debug!(
             worker = sh.index,
             owing = owing.len(),
@@ -376,7 +381,7 @@ impl TcpTable {
 
     /// Whether no flow owes its host anything any more.
     pub(crate) fn drained(&self) -> bool {
-        !self.flows.values().any(owes_host)
+        !self.flows.values().any(|f| owes_host(f))
     }
 
     /// Ends every flow for exit; see the module docs.
