@@ -26,6 +26,9 @@ pub struct Config {
     pub guest_subnet: Option<(Ipv4Addr, u8)>,
     /// The guests' IPv6 prefix, refused like the IPv4 subnet (NAT rules aside).
     pub guest_subnet6: Option<(Ipv6Addr, u8)>,
+    /// The gateway's IPv6 address, where it has one: inbound forwards into a guest's IPv6
+    /// address come from it, as those into its IPv4 address come from [`Config::gateway_ip`].
+    pub gateway_ip6: Option<Ipv6Addr>,
     /// The gateway's port serving the forwarder API to guests; `None` disables it.
     pub api_port: Option<u16>,
     pub udp_idle_timeout: Duration,
@@ -104,6 +107,7 @@ impl Default for Config {
             ec2_metadata_access: false,
             guest_subnet: Some((Ipv4Addr::new(192, 168, 127, 0), 24)),
             guest_subnet6: None,
+            gateway_ip6: None,
             api_port: Some(80),
             udp_idle_timeout: Duration::from_secs(300),
             icmp_timeout: Duration::from_secs(10),
@@ -133,6 +137,20 @@ impl Default for Config {
 }
 
 impl Config {
+    /// The gateway's address in the family of `guest`: where an inbound forward into that
+    /// guest address comes from. `None` for an IPv6 guest address without IPv6 services.
+    pub fn gateway_for(&self, guest: IpAddr) -> Option<IpAddr> {
+        match guest {
+            IpAddr::V4(_) => Some(IpAddr::V4(self.gateway_ip)),
+            IpAddr::V6(_) => self.gateway_ip6.map(IpAddr::V6),
+        }
+    }
+
+    /// Whether `addr` is one of the gateway's addresses that inbound forwards come from.
+    pub fn is_gateway(&self, addr: IpAddr) -> bool {
+        self.gateway_for(addr) == Some(addr)
+    }
+
     /// `total` split over `workers`, at least 1 each.
     pub(crate) fn share(total: usize, workers: usize) -> usize {
         (total / workers.max(1)).max(1)

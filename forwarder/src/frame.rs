@@ -13,7 +13,7 @@
 use std::net::IpAddr;
 
 use bytes::Bytes;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use stack::offload::LinkOffloads;
 use stack::wire::checksum::ChecksumCapabilities;
@@ -21,8 +21,9 @@ use stack::wire::virtio_net::{self, PartialChecksum};
 use stack::wire::{
     ArpOperation, ArpPacket, ArpRepr, EtherType, EthernetAddress, EthernetFrame, EthernetRepr,
     Icmpv4Packet, Icmpv4Repr, Icmpv6Packet, Icmpv6Repr, IpAddresses, IpProtocol, Ipv4Packet,
-    Ipv4Repr, Ipv6FragmentHeader, Ipv6FragmentRepr, Ipv6Packet, Ipv6Repr, TcpPacket, TcpRepr,
-    UdpPacket, UdpRepr, VirtioNetGso, VirtioNetRepr, ethernet, ipv4, ipv6, udp,
+    Ipv4Repr, Ipv6FragmentHeader, Ipv6FragmentRepr, Ipv6Packet, Ipv6Repr, NdpOption, NdpOptions,
+    NdpRepr, TcpPacket, TcpRepr, UdpPacket, UdpRepr, VirtioNetGso, VirtioNetRepr, ethernet, ipv4,
+    ipv6, ndp, udp,
 };
 
 use crate::worker::FrameSink;
@@ -197,6 +198,68 @@ impl Framer {
                 emit_ip(header, addrs, protocol, tos, l4_len, ident, (0, false));
             },
         })
+    }
+
+    /// A neighbour solicitation from the gateway's `ours` asking for `target`'s link-layer
+    /// address, sent to its solicited-node group with hop limit 255 and our own link-layer
+    /// address as an option, so the guest can answer at once (RFC 4861 §4.3, §7.2.2).
+    pub fn neighbor_solicit(
+        &self,
+        ours: Ipv6Addr,
+        target: Ipv6Addr,
+    ) -> Built<impl FnOnce(&mut [u8]) + use<>> {
+        let group = ndp::solicited_node(target);
+        let [.., a, b, c, d] = group.octets();
+        let mac = self.gateway_mac;
+        let lladdr = [NdpOption::SourceLinkLayerAddr(mac)];
+        let l4_len = Icmpv6Repr::Ndp(NdpRepr::NeighborSolicit {
+            target_addr: target,
+            options: NdpOptions::new(&lladdr),
+        })
+        .buffer_len();
+        let len = ethernet::HEADER_LEN + ipv6::HEADER_LEN + l4_len;
+        let eth = EthernetRepr {
+            src_addr: mac,
+            dst_addr: EthernetAddress([0x33, 0x33, a, b, c, d]),
+            ethertype: EtherType::Ipv6,
+        };
+        let ip = Ipv6Repr {
+            src_addr: ours,
+            dst_addr: group,
+            next_header: IpProtocol::Icmpv6,
+            payload_len: l4_len,
+            hop_limit: ndp::HOP_LIMIT,
+            dscp: 0,
+            ecn: 0,
+            flow_label: 0,
+        };
+        Built {
+            len: len.max(MIN_FRAME_LEN),
+            offload: None,
+            fill: move |buf: &mut [u8]| {
+                buf.fill(0);
+                eth.emit(&mut EthernetFrame::new_unchecked(&mut buf[..]));
+                let Some(body) = buf.get_mut(ethernet::HEADER_LEN..len) else {
+                    return;
+                };
+                let Some((header, l4)) = body.split_at_mut_checked(ipv6::HEADER_LEN) else {
+                    return;
+                };
+                ip.emit(&mut Ipv6Packet::new_unchecked(header));
+                let lladdr = [NdpOption::SourceLinkLayerAddr(mac)];
+                Icmpv6Repr::Ndp(NdpRepr::NeighborSolicit {
+                    target_addr: target,
+                    options: NdpOptions::new(&lladdr),
+                })
+                .emit(
+                    &mut Icmpv6Packet::new_unchecked(l4),
+                    &IpAddresses::V6 {
+                        src: ours,
+                        dst: group,
+                    },
+                );
+            },
+        }
     }
 
     /// An ARP request from the gateway (`ours`) asking who has `target`, broadcast (RFC 826).

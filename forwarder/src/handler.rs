@@ -158,6 +158,23 @@ impl Shared {
         }
     }
 
+    /// Asks the link for the MAC of a guest address an inbound forward goes to, from the
+    /// gateway's address `ours` of the same family: an ARP request, or a neighbour
+    /// solicitation for an IPv6 address. Counted either way.
+    pub(crate) fn ask_for(&self, out: &dyn FrameSink, ours: IpAddr, target: IpAddr) {
+        match (target, ours) {
+            (IpAddr::V4(target), IpAddr::V4(ours)) => {
+                Counters::bump(&self.counters.arp_requests);
+                self.send(out, Some(self.framer.arp_request(ours, target)));
+            }
+            (IpAddr::V6(target), IpAddr::V6(ours)) => {
+                Counters::bump(&self.counters.neighbor_solicits);
+                self.send(out, Some(self.framer.neighbor_solicit(ours, target)));
+            }
+            _ => {}
+        }
+    }
+
     /// A port of `ours` for a flow into `guest` that no flow uses: not here (`used` says
     /// which ports this worker's table holds) and not on another worker.
     pub(crate) fn pick_port(
@@ -173,7 +190,8 @@ impl Shared {
             x = x
                 .wrapping_mul(0x9e37_79b9_7f4a_7c15)
                 .wrapping_add(0x2545_f491);
-            let port = 32768 + ((x >> 33) % 28232) as u16;
+            let span = u64::from(crate::INBOUND_PORTS.end() - crate::INBOUND_PORTS.start()) + 1;
+            let port = crate::INBOUND_PORTS.start() + ((x >> 33) % span) as u16;
             let key = FlowKey {
                 protocol,
                 guest,

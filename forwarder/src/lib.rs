@@ -24,6 +24,10 @@ pub(crate) fn shrink_map<K: std::hash::Hash + Eq, V>(map: &mut FastMap<K, V>) ->
     false
 }
 
+/// The gateway's ports that inbound forwards come from (Linux's default ephemeral range):
+/// a guest's answer to one of them is a flow's, not a service's.
+pub const INBOUND_PORTS: std::ops::RangeInclusive<u16> = 32768..=60999;
+
 mod budget;
 pub mod config;
 pub mod control;

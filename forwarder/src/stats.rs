@@ -149,10 +149,14 @@ counters! {
     /// Inbound connections dropped (no room, no port, mixed address families).
     inbound_dropped,
     /// Sends into a guest whose MAC was not known yet: TCP segments held back (the engine
-    /// retransmits them), UDP datagrams dropped; each asks for the MAC with ARP.
+    /// retransmits them), UDP datagrams dropped; each asks for the MAC with ARP (IPv4) or a
+    /// neighbour solicitation (IPv6).
     inbound_unresolved,
     /// ARP requests sent from the gateway for guests whose MAC was not known.
     arp_requests,
+    /// Neighbour solicitations sent from the gateway for guests' IPv6 addresses whose MAC
+    /// was not known.
+    neighbor_solicits,
     /// Guest addresses not remembered because the neighbour table was full.
     neighbours_full,
     /// Requests answered by the in-guest API.

@@ -151,7 +151,7 @@ impl UdpTable {
         let payload = packet.packet.payload(&packet.frame);
         let mac = packet.packet.eth.src_addr;
         let back = addresses(key.remote.ip(), key.guest.ip());
-        if key.remote.ip() == IpAddr::V4(sh.config.gateway_ip)
+        if sh.config.is_gateway(key.remote.ip())
             && let Some((id, peer)) = self.inbound.get(&key.remote.port()).copied()
             && let Some(l) = self.listeners.get_mut(&id)
         {
@@ -164,12 +164,14 @@ impl UdpTable {
             }
             return None;
         }
-        if key.remote.ip() == IpAddr::V4(sh.config.gateway_ip)
+        if sh.config.is_gateway(key.remote.ip())
             && let Some(owner) = sh.elsewhere(&key)
         {
             return Some(owner);
         }
-        if key.remote.ip() == IpAddr::V4(sh.config.gateway_ip) && !sh.config.map_gateway {
+        // `--map-gateway` maps only the gateway's IPv4 address to the host.
+        if sh.config.is_gateway(key.remote.ip()) && (key.remote.is_ipv6() || !sh.config.map_gateway)
+        {
             // No service of the gateway on this port (DNS has its own path).
             if let Some(addrs) = back {
                 let quote = quote_of(&packet.frame);
@@ -393,14 +395,16 @@ impl UdpTable {
             }
         }
         let inbound = &mut self.inbound;
-        let ours = IpAddr::V4(sh.config.gateway_ip);
         for l in self.listeners.values_mut() {
             let remote = l.remote;
+            let ours = sh.config.gateway_for(remote.ip());
             l.peers.retain(|_, (port, last)| {
                 let keep = now.saturating_duration_since(*last) < idle;
                 if !keep {
                     inbound.remove(port);
-                    sh.release(&inbound_key(remote, ours, *port));
+                    if let Some(ours) = ours {
+                        sh.release(&inbound_key(remote, ours, *port));
+                    }
                 }
                 keep
             });
@@ -461,10 +465,12 @@ impl UdpTable {
         if let Some(l) = self.listeners.remove(&id) {
             sh.deregister_fd(&l.socket);
             self.listen_tokens.remove(&l.token);
-            let ours = IpAddr::V4(sh.config.gateway_ip);
+            let ours = sh.config.gateway_for(l.remote.ip());
             for (port, _) in l.peers.values() {
                 self.inbound.remove(port);
-                sh.release(&inbound_key(l.remote, ours, *port));
+                if let Some(ours) = ours {
+                    sh.release(&inbound_key(l.remote, ours, *port));
+                }
             }
         }
     }
@@ -482,21 +488,23 @@ impl UdpTable {
         let Some(l) = self.listeners.get_mut(&id) else {
             return;
         };
-        let ours = IpAddr::V4(sh.config.gateway_ip);
+        let gateway = sh.config.gateway_for(l.remote.ip());
         loop {
             let (n, peer) = match l.socket.recv_from(&mut self.buf) {
                 Ok(r) => r,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                 Err(_) => continue,
             };
+            let Some(ours) = gateway else {
+                // An IPv6 guest address with no IPv6 on the gateway: nowhere to send from.
+                Counters::bump(&sh.counters.inbound_dropped);
+                continue;
+            };
             let Some(mac) = sh.control.neighbour(l.remote.ip()) else {
-                // Not seen yet: this datagram is lost, but an ARP request finds the guest
-                // for the peer's next one.
+                // Not seen yet: this datagram is lost, but an ARP request (a neighbour
+                // solicitation for IPv6) finds the guest for the peer's next one.
                 Counters::bump(&sh.counters.inbound_unresolved);
-                if let (IpAddr::V4(target), IpAddr::V4(gateway)) = (l.remote.ip(), ours) {
-                    Counters::bump(&sh.counters.arp_requests);
-                    sh.send(out, Some(sh.framer.arp_request(gateway, target)));
-                }
+                sh.ask_for(out, ours, l.remote.ip());
                 continue;
             };
             let port = match l.peers.get_mut(&peer) {

@@ -298,8 +298,9 @@ pub struct Gateway {
     mtu: usize,
     counters: GatewayCounters,
     drops: DropCounters,
-    /// The sender of the last ARP packet from a guest, until [`Gateway::take_neighbour`].
-    neighbour: Option<(Ipv4Addr, EthernetAddress)>,
+    /// The sender of the last ARP packet from a guest (or the address a guest's neighbour
+    /// solicitation or advertisement spoke for), until [`Gateway::take_neighbour`].
+    neighbour: Option<(IpAddr, EthernetAddress)>,
     /// IP fragment reassembly, bounded in datagrams and bytes (`stack::frag`).
     frag: Reassembler,
     /// Virtual IPv6 addresses: answered in Neighbor Discovery, their traffic is flows.
@@ -417,9 +418,10 @@ impl Gateway {
     }
 
     /// Where a guest is, as the last frame's ARP sender said (request, reply or gratuitous):
-    /// a unicast MAC for an address of the subnet that is not ours. The forwarder needs it to
+    /// a unicast MAC for an address of the subnet that is not ours; for IPv6, the source of
+    /// a neighbour solicitation or the target of an advertisement. The forwarder needs it to
     /// open connections into guests that have not sent it anything yet.
-    pub fn take_neighbour(&mut self) -> Option<(Ipv4Addr, EthernetAddress)> {
+    pub fn take_neighbour(&mut self) -> Option<(IpAddr, EthernetAddress)> {
         self.neighbour.take()
     }
 
@@ -568,11 +570,18 @@ impl Gateway {
                 }
                 _ => self.flow(parsed),
             },
-            // No service of the gateway on this port of its IPv6 address (RFC 4443 §3.1).
+            // No service of the gateway on this port of its IPv6 address (RFC 4443 §3.1),
+            // unless it is a port inbound forwards come from: the forwarder's, then.
             Event::Udp {
                 ip: ingress::IpHeader::V6(ip),
+                udp,
                 ..
-            } if self.owned6.contains(&ip.dst_addr) => self.port_unreachable6(eth, &ip, parsed),
+            } if self.owned6.contains(&ip.dst_addr)
+                && !(Some(ip.dst_addr) == self.v6_address
+                    && forwarder::INBOUND_PORTS.contains(&udp.dst_port)) =>
+            {
+                self.port_unreachable6(eth, &ip, parsed)
+            }
             Event::Icmpv4 { .. } | Event::Udp { .. } | Event::Tcp { .. } => self.flow(parsed),
             Event::Ipv4Fragment { ip, payload } => {
                 let tag = self.error_tag_v4(eth.src_addr, &ip, payload);
@@ -626,6 +635,25 @@ impl Gateway {
         if let NdpRepr::RouterSolicit { options } = message {
             return self.router_solicit(now, eth, ip, options);
         }
+        if let NdpRepr::NeighborAdvert {
+            target_addr,
+            options,
+            ..
+        } = message
+        {
+            // The answer to a forwarder's solicitation (or an unsolicited one): where the
+            // guest's address is. Nothing is sent back.
+            self.learn6(
+                *target_addr,
+                options.target_lladdr().unwrap_or(eth.src_addr),
+            );
+            return Outcome::Dropped(DropReason::NdpUnhandled);
+        }
+        if let NdpRepr::NeighborSolicit { options, .. } = message
+            && !ip.src_addr.is_unspecified()
+        {
+            self.learn6(ip.src_addr, options.source_lladdr().unwrap_or(eth.src_addr));
+        }
         let NdpRepr::NeighborSolicit {
             target_addr,
             options,
@@ -654,6 +682,19 @@ impl Gateway {
         let frame = self.icmpv6_frame(dst_mac, target_addr, dst_ip, ndp::HOP_LIMIT, &advert);
         self.counters.ndp_replies += 1;
         Outcome::Reply(frame)
+    }
+
+    /// Reports a guest's IPv6 address and MAC ([`Gateway::take_neighbour`]): a unicast MAC for
+    /// a unicast address that is not ours.
+    fn learn6(&mut self, addr: Ipv6Addr, mac: EthernetAddress) {
+        if mac.is_unicast()
+            && !addr.is_unspecified()
+            && !addr.is_multicast()
+            && !self.owned6.contains(&addr)
+            && !self.virtual6.contains(&addr)
+        {
+            self.neighbour = Some((IpAddr::V6(addr), mac));
+        }
     }
 
     fn icmpv6_frame(
@@ -728,7 +769,7 @@ impl Gateway {
             && self.subnet.is_host(sender)
             && !self.owned.contains(&sender)
         {
-            self.neighbour = Some((sender, req.source_hardware_addr));
+            self.neighbour = Some((IpAddr::V4(sender), req.source_hardware_addr));
         }
         if req.operation != ArpOperation::Request {
             return Outcome::Dropped(DropReason::ArpReply);

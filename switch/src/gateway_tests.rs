@@ -174,12 +174,12 @@ fn arp_senders_in_the_subnet_are_reported_as_neighbours() {
     let other = Ipv4Addr::new(192, 168, 127, 3);
     // A request (answered or not) and a reply both tell where their sender is.
     gw.handle_frame(T0, &arp_request(GW, GUEST));
-    assert_eq!(gw.take_neighbour(), Some((GUEST, GUEST_MAC)));
+    assert_eq!(gw.take_neighbour(), Some((GUEST.into(), GUEST_MAC)));
     assert_eq!(gw.take_neighbour(), None);
     let mut rep = arp_request(GW, other);
     rep[ethernet::HEADER_LEN + 7] = 2;
     gw.handle_frame(T0, &rep);
-    assert_eq!(gw.take_neighbour(), Some((other, GUEST_MAC)));
+    assert_eq!(gw.take_neighbour(), Some((other.into(), GUEST_MAC)));
     // Not a guest: outside the subnet, unspecified, our own addresses, the broadcast.
     for sender in [
         Ipv4Addr::new(10, 0, 0, 2),

@@ -382,6 +382,7 @@ fn ipv6_and_multicast(
                 .push((IpAddr::V6(host6), IpAddr::V6(std::net::Ipv6Addr::LOCALHOST)));
         }
         fwd.guest_subnet6 = Some((prefix, 64));
+        fwd.gateway_ip6 = Some(v6.address);
         config.ipv6 = Some(v6);
     }
     config.multicast_relay = !net.disable_multicast_relay;

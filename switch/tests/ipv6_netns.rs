@@ -8,7 +8,9 @@
 //! - `traceroute` (UDP and ICMP, both families) from the guest to a namespace behind a router
 //!   namespace shows the gateway, the router, the destination — host-switch itself running
 //!   inside the test's own namespaces, so the probes go nowhere else;
-//! - `--disable-ipv6` leaves the guest without IPv6 configuration.
+//! - `--disable-ipv6` leaves the guest without IPv6 configuration;
+//! - a forward exposed on the host's loopback reaches a server on the guest's SLAAC address
+//!   over TCP and UDP (from the gateway's IPv6 address, found by neighbour solicitation).
 //!
 //! Needs root; skips loudly without it unless CI=true. Traffic stays on loopback and inside
 //! the namespaces the tests create.
@@ -21,13 +23,15 @@ use std::net::TcpListener;
 use std::process::Command;
 use std::time::Duration;
 
-use support::{NetnsGuard, TempDir, privileged, run_with_timeout};
+use support::{NetnsGuard, TempDir, api_request, eventually, privileged, run_with_timeout};
 
 const BIN: &str = env!("CARGO_BIN_EXE_host-switch");
 /// The default prefix's addresses (`--subnet6`'s default).
 const GATEWAY6: &str = "fd9d:b9a2:e1c4:127::1";
 const HOST6: &str = "fd9d:b9a2:e1c4:127::254";
 const GUEST6_STATIC: &str = "fd9d:b9a2:e1c4:127::2";
+/// The default guest's SLAAC address in the default prefix.
+const GUEST6_SLAAC: &str = "fd9d:b9a2:e1c4:127:5894:efff:fee4:cee";
 const GATEWAY_LL: &str = "fe80::5894:efff:fee4:cdd";
 const PAGE: &str = "hello from the host's ::1\n";
 
@@ -338,4 +342,130 @@ fn traceroute_shows_the_gateway_the_router_and_the_destination() {
             );
         }
     }
+}
+
+/// A guest's server on its IPv6 address, reached through forwards on the host's loopback:
+/// an HTTP page over TCP and an echo over UDP. The guest has sent nothing to the gateway
+/// from that address before the first connection; the forwarder finds it with a neighbour
+/// solicitation.
+#[test]
+fn forwards_reach_a_server_on_the_guests_ipv6_address() {
+    if !privileged(
+        "forwards_reach_a_server_on_the_guests_ipv6_address",
+        &["ip", "python3"],
+    ) {
+        return;
+    }
+    let dir = TempDir::new("ipv6-fwd");
+    let api = dir.path().join("api.sock");
+    let done = dir.path().join("done");
+    let server = dir.path().join("server.py");
+    std::fs::write(
+        &server,
+        r#"
+import socket, threading
+def web():
+    s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("::", 8080)); s.listen(8)
+    while True:
+        c, peer = s.accept()
+        c.recv(4096)
+        body = ("from the guest to " + peer[0] + "\n").encode()
+        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(body) + body)
+        c.close()
+def echo():
+    u = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    u.bind(("::", 8081))
+    while True:
+        data, peer = u.recvfrom(2048)
+        u.sendto(b"echo " + data, peer)
+threading.Thread(target=web, daemon=True).start()
+threading.Thread(target=echo, daemon=True).start()
+threading.Event().wait(60)
+"#,
+    )
+    .unwrap();
+    // The command serves until the test says it is done (at most 60 s).
+    let script = format!(
+        "{wait}
+         python3 {server} & pid=$!
+         for i in $(seq 600); do [ -e {done} ] && break; sleep 0.1; done
+         kill $pid",
+        wait = wait_addr("global"),
+        server = server.display(),
+        done = done.display(),
+    );
+    let services = format!("unix://{}", api.display());
+    let tester = std::thread::spawn({
+        let api = api.clone();
+        let done = done.clone();
+        move || {
+            let result = exercise_forwards(&api);
+            std::fs::write(&done, b"").unwrap();
+            result
+        }
+    });
+    let (ok, out, err) = run(None, &["--services", &services], &script);
+    let result = tester.join().unwrap();
+    let ctx = format!("stdout:\n{out}\nstderr:\n{err}");
+    assert!(ok, "{ctx}");
+    let (page, echo, stats) = result.unwrap_or_else(|e| panic!("{e}\n{ctx}"));
+    assert_eq!(page, format!("from the guest to {GATEWAY6}\n"), "{ctx}");
+    assert_eq!(echo, "echo ping6", "{ctx}");
+    let fwd = &stats["forwarder"];
+    assert!(fwd["neighbor_solicits"].as_u64().unwrap() >= 1, "{stats}");
+}
+
+/// Exposes the guest's ports 8080 (TCP) and 8081 (UDP) on the host's loopback once the API
+/// is up, then fetches the page and asks for an echo; the page, the echo and `/stats`.
+fn exercise_forwards(api: &std::path::Path) -> Result<(String, String, serde_json::Value), String> {
+    eventually(Duration::from_secs(30), || api.exists().then_some(()))
+        .ok_or("the API socket never appeared")?;
+    let free = || {
+        TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let (tcp_port, udp_port) = (free(), {
+        let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        u.local_addr().unwrap().port()
+    });
+    for (port, remote, protocol) in [(tcp_port, 8080, "tcp"), (udp_port, 8081, "udp")] {
+        let expose = format!(
+            r#"{{"local":"127.0.0.1:{port}","remote":"[{GUEST6_SLAAC}]:{remote}","protocol":"{protocol}"}}"#
+        );
+        let (status, body) = api_request(api, "POST", "/services/forwarder/expose", &expose);
+        if status != 200 {
+            return Err(format!("expose {protocol}: {status} {body}"));
+        }
+    }
+    let page = eventually(Duration::from_secs(30), || {
+        let mut c = std::net::TcpStream::connect(("127.0.0.1", tcp_port)).ok()?;
+        c.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+        c.write_all(b"GET / HTTP/1.1\r\nHost: guest\r\n\r\n").ok()?;
+        let mut response = String::new();
+        c.read_to_string(&mut response).ok()?;
+        let (_, body) = response.split_once("\r\n\r\n")?;
+        (!body.is_empty()).then(|| body.to_owned())
+    })
+    .ok_or("the guest's page never came through the TCP forward")?;
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let echo = eventually(Duration::from_secs(20), || {
+        udp.send_to(b"ping6", ("127.0.0.1", udp_port)).ok()?;
+        let mut buf = [0u8; 64];
+        let (n, _) = udp.recv_from(&mut buf).ok()?;
+        Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+    })
+    .ok_or("no echo came back through the UDP forward")?;
+    let (status, body) = api_request(api, "GET", "/stats", "");
+    if status != 200 {
+        return Err(format!("/stats: {status}"));
+    }
+    let stats = serde_json::from_str(&body).map_err(|e| e.to_string())?;
+    Ok((page, echo, stats))
 }

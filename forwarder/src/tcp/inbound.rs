@@ -7,10 +7,11 @@
 //! counted (`inbound_dropped`). An `accept()` that fails for want of descriptors is counted
 //! as such ([`crate::descriptors`]). Once winding down for exit, listeners are closed and no
 //! new one is taken. A guest whose MAC is not known yet gets its SYN only once it answers an
-//! ARP request ([`resolve`]).
+//! ARP request, or for an IPv6 address a neighbour solicitation ([`resolve`]). Forwards into
+//! a guest's IPv6 address come from the gateway's IPv6 address.
 
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 use mio::Token;
 use socket2::Socket;
@@ -90,7 +91,10 @@ impl TcpTable {
                 continue;
             };
             let socket = HostSocket::new(socket, unit);
-            let ours = IpAddr::V4(sh.config.gateway_ip);
+            let Some(ours) = sh.config.gateway_for(remote.ip()) else {
+                Counters::bump(&sh.counters.inbound_dropped);
+                continue;
+            };
             let mac = sh.control.neighbour(remote.ip());
             let flows = &self.flows;
             let port = sh.pick_port(IpProtocol::Tcp, remote, ours, now.as_micros(), |p| {
@@ -183,10 +187,7 @@ pub(super) fn resolve(
     }
     if held {
         Counters::bump(&sh.counters.inbound_unresolved);
-        if let (IpAddr::V4(target), IpAddr::V4(ours)) = (key.guest.ip(), key.remote.ip()) {
-            Counters::bump(&sh.counters.arp_requests);
-            sh.send(out, Some(sh.framer.arp_request(ours, target)));
-        }
+        sh.ask_for(out, key.remote.ip(), key.guest.ip());
     }
     false
 }

@@ -691,7 +691,7 @@ impl Worker {
         if let Some((ip, mac)) = self.gateway.take_neighbour()
             && let Some(hook) = &self.neighbours
         {
-            hook(ip.into(), mac);
+            hook(ip, mac);
         }
         match outcome {
             Outcome::Reply(reply) => {
