@@ -201,8 +201,8 @@ fn mount_forwarder(
 
 /// The bounds `/stats` shows that are not in the runtime's or the forwarder's budget: the
 /// request size bounds of the two HTTP APIs, the in-guest API's deadline, and how the
-/// open-file limit was shared out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// open-file limit was shared out, and the automatic forwards' bound.
+#[derive(Debug, Clone)]
 pub struct ApiLimits {
     /// The largest request body of the control API.
     pub max_request: usize,
@@ -213,6 +213,8 @@ pub struct ApiLimits {
     pub api_header_timeout: std::time::Duration,
     /// The open-file limit's plan, where one was made.
     pub descriptors: Option<forwarder::descriptors::DescriptorPlan>,
+    /// The automatic forwards, whose bound (`--max-auto-forwards`) `/stats` shows.
+    pub auto_forwards: Option<std::sync::Arc<crate::auto_forward::AutoForwards>>,
 }
 
 impl Default for ApiLimits {
@@ -223,6 +225,7 @@ impl Default for ApiLimits {
             guest_max_request: fwd.api_max_request,
             api_header_timeout: fwd.api_header_timeout,
             descriptors: None,
+            auto_forwards: None,
         }
     }
 }
@@ -410,6 +413,11 @@ fn limits_json(
                                   "refused": f.api_connection_limit},
         "guest_api_header_timeout": {"secs": api.limits.api_header_timeout.as_secs(),
                                      "expired": f.api_timeouts},
+        "auto_forwards": api.limits.auto_forwards.as_ref().map(|a| {
+            let u = a.usage();
+            json!({"max_per_guest": u.max_per_guest, "guests": u.guests, "open": u.ports,
+                   "refused": u.refused, "bind_failures": u.bind_failures})
+        }),
     })
 }
 
@@ -467,6 +475,23 @@ fn stats_json(
         "finished": sum(|w| w.finished), "finished_frames": sum(|w| w.finished_frames),
     });
     let limits = limits_json(s, runtime, forwarder, budget, api);
+    // DNS over TCP apart: one json! of everything is past the macro's recursion limit.
+    let dns_tcp = json!({"queries": s.dns.resolver.tcp_queries,
+        "forwarded": s.dns.resolver.tcp_forwarded,
+        "accepted": s.dns.tcp.accepted, "open": s.dns.tcp.open,
+        "refused": s.dns.tcp.refused, "messages": s.dns.tcp.queries,
+        "answers": s.dns.tcp.answers, "answers_lost": s.dns.tcp.answers_lost,
+        "bad_length": s.dns.tcp.bad_length, "truncated": s.dns.tcp.truncated,
+        "idle_closed": s.dns.tcp.idle_closed, "stalls": s.dns.tcp.stalls,
+        "resets_sent": s.dns.tcp.resets_sent,
+        "probes_dropped": s.dns.tcp.probes_dropped,
+        "frames_dropped": s.dns.tcp.frames_dropped,
+        "upstream_down": s.dns.resolver.tcp_upstream_down,
+        "upstream_connects": s.dns.upstream_tcp.connects,
+        "upstream_connect_failures": s.dns.upstream_tcp.connect_failures,
+        "upstream_closed": s.dns.upstream_tcp.closed,
+        "upstream_queue_full": s.dns.upstream_tcp.queue_full,
+        "upstream_answers_dropped": s.dns.upstream_tcp.answers_dropped});
     let mut all = json!({
         "frames": {"rx": rx_frames, "tx": tx_frames},
         "bytes": {"rx": rx_bytes, "tx": tx_bytes},
@@ -490,21 +515,7 @@ fn stats_json(
                 "timeouts": s.dns.resolver.timeouts, "pending": s.dns.pending,
                 "pending_full": s.dns.resolver.pending_full, "formerr": s.dns.resolver.formerr,
                 "dropped": s.dns.resolver.dropped, "queue_full": s.dns.queue_full,
-                "tcp": {"queries": s.dns.resolver.tcp_queries,
-                        "forwarded": s.dns.resolver.tcp_forwarded,
-                        "accepted": s.dns.tcp.accepted, "open": s.dns.tcp.open,
-                        "refused": s.dns.tcp.refused, "messages": s.dns.tcp.queries,
-                        "answers": s.dns.tcp.answers, "answers_lost": s.dns.tcp.answers_lost,
-                        "bad_length": s.dns.tcp.bad_length, "truncated": s.dns.tcp.truncated,
-                        "idle_closed": s.dns.tcp.idle_closed, "stalls": s.dns.tcp.stalls,
-                        "resets_sent": s.dns.tcp.resets_sent,
-                        "frames_dropped": s.dns.tcp.frames_dropped,
-                        "upstream_down": s.dns.resolver.tcp_upstream_down,
-                        "upstream_connects": s.dns.upstream_tcp.connects,
-                        "upstream_connect_failures": s.dns.upstream_tcp.connect_failures,
-                        "upstream_closed": s.dns.upstream_tcp.closed,
-                        "upstream_queue_full": s.dns.upstream_tcp.queue_full,
-                        "upstream_answers_dropped": s.dns.upstream_tcp.answers_dropped}},
+                "tcp": dns_tcp},
         "drops": drops,
         "leases": s.leases.len(),
     });

@@ -355,6 +355,13 @@ pub struct NetworkArgs {
     /// Multicast groups joined on the host at once (beyond: not joined, counted).
     #[arg(long = "max-multicast-groups", default_value_t = 256, value_parser = at_least_one)]
     pub max_multicast_groups: usize,
+    /// Memberships (a port in a group) the IGMP/MLD snooping table holds in all (beyond: a
+    /// report is not learned, counted).
+    #[arg(long = "max-multicast-memberships", default_value_t = 4096, value_parser = at_least_one)]
+    pub max_multicast_memberships: usize,
+    /// Memberships one port may hold in the snooping table.
+    #[arg(long = "max-multicast-memberships-per-port", default_value_t = 512, value_parser = at_least_one)]
+    pub max_multicast_memberships_per_port: usize,
     #[command(flatten)]
     pub auto_forward: crate::auto_forward::AutoForwardArgs,
     /// A static DHCP lease, MAC=IP. Repeatable; replaces the default guest's lease

@@ -101,11 +101,12 @@ impl Pipeline {
             ..forwarder::Config::default()
         };
         let descriptors = plan_descriptors(&mut fwd);
-        let api_limits = api::ApiLimits {
+        let mut api_limits = api::ApiLimits {
             max_request: net.max_api_request.unwrap_or(switch::link::http::MAX_BODY),
             guest_max_request: fwd.api_max_request,
             api_header_timeout: fwd.api_header_timeout,
             descriptors,
+            auto_forwards: None,
         };
         config.mac_table_size = net.max_mac_entries;
         config.workers = net.workers;
@@ -126,6 +127,7 @@ impl Pipeline {
         ipv6_and_multicast(net, &mut config, &mut fwd)?;
         config.use_forwarder(fwd, &control);
         let auto = AutoForwards::new(control.clone(), Policy::from_args(&net.auto_forward));
+        api_limits.auto_forwards = Some(auto.clone());
         if let Some(gone) = config.guest_gone.take() {
             // A guest whose link went away loses its automatic forwards too.
             let auto = auto.clone();
@@ -395,5 +397,11 @@ fn ipv6_and_multicast(
         }
     }
     fwd.max_multicast_groups = net.max_multicast_groups;
+    if let Some(multicast) = &mut config.multicast {
+        multicast.limits = switch::snoop::Limits {
+            max_memberships: net.max_multicast_memberships,
+            max_per_port: net.max_multicast_memberships_per_port,
+        };
+    }
     Ok(())
 }

@@ -665,6 +665,12 @@ fn every_guest_facing_bound_is_in_stats_limits() {
             "2",
             "--max-dns-tcp-pipeline",
             "9",
+            "--max-multicast-memberships",
+            "10",
+            "--max-multicast-memberships-per-port",
+            "3",
+            "--max-auto-forwards",
+            "11",
         ],
     );
     let stats = served.stats();
@@ -676,9 +682,15 @@ fn every_guest_facing_bound_is_in_stats_limits() {
         ("dhcp_offers", 8),
         ("dhcp_offers_per_mac", 2),
         ("dns_tcp_pipeline", 9),
+        ("multicast_memberships", 10),
     ] {
         assert_eq!(n(&l[name]["max"]), max, "{name}: {l}");
     }
+    assert_eq!(n(&l["multicast_memberships"]["max_per_port"]), 3, "{l}");
+    assert_eq!(n(&l["auto_forwards"]["max_per_guest"]), 11, "{l}");
+    assert_eq!(n(&l["auto_forwards"]["refused"]), 0, "{l}");
+    // The DNS service's count of FIN/NULL/Xmas probes is there too.
+    assert_eq!(n(&stats["dns"]["tcp"]["probes_dropped"]), 0, "{stats}");
     for (name, counter) in [
         ("fragments_per_datagram", "refused"),
         ("icmp_requests", "refused"),

@@ -188,6 +188,17 @@ pub struct AutoCounters {
     pub bind_failures: AtomicU64,
 }
 
+/// [`AutoForwards::usage`]: the per-guest bound, guests and ports forwarded now, ports
+/// refused for a bound, host binds that failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AutoUsage {
+    pub max_per_guest: usize,
+    pub guests: usize,
+    pub ports: usize,
+    pub refused: u64,
+    pub bind_failures: u64,
+}
+
 /// The outcome for one port of a sync.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PortStatus {
@@ -258,6 +269,18 @@ impl AutoForwards {
 
     pub fn policy(&self) -> &Policy {
         &self.policy
+    }
+
+    /// The bound and its use, for `/stats`' `limits.auto_forwards`.
+    pub fn usage(&self) -> AutoUsage {
+        let guests = self.guests.lock();
+        AutoUsage {
+            max_per_guest: self.policy.max_per_guest,
+            guests: guests.len(),
+            ports: guests.values().map(|g| g.ports.len()).sum(),
+            refused: self.counters.refused.load(Ordering::Relaxed),
+            bind_failures: self.counters.bind_failures.load(Ordering::Relaxed),
+        }
     }
 
     /// Makes `guest`'s automatic forwards exactly `wanted`: exposes the new ports, unexposes

@@ -77,6 +77,8 @@ pub(crate) struct Received {
 pub(crate) struct Sink {
     pub(crate) port: u16,
     pub(crate) progress: Arc<AtomicU64>,
+    /// Set once the connection is accepted.
+    pub(crate) accepted: Arc<AtomicBool>,
     pub(crate) go: Arc<AtomicBool>,
     pub(crate) handle: JoinHandle<Received>,
 }
@@ -97,9 +99,11 @@ impl Sink {
         let port = listener.local_addr().expect("address").port();
         let progress = Arc::new(AtomicU64::new(0));
         let go = Arc::new(AtomicBool::new(reading));
-        let (p, g) = (progress.clone(), go.clone());
+        let accepted = Arc::new(AtomicBool::new(false));
+        let (p, g, a) = (progress.clone(), go.clone(), accepted.clone());
         let handle = std::thread::spawn(move || {
             let (mut conn, _) = listener.accept().expect("accept");
+            a.store(true, Ordering::Relaxed);
             while !g.load(Ordering::Relaxed) {
                 std::thread::sleep(Duration::from_millis(10));
             }
@@ -131,6 +135,7 @@ impl Sink {
         Sink {
             port,
             progress,
+            accepted,
             go,
             handle,
         }
@@ -138,6 +143,11 @@ impl Sink {
 
     pub(crate) fn received(&self) -> u64 {
         self.progress.load(Ordering::Relaxed)
+    }
+
+    /// Whether the connection has been accepted.
+    pub(crate) fn connected(&self) -> bool {
+        self.accepted.load(Ordering::Relaxed)
     }
 }
 
