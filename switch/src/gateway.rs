@@ -276,7 +276,7 @@ impl GatewayCounters {
 }
 
 /// The gateway's services. One thread owns each; the workers' gateways share the DHCP
-/// server ([`SharedDhcp`]). See the module docs.
+/// server and the IPv6 services ([`SharedServices`]). See the module docs.
 #[derive(Debug)]
 pub struct Gateway {
     mac: EthernetAddress,

@@ -3,8 +3,8 @@
 //! default namespace's loopback (127.0.0.1 and ::1, same port), and relayed over the veth
 //! pair to the namespace's end of it.
 //!
-//! [`Relay::sync`] takes the complete set of ports, as a [`Watcher`](crate::auto_forward::
-//! watch::Watcher) publishes it, and opens and closes listeners to match. A port that cannot
+//! [`Relay::sync`] takes the complete set of ports, as a
+//! [`Watcher`](crate::auto_forward::watch::Watcher) publishes it, and opens and closes listeners to match. A port that cannot
 //! be bound here is logged and tried again on the next sync. TCP: each accepted connection
 //! gets a connection to the namespace and two copying threads; half-closes pass through. UDP:
 //! one thread per port keeps a socket per client towards the namespace, at most

@@ -4,6 +4,7 @@
 //! group's traffic carry on.
 
 use super::*;
+use crate::forward::DEFAULT_GATEWAY_MAC;
 use crate::port::Port;
 use crate::snoop::query::{igmp_frame, mld_frame};
 use bytes::Bytes;

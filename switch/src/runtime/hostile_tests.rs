@@ -27,6 +27,7 @@ use stack::wire::{
     Ipv6ChainError, Ipv6Packet, Ipv6Repr, NdpError, TcpError, TcpPacket, TcpRepr, TcpSeqNumber,
     UdpError, UdpPacket, ethernet, ipv4, ipv6,
 };
+use std::net::Ipv4Addr;
 
 /// How long any one wait may take.
 const WAIT: Duration = Duration::from_secs(5);

@@ -4,10 +4,13 @@ use crate::gateway::tests::{
     tcp_syn, udp_datagram,
 };
 use bytes::Bytes;
+use dhcp::Subnet;
+use forwarder::HandlerFactory;
 use forwarder::{FlowFrame, FlowHandler, FrameSink, Handled, WorkerContext};
 use stack::ingress::DropReason;
 use stack::time::Instant;
 use stack::wire::{ArpOperation, EtherType};
+use std::net::Ipv4Addr;
 use std::sync::atomic::Ordering;
 
 fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
