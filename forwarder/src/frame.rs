@@ -233,33 +233,24 @@ impl Framer {
             ecn: 0,
             flow_label: 0,
         };
-        Built {
-            len: len.max(MIN_FRAME_LEN),
-            offload: None,
-            fill: move |buf: &mut [u8]| {
-                buf.fill(0);
-                eth.emit(&mut EthernetFrame::new_unchecked(&mut buf[..]));
-                let Some(body) = buf.get_mut(ethernet::HEADER_LEN..len) else {
-                    return;
-                };
-                let Some((header, l4)) = body.split_at_mut_checked(ipv6::HEADER_LEN) else {
-                    return;
-                };
-                ip.emit(&mut Ipv6Packet::new_unchecked(header));
-                let lladdr = [NdpOption::SourceLinkLayerAddr(mac)];
-                Icmpv6Repr::Ndp(NdpRepr::NeighborSolicit {
-                    target_addr: target,
-                    options: NdpOptions::new(&lladdr),
-                })
-                .emit(
-                    &mut Icmpv6Packet::new_unchecked(l4),
-                    &IpAddresses::V6 {
-                        src: ours,
-                        dst: group,
-                    },
-                );
-            },
-        }
+        zeroed_frame(eth, len, move |body| {
+            let Some((header, l4)) = body.split_at_mut_checked(ipv6::HEADER_LEN) else {
+                return;
+            };
+            ip.emit(&mut Ipv6Packet::new_unchecked(header));
+            let lladdr = [NdpOption::SourceLinkLayerAddr(mac)];
+            Icmpv6Repr::Ndp(NdpRepr::NeighborSolicit {
+                target_addr: target,
+                options: NdpOptions::new(&lladdr),
+            })
+            .emit(
+                &mut Icmpv6Packet::new_unchecked(l4),
+                &IpAddresses::V6 {
+                    src: ours,
+                    dst: group,
+                },
+            );
+        })
     }
 
     /// An ARP request from the gateway (`ours`) asking who has `target`, broadcast (RFC 826).
@@ -281,17 +272,9 @@ impl Framer {
             dst_addr: EthernetAddress::BROADCAST,
             ethertype: EtherType::Arp,
         };
-        Built {
-            len: len.max(MIN_FRAME_LEN),
-            offload: None,
-            fill: move |buf: &mut [u8]| {
-                buf.fill(0);
-                eth.emit(&mut EthernetFrame::new_unchecked(&mut buf[..]));
-                if let Some(body) = buf.get_mut(ethernet::HEADER_LEN..len) {
-                    arp.emit(&mut ArpPacket::new_unchecked(body));
-                }
-            },
-        }
+        zeroed_frame(eth, len, move |body| {
+            arp.emit(&mut ArpPacket::new_unchecked(body));
+        })
     }
 
     /// A UDP datagram.
@@ -658,6 +641,27 @@ impl Framer {
                 }
             },
         )
+    }
+}
+
+/// A frame of `len` bytes (padded to the minimum) with every byte cleared, `eth` at its head
+/// and its body written by `body`: the gateway's own small messages (ARP, neighbour
+/// solicitations).
+fn zeroed_frame<F: FnOnce(&mut [u8])>(
+    eth: EthernetRepr,
+    len: usize,
+    body: F,
+) -> Built<impl FnOnce(&mut [u8]) + use<F>> {
+    Built {
+        len: len.max(MIN_FRAME_LEN),
+        offload: None,
+        fill: move |buf: &mut [u8]| {
+            buf.fill(0);
+            eth.emit(&mut EthernetFrame::new_unchecked(&mut buf[..]));
+            if let Some(rest) = buf.get_mut(ethernet::HEADER_LEN..len) {
+                body(rest);
+            }
+        },
     }
 }
 
