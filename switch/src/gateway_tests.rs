@@ -1,6 +1,7 @@
 use super::*;
 use dhcp::{DhcpOp, DhcpPacket, DhcpRepr, MessageType};
 use stack::wire::{Icmpv4Packet, Ipv4Packet, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber};
+use stack::wire::{NdpOption, NdpOptions, NdpRepr, ndp};
 use std::net::Ipv6Addr;
 
 pub(crate) const GW_MAC: EthernetAddress = EthernetAddress([0x5a, 0x94, 0xef, 0xe4, 0x0c, 0xdd]);

@@ -9,6 +9,7 @@ use super::tests::{
 use super::*;
 use dhcp::v6::{DhcpOption, MessageType as V6Type, Options as V6Options, Repr as V6Repr};
 use stack::wire::{Icmpv4Packet, Icmpv4TimeExceeded, Icmpv6TimeExceeded, NdpRouterPreference};
+use stack::wire::{NdpOption, NdpOptions, NdpRepr};
 use std::net::Ipv6Addr;
 
 const T0: Instant = Instant::ZERO;
@@ -316,6 +317,44 @@ fn the_hosts_virtual_address_is_answered_in_neighbour_discovery() {
     // And the gateway's own address in the prefix.
     let f = reply(gw.handle_frame(T0, &solicitation(GUEST6, addr(1), 255)));
     parse_icmpv6(&f, |_, ip, _| assert_eq!(ip.src_addr, addr(1)));
+}
+
+/// A guest's advertisement for `target`, to the gateway, with its link-layer address.
+fn advertisement(target: Ipv6Addr) -> Vec<u8> {
+    let lladdr = [NdpOption::TargetLinkLayerAddr(GUEST_MAC)];
+    let na = Icmpv6Repr::Ndp(NdpRepr::NeighborAdvert {
+        router: false,
+        solicited: true,
+        override_entry: true,
+        target_addr: target,
+        options: NdpOptions::new(&lladdr),
+    });
+    icmpv6_frame(GW_MAC, target, addr(1), 255, &na)
+}
+
+#[test]
+fn guests_in_the_prefix_are_reported_from_their_neighbour_discovery() {
+    let mut gw = gateway6();
+    // The answer to the forwarder's solicitation: where the guest's address is.
+    let guest = addr(0x5894_efff_fee4_0cee);
+    assert!(matches!(
+        gw.handle_frame(T0, &advertisement(guest)),
+        Outcome::Dropped(DropReason::NdpUnhandled)
+    ));
+    assert_eq!(gw.take_neighbour(), Some((guest.into(), GUEST_MAC)));
+    assert_eq!(gw.take_neighbour(), None);
+    // A solicitation from a guest address tells where its source is (and is answered).
+    let other = addr(0x77);
+    reply(gw.handle_frame(T0, &solicitation(other, addr(1), 255)));
+    assert_eq!(gw.take_neighbour(), Some((other.into(), GUEST_MAC)));
+    // Not a guest of the prefix: link-local, foreign, ours, the host's virtual address, or
+    // the unspecified source of duplicate address detection.
+    for target in [GUEST6, "2001:db8::5".parse().unwrap(), addr(1), addr(0x254)] {
+        gw.handle_frame(T0, &advertisement(target));
+        assert_eq!(gw.take_neighbour(), None, "{target}");
+    }
+    gw.handle_frame(T0, &solicitation(Ipv6Addr::UNSPECIFIED, guest, 255));
+    assert_eq!(gw.take_neighbour(), None);
 }
 
 #[test]
