@@ -212,11 +212,7 @@ impl Framer {
         let [.., a, b, c, d] = group.octets();
         let mac = self.gateway_mac;
         let lladdr = [NdpOption::SourceLinkLayerAddr(mac)];
-        let l4_len = Icmpv6Repr::Ndp(NdpRepr::NeighborSolicit {
-            target_addr: target,
-            options: NdpOptions::new(&lladdr),
-        })
-        .buffer_len();
+        let l4_len = solicitation(target, &lladdr).buffer_len();
         let len = ethernet::HEADER_LEN + ipv6::HEADER_LEN + l4_len;
         let eth = EthernetRepr {
             src_addr: mac,
@@ -238,12 +234,7 @@ impl Framer {
                 return;
             };
             ip.emit(&mut Ipv6Packet::new_unchecked(header));
-            let lladdr = [NdpOption::SourceLinkLayerAddr(mac)];
-            Icmpv6Repr::Ndp(NdpRepr::NeighborSolicit {
-                target_addr: target,
-                options: NdpOptions::new(&lladdr),
-            })
-            .emit(
+            solicitation(target, &lladdr).emit(
                 &mut Icmpv6Packet::new_unchecked(l4),
                 &IpAddresses::V6 {
                     src: ours,
@@ -642,6 +633,14 @@ impl Framer {
             },
         )
     }
+}
+
+/// A neighbour solicitation for `target` with `lladdr` as its options.
+fn solicitation<'a>(target: Ipv6Addr, lladdr: &'a [NdpOption<'a>]) -> Icmpv6Repr<'a> {
+    Icmpv6Repr::Ndp(NdpRepr::NeighborSolicit {
+        target_addr: target,
+        options: NdpOptions::new(lladdr),
+    })
 }
 
 /// A frame of `len` bytes (padded to the minimum) with every byte cleared, `eth` at its head

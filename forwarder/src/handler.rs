@@ -185,13 +185,14 @@ impl Shared {
         salt: u64,
         used: impl Fn(u16) -> bool,
     ) -> Option<u16> {
+        let (first, last) = (*crate::INBOUND_PORTS.start(), *crate::INBOUND_PORTS.end());
+        let span = u64::from(last - first) + 1;
         let mut x = salt ^ self.seed.rotate_left(17);
         for _ in 0..4096 {
             x = x
                 .wrapping_mul(0x9e37_79b9_7f4a_7c15)
                 .wrapping_add(0x2545_f491);
-            let span = u64::from(crate::INBOUND_PORTS.end() - crate::INBOUND_PORTS.start()) + 1;
-            let port = crate::INBOUND_PORTS.start() + ((x >> 33) % span) as u16;
+            let port = first + ((x >> 33) % span) as u16;
             let key = FlowKey {
                 protocol,
                 guest,
@@ -349,7 +350,9 @@ impl FlowHandler for Forwarder {
             self.icmp.sweep(&mut self.shared, now);
             self.tcp.sweep_buffers();
             // A burst's tables shrink back; what they freed goes back to the system.
-            let directory = self.shared.directory.as_ref().is_some_and(|d| d.shrink());
+            // The directory is shared: one worker shrinks it for all.
+            let directory = self.shared.index == 0
+                && self.shared.directory.as_ref().is_some_and(|d| d.shrink());
             if self.tcp.shrink() | self.udp.shrink() | self.icmp.shrink() | directory {
                 crate::sys::release_free_memory();
             }

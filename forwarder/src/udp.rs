@@ -151,7 +151,8 @@ impl UdpTable {
         let payload = packet.packet.payload(&packet.frame);
         let mac = packet.packet.eth.src_addr;
         let back = addresses(key.remote.ip(), key.guest.ip());
-        if sh.config.is_gateway(key.remote.ip())
+        let to_gateway = sh.config.is_gateway(key.remote.ip());
+        if to_gateway
             && let Some((id, peer)) = self.inbound.get(&key.remote.port()).copied()
             && let Some(l) = self.listeners.get_mut(&id)
         {
@@ -164,14 +165,11 @@ impl UdpTable {
             }
             return None;
         }
-        if sh.config.is_gateway(key.remote.ip())
-            && let Some(owner) = sh.elsewhere(&key)
-        {
+        if to_gateway && let Some(owner) = sh.elsewhere(&key) {
             return Some(owner);
         }
         // `--map-gateway` maps only the gateway's IPv4 address to the host.
-        if sh.config.is_gateway(key.remote.ip()) && (key.remote.is_ipv6() || !sh.config.map_gateway)
-        {
+        if to_gateway && (key.remote.is_ipv6() || !sh.config.map_gateway) {
             // No service of the gateway on this port (DNS has its own path).
             if let Some(addrs) = back {
                 let quote = quote_of(&packet.frame);
