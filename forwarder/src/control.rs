@@ -77,6 +77,8 @@ pub enum ExposeError {
     },
     #[error("the forwarder is not running")]
     NoWorkers,
+    #[error("no IPv6 on the guests' side to reach {0:?} from (IPv6 is off)")]
+    NoIpv6(String),
 }
 
 /// What the in-guest API says about the bytes of a request so far.
@@ -145,6 +147,9 @@ pub struct Control {
     budget: OnceLock<Arc<Budget>>,
     /// Which worker owns which flow (only asked with more than one worker).
     directory: OnceLock<Arc<Directory>>,
+    /// Whether a forward may go to a guest's IPv6 address (the gateway has one to send from);
+    /// known once a worker has started.
+    ipv6_forwards: OnceLock<bool>,
     default_guest: IpAddr,
     next_id: AtomicU64,
     /// Host ports the multicast relay sends guests' datagrams from (see `mcast`).
@@ -180,6 +185,7 @@ impl Control {
             guest_api: OnceLock::new(),
             budget: OnceLock::new(),
             directory: OnceLock::new(),
+            ipv6_forwards: OnceLock::new(),
             default_guest,
             next_id: AtomicU64::new(1),
             relay_senders: RwLock::new(std::collections::HashSet::new()),
@@ -260,6 +266,11 @@ impl Control {
         self.budget
             .get_or_init(|| Arc::new(Budget::new(config)))
             .clone()
+    }
+
+    /// What `config` says forwards can reach: told by each worker as it starts.
+    pub(crate) fn learn_config(&self, config: &Config) {
+        let _ = self.ipv6_forwards.set(config.gateway_ip6.is_some());
     }
 
     /// The workers' shared flow directory.
@@ -349,6 +360,9 @@ impl Control {
         caller: Option<IpAddr>,
     ) -> Result<(), ExposeError> {
         let remote_addr = parse_remote(remote, caller.unwrap_or(self.default_guest))?;
+        if remote_addr.is_ipv6() && self.ipv6_forwards.get() == Some(&false) {
+            return Err(ExposeError::NoIpv6(remote.to_owned()));
+        }
         let mut forwards = self.forwards.lock();
         if forwards
             .iter()

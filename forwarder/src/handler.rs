@@ -250,6 +250,7 @@ impl Forwarder {
     ) -> io::Result<Forwarder> {
         let counters = Arc::new(Counters::default());
         let commands = control.register(ctx.index, ctx.notify.clone(), counters.clone());
+        control.learn_config(&config);
         let workers = ctx.workers.max(1);
         let shared = Shared {
             registry: registry.try_clone()?,

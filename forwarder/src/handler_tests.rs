@@ -12,6 +12,7 @@ use stack::wire::{
     ArpOperation, ArpPacket, ArpRepr, EthernetFrame, IpAddresses, TcpControl, TcpRepr, TcpSeqNumber,
 };
 
+use crate::control::{ExposeError, Protocol};
 use crate::stats::ForwarderStats;
 use crate::worker::WorkerCounters;
 use bytes::Bytes;
@@ -629,3 +630,33 @@ mod probes;
 
 #[path = "handler_offload_tests.rs"]
 mod offload;
+
+#[test]
+fn a_forward_to_a_guests_ipv6_address_needs_the_gateways_ipv6_address() {
+    // IPv6 off: the gateway has no address to open such a forward's connections from.
+    let h = Harness::new(Config::default());
+    let control = &h.fwd.shared.control;
+    assert!(matches!(
+        control.expose(Protocol::Tcp, "127.0.0.1:0", "[fd00:127::2]:80", None),
+        Err(ExposeError::NoIpv6(_))
+    ));
+    assert!(control.all().is_empty());
+    // IPv4 forwards are not affected.
+    assert!(
+        control
+            .expose(Protocol::Tcp, "127.0.0.1:0", "192.168.127.2:80", None)
+            .is_ok()
+    );
+    // With the gateway's IPv6 address, the IPv6 forward is taken.
+    let h = Harness::new(Config {
+        gateway_ip6: Some("fd00:127::1".parse().unwrap()),
+        ..Config::default()
+    });
+    let control = &h.fwd.shared.control;
+    assert!(
+        control
+            .expose(Protocol::Udp, "127.0.0.1:0", "[fd00:127::2]:80", None)
+            .is_ok()
+    );
+    assert_eq!(control.all().len(), 1);
+}
