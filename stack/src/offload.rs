@@ -38,6 +38,8 @@ pub struct LinkOffloads {
     pub tso4: bool,
     /// The link cuts TCP/IPv6 super-segments to their MSS.
     pub tso6: bool,
+    /// The most payload one super-segment may carry on this link.
+    pub super_payload: usize,
 }
 
 impl LinkOffloads {
@@ -46,6 +48,7 @@ impl LinkOffloads {
         tx_checksum: false,
         tso4: false,
         tso6: false,
+        super_payload: 0,
     };
 
     /// A link with a virtio-net header (a TAP opened with `IFF_VNET_HDR`): the kernel
@@ -54,7 +57,23 @@ impl LinkOffloads {
         tx_checksum: true,
         tso4: true,
         tso6: true,
+        super_payload: MAX_SUPER_PAYLOAD,
     };
+
+    /// These offloads on a link whose frames (Ethernet header included) are at most
+    /// `max_frame` bytes: super-segments shrink to what such a frame holds behind an
+    /// Ethernet header, an IPv6 header and the longest TCP header.
+    pub const fn within_frame(self, max_frame: usize) -> LinkOffloads {
+        let room = max_frame.saturating_sub(ethernet::HEADER_LEN + ipv6::HEADER_LEN + 60);
+        LinkOffloads {
+            super_payload: if room < self.super_payload {
+                room
+            } else {
+                self.super_payload
+            },
+            ..self
+        }
+    }
 
     /// Whether TCP super-segments between `addrs` may go over this link.
     pub fn tso(&self, addrs: &Addresses) -> bool {
@@ -69,7 +88,7 @@ impl LinkOffloads {
     /// without.
     pub fn max_tcp_payload(&self, addrs: &Addresses, mss: usize) -> usize {
         if self.tso(addrs) {
-            MAX_SUPER_PAYLOAD
+            self.super_payload
                 .min(mss.saturating_mul(MAX_SEGMENTS))
                 .max(mss)
         } else {

@@ -290,6 +290,14 @@ fn link_offloads_size_segments() {
     assert_eq!(tap.max_tcp_payload(&v6(), 100), 100 * MAX_SEGMENTS);
     let v4_only = LinkOffloads { tso6: false, ..tap };
     assert_eq!(v4_only.max_tcp_payload(&v6(), 1440), 1440);
+    // A stream whose 2-byte length also carries the 12-byte header.
+    let framed = tap.within_frame(65535 - 12);
+    assert_eq!(
+        framed.max_tcp_payload(&v6(), 1440),
+        65535 - 12 - 14 - 40 - 60
+    );
+    assert_eq!(tap.within_frame(200_000), tap);
+    assert_eq!(framed.within_frame(0).max_tcp_payload(&v4(), 1460), 1460);
 }
 
 proptest! {

@@ -403,13 +403,15 @@ fn drain(pipeline: &mut Pipeline, net: &NetworkArgs, events: &Receiver<Event>) {
     }
 }
 
-/// The control API on `-listen` (with `/connect`, which attaches guests) and `-services`.
+/// The control API on `-listen` (with `/connect`, which attaches guests, taking the guest
+/// agent's offer of a virtio-net header where `offload` is on) and `-services`.
 fn start_http(
     listen: &[String],
     services: &[String],
     attacher: &Attacher,
     api: &Arc<switch::api::Router>,
     limits: LinkLimits,
+    offload: bool,
     links: &mut Links,
 ) -> Result<(), String> {
     let endpoint = |addr: &str| Endpoint::parse(addr).map_err(|e| e.to_string());
@@ -420,6 +422,7 @@ fn start_http(
             connect: Some(attacher.clone()),
             handler: api.clone(),
             socket_mode: Some(0o600),
+            offload,
         };
         links
             .listeners
@@ -432,6 +435,7 @@ fn start_http(
             connect: None,
             handler: api.clone(),
             socket_mode: Some(0o600),
+            offload: false,
         };
         links
             .listeners
@@ -458,7 +462,16 @@ fn start_links(
     };
     let endpoint = |addr: &str| Endpoint::parse(addr).map_err(|e| e.to_string());
     let started = |l: Result<Listener, link::EndpointError>| l.map_err(|e| e.to_string());
-    start_http(&args.listen, &args.services, attacher, api, limits, links)?;
+    let offload = args.network.offload.enabled();
+    start_http(
+        &args.listen,
+        &args.services,
+        attacher,
+        api,
+        limits,
+        offload,
+        links,
+    )?;
     for addr in &args.listen_qemu {
         warn_if_exposed("-listen-qemu", addr);
         links.listeners.push(started(link::qemu::listen(
@@ -567,6 +580,7 @@ fn run_mode(mut args: RunArgs) -> Result<ExitCode, String> {
         &pipeline.attacher(),
         &api,
         limits,
+        args.network.offload.enabled(),
         &mut links,
     );
     if let Err(message) = http {

@@ -103,6 +103,8 @@ pub enum TapError {
     OpenDevice(io::Error),
     #[error("cannot attach TAP interface {name} (TUNSETIFF): {source}")]
     Attach { name: String, source: io::Error },
+    #[error("cannot set offloads on TAP interface {name}: {source}")]
+    Offload { name: String, source: io::Error },
     #[error(transparent)]
     Configure(#[from] ConfigureError),
 }

@@ -127,7 +127,7 @@ pub fn apply(nl: &mut Netlink, iface: &Interface, lease: &Lease) -> io::Result<(
         LinkChange {
             up: Some(true),
             mtu,
-            mac: None,
+            ..LinkChange::default()
         },
     )?;
     for (ip, prefix_len) in route::ipv4_addresses(nl, iface.index)? {

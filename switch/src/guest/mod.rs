@@ -36,11 +36,13 @@ use crossbeam_channel::RecvTimeoutError;
 use dhcp::{ClientEvent, DhcpClient};
 use stack::wire::EthernetAddress;
 
+use crate::cli::Offload;
+use crate::link::offer::{self, Offer};
 use crate::netlink::route::{self, LinkChange};
 use crate::netns::Netns;
-use crate::tap::Tap;
+use crate::tap::{Tap, TapOptions};
 use lease::Interface;
-use session::{Counters, Event, Session};
+use session::{Counters, Event, Link, Session};
 use transport::Target;
 
 /// The first wait before connecting again.
@@ -68,6 +70,11 @@ pub struct GuestArgs {
     /// The TAP's MTU (default: the lease's).
     #[arg(long)]
     pub mtu: Option<u32>,
+    /// TAP offloads: the TAP hands over 64 KiB TCP super-segments, sent whole where
+    /// host-switch agrees to a virtio-net header on the connection and cut here otherwise;
+    /// `off` opens the TAP without them.
+    #[arg(long, value_enum, default_value_t = Offload::On)]
+    pub offload: Offload,
     /// Write the lease's DNS servers to this file (nothing is written unless given).
     #[arg(long = "resolv-conf")]
     pub resolv_conf: Option<PathBuf>,
@@ -156,9 +163,20 @@ impl AgentState {
 pub fn run(args: &GuestArgs, stop: &Arc<AtomicBool>) -> Result<(), GuestError> {
     let target = Target::parse(&args.connect)?;
     let mac = args.mac.unwrap_or(DEFAULT_MAC);
-    let tap = Tap::open(&args.tap, &Netns::Current).map_err(|source| GuestError::Tap {
+    let options = TapOptions {
+        offload: args.offload.enabled(),
+        ..TapOptions::default()
+    };
+    let tap_error = |source| GuestError::Tap {
         name: args.tap.clone(),
         source,
+    };
+    let mut tap = Tap::open_with(&args.tap, &Netns::Current, &options).map_err(tap_error)?;
+    let offloads = tap.negotiate_offloads().map_err(|source| {
+        tap_error(crate::tap::TapError::Offload {
+            name: args.tap.clone(),
+            source,
+        })
     })?;
     let configure = |source| GuestError::Configure {
         name: tap.name().to_owned(),
@@ -173,6 +191,8 @@ pub fn run(args: &GuestArgs, stop: &Arc<AtomicBool>) -> Result<(), GuestError> {
             up: Some(true),
             mtu: args.mtu,
             mac: Some(mac),
+            // Super-segments small enough for the framing with their header.
+            gso_max_size: offloads.vnet_hdr.then_some(offer::GSO_MAX_SIZE),
         },
     )
     .map_err(configure)?;
@@ -196,7 +216,7 @@ pub fn run(args: &GuestArgs, stop: &Arc<AtomicBool>) -> Result<(), GuestError> {
             .map_err(GuestError::Thread)?,
         )
     };
-    tracing::info!(tap = %tap.name(), %mac, target = %target, "guest switch starting");
+    tracing::info!(tap = %tap.name(), %mac, target = %target, offloads = %offloads.describe(), "guest switch starting");
     let mut agent = Agent {
         tap,
         mac,
@@ -212,7 +232,12 @@ pub fn run(args: &GuestArgs, stop: &Arc<AtomicBool>) -> Result<(), GuestError> {
     let mut backoff = FIRST_BACKOFF;
     while !stop.load(Ordering::Relaxed) {
         let attempt = first.take().unwrap_or_else(|| target.clone());
-        let conn = match transport::connect(&attempt) {
+        // A fresh nonce for each connection; no offer where the TAP has no header to give.
+        let link = Link {
+            vnet: offloads.vnet_hdr,
+            offer: (offloads.vnet_hdr && transport::speaks_http(&attempt)).then(Offer::random),
+        };
+        let conn = match transport::connect(&attempt, link.offer.as_ref()) {
             Ok(conn) => conn,
             Err(source) if !attempt.reconnects() => {
                 return Err(GuestError::Connect {
@@ -229,7 +254,7 @@ pub fn run(args: &GuestArgs, stop: &Arc<AtomicBool>) -> Result<(), GuestError> {
         };
         tracing::info!(target = %attempt, "connected to host-switch");
         let started = Instant::now();
-        let why = agent.serve(conn, stop)?;
+        let why = agent.serve(conn, link, stop)?;
         if stop.load(Ordering::Relaxed) {
             break;
         }
@@ -275,10 +300,21 @@ struct Agent {
 
 impl Agent {
     /// Runs one connection until it ends or `stop` is set; returns why it ended.
-    fn serve(&mut self, conn: transport::Conn, stop: &AtomicBool) -> Result<String, GuestError> {
+    fn serve(
+        &mut self,
+        conn: transport::Conn,
+        link: Link,
+        stop: &AtomicBool,
+    ) -> Result<String, GuestError> {
         let (events_tx, events) = crossbeam_channel::bounded(session::EVENT_QUEUE);
-        let session = Session::start(&self.tap, conn, self.mac, events_tx, self.counters.clone())
-            .map_err(GuestError::Thread)?;
+        let session = Session::start(
+            &self.tap,
+            conn,
+            (self.mac, link),
+            events_tx,
+            self.counters.clone(),
+        )
+        .map_err(GuestError::Thread)?;
         self.state.generation.fetch_add(1, Ordering::Relaxed);
         // The host may be a new one: confirm the lease now rather than at T1.
         self.dhcp.renew(Instant::now());
@@ -303,6 +339,7 @@ impl Agent {
             }
         };
         session.stop();
+        tracing::debug!(counters = ?self.counters, "link counters");
         Ok(why)
     }
 

@@ -292,7 +292,7 @@ fn connect_waiting(
     }
     let mut backoff = FIRST_BACKOFF;
     while !stop.load(Ordering::Relaxed) {
-        match transport::connect(target) {
+        match transport::connect(target, None) {
             Ok(conn) => return Ok(Some(conn)),
             Err(e) => {
                 tracing::debug!(error = %e, "host-switch not there yet");

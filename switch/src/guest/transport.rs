@@ -23,10 +23,15 @@ use std::time::Duration;
 use socket2::{Domain, SockAddr, Socket, Type};
 
 use crate::link::Endpoint;
+use crate::link::offer::Offer;
 
-/// The request that attaches a stream to the switch (gvforwarder sends the same).
-pub const CONNECT_REQUEST: &[u8] =
-    b"POST /connect HTTP/1.1\r\nHost: host-switch\r\nContent-Length: 0\r\n\r\n";
+/// The request that attaches a stream to the switch (gvforwarder sends the same), with the
+/// offer of a virtio-net header where there is one ([`crate::link::offer`]).
+pub fn connect_request(offer: Option<&Offer>) -> Vec<u8> {
+    let offer = offer.map(Offer::request_header).unwrap_or_default();
+    format!("POST /connect HTTP/1.1\r\nHost: host-switch\r\n{offer}Content-Length: 0\r\n\r\n")
+        .into_bytes()
+}
 
 /// How long a connect may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -178,13 +183,19 @@ pub fn connect_stream(ep: &Endpoint) -> io::Result<Socket> {
     Ok(socket)
 }
 
-/// Connects to `target` and attaches (`POST /connect` where the other end is HTTP).
-pub fn connect(target: &Target) -> io::Result<Conn> {
+/// Whether a connection to `target` starts with `POST /connect`, where an offer can be made.
+pub fn speaks_http(target: &Target) -> bool {
+    matches!(target, Target::Endpoint(_) | Target::Device(_))
+}
+
+/// Connects to `target` and attaches (`POST /connect` where the other end is HTTP, making
+/// `offer` there).
+pub fn connect(target: &Target, offer: Option<&Offer>) -> io::Result<Conn> {
     match target {
         Target::Endpoint(ep) => {
             let socket = connect_stream(ep)?;
             let mut conn = Conn::from_socket(socket)?;
-            conn.write.write_all(CONNECT_REQUEST)?;
+            conn.write.write_all(&connect_request(offer))?;
             Ok(conn)
         }
         Target::Device(path) => {
@@ -194,7 +205,7 @@ pub fn connect(target: &Target) -> io::Result<Conn> {
                 .custom_flags(libc::O_NOCTTY | libc::O_CLOEXEC)
                 .open(path)?;
             let read = write.try_clone()?;
-            write.write_all(CONNECT_REQUEST)?;
+            write.write_all(&connect_request(offer))?;
             Ok(Conn {
                 read,
                 write,
@@ -282,5 +293,18 @@ mod tests {
         }
         assert!(Target::parse("unix:///a").unwrap().reconnects());
         assert!(!Target::parse("stdio").unwrap().reconnects());
+    }
+
+    #[test]
+    fn the_request_carries_an_offer_only_when_there_is_one() {
+        let plain = String::from_utf8(connect_request(None)).unwrap();
+        assert_eq!(
+            plain,
+            "POST /connect HTTP/1.1\r\nHost: host-switch\r\nContent-Length: 0\r\n\r\n"
+        );
+        let offer = Offer { nonce: 1 };
+        let offered = String::from_utf8(connect_request(Some(&offer))).unwrap();
+        assert!(offered.contains("\r\nX-Host-Switch-Offload: vnet-hdr nonce=0000000000000001\r\n"));
+        assert!(offered.ends_with("Content-Length: 0\r\n\r\n"));
     }
 }

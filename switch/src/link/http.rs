@@ -4,7 +4,8 @@
 //! What gvproxy does, and so what we do: `/connect` hijacks the connection with no HTTP
 //! response at all — gvforwarder writes its request and starts sending frames straight away,
 //! 2-byte little-endian length before each — so any bytes after the request head are already
-//! frames. Every other request goes to a [`Handler`] (the control API plugs in there; the
+//! frames. A request that offers a virtio-net header (the guest agent's, [`super::offer`]) gets
+//! it accepted by the stream's first frame where offloads are on. Every other request goes to a [`Handler`] (the control API plugs in there; the
 //! default answers 404) and gets one response with `Connection: close`.
 //!
 //! Bounds: the request head is at most [`MAX_HEAD`] bytes with at most [`MAX_HEADERS`]
@@ -21,6 +22,7 @@ use std::time::Duration;
 
 use super::endpoint::{Endpoint, EndpointError};
 use super::listener::{Conn, Listener};
+use super::offer::{self, Offer};
 use super::qemu::serve_stream;
 use super::stream::StreamSpec;
 use super::{LinkCounters, LinkLimits};
@@ -152,6 +154,8 @@ pub struct HttpOptions {
     pub handler: Arc<dyn Handler>,
     /// Mode of a unix socket file (the API is only for its owner: 0600).
     pub socket_mode: Option<u32>,
+    /// Accept a guest agent's offer of a virtio-net header on `/connect` ([`super::offer`]).
+    pub offload: bool,
 }
 
 impl std::fmt::Debug for HttpOptions {
@@ -159,6 +163,7 @@ impl std::fmt::Debug for HttpOptions {
         f.debug_struct("HttpOptions")
             .field("connect", &self.connect.is_some())
             .field("socket_mode", &self.socket_mode)
+            .field("offload", &self.offload)
             .finish_non_exhaustive()
     }
 }
@@ -217,8 +222,12 @@ fn serve(conn: Conn, options: &HttpOptions, limits: LinkLimits, counters: &Arc<L
             prefix: LengthPrefix::U16Le,
             max_frame: limits.max_frame,
         };
-        tracing::debug!(peer = %conn.peer, "POST /connect: switching to frames");
-        serve_stream(conn, attacher, "connect", spec, &leftover, counters);
+        let offer = request
+            .header(offer::OFFER_HEADER)
+            .and_then(Offer::parse)
+            .filter(|_| options.offload);
+        tracing::debug!(peer = %conn.peer, offer = offer.is_some(), "POST /connect: switching to frames");
+        serve_stream(conn, attacher, "connect", spec, &leftover, offer, counters);
         return;
     }
     let response = options.handler.handle(&request);

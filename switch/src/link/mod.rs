@@ -17,7 +17,8 @@
 //! The pieces: [`endpoint`] parses `unix://`, `tcp://`, `vsock://`, `unixgram://` and
 //! `unixpacket://` addresses and binds them; [`stream`] drives one length-prefixed stream as a
 //! port; the links themselves are [`qemu`], [`http`] (`POST /connect`, and the control API's
-//! routing), [`stdio`], [`vpnkit`], [`vfkit`], [`bess`] and [`tap`].
+//! routing), [`stdio`], [`vpnkit`], [`vfkit`], [`bess`] and [`tap`]. [`offer`] is how a
+//! `/connect` stream agrees on a virtio-net header with the guest agent.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -28,6 +29,7 @@ pub mod bess;
 pub mod endpoint;
 pub mod http;
 pub mod listener;
+pub mod offer;
 pub mod qemu;
 pub mod stdio;
 pub mod stream;

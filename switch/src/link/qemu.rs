@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use super::endpoint::{Endpoint, EndpointError};
 use super::listener::{Conn, Listener};
+use super::offer::Offer;
 use super::stream::{self, StreamSpec};
 use super::{LinkCounters, LinkLimits};
 use crate::framing::LengthPrefix;
@@ -33,7 +34,7 @@ pub fn listen(
     let counters = Arc::new(LinkCounters::default());
     let handler = {
         let counters = counters.clone();
-        move |conn: Conn| serve_stream(conn, &attacher, "qemu", spec, &[], &counters)
+        move |conn: Conn| serve_stream(conn, &attacher, "qemu", spec, &[], None, &counters)
     };
     Listener::spawn("qemu", bound, limits, counters, handler).map_err(|source| {
         EndpointError::Bind {
@@ -53,6 +54,7 @@ pub(crate) fn serve_stream(
     link: &str,
     spec: StreamSpec,
     leftover: &[u8],
+    offer: Option<Offer>,
     counters: &Arc<LinkCounters>,
 ) {
     let name = format!("{link}:{}", conn.peer);
@@ -63,6 +65,7 @@ pub(crate) fn serve_stream(
                 socket,
                 spec,
                 leftover: leftover.to_vec(),
+                offer,
                 link: counters.clone(),
                 done,
             };

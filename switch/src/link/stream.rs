@@ -30,6 +30,8 @@ pub struct NativeStream {
     pub spec: StreamSpec,
     /// Stream bytes read before framing started (after an HTTP request or a handshake).
     pub leftover: Vec<u8>,
+    /// The peer's offer of a virtio-net header, to be accepted ([`super::offer`]).
+    pub offer: Option<super::offer::Offer>,
     /// The link's counters (frames it could not send).
     pub link: Arc<LinkCounters>,
     /// Told why the stream ended.

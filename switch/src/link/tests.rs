@@ -345,6 +345,7 @@ fn connect_hijacks_into_2_byte_frames_other_paths_404() {
         connect: Some(attacher),
         handler: std::sync::Arc::new(http::NotFound),
         socket_mode: Some(0o600),
+        offload: true,
     };
     let listener = http::listen(&ep, options, LinkLimits::default()).unwrap();
     let counters = listener.counters().clone();

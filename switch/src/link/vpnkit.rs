@@ -232,7 +232,7 @@ pub fn listen(
                         prefix: LengthPrefix::U16Le,
                         max_frame: limits.max_frame,
                     };
-                    serve_stream(conn, &attacher, "vpnkit", spec, &[], &counters);
+                    serve_stream(conn, &attacher, "vpnkit", spec, &[], None, &counters);
                 }
                 Err(e) => {
                     LinkCounters::bump(&counters.handshake_failed);

@@ -52,6 +52,8 @@ pub struct LinkChange {
     pub up: Option<bool>,
     pub mtu: Option<u32>,
     pub mac: Option<EthernetAddress>,
+    /// The largest super-segment the kernel hands the device (`gso_max_size`).
+    pub gso_max_size: Option<u32>,
 }
 
 /// Applies `change` to link `index`.
@@ -70,6 +72,9 @@ pub fn set_link(nl: &mut Netlink, index: u32, change: LinkChange) -> io::Result<
     if let Some(mac) = change.mac {
         link.attributes
             .push(LinkAttribute::Address(mac.as_bytes().to_vec()));
+    }
+    if let Some(size) = change.gso_max_size {
+        link.attributes.push(LinkAttribute::GsoMaxSize(size));
     }
     nl.request(RouteNetlinkMessage::SetLink(link), 0)
 }

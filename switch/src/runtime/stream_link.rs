@@ -10,6 +10,13 @@
 //! buffer is bounded: a frame that finds it full is dropped and counted, as a full queue
 //! would drop it. A framing error, the end of the stream or a failed read or write ends the
 //! link with its [`CloseReason`], which goes back to the thread that attached it.
+//!
+//! A stream whose peer offered a virtio-net header ([`crate::link::offer`]) is answered with
+//! the accept marker as its first frame, and every frame written after it carries the header
+//! (a super-segment whole, [`offer::LINK_OFFLOADS`]); frames read carry one from the peer's
+//! acknowledgement on, each checked against its frame as a TAP queue's are (a header that
+//! does not parse or fit drops its frame, counted). Until then frames read are plain and held
+//! to the link's own frame limit.
 
 use std::cell::{Cell, RefCell};
 use std::io::{self, Write};
@@ -19,7 +26,13 @@ use bytes::{Bytes, BytesMut};
 use crossbeam_channel::Sender;
 use socket2::Socket;
 
+use stack::offload::LinkOffloads;
+use stack::wire::virtio_net::HEADER_LEN;
+use stack::wire::{VirtioNetError, VirtioNetRepr};
+
+use super::worker::offload::rx_header;
 use crate::framing::{Decoder, Encoder};
+use crate::link::offer::{self, Offer};
 use crate::link::stream::NativeStream;
 use crate::link::{CloseReason, LinkCounters};
 use crate::mac_table::PortId;
@@ -42,7 +55,24 @@ pub(crate) struct StreamConn {
     link: Arc<LinkCounters>,
     pub(crate) counters: Arc<PortCounters>,
     done: Option<Sender<CloseReason>>,
+    /// How frames read are framed (the header, once the peer acknowledged it).
+    rx: RxState,
+    /// Frames written carry a virtio-net header (an offer was accepted).
+    tx_vnet: bool,
 }
+
+/// What a frame read from a stream is taken as.
+struct RxState {
+    /// The offer this stream accepted, whose acknowledgement switches reading to the header.
+    offer: Option<Offer>,
+    /// Frames read carry the header.
+    vnet: bool,
+    /// The largest plain frame.
+    plain_max: usize,
+}
+
+/// A frame read, and its virtio-net header as checked (plain for a stream without one).
+pub(crate) type StreamFrame = (Bytes, Result<VirtioNetRepr, VirtioNetError>);
 
 /// What a batch of reads found.
 pub(crate) enum ReadEnd {
@@ -61,7 +91,12 @@ impl StreamConn {
         counters: Arc<PortCounters>,
     ) -> io::Result<StreamConn> {
         parts.socket.set_nonblocking(true)?;
-        let mut decoder = Decoder::new(parts.spec.prefix, parts.spec.max_frame);
+        // With a header, a frame may be a super-segment: as long as the length can say.
+        let max_frame = match parts.offer {
+            Some(_) => offer::MAX_FRAME,
+            None => parts.spec.max_frame,
+        };
+        let mut decoder = Decoder::new(parts.spec.prefix, max_frame);
         let mut leftover = &parts.leftover[..];
         while !leftover.is_empty() {
             let n = decoder.feed(leftover);
@@ -70,18 +105,48 @@ impl StreamConn {
             }
             leftover = leftover.get(n..).unwrap_or_default();
         }
+        let encoder = Encoder::new(parts.spec.prefix, max_frame);
+        let mut tx = Vec::new();
+        if let Some(offer) = parts.offer {
+            encoder
+                .encode_into(&offer.accept_marker(), &mut tx)
+                .map_err(io::Error::from)?;
+            tracing::debug!(port = port.0, "virtio-net header offered: accepted");
+        }
         Ok(StreamConn {
             socket: parts.socket,
             port,
             decoder,
-            encoder: Encoder::new(parts.spec.prefix, parts.spec.max_frame),
-            tx: RefCell::new(Vec::new()),
+            encoder,
+            tx: RefCell::new(tx),
             tx_sent: Cell::new(0),
             writable: Cell::new(true),
             link: parts.link,
             counters,
             done: Some(parts.done),
+            rx: RxState {
+                offer: parts.offer,
+                vnet: false,
+                plain_max: parts.spec.max_frame,
+            },
+            tx_vnet: parts.offer.is_some(),
         })
+    }
+
+    /// What the link does for frames written to it: a stream with the header takes
+    /// super-segments and partial checksums whole, as far as its frames carry them.
+    pub(crate) fn offloads(&self) -> LinkOffloads {
+        if self.tx_vnet {
+            offer::LINK_OFFLOADS
+        } else {
+            LinkOffloads::NONE
+        }
+    }
+
+    /// Whether a frame of `len` bytes goes out as it is, with its header, whatever is left to
+    /// finish in it.
+    pub(crate) fn takes_unfinished(&self, len: usize) -> bool {
+        self.tx_vnet && HEADER_LEN + len <= offer::MAX_FRAME
     }
 
     pub(crate) fn socket(&self) -> &Socket {
@@ -93,26 +158,18 @@ impl StreamConn {
     pub(crate) fn read_batch(
         &mut self,
         arena: &mut BytesMut,
-        frames: &mut Vec<Bytes>,
+        frames: &mut Vec<StreamFrame>,
         reads: usize,
     ) -> ReadEnd {
         for _ in 0..reads {
-            loop {
-                match self.decoder.next_frame() {
-                    Ok(Some(frame)) => {
-                        arena.extend_from_slice(frame);
-                        frames.push(arena.split().freeze());
-                    }
-                    Ok(None) => break,
-                    Err(e) => return ReadEnd::Closed(CloseReason::Framing(e.to_string())),
-                }
+            if let Err(reason) = self.take_buffered(arena, frames) {
+                return ReadEnd::Closed(reason);
             }
             match self.decoder.read_from(&mut &self.socket) {
                 Ok(0) => {
                     // Frames that arrived with the end are still the guest's.
-                    while let Ok(Some(frame)) = self.decoder.next_frame() {
-                        arena.extend_from_slice(frame);
-                        frames.push(arena.split().freeze());
+                    if let Err(reason) = self.take_buffered(arena, frames) {
+                        return ReadEnd::Closed(reason);
                     }
                     return ReadEnd::Closed(match self.decoder.finish() {
                         Ok(()) => CloseReason::PeerClosed,
@@ -121,9 +178,8 @@ impl StreamConn {
                 }
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    while let Ok(Some(frame)) = self.decoder.next_frame() {
-                        arena.extend_from_slice(frame);
-                        frames.push(arena.split().freeze());
+                    if let Err(reason) = self.take_buffered(arena, frames) {
+                        return ReadEnd::Closed(reason);
                     }
                     return ReadEnd::Blocked;
                 }
@@ -134,17 +190,49 @@ impl StreamConn {
         ReadEnd::More
     }
 
-    /// Queues `frame` for the guest; false (counted) when it is over the link's frame size or
-    /// the transmit buffer is full. The caller flushes at the end of its turn.
-    pub(crate) fn queue(&self, frame: &[u8]) -> bool {
+    /// Every whole frame the decoder holds, into `frames`.
+    fn take_buffered(
+        &mut self,
+        arena: &mut BytesMut,
+        frames: &mut Vec<StreamFrame>,
+    ) -> Result<(), CloseReason> {
+        loop {
+            match self.decoder.next_frame() {
+                Ok(Some(frame)) => self.rx.take(self.port, frame, arena, frames)?,
+                Ok(None) => return Ok(()),
+                Err(e) => return Err(CloseReason::Framing(e.to_string())),
+            }
+        }
+    }
+
+    /// Queues `frame` for the guest, behind `header` on a stream with one (where the caller
+    /// saw [`StreamConn::takes_unfinished`]; a plain stream gets the frame alone); false
+    /// (counted) when it is over the link's frame size or the transmit buffer is full. The
+    /// caller flushes at the end of its turn.
+    pub(crate) fn queue(&self, frame: &[u8], header: &VirtioNetRepr) -> bool {
         let mut tx = self.tx.borrow_mut();
         let sent = tx.len() - self.tx_sent.get() < TX_LIMIT
-            && self.encoder.encode_into(frame, &mut tx).is_ok();
+            && if self.tx_vnet {
+                self.encode_with_header(header, frame, &mut tx)
+            } else {
+                self.encoder.encode_into(frame, &mut tx).is_ok()
+            };
         if !sent {
             LinkCounters::bump(&self.link.tx_errors);
         }
         self.counters.tx(frame.len(), sent);
         sent
+    }
+
+    /// One length prefix around `header` and `frame`.
+    fn encode_with_header(&self, header: &VirtioNetRepr, frame: &[u8], tx: &mut Vec<u8>) -> bool {
+        let Ok(prefix) = self.encoder.header(HEADER_LEN + frame.len()) else {
+            return false;
+        };
+        tx.extend_from_slice(prefix.as_bytes());
+        tx.extend_from_slice(&header.to_bytes());
+        tx.extend_from_slice(frame);
+        true
     }
 
     /// Whether frames wait to be written.
@@ -194,6 +282,46 @@ impl StreamConn {
             let _ = done.send(reason);
         }
         let _ = self.socket.shutdown(std::net::Shutdown::Both);
+    }
+}
+
+impl RxState {
+    /// Takes one frame as read: the peer's acknowledgement switches to the header and is no
+    /// frame; a frame with the header is checked against it; a plain frame over the link's
+    /// limit ends the stream, as a decoder bounded by it would have.
+    fn take(
+        &mut self,
+        port: PortId,
+        frame: &[u8],
+        arena: &mut BytesMut,
+        frames: &mut Vec<StreamFrame>,
+    ) -> Result<(), CloseReason> {
+        if !self.vnet {
+            if self.offer.is_some_and(|o| o.is_ack(frame)) {
+                self.vnet = true;
+                tracing::info!(port = port.0, "virtio-net header agreed on the stream");
+                return Ok(());
+            }
+            if frame.len() > self.plain_max {
+                return Err(CloseReason::Framing(format!(
+                    "frame of {} bytes over the limit of {}",
+                    frame.len(),
+                    self.plain_max
+                )));
+            }
+            arena.extend_from_slice(frame);
+            frames.push((arena.split().freeze(), Ok(VirtioNetRepr::PLAIN)));
+            return Ok(());
+        }
+        let Some((header, rest)) = frame.split_first_chunk::<HEADER_LEN>() else {
+            frames.push((Bytes::new(), Err(VirtioNetError::Truncated)));
+            return Ok(());
+        };
+        arena.extend_from_slice(rest);
+        let rest = arena.split().freeze();
+        let checked = rx_header(header, frame.len(), &rest);
+        frames.push((rest, checked));
+        Ok(())
     }
 }
 

@@ -271,6 +271,7 @@ fn a_stream_link_runs_inside_a_worker() {
         socket: socket2::Socket::from(std::os::fd::OwnedFd::from(theirs)),
         spec,
         leftover,
+        offer: None,
         link: Arc::new(crate::link::LinkCounters::default()),
         done,
     };

@@ -47,7 +47,7 @@ use stack::wire::VirtioNetRepr;
 use super::dns_thread::Input as DnsInput;
 use super::fabric::{Fabric, FrameHandoff, WorkerControl, WorkerHandle};
 use super::mcast::Route;
-use super::stream_link::{ReadEnd, StreamConn};
+use super::stream_link::{ReadEnd, StreamConn, StreamFrame};
 use crate::forward::Decision;
 use crate::gateway::{Gateway, GatewayCounters, Outcome};
 use crate::link::CloseReason;
@@ -57,7 +57,7 @@ use crate::port::{Egress, GATEWAY_PORT, PortCounters};
 use crate::tap::{Tap, VNET_HEADER_LEN};
 
 #[path = "worker_offload.rs"]
-mod offload;
+pub(super) mod offload;
 #[path = "worker_out.rs"]
 mod out;
 
@@ -157,7 +157,7 @@ pub(crate) struct Worker {
     /// Stream connections with bytes left after a batch.
     ready_streams: Vec<usize>,
     /// Frames read from a stream in one batch, before they run through.
-    stream_frames: Vec<Bytes>,
+    stream_frames: Vec<StreamFrame>,
     /// This turn's events, copied out of `events`.
     turn: Vec<(Token, bool, bool, bool)>,
     next_ageing: Option<Instant>,
@@ -442,10 +442,17 @@ impl Worker {
                     self.out.fabric.detach_port(port, false);
                     return;
                 }
+                let offloads = conn.offloads();
                 entry.insert(conn);
-                // Bytes may be buffered already (after a handshake) or waiting.
+                // Bytes may be buffered already (after a handshake) or waiting, and the
+                // accept marker of an offer waits to be written.
                 self.ready_streams.push(link);
-                LocalPort::Stream { link, mtu }
+                self.out.to_flush.borrow_mut().push(link);
+                LocalPort::Stream {
+                    link,
+                    mtu,
+                    offloads,
+                }
             }
             PortSpec::Channel { egress, mtu } => LocalPort::Channel { egress, mtu },
             PortSpec::Remote { owner, mtu } => LocalPort::Remote { owner, mtu },
@@ -504,10 +511,13 @@ impl Worker {
         let counters = conn.counters.clone();
         let mut frames = std::mem::take(&mut self.stream_frames);
         let end = conn.read_batch(&mut self.rx, &mut frames, STREAM_READS);
-        for frame in frames.drain(..) {
+        for (frame, header) in frames.drain(..) {
             self.out.counters.count(WorkerEvent::Rx, 1);
-            counters.rx(frame.len(), true);
-            self.ingress(now, port, frame, VirtioNetRepr::PLAIN);
+            counters.rx(frame.len(), header.is_ok());
+            match header {
+                Ok(header) => self.ingress(now, port, frame, header),
+                Err(e) => self.out.counters.count_drop(DropReason::VirtioNet(e)),
+            }
         }
         self.stream_frames = frames;
         match end {

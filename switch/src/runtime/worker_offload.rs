@@ -17,9 +17,9 @@ use super::{Out, OutFrame};
 use crate::mac_table::PortId;
 use crate::tap::VNET_HEADER_LEN;
 
-/// The header of a frame `read` bytes long (header included) from a queue with virtio-net
-/// headers, checked against the frame.
-pub(super) fn rx_header(
+/// The header of a frame `read` bytes long (header included) from a queue or stream with
+/// virtio-net headers, checked against the frame.
+pub(in crate::runtime) fn rx_header(
     header: &[u8; VNET_HEADER_LEN],
     read: usize,
     frame: &[u8],

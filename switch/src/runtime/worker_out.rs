@@ -42,6 +42,8 @@ pub(super) enum LocalPort {
     Stream {
         link: usize,
         mtu: u16,
+        /// What the stream takes: a virtio-net header where one was agreed.
+        offloads: LinkOffloads,
     },
     Remote {
         owner: usize,
@@ -59,17 +61,14 @@ impl LocalPort {
         }
     }
 
-    /// What the link does for what we send. Only TAP queues opened with a virtio-net header
-    /// do anything yet. A stream link whose peer negotiated the header (the guest agent's
-    /// own stream, later) would say so here, and [`Out::transmit`] would put the header in
-    /// its framing; links served by threads of their own and other workers' links get
+    /// What the link does for what we send: TAP queues opened with a virtio-net header and
+    /// streams that agreed on one ([`crate::link::offer`]) take super-segments and partial
+    /// checksums; links served by threads of their own and other workers' links get
     /// finished frames.
     pub(super) fn offloads(&self) -> LinkOffloads {
         match self {
-            LocalPort::Tap { offloads, .. } => *offloads,
-            LocalPort::Channel { .. } | LocalPort::Stream { .. } | LocalPort::Remote { .. } => {
-                LinkOffloads::NONE
-            }
+            LocalPort::Tap { offloads, .. } | LocalPort::Stream { offloads, .. } => *offloads,
+            LocalPort::Channel { .. } | LocalPort::Remote { .. } => LinkOffloads::NONE,
         }
     }
 }
@@ -236,15 +235,20 @@ impl Out {
                 }
                 sent
             }
-            Some(_) if header.needs_finishing() => self.finish_for(port, &frame, header),
-            Some(LocalPort::Channel { egress, .. }) => egress.push(frame.into_bytes()),
             Some(LocalPort::Stream { link, .. }) => {
                 let Some(conn) = self.streams.get(*link) else {
                     return false;
                 };
-                let sent = conn.queue(frame.as_slice());
+                let bytes = frame.as_slice();
+                if header.needs_finishing() && !conn.takes_unfinished(bytes.len()) {
+                    return self.finish_for(port, &frame, header);
+                }
+                let sent = conn.queue(bytes, header);
                 if sent {
                     self.counters.count(WorkerEvent::Tx, 1);
+                    if header.is_gso() {
+                        self.counters.count(WorkerEvent::SuperOut, 1);
+                    }
                     let mut to_flush = self.to_flush.borrow_mut();
                     if !to_flush.contains(link) {
                         to_flush.push(*link);
@@ -252,6 +256,8 @@ impl Out {
                 }
                 sent
             }
+            Some(_) if header.needs_finishing() => self.finish_for(port, &frame, header),
+            Some(LocalPort::Channel { egress, .. }) => egress.push(frame.into_bytes()),
             Some(LocalPort::Remote { owner, .. }) => self.fabric.hand(
                 Some(&self.counters),
                 *owner,
