@@ -47,6 +47,8 @@ mod mcast;
 mod stats;
 mod stream_link;
 #[cfg(test)]
+mod stream_offload_tests;
+#[cfg(test)]
 mod tests;
 mod v6;
 mod worker;

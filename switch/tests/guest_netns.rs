@@ -29,25 +29,10 @@ use std::io::Read;
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
-use guest_support::{GuestServers, HostSwitch, InNs, Named, free_port, http_server};
+use guest_support::{GuestServers, HostSwitch, InNs, Named, await_address, free_port, http_server};
 use support::{NetnsGuard, TempDir, api_request, eventually, privileged};
 
 const TOOLS: &[&str] = &["ip", "nsenter", "curl", "ping", "dig", "python3"];
-
-/// Waits for `ns`'s eth0 to carry `want` (e.g. "inet 192.168.127.2/24").
-fn await_address(ns: &impl InNs, dev: &str, want: &str, guest: &mut guest_support::Agent) {
-    let found = eventually(Duration::from_secs(20), || {
-        let out = ns.run(
-            "ip",
-            &["-4", "addr", "show", "dev", dev],
-            Duration::from_secs(5),
-        );
-        String::from_utf8_lossy(&out.stdout)
-            .contains(want)
-            .then_some(())
-    });
-    assert!(found.is_some(), "{dev} never got {want}:\n{}", guest.log());
-}
 
 #[test]
 fn guest_leases_pings_fetches_resolves_and_reconnects_over_unix() {

@@ -9,6 +9,12 @@
 //! super-segments both ways; off, neither. `host-switch run` is checked the same way through
 //! its capture: frames longer than 1514 bytes both ways with offloads, none without.
 //!
+//! The guest agent (`host-switch guest`) over a unix socket: with offloads at both ends they
+//! agree on a virtio-net header on the stream, and super-segments cross it whole both ways
+//! (counters and capture); host-switch with `--offload off` never answers the offer, and the
+//! agent cuts its TAP's super-segments itself (no frame over 1514 bytes, every byte there);
+//! the agent with `--offload off` makes no offer and its TAP shows no TSO.
+//!
 //! Sizes: 256 MiB each way with offloads (a few seconds even in a debug build, loss
 //! included). Without them every 1460-byte segment is parsed, checksummed and acknowledged
 //! one by one, which a debug build does at a few hundred Mbit/s: those transfers move 64 MiB
@@ -23,8 +29,10 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod guest_support;
 mod support;
 
+use guest_support::{Agent, HostSwitch, await_address};
 use support::{NetnsGuard, TempDir, privileged};
 
 use switch::link::tap::TapLink;
@@ -400,4 +408,126 @@ fn run_mode_negotiates_offloads_and_its_capture_shows_super_segments_both_ways()
     let (tso, long) = run_mode("off");
     assert!(!tso, "TSO off inside");
     assert_eq!(long, (0, 0), "no frame longer than the link's");
+}
+
+/// What one transfer through the guest agent showed.
+struct AgentRun {
+    /// `ethtool -k eth0` in the namespace shows TSO on.
+    tso: bool,
+    /// host-switch's `offload.super_segments_in` and `_out` afterwards.
+    supers: (u64, u64),
+    /// Frames longer than 1514 bytes in host-switch's capture: (from the guest, to it).
+    long: (usize, usize),
+    /// The agent's log.
+    log: String,
+}
+
+/// `host-switch guest` in a namespace, attached over a unix socket to a host-switch started
+/// with `host_flags` (and a capture), moves `size` bytes each way between the guest and a
+/// server on the host's loopback.
+fn through_agent(tag: &str, host_flags: &[&str], agent_flags: &[&str], size: usize) -> AgentRun {
+    let dir = TempDir::new(tag);
+    let sock = dir.path().join("hs.sock");
+    let pcap = dir.path().join("hs.pcap");
+    // Headers are enough: the capture's records keep each frame's whole length.
+    let mut flags = vec!["--pcap", pcap.to_str().unwrap(), "--pcap-snaplen", "128"];
+    flags.extend_from_slice(host_flags);
+    let hs = HostSwitch::start(&dir, &sock, &flags);
+    let ns = NetnsGuard::new(tag);
+    let connect = format!("unix://{}", sock.display());
+    let mut args = vec!["--connect", &connect, "--no-auto-forward"];
+    args.extend_from_slice(agent_flags);
+    let mut agent = Agent::start(&ns, &dir, &args);
+    await_address(&ns, "eth0", "inet 192.168.127.2/24", &mut agent);
+    let ethtool = ns.run("ethtool", &["-k", "eth0"], Duration::from_secs(5));
+    let tso = String::from_utf8_lossy(&ethtool.stdout)
+        .lines()
+        .any(|l| l.trim() == "tcp-segmentation-offload: on");
+
+    let server = Server::start(size);
+    let client = client_args(server.port, size);
+    let client: Vec<&str> = client.iter().map(String::as_str).collect();
+    let out = ns.run("python3", &client, Duration::from_secs(150));
+    assert!(
+        out.status.success(),
+        "client: {}\nagent:\n{}\nhost-switch:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        agent.log(),
+        hs.log()
+    );
+    let client = End::parse(&String::from_utf8_lossy(&out.stdout));
+    assert_exact(&client, &server.finish(), size);
+
+    let (status, stats) = support::api_request(&sock, "GET", "/stats", "");
+    assert_eq!(status, 200, "{stats}");
+    let stats: serde_json::Value = serde_json::from_str(&stats).unwrap();
+    let counter = |name: &str| stats["offload"][name].as_u64().unwrap();
+    let supers = (counter("super_segments_in"), counter("super_segments_out"));
+    agent.stop();
+    drop(hs);
+    AgentRun {
+        tso,
+        supers,
+        long: long_frames(&std::fs::read(&pcap).unwrap()),
+        log: agent.log(),
+    }
+}
+
+/// The agent offers the header, host-switch accepts it, and TCP super-segments cross the
+/// stream whole both ways.
+#[test]
+fn the_guest_agent_and_host_switch_agree_on_the_header_and_super_segments_cross_whole() {
+    if !privileged(
+        "the_guest_agent_and_host_switch_agree_on_the_header_and_super_segments_cross_whole",
+        TOOLS,
+    ) {
+        return;
+    }
+    let run = through_agent("agent-on", &[], &[], 256 * MIB);
+    assert!(run.tso, "TSO on the agent's TAP");
+    assert!(run.log.contains("virtio-net header agreed"), "{}", run.log);
+    assert!(run.supers.0 > 0, "super-segments from the agent");
+    assert!(run.supers.1 > 0, "super-segments to the agent");
+    assert!(
+        run.long.0 > 0 && run.long.1 > 0,
+        "long frames both ways: {:?}",
+        run.long
+    );
+}
+
+/// host-switch with offloads off never answers the offer: the agent keeps plain frames,
+/// cutting its TAP's super-segments itself, and every byte still arrives.
+#[test]
+fn a_host_that_never_answers_the_offer_gets_plain_frames_cut_by_the_agent() {
+    if !privileged(
+        "a_host_that_never_answers_the_offer_gets_plain_frames_cut_by_the_agent",
+        TOOLS,
+    ) {
+        return;
+    }
+    let run = through_agent("agent-never", &["--offload", "off"], &[], 64 * MIB);
+    assert!(run.tso, "TSO still on the agent's TAP");
+    assert!(!run.log.contains("virtio-net header agreed"), "{}", run.log);
+    assert_eq!(run.supers, (0, 0));
+    assert_eq!(run.long, (0, 0), "no frame longer than the link's");
+    // The agent cut them: its counters, logged when it stops.
+    let finished = run
+        .log
+        .split("finished: ")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse::<u64>().ok());
+    assert!(finished.is_some_and(|n| n > 0), "{}", run.log);
+}
+
+/// `--offload off` on the agent: no header on its TAP, no offer, plain frames.
+#[test]
+fn the_agent_with_offloads_off_makes_no_offer() {
+    if !privileged("the_agent_with_offloads_off_makes_no_offer", TOOLS) {
+        return;
+    }
+    let run = through_agent("agent-off", &[], &["--offload", "off"], 16 * MIB);
+    assert!(!run.tso, "TSO off on the agent's TAP");
+    assert_eq!(run.supers, (0, 0));
+    assert_eq!(run.long, (0, 0));
 }

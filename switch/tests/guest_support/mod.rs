@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use super::support::{NetnsGuard, TempDir, run_with_timeout};
+use super::support::{NetnsGuard, TempDir, eventually, run_with_timeout};
 
 pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_host-switch");
 
@@ -191,6 +191,21 @@ impl Drop for Agent {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Waits for `ns`'s eth0 to carry `want` (e.g. "inet 192.168.127.2/24").
+pub(crate) fn await_address(ns: &impl InNs, dev: &str, want: &str, guest: &mut Agent) {
+    let found = eventually(Duration::from_secs(20), || {
+        let out = ns.run(
+            "ip",
+            &["-4", "addr", "show", "dev", dev],
+            Duration::from_secs(5),
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .contains(want)
+            .then_some(())
+    });
+    assert!(found.is_some(), "{dev} never got {want}:\n{}", guest.log());
 }
 
 /// Servers in a namespace: each of `specs` (`tcp4`, `tcp6`, `udp4`, `udp6`, port) answers
