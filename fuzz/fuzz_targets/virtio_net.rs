@@ -34,7 +34,11 @@ fn fix_up(selector: u8, header: &mut VirtioNetRepr, frame: &mut [u8]) {
     ip.set_version_and_header_len(20);
     ip.set_total_len(ip_len);
     ip.set_fragment(true, false, 0);
-    ip.set_next_header(if udp { IpProtocol::Udp } else { IpProtocol::Tcp });
+    ip.set_next_header(if udp {
+        IpProtocol::Udp
+    } else {
+        IpProtocol::Tcp
+    });
     ip.fill_checksum();
     let (src, dst) = (ip.src_addr(), ip.dst_addr());
     if selector & 4 == 0 {
@@ -48,7 +52,11 @@ fn fix_up(selector: u8, header: &mut VirtioNetRepr, frame: &mut [u8]) {
         frame[l4 + 4..l4 + 6].copy_from_slice(&(len as u16).to_be_bytes());
     }
     let addrs = IpAddresses::V4 { src, dst };
-    let protocol = if udp { IpProtocol::Udp } else { IpProtocol::Tcp };
+    let protocol = if udp {
+        IpProtocol::Udp
+    } else {
+        IpProtocol::Tcp
+    };
     let pseudo = addrs.pseudo_header(protocol, len).value();
     frame[l4 + offset..l4 + offset + 2].copy_from_slice(&pseudo.to_be_bytes());
     header.partial = Some(PartialChecksum {

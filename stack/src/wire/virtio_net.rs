@@ -253,6 +253,14 @@ impl Repr {
         })
     }
 
+    /// Reads the header in front of `frame` (its first [`HEADER_LEN`] bytes of `header`)
+    /// and checks it against the frame: [`Repr::parse`], then [`Repr::check_frame`].
+    pub fn parse_for(header: &[u8], frame: &[u8]) -> Result<Repr, Error> {
+        let repr = Repr::parse(&Header::new_checked(header)?)?;
+        repr.check_frame(frame)?;
+        Ok(repr)
+    }
+
     /// Writes the header (`num_buffers` zero: only a receiver that merges buffers reads it).
     pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, header: &mut Header<T>) {
         let mut flags = 0;

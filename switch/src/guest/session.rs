@@ -31,7 +31,7 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, Sender};
 use stack::offload::finish;
 use stack::wire::virtio_net::HEADER_LEN;
-use stack::wire::{EthernetAddress, VirtioNetHeader, VirtioNetRepr};
+use stack::wire::{EthernetAddress, VirtioNetRepr};
 
 use super::lease::dhcp_reply;
 use super::transport::{Conn, wait_readable};
@@ -256,10 +256,7 @@ impl Uplink {
             self.counters.dropped.fetch_add(1, Ordering::Relaxed);
             return Ok(());
         };
-        let repr = VirtioNetHeader::new_checked(&header[..])
-            .and_then(|h| VirtioNetRepr::parse(&h))
-            .and_then(|r| r.check_frame(frame).map(|()| r));
-        let Ok(repr) = repr else {
+        let Ok(repr) = VirtioNetRepr::parse_for(header, frame) else {
             self.counters.dropped.fetch_add(1, Ordering::Relaxed);
             return Ok(());
         };
@@ -338,24 +335,25 @@ fn downlink(
                     }
                     counters.frames_down.fetch_add(1, Ordering::Relaxed);
                     let (header, eth) = if with_header {
-                        match frame.split_first_chunk::<HEADER_LEN>() {
-                            Some((header, eth)) => (*header, eth),
-                            None => {
-                                counters.dropped.fetch_add(1, Ordering::Relaxed);
-                                continue;
-                            }
+                        // A header host-switch wrote is checked all the same.
+                        let split =
+                            frame
+                                .split_first_chunk::<HEADER_LEN>()
+                                .and_then(|(header, eth)| {
+                                    let repr = VirtioNetRepr::parse_for(header, eth).ok()?;
+                                    Some((*header, eth, repr))
+                                });
+                        let Some((header, eth, repr)) = split else {
+                            counters.dropped.fetch_add(1, Ordering::Relaxed);
+                            continue;
+                        };
+                        if repr.is_gso() {
+                            counters.super_down.fetch_add(1, Ordering::Relaxed);
                         }
+                        (header, eth)
                     } else {
                         (VirtioNetRepr::PLAIN.to_bytes(), frame)
                     };
-                    if with_header
-                        && VirtioNetHeader::new_checked(&header[..])
-                            .and_then(|h| VirtioNetRepr::parse(&h))
-                            .is_ok_and(|r| r.is_gso())
-                    {
-                        // A super-segment the kernel cuts for the guest.
-                        counters.super_down.fetch_add(1, Ordering::Relaxed);
-                    }
                     let written = if let Some((payload, from)) = dhcp_reply(eth, mac) {
                         let _ = events.try_send(Event::Dhcp(payload.to_vec(), from));
                         Ok(())

@@ -34,6 +34,7 @@
 
 use stack::offload::LinkOffloads;
 use stack::wire::virtio_net::HEADER_LEN;
+use stack::wire::{VirtioNetError, VirtioNetRepr};
 
 /// The request header that offers a virtio-net header (lower case, as requests are parsed).
 pub const OFFER_HEADER: &str = "x-host-switch-offload";
@@ -126,6 +127,67 @@ impl Offer {
     }
 }
 
+/// How the accepting end takes the frames it reads: plain until the peer acknowledges, each
+/// with its header, checked against its frame, after.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inbound {
+    /// The offer accepted, whose acknowledgement switches to the header.
+    offer: Option<Offer>,
+    with_header: bool,
+    /// The largest plain frame.
+    plain_max: usize,
+}
+
+/// One frame read, as [`Inbound::take`] found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Taken<'a> {
+    /// The acknowledgement: no frame; every frame from now on carries the header.
+    Agreed,
+    /// An Ethernet frame and its header as checked (plain before the acknowledgement). A
+    /// frame too short for a header is empty, with [`VirtioNetError::Truncated`].
+    Frame(&'a [u8], Result<VirtioNetRepr, VirtioNetError>),
+    /// A plain frame over the link's limit.
+    TooLong { len: usize, max: usize },
+}
+
+impl Inbound {
+    /// Frames of a stream that accepted `offer` (or none), plain ones at most `plain_max`
+    /// bytes.
+    pub fn new(offer: Option<Offer>, plain_max: usize) -> Inbound {
+        Inbound {
+            offer,
+            with_header: false,
+            plain_max,
+        }
+    }
+
+    /// Whether frames read now carry the header.
+    pub fn with_header(&self) -> bool {
+        self.with_header
+    }
+
+    /// Takes one frame as read from the stream.
+    pub fn take<'a>(&mut self, frame: &'a [u8]) -> Taken<'a> {
+        if !self.with_header {
+            if self.offer.is_some_and(|o| o.is_ack(frame)) {
+                self.with_header = true;
+                return Taken::Agreed;
+            }
+            if frame.len() > self.plain_max {
+                return Taken::TooLong {
+                    len: frame.len(),
+                    max: self.plain_max,
+                };
+            }
+            return Taken::Frame(frame, Ok(VirtioNetRepr::PLAIN));
+        }
+        match frame.split_first_chunk::<HEADER_LEN>() {
+            Some((header, rest)) => Taken::Frame(rest, VirtioNetRepr::parse_for(header, rest)),
+            None => Taken::Frame(&[], Err(VirtioNetError::Truncated)),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,6 +216,50 @@ mod tests {
         ] {
             assert_eq!(Offer::parse(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn frames_are_plain_until_the_acknowledgement_then_carry_the_header() {
+        let offer = Offer { nonce: 3 };
+        let mut inbound = Inbound::new(Some(offer), 100);
+        let frame = [7u8; 60];
+        assert_eq!(
+            inbound.take(&frame),
+            Taken::Frame(&frame, Ok(VirtioNetRepr::PLAIN))
+        );
+        assert_eq!(
+            inbound.take(&[0; 101]),
+            Taken::TooLong { len: 101, max: 100 }
+        );
+        let other = Offer { nonce: 4 }.ack_marker();
+        assert_eq!(
+            inbound.take(&other),
+            Taken::Frame(&other, Ok(VirtioNetRepr::PLAIN))
+        );
+        assert_eq!(inbound.take(&offer.ack_marker()), Taken::Agreed);
+        assert!(inbound.with_header());
+        let with = [[0u8; HEADER_LEN].as_slice(), &frame].concat();
+        assert_eq!(
+            inbound.take(&with),
+            Taken::Frame(&frame, Ok(VirtioNetRepr::PLAIN))
+        );
+        // A second acknowledgement is a frame with a header like any other.
+        let ack = offer.ack_marker();
+        assert!(matches!(inbound.take(&ack), Taken::Frame(_, _)));
+        assert_eq!(
+            inbound.take(&[1, 2, 3]),
+            Taken::Frame(&[], Err(VirtioNetError::Truncated))
+        );
+        let mut bad = with.clone();
+        bad[1] = 9;
+        assert_eq!(
+            inbound.take(&bad),
+            Taken::Frame(&frame, Err(VirtioNetError::UnknownGsoType))
+        );
+        // Without an offer, an acknowledgement is only a frame.
+        let mut plain = Inbound::new(None, 100);
+        assert!(matches!(plain.take(&ack), Taken::Frame(_, Ok(_))));
+        assert!(!plain.with_header());
     }
 
     #[test]

@@ -30,9 +30,8 @@ use stack::offload::LinkOffloads;
 use stack::wire::virtio_net::HEADER_LEN;
 use stack::wire::{VirtioNetError, VirtioNetRepr};
 
-use super::worker::offload::rx_header;
 use crate::framing::{Decoder, Encoder};
-use crate::link::offer::{self, Offer};
+use crate::link::offer::{self, Inbound, Taken};
 use crate::link::stream::NativeStream;
 use crate::link::{CloseReason, LinkCounters};
 use crate::mac_table::PortId;
@@ -55,20 +54,10 @@ pub(crate) struct StreamConn {
     link: Arc<LinkCounters>,
     pub(crate) counters: Arc<PortCounters>,
     done: Option<Sender<CloseReason>>,
-    /// How frames read are framed (the header, once the peer acknowledged it).
-    rx: RxState,
+    /// How frames read are taken (with the header, once the peer acknowledged it).
+    inbound: Inbound,
     /// Frames written carry a virtio-net header (an offer was accepted).
     tx_vnet: bool,
-}
-
-/// What a frame read from a stream is taken as.
-struct RxState {
-    /// The offer this stream accepted, whose acknowledgement switches reading to the header.
-    offer: Option<Offer>,
-    /// Frames read carry the header.
-    vnet: bool,
-    /// The largest plain frame.
-    plain_max: usize,
 }
 
 /// A frame read, and its virtio-net header as checked (plain for a stream without one).
@@ -124,11 +113,7 @@ impl StreamConn {
             link: parts.link,
             counters,
             done: Some(parts.done),
-            rx: RxState {
-                offer: parts.offer,
-                vnet: false,
-                plain_max: parts.spec.max_frame,
-            },
+            inbound: Inbound::new(parts.offer, parts.spec.max_frame),
             tx_vnet: parts.offer.is_some(),
         })
     }
@@ -198,7 +183,23 @@ impl StreamConn {
     ) -> Result<(), CloseReason> {
         loop {
             match self.decoder.next_frame() {
-                Ok(Some(frame)) => self.rx.take(self.port, frame, arena, frames)?,
+                Ok(Some(frame)) => match self.inbound.take(frame) {
+                    Taken::Agreed => {
+                        tracing::info!(
+                            port = self.port.0,
+                            "virtio-net header agreed on the stream"
+                        );
+                    }
+                    Taken::Frame(frame, header) => {
+                        arena.extend_from_slice(frame);
+                        frames.push((arena.split().freeze(), header));
+                    }
+                    Taken::TooLong { len, max } => {
+                        return Err(CloseReason::Framing(format!(
+                            "frame of {len} bytes over the limit of {max}"
+                        )));
+                    }
+                },
                 Ok(None) => return Ok(()),
                 Err(e) => return Err(CloseReason::Framing(e.to_string())),
             }
@@ -282,46 +283,6 @@ impl StreamConn {
             let _ = done.send(reason);
         }
         let _ = self.socket.shutdown(std::net::Shutdown::Both);
-    }
-}
-
-impl RxState {
-    /// Takes one frame as read: the peer's acknowledgement switches to the header and is no
-    /// frame; a frame with the header is checked against it; a plain frame over the link's
-    /// limit ends the stream, as a decoder bounded by it would have.
-    fn take(
-        &mut self,
-        port: PortId,
-        frame: &[u8],
-        arena: &mut BytesMut,
-        frames: &mut Vec<StreamFrame>,
-    ) -> Result<(), CloseReason> {
-        if !self.vnet {
-            if self.offer.is_some_and(|o| o.is_ack(frame)) {
-                self.vnet = true;
-                tracing::info!(port = port.0, "virtio-net header agreed on the stream");
-                return Ok(());
-            }
-            if frame.len() > self.plain_max {
-                return Err(CloseReason::Framing(format!(
-                    "frame of {} bytes over the limit of {}",
-                    frame.len(),
-                    self.plain_max
-                )));
-            }
-            arena.extend_from_slice(frame);
-            frames.push((arena.split().freeze(), Ok(VirtioNetRepr::PLAIN)));
-            return Ok(());
-        }
-        let Some((header, rest)) = frame.split_first_chunk::<HEADER_LEN>() else {
-            frames.push((Bytes::new(), Err(VirtioNetError::Truncated)));
-            return Ok(());
-        };
-        arena.extend_from_slice(rest);
-        let rest = arena.split().freeze();
-        let checked = rx_header(header, frame.len(), &rest);
-        frames.push((rest, checked));
-        Ok(())
     }
 }
 

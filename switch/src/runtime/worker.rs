@@ -57,7 +57,7 @@ use crate::port::{Egress, GATEWAY_PORT, PortCounters};
 use crate::tap::{Tap, VNET_HEADER_LEN};
 
 #[path = "worker_offload.rs"]
-pub(super) mod offload;
+mod offload;
 #[path = "worker_out.rs"]
 mod out;
 

@@ -11,15 +11,15 @@
 use bytes::Bytes;
 use forwarder::WorkerEvent;
 use stack::offload::finish;
-use stack::wire::{VirtioNetError, VirtioNetHeader, VirtioNetRepr};
+use stack::wire::{VirtioNetError, VirtioNetRepr};
 
 use super::{Out, OutFrame};
 use crate::mac_table::PortId;
 use crate::tap::VNET_HEADER_LEN;
 
-/// The header of a frame `read` bytes long (header included) from a queue or stream with
-/// virtio-net headers, checked against the frame.
-pub(in crate::runtime) fn rx_header(
+/// The header of a frame `read` bytes long (header included) from a queue with virtio-net
+/// headers, checked against the frame.
+pub(super) fn rx_header(
     header: &[u8; VNET_HEADER_LEN],
     read: usize,
     frame: &[u8],
@@ -27,9 +27,7 @@ pub(in crate::runtime) fn rx_header(
     if read < VNET_HEADER_LEN {
         return Err(VirtioNetError::Truncated);
     }
-    let repr = VirtioNetRepr::parse(&VirtioNetHeader::new_checked(&header[..])?)?;
-    repr.check_frame(frame)?;
-    Ok(repr)
+    VirtioNetRepr::parse_for(header, frame)
 }
 
 impl Out {
