@@ -10,7 +10,8 @@
 //!
 //! 1. The agent offers it in its `POST /connect` request: [`OFFER_HEADER`], with `vnet-hdr`
 //!    and a random nonce ([`Offer::request_header`]). gvproxy ignores headers it does not know.
-//! 2. host-switch, where its offloads are on and a worker serves the stream, accepts: the first
+//! 2. host-switch, where its offloads are on, a worker serves the stream and the link's MTU
+//!    leaves room for the header in the length (at most 65,505 bytes), accepts: the first
 //!    frame it sends is the accept marker, and every frame after it carries the 12-byte header
 //!    in front of the Ethernet frame, inside the same 2-byte length.
 //! 3. The agent, finding the accept marker as the first frame of the connection, reads the

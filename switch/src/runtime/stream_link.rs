@@ -80,8 +80,20 @@ impl StreamConn {
         counters: Arc<PortCounters>,
     ) -> io::Result<StreamConn> {
         parts.socket.set_nonblocking(true)?;
+        // Taken only where the link's largest frame still fits the length with a header in
+        // front (an MTU of at most 65,505 bytes); a peer refused stays on plain frames.
+        let offer = parts
+            .offer
+            .filter(|_| HEADER_LEN + parts.spec.max_frame <= offer::MAX_FRAME);
+        if parts.offer.is_some() && offer.is_none() {
+            tracing::debug!(
+                port = port.0,
+                max_frame = parts.spec.max_frame,
+                "virtio-net header offered: refused, the link's frames leave no room for it"
+            );
+        }
         // With a header, a frame may be a super-segment: as long as the length can say.
-        let max_frame = match parts.offer {
+        let max_frame = match offer {
             Some(_) => offer::MAX_FRAME,
             None => parts.spec.max_frame,
         };
@@ -96,7 +108,7 @@ impl StreamConn {
         }
         let encoder = Encoder::new(parts.spec.prefix, max_frame);
         let mut tx = Vec::new();
-        if let Some(offer) = parts.offer {
+        if let Some(offer) = offer {
             encoder
                 .encode_into(&offer.accept_marker(), &mut tx)
                 .map_err(io::Error::from)?;
@@ -113,8 +125,8 @@ impl StreamConn {
             link: parts.link,
             counters,
             done: Some(parts.done),
-            inbound: Inbound::new(parts.offer, parts.spec.max_frame),
-            tx_vnet: parts.offer.is_some(),
+            inbound: Inbound::new(offer, parts.spec.max_frame),
+            tx_vnet: offer.is_some(),
         })
     }
 

@@ -88,13 +88,17 @@ fn runtime() -> Runtime {
 
 /// A stream attached straight to `rt`'s data plane, with `offer` as its request made it.
 fn attach(rt: &Runtime, offer: Option<Offer>) -> (Peer, PortId) {
+    attach_with(rt, offer, 1514)
+}
+
+fn attach_with(rt: &Runtime, offer: Option<Offer>, max_frame: usize) -> (Peer, PortId) {
     let (ours, theirs) = UnixStream::pair().unwrap();
     let (done, _ended) = crossbeam_channel::bounded(1);
     let stream = NativeStream {
         socket: socket2::Socket::from(std::os::fd::OwnedFd::from(theirs)),
         spec: StreamSpec {
             prefix: LengthPrefix::U16Le,
-            max_frame: 1514,
+            max_frame,
         },
         leftover: Vec::new(),
         offer,
@@ -180,6 +184,17 @@ fn without_an_offer_there_is_neither_marker_nor_header() {
     peer.send(&[&OFFER.ack_marker()]);
     assert_arp_reply(&peer.ask(&[]));
     assert_arp_reply(&peer.ask(&[]));
+}
+
+#[test]
+fn an_offer_on_a_link_whose_frames_leave_no_room_for_the_header_is_refused() {
+    let rt = runtime();
+    // MTU 65,520: a full frame and a header would not fit the 2-byte length.
+    let (mut agent, _) = attach_with(&rt, Some(OFFER), crate::framing::max_frame_len(65520));
+    assert_arp_reply(&agent.ask(&[]));
+    // The largest MTU that leaves room accepts.
+    let (mut agent, _) = attach_with(&rt, Some(OFFER), crate::framing::max_frame_len(65505));
+    assert_eq!(agent.recv(), OFFER.accept_marker());
 }
 
 /// `POST /connect` with the offer, on a listener with offloads `offload`: the first frame
