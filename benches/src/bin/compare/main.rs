@@ -1,7 +1,8 @@
-//! `compare`: host-switch side by side with slirp4netns, pasta and gvproxy (issue 7).
+//! `compare`: host-switch side by side with slirp4netns, pasta and gvproxy.
 //!
 //! Run as root. For each peer present it puts a guest in a fresh network namespace served by that
-//! peer and measures, against servers on the host's 127.0.0.1: iperf3 both ways at MTU 1500 and
+//! peer (host-switch twice: on a TAP it opens in the namespace, and as `host-switch-agent`, on a
+//! unix socket with `host-switch guest` in the namespace, as gvproxy with gvforwarder) and measures, against servers on the host's 127.0.0.1: iperf3 both ways at MTU 1500 and
 //! 65520, sockperf TCP/UDP ping-pong, wrk against nginx (keep-alive and `Connection: close`), and
 //! the peer's memory per idle connection; for every run, the peer's CPU time per unit of work and
 //! its peak RSS. Figures are medians over `--runs`. Writes the "Against peers" section of
@@ -27,7 +28,8 @@ use servers::Servers;
 const PACKAGES: &str = "iperf3 sockperf wrk nginx-light slirp4netns passt";
 
 const USAGE: &str = "\
-usage: compare [--quick] [--runs N] [--secs N] [--peers host-switch,slirp4netns,pasta,gvproxy]
+usage: compare [--quick] [--runs N] [--secs N]
+               [--peers host-switch,host-switch-agent,slirp4netns,pasta,gvproxy]
                [--mtus 65520,1500] [--streams N] [--skip GROUPS] [--workers N]
                [--host-switch PATH] [--out PATH] [--no-write]
 

@@ -10,22 +10,32 @@ use host_switch_benches::sys::{self, Netns, Proc};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Peer {
     HostSwitch,
+    /// host-switch on a unix socket, `host-switch guest` in the namespace attached with
+    /// `POST /connect`: the stream link, as gvproxy with gvforwarder.
+    Agent,
     Slirp4netns,
     Pasta,
     Gvproxy,
 }
 
 impl Peer {
-    pub(crate) const ALL: [Peer; 4] = [
+    pub(crate) const ALL: [Peer; 5] = [
         Peer::HostSwitch,
+        Peer::Agent,
         Peer::Slirp4netns,
         Peer::Pasta,
         Peer::Gvproxy,
     ];
 
+    /// Whether this is host-switch itself, in one set-up or another.
+    pub(crate) fn is_ours(self) -> bool {
+        matches!(self, Peer::HostSwitch | Peer::Agent)
+    }
+
     pub(crate) fn name(self) -> &'static str {
         match self {
             Peer::HostSwitch => "host-switch",
+            Peer::Agent => "host-switch-agent",
             Peer::Slirp4netns => "slirp4netns",
             Peer::Pasta => "pasta",
             Peer::Gvproxy => "gvproxy",
@@ -35,7 +45,7 @@ impl Peer {
     /// Why this peer cannot run here, if it cannot.
     pub(crate) fn missing(self, host_switch: &Path) -> Option<String> {
         match self {
-            Peer::HostSwitch => (!host_switch.is_file()).then(|| {
+            Peer::HostSwitch | Peer::Agent => (!host_switch.is_file()).then(|| {
                 format!(
                     "{} not found: build it with `cargo build --release -p host-switch-switch --bin host-switch` or pass --host-switch PATH",
                     host_switch.display()
@@ -78,7 +88,7 @@ impl Peer {
                 .map(str::to_owned)
         };
         match self {
-            Peer::HostSwitch => {
+            Peer::HostSwitch | Peer::Agent => {
                 let dir = host_switch.parent().unwrap_or(Path::new("."));
                 let rev = sys::run(
                     Command::new("git")
@@ -173,6 +183,33 @@ impl Guest {
                     cmd.args(["--workers", &n.to_string()]);
                 }
                 let p = Proc::spawn("host-switch", &mut cmd, &log)?;
+                (p, "192.168.127.254".to_owned())
+            }
+            Peer::Agent => {
+                let sock: PathBuf = dir.join(format!("agent-{mtu}.sock"));
+                let _ = std::fs::remove_file(&sock);
+                let url = format!("unix://{}", sock.display());
+                let mut cmd = Command::new(host_switch);
+                cmd.args(["-listen", &url, "--mtu", &mtu_s])
+                    .args(["--ssh-port", "-1"]);
+                if let Some(n) = workers {
+                    cmd.args(["--workers", &n.to_string()]);
+                }
+                let p = Proc::spawn("host-switch", &mut cmd, &log)?;
+                sys::wait_for(Duration::from_secs(10), || {
+                    sock.exists()
+                        .then_some(())
+                        .ok_or("no host-switch socket".into())
+                })?;
+                // The agent leases 192.168.127.2 by DHCP itself (its own client: nothing in
+                // this machine's /etc is touched) and forwards nothing.
+                helpers.push(Proc::spawn(
+                    "host-switch guest",
+                    sys::in_netns(ns, host_switch)
+                        .args(["guest", "--connect", &url, "--tap", "tap0"])
+                        .args(["--mtu", &mtu_s, "--no-auto-forward"]),
+                    &log,
+                )?);
                 (p, "192.168.127.254".to_owned())
             }
             Peer::Slirp4netns => {

@@ -138,8 +138,8 @@ pub(crate) fn section(o: &Options, r: &Results, present: &[(Peer, String)]) -> S
     let hs = Peer::HostSwitch.name();
     let others: Vec<&str> = present
         .iter()
+        .filter(|(p, _)| !p.is_ours())
         .map(|(p, _)| p.name())
-        .filter(|p| *p != hs)
         .collect();
     let has_hs = present.iter().any(|(p, _)| *p == Peer::HostSwitch);
     let mut s = String::new();
@@ -233,7 +233,8 @@ pub(crate) fn section(o: &Options, r: &Results, present: &[(Peer, String)]) -> S
         s,
         "Cost to the peer process (utime+stime from /proc/PID/stat around the run, per unit of work; \
          peak RSS is VmHWM after resetting it with clear_refs before the run, largest over runs). For \
-         gvproxy only gvproxy is counted, not gvforwarder in the guest.\n"
+         gvproxy only gvproxy is counted, not gvforwarder in the guest; for host-switch-agent only \
+         host-switch, not the agent.\n"
     );
     let _ = write!(s, "| run | CPU per |");
     for (p, _) in present {
