@@ -11,7 +11,7 @@
 //!
 //! The guest agent (`host-switch guest`) over a unix socket: with offloads at both ends they
 //! agree on a virtio-net header on the stream, and super-segments cross it whole both ways
-//! (counters and capture); host-switch with `--offload off` never answers the offer, and the
+//! (counters and capture), 256 MiB each way, also under 1 % loss; host-switch with `--offload off` never answers the offer, and the
 //! agent cuts its TAP's super-segments itself (no frame over 1514 bytes, every byte there);
 //! the agent with `--offload off` makes no offer and its TAP shows no TSO.
 //!
@@ -198,19 +198,21 @@ fn guest(rt: &Runtime, tag: &str, offload: bool) -> (NetnsGuard, TapLink) {
     (ns, link)
 }
 
-/// Drops 1 % of the packets tap0 receives and of those it sends, inside `ns`, counting them.
+/// Drops 1 % of the packets `dev` receives and of those it sends, inside `ns`, counting them.
 /// Both hooks see the guest kernel's packets before segmentation and after its receive
 /// path, so a super-segment is dropped whole.
-fn lose_one_percent(ns: &NetnsGuard, dir: &TempDir) {
+fn lose_one_percent(ns: &NetnsGuard, dir: &TempDir, dev: &str) {
     let ruleset = dir.path().join("loss.nft");
     std::fs::write(
         &ruleset,
-        "table inet hsloss {\n\
-         \tchain in { type filter hook input priority 0; \
-         iifname \"tap0\" numgen random mod 100 0 counter drop; }\n\
-         \tchain out { type filter hook output priority 0; \
-         oifname \"tap0\" numgen random mod 100 0 counter drop; }\n\
-         }\n",
+        format!(
+            "table inet hsloss {{\n\
+             \tchain in {{ type filter hook input priority 0; \
+             iifname \"{dev}\" numgen random mod 100 0 counter drop; }}\n\
+             \tchain out {{ type filter hook output priority 0; \
+             oifname \"{dev}\" numgen random mod 100 0 counter drop; }}\n\
+             }}\n"
+        ),
     )
     .unwrap();
     let out = ns.run(
@@ -267,7 +269,7 @@ fn transfer(tag: &str, offload: bool, loss: bool, size: usize) {
     );
     let dir = TempDir::new(tag);
     if loss {
-        lose_one_percent(&ns, &dir);
+        lose_one_percent(&ns, &dir, "tap0");
     }
     let server = Server::start(size);
     let start = Instant::now();
@@ -425,7 +427,12 @@ struct AgentRun {
 /// `host-switch guest` in a namespace, attached over a unix socket to a host-switch started
 /// with `host_flags` (and a capture), moves `size` bytes each way between the guest and a
 /// server on the host's loopback.
-fn through_agent(tag: &str, host_flags: &[&str], agent_flags: &[&str], size: usize) -> AgentRun {
+fn through_agent(
+    tag: &str,
+    (host_flags, agent_flags): (&[&str], &[&str]),
+    loss: bool,
+    size: usize,
+) -> AgentRun {
     let dir = TempDir::new(tag);
     let sock = dir.path().join("hs.sock");
     let pcap = dir.path().join("hs.pcap");
@@ -443,6 +450,9 @@ fn through_agent(tag: &str, host_flags: &[&str], agent_flags: &[&str], size: usi
     let tso = String::from_utf8_lossy(&ethtool.stdout)
         .lines()
         .any(|l| l.trim() == "tcp-segmentation-offload: on");
+    if loss {
+        lose_one_percent(&ns, &dir, "eth0");
+    }
 
     let server = Server::start(size);
     let client = client_args(server.port, size);
@@ -463,6 +473,13 @@ fn through_agent(tag: &str, host_flags: &[&str], agent_flags: &[&str], size: usi
     let stats: serde_json::Value = serde_json::from_str(&stats).unwrap();
     let counter = |name: &str| stats["offload"][name].as_u64().unwrap();
     let supers = (counter("super_segments_in"), counter("super_segments_out"));
+    if loss {
+        let lost = dropped(&ns);
+        assert!(
+            lost.0 > 0 && lost.1 > 0,
+            "packets were lost both ways: {lost:?}"
+        );
+    }
     agent.stop();
     drop(hs);
     AgentRun {
@@ -483,7 +500,7 @@ fn the_guest_agent_and_host_switch_agree_on_the_header_and_super_segments_cross_
     ) {
         return;
     }
-    let run = through_agent("agent-on", &[], &[], 256 * MIB);
+    let run = through_agent("agent-on", (&[], &[]), false, 256 * MIB);
     assert!(run.tso, "TSO on the agent's TAP");
     assert!(run.log.contains("virtio-net header agreed"), "{}", run.log);
     assert!(run.supers.0 > 0, "super-segments from the agent");
@@ -493,6 +510,21 @@ fn the_guest_agent_and_host_switch_agree_on_the_header_and_super_segments_cross_
         "long frames both ways: {:?}",
         run.long
     );
+}
+
+/// The same under 1 % loss each way on the agent's TAP: a lost super-segment is lost whole,
+/// and what is sent again crosses the stream as well.
+#[test]
+fn the_guest_agents_super_segments_under_one_percent_loss() {
+    if !privileged(
+        "the_guest_agents_super_segments_under_one_percent_loss",
+        TOOLS,
+    ) {
+        return;
+    }
+    let run = through_agent("agent-loss", (&[], &[]), true, 256 * MIB);
+    assert!(run.log.contains("virtio-net header agreed"), "{}", run.log);
+    assert!(run.supers.0 > 0 && run.supers.1 > 0, "{:?}", run.supers);
 }
 
 /// host-switch with offloads off never answers the offer: the agent keeps plain frames,
@@ -505,7 +537,7 @@ fn a_host_that_never_answers_the_offer_gets_plain_frames_cut_by_the_agent() {
     ) {
         return;
     }
-    let run = through_agent("agent-never", &["--offload", "off"], &[], 64 * MIB);
+    let run = through_agent("agent-never", (&["--offload", "off"], &[]), false, 64 * MIB);
     assert!(run.tso, "TSO still on the agent's TAP");
     assert!(!run.log.contains("virtio-net header agreed"), "{}", run.log);
     assert_eq!(run.supers, (0, 0));
@@ -526,7 +558,7 @@ fn the_agent_with_offloads_off_makes_no_offer() {
     if !privileged("the_agent_with_offloads_off_makes_no_offer", TOOLS) {
         return;
     }
-    let run = through_agent("agent-off", &[], &["--offload", "off"], 16 * MIB);
+    let run = through_agent("agent-off", (&[], &["--offload", "off"]), false, 16 * MIB);
     assert!(!run.tso, "TSO off on the agent's TAP");
     assert_eq!(run.supers, (0, 0));
     assert_eq!(run.long, (0, 0));
