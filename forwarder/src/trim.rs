@@ -3,9 +3,10 @@
 //! glibc gives memory back by itself only from the top of a heap: the pages of free blocks
 //! that lie below a live one stay resident until `malloc_trim` walks the free lists
 //! ([`crate::sys::release_free_memory`]). A worker's flow buffers come and go with every
-//! transfer, in sizes that double up to `tcp_buffer`, so under steady load the worker's arena
-//! collects free space between live blocks: about half of each worker's heap in a soak
-//! (benches/RESULTS.md, "malloc_stats"), kept and counted in the process's RSS.
+//! transfer, in sizes that double from 4 KiB, and those below the allocator's mmap threshold
+//! (host-switch fixes it at 128 KiB) are carved from the worker's arena, so under steady load
+//! the arena collects free space between live blocks, kept and counted in the process's RSS
+//! (benches/RESULTS.md, "malloc_stats").
 //!
 //! The policy, looked at on each worker's sweep (once a second), never per packet. A worker
 //! owes a trim
