@@ -27,6 +27,7 @@ use crate::budget::{Budget, BudgetUsage};
 use crate::config::Config;
 use crate::directory::Directory;
 use crate::stats::{Counters, ForwarderStats};
+use crate::trim::Gate;
 use crate::worker::Notify;
 
 /// What a port forward carries.
@@ -147,6 +148,8 @@ pub struct Control {
     budget: OnceLock<Arc<Budget>>,
     /// Which worker owns which flow (only asked with more than one worker).
     directory: OnceLock<Arc<Directory>>,
+    /// Paces the workers' trims of the allocator (see [`crate::trim`]).
+    trim_gate: Arc<Gate>,
     /// Whether a forward may go to a guest's IPv6 address (the gateway has one to send from);
     /// known once a worker has started.
     ipv6_forwards: OnceLock<bool>,
@@ -185,6 +188,7 @@ impl Control {
             guest_api: OnceLock::new(),
             budget: OnceLock::new(),
             directory: OnceLock::new(),
+            trim_gate: Arc::default(),
             ipv6_forwards: OnceLock::new(),
             default_guest,
             next_id: AtomicU64::new(1),
@@ -278,6 +282,11 @@ impl Control {
         self.directory
             .get_or_init(|| Arc::new(Directory::new()))
             .clone()
+    }
+
+    /// The gate every worker's trims of the allocator pass.
+    pub(crate) fn trim_gate(&self) -> Arc<Gate> {
+        self.trim_gate.clone()
     }
 
     /// The shared bounds and what is taken of them now; `None` before a worker started.

@@ -30,6 +30,7 @@ use crate::mcast::McastTable;
 use crate::nat::Nat;
 use crate::stats::Counters;
 use crate::tcp::TcpTable;
+use crate::trim::{Gate, Owed};
 use crate::udp::UdpTable;
 pub(crate) use crate::worker::KIND_SHIFT;
 use crate::worker::{
@@ -216,6 +217,10 @@ pub struct Forwarder {
     /// The host side of the multicast relay (only the relay worker gets its commands).
     mcast: McastTable,
     next_sweep: Instant,
+    /// What this worker owes the system of its freed memory, and the gate every worker's
+    /// trims pass (see [`crate::trim`]).
+    owed: Owed,
+    trims: Arc<Gate>,
 }
 
 impl std::fmt::Debug for Forwarder {
@@ -275,8 +280,10 @@ impl Forwarder {
             icmp: IcmpTable::new(&config, workers),
             tcp: TcpTable::new(&config, ctx.mtu),
             mcast: McastTable::new(&config, ctx.mtu),
+            trims: shared.control.trim_gate(),
             shared,
             next_sweep: now + SWEEP,
+            owed: Owed::default(),
         })
     }
 
@@ -350,12 +357,18 @@ impl FlowHandler for Forwarder {
             self.udp.sweep(&mut self.shared, now);
             self.icmp.sweep(&mut self.shared, now);
             self.tcp.sweep_buffers();
-            // A burst's tables shrink back; what they freed goes back to the system.
-            // The directory is shared: one worker shrinks it for all.
+            // A burst's tables shrink back. The directory is shared: one worker shrinks it
+            // for all.
             let directory = self.shared.index == 0
                 && self.shared.directory.as_ref().is_some_and(|d| d.shrink());
-            if self.tcp.shrink() | self.udp.shrink() | self.icmp.shrink() | directory {
+            let shrank = self.tcp.shrink() | self.udp.shrink() | self.icmp.shrink() | directory;
+            // What the tables and the flows freed goes back to the system, by the policy of
+            // `trim`: after a shrink, a step of buffers freed, or going quiet; rate-limited.
+            let freed = self.tcp.take_freed();
+            let idle = self.tcp.is_empty();
+            if self.owed.sweep(&self.trims, now, freed, shrank, idle) {
                 crate::sys::release_free_memory();
+                Counters::bump(&self.shared.counters.memory_trims);
             }
             self.next_sweep = now + SWEEP;
         }

@@ -44,6 +44,7 @@ pub mod nat;
 pub mod stats;
 mod sys;
 mod tcp;
+mod trim;
 mod udp;
 pub mod worker;
 

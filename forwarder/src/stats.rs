@@ -193,6 +193,10 @@ counters! {
     mcast_too_big,
     /// Sending ports not remembered (the bounded set was full).
     mcast_senders_full,
+    /// Times the allocator's free memory was handed back to the system (`malloc_trim`):
+    /// after a table shrank, after flows freed a step of buffers, or when a worker went
+    /// quiet; at most once every 5 s in the process (see the forwarder's `trim` module).
+    memory_trims,
 }
 
 impl Counters {

@@ -295,8 +295,8 @@ pub(crate) fn is_icmp_error(e: &io::Error) -> bool {
 }
 
 /// Hands the allocator's free memory back to the system: the pages of freed blocks in every
-/// thread's heap, not only the top of each (glibc's `malloc_trim`). Meant for after a burst's
-/// tables were shrunk, not for the per-packet path.
+/// thread's heap, not only the top of each (glibc's `malloc_trim`). Walks every arena: meant
+/// for the sweeps, paced by [`crate::trim`], not for the per-packet path.
 pub(crate) fn release_free_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim takes an integer and only walks the allocator's own free lists.

@@ -170,6 +170,9 @@ pub(crate) struct TcpTable {
     draining: bool,
     /// Bounds the warnings about streams cut short.
     log: drain::LogBudget,
+    /// Buffer bytes given back since [`TcpTable::take_freed`] last asked: by flows removed
+    /// and by idle sweeps (what the worker's trims go by, see [`crate::trim`]).
+    freed: usize,
 }
 
 /// A fresh secret for RFC 6528 initial sequence numbers, from the operating system's
@@ -203,6 +206,7 @@ impl TcpTable {
             buf: vec![0; READ_CHUNK],
             draining: false,
             log: drain::LogBudget::default(),
+            freed: 0,
         }
     }
 
@@ -297,8 +301,19 @@ impl TcpTable {
     /// sweep (a busy one keeps its memory between bursts).
     pub(crate) fn sweep_buffers(&mut self) {
         for flow in self.flows.values_mut() {
-            flow.conn.release_idle_buffers();
+            let freed = flow.conn.release_idle_buffers();
+            self.freed = self.freed.saturating_add(freed);
         }
+    }
+
+    /// Buffer bytes given back since the last call (flows removed, idle buffers freed).
+    pub(crate) fn take_freed(&mut self) -> usize {
+        std::mem::take(&mut self.freed)
+    }
+
+    /// Whether the table holds no flow (TIME-WAIT included).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.flows.is_empty()
     }
 
     /// Whether the table has room for one more flow, closing the oldest flow in TIME-WAIT
@@ -405,6 +420,7 @@ impl TcpTable {
         };
         sh.release(&key);
         self.by_token.remove(&flow.token);
+        self.freed = self.freed.saturating_add(flow.conn.buffer_memory());
         if flow.connecting.take().is_some() {
             sh.budget.connects.give(key.guest.ip(), key.remote);
             Counters::dec(&sh.counters.tcp_connecting);

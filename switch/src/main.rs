@@ -48,6 +48,7 @@ enum Event {
 }
 
 fn main() -> ExitCode {
+    switch::sys::fix_mmap_threshold();
     let args: Vec<OsString> = std::env::args_os().collect();
     if args.get(1).is_some_and(|a| a == launch::CHILD_ARG) {
         launch::child_main(args.get(2..).unwrap_or_default());
