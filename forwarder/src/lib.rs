@@ -6,7 +6,9 @@
 //! [`Forwarder`] is that forwarder: TCP through the [`stack::tcp`] engine, UDP with
 //! endpoint-independent mappings, ICMP echo through ping sockets, NAT of virtual addresses,
 //! and port forwards into guests managed through [`Control`]. Until one is plugged in,
-//! [`NoForwarder`] counts every flow packet as dropped.
+//! [`NoForwarder`] counts every flow packet as dropped. [`dns_upstream`] holds the host-side
+//! I/O of the gateway's DNS service: the UDP and TCP clients of the upstream resolvers, beside
+//! the sans-IO [`dns`] resolver that decides what they send.
 
 /// The hash map of every per-packet table: foldhash, keyed per process, is several times
 /// faster than the standard SipHash and still not predictable by a guest.
@@ -33,6 +35,7 @@ pub mod config;
 pub mod control;
 pub mod descriptors;
 mod directory;
+pub mod dns_upstream;
 mod events;
 pub mod frame;
 mod handler;

@@ -9,9 +9,10 @@
 //!   they share — the switch's MAC table, the ports, their inboxes, the capture — is the
 //!   [`fabric`], touched off the common path only.
 //! - **the DNS thread** ([`dns_thread`]), owning the [`dns::Resolver`] and the upstream
-//!   sockets: workers hand it every query to the gateway's port 53 over a bounded queue; it
-//!   answers local zones ([`Runtime::dns_zones`], shared with the control API) and forwards
-//!   the rest to [`DnsConfig::upstreams`]; its answers go back through a worker.
+//!   clients ([`forwarder::dns_upstream`]): workers hand it every query to the gateway's port 53 over a
+//!   bounded queue; it answers local zones ([`Runtime::dns_zones`], shared with the control
+//!   API) and forwards the rest to [`DnsConfig::upstreams`]; its answers go back through a
+//!   worker.
 //!
 //! TAP devices are served inside the workers (one queue per worker, attached through
 //! [`Runtime::attacher`] as [`Switchboard::attach_tap`](crate::port::Switchboard::attach_tap));
@@ -32,8 +33,6 @@
 mod config;
 pub mod dns_tcp;
 pub mod dns_thread;
-mod dns_upstream;
-mod dns_upstream_udp;
 mod fabric;
 #[cfg(test)]
 mod hostile_answers_tests;
@@ -94,14 +93,6 @@ pub struct Runtime {
     threads: Vec<JoinHandle<()>>,
     workers: Vec<JoinHandle<()>>,
     epoch: Epoch,
-}
-
-/// Whether a read with a timeout (or a non-blocking one) simply found nothing yet.
-fn nothing_yet(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
-    )
 }
 
 fn invalid(e: impl std::fmt::Display) -> io::Error {

@@ -1,10 +1,11 @@
 //! The DNS thread: the gateway's DNS service, owning the [`dns::Resolver`] and the upstream
-//! sockets, so that waiting on upstreams never blocks a worker.
+//! clients ([`forwarder::dns_upstream`]), so that waiting on upstreams never blocks a worker.
 //!
 //! A worker's gateway hands each query over a bounded channel (full → dropped and counted
 //! in [`DnsStats::queue_full`]; the guest's resolver retries). One connected UDP socket per
-//! upstream sends to it ([`super::dns_upstream_udp`]); its reader thread hands each datagram
-//! over the same bounded channel (full → dropped, counted in [`DnsStats::responses_dropped`]).
+//! upstream sends to it ([`forwarder::dns_upstream::udp`]); its reader thread hands each datagram
+//! over the same bounded channel, as an [`Input::Upstream`] (full → dropped, counted in
+//! [`DnsStats::responses_dropped`]).
 //! A refusal (`ECONNREFUSED`, on a read or a send) and an upstream with no route to it (at
 //! start or later; it is connected again when a query wants it, at most once a second) fail
 //! the queries waiting on that upstream over at once
@@ -17,8 +18,9 @@
 //!
 //! DNS over TCP terminates here too: a worker's gateway hands over every TCP segment to its
 //! port 53 ([`Input::Tcp`]); [`super::dns_tcp`] runs the guest connections in the TCP engine
-//! and cuts them into queries for the same resolver, and [`super::dns_upstream`] carries the
-//! queries the resolver forwards over TCP on one pooled connection per upstream.
+//! and cuts them into queries for the same resolver, and [`forwarder::dns_upstream::tcp`] carries the
+//! queries the resolver forwards over TCP on pooled connections per upstream, its answers
+//! and failures coming back over the same channel.
 //!
 //! When a guest's link goes away ([`Input::GuestGone`]), its TCP connections and its queries
 //! waiting upstream are released at once (counted in [`DnsStats::gone_released`]).
@@ -31,13 +33,12 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, select};
 use dns::{Disposition, Resolver, SharedZones, Transmit, Transport};
+use forwarder::dns_upstream::{Event, SendError, TcpClient, UdpClient};
 use stack::time::Epoch;
 use stack::wire::EthernetAddress;
 
 use super::Query;
 use super::dns_tcp::{GuestTcp, Limits, TcpDnsCounters};
-use super::dns_upstream::UpstreamTcp;
-use super::dns_upstream_udp::{SendError, UpstreamUdp};
 use super::fabric::GatewayTx;
 use crate::gateway::{DnsClient, DnsQuery, dns_reply_frame};
 
@@ -94,23 +95,22 @@ pub(crate) enum Input {
     Query(DnsQuery),
     /// A guest's TCP segment to the gateway's port 53.
     Tcp(Box<forwarder::FlowFrame>),
-    /// An answer from an upstream, by UDP or on its TCP connection.
-    Response(SocketAddr, Vec<u8>),
-    /// The TCP connection to this upstream failed or ended before answering these queries
-    /// (IDs as sent upstream).
-    UpstreamLost(SocketAddr, Vec<u16>),
+    /// What an upstream client learned: an answer, lost TCP queries, a refusal, no route.
+    Upstream(Event),
     /// The guests with these MACs are gone (their link detached).
     GuestGone(Vec<EthernetAddress>),
-    /// This upstream refused UDP (ICMP port unreachable).
-    UpstreamRefused(SocketAddr),
-    /// The network has no way to this upstream (ICMP host or network unreachable).
-    UpstreamUnreachable(SocketAddr),
+}
+
+impl From<Event> for Input {
+    fn from(event: Event) -> Input {
+        Input::Upstream(event)
+    }
 }
 
 pub(super) struct DnsThread {
     resolver: Resolver<Client>,
     tcp: GuestTcp,
-    upstream_tcp: UpstreamTcp,
+    upstream_tcp: TcpClient<Input>,
     /// Queries read from guest TCP connections, not yet given to the resolver.
     tcp_queries: Vec<super::dns_tcp::Query>,
     zones: SharedZones,
@@ -121,7 +121,7 @@ pub(super) struct DnsThread {
     stop: Receiver<()>,
     epoch: Epoch,
     /// One connected socket per upstream, and their readers.
-    upstream_udp: UpstreamUdp,
+    upstream_udp: UdpClient<Input>,
     /// When each upstream was last warned about (the unspecified address: timeouts).
     warned: HashMap<SocketAddr, std::time::Instant>,
     /// Queries that had run out of attempts when last looked at.
@@ -151,11 +151,11 @@ impl DnsThread {
     /// reached now is told of (rate-limited) and tried again later.
     pub(super) fn new(parts: DnsParts) -> DnsThread {
         let (upstream_udp, unreachable) =
-            UpstreamUdp::new(&parts.resolver.config().upstreams, parts.inputs.0.clone());
+            UdpClient::new(&parts.resolver.config().upstreams, parts.inputs.0.clone());
         let mut thread = DnsThread {
             resolver: parts.resolver,
             tcp: GuestTcp::new(parts.mac, parts.tcp_limits),
-            upstream_tcp: UpstreamTcp::new(parts.inputs.0.clone()),
+            upstream_tcp: TcpClient::new(parts.inputs.0.clone()),
             tcp_queries: Vec::new(),
             zones: parts.zones,
             port: parts.port,
@@ -236,16 +236,18 @@ impl DnsThread {
                 self.tcp
                     .segment(now, &frame, &mut self.tcp_queries, &*self.port);
             }
-            Input::Response(from, bytes) => self.resolver.handle_response(now, from, &bytes),
-            Input::UpstreamLost(to, ids) => {
+            Input::Upstream(Event::Response(from, bytes)) => {
+                self.resolver.handle_response(now, from, &bytes);
+            }
+            Input::Upstream(Event::Lost(to, ids)) => {
                 self.resolver.handle_upstream_lost(now, to, &ids);
                 self.warn(
                     to,
                     "DNS upstream over TCP failed or closed with queries on it; failing over",
                 );
             }
-            Input::UpstreamRefused(to) => self.refused(to),
-            Input::UpstreamUnreachable(to) => {
+            Input::Upstream(Event::Refused(to)) => self.refused(to),
+            Input::Upstream(Event::Unreachable(to)) => {
                 let error = std::io::Error::from(std::io::ErrorKind::HostUnreachable);
                 self.unreachable(to, &error);
             }

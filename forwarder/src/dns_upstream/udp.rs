@@ -1,17 +1,17 @@
 //! DNS over UDP to the upstreams: one socket per upstream, bound to the wildcard address (a
 //! kernel-chosen port) and connected to the upstream, so the kernel reports what the network
 //! says about it (ICMP port or host unreachable) on that socket alone; a reader thread per
-//! connected socket blocks in `recv` and hands each datagram to the DNS thread
-//! ([`Input::Response`]; its queue full → dropped and counted).
+//! connected socket blocks in `recv` and hands each datagram to the caller
+//! ([`Event::Response`]; its queue full → dropped, counted in [`Client::responses_dropped`]).
 //!
 //! An upstream that cannot be reached at all — no route to it (`ENETUNREACH`, as in a
 //! namespace with only loopback, or before the network is up), or no socket for its family —
-//! never keeps the DNS service from starting: its socket stays unconnected, every send to it
-//! fails at once with [`SendError::Unreachable`] (the DNS thread fails its queries over), and
+//! never keeps the client from starting: its socket stays unconnected, every send to it
+//! fails at once with [`SendError::Unreachable`] (the caller fails its queries over), and
 //! the connect is tried again when a query wants that upstream, at most once per
 //! [`RETRY_EVERY`]. What the network reports later, on a send or a read, is sorted the same
-//! way: a refusal is [`SendError::Refused`] / [`Input::UpstreamRefused`], no route or host is
-//! [`SendError::Unreachable`] / [`Input::UpstreamUnreachable`]; neither ends a reader.
+//! way: a refusal is [`SendError::Refused`] / [`Event::Refused`], no route or host is
+//! [`SendError::Unreachable`] / [`Event::Unreachable`]; neither ends a reader.
 
 use std::collections::HashMap;
 use std::io;
@@ -23,23 +23,26 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 
-use super::dns_thread::Input;
+use super::{Event, nothing_yet};
 
 /// How often a reader thread looks at the stop flag.
 const READ_TIMEOUT: Duration = Duration::from_millis(200);
 /// The largest datagram read from an upstream (RFC 6891's maximum UDP payload).
 const MAX_DATAGRAM: usize = 65535;
 /// The least time between two connects to an upstream that could not be reached.
-pub(super) const RETRY_EVERY: Duration = Duration::from_secs(1);
+pub const RETRY_EVERY: Duration = Duration::from_secs(1);
 
 /// Why a query was not sent to an upstream.
-#[derive(Debug)]
-pub(super) enum SendError {
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
     /// The upstream refused an earlier query (ICMP port unreachable), reported on this send.
+    #[error("the upstream refused an earlier query")]
     Refused,
     /// No route to it, or no socket for it (now or when last tried).
+    #[error("the upstream is unreachable: {0}")]
     Unreachable(io::Error),
     /// Anything else; the query's attempt times out.
+    #[error("the query was not sent: {0}")]
     Other(io::Error),
 }
 
@@ -57,6 +60,7 @@ fn unreachable(e: &io::Error) -> bool {
 }
 
 /// One upstream's socket: connected, or waiting to be tried again.
+#[derive(Debug)]
 enum Slot {
     Connected(UdpSocket),
     Unconnected {
@@ -68,24 +72,26 @@ enum Slot {
     },
 }
 
-/// The upstream UDP sockets and their readers. See the module docs.
-pub(super) struct UpstreamUdp {
+/// The upstream UDP sockets and their readers; their events go to a queue of `E`. See the
+/// module docs.
+#[derive(Debug)]
+pub struct Client<E> {
     slots: HashMap<SocketAddr, Slot>,
-    to: Sender<Input>,
+    to: Sender<E>,
     readers: Vec<JoinHandle<()>>,
     stop: Arc<AtomicBool>,
-    /// Upstream datagrams the DNS thread's queue had no room for.
-    pub(super) responses_dropped: Arc<AtomicU64>,
+    /// Upstream datagrams the caller's queue had no room for.
+    pub responses_dropped: Arc<AtomicU64>,
 }
 
-impl UpstreamUdp {
+impl<E: From<Event> + Send + 'static> Client<E> {
     /// Opens a socket per upstream and connects what can be reached; returns the upstreams
     /// that could not be, with why, for the caller to tell.
-    pub(super) fn new(
+    pub fn new(
         upstreams: &[SocketAddr],
-        to: Sender<Input>,
-    ) -> (UpstreamUdp, Vec<(SocketAddr, io::Error)>) {
-        let mut udp = UpstreamUdp {
+        to: Sender<E>,
+    ) -> (Client<E>, Vec<(SocketAddr, io::Error)>) {
+        let mut udp = Client {
             slots: HashMap::new(),
             to,
             readers: Vec::new(),
@@ -155,7 +161,7 @@ impl UpstreamUdp {
 
     /// Sends `payload` to `to`, connecting first if it was not reachable before and a retry
     /// is due.
-    pub(super) fn send(&mut self, to: SocketAddr, payload: &[u8]) -> Result<(), SendError> {
+    pub fn send(&mut self, to: SocketAddr, payload: &[u8]) -> Result<(), SendError> {
         let now = Instant::now();
         match self.slots.get(&to) {
             Some(Slot::Unconnected {
@@ -189,7 +195,7 @@ impl UpstreamUdp {
     }
 
     /// Stops and joins the readers.
-    pub(super) fn stop(&mut self) {
+    pub fn stop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         for r in self.readers.drain(..) {
             let _ = r.join();
@@ -197,10 +203,10 @@ impl UpstreamUdp {
     }
 }
 
-fn reader(
+fn reader<E: From<Event>>(
     socket: UdpSocket,
     upstream: SocketAddr,
-    to: Sender<Input>,
+    to: Sender<E>,
     stop: Arc<AtomicBool>,
     dropped: Arc<AtomicU64>,
 ) {
@@ -209,19 +215,22 @@ fn reader(
         match socket.recv(&mut buf) {
             Ok(n) => {
                 let datagram = buf.get(..n).unwrap_or_default().to_vec();
-                if to.try_send(Input::Response(upstream, datagram)).is_err() {
+                if to
+                    .try_send(Event::Response(upstream, datagram).into())
+                    .is_err()
+                {
                     dropped.fetch_add(1, Ordering::Relaxed);
                 }
             }
             // The upstream's ICMP port unreachable, reported on the connected socket.
             Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
-                let _ = to.try_send(Input::UpstreamRefused(upstream));
+                let _ = to.try_send(Event::Refused(upstream).into());
             }
             // An ICMP host or network unreachable about an earlier query.
             Err(e) if unreachable(&e) => {
-                let _ = to.try_send(Input::UpstreamUnreachable(upstream));
+                let _ = to.try_send(Event::Unreachable(upstream).into());
             }
-            Err(e) if super::nothing_yet(&e) => {}
+            Err(e) if nothing_yet(&e) => {}
             Err(_) => return,
         }
     }
@@ -246,5 +255,58 @@ mod tests {
             libc::ECONNREFUSED
         )));
         assert!(!unreachable(&io::Error::from_raw_os_error(libc::EAGAIN)));
+    }
+
+    /// How long a test waits for one event.
+    const WAIT: Duration = Duration::from_secs(5);
+
+    #[test]
+    fn a_datagram_from_the_upstream_is_a_response() {
+        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let upstream = server.local_addr().unwrap();
+        let (tx, events) = crossbeam_channel::bounded::<Event>(16);
+        let (mut client, failed) = Client::new(&[upstream, upstream], tx);
+        assert!(failed.is_empty(), "{failed:?}");
+        client.send(upstream, b"query").unwrap();
+        let mut buf = [0u8; 64];
+        let (n, from) = server.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"query");
+        server.send_to(b"answer", from).unwrap();
+        assert_eq!(
+            events.recv_timeout(WAIT).unwrap(),
+            Event::Response(upstream, b"answer".to_vec())
+        );
+        // One socket and one reader for the upstream named twice.
+        assert_eq!(client.slots.len(), 1);
+        assert_eq!(client.readers.len(), 1);
+        client.stop();
+        assert!(client.readers.is_empty());
+    }
+
+    #[test]
+    fn a_port_nobody_listens_on_is_refused() {
+        let upstream = UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        // The socket is gone: the kernel answers with ICMP port unreachable.
+        let (tx, events) = crossbeam_channel::bounded::<Event>(16);
+        let (mut client, failed) = Client::new(&[upstream], tx);
+        assert!(failed.is_empty(), "{failed:?}");
+        client.send(upstream, b"query").unwrap();
+        assert_eq!(events.recv_timeout(WAIT).unwrap(), Event::Refused(upstream));
+        client.stop();
+    }
+
+    #[test]
+    fn an_upstream_never_asked_is_not_sent_to() {
+        let (tx, _events) = crossbeam_channel::bounded::<Event>(16);
+        let (mut client, _) = Client::new(&[], tx);
+        let to = SocketAddr::from(([127, 0, 0, 1], 53));
+        assert!(matches!(
+            client.send(to, b"query"),
+            Err(SendError::Other(_))
+        ));
+        client.stop();
     }
 }

@@ -2,18 +2,20 @@
 //! needs one and closed after [`IDLE`] without queries.
 //!
 //! Queries from every guest share them, pipelined (RFC 7766 §6.2.1), with the IDs the
-//! [`dns::Resolver`] gave them (unique among its pending queries, so answers are matched by
-//! ID and question whatever order they come back in). Each upstream has a writer thread,
-//! fed by a bounded channel (full → the query is not sent, counted, and its attempt times
-//! out), that connects (at most [`CONNECT_TIMEOUT`]) and writes. A connection carries at
-//! most [`QUERIES_PER_CONNECTION`] queries (servers cap them: dnsmasq closes after 100),
-//! then is half-closed and left to its reader while the next one opens; at most
-//! [`CONNECTIONS`] per upstream are open, beyond which the writer waits for the oldest.
-//! Each connection's reader thread cuts the stream with a [`dns::stream::Decoder`] and
-//! hands each answer to the DNS thread as [`Input::Response`]; when the connection ends
-//! (or the connect fails) with queries unanswered, their IDs go back as
-//! [`Input::UpstreamLost`] so those queries fail over at once instead of waiting for their
-//! timeout. A reader whose upstream stays silent for [`IDLE`] gives up on the connection. Nothing here blocks the DNS thread, let alone a worker.
+//! [`Resolver`](dns::Resolver) gave them (unique among its pending queries, so answers are
+//! matched by ID and question whatever order they come back in). Each upstream has a writer
+//! thread, fed by a bounded channel (full → the query is not sent, counted in
+//! [`Counters::queue_full`], and its attempt times out), that connects (at most
+//! [`CONNECT_TIMEOUT`]) and writes. A connection carries at most [`QUERIES_PER_CONNECTION`]
+//! queries (servers cap them: dnsmasq closes after 100), then is half-closed and left to its
+//! reader while the next one opens; at most [`CONNECTIONS`] per upstream are open, beyond
+//! which the writer waits for the oldest. Each connection's reader thread cuts the stream
+//! with a [`Decoder`] and hands each answer to the caller as [`Event::Response`] (its queue
+//! full → dropped, counted in [`Counters::answers_dropped`]); when the connection ends (or
+//! the connect fails) with queries unanswered, their IDs go back as [`Event::Lost`] so those
+//! queries fail over at once instead of waiting for their timeout. A reader whose upstream
+//! stays silent for [`IDLE`] gives up on the connection. [`Client::send`] never blocks its
+//! caller.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::{Read, Write};
@@ -26,57 +28,62 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use parking_lot::Mutex;
 
-use super::dns_thread::Input;
+use super::{Event, nothing_yet};
+use dns::stream::{self, Decoder};
 
 /// How long a connect to an upstream may take.
-pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a write to an upstream may block its writer thread.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 /// An upstream connection without queries for this long is closed.
-pub(super) const IDLE: Duration = Duration::from_secs(10);
+pub const IDLE: Duration = Duration::from_secs(10);
 /// How often the threads look at the stop flag.
 const TICK: Duration = Duration::from_millis(200);
 /// Queries queued per upstream writer.
 const QUEUE: usize = 1024;
 /// Queries written on one upstream connection before the next one opens.
-pub(super) const QUERIES_PER_CONNECTION: usize = 100;
+pub const QUERIES_PER_CONNECTION: usize = 100;
 /// Upstream connections open at once, per upstream.
-pub(super) const CONNECTIONS: usize = 8;
+pub const CONNECTIONS: usize = 8;
 
-/// Counters of the upstream TCP connections.
+/// Counters of the upstream TCP connections; all only grow.
 #[derive(Debug, Default)]
-pub(super) struct UpstreamCounters {
+pub struct Counters {
     pub connects: AtomicU64,
     pub connect_failures: AtomicU64,
     /// Connections that ended: idle, a write or read error, or the upstream's EOF.
     pub closed: AtomicU64,
     /// Queries not sent: the writer's queue was full.
     pub queue_full: AtomicU64,
-    /// Answers the DNS thread's queue had no room for.
+    /// Answers the caller's queue had no room for.
     pub answers_dropped: AtomicU64,
 }
 
-/// The writer threads, one per upstream that has been asked over TCP.
-pub(super) struct UpstreamTcp {
+/// The writer threads, one per upstream that has been asked over TCP; their events go to
+/// a queue of `E`. See the module docs.
+#[derive(Debug)]
+pub struct Client<E> {
     writers: HashMap<SocketAddr, (Sender<Vec<u8>>, JoinHandle<()>)>,
-    inputs: Sender<Input>,
+    inputs: Sender<E>,
     stop: Arc<AtomicBool>,
-    pub(super) counters: Arc<UpstreamCounters>,
+    pub counters: Arc<Counters>,
 }
 
-impl UpstreamTcp {
-    pub(super) fn new(inputs: Sender<Input>) -> UpstreamTcp {
-        UpstreamTcp {
+impl<E: From<Event> + Send + 'static> Client<E> {
+    /// No connection yet: each upstream's writer starts with the first query for it.
+    pub fn new(inputs: Sender<E>) -> Client<E> {
+        Client {
             writers: HashMap::new(),
             inputs,
             stop: Arc::new(AtomicBool::new(false)),
-            counters: Arc::new(UpstreamCounters::default()),
+            counters: Arc::new(Counters::default()),
         }
     }
 
-    /// Queues `query` (without its length prefix) for upstream `to`.
-    pub(super) fn send(&mut self, to: SocketAddr, query: &[u8]) {
-        let Some(framed) = dns::stream::frame(query) else {
+    /// Queues `query` (without its length prefix) for upstream `to`; never blocks. A full
+    /// queue drops it (counted in [`Counters::queue_full`]; its attempt times out).
+    pub fn send(&mut self, to: SocketAddr, query: &[u8]) {
+        let Some(framed) = stream::frame(query) else {
             return;
         };
         if !self.writers.contains_key(&to) {
@@ -100,7 +107,7 @@ impl UpstreamTcp {
                         .connect_failures
                         .fetch_add(1, Ordering::Relaxed);
                     let ids = query_id(&framed).into_iter().collect();
-                    let _ = self.inputs.try_send(Input::UpstreamLost(to, ids));
+                    let _ = self.inputs.try_send(Event::Lost(to, ids).into());
                     return;
                 }
             }
@@ -112,7 +119,8 @@ impl UpstreamTcp {
         }
     }
 
-    pub(super) fn stop(&mut self) {
+    /// Stops the writers and the readers and joins them.
+    pub fn stop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         for (_, (tx, handle)) in self.writers.drain() {
             drop(tx);
@@ -129,18 +137,18 @@ fn message_id(message: &[u8]) -> Option<u16> {
 
 /// The ID of a length-prefixed query.
 fn query_id(framed: &[u8]) -> Option<u16> {
-    message_id(framed.get(dns::stream::PREFIX_LEN..)?)
+    message_id(framed.get(stream::PREFIX_LEN..)?)
 }
 
 /// Queries written on one connection and not answered yet.
 type InFlight = Arc<Mutex<HashSet<u16>>>;
 
-struct Link {
+struct Link<E> {
     to: SocketAddr,
     queries: Receiver<Vec<u8>>,
-    inputs: Sender<Input>,
+    inputs: Sender<E>,
     stop: Arc<AtomicBool>,
-    counters: Arc<UpstreamCounters>,
+    counters: Arc<Counters>,
 }
 
 /// One open connection: its socket, what is unanswered on it, its reader.
@@ -151,7 +159,7 @@ struct Open {
     reader: JoinHandle<()>,
 }
 
-impl Link {
+impl<E: From<Event> + Send + 'static> Link<E> {
     fn stopped(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
     }
@@ -160,7 +168,7 @@ impl Link {
         if !ids.is_empty() {
             let _ = self
                 .inputs
-                .send_timeout(Input::UpstreamLost(self.to, ids), Duration::from_secs(1));
+                .send_timeout(Event::Lost(self.to, ids).into(), Duration::from_secs(1));
         }
     }
 
@@ -291,19 +299,19 @@ impl Link {
 }
 
 /// Reads one connection's length-prefixed answers until EOF or an error.
-struct Reader {
+struct Reader<E> {
     stream: TcpStream,
     to: SocketAddr,
     in_flight: InFlight,
-    inputs: Sender<Input>,
+    inputs: Sender<E>,
     stop: Arc<AtomicBool>,
-    counters: Arc<UpstreamCounters>,
+    counters: Arc<Counters>,
 }
 
-impl Reader {
+impl<E: From<Event>> Reader<E> {
     fn run(mut self) {
         let _ = self.stream.set_read_timeout(Some(TICK));
-        let mut decoder = dns::stream::Decoder::default();
+        let mut decoder = Decoder::default();
         let mut buf = vec![0u8; 16 * 1024];
         let mut quiet = Duration::ZERO;
         loop {
@@ -313,7 +321,7 @@ impl Reader {
                     quiet = Duration::ZERO;
                     n
                 }
-                Err(e) if super::nothing_yet(&e) => {
+                Err(e) if nothing_yet(&e) => {
                     if self.stop.load(Ordering::Relaxed) {
                         return;
                     }
@@ -338,12 +346,12 @@ impl Reader {
         if !ids.is_empty() && !self.stop.load(Ordering::Relaxed) {
             let _ = self
                 .inputs
-                .send_timeout(Input::UpstreamLost(self.to, ids), Duration::from_secs(1));
+                .send_timeout(Event::Lost(self.to, ids).into(), Duration::from_secs(1));
         }
     }
 
     /// Hands on every answer `bytes` completes; false if the stream is broken.
-    fn answers(&self, decoder: &mut dns::stream::Decoder, mut bytes: &[u8]) -> bool {
+    fn answers(&self, decoder: &mut Decoder, mut bytes: &[u8]) -> bool {
         while !bytes.is_empty() {
             // A zero length from the upstream: nothing after it can be trusted.
             let Ok((taken, answer)) = decoder.push(bytes) else {
@@ -356,7 +364,7 @@ impl Reader {
             }
             if self
                 .inputs
-                .try_send(Input::Response(self.to, answer))
+                .try_send(Event::Response(self.to, answer).into())
                 .is_err()
             {
                 self.counters
@@ -367,3 +375,7 @@ impl Reader {
         true
     }
 }
+
+#[cfg(test)]
+#[path = "tcp_tests.rs"]
+mod tests;
