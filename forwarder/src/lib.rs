@@ -6,7 +6,9 @@
 //! [`Forwarder`] is that forwarder: TCP through the [`stack::tcp`] engine, UDP with
 //! endpoint-independent mappings, ICMP echo through ping sockets, NAT of virtual addresses,
 //! and port forwards into guests managed through [`Control`]. Until one is plugged in,
-//! [`NoForwarder`] counts every flow packet as dropped. [`dns_upstream`] holds the host-side
+//! [`NoForwarder`] counts every flow packet as dropped. [`gateway`] is the gateway's own
+//! services (ARP, echo, NDP and router advertisements, DHCP and DNS dispatch, reassembly),
+//! sans-IO, which hand every other packet to the flows. [`dns_upstream`] holds the host-side
 //! I/O of the gateway's DNS service: the UDP and TCP clients of the upstream resolvers, beside
 //! the sans-IO [`dns`] resolver that decides what they send.
 
@@ -38,6 +40,7 @@ mod directory;
 pub mod dns_upstream;
 mod events;
 pub mod frame;
+pub mod gateway;
 mod handler;
 mod hops;
 mod icmp;

@@ -1,4 +1,4 @@
-//! The whole gateway ingress path: `switch::gateway::Gateway` (ingress parse, ARP, ICMP echo,
+//! The whole gateway ingress path: `forwarder::gateway::Gateway` (ingress parse, ARP, ICMP echo,
 //! NDP, the DHCP server, fragment reassembly, flow and DNS dispatch) fed a sequence of frames
 //! and clock steps decoded from the input, its outcomes handled as the runtime's gateway
 //! thread does: a reassembled datagram goes round once more, flows go to a fake forwarder that
@@ -30,7 +30,7 @@ use stack::ingress::{DropReason, FlowPacket};
 use stack::time::{Epoch, Instant};
 use stack::wire::{EthernetAddress, EthernetFrame, EthernetRepr, ethernet};
 use std::time::Duration;
-use switch::gateway::{Gateway, GatewayConfig, Outcome, V6Config, dns_reply_frame};
+use forwarder::gateway::{Gateway, GatewayConfig, Outcome, V6Config, dns_reply_frame};
 
 /// At most this many records per input, so one input stays fast.
 const MAX_STEPS: usize = 512;

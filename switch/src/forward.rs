@@ -26,9 +26,7 @@ use stack::wire::{EthernetAddress, EthernetError, EthernetFrame, EthernetRepr};
 
 use crate::mac_table::{DEFAULT_MAX_AGE, DEFAULT_MAX_ENTRIES, Learn, MacTable, PortId};
 
-/// The gateway's MAC address in gvproxy's default network.
-pub const DEFAULT_GATEWAY_MAC: EthernetAddress =
-    EthernetAddress([0x5a, 0x94, 0xef, 0xe4, 0x0c, 0xdd]);
+pub use forwarder::gateway::DEFAULT_GATEWAY_MAC;
 
 /// Where a frame goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

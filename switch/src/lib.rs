@@ -34,6 +34,8 @@
 //! - [`pcap`]: capture to a pcap file from any thread, bounded and lock-free per frame.
 //! - [`gateway`]: the gateway's own services, sans-IO — ARP, ICMP/ICMPv6 echo, neighbour
 //!   advertisements, DHCPv4 — over one parse per frame; everything else leaves as a flow.
+//!   It lives in `forwarder` (`forwarder::gateway`), beside the flows it hands packets to,
+//!   so that nothing below the binary crate needs it; re-exported here.
 //! - [`snoop`]: IGMP and MLD snooping, sans-IO — which ports a multicast frame goes to, a
 //!   bounded group table, and the gateway as the link's querier.
 //! - [`runtime`]: the running data plane — the workers and the DNS service — behind
@@ -61,7 +63,7 @@ pub mod auto_forward;
 pub mod cli;
 pub mod forward;
 pub mod framing;
-pub mod gateway;
+pub use forwarder::gateway;
 pub mod guest;
 pub mod gvconfig;
 pub mod launch;

@@ -3,7 +3,7 @@
 //! that an answer the resolver will never give is no longer waited for.
 
 use super::*;
-use crate::gateway::tests::{GUEST, GUEST_MAC, GW, GW_MAC};
+use crate::gateway::testing::{GUEST, GUEST_MAC, GW, GW_MAC};
 use crossbeam_channel::{Receiver, Sender};
 use stack::ingress::{self, Event};
 use stack::tcp::State;

@@ -4,7 +4,7 @@
 
 use super::hostile_tests::{Rig, big_echo, drop_delta, piece};
 use crate::gateway::DNS_PORT;
-use crate::gateway::tests::{
+use crate::gateway::testing::{
     GUEST, GUEST_MAC, GUEST6, GW, GW_MAC, frame, gw6, icmpv6_frame, ipv4, split,
 };
 use stack::ingress::{self, DropReason, Event};

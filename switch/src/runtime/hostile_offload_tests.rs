@@ -13,7 +13,7 @@
 use std::os::fd::OwnedFd;
 
 use super::*;
-use crate::gateway::tests::{
+use crate::gateway::testing::{
     GUEST, GUEST_MAC, GW, GW_MAC, HOST, arp_request, echo_request, frame, ipv4, parse_arp, tcp_syn,
     udp_datagram,
 };

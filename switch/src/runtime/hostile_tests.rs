@@ -11,7 +11,7 @@
 //! port receives is the valid request's answer" also shows that the hostile frame got none.
 
 use super::*;
-use crate::gateway::tests::{
+use crate::gateway::testing::{
     GUEST, GUEST_MAC, GUEST6, GW, GW_MAC, HOST, arp_request, dhcp_frame, dns_frame, echo_request,
     frame, gw6, ipv4, parse_arp, parse_dhcp, solicitation, split, udp_datagram,
 };

@@ -14,7 +14,7 @@ use std::os::unix::net::UnixStream;
 
 use super::*;
 use crate::framing::{Decoder, Encoder, LengthPrefix};
-use crate::gateway::tests::{GUEST, GUEST_MAC, GW, arp_request, echo_request, parse_arp};
+use crate::gateway::testing::{GUEST, GUEST_MAC, GW, arp_request, echo_request, parse_arp};
 use crate::link::http::{self, HttpOptions};
 use crate::link::offer::{self, Offer};
 use crate::link::stream::{NativeStream, StreamSpec};

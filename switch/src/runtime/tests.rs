@@ -1,5 +1,5 @@
 use super::*;
-use crate::gateway::tests::{
+use crate::gateway::testing::{
     GUEST, GUEST_MAC, GW, GW_MAC, HOST, arp_request, dns_frame, echo_request, frame, parse_arp,
     tcp_syn, udp_datagram,
 };

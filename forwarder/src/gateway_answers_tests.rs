@@ -2,7 +2,7 @@
 //! requests with an odd code or a TOS, UDP to a closed port of its IPv6 address, Neighbor
 //! Discovery inside a fragment.
 
-use super::tests::{
+use super::testing::{
     GUEST, GUEST_MAC, GUEST6, GW, GW_MAC, echo_request, frame, gw6, solicitation, split,
 };
 use super::*;

@@ -1,6 +1,6 @@
 //! ICMP Time Exceeded for datagrams whose reassembly timed out (`gateway/frag_errors.rs`).
 
-use super::tests::{
+use super::testing::{
     GUEST, GUEST_MAC, GUEST6, GW, GW_MAC, HOST, echo_request, fragment, frame, gw6, split,
 };
 use super::*;

@@ -2,7 +2,7 @@
 //! virtual IPv6 address; and what the gateway does with multicast and with expiring hop
 //! counts.
 
-use super::tests::{
+use super::testing::{
     GUEST, GUEST_MAC, GUEST6, GW, GW_MAC, frame, gw6, icmpv6_frame, ipv4, parse_icmpv6, reply,
     solicitation, split,
 };
@@ -276,7 +276,7 @@ fn dhcpv6_information_request_is_answered_from_the_link_local_address() {
     assert_eq!(gw.counters().dhcpv6_replies, 1);
     assert_eq!(gw.dhcpv6_stats().unwrap().information_requests, 1);
     // Without IPv6 services it is not answered (a plain multicast datagram, not relayed).
-    let mut plain = super::tests::gateway();
+    let mut plain = super::testing::gateway();
     assert!(matches!(
         plain.handle_frame(T0, &f),
         Outcome::Dropped(DropReason::BroadcastToNonService)
@@ -385,7 +385,7 @@ fn multicast_udp_is_a_flow_for_the_relay_unless_it_is_the_links_own() {
     assert_eq!(flow.key.remote, SocketAddr::new(IpAddr::V6(group), 5000));
     assert_eq!(gw.counters().multicast_flows, 1);
     // IPv4 too, and with TTL 1 (no Time Exceeded for multicast).
-    let mut d = super::tests::udp_datagram(GUEST, Ipv4Addr::new(239, 1, 2, 3), 4000, 5000, b"x");
+    let mut d = super::testing::udp_datagram(GUEST, Ipv4Addr::new(239, 1, 2, 3), 4000, 5000, b"x");
     d[8] = 1;
     let sum = stack::wire::checksum::checksum(&{
         let mut h = d[..20].to_vec();
@@ -428,7 +428,7 @@ fn multicast_udp_is_a_flow_for_the_relay_unless_it_is_the_links_own() {
 fn ttl_1_beyond_the_gateway_gets_time_exceeded() {
     let mut gw = gateway6();
     let remote = Ipv4Addr::new(10, 9, 8, 7);
-    let mut d = super::tests::udp_datagram(GUEST, remote, 33434, 33435, b"probe");
+    let mut d = super::testing::udp_datagram(GUEST, remote, 33434, 33435, b"probe");
     d[8] = 1;
     d[10] = 0;
     d[11] = 0;
@@ -457,7 +457,7 @@ fn ttl_1_beyond_the_gateway_gets_time_exceeded() {
     d[10..12].copy_from_slice(&sum.to_be_bytes());
     let f = frame(GUEST_MAC, GW_MAC, EtherType::Ipv4, &d);
     assert!(matches!(gw.handle_frame(T0, &f), Outcome::Flow(_)));
-    let echo = super::tests::echo_request(GW, b"x");
+    let echo = super::testing::echo_request(GW, b"x");
     let mut e = echo.clone();
     e[14 + 8] = 1;
     e[14 + 10] = 0;

@@ -140,11 +140,15 @@ pub struct GatewayConfig {
     pub multicast_relay: bool,
 }
 
+/// The gateway's MAC address in gvproxy's default network.
+pub const DEFAULT_GATEWAY_MAC: EthernetAddress =
+    EthernetAddress([0x5a, 0x94, 0xef, 0xe4, 0x0c, 0xdd]);
+
 impl Default for GatewayConfig {
     fn default() -> GatewayConfig {
         let dhcp = dhcp::Config::default();
         GatewayConfig {
-            mac: crate::forward::DEFAULT_GATEWAY_MAC,
+            mac: DEFAULT_GATEWAY_MAC,
             ip: dhcp.server_addr,
             virtual_ips: vec![Ipv4Addr::new(192, 168, 127, 254)],
             ipv6: Vec::new(),
@@ -577,7 +581,7 @@ impl Gateway {
                 ..
             } if self.owned6.contains(&ip.dst_addr)
                 && !(Some(ip.dst_addr) == self.v6_address
-                    && forwarder::INBOUND_PORTS.contains(&udp.dst_port)) =>
+                    && crate::INBOUND_PORTS.contains(&udp.dst_port)) =>
             {
                 self.port_unreachable6(eth, &ip, parsed)
             }
@@ -868,9 +872,12 @@ pub use self::dns_frame::dns_reply_frame;
 pub use self::ra::RaConfig;
 pub use self::v6::V6Config;
 
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+
 #[cfg(test)]
 #[path = "gateway_tests.rs"]
-pub(crate) mod tests;
+mod tests;
 
 #[cfg(test)]
 #[path = "gateway_frag_tests.rs"]
