@@ -11,7 +11,8 @@
 //! With a [`TapConfig`], the interface is then configured as slirp4netns `--configure` does: MAC
 //! (`--mac`), MTU (65520 by default), IPv4 address and netmask (192.168.127.2/24), link up,
 //! loopback up, and a default route via the gateway (192.168.127.1). This uses `SIOCSIF*` and
-//! `SIOCADDRT` ioctls on a socket created inside the namespace; nothing is shelled out.
+//! `SIOCADDRT` ioctls on a socket created inside the namespace; nothing is shelled out. Every
+//! ioctl goes through `rustix` in the private `ioctl` module, the one place their `unsafe` is.
 //!
 //! Each [`Tap::read_frame`] returns exactly one frame (without FCS); the buffer must hold
 //! MTU + 14 bytes or longer frames are cut short. Each [`Tap::write_frame`] sends one frame.
@@ -29,11 +30,14 @@ use std::net::{Ipv4Addr, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::time::Duration;
 
-use libc::{c_char, c_short, c_ulong, c_ushort, c_void};
+use libc::{c_char, c_short};
+use rustix::fs::OFlags;
+use rustix::io::Errno;
 use stack::wire::EthernetAddress;
 
 use crate::netns::{Netns, NetnsError};
 
+mod ioctl;
 mod offload;
 pub use offload::{HEADER_LEN as VNET_HEADER_LEN, TapOffloads};
 
@@ -181,7 +185,7 @@ impl Tap {
             flags |= libc::IFF_VNET_HDR;
         }
         ifr.ifr_ifru.ifru_flags = flags as c_short;
-        ioctl(file.as_fd(), libc::TUNSETIFF, (&raw mut ifr).cast()).map_err(|source| {
+        ioctl::update(file.as_fd(), ioctl::Update::TunSetIff, &mut ifr).map_err(|source| {
             TapError::Attach {
                 name: name.to_owned(),
                 source,
@@ -229,23 +233,19 @@ impl Tap {
         buf.reserve(max);
         let spare = buf.spare_capacity_mut();
         let room = spare.len().min(max);
-        let at = spare.as_mut_ptr().cast::<c_void>();
-        loop {
-            // SAFETY: `at` points to `room` bytes of `buf`'s spare capacity, which `buf` owns
-            // and nothing else borrows now; read(2) writes at most `room` bytes there.
-            let n = unsafe { libc::read(self.file.as_raw_fd(), at, room) };
-            if let Ok(n) = usize::try_from(n) {
-                let len = buf.len() + n.min(room);
-                // SAFETY: read(2) initialised the first `n` (at most `room`) bytes of the
-                // spare capacity, which follow the `buf.len()` initialised bytes.
-                unsafe { buf.set_len(len) };
-                return Ok(n);
+        let spare = &mut spare[..room];
+        let n = loop {
+            match rustix::io::read(&self.file, &mut *spare) {
+                Ok((filled, _)) => break filled.len(),
+                Err(Errno::INTR) => continue,
+                Err(e) => return Err(e.into()),
             }
-            let e = io::Error::last_os_error();
-            if e.kind() != io::ErrorKind::Interrupted {
-                return Err(e);
-            }
-        }
+        };
+        let len = buf.len() + n.min(room);
+        // SAFETY: read(2) initialised the first `n` (at most `room`) bytes of the spare
+        // capacity, which follow the `buf.len()` initialised bytes.
+        unsafe { buf.set_len(len) };
+        Ok(n)
     }
 
     /// Writes one whole frame. Retries on `EINTR`.
@@ -267,21 +267,9 @@ impl Tap {
 
     /// Switches the descriptor between blocking and non-blocking mode.
     pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
-        let fd = self.file.as_raw_fd();
-        // SAFETY: fcntl(F_GETFL) takes no pointer; `fd` is owned by `self.file` and open.
-        let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
-        if flags < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let flags = if nonblocking {
-            flags | libc::O_NONBLOCK
-        } else {
-            flags & !libc::O_NONBLOCK
-        };
-        // SAFETY: as above; F_SETFL takes an integer argument.
-        if unsafe { libc::fcntl(fd, libc::F_SETFL, flags) } < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        let mut flags = rustix::fs::fcntl_getfl(&self.file)?;
+        flags.set(OFlags::NONBLOCK, nonblocking);
+        rustix::fs::fcntl_setfl(&self.file, flags)?;
         Ok(())
     }
 
@@ -368,23 +356,20 @@ fn configure_here(name: &str, config: &TapConfig) -> Result<(), ConfigureError> 
             sa_family: libc::ARPHRD_ETHER,
             sa_data,
         };
-        ioctl(fd, libc::SIOCSIFHWADDR, (&raw mut ifr).cast())
-            .map_err(fail("setting the MAC address", name))?;
+        ioctl::set(fd, ioctl::Set::HwAddr, &ifr).map_err(fail("setting the MAC address", name))?;
     }
 
     let mut ifr = new_ifreq(name)?;
     ifr.ifr_ifru.ifru_mtu = config.mtu as libc::c_int;
-    ioctl(fd, libc::SIOCSIFMTU, (&raw mut ifr).cast()).map_err(fail("setting the MTU", name))?;
+    ioctl::set(fd, ioctl::Set::Mtu, &ifr).map_err(fail("setting the MTU", name))?;
 
     let mut ifr = new_ifreq(name)?;
     ifr.ifr_ifru.ifru_addr = sockaddr_v4(config.address);
-    ioctl(fd, libc::SIOCSIFADDR, (&raw mut ifr).cast())
-        .map_err(fail("setting the address", name))?;
+    ioctl::set(fd, ioctl::Set::Addr, &ifr).map_err(fail("setting the address", name))?;
 
     let mut ifr = new_ifreq(name)?;
     ifr.ifr_ifru.ifru_netmask = sockaddr_v4(config.netmask());
-    ioctl(fd, libc::SIOCSIFNETMASK, (&raw mut ifr).cast())
-        .map_err(fail("setting the netmask", name))?;
+    ioctl::set(fd, ioctl::Set::Netmask, &ifr).map_err(fail("setting the netmask", name))?;
 
     link_up(fd, name).map_err(fail("bringing the link up", name))?;
     if config.loopback_up {
@@ -400,53 +385,24 @@ fn configure_here(name: &str, config: &TapConfig) -> Result<(), ConfigureError> 
 /// Sets `IFF_UP` on `name`, keeping its other flags.
 fn link_up(fd: BorrowedFd<'_>, name: &str) -> io::Result<()> {
     let mut ifr = ifreq_named(name).ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
-    ioctl(fd, libc::SIOCGIFFLAGS, (&raw mut ifr).cast())?;
+    ioctl::update(fd, ioctl::Update::GetFlags, &mut ifr)?;
     // SAFETY: SIOCGIFFLAGS filled `ifru_flags`; the union was zeroed and every bit pattern is a
     // valid c_short anyway.
     let flags = unsafe { ifr.ifr_ifru.ifru_flags };
     ifr.ifr_ifru.ifru_flags = flags | libc::IFF_UP as c_short;
-    ioctl(fd, libc::SIOCSIFFLAGS, (&raw mut ifr).cast())
-}
-
-/// The kernel's `struct rtentry` (include/uapi/linux/route.h), which glibc's `libc` bindings
-/// do not export.
-#[repr(C)]
-struct RtEntry {
-    rt_pad1: c_ulong,
-    rt_dst: libc::sockaddr,
-    rt_gateway: libc::sockaddr,
-    rt_genmask: libc::sockaddr,
-    rt_flags: c_ushort,
-    rt_pad2: c_short,
-    rt_pad3: c_ulong,
-    rt_pad4: *mut c_void,
-    rt_metric: c_short,
-    rt_dev: *mut c_char,
-    rt_mtu: c_ulong,
-    rt_window: c_ulong,
-    rt_irtt: c_ushort,
+    ioctl::set(fd, ioctl::Set::Flags, &ifr)
 }
 
 /// Adds `default via gateway dev name`.
 fn add_default_route(fd: BorrowedFd<'_>, name: &str, gateway: Ipv4Addr) -> io::Result<()> {
     let dev = CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    let mut route = RtEntry {
-        rt_pad1: 0,
-        rt_dst: sockaddr_v4(Ipv4Addr::UNSPECIFIED),
-        rt_gateway: sockaddr_v4(gateway),
-        rt_genmask: sockaddr_v4(Ipv4Addr::UNSPECIFIED),
-        rt_flags: libc::RTF_UP | libc::RTF_GATEWAY,
-        rt_pad2: 0,
-        rt_pad3: 0,
-        rt_pad4: std::ptr::null_mut(),
-        rt_metric: 0,
-        // The kernel only reads the name; `dev` outlives the ioctl below.
-        rt_dev: dev.as_ptr().cast_mut(),
-        rt_mtu: 0,
-        rt_window: 0,
-        rt_irtt: 0,
-    };
-    ioctl(fd, libc::SIOCADDRT, (&raw mut route).cast())
+    let route = ioctl::RtEntry::new(
+        sockaddr_v4(Ipv4Addr::UNSPECIFIED),
+        sockaddr_v4(gateway),
+        sockaddr_v4(Ipv4Addr::UNSPECIFIED),
+        libc::RTF_UP | libc::RTF_GATEWAY,
+    );
+    ioctl::add_route(fd, route, &dev)
 }
 
 /// A `sockaddr` holding an IPv4 address and port 0 (the layout of `sockaddr_in`).
@@ -496,18 +452,6 @@ fn ifreq_name(ifr: &libc::ifreq) -> String {
         .map(|&c| c as u8)
         .collect();
     String::from_utf8_lossy(&bytes).into_owned()
-}
-
-/// `ioctl(fd, request, arg)`, where `arg` points to the structure `request` expects.
-fn ioctl(fd: BorrowedFd<'_>, request: libc::Ioctl, arg: *mut c_void) -> io::Result<()> {
-    // SAFETY: every caller passes a pointer to a live, initialised structure of the type the
-    // request reads or writes (`ifreq` for TUNSETIFF and SIOC[GS]IF*, `rtentry` for
-    // SIOCADDRT), exclusively borrowed for the call; `fd` is open for the call's duration.
-    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), request, arg) };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -574,16 +518,5 @@ mod tests {
         assert_eq!(sa.sa_family, libc::AF_INET as libc::sa_family_t);
         let data: Vec<u8> = sa.sa_data.iter().map(|&c| c as u8).collect();
         assert_eq!(&data[..6], &[0, 0, 192, 168, 127, 1]);
-    }
-
-    #[test]
-    fn rtentry_matches_the_kernel_layout() {
-        // 64-bit: 8 + 3*16 + 2 + 2 + 4 (pad) + 8 + 8 + 2 + 6 (pad) + 8 + 8 + 8 + 2 + 6 (pad).
-        #[cfg(target_pointer_width = "64")]
-        assert_eq!(std::mem::size_of::<RtEntry>(), 120);
-        assert_eq!(
-            std::mem::offset_of!(RtEntry, rt_dst),
-            std::mem::size_of::<c_ulong>()
-        );
     }
 }

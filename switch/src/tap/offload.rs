@@ -15,12 +15,17 @@
 //!
 //! Offloads are asked for only on little-endian machines, where a legacy header's layout is
 //! virtio 1.0's; elsewhere queues open without the header.
+//!
+//! Frames are written with `rustix::io::writev`. They are read with `libc::readv`, the one
+//! raw call left here: the frame lands in a buffer's spare capacity, which is never zeroed,
+//! and rustix's `readv` takes `IoSliceMut`s, which must not cover uninitialised bytes.
 
-use std::io;
+use std::io::{self, IoSlice};
 use std::os::fd::{AsFd, AsRawFd};
 
 use bytes::BytesMut;
 use libc::{c_short, c_uint, c_void};
+use rustix::io::Errno;
 use stack::offload::LinkOffloads;
 pub use stack::wire::virtio_net::HEADER_LEN;
 
@@ -132,8 +137,7 @@ impl Tap {
             self.offloads = TapOffloads::NONE;
             return Ok(self.offloads);
         }
-        let mut len = HEADER_LEN as libc::c_int;
-        ioctl(self.as_fd(), libc::TUNSETVNETHDRSZ, (&raw mut len).cast())?;
+        ioctl::set_vnet_header_len(self.as_fd(), HEADER_LEN as libc::c_int)?;
         let mut agreed = TapOffloads {
             vnet_hdr: true,
             ..TapOffloads::NONE
@@ -166,26 +170,14 @@ impl Tap {
     fn has_vnet_hdr(&self) -> io::Result<bool> {
         let mut ifr =
             ifreq_named("").ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
-        ioctl(self.as_fd(), libc::TUNGETIFF, (&raw mut ifr).cast())?;
+        ioctl::update(self.as_fd(), ioctl::Update::TunGetIff, &mut ifr)?;
         // SAFETY: TUNGETIFF filled `ifru_flags`; any bit pattern is a valid c_short.
         let flags = unsafe { ifr.ifr_ifru.ifru_flags };
         Ok(flags & libc::IFF_VNET_HDR as c_short != 0)
     }
 
     fn set_offload(&self, flags: c_uint) -> io::Result<()> {
-        // SAFETY: TUNSETOFFLOAD takes its argument by value (an unsigned long of TUN_F_*
-        // bits), not as a pointer: nothing is read or written through it.
-        let rc = unsafe {
-            libc::ioctl(
-                self.as_raw_fd(),
-                libc::TUNSETOFFLOAD,
-                libc::c_ulong::from(flags),
-            )
-        };
-        if rc < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
+        ioctl::set_offload(self.as_fd(), flags)
     }
 
     /// Reads one frame of at most `max` bytes with its virtio-net header: the header into
@@ -232,22 +224,10 @@ impl Tap {
 
     /// Writes one frame behind its virtio-net `header` (one `writev`). Retries on `EINTR`.
     pub fn write_vnet(&self, header: &[u8; HEADER_LEN], frame: &[u8]) -> io::Result<()> {
-        let iov = [
-            libc::iovec {
-                iov_base: header.as_ptr().cast_mut().cast::<c_void>(),
-                iov_len: HEADER_LEN,
-            },
-            libc::iovec {
-                iov_base: frame.as_ptr().cast_mut().cast::<c_void>(),
-                iov_len: frame.len(),
-            },
-        ];
+        let iov = [IoSlice::new(header), IoSlice::new(frame)];
         let total = HEADER_LEN + frame.len();
         loop {
-            // SAFETY: the iovecs point to `header` and `frame`, live for the call; writev(2)
-            // only reads through them.
-            let n = unsafe { libc::writev(self.as_raw_fd(), iov.as_ptr(), 2) };
-            match usize::try_from(n) {
+            match rustix::io::writev(self, &iov) {
                 Ok(n) if n == total => return Ok(()),
                 Ok(n) => {
                     return Err(io::Error::new(
@@ -255,12 +235,8 @@ impl Tap {
                         format!("TAP accepted {n} of {total} bytes"),
                     ));
                 }
-                Err(_) => {
-                    let e = io::Error::last_os_error();
-                    if e.kind() != io::ErrorKind::Interrupted {
-                        return Err(e);
-                    }
-                }
+                Err(Errno::INTR) => {}
+                Err(e) => return Err(e.into()),
             }
         }
     }
