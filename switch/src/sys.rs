@@ -15,11 +15,18 @@
 //!   child between fork and exec, so a command `host-switch run` starts sees the limit it
 //!   would have had; [`open_descriptors`] counts what is open now.
 //! - [`fix_mmap_threshold`] keeps glibc from moving large blocks into the threads' heaps.
+//!
+//! The system calls go through `rustix` (`poll`, `prlimit64`); only `mallopt`, glibc's own,
+//! has no equivalent there and stays on `libc`.
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::BorrowedFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+use rustix::event::{PollFd, PollFlags, Timespec};
+use rustix::io::Errno;
+use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
 
 /// The error [`wait_readable`] returns when the descriptor can never become readable.
 #[derive(Debug, thiserror::Error)]
@@ -30,37 +37,30 @@ pub struct Hangup(&'static str);
 /// time ran out or a signal came; an error [`is_gone`] accepts when the descriptor reports an
 /// error or hang-up with nothing left to read.
 pub fn wait_readable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> io::Result<bool> {
-    let timeout_ms = match timeout {
-        None => -1,
-        Some(t) => i32::try_from(t.as_millis()).unwrap_or(i32::MAX),
-    };
-    let mut pfd = libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: `pfd` is one valid pollfd that lives across the call, matching nfds = 1; the
-    // descriptor is borrowed from a live owner for the call's duration.
-    let rc = unsafe { libc::poll(&raw mut pfd, 1, timeout_ms) };
-    if rc < 0 {
-        let err = io::Error::last_os_error();
-        if err.kind() == io::ErrorKind::Interrupted {
-            return Ok(false);
+    // Whole milliseconds, as poll(2) takes them: a shorter wait is no wait.
+    let timeout = timeout.map(|t| {
+        let ms = i32::try_from(t.as_millis()).unwrap_or(i32::MAX);
+        Timespec {
+            tv_sec: (ms / 1000).into(),
+            tv_nsec: ((ms % 1000) * 1_000_000).into(),
         }
-        return Err(err);
+    });
+    let mut pfd = [PollFd::from_borrowed_fd(fd, PollFlags::IN)];
+    match rustix::event::poll(&mut pfd, timeout.as_ref()) {
+        Ok(0) | Err(Errno::INTR) => return Ok(false),
+        Ok(_) => {}
+        Err(e) => return Err(e.into()),
     }
-    if rc == 0 {
-        return Ok(false);
-    }
-    if pfd.revents & libc::POLLIN != 0 {
+    let revents = pfd[0].revents();
+    if revents.contains(PollFlags::IN) {
         // Readable, perhaps with a hang-up too: the read drains what is left, then ends.
         return Ok(true);
     }
-    let what = if pfd.revents & libc::POLLNVAL != 0 {
+    let what = if revents.contains(PollFlags::NVAL) {
         "POLLNVAL"
-    } else if pfd.revents & libc::POLLERR != 0 {
+    } else if revents.contains(PollFlags::ERR) {
         "POLLERR"
-    } else if pfd.revents & libc::POLLHUP != 0 {
+    } else if revents.contains(PollFlags::HUP) {
         "POLLHUP"
     } else {
         return Ok(false);
@@ -73,10 +73,12 @@ pub fn is_gone(e: &io::Error) -> bool {
     if e.get_ref().is_some_and(|inner| inner.is::<Hangup>()) {
         return true;
     }
-    matches!(
-        e.raw_os_error(),
-        Some(libc::EBADFD | libc::EIO | libc::ENXIO | libc::ENODEV | libc::EBADF)
-    )
+    e.raw_os_error().is_some_and(|raw| {
+        matches!(
+            Errno::from_raw_os_error(raw),
+            Errno::BADFD | Errno::IO | Errno::NXIO | Errno::NODEV | Errno::BADF
+        )
+    })
 }
 
 /// The open-file limit after [`raise_nofile_limit`].
@@ -95,36 +97,18 @@ static SOFT_BEFORE: AtomicU64 = AtomicU64::new(0);
 /// Raises the soft `RLIMIT_NOFILE` to the hard limit. The limit is left as it was when it
 /// cannot be raised (the result says so: `soft == was`).
 pub fn raise_nofile_limit() -> io::Result<NofileLimit> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: `lim` is a live rlimit the call fills.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut lim) } != 0 {
-        return Err(io::Error::last_os_error());
+    let (was, hard) = nofile_limit();
+    let mut soft = was;
+    if was < hard && set_nofile_limit(hard, hard).is_ok() {
+        let _ = SOFT_BEFORE.compare_exchange(
+            0,
+            was.saturating_add(1),
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+        soft = hard;
     }
-    let was = lim.rlim_cur;
-    if lim.rlim_cur < lim.rlim_max {
-        let raised = libc::rlimit {
-            rlim_cur: lim.rlim_max,
-            rlim_max: lim.rlim_max,
-        };
-        // SAFETY: `raised` is a live rlimit the call only reads.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raw const raised) } == 0 {
-            let _ = SOFT_BEFORE.compare_exchange(
-                0,
-                was.saturating_add(1),
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            );
-            lim = raised;
-        }
-    }
-    Ok(NofileLimit {
-        was,
-        soft: lim.rlim_cur,
-        hard: lim.rlim_max,
-    })
+    Ok(NofileLimit { was, soft, hard })
 }
 
 /// Puts back the soft `RLIMIT_NOFILE` [`raise_nofile_limit`] raised, if it did. Only
@@ -134,19 +118,32 @@ pub fn restore_nofile_limit() -> io::Result<()> {
     if before == 0 {
         return Ok(());
     }
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: `lim` is a live rlimit; getrlimit and setrlimit are plain system calls.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut lim) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    lim.rlim_cur = (before - 1).min(lim.rlim_max);
-    // SAFETY: as above.
-    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raw const lim) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let (_, hard) = nofile_limit();
+    set_nofile_limit((before - 1).min(hard), hard)
+}
+
+/// The soft and hard `RLIMIT_NOFILE`, `RLIM_INFINITY` as `u64::MAX` (as the C library has
+/// it). A plain system call (`prlimit64`, which cannot fail for this process and resource):
+/// async-signal-safe.
+fn nofile_limit() -> (u64, u64) {
+    let lim = getrlimit(Resource::Nofile);
+    (
+        lim.current.unwrap_or(u64::MAX),
+        lim.maximum.unwrap_or(u64::MAX),
+    )
+}
+
+/// Sets the soft and hard `RLIMIT_NOFILE`, `u64::MAX` meaning `RLIM_INFINITY`; a plain
+/// system call, async-signal-safe.
+fn set_nofile_limit(soft: u64, hard: u64) -> io::Result<()> {
+    let limit = |v: u64| (v != u64::MAX).then_some(v);
+    setrlimit(
+        Resource::Nofile,
+        Rlimit {
+            current: limit(soft),
+            maximum: limit(hard),
+        },
+    )?;
     Ok(())
 }
 
