@@ -22,9 +22,10 @@
 //! reported back as text over the socket pair and the child exits with [`SETUP_FAILED`].
 
 use std::ffi::{CString, OsString};
-use std::io::{self, Write};
+use std::io::{self, IoSlice, IoSliceMut, Write};
+use std::mem::MaybeUninit;
 use std::net::Ipv4Addr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
@@ -32,6 +33,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::Duration;
 
+use rustix::io::{Errno, FdFlags};
+use rustix::mount::MountPropagationFlags;
+use rustix::net::{
+    RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer,
+    SendAncillaryMessage, SendFlags,
+};
+use rustix::thread::UnshareFlags;
 use stack::wire::EthernetAddress;
 
 use crate::netns::Netns;
@@ -132,17 +140,17 @@ pub fn launch(
         .args(command);
     let fd = theirs.as_raw_fd();
     // SAFETY: the closure runs in the child between fork and exec and makes only
-    // async-signal-safe calls (dup2, fcntl, getrlimit, setrlimit) on a descriptor that is
-    // open in the child.
+    // async-signal-safe calls (dup2, fcntl, prlimit64: plain system calls, no allocation) on
+    // a descriptor that is open in the child, so it may be borrowed there. dup2 stays on
+    // libc: rustix's takes the target as an `OwnedFd`, and CHILD_FD need not be open.
     unsafe {
         cmd.pre_exec(move || {
             // The command gets the open-file limit it would have had without us.
             crate::sys::restore_nofile_limit()?;
             if fd == CHILD_FD {
-                let flags = libc::fcntl(fd, libc::F_GETFD);
-                if flags < 0 || libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
-                    return Err(io::Error::last_os_error());
-                }
+                let sock = BorrowedFd::borrow_raw(fd);
+                let flags = rustix::io::fcntl_getfd(sock)?;
+                rustix::io::fcntl_setfd(sock, flags - FdFlags::CLOEXEC)?;
             } else if libc::dup2(fd, CHILD_FD) < 0 {
                 return Err(io::Error::last_os_error());
             }
@@ -176,26 +184,27 @@ pub fn launch(
 
 /// The helper's entry point: `args` are what follows [`CHILD_ARG`]. Never returns.
 pub fn child_main(args: &[OsString]) -> ! {
-    let sock = CHILD_FD;
+    // SAFETY: `spawn` put our end of the socket pair on CHILD_FD (its pre_exec hook), and
+    // nothing else in this process owns that descriptor.
+    let sock = unsafe { OwnedFd::from_raw_fd(CHILD_FD) };
     let fail = |step: &str, e: &dyn std::fmt::Display| -> ! {
         let message = format!("{step}: {e}");
         let bytes = message.as_bytes();
         let bytes = bytes
             .get(..bytes.len().min(MAX_MESSAGE))
             .unwrap_or_default();
-        // SAFETY: writes `bytes` (a live slice) to the socket this process was given.
-        unsafe { libc::write(sock, bytes.as_ptr().cast(), bytes.len()) };
+        let _ = rustix::io::write(&sock, bytes);
         std::process::exit(SETUP_FAILED);
     };
     let setup = match ChildSetup::parse(args) {
         Ok(setup) => setup,
         Err(e) => fail("bad helper arguments", &e),
     };
-    if let Err((step, e)) = setup.steps(sock) {
+    if let Err((step, e)) = setup.steps(sock.as_fd()) {
         fail(step, &e);
     }
-    // SAFETY: closing our end of the socket pair, which nothing else in this process uses.
-    unsafe { libc::close(sock) };
+    // Our end of the socket pair closes here, before the command runs.
+    drop(sock);
     let Some((program, rest)) = setup.command.split_first() else {
         eprintln!("host-switch run: no command");
         std::process::exit(EXEC_FAILED);
@@ -264,21 +273,23 @@ impl ChildSetup {
         })
     }
 
-    fn steps(&self, sock: RawFd) -> Result<(), (&'static str, io::Error)> {
-        // SAFETY: getuid/getgid cannot fail and touch no memory.
-        let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
-        let mut flags = libc::CLONE_NEWNET | libc::CLONE_NEWNS;
+    fn steps(&self, sock: BorrowedFd<'_>) -> Result<(), (&'static str, io::Error)> {
+        let uid = rustix::process::getuid().as_raw();
+        let gid = rustix::process::getgid().as_raw();
+        let mut flags = UnshareFlags::NEWNET | UnshareFlags::NEWNS;
         if self.user_namespace {
-            flags |= libc::CLONE_NEWUSER;
+            flags |= UnshareFlags::NEWUSER;
         }
-        // SAFETY: unshare takes an integer; this helper process is single-threaded.
-        if unsafe { libc::unshare(flags) } != 0 {
+        // SAFETY: unshare_unsafe is unsafe only for CLONE_FILES (descriptors another thread
+        // holds could vanish from under it), which is not asked for; this helper process is
+        // single-threaded anyway.
+        if let Err(e) = unsafe { rustix::thread::unshare_unsafe(flags) } {
             let step = if self.user_namespace {
                 "creating user, network and mount namespaces (are unprivileged user namespaces allowed here?)"
             } else {
                 "creating network and mount namespaces"
             };
-            return Err((step, io::Error::last_os_error()));
+            return Err((step, e.into()));
         }
         if self.user_namespace {
             let map = |path: &str, text: String| {
@@ -288,36 +299,17 @@ impl ChildSetup {
             map("/proc/self/uid_map", format!("0 {uid} 1\n"))?;
             map("/proc/self/gid_map", format!("0 {gid} 1\n"))?;
         }
-        // SAFETY: every pointer is a NUL-terminated string that outlives the call, or null
-        // where mount(2) allows it (no source, type or data for a propagation change).
-        let rc = unsafe {
-            libc::mount(
-                std::ptr::null(),
-                c"/".as_ptr(),
-                std::ptr::null(),
-                libc::MS_REC | libc::MS_PRIVATE,
-                std::ptr::null(),
-            )
-        };
-        if rc != 0 {
-            return Err(("making mounts private", io::Error::last_os_error()));
-        }
-        // SAFETY: as above; a bind mount takes a source and a target path only.
-        let rc = unsafe {
-            libc::mount(
-                self.resolv.as_ptr(),
-                c"/etc/resolv.conf".as_ptr(),
-                std::ptr::null(),
-                libc::MS_BIND,
-                std::ptr::null(),
-            )
-        };
-        if rc != 0 {
-            return Err((
+        rustix::mount::mount_change(
+            c"/",
+            MountPropagationFlags::REC | MountPropagationFlags::PRIVATE,
+        )
+        .map_err(|e| ("making mounts private", e.into()))?;
+        rustix::mount::mount_bind(self.resolv.as_c_str(), c"/etc/resolv.conf").map_err(|e| {
+            (
                 "bind-mounting our resolv.conf over /etc/resolv.conf",
-                io::Error::last_os_error(),
-            ));
-        }
+                e.into(),
+            )
+        })?;
         for queue in 0..self.queues {
             let options = TapOptions {
                 multi_queue: true,
@@ -326,115 +318,63 @@ impl ChildSetup {
             };
             let tap = Tap::open_with(&self.tap_name, &Netns::Current, &options)
                 .map_err(|e| ("creating the TAP device", io::Error::other(e.to_string())))?;
-            send_fd(sock, tap.as_raw_fd()).map_err(|e| ("passing the TAP device", e))?;
+            send_fd(sock, tap.as_fd()).map_err(|e| ("passing the TAP device", e))?;
         }
         let mut go = [0u8; 1];
         loop {
-            // SAFETY: reads at most one byte into `go`, which lives across the call.
-            let n = unsafe { libc::read(sock, go.as_mut_ptr().cast(), 1) };
-            if n == 1 && go[0] == GO {
-                return Ok(());
+            match rustix::io::read(sock, &mut go) {
+                Ok(1) if go[0] == GO => return Ok(()),
+                Err(Errno::INTR) => continue,
+                _ => return Err(("waiting for the switch", io::ErrorKind::BrokenPipe.into())),
             }
-            let err = io::Error::last_os_error();
-            if n < 0 && err.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(("waiting for the switch", io::ErrorKind::BrokenPipe.into()));
         }
     }
 }
 
-/// A control-message buffer aligned for `cmsghdr`, with room for one descriptor.
-#[repr(C, align(8))]
-struct CmsgBuf([u8; 64]);
-
 /// Sends `fd` with one tag byte over the unix socket `sock`.
-fn send_fd(sock: RawFd, fd: RawFd) -> io::Result<()> {
-    let mut tag = [TAP_TAG];
-    let mut iov = libc::iovec {
-        iov_base: tag.as_mut_ptr().cast(),
-        iov_len: 1,
-    };
-    let mut buf = CmsgBuf([0; 64]);
-    let fd_len = std::mem::size_of::<RawFd>() as u32;
-    // SAFETY: CMSG_SPACE only computes a size.
-    let space = unsafe { libc::CMSG_SPACE(fd_len) } as usize;
-    // SAFETY: all-zero bytes are a valid msghdr (null pointers, zero lengths).
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &raw mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = buf.0.as_mut_ptr().cast();
-    msg.msg_controllen = space.min(buf.0.len()) as _;
-    // SAFETY: msg_control points to `buf`, aligned for cmsghdr and at least CMSG_SPACE(4)
-    // bytes long, so CMSG_FIRSTHDR is non-null and its header and data lie within `buf`.
-    unsafe {
-        let cmsg = libc::CMSG_FIRSTHDR(&raw const msg);
-        if cmsg.is_null() {
-            return Err(io::ErrorKind::InvalidInput.into());
-        }
-        (*cmsg).cmsg_level = libc::SOL_SOCKET;
-        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
-        (*cmsg).cmsg_len = libc::CMSG_LEN(fd_len) as _;
-        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<RawFd>(), fd);
+fn send_fd(sock: BorrowedFd<'_>, fd: BorrowedFd<'_>) -> io::Result<()> {
+    let tag = [TAP_TAG];
+    let fds = [fd];
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    if !control.push(SendAncillaryMessage::ScmRights(&fds)) {
+        return Err(io::ErrorKind::InvalidInput.into());
     }
     loop {
-        // SAFETY: `msg` and everything it points to (iov, tag, buf) live across the call.
-        let n = unsafe { libc::sendmsg(sock, &raw const msg, 0) };
-        if n == 1 {
-            return Ok(());
+        match rustix::net::sendmsg(
+            sock,
+            &[IoSlice::new(&tag)],
+            &mut control,
+            SendFlags::empty(),
+        ) {
+            Ok(1) => return Ok(()),
+            Ok(_) => return Err(io::ErrorKind::WriteZero.into()),
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
         }
-        let err = io::Error::last_os_error();
-        if n < 0 && err.kind() == io::ErrorKind::Interrupted {
-            continue;
-        }
-        return Err(err);
     }
 }
 
 /// Receives a descriptor sent by [`send_fd`]; any other message is the child's error text.
+/// Descriptors beyond the first are closed.
 fn recv_fd(sock: &UnixStream) -> io::Result<OwnedFd> {
     let mut data = [0u8; MAX_MESSAGE];
-    let mut iov = libc::iovec {
-        iov_base: data.as_mut_ptr().cast(),
-        iov_len: data.len(),
-    };
-    let mut buf = CmsgBuf([0; 64]);
-    // SAFETY: all-zero bytes are a valid msghdr.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &raw mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = buf.0.as_mut_ptr().cast();
-    msg.msg_controllen = buf.0.len() as _;
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
     let n = loop {
-        // SAFETY: `msg` points to `iov`/`data` and `buf`, all live across the call.
-        let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &raw mut msg, libc::MSG_CMSG_CLOEXEC) };
-        if n >= 0 {
-            break n as usize;
-        }
-        let err = io::Error::last_os_error();
-        if err.kind() != io::ErrorKind::Interrupted {
-            return Err(err);
+        let mut iov = [IoSliceMut::new(&mut data)];
+        match rustix::net::recvmsg(sock, &mut iov, &mut control, RecvFlags::CMSG_CLOEXEC) {
+            Ok(msg) => break msg.bytes,
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
         }
     };
-    // SAFETY: after recvmsg, the kernel has set msg_controllen to the bytes it wrote into
-    // `buf`; CMSG_FIRSTHDR/CMSG_NXTHDR walk only within that, and CMSG_DATA of an SCM_RIGHTS
-    // header of CMSG_LEN(4) or more bytes holds at least one descriptor.
     let mut received = None;
-    unsafe {
-        let mut cmsg = libc::CMSG_FIRSTHDR(&raw const msg);
-        while !cmsg.is_null() {
-            if (*cmsg).cmsg_level == libc::SOL_SOCKET
-                && (*cmsg).cmsg_type == libc::SCM_RIGHTS
-                && (*cmsg).cmsg_len as usize
-                    >= libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as usize
-            {
-                let fd = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<RawFd>());
-                if fd >= 0 && received.is_none() {
-                    // The descriptor is new in this process and owned by nobody else.
-                    received = Some(OwnedFd::from_raw_fd(fd));
-                }
+    for message in control.drain() {
+        if let RecvAncillaryMessage::ScmRights(fds) = message {
+            for fd in fds {
+                received.get_or_insert(fd);
             }
-            cmsg = libc::CMSG_NXTHDR(&raw const msg, cmsg);
         }
     }
     match (received, data.first()) {
@@ -446,5 +386,39 @@ fn recv_fd(sock: &UnixStream) -> io::Result<OwnedFd> {
         _ => Err(io::Error::other(
             String::from_utf8_lossy(data.get(..n).unwrap_or_default()).into_owned(),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_descriptor_passes_with_its_tag() {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        let (probe, peer) = UnixStream::pair().unwrap();
+        send_fd(theirs.as_fd(), probe.as_fd()).unwrap();
+        let fd = recv_fd(&ours).unwrap();
+        // The descriptor received is the same socket: what it writes, the peer reads.
+        let got = UnixStream::from(fd);
+        (&got).write_all(b"x").unwrap();
+        let mut buf = [0u8; 1];
+        std::io::Read::read_exact(&mut &peer, &mut buf).unwrap();
+        assert_eq!(&buf, b"x");
+        let flags = rustix::io::fcntl_getfd(&got).unwrap();
+        assert!(flags.contains(FdFlags::CLOEXEC));
+    }
+
+    #[test]
+    fn the_childs_error_text_and_its_exit_come_back() {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        (&theirs)
+            .write_all(b"making mounts private: EPERM")
+            .unwrap();
+        let err = recv_fd(&ours).unwrap_err();
+        assert_eq!(err.to_string(), "making mounts private: EPERM");
+        drop(theirs);
+        let err = recv_fd(&ours).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
     }
 }

@@ -10,8 +10,10 @@
 
 use std::fs::File;
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
+
+use rustix::thread::LinkNameSpaceType;
 
 /// Which network namespace to act in.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
@@ -95,17 +97,13 @@ impl Netns {
 
 /// Moves the calling thread into the network namespace `file` refers to.
 fn enter(file: &File, path: &Path) -> Result<(), NetnsError> {
-    // SAFETY: setns only reads its two integer arguments; `file` is an open descriptor that
-    // outlives the call. It affects the calling thread alone, a thread that exits right after
-    // the caller's closure.
-    let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-    if rc != 0 {
-        return Err(NetnsError::Enter {
+    // setns affects the calling thread alone, a thread that exits right after the caller's
+    // closure.
+    rustix::thread::move_into_link_name_space(file.as_fd(), Some(LinkNameSpaceType::Network))
+        .map_err(|e| NetnsError::Enter {
             path: path.to_path_buf(),
-            source: io::Error::last_os_error(),
-        });
-    }
-    Ok(())
+            source: e.into(),
+        })
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@
 use std::fs::File;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr};
-use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode};
@@ -27,6 +27,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Args;
+use rustix::io::FdFlags;
+use rustix::mount::UnmountFlags;
+use rustix::process::{Pid, Signal};
+use rustix::thread::{LinkNameSpaceType, UnshareFlags};
 
 use super::relay::Relay;
 use super::transport::{self, Target};
@@ -110,23 +114,11 @@ impl NamedNetns {
         let target = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
             .map_err(|_| GuestError::Setup("bad namespace path".into()))?;
         let made = std::thread::spawn(move || -> io::Result<()> {
-            // SAFETY: unshare takes an integer and affects this thread only.
-            if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            // SAFETY: both paths are NUL-terminated strings that outlive the call.
-            let rc = unsafe {
-                libc::mount(
-                    c"/proc/thread-self/ns/net".as_ptr(),
-                    target.as_ptr(),
-                    std::ptr::null(),
-                    libc::MS_BIND,
-                    std::ptr::null(),
-                )
-            };
-            if rc != 0 {
-                return Err(io::Error::last_os_error());
-            }
+            // SAFETY: unshare_unsafe is unsafe only for CLONE_FILES (descriptors another
+            // thread holds could vanish from under it); CLONE_NEWNET affects this thread's
+            // network namespace alone.
+            unsafe { rustix::thread::unshare_unsafe(UnshareFlags::NEWNET) }?;
+            rustix::mount::mount_bind(c"/proc/thread-self/ns/net", target.as_c_str())?;
             Ok(())
         })
         .join()
@@ -141,10 +133,7 @@ impl Drop for NamedNetns {
         if !self.created {
             return;
         }
-        if let Ok(path) = std::ffi::CString::new(self.path.as_os_str().as_encoded_bytes()) {
-            // SAFETY: a NUL-terminated path that outlives the call.
-            unsafe { libc::umount2(path.as_ptr(), libc::MNT_DETACH) };
-        }
+        let _ = rustix::mount::unmount(&self.path, UnmountFlags::DETACH);
         let _ = std::fs::remove_file(&self.path);
     }
 }
@@ -154,9 +143,9 @@ struct Reaped(Child);
 
 impl Drop for Reaped {
     fn drop(&mut self) {
-        if let Ok(pid) = libc::pid_t::try_from(self.0.id()) {
-            // SAFETY: kill takes integers; `pid` is our own unreaped child.
-            unsafe { libc::kill(pid, libc::SIGTERM) };
+        // Our own unreaped child, so the pid is still its.
+        if let Some(pid) = i32::try_from(self.0.id()).ok().and_then(Pid::from_raw) {
+            let _ = rustix::process::kill_process(pid, Signal::TERM);
         }
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
@@ -336,19 +325,20 @@ fn spawn_in(cmd: &mut Command, ns_file: &File, conn: Option<RawFd>) -> io::Resul
     let ns = ns_file.as_raw_fd();
     let conn = conn.unwrap_or(-1);
     // SAFETY: between fork and exec the closure makes only async-signal-safe calls (setns,
-    // dup2, fcntl) on descriptors open in the child.
+    // dup2, fcntl: plain system calls, no allocation) on descriptors open in the child, so
+    // they may be borrowed there. dup2 stays on libc: rustix's takes the target as an
+    // `OwnedFd`, and HANDOVER_FD need not be open.
     unsafe {
         cmd.pre_exec(move || {
-            if libc::setns(ns, libc::CLONE_NEWNET) != 0 {
-                return Err(io::Error::last_os_error());
-            }
+            rustix::thread::move_into_link_name_space(
+                BorrowedFd::borrow_raw(ns),
+                Some(LinkNameSpaceType::Network),
+            )?;
             if conn >= 0 {
                 if conn == HANDOVER_FD {
-                    let flags = libc::fcntl(conn, libc::F_GETFD);
-                    if flags < 0 || libc::fcntl(conn, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0
-                    {
-                        return Err(io::Error::last_os_error());
-                    }
+                    let conn = BorrowedFd::borrow_raw(conn);
+                    let flags = rustix::io::fcntl_getfd(conn)?;
+                    rustix::io::fcntl_setfd(conn, flags - FdFlags::CLOEXEC)?;
                 } else if libc::dup2(conn, HANDOVER_FD) < 0 {
                     return Err(io::Error::last_os_error());
                 }
