@@ -1,7 +1,9 @@
 //! OS plumbing the links and the binary share: waiting on a descriptor, telling an error that
 //! means "this link is gone" from one worth going on after, and the open-file limit.
 //!
-//! - [`wait_readable`] is the one `poll(2)` every polled link waits in. `POLLERR`, `POLLHUP` or
+//! - [`poll_in`] is the one `poll(2)` for `POLLIN` on one descriptor that the links, the
+//!   guest agent and the watches share; [`wait_readable`] is the one every polled link waits
+//!   in. `POLLERR`, `POLLHUP` or
 //!   `POLLNVAL` without `POLLIN` is an error ([`is_gone`] says true for it), never "not ready
 //!   yet": a TAP whose interface was deleted reports only `POLLERR`, forever, and a loop that
 //!   waited for `POLLIN` alone would spin on it.
@@ -37,21 +39,11 @@ pub struct Hangup(&'static str);
 /// time ran out or a signal came; an error [`is_gone`] accepts when the descriptor reports an
 /// error or hang-up with nothing left to read.
 pub fn wait_readable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> io::Result<bool> {
-    // Whole milliseconds, as poll(2) takes them: a shorter wait is no wait.
-    let timeout = timeout.map(|t| {
-        let ms = i32::try_from(t.as_millis()).unwrap_or(i32::MAX);
-        Timespec {
-            tv_sec: (ms / 1000).into(),
-            tv_nsec: ((ms % 1000) * 1_000_000).into(),
-        }
-    });
-    let mut pfd = [PollFd::from_borrowed_fd(fd, PollFlags::IN)];
-    match rustix::event::poll(&mut pfd, timeout.as_ref()) {
-        Ok(0) | Err(Errno::INTR) => return Ok(false),
-        Ok(_) => {}
+    let revents = match poll_in(fd, timeout) {
+        Ok(revents) => revents,
+        Err(Errno::INTR) => return Ok(false),
         Err(e) => return Err(e.into()),
-    }
-    let revents = pfd[0].revents();
+    };
     if revents.contains(PollFlags::IN) {
         // Readable, perhaps with a hang-up too: the read drains what is left, then ends.
         return Ok(true);
@@ -66,6 +58,22 @@ pub fn wait_readable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> io::Resul
         return Ok(false);
     };
     Err(io::Error::new(io::ErrorKind::BrokenPipe, Hangup(what)))
+}
+
+/// One `poll(2)` for `POLLIN` on `fd`, at most `timeout` (`None`: forever), cut to whole
+/// milliseconds as poll(2) takes them (a shorter wait is no wait). Returns the events the
+/// kernel reported, empty when the time ran out; `EINTR` is the caller's to handle.
+pub fn poll_in(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> rustix::io::Result<PollFlags> {
+    let timeout = timeout.map(|t| {
+        let ms = i32::try_from(t.as_millis()).unwrap_or(i32::MAX);
+        Timespec {
+            tv_sec: (ms / 1000).into(),
+            tv_nsec: ((ms % 1000) * 1_000_000).into(),
+        }
+    });
+    let mut pfd = [PollFd::from_borrowed_fd(fd, PollFlags::IN)];
+    rustix::event::poll(&mut pfd, timeout.as_ref())?;
+    Ok(pfd[0].revents())
 }
 
 /// Whether `e`, from a link's poll or read (or a TAP write), means the link is gone for good.

@@ -9,22 +9,22 @@
 //! the process exits.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, FromRawFd, OwnedFd, RawFd};
+
+use rustix::io::Errno;
+use rustix::process::{Pid, PidfdFlags};
 
 /// A pidfd for process `pid` (Linux 5.3 and later).
 pub fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
-    let pid = libc::pid_t::try_from(pid).map_err(|_| io::ErrorKind::InvalidInput)?;
-    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let fd = RawFd::try_from(fd).map_err(|_| io::ErrorKind::InvalidData)?;
-    // SAFETY: the kernel just returned this descriptor to us; nothing else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    let pid = i32::try_from(pid).map_err(|_| io::ErrorKind::InvalidInput)?;
+    // Pid 0 is no process: the kernel answers EINVAL for it.
+    let pid = Pid::from_raw(pid).ok_or(Errno::INVAL)?;
+    Ok(rustix::process::pidfd_open(pid, PidfdFlags::empty())?)
 }
 
 /// Takes ownership of descriptor `fd` given on the command line, checking that it is open.
+/// Until it is known open it cannot be borrowed as a `BorrowedFd` for rustix, so this stays
+/// on libc.
 pub fn inherited_fd(fd: RawFd) -> io::Result<OwnedFd> {
     if fd < 0 {
         return Err(io::ErrorKind::InvalidInput.into());
@@ -46,20 +46,11 @@ pub fn inherited_fd(fd: RawFd) -> io::Result<OwnedFd> {
 
 /// Blocks until `fd` is readable, hangs up or fails.
 pub fn wait_readable(fd: &OwnedFd) -> io::Result<()> {
-    let mut pfd = libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
     loop {
-        // SAFETY: `pfd` is one valid pollfd that lives across the call.
-        let n = unsafe { libc::poll(&raw mut pfd, 1, -1) };
-        if n > 0 {
-            return Ok(());
-        }
-        let err = io::Error::last_os_error();
-        if n < 0 && err.kind() != io::ErrorKind::Interrupted {
-            return Err(err);
+        match crate::sys::poll_in(fd.as_fd(), None) {
+            Ok(revents) if !revents.is_empty() => return Ok(()),
+            Ok(_) | Err(Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
         }
     }
 }
@@ -87,6 +78,14 @@ pub fn notify_ready(fd: OwnedFd) -> io::Result<()> {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn no_pidfd_for_pid_zero_or_beyond_the_range() {
+        let err = pidfd_open(0).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(Errno::INVAL.raw_os_error()));
+        let err = pidfd_open(u32::MAX).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+    }
 
     #[test]
     fn a_pidfd_wakes_when_its_process_exits() {

@@ -17,13 +17,14 @@ use std::io;
 use std::net::{
     IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket,
 };
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
+use rustix::io::Errno;
 
 use crate::auto_forward::{PortKey, Transport};
 
@@ -140,7 +141,9 @@ impl Relay {
                     bound += 1;
                 }
                 // No IPv6 loopback here: 127.0.0.1 alone serves.
-                Err(e) if local.is_ipv6() && e.raw_os_error() == Some(libc::EADDRNOTAVAIL) => {}
+                Err(e)
+                    if local.is_ipv6()
+                        && e.raw_os_error() == Some(Errno::ADDRNOTAVAIL.raw_os_error()) => {}
                 Err(e) => first_error = first_error.or(Some(e)),
             }
         }
@@ -186,7 +189,7 @@ fn tcp_accept(
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                let _ = wait_readable(listener.as_raw_fd(), STOP_POLL);
+                let _ = wait_readable(listener.as_fd(), STOP_POLL);
             }
             Err(_) => std::thread::sleep(STOP_POLL),
         }
@@ -260,17 +263,7 @@ fn udp_relay(
     }
 }
 
-fn wait_readable(fd: i32, timeout: Duration) -> io::Result<bool> {
-    let mut pfd = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
-    // SAFETY: one valid pollfd that lives across the call, nfds = 1.
-    let rc = unsafe { libc::poll(&raw mut pfd, 1, ms) };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(rc > 0)
+fn wait_readable(fd: BorrowedFd<'_>, timeout: Duration) -> io::Result<bool> {
+    let revents = crate::sys::poll_in(fd, Some(timeout))?;
+    Ok(!revents.is_empty())
 }

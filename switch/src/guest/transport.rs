@@ -15,11 +15,12 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use rustix::io::Errno;
 use socket2::{Domain, SockAddr, Socket, Type};
 
 use crate::link::Endpoint;
@@ -213,8 +214,8 @@ pub fn connect(target: &Target, offer: Option<&Offer>) -> io::Result<Conn> {
             })
         }
         Target::Stdio => Ok(Conn {
-            read: dup(libc::STDIN_FILENO)?,
-            write: dup(libc::STDOUT_FILENO)?,
+            read: File::from(rustix::io::fcntl_dupfd_cloexec(io::stdin(), 3)?),
+            write: File::from(rustix::io::fcntl_dupfd_cloexec(io::stdout(), 3)?),
             socket: None,
         }),
         Target::Fd(fd) => {
@@ -232,7 +233,9 @@ pub fn connect(target: &Target, offer: Option<&Offer>) -> io::Result<Conn> {
     }
 }
 
-/// A new descriptor for `fd`, close-on-exec.
+/// A new descriptor for `fd`, close-on-exec. `fd` is a number from the command line that
+/// need not be open (then the error is `EBADF`), so it cannot be borrowed as a `BorrowedFd`
+/// for rustix: this one stays on libc.
 fn dup(fd: RawFd) -> io::Result<File> {
     // SAFETY: fcntl(F_DUPFD_CLOEXEC) takes integers and returns a new descriptor or -1.
     let new = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
@@ -244,22 +247,12 @@ fn dup(fd: RawFd) -> io::Result<File> {
 }
 
 /// Waits until `fd` is readable (or at end, or in error), at most `timeout`.
-pub fn wait_readable(fd: &impl AsRawFd, timeout: Duration) -> io::Result<bool> {
-    let mut pfd = libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+pub fn wait_readable(fd: &impl AsFd, timeout: Duration) -> io::Result<bool> {
     loop {
-        // SAFETY: one valid pollfd that lives across the call, nfds = 1.
-        let rc = unsafe { libc::poll(&raw mut pfd, 1, ms) };
-        if rc >= 0 {
-            return Ok(rc > 0);
-        }
-        let err = io::Error::last_os_error();
-        if err.kind() != io::ErrorKind::Interrupted {
-            return Err(err);
+        match crate::sys::poll_in(fd.as_fd(), Some(timeout)) {
+            Ok(revents) => return Ok(!revents.is_empty()),
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
         }
     }
 }

@@ -23,6 +23,7 @@ use netlink_packet_core::{
     NetlinkPayload, NetlinkSerializable,
 };
 use netlink_sys::{Socket, SocketAddr};
+use rustix::net::sockopt::Timeout;
 
 /// Bytes one `recv` takes (the kernel sends dumps in pieces of at most a page or two).
 const RECV_BUFFER: usize = 64 * 1024;
@@ -60,23 +61,7 @@ impl Netlink {
     }
 
     fn wrap(socket: Socket) -> io::Result<Netlink> {
-        let timeout = libc::timeval {
-            tv_sec: REPLY_TIMEOUT.as_secs() as libc::time_t,
-            tv_usec: 0,
-        };
-        // SAFETY: setsockopt reads `timeout`, a live timeval of the size passed.
-        let rc = unsafe {
-            libc::setsockopt(
-                socket.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVTIMEO,
-                (&raw const timeout).cast(),
-                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-            )
-        };
-        if rc != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        rustix::net::sockopt::set_socket_timeout(&socket, Timeout::Recv, Some(REPLY_TIMEOUT))?;
         Ok(Netlink {
             socket,
             seq: 0,
