@@ -11,6 +11,7 @@ use std::io;
 use std::net::IpAddr;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use crossbeam_channel::Receiver;
@@ -356,7 +357,12 @@ impl FlowHandler for Forwarder {
         if now >= self.next_sweep {
             self.udp.sweep(&mut self.shared, now);
             self.icmp.sweep(&mut self.shared, now);
-            self.tcp.sweep_buffers();
+            let held = self.tcp.sweep_buffers();
+            let held = u64::try_from(held).unwrap_or(u64::MAX);
+            self.shared
+                .counters
+                .tcp_buffer_bytes
+                .store(held, Ordering::Relaxed);
             // A burst's tables shrink back. The directory is shared: one worker shrinks it
             // for all.
             let directory = self.shared.index == 0

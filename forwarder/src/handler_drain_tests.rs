@@ -2,7 +2,8 @@
 //! that goes away, exit with and without a drain, a connection the engine closed with bytes
 //! still owed, a forwarder dropped outright. A host peer gets every acknowledged byte and
 //! then FIN when the guest's stream was complete, RST when it was cut short — never FIN
-//! after a short stream.
+//! after a short stream. Also the gauge of the buffer memory flows hold, as a held stream
+//! drains.
 
 use std::io::Read;
 use std::net::TcpStream;
@@ -445,4 +446,24 @@ fn a_gone_guests_connects_in_flight_and_udp_mappings_are_released_at_once() {
     h.fwd.shared.control.guest_gone(&[GUEST_MAC]);
     h.run_for(Duration::from_millis(20));
     assert_eq!(h.stats().flows_guest_gone, 2);
+}
+
+#[test]
+fn the_buffer_gauge_counts_what_flows_hold_and_falls_to_nothing_once_they_idle() {
+    let (listener, dst) = server();
+    let mut h = Harness::with_buffer();
+    let (mut c, peer) = h.open(&listener, dst);
+    let len = h.upload_held(&mut c, true);
+    h.run_for(SWEEP + Duration::from_millis(100));
+    let held = h.stats().tcp_buffer_bytes;
+    let unwritten = c.sent as u64 - h.stats().bytes_to_host;
+    assert!(
+        held >= unwritten && held <= 2 * BUFFER as u64,
+        "{held} bytes of buffers for {unwritten} bytes held"
+    );
+    let (n, intact, end) = h.run_until(read_all(peer));
+    assert_eq!((n, intact, end), (len, true, End::Eof));
+    // The first sweep after the last byte moved keeps the rings; the next frees them.
+    h.run_for(2 * SWEEP + Duration::from_millis(100));
+    assert_eq!(h.stats().tcp_buffer_bytes, 0, "{:?}", h.stats());
 }

@@ -197,6 +197,9 @@ counters! {
     /// after a table shrank, after flows freed a step of buffers, or when a worker went
     /// quiet; at most once every 5 s in the process (see the forwarder's `trim` module).
     memory_trims,
+    /// Bytes of TCP buffer memory (send and receive rings) the flows held at the last sweep,
+    /// after it freed the idle ones: a gauge, summed over the workers.
+    tcp_buffer_bytes,
 }
 
 impl Counters {

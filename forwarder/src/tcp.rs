@@ -298,12 +298,16 @@ impl TcpTable {
     }
 
     /// The idle sweep: every connection frees the buffers no data went through since the last
-    /// sweep (a busy one keeps its memory between bursts).
-    pub(crate) fn sweep_buffers(&mut self) {
+    /// sweep (a busy one keeps its memory between bursts). Returns the buffer bytes the flows
+    /// still hold.
+    pub(crate) fn sweep_buffers(&mut self) -> usize {
+        let mut held = 0usize;
         for flow in self.flows.values_mut() {
             let freed = flow.conn.release_idle_buffers();
             self.freed = self.freed.saturating_add(freed);
+            held = held.saturating_add(flow.conn.buffer_memory());
         }
+        held
     }
 
     /// Buffer bytes given back since the last call (flows removed, idle buffers freed).

@@ -42,6 +42,7 @@ pub const GAUGES: &[&str] = &[
     "icmp_open",
     "tcp_connecting",
     "tcp_time_wait",
+    "tcp_buffer_bytes",
     "limit",
     "reserved",
     // IPv6 and multicast: free DHCPv6 addresses, groups and memberships now.

@@ -199,6 +199,8 @@ fn main() -> ExitCode {
 struct Sample {
     secs: f64,
     rss_kib: u64,
+    /// The TCP buffer memory host-switch's flows held at its last sweep (`/stats`).
+    buffers_kib: Option<u64>,
 }
 
 /// Sets up, runs the traffic, prints the report; `Ok(passed)`.
@@ -257,8 +259,16 @@ fn run(o: &Options, dir: &Path) -> Result<bool, String> {
         o.duration.as_secs()
     );
     println!(
-        "{:>6} {:>9} {:>8} {:>8} {:>10} {:>10} {:>9} {:>7}",
-        "t (s)", "RSS MiB", "TCP ok", "failed", "up MiB", "down MiB", "UDP echo", "DNS ok"
+        "{:>6} {:>9} {:>8} {:>8} {:>8} {:>10} {:>10} {:>9} {:>7}",
+        "t (s)",
+        "RSS MiB",
+        "buf MiB",
+        "TCP ok",
+        "failed",
+        "up MiB",
+        "down MiB",
+        "UDP echo",
+        "DNS ok"
     );
     let mut samples = Vec::new();
     let mut next_sample = start;
@@ -271,6 +281,7 @@ fn run(o: &Options, dir: &Path) -> Result<bool, String> {
                     let s = Sample {
                         secs: now.duration_since(start).as_secs_f64(),
                         rss_kib,
+                        buffers_kib: tcp_buffer_bytes(&api).map(|b| b / 1024),
                     };
                     print_row(&s, &counters);
                     samples.push(s);
@@ -302,6 +313,7 @@ fn run(o: &Options, dir: &Path) -> Result<bool, String> {
         samples.push(Sample {
             secs: elapsed.as_secs_f64(),
             rss_kib,
+            buffers_kib: tcp_buffer_bytes(&api).map(|b| b / 1024),
         });
     }
     let stats = get_stats(&api);
@@ -328,9 +340,11 @@ fn mib(kib: u64) -> f64 {
 fn print_row(s: &Sample, c: &Counters) {
     let g = Counters::get;
     println!(
-        "{:>6.0} {:>9.2} {:>8} {:>8} {:>10.1} {:>10.1} {:>9} {:>7}",
+        "{:>6.0} {:>9.2} {:>8} {:>8} {:>8} {:>10.1} {:>10.1} {:>9} {:>7}",
         s.secs,
         mib(s.rss_kib),
+        s.buffers_kib
+            .map_or_else(|| "?".to_owned(), |k| format!("{:.2}", mib(k))),
         g(&c.tcp_ok),
         g(&c.tcp_failed),
         g(&c.up_verified) as f64 / 1048576.0,
@@ -338,6 +352,13 @@ fn print_row(s: &Sample, c: &Counters) {
         g(&c.udp_echoed),
         g(&c.dns_ok),
     );
+}
+
+/// `forwarder.tcp_buffer_bytes` of `GET /stats`, if it answers.
+fn tcp_buffer_bytes(api: &Path) -> Option<u64> {
+    let body = get_stats(api).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+    v.get("forwarder")?.get("tcp_buffer_bytes")?.as_u64()
 }
 
 /// `GET /stats` on the control socket: the JSON body.
