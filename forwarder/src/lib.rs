@@ -8,9 +8,11 @@
 //! and port forwards into guests managed through [`Control`]. Until one is plugged in,
 //! [`NoForwarder`] counts every flow packet as dropped. [`gateway`] is the gateway's own
 //! services (ARP, echo, NDP and router advertisements, DHCP and DNS dispatch, reassembly),
-//! sans-IO, which hand every other packet to the flows. [`dns_upstream`] holds the host-side
-//! I/O of the gateway's DNS service: the UDP and TCP clients of the upstream resolvers, beside
-//! the sans-IO [`dns`] resolver that decides what they send.
+//! sans-IO, which hand every other packet to the flows. [`dns_service`] is the gateway's DNS
+//! service at run time: the DNS thread that owns the sans-IO [`dns`] resolver, answers the
+//! queries the gateways hand it and terminates guests' DNS over TCP in the TCP engine; the
+//! `switch` crate only spawns it and wires its channels. [`dns_upstream`] holds its host-side
+//! I/O: the UDP and TCP clients of the upstream resolvers.
 
 /// The hash map of every per-packet table: foldhash, keyed per process, is several times
 /// faster than the standard SipHash and still not predictable by a guest.
@@ -37,6 +39,7 @@ pub mod config;
 pub mod control;
 pub mod descriptors;
 mod directory;
+pub mod dns_service;
 pub mod dns_upstream;
 mod events;
 pub mod frame;

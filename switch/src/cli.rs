@@ -283,10 +283,10 @@ pub struct NetworkArgs {
     #[arg(long = "max-dns-pending", default_value_t = dns::ResolverConfig::default().max_pending, value_parser = at_least_one)]
     pub max_dns_pending: usize,
     /// Guest TCP connections to the DNS service (beyond: RST; closing ones are reclaimed).
-    #[arg(long = "max-dns-tcp", default_value_t = crate::runtime::dns_tcp::Limits::default().max_connections, value_parser = at_least_one)]
+    #[arg(long = "max-dns-tcp", default_value_t = forwarder::dns_service::tcp::Limits::default().max_connections, value_parser = at_least_one)]
     pub max_dns_tcp: usize,
     /// Queries one DNS-over-TCP connection may have unanswered (beyond: it is not read).
-    #[arg(long = "max-dns-tcp-pipeline", default_value_t = crate::runtime::dns_tcp::Limits::default().max_pipeline, value_parser = at_least_one)]
+    #[arg(long = "max-dns-tcp-pipeline", default_value_t = forwarder::dns_service::tcp::Limits::default().max_pipeline, value_parser = at_least_one)]
     pub max_dns_tcp_pipeline: usize,
     /// IP fragments of one datagram (beyond: the datagram is dropped).
     #[arg(long = "max-fragments-per-datagram", default_value_t = stack::frag::DEFAULT_MAX_FRAGMENTS, value_parser = at_least_one)]

@@ -40,7 +40,9 @@
 //!   bounded group table, and the gateway as the link's querier.
 //! - [`runtime`]: the running data plane — the workers and the DNS service — behind
 //!   [`Runtime::start`], [`Runtime::attacher`], [`Runtime::stats`], [`Runtime::drain`] and
-//!   [`Runtime::shutdown`].
+//!   [`Runtime::shutdown`]. The DNS service itself (the DNS thread, guests' DNS over TCP)
+//!   lives in `forwarder` (`forwarder::dns_service`); the runtime spawns it and wires its
+//!   queues.
 //! - [`sys`]: the one `poll(2)` links wait in (a hang-up is the link gone, never "not ready"),
 //!   and the open-file limit.
 //! - [`link`]: the transports (TAP, QEMU stream, HTTP `/connect`, stdio, vpnkit, vfkit, bess),

@@ -8,11 +8,13 @@
 //!   [`RuntimeConfig::forwarder`] ([`forwarder::NoForwarder`] until one is plugged in). What
 //!   they share — the switch's MAC table, the ports, their inboxes, the capture — is the
 //!   [`fabric`], touched off the common path only.
-//! - **the DNS thread** ([`dns_thread`]), owning the [`dns::Resolver`] and the upstream
-//!   clients ([`forwarder::dns_upstream`]): workers hand it every query to the gateway's port 53 over a
-//!   bounded queue; it answers local zones ([`Runtime::dns_zones`], shared with the control
-//!   API) and forwards the rest to [`DnsConfig::upstreams`]; its answers go back through a
-//!   worker.
+//! - **the DNS thread** ([`forwarder::dns_service`]), owning the [`dns::Resolver`] and the
+//!   upstream clients ([`forwarder::dns_upstream`]): workers hand it every query to the
+//!   gateway's port 53 over a bounded queue; it answers local zones ([`Runtime::dns_zones`],
+//!   shared with the control API) and forwards the rest to [`DnsConfig::upstreams`]; its
+//!   answers go back through a worker (`fabric::GatewayTx`, its
+//!   [`ToGuests`](forwarder::dns_service::ToGuests)). This file spawns it and wires its
+//!   queues; `/stats` asks it for its counters.
 //!
 //! TAP devices are served inside the workers (one queue per worker, attached through
 //! [`Runtime::attacher`] as [`Switchboard::attach_tap`](crate::port::Switchboard::attach_tap));
@@ -31,8 +33,6 @@
 //! server's) and [`stack::time::Instant`] (everything else's).
 
 mod config;
-pub mod dns_tcp;
-pub mod dns_thread;
 mod fabric;
 #[cfg(test)]
 mod hostile_answers_tests;
@@ -56,7 +56,6 @@ pub use self::config::{
     DEFAULT_GUEST_MAC, DnsConfig, GuestGoneHook, NeighbourHook, QueueConfig, RuntimeConfig,
 };
 pub use self::mcast::GroupHook;
-use self::stats::Query;
 pub use self::stats::{PortStats, RuntimeHandle, RuntimeLimits, Stats};
 pub use self::v6::{DEFAULT_PREFIX6, MulticastConfig};
 
@@ -70,6 +69,7 @@ use std::sync::atomic::Ordering;
 
 use crossbeam_channel::Sender;
 use dhcp::Lease;
+use forwarder::dns_service::{self, DnsParts, DnsThread};
 use forwarder::{DrainEnd, NoForwarder};
 use stack::time::Epoch;
 use stack::wire::EthernetAddress;
@@ -124,7 +124,7 @@ impl Runtime {
                 hook(macs);
             }
             // A notice that finds the queue full is counted; the queries then time out.
-            let notice = dns_thread::Input::GuestGone(macs.to_vec());
+            let notice = dns_service::Input::GuestGone(macs.to_vec());
             if dns_gone.try_send(notice).is_err() {
                 gone_full.fetch_add(1, Ordering::Relaxed);
             }
@@ -174,16 +174,16 @@ impl Runtime {
             max_reply: config.dns_max_reply(),
             seed: seed.rotate_left(17),
         });
-        let dns = dns_thread::DnsThread::new(dns_thread::DnsParts {
+        let dns = DnsThread::new(DnsParts {
             resolver,
-            tcp_limits: dns_tcp::Limits {
+            tcp_limits: dns_service::tcp::Limits {
                 max_connections: config.dns.tcp_connections.max(1),
                 idle_timeout: config.dns.tcp_idle_timeout,
                 max_pipeline: config.dns.tcp_pipeline.max(1),
-                ..dns_tcp::Limits::default()
+                ..dns_service::tcp::Limits::default()
             },
             zones: dns_zones.clone(),
-            port: Arc::new(GatewayTx::new(fabric.clone())),
+            port: Box::new(GatewayTx::new(fabric.clone())),
             mac: config.gateway_mac,
             inputs: dns_inputs,
             queries: dns_queries,

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use dhcp::{StaticLease, Subnet};
 use forwarder::HandlerFactory;
+use forwarder::dns_service::tcp::Limits as DnsTcpLimits;
 use stack::wire::EthernetAddress;
 
 use super::stats::RuntimeLimits;
@@ -131,9 +132,9 @@ impl Default for DnsConfig {
             max_pending: r.max_pending,
             queue: 4096,
             zones: None,
-            tcp_connections: super::dns_tcp::Limits::default().max_connections,
-            tcp_idle_timeout: super::dns_tcp::Limits::default().idle_timeout,
-            tcp_pipeline: super::dns_tcp::Limits::default().max_pipeline,
+            tcp_connections: DnsTcpLimits::default().max_connections,
+            tcp_idle_timeout: DnsTcpLimits::default().idle_timeout,
+            tcp_pipeline: DnsTcpLimits::default().max_pipeline,
         }
     }
 }

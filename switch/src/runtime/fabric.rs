@@ -476,3 +476,10 @@ impl GatewayTx {
         self.fabric.hand(None, 0, FrameHandoff::FromGateway(frame))
     }
 }
+
+/// The DNS service's answers and TCP segments go to the guests this way.
+impl forwarder::dns_service::ToGuests for GatewayTx {
+    fn send(&self, frame: Bytes) -> bool {
+        GatewayTx::send(self, frame)
+    }
+}

@@ -9,9 +9,9 @@ use std::sync::atomic::Ordering;
 use crossbeam_channel::Sender;
 use dhcp::Lease;
 use forwarder::WorkerStats;
+use forwarder::dns_service::DnsStats;
 use stack::ingress::DropCounters;
 
-use super::dns_thread::DnsStats;
 use super::fabric::{Fabric, WorkerControl};
 use crate::forward::SwitchCounters;
 use crate::gateway::{GatewayCounters, SharedServices};
@@ -76,9 +76,6 @@ pub struct Stats {
     pub dhcpv6: Option<dhcp::v6::Stats>,
 }
 
-/// A question to the DNS thread, with where to answer.
-pub(super) type Query<T> = Sender<T>;
-
 /// How long [`Runtime::stats`](super::Runtime::stats) waits for a worker's answer.
 pub(super) const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -87,6 +84,7 @@ pub(super) const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct RuntimeHandle {
     pub(super) fabric: Arc<Fabric>,
     pub(super) services: SharedServices,
+    /// Questions to the DNS thread, each with where to answer.
     pub(super) dns_query: Sender<Sender<DnsStats>>,
     pub(super) limits: RuntimeLimits,
 }

@@ -44,7 +44,6 @@ use stack::ingress::{DropCounters, DropReason};
 use stack::time::{Epoch, Instant};
 use stack::wire::VirtioNetRepr;
 
-use super::dns_thread::Input as DnsInput;
 use super::fabric::{Fabric, FrameHandoff, WorkerControl, WorkerHandle};
 use super::mcast::Route;
 use super::stream_link::{ReadEnd, StreamConn, StreamFrame};
@@ -55,6 +54,7 @@ use crate::link::stream::NativeStream;
 use crate::mac_table::PortId;
 use crate::port::{Egress, GATEWAY_PORT, PortCounters};
 use crate::tap::{Tap, VNET_HEADER_LEN};
+use forwarder::dns_service::Input as DnsInput;
 
 #[path = "worker_offload.rs"]
 mod offload;

@@ -1,9 +1,13 @@
-//! The DNS thread: the gateway's DNS service, owning the [`dns::Resolver`] and the upstream
-//! clients ([`forwarder::dns_upstream`]), so that waiting on upstreams never blocks a worker.
+//! The gateway's DNS service at run time (`forwarder::dns_service`): the DNS thread, owning
+//! the sans-IO [`dns::Resolver`] and the upstream clients ([`crate::dns_upstream`]), so that
+//! waiting on upstreams never blocks a worker, and the guest side of DNS over TCP ([`tcp`]).
+//! The embedder (the `switch` crate's runtime) only wires it: it builds the resolver, makes
+//! the channels, gives a [`ToGuests`] (its way to the guests through the gateway's port),
+//! spawns [`DnsThread::run`] on a thread of its own, and asks it for [`DnsStats`].
 //!
 //! A worker's gateway hands each query over a bounded channel (full → dropped and counted
 //! in [`DnsStats::queue_full`]; the guest's resolver retries). One connected UDP socket per
-//! upstream sends to it ([`forwarder::dns_upstream::udp`]); its reader thread hands each datagram
+//! upstream sends to it ([`crate::dns_upstream::udp`]); its reader thread hands each datagram
 //! over the same bounded channel, as an [`Input::Upstream`] (full → dropped, counted in
 //! [`DnsStats::responses_dropped`]).
 //! A refusal (`ECONNREFUSED`, on a read or a send) and an upstream with no route to it (at
@@ -14,11 +18,12 @@
 //! attempts are logged, at most once per [`WARN_EVERY`] for each upstream.
 //! The DNS thread waits on that channel and the resolver's next timeout, reads the zones
 //! under their read lock for one query at a time (never across I/O), and sends answers to
-//! guests into the switch through the gateway's port, framed by [`dns_reply_frame`].
+//! guests into the switch through the gateway's port ([`ToGuests`]), framed by
+//! [`dns_reply_frame`].
 //!
 //! DNS over TCP terminates here too: a worker's gateway hands over every TCP segment to its
-//! port 53 ([`Input::Tcp`]); [`super::dns_tcp`] runs the guest connections in the TCP engine
-//! and cuts them into queries for the same resolver, and [`forwarder::dns_upstream::tcp`] carries the
+//! port 53 ([`Input::Tcp`]); [`tcp`] runs the guest connections in the TCP engine
+//! and cuts them into queries for the same resolver, and [`crate::dns_upstream::tcp`] carries the
 //! queries the resolver forwards over TCP on pooled connections per upstream, its answers
 //! and failures coming back over the same channel.
 //!
@@ -31,16 +36,25 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender, select};
 use dns::{Disposition, Resolver, SharedZones, Transmit, Transport};
-use forwarder::dns_upstream::{Event, SendError, TcpClient, UdpClient};
 use stack::time::Epoch;
 use stack::wire::EthernetAddress;
 
-use super::Query;
-use super::dns_tcp::{GuestTcp, Limits, TcpDnsCounters};
-use super::fabric::GatewayTx;
+use crate::dns_upstream::{Event, SendError, TcpClient, UdpClient};
 use crate::gateway::{DnsClient, DnsQuery, dns_reply_frame};
+
+pub mod tcp;
+
+use self::tcp::{GuestTcp, Limits, TcpDnsCounters};
+
+/// Where the DNS service's frames for guests go (the switch's way in through the gateway's
+/// port; a test's sink).
+pub trait ToGuests {
+    /// Sends `frame` towards its guest; false when it was dropped.
+    fn send(&self, frame: Bytes) -> bool;
+}
 
 /// How long the thread sleeps when no query waits upstream.
 const IDLE_WAIT: Duration = Duration::from_secs(60);
@@ -91,10 +105,10 @@ pub enum Client {
 
 /// What the DNS thread waits for.
 #[derive(Debug)]
-pub(crate) enum Input {
+pub enum Input {
     Query(DnsQuery),
     /// A guest's TCP segment to the gateway's port 53.
-    Tcp(Box<forwarder::FlowFrame>),
+    Tcp(Box<crate::FlowFrame>),
     /// What an upstream client learned: an answer, lost TCP queries, a refusal, no route.
     Upstream(Event),
     /// The guests with these MACs are gone (their link detached).
@@ -107,17 +121,18 @@ impl From<Event> for Input {
     }
 }
 
-pub(super) struct DnsThread {
+/// The DNS thread. See the module docs.
+pub struct DnsThread {
     resolver: Resolver<Client>,
     tcp: GuestTcp,
     upstream_tcp: TcpClient<Input>,
     /// Queries read from guest TCP connections, not yet given to the resolver.
-    tcp_queries: Vec<super::dns_tcp::Query>,
+    tcp_queries: Vec<tcp::Query>,
     zones: SharedZones,
-    port: Arc<GatewayTx>,
+    port: Box<dyn ToGuests + Send>,
     mac: EthernetAddress,
     inputs: Receiver<Input>,
-    queries: Receiver<Query<DnsStats>>,
+    queries: Receiver<Sender<DnsStats>>,
     stop: Receiver<()>,
     epoch: Epoch,
     /// One connected socket per upstream, and their readers.
@@ -132,24 +147,49 @@ pub(super) struct DnsThread {
     queue_full: Arc<std::sync::atomic::AtomicU64>,
 }
 
-/// Where the parts of the DNS service meet.
-pub(super) struct DnsParts {
-    pub(super) resolver: Resolver<Client>,
-    pub(super) tcp_limits: Limits,
-    pub(super) zones: SharedZones,
-    pub(super) port: Arc<GatewayTx>,
-    pub(super) mac: EthernetAddress,
-    pub(super) inputs: (Sender<Input>, Receiver<Input>),
-    pub(super) queries: Receiver<Query<DnsStats>>,
-    pub(super) stop: Receiver<()>,
-    pub(super) epoch: Epoch,
-    pub(super) queue_full: Arc<std::sync::atomic::AtomicU64>,
+impl std::fmt::Debug for DnsThread {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DnsThread")
+            .field("mac", &self.mac)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where the parts of the DNS service meet: what the embedder gives [`DnsThread::new`].
+pub struct DnsParts {
+    pub resolver: Resolver<Client>,
+    pub tcp_limits: Limits,
+    pub zones: SharedZones,
+    /// The way to the guests, for answers and TCP segments.
+    pub port: Box<dyn ToGuests + Send>,
+    /// The gateway's MAC, the source of every frame.
+    pub mac: EthernetAddress,
+    /// Both ends of the thread's queue: the workers', the upstream clients' and guest-gone
+    /// notices' ([`Input`]); the senders are clones of the first.
+    pub inputs: (Sender<Input>, Receiver<Input>),
+    /// Questions for [`DnsStats`], each with where to answer.
+    pub queries: Receiver<Sender<DnsStats>>,
+    /// Closed (its sender dropped) to stop the thread.
+    pub stop: Receiver<()>,
+    pub epoch: Epoch,
+    /// The workers' count of queries (and guest-gone notices) the queue had no room for.
+    pub queue_full: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl std::fmt::Debug for DnsParts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DnsParts")
+            .field("tcp_limits", &self.tcp_limits)
+            .field("mac", &self.mac)
+            .finish_non_exhaustive()
+    }
 }
 
 impl DnsThread {
     /// Opens the upstream sockets and starts their readers; an upstream that cannot be
     /// reached now is told of (rate-limited) and tried again later.
-    pub(super) fn new(parts: DnsParts) -> DnsThread {
+    pub fn new(parts: DnsParts) -> DnsThread {
         let (upstream_udp, unreachable) =
             UdpClient::new(&parts.resolver.config().upstreams, parts.inputs.0.clone());
         let mut thread = DnsThread {
@@ -181,7 +221,9 @@ impl DnsThread {
         self.epoch.instant(std::time::Instant::now())
     }
 
-    pub(super) fn run(mut self) {
+    /// Serves until the stop channel closes or every sender of the input queue is gone;
+    /// stops the upstream clients (joining their threads) before it returns.
+    pub fn run(mut self) {
         let inputs = self.inputs.clone();
         loop {
             let now = self.now();

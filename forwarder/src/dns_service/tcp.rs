@@ -1,6 +1,6 @@
 //! DNS over TCP on the gateway, the guest side (RFC 7766): every guest TCP connection to
-//! the gateway's port 53 ends here, in the DNS thread, in a [`stack::tcp::Connection`]
-//! accepted at once (nothing on the host has to connect first).
+//! the gateway's port 53 ends here, in the DNS thread ([`super::DnsThread`]), in a
+//! [`stack::tcp::Connection`] accepted at once (nothing on the host has to connect first).
 //!
 //! - The stream is cut into messages by a [`dns::stream::Decoder`] (one message of at most
 //!   65535 bytes held per connection); each message is a query for the resolver, with the
@@ -35,25 +35,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use dns::stream::{self, Decoder};
-use forwarder::FlowFrame;
-use forwarder::frame::Framer;
 use stack::ingress::FlowL4;
 use stack::tcp::{Config as EngineConfig, Connection, Endpoints, Event, reset_for_listener};
 use stack::time::Instant;
 use stack::wire::{EthernetAddress, TcpControl};
 
-/// Where the DNS service's frames for guests go (the data plane's [`super::fabric::GatewayTx`];
-/// a test's sink).
-pub(crate) trait ToGuests {
-    /// Sends `frame` towards its guest; false when it was dropped.
-    fn send(&self, frame: Bytes) -> bool;
-}
-
-impl ToGuests for super::fabric::GatewayTx {
-    fn send(&self, frame: Bytes) -> bool {
-        super::fabric::GatewayTx::send(self, frame)
-    }
-}
+use super::ToGuests;
+use crate::FlowFrame;
+use crate::frame::Framer;
 
 /// Turns of one connection's pump per call.
 const PUMP_TURNS: usize = 16;
@@ -156,7 +145,7 @@ impl GuestTcp {
             recv_buffer: 64 * 1024,
             send_buffer: 128 * 1024,
             out_of_order_limit: 64 * 1024,
-            isn_secret: forwarder::isn_secret(),
+            isn_secret: crate::isn_secret(),
             ..EngineConfig::default()
         };
         GuestTcp {
@@ -542,5 +531,5 @@ fn read_queries(
 }
 
 #[cfg(test)]
-#[path = "dns_tcp_tests.rs"]
+#[path = "tcp_tests.rs"]
 mod tests;
