@@ -25,6 +25,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
 
 /// LINKTYPE_ETHERNET: IEEE 802.3 Ethernet frames, without FCS.
@@ -139,10 +140,17 @@ struct Shared {
 enum Msg {
     Frame {
         timestamp: Duration,
-        data: Vec<u8>,
+        data: Bytes,
         orig_len: usize,
     },
     Stop,
+}
+
+/// The time since the Unix epoch, as a capture's timestamp.
+fn wall_clock() -> Duration {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
 }
 
 /// A handle to capture frames from any thread. Clone it freely.
@@ -164,19 +172,30 @@ impl std::fmt::Debug for Msg {
 }
 
 impl PcapSink {
-    /// Captures `frame` with the current wall-clock time. Never blocks.
+    /// Captures `frame` with the current wall-clock time, copying at most the snap length of
+    /// it: for a frame in a buffer that is reused (the transmit buffer) or that a clone would
+    /// keep from being reused (the receive arena) until the writer got to it. Never blocks.
     pub fn capture(&self, frame: &[u8]) {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
-        self.capture_at(now, frame);
+        self.capture_at(wall_clock(), frame);
     }
 
-    /// Captures `frame` with `timestamp` (since the Unix epoch). Never blocks.
+    /// Captures `frame` with `timestamp` (since the Unix epoch), copying it. Never blocks.
     pub fn capture_at(&self, timestamp: Duration, frame: &[u8]) {
         let data = frame
             .get(..frame.len().min(self.snaplen))
             .unwrap_or_default();
+        self.enqueue(timestamp, Bytes::copy_from_slice(data), frame.len());
+    }
+
+    /// Captures a frame that has its own allocation with the current wall-clock time: the
+    /// queue takes another handle on it, not a copy. Never blocks.
+    pub fn capture_shared(&self, frame: &Bytes) {
+        let data = frame.slice(..frame.len().min(self.snaplen));
+        self.enqueue(wall_clock(), data, frame.len());
+    }
+
+    /// Queues `data` (already cut to the snap length) for the writer, within the bounds.
+    fn enqueue(&self, timestamp: Duration, data: Bytes, orig_len: usize) {
         let len = data.len();
         let before = self.shared.queued_bytes.fetch_add(len, Ordering::Relaxed);
         if before.saturating_add(len) > self.max_bytes {
@@ -186,8 +205,8 @@ impl PcapSink {
         }
         let msg = Msg::Frame {
             timestamp,
-            data: data.to_vec(),
-            orig_len: frame.len(),
+            data,
+            orig_len,
         };
         match self.tx.try_send(msg) {
             Ok(()) => {

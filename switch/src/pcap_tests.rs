@@ -218,6 +218,42 @@ fn a_full_queue_drops_and_counts_without_blocking() {
 }
 
 #[test]
+fn a_shared_frame_is_queued_as_a_handle_and_written_like_a_copied_one() {
+    let gate = Arc::new(AtomicBool::new(false));
+    let out = Gated {
+        open: Arc::clone(&gate),
+        header_written: false,
+    };
+    let (sink, thread) = spawn(out, PcapConfig::default()).unwrap();
+    let frame = Bytes::from(udp_datagram(b"shared"));
+    sink.capture_shared(&frame);
+    sink.capture_shared(&frame);
+    // The writer holds one, the queue the other: handles on the frame, not copies of it.
+    assert!(!frame.is_unique());
+    gate.store(true, Ordering::Relaxed);
+    thread.finish().unwrap();
+    assert!(frame.is_unique(), "the writer let go of it");
+    assert_eq!(sink.counters().written, 2);
+
+    let path = temp_path("shared");
+    let _cleanup = RemoveOnDrop(path.clone());
+    let config = PcapConfig {
+        snaplen: 20,
+        ..PcapConfig::default()
+    };
+    let (sink, thread) = create(&path, config).unwrap();
+    sink.capture_shared(&frame);
+    sink.capture(&frame);
+    thread.finish().unwrap();
+    let records = parse(&std::fs::read(&path).unwrap());
+    assert_eq!(records.len(), 2);
+    for (_, _, data, orig_len) in &records {
+        assert_eq!(data.as_slice(), &frame[..20]);
+        assert_eq!(*orig_len as usize, frame.len());
+    }
+}
+
+#[test]
 fn the_byte_bound_drops_too() {
     let gate = Arc::new(AtomicBool::new(false));
     let out = Gated {

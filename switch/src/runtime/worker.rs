@@ -344,9 +344,9 @@ impl Worker {
         let (queries, next) = multicast.timers(now);
         self.next_multicast = next;
         for query in queries {
+            let query = OutFrame::Owned(query);
             self.out.capture(&query);
-            self.out
-                .flood(GATEWAY_PORT, &OutFrame::Owned(query), &VirtioNetRepr::PLAIN);
+            self.out.flood(GATEWAY_PORT, &query, &VirtioNetRepr::PLAIN);
         }
     }
 
@@ -648,7 +648,7 @@ impl Worker {
         if matches!(decision, Decision::Drop(_)) {
             return;
         }
-        self.out.capture(&frame);
+        self.out.capture_copy(&frame);
         match decision {
             Decision::Unicast(GATEWAY_PORT) => self.gateway_frame(now, port, frame, header),
             // Another guest's link: the frame is copied only where it must outlive this call

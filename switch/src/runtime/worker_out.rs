@@ -194,7 +194,23 @@ impl Out {
         Some(port)
     }
 
-    pub(super) fn capture(&self, frame: &[u8]) {
+    /// Hands a frame on its way out to the capture, if there is one: another handle on a frame
+    /// that has its own allocation, a copy of one in the transmit buffer.
+    pub(super) fn capture(&self, frame: &OutFrame<'_>) {
+        match frame {
+            OutFrame::Owned(bytes) => {
+                if let Some(pcap) = &self.fabric.pcap {
+                    pcap.capture_shared(bytes);
+                }
+            }
+            OutFrame::Built(slice) => self.capture_copy(slice),
+        }
+    }
+
+    /// Hands a copy of `frame` to the capture, if there is one: for a frame in a buffer that
+    /// is reused (the transmit buffer), or in the receive arena, which a clone would keep from
+    /// being reused until the capture's writer got to it.
+    pub(super) fn capture_copy(&self, frame: &[u8]) {
         if let Some(pcap) = &self.fabric.pcap {
             pcap.capture(frame);
         }
@@ -282,8 +298,8 @@ impl Out {
     /// A frame from the gateway's side: switched to its destination's port (flooded if that
     /// is a group or unknown), as the switch would a frame from the gateway's port.
     pub(super) fn switch_out(&self, frame: OutFrame<'_>, header: &VirtioNetRepr) -> bool {
+        self.capture(&frame);
         let bytes = frame.as_slice();
-        self.capture(bytes);
         let Some(dst) = bytes.get(..6).and_then(|d| <[u8; 6]>::try_from(d).ok()) else {
             return false;
         };
