@@ -17,7 +17,6 @@ use std::io;
 use std::net::{
     IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket,
 };
-use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
@@ -26,6 +25,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use rustix::io::Errno;
 
+use super::transport::wait_readable;
 use crate::auto_forward::{PortKey, Transport};
 
 /// Open TCP connections per relayed port at most.
@@ -189,7 +189,7 @@ fn tcp_accept(
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                let _ = wait_readable(listener.as_fd(), STOP_POLL);
+                let _ = wait_readable(&listener, STOP_POLL);
             }
             Err(_) => std::thread::sleep(STOP_POLL),
         }
@@ -261,9 +261,4 @@ fn udp_relay(
         }
         clients.retain(|_, (_, seen)| seen.elapsed() < UDP_IDLE);
     }
-}
-
-fn wait_readable(fd: BorrowedFd<'_>, timeout: Duration) -> io::Result<bool> {
-    let revents = crate::sys::poll_in(fd, Some(timeout))?;
-    Ok(!revents.is_empty())
 }
