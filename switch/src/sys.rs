@@ -3,10 +3,9 @@
 //!
 //! - [`poll_in`] is the one `poll(2)` for `POLLIN` on one descriptor that the links, the
 //!   guest agent and the watches share; [`wait_readable`] is the one every polled link waits
-//!   in. `POLLERR`, `POLLHUP` or
-//!   `POLLNVAL` without `POLLIN` is an error ([`is_gone`] says true for it), never "not ready
-//!   yet": a TAP whose interface was deleted reports only `POLLERR`, forever, and a loop that
-//!   waited for `POLLIN` alone would spin on it.
+//!   in. `POLLERR`, `POLLHUP` or `POLLNVAL` without `POLLIN` is an error ([`is_gone`] says
+//!   true for it), never "not ready yet": a TAP whose interface was deleted reports only
+//!   `POLLERR`, forever, and a loop that waited for `POLLIN` alone would spin on it.
 //! - [`is_gone`]: `EBADFD` (a TAP whose interface was deleted answers every read and write so),
 //!   `EIO` on a read, `ENXIO`, `ENODEV`, `EBADF`, and the hang-up above. A TAP *write* that
 //!   fails with `EIO` only means the interface is down (the guest may bring it up again): the
