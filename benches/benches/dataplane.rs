@@ -15,8 +15,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
 use forwarder::{
-    Control, FlowFrame, FlowHandler, Forwarder, FrameSink, Handled, Notify, WorkerContext,
-    WorkerCounters,
+    Control, FlowFrame, FlowHandler, Forwarder, FrameSink, Handled, Notify, Readiness,
+    WorkerContext, WorkerCounters,
 };
 use mio::{Events, Poll, Token};
 use stack::time::Epoch;
@@ -164,7 +164,7 @@ fn udp_round_trip(c: &mut Criterion) {
                     let now = epoch.instant(std::time::Instant::now());
                     for e in events.iter() {
                         if e.token() != Token(0) {
-                            fwd.ready(now, e.token(), e.is_readable(), e.is_writable(), &sink);
+                            fwd.ready(now, e.token(), Readiness::of(e), &sink);
                         }
                     }
                 }

@@ -35,7 +35,8 @@ use crate::trim::{Gate, Owed};
 use crate::udp::UdpTable;
 pub(crate) use crate::worker::KIND_SHIFT;
 use crate::worker::{
-    FlowFrame, FlowHandler, FrameSink, Handled, HandlerFactory, NoForwarder, WorkerContext,
+    FlowFrame, FlowHandler, FrameSink, Handled, HandlerFactory, NoForwarder, Readiness,
+    WorkerContext,
 };
 
 /// Token kinds, in the top byte of a token (below [`crate::worker::LOOP_KINDS`]; 0 is the
@@ -106,7 +107,7 @@ impl Shared {
         self.registry.register(
             &mut SourceFd(&fd),
             token,
-            Interest::READABLE | Interest::WRITABLE,
+            Interest::READABLE | Interest::WRITABLE | Interest::PRIORITY,
         )
     }
 
@@ -380,21 +381,12 @@ impl FlowHandler for Forwarder {
         }
     }
 
-    fn ready(
-        &mut self,
-        now: Instant,
-        token: Token,
-        readable: bool,
-        writable: bool,
-        out: &dyn FrameSink,
-    ) {
+    fn ready(&mut self, now: Instant, token: Token, readiness: Readiness, out: &dyn FrameSink) {
         match token.0 >> KIND_SHIFT {
             KIND_UDP => self.udp.ready(&mut self.shared, now, token, out),
             KIND_UDP_LISTEN => self.udp.ready_listener(&mut self.shared, now, token, out),
             KIND_ICMP => self.icmp.ready(&mut self.shared, now, token, out),
-            KIND_TCP => self
-                .tcp
-                .ready(&mut self.shared, now, token, readable, writable, out),
+            KIND_TCP => self.tcp.ready(&mut self.shared, now, token, readiness, out),
             KIND_TCP_LISTEN => self.tcp.accept(&mut self.shared, now, token, out),
             KIND_MCAST => self.mcast.ready(&mut self.shared, token, out),
             _ => {}

@@ -203,3 +203,47 @@ fn forwarded_echo_of_any_code_is_answered_with_the_requests_tos() {
         }
     );
 }
+
+#[test]
+fn urgent_data_from_the_host_does_not_hold_back_what_follows_it() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let dst = SocketAddr::from((HOST, listener.local_addr().unwrap().port()));
+    let mut h = Harness::new(Config::default());
+    h.syn(46001, dst);
+    let (_, syn_ack) = tcp_of(&h.next_frames()[0]);
+    assert_eq!(syn_ack.control, TcpControl::Syn);
+    let (peer, _) = listener.accept().unwrap();
+    let ack = TcpRepr {
+        src_port: 46001,
+        dst_port: dst.port(),
+        seq_number: TcpSeqNumber(1001),
+        ack_number: Some(syn_ack.seq_number + 1),
+        window_len: 65535,
+        ..TcpRepr::default()
+    };
+    let addrs = IpAddresses::V4 {
+        src: GUEST,
+        dst: HOST,
+    };
+    let frame = h.guest.tcp(GW_MAC, addrs, &ack, (&[], &[])).unwrap();
+    h.input(frame.into_bytes());
+    // All of it waits in the host socket before the worker looks: a read stops short at the
+    // urgent mark (the byte itself is out of band), and only the urgent flag on the event
+    // says that "def" is still behind it, with nothing more ever to arrive.
+    let peer = socket2::SockRef::from(&peer);
+    peer.send(b"abc").unwrap();
+    peer.send_out_of_band(b"!").unwrap();
+    peer.send(b"def").unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    let mut got = Vec::new();
+    while got.len() < 6 && std::time::Instant::now() < deadline {
+        h.wait(Duration::from_millis(20));
+        for frame in h.sink.take() {
+            if let Event::Tcp { payload, .. } = parse_for_guest(&frame).event {
+                got.extend_from_slice(payload);
+            }
+        }
+    }
+    assert_eq!(got, b"abcdef", "the stream without its out-of-band byte");
+}

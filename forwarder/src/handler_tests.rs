@@ -14,7 +14,7 @@ use stack::wire::{
 
 use crate::control::{ExposeError, Protocol};
 use crate::stats::ForwarderStats;
-use crate::worker::WorkerCounters;
+use crate::worker::{Readiness, WorkerCounters};
 use bytes::Bytes;
 use stack::offload::LinkOffloads;
 use stack::time::Epoch;
@@ -119,10 +119,7 @@ impl Harness {
             if e.token().0 >> KIND_SHIFT == 0 {
                 continue;
             }
-            let readable = e.is_readable() || e.is_error() || e.is_read_closed();
-            let writable = e.is_writable() || e.is_error() || e.is_write_closed();
-            self.fwd
-                .ready(now, e.token(), readable, writable, &self.sink);
+            self.fwd.ready(now, e.token(), Readiness::of(e), &self.sink);
         }
         self.fwd.commands(now, &self.sink);
     }

@@ -69,5 +69,5 @@ pub use stats::ForwarderStats;
 pub use tcp::isn_secret;
 pub use worker::{
     DrainEnd, FlowFrame, FlowHandler, FrameSink, Handled, HandlerFactory, KIND_SHIFT, LOOP_KINDS,
-    NoForwarder, Notify, WorkerContext, WorkerCounters, WorkerEvent, WorkerStats,
+    NoForwarder, Notify, Readiness, WorkerContext, WorkerCounters, WorkerEvent, WorkerStats,
 };

@@ -57,7 +57,7 @@ use crate::config::Config;
 use crate::descriptors::HostSocket;
 use crate::handler::{KIND_TCP, Shared};
 use crate::stats::Counters;
-use crate::worker::{FlowFrame, FrameSink};
+use crate::worker::{FlowFrame, FrameSink, Readiness};
 
 mod api;
 mod drain;
@@ -111,7 +111,12 @@ struct Flow {
     connecting: Option<Instant>,
     /// The guest's SYN as ICMP quotes it, while connecting.
     quote: Vec<u8>,
+    /// The host socket may have bytes to read (it said so, and no read since found it
+    /// drained).
     readable: bool,
+    /// A short read is no proof the host socket is drained ([`Readiness::urgent`], its
+    /// end): read until it would block.
+    read_to_block: bool,
     writable: bool,
     host_eof: bool,
     shut_wr: bool,
@@ -403,6 +408,7 @@ impl TcpTable {
                 connecting,
                 quote,
                 readable: kind == Kind::Inbound,
+                read_to_block: kind == Kind::Inbound,
                 writable: kind == Kind::Inbound,
                 host_eof: false,
                 shut_wr: false,
@@ -551,8 +557,7 @@ impl TcpTable {
         sh: &mut Shared,
         now: Instant,
         token: Token,
-        readable: bool,
-        writable: bool,
+        readiness: Readiness,
         out: &dyn FrameSink,
     ) {
         let Some(key) = self.by_token.get(&token).copied() else {
@@ -561,8 +566,9 @@ impl TcpTable {
         let Some(flow) = self.flows.get_mut(&key) else {
             return;
         };
-        flow.readable |= readable;
-        flow.writable |= writable;
+        flow.readable |= readiness.readable || readiness.closed;
+        flow.writable |= readiness.writable || readiness.closed;
+        flow.read_to_block |= readiness.short_read_may_leave_more();
         if flow.frozen.is_some() {
             self.flush(sh, key, now);
             return;

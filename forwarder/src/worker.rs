@@ -132,15 +132,8 @@ pub trait FlowHandler: Send {
     }
 
     /// A readiness event for one of the handler's own tokens.
-    fn ready(
-        &mut self,
-        now: Instant,
-        token: Token,
-        readable: bool,
-        writable: bool,
-        out: &dyn FrameSink,
-    ) {
-        let _ = (now, token, readable, writable, out);
+    fn ready(&mut self, now: Instant, token: Token, readiness: Readiness, out: &dyn FrameSink) {
+        let _ = (now, token, readiness, out);
     }
 
     /// Runs the control plane's commands queued for this worker.
@@ -268,6 +261,9 @@ pub struct WorkerCounters {
     /// offloads, and the frames that made.
     finished: AtomicU64,
     finished_frames: AtomicU64,
+    /// Polls without sleeping that found something ready, and those that gave up.
+    busy_poll_found: AtomicU64,
+    busy_poll_gave_up: AtomicU64,
     drops: [AtomicU64; DropReason::COUNT],
 }
 
@@ -284,8 +280,41 @@ impl Default for WorkerCounters {
             super_out: AtomicU64::new(0),
             finished: AtomicU64::new(0),
             finished_frames: AtomicU64::new(0),
+            busy_poll_found: AtomicU64::new(0),
+            busy_poll_gave_up: AtomicU64::new(0),
             drops: std::array::from_fn(|_| AtomicU64::new(0)),
         }
+    }
+}
+
+/// What the poller said of one of a handler's sockets (edge-triggered: each is news).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Readiness {
+    /// Bytes or datagrams arrived.
+    pub readable: bool,
+    /// Room to write, or the peer stopped reading.
+    pub writable: bool,
+    /// The peer closed its side, or the socket failed: what is left is read until the end
+    /// or the error shows.
+    pub closed: bool,
+    /// TCP urgent data waits: a read stops short at its mark with more behind it.
+    pub urgent: bool,
+}
+
+impl Readiness {
+    pub fn of(event: &mio::event::Event) -> Readiness {
+        Readiness {
+            readable: event.is_readable(),
+            writable: event.is_writable() || event.is_write_closed(),
+            closed: event.is_error() || event.is_read_closed(),
+            urgent: event.is_priority(),
+        }
+    }
+
+    /// Whether a read that comes back short may still leave something to read: only then
+    /// must the reader go on until the socket says it would block.
+    pub fn short_read_may_leave_more(&self) -> bool {
+        self.closed || self.urgent
     }
 }
 
@@ -306,6 +335,10 @@ pub enum WorkerEvent {
     Finished,
     /// A frame that finishing made.
     FinishedFrame,
+    /// A wait polled without sleeping and found something ready.
+    BusyPollFound,
+    /// A wait polled without sleeping for its whole budget, then slept.
+    BusyPollGaveUp,
 }
 
 impl WorkerCounters {
@@ -329,6 +362,8 @@ impl WorkerCounters {
             WorkerEvent::SuperOut => &self.super_out,
             WorkerEvent::Finished => &self.finished,
             WorkerEvent::FinishedFrame => &self.finished_frames,
+            WorkerEvent::BusyPollFound => &self.busy_poll_found,
+            WorkerEvent::BusyPollGaveUp => &self.busy_poll_gave_up,
         };
         counter.fetch_add(n, Ordering::Relaxed);
     }
@@ -353,6 +388,8 @@ impl WorkerCounters {
             super_out: load(&self.super_out),
             finished: load(&self.finished),
             finished_frames: load(&self.finished_frames),
+            busy_poll_found: load(&self.busy_poll_found),
+            busy_poll_gave_up: load(&self.busy_poll_gave_up),
             drops,
         }
     }
@@ -376,6 +413,10 @@ pub struct WorkerStats {
     /// guest's link, a guest's UDP super-datagram), and the frames that made.
     pub finished: u64,
     pub finished_frames: u64,
+    /// Waits that polled without sleeping first (`--busy-poll`): found something ready
+    /// that way, or gave up and slept.
+    pub busy_poll_found: u64,
+    pub busy_poll_gave_up: u64,
     /// Drops its handler counted.
     pub drops: DropCounters,
 }

@@ -464,6 +464,7 @@ fn stats_json(
                 "handoffs_dropped": w.handoffs_dropped,
                 "super_segments_in": w.super_in, "super_segments_out": w.super_out,
                 "finished": w.finished, "finished_frames": w.finished_frames,
+                "busy_poll": {"found": w.busy_poll_found, "gave_up": w.busy_poll_gave_up},
             })
         })
         .collect();

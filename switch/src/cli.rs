@@ -330,6 +330,11 @@ pub struct NetworkArgs {
     /// (default: one per core); a TAP device gets one queue per worker.
     #[arg(long = "workers", default_value_t = 0)]
     pub workers: usize,
+    /// Microseconds a worker whose last wait was that short polls its links and sockets
+    /// without sleeping before it sleeps again: it saves the wake-up on each leg of a
+    /// request and reply, for at most this much CPU per gap; 0 turns it off.
+    #[arg(long = "busy-poll", value_name = "MICROSECONDS", default_value_t = crate::runtime::DEFAULT_BUSY_POLL_MICROS)]
+    pub busy_poll: u64,
     /// TAP offloads: checksum offload and TCP (and UDP) segmentation offload through a
     /// virtio-net header, so 64 KiB super-segments cross the TAP whatever its MTU; `off`
     /// opens the TAP without them.

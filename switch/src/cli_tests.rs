@@ -427,3 +427,15 @@ fn workers_default_to_one_per_core() {
     assert_eq!(serve(&["--workers", "3"]).network.workers, 3);
     assert_eq!(serve(&["--workers=2"]).network.workers, 2);
 }
+
+#[test]
+fn busy_poll_is_on_by_default_and_zero_turns_it_off() {
+    assert_eq!(serve(&[]).network.busy_poll, 50);
+    assert_eq!(
+        serve(&[]).network.busy_poll,
+        crate::runtime::DEFAULT_BUSY_POLL_MICROS
+    );
+    assert_eq!(serve(&["--busy-poll", "0"]).network.busy_poll, 0);
+    assert_eq!(serve(&["--busy-poll=200"]).network.busy_poll, 200);
+    assert!(parse(["host-switch", "--tap", "t", "--busy-poll", "-1"]).is_err());
+}

@@ -110,6 +110,7 @@ impl Pipeline {
         };
         config.mac_table_size = net.max_mac_entries;
         config.workers = net.workers;
+        config.busy_poll = Duration::from_micros(net.busy_poll);
         let fragment_timeout = Duration::from_secs(net.fragment_timeout);
         config.reassembly = stack::frag::Config {
             max_bytes: net.max_reassembly_bytes,

@@ -32,6 +32,7 @@
 //! Time: one [`Epoch`], taken at start, converts between `std::time::Instant` (the DHCP
 //! server's) and [`stack::time::Instant`] (everything else's).
 
+mod busy_poll;
 mod config;
 mod fabric;
 #[cfg(test)]
@@ -53,7 +54,8 @@ mod v6;
 mod worker;
 
 pub use self::config::{
-    DEFAULT_GUEST_MAC, DnsConfig, GuestGoneHook, NeighbourHook, QueueConfig, RuntimeConfig,
+    DEFAULT_BUSY_POLL_MICROS, DEFAULT_GUEST_MAC, DnsConfig, GuestGoneHook, NeighbourHook,
+    QueueConfig, RuntimeConfig,
 };
 pub use self::mcast::GroupHook;
 pub use self::stats::{PortStats, RuntimeHandle, RuntimeLimits, Stats};
@@ -245,6 +247,7 @@ impl Runtime {
                 dns: (dns_sender.clone(), queue_full.clone()),
                 neighbours: config.neighbours.clone(),
                 max_frame,
+                busy_poll: config.busy_poll,
             });
             runtime.workers.push(
                 std::thread::Builder::new()

@@ -159,6 +159,103 @@ fn a_multi_queue_tap_spreads_flows_over_workers_and_keeps_them_there() {
     link.shutdown();
 }
 
+/// 300 UDP requests from the guest's kernel, each echoed by a host server after a pause,
+/// through a TAP served by one worker that polls `busy_poll` without sleeping after each
+/// short wait. Its busy-poll counters (found, gave up) after the exchange, and again once it
+/// has been idle a while.
+fn request_reply_with_busy_poll(name: &str, busy_poll: Duration) -> ((u64, u64), (u64, u64)) {
+    const REQUESTS: usize = 300;
+    let control = forwarder::Control::new("192.168.127.2".parse().unwrap(), &[]);
+    let mut config = RuntimeConfig {
+        workers: 1,
+        busy_poll,
+        ..RuntimeConfig::default()
+    };
+    config.use_forwarder(forwarder::Config::default(), &control);
+    let rt = Runtime::start(config).unwrap();
+    let ns = NetnsGuard::new(name);
+    let options = TapOptions {
+        multi_queue: false,
+        offload: true,
+        configure: Some(TapConfig {
+            mac: Some(stack::wire::EthernetAddress(GUEST_MAC)),
+            ..TapConfig::default()
+        }),
+    };
+    let link = TapLink::open("tap0", &ns.netns(), &options, &rt.attacher(), 65520).unwrap();
+    // The server's pause is a wait the worker cannot do without: each request has one
+    // toward the host and one for the guest's next request.
+    let server = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    server
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let port = server.local_addr().unwrap().port();
+    let echo = std::thread::spawn(move || {
+        let mut buf = [0u8; 64];
+        for _ in 0..REQUESTS {
+            let Ok((n, from)) = server.recv_from(&mut buf) else {
+                return;
+            };
+            std::thread::sleep(Duration::from_micros(300));
+            server.send_to(&buf[..n], from).unwrap();
+        }
+    });
+    let script = format!(
+        "import socket\n\
+         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+         s.settimeout(10)\n\
+         for i in range({REQUESTS}):\n\
+         \x20   s.sendto(b'%d' % i, ('192.168.127.254', {port}))\n\
+         \x20   assert s.recv(64) == b'%d' % i\n"
+    );
+    let out = ns.run("python3", &["-c", &script], Duration::from_secs(60));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    echo.join().unwrap();
+    let counters = |rt: &Runtime| {
+        let w = rt.stats().workers[0];
+        (w.busy_poll_found, w.busy_poll_gave_up)
+    };
+    // Past the last budget: the worker has given up polling and gone to sleep.
+    std::thread::sleep(Duration::from_millis(100));
+    let after = counters(&rt);
+    std::thread::sleep(Duration::from_millis(1500));
+    let idle = counters(&rt);
+    link.shutdown();
+    (after, idle)
+}
+
+#[test]
+fn a_worker_in_a_ping_pong_polls_instead_of_sleeping_and_an_idle_one_sleeps() {
+    if !privileged(
+        "a_worker_in_a_ping_pong_polls_instead_of_sleeping_and_an_idle_one_sleeps",
+        &["ip", "python3"],
+    ) {
+        return;
+    }
+    // A budget far above the waits (a few hundred microseconds), so that a machine busy
+    // with other tests still finds most replies and requests while polling.
+    let (after, idle) = request_reply_with_busy_poll("busy-poll", Duration::from_millis(20));
+    assert!(
+        after.0 >= 300,
+        "most of 600 waits (a reply, the next request) found while polling: {after:?}"
+    );
+    assert_eq!(
+        idle, after,
+        "an idle worker sleeps: its timers and the stats requests do not set it polling"
+    );
+
+    let (after, idle) = request_reply_with_busy_poll("busy-poll-off", Duration::ZERO);
+    assert_eq!(
+        (after, idle),
+        ((0, 0), (0, 0)),
+        "a budget of zero never polls"
+    );
+}
+
 #[test]
 fn a_deleted_tap_detaches_its_port() {
     if !privileged("a_deleted_tap_detaches_its_port", &["ip"]) {

@@ -84,8 +84,17 @@ pub(super) fn pump_from_host(
                 flow.conn.send(chunk.get(..n).unwrap_or_default());
                 Counters::add(&sh.counters.bytes_from_host, n as u64);
                 progress = true;
+                // A stream read comes back short only when it took all there was: what
+                // arrives after it is a new edge, so the read that would say "would
+                // block" is saved.
+                if n < chunk.len() && !flow.read_to_block {
+                    flow.readable = false;
+                }
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => flow.readable = false,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                flow.readable = false;
+                flow.read_to_block = false;
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(_) => {
                 flow.conn.abort(now);

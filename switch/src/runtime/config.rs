@@ -17,6 +17,11 @@ use crate::gateway::GatewayConfig;
 use crate::mac_table::{DEFAULT_MAX_AGE, DEFAULT_MAX_ENTRIES};
 use crate::pcap::PcapSink;
 
+/// How long, by default, a worker whose last wait was this short polls without sleeping
+/// (`--busy-poll`; see busy_poll.rs).
+pub const DEFAULT_BUSY_POLL_MICROS: u64 = 50;
+const DEFAULT_BUSY_POLL: Duration = Duration::from_micros(DEFAULT_BUSY_POLL_MICROS);
+
 /// Bounds of the data plane's queues, in frames.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QueueConfig {
@@ -65,6 +70,9 @@ pub struct RuntimeConfig {
     pub queues: QueueConfig,
     /// Worker threads; 0 means one per available core.
     pub workers: usize,
+    /// How long a worker whose last wait was this short polls without sleeping before it
+    /// sleeps; zero never does.
+    pub busy_poll: Duration,
     /// Dynamic MAC table entries at most; a new address beyond is not learned (its frames
     /// are flooded), counted in `table_full`.
     pub mac_table_size: usize,
@@ -152,6 +160,7 @@ impl std::fmt::Debug for RuntimeConfig {
             .field("dhcp", &self.dhcp)
             .field("queues", &self.queues)
             .field("workers", &self.workers)
+            .field("busy_poll", &self.busy_poll)
             .field("mac_table_size", &self.mac_table_size)
             .field("mac_table_age", &self.mac_table_age)
             .field("reassembly", &self.reassembly)
@@ -204,6 +213,7 @@ impl RuntimeConfig {
             dhcp,
             queues: QueueConfig::default(),
             workers: 0,
+            busy_poll: DEFAULT_BUSY_POLL,
             mac_table_size: DEFAULT_MAX_ENTRIES,
             mac_table_age: DEFAULT_MAX_AGE,
             pcap: None,

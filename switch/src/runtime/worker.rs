@@ -2,7 +2,8 @@
 //! is written to, and back, in one call stack.
 //!
 //! ```text
-//! poll (one mio set: TAP queues, host sockets, a waker)
+//! poll (one mio set: TAP queues, host sockets, a waker; after a short wait, polled without
+//!       sleeping for up to `--busy-poll` first, busy_poll.rs)
 //!   TAP queue readable → read a batch of frames into one arena (never zeroed), each with
 //!       its virtio-net header on a queue with offloads, checked first (worker_offload.rs)
 //!     → Out::decide: the switch's decision, from this worker's caches (the shared table
@@ -37,13 +38,16 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use crossbeam_channel::{Receiver, Sender};
-use forwarder::{FlowFrame, FlowHandler, FrameSink, Handled, KIND_SHIFT, LOOP_KINDS, WorkerEvent};
+use forwarder::{
+    FlowFrame, FlowHandler, FrameSink, Handled, KIND_SHIFT, LOOP_KINDS, Readiness, WorkerEvent,
+};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use stack::ingress::{DropCounters, DropReason};
 use stack::time::{Epoch, Instant};
 use stack::wire::VirtioNetRepr;
 
+use super::busy_poll::BusyPoll;
 use super::fabric::{Fabric, FrameHandoff, WorkerControl, WorkerHandle};
 use super::mcast::Route;
 use super::stream_link::{ReadEnd, StreamConn, StreamFrame};
@@ -133,6 +137,8 @@ pub(crate) struct WorkerParts {
     pub(crate) dns: (Sender<DnsInput>, Arc<AtomicU64>),
     pub(crate) neighbours: Option<super::NeighbourHook>,
     pub(crate) max_frame: usize,
+    /// How long to poll without sleeping after a short wait; zero never.
+    pub(crate) busy_poll: Duration,
 }
 
 /// One worker's loop. See the module docs.
@@ -159,10 +165,12 @@ pub(crate) struct Worker {
     /// Frames read from a stream in one batch, before they run through.
     stream_frames: Vec<StreamFrame>,
     /// This turn's events, copied out of `events`.
-    turn: Vec<(Token, bool, bool, bool)>,
+    turn: Vec<(Token, Readiness)>,
     next_ageing: Option<Instant>,
     /// When the IGMP/MLD querier's timers are next due (worker 0 runs them).
     next_multicast: Option<Instant>,
+    /// Whether to poll without sleeping before the next wait.
+    busy_poll: BusyPoll,
     draining: bool,
     stopping: bool,
 }
@@ -206,6 +214,7 @@ impl Worker {
             turn: Vec::with_capacity(256),
             next_ageing: (parts.index == 0).then_some(now + AGEING),
             next_multicast: (parts.index == 0).then_some(now),
+            busy_poll: BusyPoll::new(parts.busy_poll),
             draining: false,
             stopping: false,
         }
@@ -228,52 +237,27 @@ impl Worker {
 
     /// One turn of the loop: wait, then handle whatever became ready.
     fn turn(&mut self) {
-        let now = self.now();
-        let mut timeout = self.timeout(now);
-        if timeout != Some(Duration::ZERO) {
-            self.me.park();
-            if !self.frames.is_empty() || !self.control.is_empty() {
-                timeout = Some(Duration::ZERO);
-            }
-        }
-        if let Err(e) = self.poll.poll(&mut self.events, timeout)
-            && e.kind() != io::ErrorKind::Interrupted
-        {
-            tracing::warn!(worker = self.index, error = %e, "poll failed");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        self.me.unpark();
+        let start = self.now();
+        let timeout = self.timeout(start);
+        self.wait(start, timeout);
         let now = self.now();
         self.control_messages(now);
         self.turn.clear();
-        self.turn.extend(self.events.iter().map(|e| {
-            (
-                e.token(),
-                e.is_readable(),
-                e.is_writable() || e.is_write_closed(),
-                e.is_error() || e.is_read_closed(),
-            )
-        }));
+        self.turn
+            .extend(self.events.iter().map(|e| (e.token(), Readiness::of(e))));
         for i in 0..self.turn.len() {
-            let Some(&(token, readable, writable, failed)) = self.turn.get(i) else {
+            let Some(&(token, readiness)) = self.turn.get(i) else {
                 break;
             };
+            let index = token.0 & ((1 << KIND_SHIFT) - 1);
             match token.0 >> KIND_SHIFT {
                 0 => {}
-                KIND_TAP => self.tap_ready(now, token.0 & ((1 << KIND_SHIFT) - 1), failed),
+                KIND_TAP => self.read_link(now, index),
                 KIND_STREAM => {
-                    let link = token.0 & ((1 << KIND_SHIFT) - 1);
-                    self.stream_ready(now, link, readable || failed, writable);
+                    let readable = readiness.readable || readiness.closed;
+                    self.stream_ready(now, index, readable, readiness.writable);
                 }
-                kind if kind < LOOP_KINDS => {
-                    self.handler.ready(
-                        now,
-                        token,
-                        readable || failed,
-                        writable || failed,
-                        &self.out,
-                    );
-                }
+                kind if kind < LOOP_KINDS => self.handler.ready(now, token, readiness, &self.out),
                 _ => {}
             }
         }
@@ -289,6 +273,63 @@ impl Worker {
         }
         self.timers();
         self.flush_streams();
+    }
+
+    /// Waits until something is ready or `timeout` passes: first polling without sleeping,
+    /// if the last wait was short (busy_poll.rs), then asleep, parked, so that other threads
+    /// wake it.
+    fn wait(&mut self, start: Instant, timeout: Option<Duration>) {
+        if timeout == Some(Duration::ZERO) {
+            self.poll_once(timeout);
+            return;
+        }
+        let spin = self.busy_poll.spin_for(timeout);
+        let mut ready = !spin.is_zero() && self.spin(start + spin);
+        if !spin.is_zero() {
+            let found = if ready {
+                WorkerEvent::BusyPollFound
+            } else {
+                WorkerEvent::BusyPollGaveUp
+            };
+            self.me.counters.count(found, 1);
+        }
+        if !ready {
+            let spent = self.now().saturating_duration_since(start);
+            let mut timeout = timeout.map(|t| t.saturating_sub(spent));
+            self.me.park();
+            if !self.frames.is_empty() || !self.control.is_empty() {
+                timeout = Some(Duration::ZERO);
+            }
+            self.poll_once(timeout);
+            self.me.unpark();
+            ready = !self.events.is_empty() || !self.frames.is_empty() || !self.control.is_empty();
+        }
+        let waited = self.now().saturating_duration_since(start);
+        self.busy_poll.waited(waited, ready);
+    }
+
+    /// Polls with a zero timeout until something is ready (true) or `until` passes, giving
+    /// the core to any other thread that wants it in between.
+    fn spin(&mut self, until: Instant) -> bool {
+        loop {
+            self.poll_once(Some(Duration::ZERO));
+            if !self.events.is_empty() || !self.frames.is_empty() || !self.control.is_empty() {
+                return true;
+            }
+            if self.now() >= until {
+                return false;
+            }
+            std::thread::yield_now();
+        }
+    }
+
+    fn poll_once(&mut self, timeout: Option<Duration>) {
+        if let Err(e) = self.poll.poll(&mut self.events, timeout)
+            && e.kind() != io::ErrorKind::Interrupted
+        {
+            tracing::warn!(worker = self.index, error = %e, "poll failed");
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// How long to wait: not at all with work left, else until the next timer.
@@ -567,10 +608,6 @@ impl Worker {
     }
 
     /// A TAP queue is readable, or reported an error (a deleted device: the read says which).
-    fn tap_ready(&mut self, now: Instant, link: usize, _failed: bool) {
-        self.read_link(now, link);
-    }
-
     /// Reads up to a batch of frames from a TAP queue and runs each through.
     fn read_link(&mut self, now: Instant, link: usize) {
         for _ in 0..BATCH {

@@ -31,6 +31,7 @@ const USAGE: &str = "\
 usage: compare [--quick] [--runs N] [--secs N]
                [--peers host-switch,host-switch-agent,slirp4netns,pasta,gvproxy]
                [--mtus 65520,1500] [--streams N] [--skip GROUPS] [--workers N]
+               [--busy-poll MICROSECONDS]
                [--host-switch PATH] [--out PATH] [--no-write]
 
   --quick        CI smoke: host-switch only, 1 run of 1 s per figure, prints, writes nothing
@@ -42,6 +43,7 @@ usage: compare [--quick] [--runs N] [--secs N]
                  servers (figures of their own; default 1: not measured)
   --skip GROUPS  leave out figure groups: throughput, parallel, pingpong, http, rss, idle
   --workers N    pass `--workers N` to host-switch
+  --busy-poll N  pass `--busy-poll N` to host-switch
   --host-switch  the host-switch binary (default: $CARGO_TARGET_DIR or target/, release/host-switch)
   --out PATH     the results file whose \"## Against peers\" section is replaced
                  (default benches/RESULTS.md)
@@ -59,7 +61,8 @@ pub(crate) struct Options {
     pub(crate) mtus: Vec<u32>,
     pub(crate) streams: usize,
     pub(crate) skip: Vec<Group>,
-    pub(crate) workers: Option<usize>,
+    /// Flags passed on to host-switch (`--workers`, `--busy-poll`).
+    pub(crate) host_switch_args: Vec<String>,
     pub(crate) host_switch: PathBuf,
     pub(crate) out: PathBuf,
     pub(crate) write: bool,
@@ -89,7 +92,7 @@ fn parse_options() -> Result<Options, String> {
         mtus: vec![65520, 1500],
         streams: 1,
         skip: Vec::new(),
-        workers: None,
+        host_switch_args: Vec::new(),
         host_switch: target.join("release/host-switch"),
         out: manifest.join("RESULTS.md"),
         write: true,
@@ -107,8 +110,9 @@ fn parse_options() -> Result<Options, String> {
             "--out" => o.out = value()?.into(),
             "--no-write" => o.write = false,
             "--streams" => o.streams = value()?.parse().map_err(|e| format!("--streams: {e}"))?,
-            "--workers" => {
-                o.workers = Some(value()?.parse().map_err(|e| format!("--workers: {e}"))?)
+            "--workers" | "--busy-poll" => {
+                let n: u64 = value()?.parse().map_err(|e| format!("{a}: {e}"))?;
+                o.host_switch_args.extend([a.clone(), n.to_string()]);
             }
             "--mtus" => {
                 o.mtus = value()?
@@ -371,7 +375,16 @@ fn run_peer(
     mtu: u32,
     results: &mut Results,
 ) {
-    let start = || Guest::start(peer, mtu, &o.host_switch, o.workers, dir, servers.idle.port);
+    let start = || {
+        Guest::start(
+            peer,
+            mtu,
+            &o.host_switch,
+            &o.host_switch_args,
+            dir,
+            servers.idle.port,
+        )
+    };
     let mut guest = match start() {
         Ok(g) => g,
         Err(e) => {

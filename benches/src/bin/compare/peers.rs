@@ -153,7 +153,7 @@ impl Guest {
         peer: Peer,
         mtu: u32,
         host_switch: &Path,
-        workers: Option<usize>,
+        host_switch_args: &[String],
         dir: &Path,
         probe_port: u16,
     ) -> Result<Guest, String> {
@@ -179,9 +179,7 @@ impl Guest {
                     .args(["--tap", "tap0", "--configure"])
                     .args(["--mtu", &mtu_s])
                     .args(["--ssh-port", "-1"]);
-                if let Some(n) = workers {
-                    cmd.args(["--workers", &n.to_string()]);
-                }
+                cmd.args(host_switch_args);
                 let p = Proc::spawn("host-switch", &mut cmd, &log)?;
                 (p, "192.168.127.254".to_owned())
             }
@@ -192,9 +190,7 @@ impl Guest {
                 let mut cmd = Command::new(host_switch);
                 cmd.args(["-listen", &url, "--mtu", &mtu_s])
                     .args(["--ssh-port", "-1"]);
-                if let Some(n) = workers {
-                    cmd.args(["--workers", &n.to_string()]);
-                }
+                cmd.args(host_switch_args);
                 let p = Proc::spawn("host-switch", &mut cmd, &log)?;
                 sys::wait_for(Duration::from_secs(10), || {
                     sock.exists()

@@ -162,8 +162,12 @@ pub(crate) fn section(o: &Options, r: &Results, present: &[(Peer, String)]) -> S
             o.streams, o.streams
         );
     }
-    if let Some(n) = o.workers {
-        let _ = writeln!(s, "host-switch ran with `--workers {n}`.");
+    if !o.host_switch_args.is_empty() {
+        let _ = writeln!(
+            s,
+            "host-switch ran with `{}`.",
+            o.host_switch_args.join(" ")
+        );
     }
     let _ = writeln!(s);
     let _ = writeln!(s, "Peers:");
