@@ -1,8 +1,9 @@
 //! Whether a worker polls without sleeping before it waits, and for how long.
 //!
 //! A worker that sleeps in `epoll_wait` is woken by the kernel when a frame or a reply
-//! arrives, and on a ping-pong that wake-up (a context switch on our side, often an
-//! inter-processor interrupt) is most of a round trip. So a worker whose last wait was short
+//! arrives, and on a ping-pong those wake-ups (a context switch on our side, often an
+//! inter-processor interrupt) cost about a third of a round trip (benches/RESULTS.md, "Busy
+//! polling and the saved read"). So a worker whose last wait was short
 //! expects the next to be short too and polls with a zero timeout for up to a budget
 //! (`--busy-poll`) before it sleeps. One whose last wait was longer than the budget, or ended
 //! on a timer, sleeps at once: an idle or trickling guest costs nothing, and a worker that
