@@ -284,14 +284,15 @@ impl Worker {
             return;
         }
         let spin = self.busy_poll.spin_for(timeout);
-        let mut ready = !spin.is_zero() && self.spin(start + spin);
+        let mut ready = false;
         if !spin.is_zero() {
-            let found = if ready {
+            ready = self.spin(start + spin);
+            let outcome = if ready {
                 WorkerEvent::BusyPollFound
             } else {
                 WorkerEvent::BusyPollGaveUp
             };
-            self.me.counters.count(found, 1);
+            self.me.counters.count(outcome, 1);
         }
         if !ready {
             let spent = self.now().saturating_duration_since(start);
@@ -302,7 +303,7 @@ impl Worker {
             }
             self.poll_once(timeout);
             self.me.unpark();
-            ready = !self.events.is_empty() || !self.frames.is_empty() || !self.control.is_empty();
+            ready = self.something_ready();
         }
         let waited = self.now().saturating_duration_since(start);
         self.busy_poll.waited(waited, ready);
@@ -313,7 +314,7 @@ impl Worker {
     fn spin(&mut self, until: Instant) -> bool {
         loop {
             self.poll_once(Some(Duration::ZERO));
-            if !self.events.is_empty() || !self.frames.is_empty() || !self.control.is_empty() {
+            if self.something_ready() {
                 return true;
             }
             if self.now() >= until {
@@ -321,6 +322,11 @@ impl Worker {
             }
             std::thread::yield_now();
         }
+    }
+
+    /// The last poll returned events, or frames or control messages wait in the queues.
+    fn something_ready(&self) -> bool {
+        !self.events.is_empty() || !self.frames.is_empty() || !self.control.is_empty()
     }
 
     fn poll_once(&mut self, timeout: Option<Duration>) {
