@@ -12,8 +12,10 @@
 //! ([`FrameHandoff`], through [`WorkerHandle::hand`]): a flow another worker owns, a link
 //! another worker serves, a frame from a link that runs threads of its own. A worker is woken
 //! for it only when it is parked in its poller. Membership changes and questions
-//! ([`WorkerControl`]) go over an unbounded queue of their own, one message per port attached
-//! or detached, which the links' own bounds limit.
+//! ([`WorkerControl`]) go over an unbounded queue of their own, two messages per port attached
+//! and one per port detached, which the links' own bounds limit. An attach returns only once
+//! every worker knows the port, and its link is read only after that: no frame of a new port
+//! reaches a worker that would not know where to send its answer.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -38,8 +40,8 @@ use crate::pcap::PcapSink;
 use crate::port::{AttachError, Egress, Frame, PortCounters, Switchboard};
 use crate::tap::Tap;
 
-/// How long a port's detach waits for every worker to let go of its link.
-const DETACH_WAIT: Duration = Duration::from_secs(2);
+/// How long a port's attach or detach waits for every worker to take it in or let go of it.
+const MEMBERSHIP_WAIT: Duration = Duration::from_secs(2);
 
 /// A frame on its way to another worker.
 #[derive(Debug)]
@@ -57,9 +59,16 @@ pub(crate) enum FrameHandoff {
 
 /// A membership change or a question for a worker.
 pub(crate) enum WorkerControl {
+    /// The worker learns the port and takes its link, if it serves one, without reading it
+    /// yet; `done` is told once it has.
     Attach {
         port: PortId,
         spec: PortSpec,
+        done: Sender<()>,
+    },
+    /// Every worker knows the port now: the one serving its link starts reading it.
+    Open {
+        port: PortId,
     },
     /// `done` is told once the worker let go of the port's link.
     Detach {
@@ -294,20 +303,17 @@ impl Fabric {
         let id = self.new_port(name, counters.clone())?;
         let queues_len = queues.len().max(1);
         let mut queues = queues.into_iter();
-        for (k, worker) in self.workers().iter().enumerate() {
-            let spec = match queues.next() {
-                Some(tap) => PortSpec::Tap {
-                    tap,
-                    mtu,
-                    counters: counters.clone(),
-                },
-                None => PortSpec::Remote {
-                    owner: k % queues_len,
-                    mtu,
-                },
-            };
-            worker.tell(WorkerControl::Attach { port: id, spec });
-        }
+        self.tell_attach(id, |k| match queues.next() {
+            Some(tap) => PortSpec::Tap {
+                tap,
+                mtu,
+                counters: counters.clone(),
+            },
+            None => PortSpec::Remote {
+                owner: k % queues_len,
+                mtu,
+            },
+        });
         Ok((id, counters))
     }
 
@@ -324,18 +330,40 @@ impl Fabric {
         let workers = self.workers();
         let owner = self.next_worker.fetch_add(1, Ordering::Relaxed) % workers.len().max(1);
         let mut stream = Some(stream);
-        for (k, worker) in workers.iter().enumerate() {
-            let spec = match stream.take_if(|_| k == owner) {
-                Some(stream) => PortSpec::Stream {
-                    stream,
-                    mtu,
-                    counters: counters.clone(),
-                },
-                None => PortSpec::Remote { owner, mtu },
-            };
-            worker.tell(WorkerControl::Attach { port: id, spec });
-        }
+        self.tell_attach(id, |k| match stream.take_if(|_| k == owner) {
+            Some(stream) => PortSpec::Stream {
+                stream,
+                mtu,
+                counters: counters.clone(),
+            },
+            None => PortSpec::Remote { owner, mtu },
+        });
         Ok(id)
+    }
+
+    /// Tells every worker of port `id` (worker `k` gets `spec(k)`), waits, briefly, until each
+    /// has taken it in, and only then lets the link's own worker read it. Whatever a worker
+    /// hands another about the port, and whatever a link sends the moment its attach returns,
+    /// so finds the port known wherever it lands.
+    fn tell_attach(&self, id: PortId, mut spec: impl FnMut(usize) -> PortSpec) {
+        let acks = self
+            .workers()
+            .iter()
+            .enumerate()
+            .map(|(k, worker)| {
+                let (done, ack) = crossbeam_channel::bounded(1);
+                worker.tell(WorkerControl::Attach {
+                    port: id,
+                    spec: spec(k),
+                    done,
+                });
+                ack
+            })
+            .collect();
+        await_acks(acks);
+        for worker in self.workers() {
+            worker.tell(WorkerControl::Open { port: id });
+        }
     }
 
     /// Detaches `port`: the switch forgets it, every worker lets go of its link (waited for,
@@ -357,11 +385,7 @@ impl Fabric {
             });
             worker.tell(WorkerControl::Detach { port, done });
         }
-        let deadline = std::time::Instant::now() + DETACH_WAIT;
-        for ack in acks {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            let _ = ack.recv_timeout(left);
-        }
+        await_acks(acks);
         if let (Some(macs), Some(hook)) = (gone, &self.guest_gone)
             && !macs.is_empty()
         {
@@ -412,15 +436,10 @@ impl Switchboard for Fabric {
         let workers = self.workers();
         let owner = self.next_worker.fetch_add(1, Ordering::Relaxed) % workers.len().max(1);
         let egress = Egress::new(egress, counters);
-        for worker in workers {
-            worker.tell(WorkerControl::Attach {
-                port: id,
-                spec: PortSpec::Channel {
-                    egress: egress.clone(),
-                    mtu,
-                },
-            });
-        }
+        self.tell_attach(id, |_| PortSpec::Channel {
+            egress: egress.clone(),
+            mtu,
+        });
         Ok((id, owner))
     }
 
@@ -456,6 +475,16 @@ impl Switchboard for Fabric {
 
     fn workers(&self) -> usize {
         self.workers().len()
+    }
+}
+
+/// Waits until every worker has answered, or [`MEMBERSHIP_WAIT`] has passed: a worker stuck
+/// in a handler must not hold a link's thread for longer.
+fn await_acks(acks: Vec<Receiver<()>>) {
+    let deadline = std::time::Instant::now() + MEMBERSHIP_WAIT;
+    for ack in acks {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let _ = ack.recv_timeout(left);
     }
 }
 

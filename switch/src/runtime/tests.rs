@@ -9,7 +9,7 @@ use forwarder::HandlerFactory;
 use forwarder::{FlowFrame, FlowHandler, FrameSink, Handled, WorkerContext};
 use stack::ingress::DropReason;
 use stack::time::Instant;
-use stack::wire::{ArpOperation, EtherType};
+use stack::wire::{ArpOperation, EtherType, EthernetAddress};
 use std::net::Ipv4Addr;
 use std::sync::atomic::Ordering;
 
@@ -188,6 +188,58 @@ fn a_full_worker_inbox_drops_and_counts_and_other_workers_go_on() {
     assert!(free.send(Bytes::from(arp_request(GW, GUEST))));
     assert!(free.egress().recv_timeout(Duration::from_secs(5)).is_ok());
     drop(open);
+    rt.shutdown();
+}
+
+/// A port's first frame, sent the moment `attach` returns, is answered even while its worker
+/// is in the middle of a turn: the frame can reach the worker's inbox before the worker has
+/// read the attach from its control queue.
+#[test]
+fn a_frame_sent_right_after_attach_is_answered_while_the_worker_is_busy() {
+    let rt = Runtime::start(quiet(RuntimeConfig {
+        workers: 1,
+        ..RuntimeConfig::default()
+    }))
+    .unwrap();
+    // Another guest keeps the worker turning with frames the gateway drops unanswered.
+    let busy = rt.attacher().attach("busy").unwrap();
+    let noise = Bytes::from(frame(
+        EthernetAddress([0x02, 0, 0, 0, 0xbe, 0xef]),
+        GW_MAC,
+        EtherType::Unknown(0x88b5),
+        &[0; 46],
+    ));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let noisy = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                for _ in 0..32 {
+                    busy.send(noise.clone());
+                }
+                std::thread::sleep(Duration::from_micros(20));
+            }
+        })
+    };
+    let mut lost = None;
+    for attempt in 0..200 {
+        let port = rt.attacher().attach("new").unwrap();
+        // The inbox is shared with the noise: a full one refuses, and the frame is sent again.
+        let request = Bytes::from(arp_request(GW, GUEST));
+        wait_for("room in the inbox", || {
+            port.send(request.clone()).then_some(())
+        });
+        match port.egress().recv_timeout(Duration::from_secs(2)) {
+            Ok(reply) => assert_eq!(parse_arp(&reply).1.operation, ArpOperation::Reply),
+            Err(_) => {
+                lost = Some(attempt);
+                break;
+            }
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    noisy.join().unwrap();
+    assert_eq!(lost, None, "the attempt whose first frame was lost");
     rt.shutdown();
 }
 

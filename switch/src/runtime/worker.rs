@@ -407,7 +407,11 @@ impl Worker {
     fn control_messages(&mut self, now: Instant) {
         while let Ok(message) = self.control.try_recv() {
             match message {
-                WorkerControl::Attach { port, spec } => self.attach(port, spec),
+                WorkerControl::Attach { port, spec, done } => {
+                    self.attach(port, spec);
+                    let _ = done.send(());
+                }
+                WorkerControl::Open { port } => self.open(port),
                 WorkerControl::Detach { port, done } => {
                     self.detach(port);
                     if let Some(done) = done {
@@ -435,27 +439,13 @@ impl Worker {
                     tracing::warn!(worker = self.index, error = %e, "TAP queue unusable");
                     return;
                 }
-                let entry = self.out.links.vacant_entry();
-                let link = entry.key();
-                let token = Token((KIND_TAP << KIND_SHIFT) | link);
-                let fd = tap.as_raw_fd();
-                if let Err(e) =
-                    self.poll
-                        .registry()
-                        .register(&mut SourceFd(&fd), token, Interest::READABLE)
-                {
-                    tracing::warn!(worker = self.index, error = %e, "cannot poll a TAP queue");
-                    return;
-                }
                 let offloads = tap.offloads();
-                entry.insert(TapQueue {
+                let link = self.out.links.insert(TapQueue {
                     tap,
                     port,
                     vnet: offloads.vnet_hdr,
                     dead: false,
                 });
-                // Frames may be waiting already.
-                self.ready.push(link);
                 LocalPort::Tap {
                     link,
                     mtu,
@@ -468,8 +458,6 @@ impl Worker {
                 mtu,
                 counters,
             } => {
-                let entry = self.out.streams.vacant_entry();
-                let link = entry.key();
                 let conn = match StreamConn::new(stream, port, counters) {
                     Ok(conn) => conn,
                     Err(e) => {
@@ -478,23 +466,8 @@ impl Worker {
                         return;
                     }
                 };
-                let token = Token((KIND_STREAM << KIND_SHIFT) | link);
-                let fd = conn.socket().as_raw_fd();
-                if let Err(e) = self.poll.registry().register(
-                    &mut SourceFd(&fd),
-                    token,
-                    Interest::READABLE | Interest::WRITABLE,
-                ) {
-                    tracing::warn!(worker = self.index, error = %e, "cannot poll a stream");
-                    self.out.fabric.detach_port(port, false);
-                    return;
-                }
                 let offloads = conn.offloads();
-                entry.insert(conn);
-                // Bytes may be buffered already (after a handshake) or waiting, and the
-                // accept marker of an offer waits to be written.
-                self.ready_streams.push(link);
-                self.out.to_flush.borrow_mut().push(link);
+                let link = self.out.streams.insert(conn);
                 LocalPort::Stream {
                     link,
                     mtu,
@@ -505,6 +478,53 @@ impl Worker {
             PortSpec::Remote { owner, mtu } => LocalPort::Remote { owner, mtu },
         };
         self.out.ports.insert(port, local);
+    }
+
+    /// Starts reading the link of `port`, if this worker serves it.
+    fn open(&mut self, port: PortId) {
+        match self.out.ports.get(&port) {
+            Some(&LocalPort::Tap { link, .. }) => {
+                let Some(queue) = self.out.links.get(link) else {
+                    return;
+                };
+                let token = Token((KIND_TAP << KIND_SHIFT) | link);
+                let fd = queue.tap.as_raw_fd();
+                if let Err(e) =
+                    self.poll
+                        .registry()
+                        .register(&mut SourceFd(&fd), token, Interest::READABLE)
+                {
+                    tracing::warn!(worker = self.index, error = %e, "cannot poll a TAP queue");
+                    self.out.links.remove(link);
+                    self.out.ports.remove(&port);
+                    return;
+                }
+                // Frames may be waiting already.
+                self.ready.push(link);
+            }
+            Some(&LocalPort::Stream { link, .. }) => {
+                let Some(conn) = self.out.streams.get(link) else {
+                    return;
+                };
+                let token = Token((KIND_STREAM << KIND_SHIFT) | link);
+                let fd = conn.socket().as_raw_fd();
+                if let Err(e) = self.poll.registry().register(
+                    &mut SourceFd(&fd),
+                    token,
+                    Interest::READABLE | Interest::WRITABLE,
+                ) {
+                    tracing::warn!(worker = self.index, error = %e, "cannot poll a stream");
+                    self.drop_stream(link, CloseReason::Shutdown);
+                    self.out.fabric.detach_port(port, false);
+                    return;
+                }
+                // Bytes may be buffered already (after a handshake) or waiting, and the
+                // accept marker of an offer waits to be written.
+                self.ready_streams.push(link);
+                self.out.to_flush.borrow_mut().push(link);
+            }
+            _ => {}
+        }
     }
 
     fn detach(&mut self, port: PortId) {
