@@ -1,7 +1,9 @@
 //! A scanner's probes through one worker: FIN, NULL and Xmas segments of no connection, and
 //! the ICMP error a closed host port draws.
 
+use super::limits::seq;
 use super::*;
+use std::net::TcpStream;
 
 impl Harness {
     /// A segment of no connection from the guest's `src_port` to `dst`, with `control`, no
@@ -204,29 +206,35 @@ fn forwarded_echo_of_any_code_is_answered_with_the_requests_tos() {
     );
 }
 
+impl Harness {
+    /// Opens a connection from the guest's `src_port` to `listener` on the host and
+    /// completes the handshake: the host's end, and the guest's next sequence number and
+    /// the host's.
+    fn connect_to(&mut self, listener: &TcpListener, src_port: u16) -> (TcpStream, u32, u32) {
+        let dst = SocketAddr::from((HOST, listener.local_addr().unwrap().port()));
+        self.syn(src_port, dst);
+        let (_, syn_ack) = tcp_of(&self.next_frames()[0]);
+        assert_eq!(syn_ack.control, TcpControl::Syn);
+        let (peer, _) = listener.accept().unwrap();
+        let (ours, theirs) = (1001, syn_ack.seq_number.0.wrapping_add(1));
+        self.segment(
+            GUEST,
+            src_port,
+            dst,
+            ours,
+            Some(theirs),
+            TcpControl::None,
+            b"",
+        );
+        (peer, ours, theirs)
+    }
+}
+
 #[test]
 fn urgent_data_from_the_host_does_not_hold_back_what_follows_it() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let dst = SocketAddr::from((HOST, listener.local_addr().unwrap().port()));
     let mut h = Harness::new(Config::default());
-    h.syn(46001, dst);
-    let (_, syn_ack) = tcp_of(&h.next_frames()[0]);
-    assert_eq!(syn_ack.control, TcpControl::Syn);
-    let (peer, _) = listener.accept().unwrap();
-    let ack = TcpRepr {
-        src_port: 46001,
-        dst_port: dst.port(),
-        seq_number: TcpSeqNumber(1001),
-        ack_number: Some(syn_ack.seq_number + 1),
-        window_len: 65535,
-        ..TcpRepr::default()
-    };
-    let addrs = IpAddresses::V4 {
-        src: GUEST,
-        dst: HOST,
-    };
-    let frame = h.guest.tcp(GW_MAC, addrs, &ack, (&[], &[])).unwrap();
-    h.input(frame.into_bytes());
+    let (peer, _, _) = h.connect_to(&listener, 46001);
     // All of it waits in the host socket before the worker looks: a read stops short at the
     // urgent mark (the byte itself is out of band), and only the urgent flag on the event
     // says that "def" is still behind it, with nothing more ever to arrive.
@@ -246,4 +254,53 @@ fn urgent_data_from_the_host_does_not_hold_back_what_follows_it() {
         }
     }
     assert_eq!(got, b"abcdef", "the stream without its out-of-band byte");
+}
+
+/// A ping-pong restarts the retransmission timer with every request answered; the timer
+/// queue must not keep an entry for each restart. Stale entries falling due woke a worker
+/// for nothing, thousands of times a second once the queue was allowed to grow with the
+/// table (14,000 flows in TIME-WAIT), and each wake-up cost the next round trip its
+/// polling (benches/RESULTS.md, "Timers after a burst of connections").
+#[test]
+fn a_timer_restarted_by_every_round_trip_is_queued_once() {
+    use std::io::{Read, Write};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut h = Harness::new(Config::default());
+    let (mut peer, mut ours, mut theirs) = h.connect_to(&listener, 46002);
+    peer.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let dst = SocketAddr::from((HOST, listener.local_addr().unwrap().port()));
+    let rounds = 200;
+    for _ in 0..rounds {
+        h.segment(
+            GUEST,
+            46002,
+            dst,
+            ours,
+            Some(theirs),
+            TcpControl::None,
+            b"ping",
+        );
+        ours = ours.wrapping_add(4);
+        let mut ping = [0; 4];
+        peer.read_exact(&mut ping).unwrap();
+        peer.write_all(b"pong").unwrap();
+        let mut answered = false;
+        while !answered {
+            for frame in h.next_frames() {
+                let (_, tcp) = tcp_of(&frame);
+                if let Event::Tcp { payload, .. } = parse_for_guest(&frame).event
+                    && !payload.is_empty()
+                {
+                    assert_eq!(payload, b"pong");
+                    theirs = seq(&tcp).wrapping_add(4);
+                    answered = true;
+                }
+            }
+        }
+    }
+    let queued = h.fwd.tcp.queued_timers();
+    assert!(
+        queued <= 8,
+        "{queued} timer entries after {rounds} round trips"
+    );
 }

@@ -120,6 +120,7 @@ struct Flow {
     writable: bool,
     host_eof: bool,
     shut_wr: bool,
+    /// The earliest of this flow's entries in [`TcpTable::timers`], the one that counts.
     scheduled: Option<Instant>,
     /// The in-guest API's exchange, for [`Kind::Api`] flows.
     api: Option<api::Exchange>,
@@ -462,11 +463,15 @@ impl TcpTable {
             .flatten()
             .min(),
         };
-        if next != flow.scheduled {
-            flow.scheduled = next;
-            if let Some(at) = next {
-                self.timers.push(Reverse((at, flow.token.0)));
-            }
+        // Only a deadline earlier than the one queued is queued. A later one waits for the
+        // queued entry to fire, find nothing due and schedule again: the retransmission timer,
+        // restarted with every segment sent, so costs one entry (and one wake-up) per firing
+        // rather than one per segment, entries that would wake the worker for nothing.
+        if let Some(at) = next
+            && flow.scheduled.is_none_or(|queued| at < queued)
+        {
+            flow.scheduled = Some(at);
+            self.timers.push(Reverse((at, flow.token.0)));
         }
         if self.timers.len() > 4 * self.flows.len() + 1024 {
             self.timers = self
@@ -490,6 +495,12 @@ impl TcpTable {
             self.time_wait.shrink_to(self.time_wait.len() * 2);
         }
         shrank
+    }
+
+    /// Entries in the timer queue, stale ones included.
+    #[cfg(test)]
+    pub(crate) fn queued_timers(&self) -> usize {
+        self.timers.len()
     }
 
     /// Flows the table has room for without growing.

@@ -5,9 +5,12 @@
 //! inter-processor interrupt) cost about a third of a round trip (benches/RESULTS.md, "Busy
 //! polling and the saved read"). So a worker whose last wait was short
 //! expects the next to be short too and polls with a zero timeout for up to a budget
-//! (`--busy-poll`) before it sleeps. One whose last wait was longer than the budget, or ended
-//! on a timer, sleeps at once: an idle or trickling guest costs nothing, and a worker that
-//! gives up after a budget spent in vain spends at most one budget per long gap.
+//! (`--busy-poll`) before it sleeps. One whose last wait was longer than the budget sleeps at
+//! once: an idle or trickling guest costs nothing, and a worker that gives up after a budget
+//! spent in vain spends at most one budget per long gap. A timer that falls due within the
+//! budget says nothing either way and leaves the guess as it was: a busy worker has timers
+//! due all the time (thousands of flows in TIME-WAIT expiring), and taking each one for the
+//! end of the traffic made it sleep through the next frame.
 //!
 //! While it polls, the worker yields its core to any thread that wants it, and it stays
 //! unparked, so other threads hand it frames without waking it.
@@ -40,7 +43,11 @@ impl BusyPoll {
     /// A wait, polling and sleeping together, took `waited` and ended with something ready
     /// (`ready`) or on its timeout.
     pub(super) fn waited(&mut self, waited: Duration, ready: bool) {
-        self.hot = ready && !self.budget.is_zero() && waited <= self.budget;
+        if self.budget.is_zero() || waited > self.budget {
+            self.hot = false;
+        } else if ready {
+            self.hot = true;
+        }
     }
 }
 
@@ -73,11 +80,15 @@ mod tests {
     }
 
     #[test]
-    fn a_wait_that_ends_on_its_timer_turns_polling_off() {
+    fn a_timer_within_the_budget_leaves_the_guess_as_it_was() {
         let mut b = BusyPoll::new(BUDGET);
         b.waited(Duration::from_micros(10), true);
         b.waited(Duration::from_micros(10), false);
-        assert_eq!(b.spin_for(None), Duration::ZERO);
+        assert_eq!(b.spin_for(None), BUDGET, "still polling");
+        b.waited(Duration::from_micros(51), false);
+        assert_eq!(b.spin_for(None), Duration::ZERO, "a long wait for a timer");
+        b.waited(Duration::from_micros(10), false);
+        assert_eq!(b.spin_for(None), Duration::ZERO, "still sleeping");
     }
 
     #[test]
