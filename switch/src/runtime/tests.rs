@@ -9,7 +9,7 @@ use forwarder::HandlerFactory;
 use forwarder::{FlowFrame, FlowHandler, FrameSink, Handled, WorkerContext};
 use stack::ingress::DropReason;
 use stack::time::Instant;
-use stack::wire::{ArpOperation, EtherType, EthernetAddress};
+use stack::wire::{ArpOperation, ArpPacket, ArpRepr, EtherType, EthernetAddress};
 use std::net::Ipv4Addr;
 use std::sync::atomic::Ordering;
 
@@ -172,6 +172,9 @@ fn a_full_worker_inbox_drops_and_counts_and_other_workers_go_on() {
         ..config()
     })
     .unwrap();
+    // Declared after the runtime, so dropped before it even when an assertion fails: the
+    // stuck worker is let go before the runtime joins it.
+    let open = open;
     // Ports are spread over the workers in turn.
     let stuck = rt.attacher().attach("stuck").unwrap();
     let free = rt.attacher().attach("free").unwrap();
@@ -185,7 +188,20 @@ fn a_full_worker_inbox_drops_and_counts_and_other_workers_go_on() {
         stuck.counters().rx_dropped.load(Ordering::Relaxed),
         20 - taken as u64
     );
-    assert!(free.send(Bytes::from(arp_request(GW, GUEST))));
+    // From a MAC of its own: a guest behind `free` that also used `GUEST_MAC` would race the
+    // stuck worker's learning of that address, and its reply could be switched to `stuck`.
+    let other = EthernetAddress([0x02, 0, 0, 0, 0xf2, 0xee]);
+    let arp = ArpRepr {
+        operation: ArpOperation::Request,
+        source_hardware_addr: other,
+        source_protocol_addr: Ipv4Addr::new(192, 168, 127, 3),
+        target_hardware_addr: EthernetAddress([0; 6]),
+        target_protocol_addr: GW,
+    };
+    let mut body = vec![0; arp.buffer_len()];
+    arp.emit(&mut ArpPacket::new_unchecked(&mut body[..]));
+    let request = frame(other, EthernetAddress::BROADCAST, EtherType::Arp, &body);
+    assert!(free.send(Bytes::from(request)));
     assert!(free.egress().recv_timeout(Duration::from_secs(5)).is_ok());
     drop(open);
     rt.shutdown();
