@@ -243,9 +243,14 @@ fn a_worker_in_a_ping_pong_polls_instead_of_sleeping_and_an_idle_one_sleeps() {
         after.0 >= 300,
         "most of 600 waits (a reply, the next request) found while polling: {after:?}"
     );
-    assert_eq!(
-        idle, after,
-        "an idle worker sleeps: its timers and the stats requests do not set it polling"
+    // The stats request that read `after` wakes the worker itself, and when it lands within
+    // the budget of the worker's last wake-up (a timer's), the worker polls once more for a
+    // budget and gives up: one at most. A worker that its timers kept polling would give up
+    // on each of them.
+    assert_eq!(idle.0, after.0, "an idle worker finds nothing by polling");
+    assert!(
+        idle.1 <= after.1 + 1,
+        "an idle worker sleeps: its timers do not set it polling: {after:?} then {idle:?}"
     );
 
     let (after, idle) = request_reply_with_busy_poll("busy-poll-off", Duration::ZERO);
