@@ -37,7 +37,10 @@ const CONNECT_SECS: &str = "3";
 /// How far descriptors may stay above the baseline (raw ICMP sockets a worker opens once,
 /// a pooled DNS connection) and how long they may take to get back.
 const FD_SLACK: usize = 16;
-const SETTLE: Duration = Duration::from_secs(30);
+/// A flood's half-open flow whose SYN-ACK the guest never answers (its RST lost while the
+/// flood fills the TAP's queue) lives until the engine's SYN-ACK retransmissions run out:
+/// six, backing off from 1 s, 127 s in all. Most checks end within a second or two.
+const SETTLE: Duration = Duration::from_secs(150);
 /// Resident memory allowed above the baseline once the flows are gone.
 const RSS_SLACK_KIB: u64 = 16 * 1024;
 
