@@ -77,16 +77,21 @@ pub fn udp_datagram(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, data: 
 }
 
 pub fn arp_request(target: Ipv4Addr, sender: Ipv4Addr) -> Vec<u8> {
+    arp_request_from(GUEST_MAC, target, sender)
+}
+
+/// [`arp_request`] from a guest whose MAC is `mac`.
+pub fn arp_request_from(mac: EthernetAddress, target: Ipv4Addr, sender: Ipv4Addr) -> Vec<u8> {
     let repr = ArpRepr {
         operation: ArpOperation::Request,
-        source_hardware_addr: GUEST_MAC,
+        source_hardware_addr: mac,
         source_protocol_addr: sender,
         target_hardware_addr: EthernetAddress([0; 6]),
         target_protocol_addr: target,
     };
     let mut b = vec![0u8; repr.buffer_len()];
     repr.emit(&mut ArpPacket::new_unchecked(&mut b[..]));
-    frame(GUEST_MAC, EthernetAddress::BROADCAST, EtherType::Arp, &b)
+    frame(mac, EthernetAddress::BROADCAST, EtherType::Arp, &b)
 }
 
 pub fn reply(outcome: Outcome) -> Bytes {

@@ -1,7 +1,7 @@
 use super::*;
 use crate::gateway::testing::{
-    GUEST, GUEST_MAC, GW, GW_MAC, HOST, arp_request, dns_frame, echo_request, frame, parse_arp,
-    tcp_syn, udp_datagram,
+    GUEST, GUEST_MAC, GW, GW_MAC, HOST, arp_request, arp_request_from, dns_frame, echo_request,
+    frame, parse_arp, tcp_syn, udp_datagram,
 };
 use bytes::Bytes;
 use dhcp::Subnet;
@@ -9,7 +9,7 @@ use forwarder::HandlerFactory;
 use forwarder::{FlowFrame, FlowHandler, FrameSink, Handled, WorkerContext};
 use stack::ingress::DropReason;
 use stack::time::Instant;
-use stack::wire::{ArpOperation, ArpPacket, ArpRepr, EtherType, EthernetAddress};
+use stack::wire::{ArpOperation, EtherType, EthernetAddress};
 use std::net::Ipv4Addr;
 use std::sync::atomic::Ordering;
 
@@ -191,16 +191,7 @@ fn a_full_worker_inbox_drops_and_counts_and_other_workers_go_on() {
     // From a MAC of its own: a guest behind `free` that also used `GUEST_MAC` would race the
     // stuck worker's learning of that address, and its reply could be switched to `stuck`.
     let other = EthernetAddress([0x02, 0, 0, 0, 0xf2, 0xee]);
-    let arp = ArpRepr {
-        operation: ArpOperation::Request,
-        source_hardware_addr: other,
-        source_protocol_addr: Ipv4Addr::new(192, 168, 127, 3),
-        target_hardware_addr: EthernetAddress([0; 6]),
-        target_protocol_addr: GW,
-    };
-    let mut body = vec![0; arp.buffer_len()];
-    arp.emit(&mut ArpPacket::new_unchecked(&mut body[..]));
-    let request = frame(other, EthernetAddress::BROADCAST, EtherType::Arp, &body);
+    let request = arp_request_from(other, GW, Ipv4Addr::new(192, 168, 127, 3));
     assert!(free.send(Bytes::from(request)));
     assert!(free.egress().recv_timeout(Duration::from_secs(5)).is_ok());
     drop(open);
